@@ -1,0 +1,1 @@
+"""The vpbx command line."""

@@ -1,0 +1,1 @@
+"""Tenant self-service control API (built in a later issue)."""

@@ -1,0 +1,1 @@
+"""CRM service (built in a later issue)."""

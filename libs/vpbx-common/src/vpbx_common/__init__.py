@@ -1,0 +1,1 @@
+"""Shared schemas and helpers used by every vpbx component."""

@@ -1,0 +1,1 @@
+"""SIP edge and tenant media node (one package, two roles)."""

@@ -1,0 +1,1 @@
+"""Kubernetes operator for Tenant and Number resources; desired state as pure functions."""
