@@ -1,5 +1,9 @@
-"""Root conftest: the real services tests need are pytest plugins under tests/services."""
+"""Root conftest: every module under tests/services is a pytest plugin providing real services."""
 
-pytest_plugins = [
-    "tests.services.redis",
-]
+from pathlib import Path
+
+pytest_plugins = sorted(
+    f"tests.services.{path.stem}"
+    for path in (Path(__file__).parent / "tests" / "services").glob("*.py")
+    if path.stem != "__init__"
+)

@@ -10,7 +10,16 @@ import re
 from dataclasses import dataclass, replace
 
 from .errors import SipParseError
-from .uri import Params, Uri, format_params, get_param, parse_host_port, parse_uri, set_param
+from .uri import (
+    Params,
+    Uri,
+    format_params,
+    get_param,
+    is_ascii_digits,
+    parse_host_port,
+    parse_uri,
+    set_param,
+)
 
 COMPACT_FORMS: dict[str, str] = {
     "a": "Accept-Contact",
@@ -117,7 +126,7 @@ SINGLE_HEADERS = frozenset(
     {"Call-ID", "Content-Length", "Content-Type", "CSeq", "From", "Max-Forwards", "To", "Expires"}
 )
 
-_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+\Z")
 
 
 def canonical_name(name: str) -> str:
@@ -175,33 +184,47 @@ def split_list(value: str) -> list[str]:
     return parts
 
 
+_PARAM_NAME = re.compile(r"[^\s;=]+")
+_PARAM_VALUE = re.compile(r"[^\s;,]+")
+_LWS = re.compile(r"\s*")
+
+
 def _parse_header_params(text: str, *, where: str) -> Params:
     """Parameters after a header value: `;name=value` with tokens or quoted strings."""
+    # Walks an index instead of re-slicing the rest, so a value made of tens of
+    # thousands of ';' stays linear rather than quadratic.
     params: list[tuple[str, str | None]] = []
-    rest = text.strip()
-    while rest:
-        if not rest.startswith(";"):
-            raise SipParseError(f"unexpected {rest!r} in {where}")
-        rest = rest[1:].lstrip()
-        match = re.match(r"([^\s;=]+)\s*", rest)
-        if not match or not is_token(match.group(1)):
-            raise SipParseError(f"invalid parameter name in {where}: {rest!r}")
-        name = match.group(1)
-        rest = rest[match.end() :]
-        if rest.startswith("="):
-            rest = rest[1:].lstrip()
-            if rest.startswith('"'):
-                end = _quoted_end(rest)
-                value = rest[: end + 1]
-                rest = rest[end + 1 :].lstrip()
+    end = len(text)
+
+    def skip_lws(at: int) -> int:
+        match = _LWS.match(text, at)
+        return at if match is None else match.end()
+
+    pos = skip_lws(0)
+    while pos < end:
+        if text[pos] != ";":
+            raise SipParseError(f"unexpected {text[pos : pos + 80]!r} in {where}")
+        pos = skip_lws(pos + 1)
+        name_match = _PARAM_NAME.match(text, pos)
+        if not name_match or not is_token(name_match.group()):
+            raise SipParseError(f"invalid parameter name in {where}: {text[pos : pos + 80]!r}")
+        name = name_match.group()
+        pos = skip_lws(name_match.end())
+        if pos < end and text[pos] == "=":
+            pos = skip_lws(pos + 1)
+            if pos < end and text[pos] == '"':
+                close = _quoted_end(text, pos)
+                value = text[pos : close + 1]
+                pos = close + 1
             else:
-                vmatch = re.match(r"([^\s;,]+)\s*", rest)
-                if not vmatch:
+                value_match = _PARAM_VALUE.match(text, pos)
+                if not value_match:
                     raise SipParseError(f"missing value for parameter {name!r} in {where}")
-                value = vmatch.group(1)
+                value = value_match.group()
                 if not (is_token(value) or parse_host_like(value)):
                     raise SipParseError(f"invalid value {value!r} for {name!r} in {where}")
-                rest = rest[vmatch.end() :]
+                pos = value_match.end()
+            pos = skip_lws(pos)
             params.append((name, value))
         else:
             params.append((name, None))
@@ -217,9 +240,9 @@ def parse_host_like(value: str) -> bool:
     return True
 
 
-def _quoted_end(text: str) -> int:
-    """Index of the closing quote of the quoted string starting at text[0]."""
-    i = 1
+def _quoted_end(text: str, start: int = 0) -> int:
+    """Index of the closing quote of the quoted string starting at text[start]."""
+    i = start + 1
     while i < len(text):
         ch = text[i]
         if ch == "\\":
@@ -228,7 +251,7 @@ def _quoted_end(text: str) -> int:
         if ch == '"':
             return i
         i += 1
-    raise SipParseError(f"unterminated quoted string in {text!r}")
+    raise SipParseError(f"unterminated quoted string in {text[start : start + 80]!r}")
 
 
 def unquote_string(text: str) -> str:
@@ -276,8 +299,10 @@ class NameAddr:
             end = rest.find(">")
             if end < 0:
                 raise SipParseError(f"missing '>' in {text!r}")
-            uri_text = rest[1:end].strip()
-            if any(ch.isspace() for ch in uri_text):
+            # RFC 3261 LAQUOT/RAQUOT allow no whitespace inside the brackets
+            # (RFC 4475 badaspec), so the URI is not stripped.
+            uri_text = rest[1:end]
+            if not uri_text or any(ch.isspace() for ch in uri_text):
                 raise SipParseError(f"whitespace inside URI {uri_text!r}")
             uri = parse_uri(uri_text)
             params = _parse_header_params(rest[end + 1 :], where="address")
@@ -363,7 +388,7 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):
+        if len(parts) != 2 or not is_ascii_digits(parts[0]) or not is_token(parts[1]):
             raise SipParseError(f"malformed CSeq {text!r}")
         seq = int(parts[0])
         if seq >= 2**31:

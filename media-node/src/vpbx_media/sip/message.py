@@ -3,6 +3,10 @@
 `parse_message` is a pure function: for any input it returns a message or
 raises `SipParseError` (with the status a server should answer), never
 anything else. Messages are immutable; proxies build edited copies.
+
+Content-Length is framing, not content: parsing uses it to cut the body and
+then drops it from `headers`; serialising always writes the real body length
+as the last header. So `parse_message(bytes(m)) == m` for every parsed `m`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .headers import (
     is_token,
     split_list,
 )
-from .uri import SipUri, Uri, parse_uri
+from .uri import SipUri, Uri, is_ascii_digits, parse_uri
 
 MAX_MESSAGE_SIZE = 65_535
 SIP_VERSION = "SIP/2.0"
@@ -76,6 +80,12 @@ class Header:
     value: str
 
 
+def _name_key(name: str) -> str:
+    # Header names are case-insensitive (RFC 3261 section 7.3.5); canonical_name
+    # keeps the spelling of unknown names, so comparisons also fold case.
+    return canonical_name(name).lower()
+
+
 @dataclass(frozen=True, slots=True)
 class Headers:
     """Ordered header lines; lookups are case-insensitive and know compact forms."""
@@ -93,15 +103,15 @@ class Headers:
         return len(self.items)
 
     def get(self, name: str) -> str | None:
-        wanted = canonical_name(name)
+        key = _name_key(name)
         for header in self.items:
-            if header.name == wanted:
+            if _name_key(header.name) == key:
                 return header.value
         return None
 
     def lines(self, name: str) -> list[str]:
-        wanted = canonical_name(name)
-        return [header.value for header in self.items if header.name == wanted]
+        key = _name_key(name)
+        return [header.value for header in self.items if _name_key(header.name) == key]
 
     def values(self, name: str) -> list[str]:
         """Every value of a header; list headers are split on their commas."""
@@ -123,24 +133,26 @@ class Headers:
     def prepend(self, name: str, value: str) -> Headers:
         """Insert before the first header of that name (or first of all)."""
         wanted = canonical_name(name)
+        key = _name_key(name)
         items = list(self.items)
         for index, header in enumerate(items):
-            if header.name == wanted:
+            if _name_key(header.name) == key:
                 items.insert(index, Header(wanted, value))
                 return Headers(tuple(items))
         return Headers((Header(wanted, value), *items))
 
     def remove(self, name: str) -> Headers:
-        wanted = canonical_name(name)
-        return Headers(tuple(h for h in self.items if h.name != wanted))
+        key = _name_key(name)
+        return Headers(tuple(h for h in self.items if _name_key(h.name) != key))
 
     def set(self, name: str, value: str) -> Headers:
         """Replace every line of the header with one line, keeping its position."""
         wanted = canonical_name(name)
+        key = _name_key(name)
         items: list[Header] = []
         placed = False
         for header in self.items:
-            if header.name == wanted:
+            if _name_key(header.name) == key:
                 if not placed:
                     items.append(Header(wanted, value))
                     placed = True
@@ -153,10 +165,11 @@ class Headers:
     def replace_values(self, name: str, values: list[str]) -> Headers:
         """Rewrite a list header as one value per line, at its first position."""
         wanted = canonical_name(name)
+        key = _name_key(name)
         items: list[Header] = []
         placed = False
         for header in self.items:
-            if header.name == wanted:
+            if _name_key(header.name) == key:
                 if not placed:
                     items.extend(Header(wanted, v) for v in values)
                     placed = True
@@ -231,7 +244,11 @@ class _MessageFields:
 
     def _serialise(self, start_line: str) -> bytes:
         lines = [start_line]
-        lines.extend(f"{h.name}: {h.value}" for h in self.headers.items if h.name != "Content-Length")
+        lines.extend(
+            f"{h.name}: {h.value}"
+            for h in self.headers.items
+            if _name_key(h.name) != _CONTENT_LENGTH_KEY
+        )
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
 
@@ -253,7 +270,9 @@ class SipRequest(_MessageFields):
         return replace(self, uri=uri)
 
     def with_body(self, body: bytes, content_type: str | None = None) -> SipRequest:
-        headers = self.headers if content_type is None else self.headers.set("Content-Type", content_type)
+        headers = (
+            self.headers if content_type is None else self.headers.set("Content-Type", content_type)
+        )
         return replace(self, body=body, headers=headers)
 
     @property
@@ -282,7 +301,9 @@ class SipResponse(_MessageFields):
         return replace(self, headers=headers)
 
     def with_body(self, body: bytes, content_type: str | None = None) -> SipResponse:
-        headers = self.headers if content_type is None else self.headers.set("Content-Type", content_type)
+        headers = (
+            self.headers if content_type is None else self.headers.set("Content-Type", content_type)
+        )
         return replace(self, body=body, headers=headers)
 
     @property
@@ -338,32 +359,50 @@ def make_response(
         headers = headers.add(name, value)
     if content_type is not None:
         headers = headers.set("Content-Type", content_type)
-    return SipResponse(status=status, reason=reason or reason_phrase(status), headers=headers, body=body)
+    return SipResponse(
+        status=status, reason=reason or reason_phrase(status), headers=headers, body=body
+    )
 
 
-_REQUEST_LINE = re.compile(r"^([^\s]+) ([^\s]+) (SIP/\d+\.\d+)$")
-_STATUS_LINE = re.compile(r"^(SIP/\d+\.\d+) (\d{3}) (.*)$")
+_CONTENT_LENGTH_KEY = "content-length"
+_REQUEST_LINE = re.compile(r"^([^\s]+) ([^\s]+) (SIP/[0-9]+\.[0-9]+)\Z")
+_STATUS_LINE = re.compile(r"^(SIP/[0-9]+\.[0-9]+) ([0-9]{3}) (.*)\Z", re.S)
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_LINE_BREAK = re.compile(r"\r?\n")
+# RFC 3261 section 25.1 SIP-date (rfc1123-date): the only zone allowed is GMT.
+_SIP_DATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+    re.IGNORECASE,
+)
 
 
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        index = data.find(separator)
-        if index >= 0:
-            return data[:index], data[index + len(separator) :]
-    raise SipParseError("no empty line after the headers")
+    # The first empty line ends the head, whichever of CRLF or bare LF the
+    # sender used; searching for "\r\n\r\n" first would skip an earlier "\n\n".
+    match = _HEAD_END.search(data)
+    if match is None:
+        raise SipParseError("no empty line after the headers")
+    return data[: match.start()], data[match.end() :]
 
 
 def _unfold(head: str) -> list[str]:
     """Header lines with RFC 3261 line folding (CRLF + whitespace) joined."""
-    lines: list[str] = []
-    for raw in re.split(r"\r?\n", head):
+    # Pieces are collected per line and joined once, so thousands of
+    # continuation lines cost linear, not quadratic, time.
+    lines: list[list[str]] = []
+    for raw in _LINE_BREAK.split(head):
         if raw[:1] in (" ", "\t"):
             if not lines:
                 raise SipParseError("continuation line before the start line")
-            lines[-1] = lines[-1].rstrip() + " " + raw.strip()
+            current = lines[-1]
+            current[-1] = current[-1].rstrip()
+            current.append(" ")
+            current.append(raw.strip())
         else:
-            lines.append(raw)
-    return lines
+            lines.append([raw])
+    return ["".join(parts) for parts in lines]
 
 
 def _parse_headers(lines: list[str]) -> Headers:
@@ -390,20 +429,24 @@ def _validate(headers: Headers, *, method: str | None) -> CSeq:
     cseq = CSeq.parse(_required(headers, "CSeq"))
     for via in headers.values("Via"):
         Via.parse(via)
-    from_addr = NameAddr.parse(_required(headers, "From"))
-    to_addr = NameAddr.parse(_required(headers, "To"))
-    del from_addr, to_addr
+    NameAddr.parse(_required(headers, "From"))
+    NameAddr.parse(_required(headers, "To"))
     if method is not None:
         if cseq.method != method:
+            # RFC 4475 mismatch02 prefers 501 for an unknown method, but which
+            # methods are implemented is the application's call; 400 is allowed.
             raise SipParseError(f"CSeq method {cseq.method} does not match {method}")
         max_forwards = headers.get("Max-Forwards")
         if max_forwards is not None and (
-            not max_forwards.isdigit() or int(max_forwards) > 255
+            not is_ascii_digits(max_forwards) or int(max_forwards) > 255
         ):
             raise SipParseError(f"invalid Max-Forwards {max_forwards!r}")
     expires = headers.get("Expires")
-    if expires is not None and method is not None and not expires.strip().isdigit():
+    if expires is not None and method is not None and not is_ascii_digits(expires.strip()):
         raise SipParseError(f"invalid Expires {expires!r}")
+    date = headers.get("Date")
+    if date is not None and not _SIP_DATE.fullmatch(date):
+        raise SipParseError(f"invalid Date {date!r} (RFC 1123 format in GMT required)")
     for contact in headers.values("Contact"):
         if contact.strip() != "*":
             NameAddr.parse(contact)
@@ -417,13 +460,18 @@ def _content_length(headers: Headers) -> int | None:
     value = headers.get("Content-Length")
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not is_ascii_digits(value) or len(value) > 9:
         raise SipParseError(f"invalid Content-Length {value!r}")
     return int(value)
 
 
 def parse_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> SipMessage:
-    """Parse one whole message (a datagram or a framed stream message)."""
+    """Parse one whole message (a datagram or a framed stream message).
+
+    Bytes after the Content-Length of body are ignored (RFC 3261 section
+    18.3; RFC 4475 dblreq). Without Content-Length the body is the rest of
+    the data, as RFC 2543 senders expect on UDP (RFC 4475 inv2543).
+    """
     if len(data) > max_size:
         raise MessageTooLarge(len(data), max_size)
     try:
@@ -444,11 +492,15 @@ def _parse(data: bytes) -> SipMessage:
     lines = _unfold(head)
     start_line, header_lines = lines[0], lines[1:]
     headers = _parse_headers(header_lines)
+    if len(headers.lines("Content-Length")) > 1:
+        # RFC 4475 mcl01: with two lengths the body cannot be framed at all.
+        raise SipParseError("more than one Content-Length header")
     length = _content_length(headers)
     if length is not None:
         if length > len(body):
             raise SipParseError(f"Content-Length {length} exceeds the {len(body)}-byte body")
         body = body[:length]
+        headers = headers.remove("Content-Length")
     status_match = _STATUS_LINE.match(start_line)
     if status_match:
         version, code, reason = status_match.groups()
@@ -468,6 +520,9 @@ def _parse(data: bytes) -> SipMessage:
     uri = parse_uri(uri_text)
     if version != SIP_VERSION:
         raise SipParseError(f"unsupported version {version}", 505)
+    if isinstance(uri, SipUri) and uri.headers:
+        # RFC 3261 section 19.1.1 forbids URI headers in a Request-URI (RFC 4475 escruri).
+        raise SipParseError(f"Request-URI {uri_text[:80]!r} carries URI headers")
     _validate(headers, method=method)
     return SipRequest(method=method, uri=uri, headers=headers, body=body)
 
@@ -478,42 +533,83 @@ class StreamFramer:
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buffer = bytearray()
         self._max_size = max_size
+        # Where the search for the end of the head resumes, so a head that
+        # arrives a byte at a time is not rescanned from the start each time.
+        self._scan_from = 0
+        # Size of the message at the front of the buffer once its head is known.
+        self._pending_total: int | None = None
+        self._error: SipParseError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every complete message now available.
 
         Raises `SipParseError` when the stream cannot be framed any more
-        (missing or invalid Content-Length, oversized message); the
-        connection should then be closed.
+        (missing, repeated or invalid Content-Length, oversized message);
+        the connection should then be closed. Messages completed before the
+        bad bytes in the same call are returned first, and the error is
+        raised by the next call.
         """
+        if self._error is not None:
+            raise self._error
         self._buffer.extend(data)
         frames: list[bytes] = []
         while True:
-            # Keep-alive CRLFs (RFC 5626) between messages are skipped.
-            while self._buffer[:2] == b"\r\n":
-                del self._buffer[:2]
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > self._max_size:
-                    raise MessageTooLarge(len(self._buffer), self._max_size)
+            if self._pending_total is None:
+                self._skip_keepalives()
+                try:
+                    total = self._find_total()
+                except SipParseError as exc:
+                    if not frames:
+                        raise
+                    self._error = exc
+                    return frames
+                if total is None:
+                    return frames
+                self._pending_total = total
+            if len(self._buffer) < self._pending_total:
                 return frames
-            head = bytes(self._buffer[:end])
-            length = self._stream_content_length(head)
-            total = end + 4 + length
-            if total > self._max_size:
-                raise MessageTooLarge(total, self._max_size)
-            if len(self._buffer) < total:
-                return frames
-            frames.append(bytes(self._buffer[:total]))
-            del self._buffer[:total]
+            frames.append(bytes(self._buffer[: self._pending_total]))
+            del self._buffer[: self._pending_total]
+            self._pending_total = None
+            self._scan_from = 0
+
+    def _skip_keepalives(self) -> None:
+        # CRLF keep-alives (RFC 5626) and stray line ends between messages.
+        skip = 0
+        while skip < len(self._buffer) and self._buffer[skip] in b"\r\n":
+            skip += 1
+        if skip:
+            del self._buffer[:skip]
+            self._scan_from = max(0, self._scan_from - skip)
+
+    def _find_total(self) -> int | None:
+        match = _HEAD_END.search(self._buffer, self._scan_from)
+        if match is None:
+            if len(self._buffer) > self._max_size:
+                raise MessageTooLarge(len(self._buffer), self._max_size)
+            # The next search starts 3 bytes back: a head end may straddle chunks.
+            self._scan_from = max(0, len(self._buffer) - 3)
+            return None
+        length = self._stream_content_length(bytes(self._buffer[: match.start()]))
+        total = match.end() + length
+        if total > self._max_size:
+            raise MessageTooLarge(total, self._max_size)
+        return total
 
     @staticmethod
     def _stream_content_length(head: bytes) -> int:
-        for raw in head.split(b"\r\n")[1:]:
-            name, sep, value = raw.partition(b":")
-            if sep and name.strip().lower() in (b"content-length", b"l"):
-                text = value.strip()
-                if not text.isdigit():
-                    raise SipParseError(f"invalid Content-Length {text!r}")
-                return int(text)
-        raise SipParseError("Content-Length is required on stream transports")
+        # latin-1 never fails; only ASCII matters for the Content-Length line.
+        lines = _unfold(head.decode("latin-1"))
+        values: list[str] = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep and name.strip(" \t").lower() in ("content-length", "l"):
+                values.append(value.strip(" \t"))
+        if not values:
+            raise SipParseError("Content-Length is required on stream transports")
+        if len(values) > 1:
+            raise SipParseError("more than one Content-Length header")
+        text = values[0]
+        if not is_ascii_digits(text) or len(text) > 9:
+            raise SipParseError(f"invalid Content-Length {text!r}")
+        return int(text)

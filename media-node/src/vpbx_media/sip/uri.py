@@ -8,18 +8,25 @@ from urllib.parse import unquote
 
 from .errors import SipParseError
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?$")
-_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
-_IPV6_REFERENCE = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*\Z")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?\Z")
+# [0-9], not \d: str patterns would also accept non-ASCII digits such as "١٢".
+_IPV4 = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z")
+_ASCII_DIGITS = re.compile(r"^[0-9]+\Z")
+_IPV6_REFERENCE = re.compile(r"^\[[0-9A-Fa-f:.]+\]\Z")
 # Characters allowed (besides %HH escapes) in the user part and in parameter
 # names/values; anything else, such as raw spaces or quotes, is malformed.
-_USER_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+$")
-_PASSWORD_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*$")
-_PARAM_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+$")
-_HEADER_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$@=,;]|%[0-9A-Fa-f]{2})*$")
+_USER_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+\Z")
+_PASSWORD_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*\Z")
+_PARAM_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+\Z")
+_HEADER_CHARS = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$@=,;]|%[0-9A-Fa-f]{2})*\Z")
 
 Params = tuple[tuple[str, str | None], ...]
+
+
+def is_ascii_digits(text: str) -> bool:
+    """True for a non-empty run of 0-9 (`str.isdigit` also accepts other scripts' digits)."""
+    return bool(_ASCII_DIGITS.match(text))
 
 
 def get_param(params: Params, name: str) -> str | None:
@@ -73,7 +80,7 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
             raise SipParseError(f"invalid host {host!r}")
     port: int | None = None
     if port_text is not None:
-        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        if not is_ascii_digits(port_text) or len(port_text) > 5 or int(port_text) > 65535:
             raise SipParseError(f"invalid port {port_text!r}")
         port = int(port_text)
     return host, port

@@ -1,0 +1,31 @@
+# vpbx: the two commands are `make up` and `make test`.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+.PHONY: up test deps lint typecheck unit bench-sip clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+## Run the whole platform locally from examples/demo.yaml (Ctrl-C stops it).
+up: deps
+	uv run vpbx up -f examples/demo.yaml
+
+## Install what is missing, then run the whole suite against real services.
+test: deps
+	uv run ruff check .
+	uv run ruff format --check .
+	uv run mypy
+	bash scripts/run-tests.sh
+
+lint:
+	uv run ruff check . && uv run ruff format --check . && uv run mypy
+
+## Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio.
+bench-sip: deps
+	uv run python -m loadtest.bench_sip
+
+clean:
+	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,188 @@
+"""The edge routing table: which tenant node takes a dialled number or a SIP domain.
+
+The operator (or the local launcher) computes a ``RoutingSnapshot`` from the
+platform manifests and writes it to Redis with ``RoutingTable.replace``; every
+SIP edge reads single entries with ``lookup_number`` / ``lookup_domain``.
+
+Redis layout (``prefix`` defaults to ``vpbx:route``)::
+
+    <prefix>:number:<e164>      JSON NumberRoute
+    <prefix>:domain:<domain>    JSON DomainRoute (domain lowercased)
+    <prefix>:index:numbers      set of the e164 keys written by the last replace
+    <prefix>:index:domains      set of the domains written by the last replace
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+import redis.asyncio
+import redis.exceptions
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+logger = logging.getLogger(__name__)
+
+_REPLACE_ATTEMPTS = 5
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumberRoute(_Frozen):
+    """Where calls to one dialled number go."""
+
+    number: str
+    tenant: str
+    city: str
+    node: str
+    address: str = Field(description="host:port of the node's SIP listener")
+    label: str | None = None
+    entry: str
+    channels: int = 0
+    suspended: bool = False
+
+
+class DomainRoute(_Frozen):
+    """Where requests for one tenant SIP domain go (REGISTER, calls between users)."""
+
+    domain: str
+    tenant: str
+    suspended: bool = False
+    nodes: dict[str, str] = Field(description="city -> host:port")
+    extensions: dict[str, str] = Field(default_factory=dict, description="extension -> home city")
+    default_city: str
+
+    @model_validator(mode="after")
+    def _default_city_has_node(self) -> DomainRoute:
+        if self.default_city not in self.nodes:
+            raise ValueError(f"default city {self.default_city!r} has no node")
+        return self
+
+    def address_for(self, extension: str | None = None) -> str:
+        """The node of the user's home city, else of the tenant's first city."""
+        city = self.extensions.get(extension or "", self.default_city)
+        return self.nodes.get(city) or self.nodes[self.default_city]
+
+
+class RejectionReason(enum.StrEnum):
+    TENANT_NOT_FOUND = "TenantNotFound"
+    CITY_NOT_SERVED = "CityNotServed"
+    DUPLICATE_NUMBER = "DuplicateNumber"
+
+
+class RejectedNumber(_Frozen):
+    """A Number resource that got no route, and why (for its status conditions)."""
+
+    name: str
+    number: str
+    reason: RejectionReason
+    message: str
+
+
+class RoutingSnapshot(_Frozen):
+    numbers: dict[str, NumberRoute] = Field(default_factory=dict)
+    domains: dict[str, DomainRoute] = Field(default_factory=dict)
+    # Not written to Redis: the operator turns these into status conditions.
+    rejected: list[RejectedNumber] = Field(default_factory=list)
+
+
+class RoutingTableError(RuntimeError):
+    """Redis holds an entry this code cannot read."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def normalize_domain(domain: str) -> str:
+    return domain.strip().lower().rstrip(".")
+
+
+class RoutingTable:
+    def __init__(self, redis_client: redis.asyncio.Redis, prefix: str = "vpbx:route") -> None:
+        self._redis = redis_client
+        self._prefix = prefix
+        self._number_index = f"{prefix}:index:numbers"
+        self._domain_index = f"{prefix}:index:domains"
+
+    def _number_key(self, e164: str) -> str:
+        return f"{self._prefix}:number:{e164}"
+
+    def _domain_key(self, domain: str) -> str:
+        return f"{self._prefix}:domain:{normalize_domain(domain)}"
+
+    async def replace(self, snapshot: RoutingSnapshot) -> None:
+        """Make Redis hold exactly the snapshot's routes.
+
+        One MULTI/EXEC writes the new entries and deletes the stale ones, so a
+        lookup never sees a half-written table. The indexes are WATCHed: if two
+        writers race, the loser re-reads them and tries again.
+        """
+        numbers = {number: route.model_dump_json() for number, route in snapshot.numbers.items()}
+        domains = {
+            normalize_domain(domain): route.model_dump_json()
+            for domain, route in snapshot.domains.items()
+        }
+        for attempt in range(1, _REPLACE_ATTEMPTS + 1):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(self._number_index, self._domain_index)
+                    old_numbers = {_text(m) for m in await pipe.smembers(self._number_index)}
+                    old_domains = {_text(m) for m in await pipe.smembers(self._domain_index)}
+                    stale_keys = [self._number_key(n) for n in old_numbers - numbers.keys()]
+                    stale_keys += [self._domain_key(d) for d in old_domains - domains.keys()]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if stale_keys:
+                        pipe.delete(*stale_keys)
+                    pipe.delete(self._number_index, self._domain_index)
+                    if numbers:
+                        pipe.mset({self._number_key(n): value for n, value in numbers.items()})
+                        pipe.sadd(self._number_index, *numbers)
+                    if domains:
+                        pipe.mset({self._domain_key(d): value for d, value in domains.items()})
+                        pipe.sadd(self._domain_index, *domains)
+                    await pipe.execute()
+                except redis.exceptions.WatchError:
+                    logger.warning(
+                        "routing table changed while replacing it (attempt %d), retrying", attempt
+                    )
+                    continue
+            logger.info(
+                "routing table replaced: %d numbers, %d domains, %d stale entries removed",
+                len(numbers),
+                len(domains),
+                len(stale_keys),
+            )
+            return
+        raise RoutingTableError(
+            f"routing table kept changing under {_REPLACE_ATTEMPTS} replace attempts"
+        )
+
+    async def lookup_number(self, e164: str) -> NumberRoute | None:
+        """The route of an E.164 number; normalise the dialled text first."""
+        raw = await self._redis.get(self._number_key(e164))
+        if raw is None:
+            return None
+        try:
+            return NumberRoute.model_validate_json(raw)
+        except ValidationError as error:
+            raise RoutingTableError(f"unreadable route for number {e164}: {error}") from error
+
+    async def lookup_domain(self, domain: str) -> DomainRoute | None:
+        """The route of a tenant SIP domain, compared case-insensitively."""
+        raw = await self._redis.get(self._domain_key(domain))
+        if raw is None:
+            return None
+        try:
+            return DomainRoute.model_validate_json(raw)
+        except ValidationError as error:
+            raise RoutingTableError(f"unreadable route for domain {domain}: {error}") from error
+
+    async def numbers(self) -> set[str]:
+        """The numbers written by the last replace (for diagnostics and the CLI)."""
+        return {_text(member) for member in await self._redis.smembers(self._number_index)}
+
+    async def domains(self) -> set[str]:
+        return {_text(member) for member in await self._redis.smembers(self._domain_index)}

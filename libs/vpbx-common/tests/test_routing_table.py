@@ -1,0 +1,263 @@
+"""The edge routing table against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+
+from vpbx_common.routing import (
+    DomainRoute,
+    NumberRoute,
+    RejectedNumber,
+    RejectionReason,
+    RoutingSnapshot,
+    RoutingTable,
+    RoutingTableError,
+)
+
+
+def as_text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
+
+
+def number_route(
+    e164: str, tenant: str = "acme", city: str = "msk", **extra: object
+) -> NumberRoute:
+    return NumberRoute.model_validate(
+        {
+            "number": e164,
+            "tenant": tenant,
+            "city": city,
+            "node": f"vpbx-node-{tenant}-{city}",
+            "address": "127.0.0.1:5071",
+            "entry": "sales",
+            **extra,
+        }
+    )
+
+
+def domain_route(domain: str, tenant: str, suspended: bool = False) -> DomainRoute:
+    return DomainRoute(
+        domain=domain,
+        tenant=tenant,
+        suspended=suspended,
+        nodes={"msk": "127.0.0.1:5071", "ekb": "127.0.0.1:5072"},
+        extensions={"101": "msk", "201": "ekb"},
+        default_city="msk",
+    )
+
+
+def snapshot(*numbers: NumberRoute, domains: tuple[DomainRoute, ...] = ()) -> RoutingSnapshot:
+    return RoutingSnapshot(
+        numbers={route.number: route for route in numbers},
+        domains={route.domain: route for route in domains},
+    )
+
+
+@pytest.fixture
+async def client(flushed_redis: str) -> AsyncIterator[redis.asyncio.Redis]:
+    connection = redis.asyncio.Redis.from_url(flushed_redis)
+    yield connection
+    await connection.aclose()
+
+
+@pytest.fixture
+def table(client: redis.asyncio.Redis) -> RoutingTable:
+    return RoutingTable(client)
+
+
+async def test_replace_then_lookup(table: RoutingTable) -> None:
+    labelled = number_route("+74950000002", label="yandex-direct", channels=4)
+    await table.replace(
+        snapshot(
+            number_route("+74950000001"),
+            labelled,
+            domains=(domain_route("acme.vpbx.local", "acme"),),
+        )
+    )
+    assert await table.lookup_number("+74950000002") == labelled
+    found = await table.lookup_number("+74950000001")
+    assert found is not None
+    assert (found.tenant, found.node, found.address) == (
+        "acme",
+        "vpbx-node-acme-msk",
+        "127.0.0.1:5071",
+    )
+    domain = await table.lookup_domain("acme.vpbx.local")
+    assert domain == domain_route("acme.vpbx.local", "acme")
+    assert domain is not None
+    assert domain.address_for("201") == "127.0.0.1:5072"
+
+
+async def test_unknown_entries_are_none(table: RoutingTable) -> None:
+    assert await table.lookup_number("+74950000001") is None
+    await table.replace(snapshot(number_route("+74950000001")))
+    assert await table.lookup_number("+74950000003") is None
+    assert await table.lookup_domain("initech.vpbx.local") is None
+
+
+async def test_domain_lookup_ignores_case_and_trailing_dot(table: RoutingTable) -> None:
+    await table.replace(snapshot(domains=(domain_route("Acme.VPBX.local", "acme"),)))
+    for spelling in ("acme.vpbx.local", "ACME.vpbx.LOCAL", "acme.vpbx.local."):
+        found = await table.lookup_domain(spelling)
+        assert found is not None
+        assert found.tenant == "acme"
+    assert await table.domains() == {"acme.vpbx.local"}
+
+
+async def test_replace_removes_stale_entries_and_updates_changed_ones(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    await table.replace(
+        snapshot(
+            number_route("+74950000001"),
+            number_route("+74950000002"),
+            domains=(
+                domain_route("acme.vpbx.local", "acme"),
+                domain_route("globex.vpbx.local", "globex"),
+            ),
+        )
+    )
+    moved = number_route("+74950000001", city="ekb")
+    await table.replace(
+        snapshot(
+            moved,
+            number_route("+74950000009", tenant="globex"),
+            domains=(domain_route("globex.vpbx.local", "globex", suspended=True),),
+        )
+    )
+    assert await table.lookup_number("+74950000001") == moved
+    assert await table.lookup_number("+74950000002") is None
+    assert await table.lookup_number("+74950000009") is not None
+    assert await table.lookup_domain("acme.vpbx.local") is None
+    globex = await table.lookup_domain("globex.vpbx.local")
+    assert globex is not None
+    assert globex.suspended is True
+    assert await table.numbers() == {"+74950000001", "+74950000009"}
+    keys = {as_text(key) for key in await client.keys("vpbx:route:*")}
+    assert keys == {
+        "vpbx:route:number:+74950000001",
+        "vpbx:route:number:+74950000009",
+        "vpbx:route:domain:globex.vpbx.local",
+        "vpbx:route:index:numbers",
+        "vpbx:route:index:domains",
+    }
+
+
+async def test_empty_snapshot_empties_the_table(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    await table.replace(
+        snapshot(number_route("+74950000001"), domains=(domain_route("acme.vpbx.local", "acme"),))
+    )
+    await table.replace(RoutingSnapshot())
+    assert await table.lookup_number("+74950000001") is None
+    assert await table.lookup_domain("acme.vpbx.local") is None
+    assert await client.keys("vpbx:route:*") == []
+
+
+async def test_replace_after_flushall_restores_routes(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    routes = snapshot(
+        number_route("+74950000001"), domains=(domain_route("acme.vpbx.local", "acme"),)
+    )
+    await table.replace(routes)
+    await client.flushall()
+    assert await table.lookup_number("+74950000001") is None
+    await table.replace(routes)
+    assert await table.lookup_number("+74950000001") == routes.numbers["+74950000001"]
+    assert await table.lookup_domain("acme.vpbx.local") == routes.domains["acme.vpbx.local"]
+
+
+async def test_rejected_numbers_are_not_written(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    routes = RoutingSnapshot(
+        rejected=[
+            RejectedNumber(
+                name="lost",
+                number="+74950000005",
+                reason=RejectionReason.TENANT_NOT_FOUND,
+                message="tenant 'initech' does not exist",
+            )
+        ]
+    )
+    await table.replace(routes)
+    assert await table.lookup_number("+74950000005") is None
+    assert await client.keys("*") == []
+
+
+async def test_prefixes_keep_tables_apart(client: redis.asyncio.Redis) -> None:
+    staging = RoutingTable(client, prefix="staging:route")
+    production = RoutingTable(client)
+    await staging.replace(snapshot(number_route("+74950000001")))
+    await production.replace(snapshot(number_route("+74950000002")))
+    await staging.replace(snapshot(number_route("+74950000003")))
+    assert await production.lookup_number("+74950000002") is not None
+    assert await production.lookup_number("+74950000001") is None
+    assert await staging.lookup_number("+74950000003") is not None
+    assert await staging.lookup_number("+74950000001") is None
+
+
+async def test_works_with_decoded_responses(flushed_redis: str) -> None:
+    connection = redis.asyncio.Redis.from_url(flushed_redis, decode_responses=True)
+    try:
+        table = RoutingTable(connection)
+        await table.replace(snapshot(number_route("+74950000001")))
+        await table.replace(snapshot(number_route("+74950000002")))
+        assert await table.lookup_number("+74950000001") is None
+        assert await table.lookup_number("+74950000002") is not None
+    finally:
+        await connection.aclose()
+
+
+async def test_corrupt_entry_is_an_error_not_a_miss(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    await client.set("vpbx:route:number:+74950000001", b"{not json")
+    with pytest.raises(RoutingTableError, match=r"\+74950000001"):
+        await table.lookup_number("+74950000001")
+    await client.set("vpbx:route:domain:acme.vpbx.local", b'{"domain": "acme.vpbx.local"}')
+    with pytest.raises(RoutingTableError, match=r"acme\.vpbx\.local"):
+        await table.lookup_domain("acme.vpbx.local")
+
+
+def test_domain_route_needs_a_node_in_its_default_city() -> None:
+    with pytest.raises(ValueError, match="default city 'nsk' has no node"):
+        DomainRoute(
+            domain="acme.vpbx.local",
+            tenant="acme",
+            nodes={"msk": "127.0.0.1:5071"},
+            default_city="nsk",
+        )
+
+
+def test_routes_round_trip_through_json() -> None:
+    routes = snapshot(
+        number_route("+74950000001", label="2gis"),
+        domains=(domain_route("acme.vpbx.local", "acme"),),
+    )
+    assert RoutingSnapshot.model_validate_json(routes.model_dump_json()) == routes
+
+
+async def test_concurrent_replaces_leave_one_whole_snapshot(flushed_redis: str) -> None:
+    first = snapshot(number_route("+74950000001"), number_route("+74950000002"))
+    second = snapshot(number_route("+74950000003"), number_route("+74950000004"))
+    connections = [redis.asyncio.Redis.from_url(flushed_redis) for _ in range(2)]
+    try:
+        tables = [RoutingTable(connection) for connection in connections]
+        for _ in range(10):
+            await asyncio.wait_for(
+                asyncio.gather(tables[0].replace(first), tables[1].replace(second)), timeout=5
+            )
+            held = await tables[0].numbers()
+            assert held in ({"+74950000001", "+74950000002"}, {"+74950000003", "+74950000004"})
+            stored = {as_text(key) for key in await connections[0].keys("vpbx:route:number:*")}
+            assert stored == {f"vpbx:route:number:{number}" for number in held}
+    finally:
+        for connection in connections:
+            await connection.aclose()

@@ -1,0 +1,57 @@
+"""Run the per-city SIP edge process (`vpbx edge`)."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as redis
+
+from vpbx_common.routing import RoutingTable
+
+from ..runtime import configure_logging, run, wait_for_stop_signal
+from ..settings import EdgeSettings
+from ..sip.transaction import Timers, TransactionLayer, TransactionUser
+from ..sip.transport import SipTransport
+from .flowtoken import EdgeTokens
+from .proxy import EdgeProxy, SourceLimiter
+
+logger = logging.getLogger(__name__)
+
+
+async def run_edge(settings: EdgeSettings) -> None:
+    settings.check_secrets()
+    if not settings.redis_url:
+        raise SystemExit("VPBX_REDIS_URL is required for the SIP edge")
+    redis_client = redis.Redis.from_url(settings.redis_url)
+    transport = SipTransport(
+        settings.sip_host,
+        settings.sip_port,
+        advertised_host=settings.advertised_host,
+        max_message_size=settings.max_message_size,
+    )
+    timers = Timers(t1=settings.sip_t1)
+
+    def layer_factory(user: TransactionUser) -> TransactionLayer:
+        return TransactionLayer(transport, user, timers)
+
+    proxy = EdgeProxy(
+        transport,
+        layer_factory,
+        RoutingTable(redis_client),
+        EdgeTokens(settings.edge_secret.get_secret_value().encode()),
+        limiter=SourceLimiter(settings.source_rate, settings.source_burst),
+    )
+    await transport.start()
+    logger.info("SIP edge listening on %s:%d (UDP and TCP)", settings.sip_host, transport.port)
+    try:
+        await wait_for_stop_signal()
+    finally:
+        await proxy.stop()
+        await transport.stop()
+        await redis_client.aclose()
+
+
+def main() -> None:
+    settings = EdgeSettings()
+    configure_logging(settings.log_level)
+    run(lambda: run_edge(settings))

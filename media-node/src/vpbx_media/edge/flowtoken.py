@@ -1,0 +1,62 @@
+"""Signed edge tokens: how the edge finds its way back through a dialog.
+
+The edge writes a token into every Record-Route and Path entry it adds. The
+token names the outside flow (a phone or carrier: transport, address, port)
+and the tenant node the dialog belongs to. A request routed through that
+entry goes to the node when it comes from the outside flow, and out over the
+same flow otherwise, which reaches phones behind NAT. The HMAC keeps
+outsiders from crafting Route headers that would turn the edge into an open
+relay: a request can only ever reach the node or the flow named by the edge.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from ..sip.transport import Address, Flow, TransportKind
+
+_MAC_BYTES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeToken:
+    outside: Flow
+    node: Address
+
+
+class EdgeTokens:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    def encode(self, token: EdgeToken) -> str:
+        outside, node = token.outside, token.node
+        payload = (
+            f"{outside.transport.value}|{outside.remote.host}|{outside.remote.port}"
+            f"|{node.host}|{node.port}"
+        ).encode()
+        raw = self._mac(payload) + payload
+        return base64.b32encode(raw).decode().rstrip("=").lower()
+
+    def decode(self, text: str) -> EdgeToken | None:
+        """The token's content, or None when it is garbled or forged."""
+        try:
+            raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+        except (ValueError, UnicodeError):
+            return None
+        mac, payload = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            return None
+        try:
+            kind, host, port, node_host, node_port = payload.decode().split("|")
+            return EdgeToken(
+                Flow(TransportKind(kind), Address(host, int(port))),
+                Address(node_host, int(node_port)),
+            )
+        except ValueError:
+            return None

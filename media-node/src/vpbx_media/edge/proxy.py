@@ -1,0 +1,287 @@
+"""The per-city SIP edge: a transaction-stateful proxy in front of the tenant nodes.
+
+Initial requests are routed by what they address: a tenant SIP domain (phones
+registering or calling) goes to that tenant's node, a dialled number
+(carriers) goes to the node of the number's tenant in the number's city.
+In-dialog requests follow the signed token in the edge's own Record-Route
+entry (see flowtoken.py). The edge keeps no call state beyond transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Protocol
+
+from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
+from vpbx_common.routing import DomainRoute, NumberRoute
+
+from ..sip.errors import SipParseError
+from ..sip.headers import NameAddr, Via
+from ..sip.message import SipRequest, SipResponse, make_response
+from ..sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer, TransactionUser
+from ..sip.transport import Address, Flow, SipTransport, TransportKind, response_destination
+from ..sip.uri import SipUri
+from .flowtoken import EdgeToken, EdgeTokens
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PARAM = "vt"
+SCANNER_AGENTS = ("friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar")
+
+
+class RouteLookup(Protocol):
+    async def lookup_number(self, e164: str) -> NumberRoute | None: ...
+
+    async def lookup_domain(self, domain: str) -> DomainRoute | None: ...
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class SourceLimiter:
+    """Token bucket per source address: a flooding source is ignored, others are not."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def allow(self, host: str) -> bool:
+        now = self.clock()
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
+            bucket = self._buckets[host] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+
+class Rejection(Exception):
+    def __init__(self, status: int, reason: str | None = None) -> None:
+        super().__init__(reason or str(status))
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    target: Flow
+    token: EdgeToken | None  # what to write into Record-Route / Path
+    add_path: bool = False
+
+
+class EdgeProxy:
+    def __init__(
+        self,
+        transport: SipTransport,
+        layer_factory: Callable[[TransactionUser], TransactionLayer],
+        routes: RouteLookup,
+        tokens: EdgeTokens,
+        *,
+        limiter: SourceLimiter | None = None,
+    ) -> None:
+        self.transport = transport
+        self.routes = routes
+        self.tokens = tokens
+        self.limiter = limiter
+        self.layer = layer_factory(self)
+        self._pending: dict[int, ClientTransaction] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    # --- TransactionUser -------------------------------------------------
+
+    def on_request(
+        self, request: SipRequest, flow: Flow, transaction: ServerTransaction | None
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(request, flow, transaction))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def on_cancel(self, transaction: ServerTransaction, cancel: SipRequest) -> None:
+        client = self._pending.get(id(transaction))
+        if client is not None:
+            client.cancel()
+        else:
+            transaction.respond(make_response(transaction.request, 487))
+
+    def on_stray_response(self, response: SipResponse, flow: Flow) -> None:
+        """Forward responses no transaction wants (2xx retransmissions) statelessly."""
+        vias = response.headers.values("Via")
+        if len(vias) < 2 or not self._is_own_via(Via.parse(vias[0])):
+            return
+        upstream = response.with_headers(response.headers.replace_values("Via", vias[1:]))
+        next_via = Via.parse(vias[1])
+        kind = TransportKind.TCP if next_via.transport == "TCP" else TransportKind.UDP
+        target = Flow(kind, response_destination(next_via, kind))
+        self._spawn(self.layer.send_stateless(upstream, target))
+
+    # --- routing ---------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _is_own_uri(self, uri: object) -> bool:
+        if not isinstance(uri, SipUri):
+            return False
+        local = self.transport.local_address
+        host = uri.host.strip("[]")
+        return host in (local.host, self.transport.host) and (uri.port or 5060) == local.port
+
+    def _is_own_via(self, via: Via) -> bool:
+        local = self.transport.local_address
+        return via.host in (local.host, self.transport.host) and (via.port or 5060) == local.port
+
+    async def _handle(
+        self, request: SipRequest, flow: Flow, transaction: ServerTransaction | None
+    ) -> None:
+        if self.limiter is not None and not self.limiter.allow(flow.remote.host):
+            self.dropped += 1
+            return
+        agent = (request.header("User-Agent") or "").lower()
+        if any(name.lower() in agent for name in SCANNER_AGENTS):
+            self.dropped += 1
+            return
+        try:
+            if request.max_forwards <= 0:
+                raise Rejection(483)
+            forwarding, request = await self._route(request, flow)
+        except Rejection as rejection:
+            if transaction is not None:
+                transaction.respond(make_response(request, rejection.status, rejection.reason))
+            return
+        except SipParseError as exc:
+            if transaction is not None:
+                transaction.respond(make_response(request, exc.status_code, exc.reason[:100]))
+            return
+        outgoing = self._prepare(request, forwarding)
+        if transaction is None:  # ACK for a 2xx: forwarded without a transaction
+            await self.layer.send_stateless(outgoing, forwarding.target)
+            return
+        await self._relay(transaction, outgoing, forwarding.target)
+
+    async def _route(self, request: SipRequest, flow: Flow) -> tuple[Forwarding, SipRequest]:
+        routes = request.headers.values("Route")
+        token: EdgeToken | None = None
+        popped = 0
+        for value in routes:
+            entry = NameAddr.parse(value)
+            if not self._is_own_uri(entry.uri):
+                break
+            popped += 1
+            assert isinstance(entry.uri, SipUri)
+            text = entry.uri.param(TOKEN_PARAM)
+            if text:
+                token = self.tokens.decode(text)
+                if token is None:
+                    raise Rejection(403, "Invalid Route")
+        if popped:
+            request = request.with_headers(request.headers.replace_values("Route", routes[popped:]))
+        if token is not None:
+            return self._follow_token(token, flow), request
+        if request.headers.values("Route"):
+            raise Rejection(403, "Relaying Denied")
+        if request.to.tag is not None:
+            # In-dialog without our token: not a dialog that passed through this edge.
+            raise Rejection(481)
+        return await self._route_initial(request, flow), request
+
+    def _follow_token(self, token: EdgeToken, flow: Flow) -> Forwarding:
+        from_outside = (
+            flow.transport is token.outside.transport and flow.remote == token.outside.remote
+        )
+        if from_outside:
+            return Forwarding(Flow(TransportKind.UDP, token.node), token)
+        if flow.remote.host != token.node.host:
+            raise Rejection(403, "Relaying Denied")
+        return Forwarding(token.outside, token)
+
+    async def _route_initial(self, request: SipRequest, flow: Flow) -> Forwarding:
+        uri = request.sip_uri
+        domain_route = await self.routes.lookup_domain(uri.host)
+        if domain_route is not None:
+            self._refuse_suspended(domain_route.suspended)
+            if request.method == "REGISTER":
+                user = request.to.uri.user if isinstance(request.to.uri, SipUri) else None
+                node = self._node_for_user(domain_route, user)
+                return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node), add_path=True)
+            caller = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
+            node = self._node_for_user(domain_route, caller)
+            return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
+        if request.method == "OPTIONS" and uri.user is None and self._is_own_uri(uri):
+            raise Rejection(200)
+        if request.method == "REGISTER":
+            raise Rejection(404, "Unknown Domain")
+        if uri.user is None:
+            raise Rejection(404)
+        try:
+            number = normalize_e164(uri.user_unescaped or "")
+        except InvalidPhoneNumber as exc:
+            raise Rejection(404) from exc
+        number_route = await self.routes.lookup_number(number)
+        if number_route is None:
+            raise Rejection(404)
+        self._refuse_suspended(number_route.suspended)
+        node = Address.parse(number_route.address)
+        return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
+
+    @staticmethod
+    def _refuse_suspended(suspended: bool) -> None:
+        if suspended:
+            raise Rejection(403, "Service Suspended")
+
+    @staticmethod
+    def _node_for_user(route: DomainRoute, user: str | None) -> Address:
+        return Address.parse(route.address_for(user))
+
+    def _prepare(self, request: SipRequest, forwarding: Forwarding) -> SipRequest:
+        headers = request.headers
+        headers = headers.set("Max-Forwards", str(request.max_forwards - 1))
+        headers = headers.prepend("Via", str(self.layer.via_for(forwarding.target.transport)))
+        if forwarding.token is not None and request.method in ("INVITE", "SUBSCRIBE", "REFER", "REGISTER"):
+            local = self.transport.local_address
+            entry_uri = SipUri(host=local.host, port=local.port, params=(("lr", None),))
+            entry_uri = entry_uri.with_params(**{TOKEN_PARAM: self.tokens.encode(forwarding.token)})
+            if forwarding.add_path:
+                headers = headers.prepend("Path", f"<{entry_uri}>")
+            elif request.method != "REGISTER" and request.to.tag is None:
+                headers = headers.prepend("Record-Route", f"<{entry_uri}>")
+        return request.with_headers(headers)
+
+    async def _relay(
+        self, transaction: ServerTransaction, outgoing: SipRequest, target: Flow
+    ) -> None:
+        client = self.layer.send_request(outgoing, target)
+        self._pending[id(transaction)] = client
+        if transaction.cancelled:
+            client.cancel()
+        try:
+            async for response in client:
+                if response.status == 100:
+                    continue
+                vias = response.headers.values("Via")
+                upstream = response.with_headers(response.headers.replace_values("Via", vias[1:]))
+                transaction.respond(upstream)
+        finally:
+            self._pending.pop(id(transaction), None)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.layer.stop()
+

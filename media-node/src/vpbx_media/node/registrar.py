@@ -1,0 +1,174 @@
+"""The tenant registrar (RFC 3261 section 10) with digest authentication.
+
+An unknown extension and a wrong password look the same from outside: both
+get a challenge first and a 403 after credentials, so phones cannot be used
+to enumerate extensions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+
+from vpbx_common.nodeconfig import NodeConfig
+from vpbx_common.sipauth import DigestAlgorithm
+
+from ..sip.digest import AuthOutcome, DigestAuthenticator, DigestCredentials, DigestParseError
+from ..sip.headers import NameAddr
+from ..sip.message import SipRequest, SipResponse, make_response
+from ..sip.transaction import new_tag
+from ..sip.uri import SipUri
+from .bindings import Binding, BindingStore
+
+logger = logging.getLogger(__name__)
+
+
+class Authenticator:
+    """Digest checks against the node config's HA1 values (realm = tenant SIP domain)."""
+
+    def __init__(self, digest: DigestAuthenticator, config: Callable[[], NodeConfig]) -> None:
+        self.digest = digest
+        self.config = config
+
+    def _ha1(self, username: str, algorithm: DigestAlgorithm) -> str | None:
+        user = self.config().user(username)
+        if user is None:
+            return None
+        return user.ha1_sha256 if algorithm is DigestAlgorithm.SHA256 else user.ha1_md5
+
+    def check(
+        self, request: SipRequest, header: str
+    ) -> tuple[str | None, list[tuple[str, str]], int]:
+        """(authenticated extension, challenge headers, status) for a request.
+
+        On success the extension is returned and the other values are unused.
+        `header` is Authorization (registrar, 401) or Proxy-Authorization (calls, 407).
+        """
+        challenge_header = "WWW-Authenticate" if header == "Authorization" else "Proxy-Authenticate"
+        status = 401 if header == "Authorization" else 407
+        stale = False
+        for value in request.headers.lines(header):
+            try:
+                credentials = DigestCredentials.parse(value)
+            except DigestParseError as exc:
+                logger.info("bad %s header: %s", header, exc.reason)
+                return None, [], 400
+            if credentials.realm != self.digest.realm:
+                continue
+            result = self.digest.verify(
+                credentials, request.method, self._ha1, request_uri=credentials.uri
+            )
+            if result.outcome is AuthOutcome.OK:
+                return result.username, [], 200
+            if result.outcome is AuthOutcome.STALE:
+                stale = True
+                continue
+            return None, [], 403
+        headers = [(challenge_header, str(c)) for c in self.digest.challenges(stale=stale)]
+        return None, headers, status
+
+
+class Registrar:
+    def __init__(
+        self,
+        store: BindingStore,
+        authenticator: Authenticator,
+        config: Callable[[], NodeConfig],
+        *,
+        min_expires: int = 30,
+        max_expires: int = 3600,
+        default_expires: int = 3600,
+    ) -> None:
+        self.store = store
+        self.auth = authenticator
+        self.config = config
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.default_expires = default_expires
+
+    async def handle(self, request: SipRequest) -> SipResponse:
+        config = self.config()
+        to_uri = request.to.uri
+        if not isinstance(to_uri, SipUri) or to_uri.user is None:
+            return make_response(request, 404, to_tag=new_tag())
+        extension = to_uri.user
+        authenticated, challenge, status = self.auth.check(request, "Authorization")
+        if authenticated is None:
+            return make_response(request, status, to_tag=new_tag(), extra=challenge)
+        if authenticated != extension:
+            # Credentials of one extension cannot register another.
+            return make_response(request, 403, to_tag=new_tag())
+        try:
+            await self._apply(config.tenant, extension, request)
+        except _IntervalTooBrief:
+            return make_response(
+                request, 423, to_tag=new_tag(), extra=[("Min-Expires", str(self.min_expires))]
+            )
+        except ValueError as exc:
+            return make_response(request, 400, str(exc)[:80], to_tag=new_tag())
+        now = time.time()
+        bindings = await self.store.list(config.tenant, extension, now)
+        extra = [
+            ("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings
+        ]
+        extra.append(("Date", formatdate(now, usegmt=True)))
+        logger.info(
+            "tenant=%s ext=%s registered %d binding(s)", config.tenant, extension, len(bindings)
+        )
+        return make_response(request, 200, to_tag=new_tag(), extra=extra)
+
+    async def _apply(self, tenant: str, extension: str, request: SipRequest) -> None:
+        header_expires = request.headers.get("Expires")
+        raw_contacts = request.headers.values("Contact")
+        if any(value.strip() == "*" for value in raw_contacts):
+            if len(raw_contacts) != 1 or (header_expires or "").strip() != "0":
+                raise ValueError("Contact: * needs Expires: 0 and no other contact")
+            await self.store.remove_all(tenant, extension)
+            return
+        now = time.time()
+        path = tuple(request.headers.values("Path"))
+        existing = {b.contact: b for b in await self.store.list(tenant, extension, now)}
+        for value in raw_contacts:
+            contact = NameAddr.parse(value)
+            expires = self._expires_of(contact, header_expires)
+            key = str(contact.uri)
+            previous = existing.get(key)
+            if previous is not None and previous.call_id == request.call_id and (
+                previous.cseq >= request.cseq.seq
+            ):
+                continue  # an out-of-order retransmission (RFC 3261 10.3 step 7)
+            if expires == 0:
+                await self.store.remove(tenant, extension, key)
+                continue
+            if expires < self.min_expires:
+                raise _IntervalTooBrief
+            await self.store.put(
+                Binding(
+                    tenant=tenant,
+                    extension=extension,
+                    contact=key,
+                    path=path,
+                    expires_at=now + min(expires, self.max_expires),
+                    call_id=request.call_id,
+                    cseq=request.cseq.seq,
+                    user_agent=request.header("User-Agent") or "",
+                    instance=contact.param("+sip.instance") or "",
+                )
+            )
+
+    def _expires_of(self, contact: NameAddr, header_expires: str | None) -> int:
+        value = contact.param("expires")
+        if value is None:
+            value = header_expires
+        if value is None:
+            return self.default_expires
+        value = value.strip()
+        if not value.isdigit():
+            raise ValueError(f"invalid expires {value!r}")
+        return int(value)
+
+
+class _IntervalTooBrief(Exception):
+    pass

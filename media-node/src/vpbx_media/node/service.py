@@ -1,0 +1,320 @@
+"""The tenant media node: registrar, B2BUA, media relay, CDRs and call events.
+
+`NodeService` is the transaction user of the node's SIP stack: it decides
+what every request means (registration, a new call, a request inside a call)
+and hands calls to `Call` objects, one task each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+
+from vpbx_common.cdr.record import CallRecord, Direction, EndReason
+from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
+from vpbx_common.events import CallEvent, CallEventType, events_channel
+from vpbx_common.nodeconfig import NodeConfig
+
+from ..cdr.spool import CdrSpool, OpenCall
+from ..rtp.ports import PortAllocator
+from ..rtp.relay import MediaRelay
+from ..sip.message import SipRequest, SipResponse, make_response
+from ..sip.transaction import ServerTransaction, TransactionLayer, TransactionUser
+from ..sip.transport import Address, Flow
+from ..sip.uri import SipUri
+from .bindings import BindingStore
+from .call import Call, CallPlan, Side, Target
+from .registrar import Authenticator, Registrar
+
+logger = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER"
+DEFAULT_EXTENSION_RING_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    tenant: str
+    city: str
+    node_name: str
+    sip_address: Address
+    media_address: str
+
+
+class NodeService:
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        config: Callable[[], NodeConfig],
+        layer_factory: Callable[[TransactionUser], TransactionLayer],
+        bindings: BindingStore,
+        authenticator: Authenticator,
+        ports: PortAllocator,
+        spool: CdrSpool,
+        redis_client: redis.Redis,
+        *,
+        registrar_limits: tuple[int, int] = (30, 3600),
+    ) -> None:
+        self.identity = identity
+        self.config = config
+        self.bindings = bindings
+        self.auth = authenticator
+        self.ports = ports
+        self.spool = spool
+        self.redis = redis_client
+        self.registrar = Registrar(
+            bindings, authenticator, config,
+            min_expires=registrar_limits[0], max_expires=registrar_limits[1],
+        )
+        self.layer = layer_factory(self)
+        self.calls: dict[str, Call] = {}
+        self._legs: dict[str, Call] = {}
+        self._by_transaction: dict[int, Call] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    # --- identity ---------------------------------------------------------
+
+    @property
+    def tenant(self) -> str:
+        return self.identity.tenant
+
+    @property
+    def city(self) -> str:
+        return self.identity.city
+
+    @property
+    def node_name(self) -> str:
+        return self.identity.node_name
+
+    @property
+    def sip_address(self) -> Address:
+        return self.identity.sip_address
+
+    @property
+    def media_address(self) -> str:
+        return self.identity.media_address
+
+    @property
+    def contact_uri(self) -> SipUri:
+        return SipUri(host=self.sip_address.host, port=self.sip_address.port, user="vpbx")
+
+    # --- TransactionUser --------------------------------------------------
+
+    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def on_request(
+        self, request: SipRequest, flow: Flow, transaction: ServerTransaction | None
+    ) -> None:
+        if transaction is None:
+            return  # ACK for a 2xx we sent: the server transaction already stopped resending
+        method = request.method
+        if method == "REGISTER":
+            self._spawn(self._register(request, transaction))
+        elif method == "OPTIONS" and request.to.tag is None:
+            transaction.respond(make_response(request, 200, extra=[("Allow", ALLOW), ("Accept", "application/sdp")]))
+        elif request.to.tag is not None:
+            self._in_dialog(request, transaction)
+        elif method == "INVITE":
+            self._spawn(self._new_call(request, transaction))
+        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
+            transaction.respond(make_response(request, 481))
+        else:
+            transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW)]))
+
+    def on_cancel(self, transaction: ServerTransaction, cancel: SipRequest) -> None:
+        call = self._by_transaction.get(id(transaction))
+        if call is not None:
+            call.on_caller_cancel()
+        else:
+            transaction.respond(make_response(transaction.request, 487))
+
+    def on_stray_response(self, response: SipResponse, flow: Flow) -> None:
+        if response.is_success and response.cseq.method == "INVITE":
+            call = self._legs.get(response.call_id)
+            if call is not None:
+                call.on_callee_2xx_retransmission(response)
+
+    # --- requests ---------------------------------------------------------
+
+    async def _register(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        try:
+            response = await self.registrar.handle(request)
+        except redis.RedisError as exc:
+            logger.error("tenant=%s registrar storage failed: %s", self.tenant, exc)
+            response = make_response(request, 500, "Registrar Unavailable", extra=[("Retry-After", "5")])
+        transaction.respond(response)
+
+    def _in_dialog(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        call = self.calls.get(request.call_id)
+        if call is not None:
+            call.on_in_dialog(Side.CALLER, request, transaction)
+            return
+        call = self._legs.get(request.call_id)
+        if call is not None:
+            call.on_in_dialog(Side.CALLEE, request, transaction)
+            return
+        transaction.respond(make_response(request, 481))
+
+    async def _new_call(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        if self.draining:
+            transaction.respond(make_response(request, 503, "Draining", extra=[("Retry-After", "1")]))
+            return
+        if request.call_id in self.calls:
+            transaction.respond(make_response(request, 482))
+            return
+        try:
+            plan = await self._plan(request, transaction)
+        except redis.RedisError as exc:
+            logger.error("tenant=%s cannot read registrations: %s", self.tenant, exc)
+            transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
+            return
+        if plan is None:
+            return
+        call = Call(self, request, transaction, plan)
+        self.calls[call.call_id] = call
+        self._by_transaction[id(transaction)] = call
+        await call.run()
+
+    async def _plan(self, request: SipRequest, transaction: ServerTransaction) -> CallPlan | None:
+        """Decide who rings, or answer the request and return None."""
+        config = self.config()
+        uri = request.sip_uri
+        caller_uri = request.from_.uri
+        caller_user = caller_uri.user_unescaped if isinstance(caller_uri, SipUri) else None
+        caller = caller_user or "anonymous"
+        if uri.host.lower() == config.sip_domain.lower():
+            # A tenant phone calling: it must prove who it is (RFC 3261 22.3).
+            extension, challenge, status = self.auth.check(request, "Proxy-Authorization")
+            if extension is None:
+                transaction.respond(make_response(request, status, extra=challenge))
+                return None
+            dialled = uri.user or ""
+            if config.user(dialled) is None:
+                transaction.respond(make_response(request, 404))
+                return None
+            targets = await self._targets_for([dialled])
+            user = config.user(extension)
+            return CallPlan(
+                direction=Direction.INTERNAL, number=dialled, label="", caller=extension,
+                caller_display=user.name if user else None, targets=targets,
+                ring_timeout_s=DEFAULT_EXTENSION_RING_S,
+            )
+        try:
+            number = normalize_e164(uri.user_unescaped or "")
+        except InvalidPhoneNumber:
+            transaction.respond(make_response(request, 404))
+            return None
+        entry = next((n for n in config.numbers if n.number == number), None)
+        if entry is None:
+            transaction.respond(make_response(request, 404))
+            return None
+        if entry.channels and self._active_on(number) >= entry.channels:
+            transaction.respond(make_response(request, 486, "All Channels Busy"))
+            return None
+        group = config.group(entry.entry)
+        members = group.members if group is not None else [entry.entry]
+        timeout = float(group.ring_timeout_s) if group is not None else DEFAULT_EXTENSION_RING_S
+        # A caller ID that is no phone number (anonymous, a SIP name) stays as sent.
+        with contextlib.suppress(InvalidPhoneNumber):
+            caller = normalize_e164(caller)
+        return CallPlan(
+            direction=Direction.INBOUND, number=number, label=entry.label or "", caller=caller,
+            caller_display=request.from_.display_name, targets=await self._targets_for(members),
+            ring_timeout_s=timeout,
+        )
+
+    async def _targets_for(self, extensions: list[str]) -> list[Target]:
+        targets: list[Target] = []
+        now = time.time()
+        for extension in extensions:
+            for binding in await self.bindings.list(self.tenant, extension, now):
+                targets.append(Target(extension, binding))
+        return targets
+
+    def _active_on(self, number: str) -> int:
+        return sum(1 for call in self.calls.values() if call.plan.number == number)
+
+    # --- services for calls -------------------------------------------------
+
+    async def open_relay(self, call_id: str) -> MediaRelay:
+        relay = MediaRelay(self.media_address, self.ports, call_id=call_id)
+        await relay.start()
+        return relay
+
+    def register_leg(self, call: Call, call_id: str) -> None:
+        self._legs[call_id] = call
+
+    def publish(self, call: Call, event_type: CallEventType) -> None:
+        callee = call.answered_by or ",".join(sorted({t.extension for t in call.plan.targets}))
+        event = CallEvent(
+            type=event_type, call_id=call.call_id, tenant=self.tenant, city=self.city,
+            node=self.node_name, number=call.plan.number, caller=call.plan.caller, callee=callee,
+            at_ms=int(time.time() * 1000),
+            end_reason=str(call.end_reason) if event_type is CallEventType.ENDED else "",
+            label=call.plan.label,
+        )
+        self._spawn(self._publish(event))
+
+    async def _publish(self, event: CallEvent) -> None:
+        try:
+            await self.redis.publish(events_channel(self.tenant), event.to_json())
+        except redis.RedisError as exc:
+            logger.warning("call=%s tenant=%s event not published: %s", event.call_id, self.tenant, exc)
+
+    def _open_call(self, call: Call) -> OpenCall:
+        record = call.record()
+        return OpenCall(
+            call_id=record.call_id, tenant=record.tenant, city=record.city, node=record.node,
+            direction=record.direction, caller=record.caller, dialled=record.dialled,
+            label=record.label, answered_by=record.answered_by, start_ms=record.start_ms,
+            answer_ms=record.answer_ms,
+        )
+
+    def journal_begin(self, call: Call) -> None:
+        self.spool.begin_call(self._open_call(call))
+
+    def journal_answer(self, call: Call) -> None:
+        self.spool.update_call(self._open_call(call))
+
+    async def call_finished(self, call: Call, record: CallRecord) -> None:
+        self.spool.append(record)
+        self.spool.end_call(call.call_id)
+        self.calls.pop(call.call_id, None)
+        self._by_transaction.pop(id(call.transaction), None)
+        for leg in call.legs:
+            self._legs.pop(leg.request.call_id, None)
+
+    # --- lifecycle --------------------------------------------------------
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking calls, let the ones in progress finish (bounded)."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while self.calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.layer.stop()
+
+    def recover(self) -> int:
+        """Turn calls a crashed predecessor left open into CDRs (end reason node-lost)."""
+        recovered = self.spool.recover_open_calls(int(time.time() * 1000))
+        for record in recovered:
+            logger.warning("call=%s tenant=%s recovered as %s", record.call_id, self.tenant, EndReason.NODE_LOST)
+        return len(recovered)

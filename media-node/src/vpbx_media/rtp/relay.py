@@ -1,0 +1,670 @@
+"""The per-call RTP relay that anchors media in the node.
+
+A call has two legs, A and B. Each leg owns two UDP sockets on the node's media address
+(even RTP port, odd RTCP port) facing that leg's peer. What arrives on A's sockets leaves
+through B's sockets towards B's peer, and the other way round, byte for byte.
+
+Where a leg's peer really is (the latching rule)
+------------------------------------------------
+The SDP names an address, but a peer behind NAT sends from, and can only receive on,
+the address its NAT picked. So the relay learns it from the packets (symmetric RTP,
+"latching"); once latched, that source wins over the SDP. To keep strangers from taking
+over a call (RTP injection), a packet from any other source only re-latches the leg if
+
+1. nothing is latched yet: the window opens at `start()` and again whenever
+   `set_remote()` brings a new SDP address (re-INVITE, transfer); or
+2. it comes from exactly the address the peer's SDP announced; or
+3. it is among the first `latch_window` packets since the window opened (a NAT that
+   rebinds while the stream starts, early media from a different port); or
+4. the latched source has sent nothing for `relatch_silence` seconds while this source
+   kept sending: with a new SSRC a new sender took over without new SDP (transfer by
+   an SBC), with the same SSRC the peer's NAT moved the stream. A stream that is still
+   flowing is never replaced, so injected packets cannot take over a live call. (A leg
+   whose peer is silent on purpose, e.g. recvonly on hold, can be taken over after that
+   time; re-INVITEs reopening the window via `set_remote()` are the normal path.)
+
+RTCP follows the same peer: it latches to the first RTCP source on the host of the RTP
+source (or to the SDP RTCP address), since NATs often map the RTCP port unpredictably.
+
+The per-packet path reads only the sequence number and SSRC (RFC 3550 A.1 extended
+sequence numbers give the loss estimate), bumps integer counters and forwards: no
+logging, no parsing, no allocation besides the datagram itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+import random
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ..sdp import MediaEndpoint
+from .packet import (
+    RTCP_PT_MAX,
+    RTCP_PT_MIN,
+    ReceiverReport,
+    ReportBlock,
+    RtcpPacket,
+    SdesChunk,
+    SdesItem,
+    SdesItemType,
+    SourceDescription,
+)
+from .ports import PortAllocator, PortsExhaustedError
+
+logger = logging.getLogger(__name__)
+
+_SEQ_SSRC = struct.Struct("!H4xI")
+_RTP_MIN_SIZE = 12
+_RTCP_MIN_SIZE = 8
+_VERSION_MASK = 0xC0
+_VERSION_2 = 0x80
+_SEQ_MOD = 1 << 16
+# RFC 3550 A.1: jumps up to MAX_DROPOUT ahead count as loss, up to MAX_MISORDER behind as
+# reordering; anything else is a restarted sender and resynchronises after two packets.
+_MAX_DROPOUT = 3000
+_MAX_MISORDER = 100
+# Binding can fail when another process holds a port of our range; try a few pairs.
+_BIND_ATTEMPTS = 16
+
+
+class Leg(enum.Enum):
+    A = "a"
+    B = "b"
+
+    @property
+    def other(self) -> Leg:
+        return Leg.B if self is Leg.A else Leg.A
+
+
+class RelayState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class LegStats:
+    """Counters of one leg: `_in` counts what its peer sent us, `_out` what we sent it."""
+
+    rtp_port: int
+    remote: tuple[str, int] | None
+    latched: bool
+    ssrc: int | None
+    packets_in: int
+    bytes_in: int
+    packets_out: int
+    bytes_out: int
+    rtcp_packets_in: int
+    rtcp_packets_out: int
+    rtcp_generated: int
+    rejected: int
+    malformed: int
+    dropped: int
+    expected: int
+    received: int
+
+    @property
+    def lost(self) -> int:
+        """Packets the peer sent that never arrived (negative when duplicates arrived)."""
+        return self.expected - self.received
+
+    @property
+    def loss_ratio(self) -> float:
+        return max(self.lost, 0) / self.expected if self.expected else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStats:
+    a: LegStats
+    b: LegStats
+
+    def leg(self, leg: Leg) -> LegStats:
+        return self.a if leg is Leg.A else self.b
+
+
+def _normalise_ip(ip: str) -> str:
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError as exc:
+        raise ValueError(f"remote media address {ip!r} is not an IP address") from exc
+
+
+class _LegState:
+    """Everything the relay knows about one leg. Plain attributes: read per packet."""
+
+    __slots__ = (
+        "bad_seq",
+        "base_seq",
+        "bytes_in",
+        "bytes_out",
+        "cycles",
+        "dropped",
+        "foreign_mark",
+        "foreign_since",
+        "latch_window_end",
+        "malformed",
+        "max_seq",
+        "name",
+        "packets_in",
+        "packets_out",
+        "paused",
+        "prior_expected",
+        "prior_received",
+        "received",
+        "rejected",
+        "relatch_silence",
+        "report_expected",
+        "report_received",
+        "rtcp_generated",
+        "rtcp_packets_in",
+        "rtcp_packets_out",
+        "rtcp_source",
+        "rtcp_target",
+        "rtcp_transport",
+        "rtp_port",
+        "rtp_source",
+        "rtp_target",
+        "rtp_transport",
+        "sdp_rtcp",
+        "sdp_rtp",
+        "ssrc",
+    )
+
+    def __init__(self, name: Leg, relatch_silence: float) -> None:
+        self.name = name
+        self.relatch_silence = relatch_silence
+        self.rtp_port = 0
+        self.rtp_transport: asyncio.DatagramTransport | None = None
+        self.rtcp_transport: asyncio.DatagramTransport | None = None
+        self.sdp_rtp: tuple[str, int] | None = None
+        self.sdp_rtcp: tuple[str, int] | None = None
+        self.paused = False
+        # Latched sources are kept as the exact tuples the loop reports, so the per-packet
+        # comparison is one tuple equality.
+        self.rtp_source: tuple[Any, ...] | None = None
+        self.rtcp_source: tuple[Any, ...] | None = None
+        self.rtp_target: tuple[Any, ...] | None = None
+        self.rtcp_target: tuple[Any, ...] | None = None
+        self.latch_window_end = 0
+        self.foreign_since: float | None = None
+        self.foreign_mark = 0
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.packets_out = 0
+        self.bytes_out = 0
+        self.rtcp_packets_in = 0
+        self.rtcp_packets_out = 0
+        self.rtcp_generated = 0
+        self.rejected = 0
+        self.malformed = 0
+        self.dropped = 0
+        # RFC 3550 A.1 receiver state of the current source; `prior_*` hold earlier sources.
+        self.ssrc = -1
+        self.base_seq = 0
+        self.max_seq = 0
+        self.cycles = 0
+        self.bad_seq = _SEQ_MOD + 1
+        self.received = 0
+        self.prior_expected = 0
+        self.prior_received = 0
+        self.report_expected = 0
+        self.report_received = 0
+
+    # -- receiver statistics (slow paths called from the per-packet code) ------------
+
+    def expected_current(self) -> int:
+        if self.ssrc < 0:
+            return 0
+        return self.cycles + self.max_seq - self.base_seq + 1
+
+    def start_source(self, ssrc: int, seq: int) -> None:
+        self.prior_expected += self.expected_current()
+        self.prior_received += self.received
+        self.ssrc = ssrc
+        self.base_seq = seq
+        self.max_seq = seq
+        self.cycles = 0
+        self.bad_seq = _SEQ_MOD + 1
+        self.received = 1
+        self.report_expected = 0
+        self.report_received = 0
+
+    def sequence_jump(self, seq: int) -> None:
+        if seq == self.bad_seq:
+            # Two consecutive packets agree on the new numbering: the sender restarted.
+            self.start_source(self.ssrc, seq)
+        else:
+            self.bad_seq = (seq + 1) & 0xFFFF
+
+    # -- where the peer is -----------------------------------------------------------
+
+    def update_targets(self) -> None:
+        if self.paused:
+            self.rtp_target = None
+            self.rtcp_target = None
+            return
+        self.rtp_target = self.rtp_source if self.rtp_source is not None else self.sdp_rtp
+        self.rtcp_target = self.rtcp_source if self.rtcp_source is not None else self.sdp_rtcp
+
+    def latch_rtp(self, addr: tuple[Any, ...], reason: str, call_id: str) -> None:
+        if self.rtcp_source is not None and self.rtcp_source[0] != addr[0]:
+            # RTCP was latched for the previous host; let it follow the new one.
+            self.rtcp_source = None
+        self.rtp_source = addr
+        self.foreign_since = None
+        self.update_targets()
+        logger.info(
+            "call %s leg %s: RTP latched to %s:%s (%s)",
+            call_id,
+            self.name.value,
+            addr[0],
+            addr[1],
+            reason,
+        )
+
+    def admit_rtp(self, addr: tuple[Any, ...], data: bytes, loop_time: float, call_id: str) -> bool:
+        """Whether a packet from a source other than the latched one is taken (and latched)."""
+        if len(data) < _RTP_MIN_SIZE or data[0] & _VERSION_MASK != _VERSION_2:
+            self.malformed += 1
+            return False
+        if self.rtp_source is None:
+            self.latch_rtp(addr, "first packet", call_id)
+            return True
+        sdp = self.sdp_rtp
+        if sdp is not None and addr[0] == sdp[0] and addr[1] == sdp[1]:
+            self.latch_rtp(addr, "SDP address", call_id)
+            return True
+        if self.packets_in < self.latch_window_end:
+            self.latch_rtp(addr, "latch window", call_id)
+            return True
+        if self.foreign_since is None or self.foreign_mark != self.packets_in:
+            # The latched source spoke since we last looked: (re)start the silence clock.
+            self.foreign_since = loop_time
+            self.foreign_mark = self.packets_in
+        elif loop_time - self.foreign_since >= self.relatch_silence:
+            _, ssrc = _SEQ_SSRC.unpack_from(data, 2)
+            change = "same SSRC, NAT rebinding" if ssrc == self.ssrc else "new SSRC"
+            self.latch_rtp(addr, f"{change} after the old source fell silent", call_id)
+            return True
+        if self.rejected == 0:
+            logger.warning(
+                "call %s leg %s: ignoring RTP from %s:%s while latched to %s:%s",
+                call_id,
+                self.name.value,
+                addr[0],
+                addr[1],
+                self.rtp_source[0],
+                self.rtp_source[1],
+            )
+        self.rejected += 1
+        return False
+
+    def admit_rtcp(self, addr: tuple[Any, ...], data: bytes, call_id: str) -> bool:
+        if len(data) < _RTCP_MIN_SIZE or data[0] & _VERSION_MASK != _VERSION_2:
+            self.malformed += 1
+            return False
+        sdp = self.sdp_rtcp
+        from_sdp = sdp is not None and addr[0] == sdp[0] and addr[1] == sdp[1]
+        rtp = self.rtp_source
+        same_host = rtp is not None and addr[0] == rtp[0]
+        if from_sdp or same_host or (rtp is None and self.rtcp_source is None):
+            self.rtcp_source = addr
+            self.update_targets()
+            logger.info(
+                "call %s leg %s: RTCP latched to %s:%s",
+                call_id,
+                self.name.value,
+                addr[0],
+                addr[1],
+            )
+            return True
+        self.rejected += 1
+        return False
+
+    def snapshot(self) -> LegStats:
+        target = self.rtp_target
+        expected = self.prior_expected + self.expected_current()
+        return LegStats(
+            rtp_port=self.rtp_port,
+            remote=(str(target[0]), int(target[1])) if target is not None else None,
+            latched=self.rtp_source is not None,
+            ssrc=self.ssrc if self.ssrc >= 0 else None,
+            packets_in=self.packets_in,
+            bytes_in=self.bytes_in,
+            packets_out=self.packets_out,
+            bytes_out=self.bytes_out,
+            rtcp_packets_in=self.rtcp_packets_in,
+            rtcp_packets_out=self.rtcp_packets_out,
+            rtcp_generated=self.rtcp_generated,
+            rejected=self.rejected,
+            malformed=self.malformed,
+            dropped=self.dropped,
+            expected=expected,
+            received=self.prior_received + self.received,
+        )
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("_call_id", "_leg", "_loop", "_peer")
+
+    def __init__(self, leg: _LegState, peer: _LegState, call_id: str) -> None:
+        self._leg = leg
+        self._peer = peer
+        self._call_id = call_id
+        self._loop = asyncio.get_running_loop()
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        leg = self._leg
+        if addr != leg.rtp_source:
+            if not leg.admit_rtp(addr, data, self._loop.time(), self._call_id):
+                return
+        elif len(data) < _RTP_MIN_SIZE or data[0] & _VERSION_MASK != _VERSION_2:
+            leg.malformed += 1
+            return
+        size = len(data)
+        leg.packets_in += 1
+        leg.bytes_in += size
+        peer = self._peer
+        if RTCP_PT_MIN <= data[1] <= RTCP_PT_MAX:
+            # RTCP multiplexed onto the RTP port (RFC 5761): hand it to the RTCP path.
+            leg.rtcp_packets_in += 1
+            target = peer.rtcp_target
+            transport = peer.rtcp_transport
+            if target is None or transport is None:
+                peer.dropped += 1
+                return
+            transport.sendto(data, target)
+            peer.rtcp_packets_out += 1
+            return
+        seq, ssrc = _SEQ_SSRC.unpack_from(data, 2)
+        if ssrc != leg.ssrc:
+            leg.start_source(ssrc, seq)
+        else:
+            delta = (seq - leg.max_seq) & 0xFFFF
+            if delta < _MAX_DROPOUT:
+                if seq < leg.max_seq:
+                    leg.cycles += _SEQ_MOD
+                leg.max_seq = seq
+                leg.received += 1
+            elif delta <= _SEQ_MOD - _MAX_MISORDER:
+                leg.sequence_jump(seq)
+            else:
+                leg.received += 1
+        target = peer.rtp_target
+        transport = peer.rtp_transport
+        if target is None or transport is None:
+            peer.dropped += 1
+            return
+        transport.sendto(data, target)
+        peer.packets_out += 1
+        peer.bytes_out += size
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for a peer that went away; the next latch or SDP fixes the target.
+        logger.debug("call %s leg %s: RTP socket error %s", self._call_id, self._leg.name, exc)
+
+
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("_call_id", "_leg", "_peer")
+
+    def __init__(self, leg: _LegState, peer: _LegState, call_id: str) -> None:
+        self._leg = leg
+        self._peer = peer
+        self._call_id = call_id
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        leg = self._leg
+        if addr != leg.rtcp_source:
+            if not leg.admit_rtcp(addr, data, self._call_id):
+                return
+        elif len(data) < _RTCP_MIN_SIZE:
+            leg.malformed += 1
+            return
+        leg.rtcp_packets_in += 1
+        peer = self._peer
+        target = peer.rtcp_target
+        transport = peer.rtcp_transport
+        if target is None or transport is None:
+            peer.dropped += 1
+            return
+        transport.sendto(data, target)
+        peer.rtcp_packets_out += 1
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("call %s leg %s: RTCP socket error %s", self._call_id, self._leg.name, exc)
+
+
+class MediaRelay:
+    """Relays one call's RTP and RTCP between leg A's peer and leg B's peer.
+
+    `address` is the node's media address the sockets bind to (and the address to put in
+    SDP); ports come from the node-wide `ports` allocator and go back on `stop()`.
+    With `rtcp_interval` set, the relay sends a receiver report every interval to a peer
+    that sends RTP while the other peer sends no RTCP, so that peer still learns about
+    loss; None turns that off.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        ports: PortAllocator,
+        *,
+        call_id: str = "-",
+        latch_window: int = 10,
+        relatch_silence: float = 1.0,
+        rtcp_interval: float | None = 5.0,
+    ) -> None:
+        self.address = _normalise_ip(address)
+        self.call_id = call_id
+        self._ports = ports
+        self._latch_window = latch_window
+        self._rtcp_interval = rtcp_interval
+        self._legs = {leg: _LegState(leg, relatch_silence) for leg in Leg}
+        self._state = RelayState.NEW
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._report_ssrc = {leg: random.getrandbits(32) for leg in Leg}
+
+    @property
+    def state(self) -> RelayState:
+        return self._state
+
+    def _set_state(self, state: RelayState) -> None:
+        logger.info("call %s relay %s -> %s", self.call_id, self._state.value, state.value)
+        self._state = state
+
+    def local_endpoint(self, leg: Leg) -> MediaEndpoint:
+        """Where `leg`'s peer must send media: put this in the SDP sent to that peer."""
+        state = self._legs[leg]
+        if self._state is not RelayState.RUNNING:
+            raise RuntimeError(f"relay of call {self.call_id} is {self._state.value}")
+        return MediaEndpoint(self.address, state.rtp_port, state.rtp_port + 1)
+
+    async def start(self) -> None:
+        if self._state is not RelayState.NEW:
+            raise RuntimeError(f"relay of call {self.call_id} is already {self._state.value}")
+        try:
+            for leg in Leg:
+                await self._bind(self._legs[leg], self._legs[leg.other])
+        except BaseException:
+            self._close_sockets()
+            raise
+        for state in self._legs.values():
+            state.latch_window_end = self._latch_window
+        self._set_state(RelayState.RUNNING)
+        if self._rtcp_interval is not None:
+            self._rtcp_task = asyncio.get_running_loop().create_task(
+                self._report_loop(self._rtcp_interval), name=f"rtcp-{self.call_id}"
+            )
+
+    async def _bind(self, state: _LegState, peer: _LegState) -> None:
+        loop = asyncio.get_running_loop()
+        last_error: OSError | None = None
+        for _ in range(min(_BIND_ATTEMPTS, max(self._ports.capacity, 1))):
+            port = self._ports.allocate()
+            rtp: asyncio.DatagramTransport | None = None
+            try:
+                rtp, _ = await loop.create_datagram_endpoint(
+                    lambda: _RtpProtocol(state, peer, self.call_id),
+                    local_addr=(self.address, port),
+                )
+                rtcp, _ = await loop.create_datagram_endpoint(
+                    lambda: _RtcpProtocol(state, peer, self.call_id),
+                    local_addr=(self.address, port + 1),
+                )
+            except OSError as exc:
+                if rtp is not None:
+                    rtp.close()
+                self._ports.release(port)
+                last_error = exc
+                logger.debug("call %s: RTP port %d unusable: %s", self.call_id, port, exc)
+                continue
+            state.rtp_port = port
+            state.rtp_transport = rtp
+            state.rtcp_transport = rtcp
+            return
+        if last_error is None:
+            raise PortsExhaustedError(self._ports.start, self._ports.end, self._ports.in_use)
+        raise OSError(
+            f"call {self.call_id}: no bindable RTP port pair on {self.address} "
+            f"after {_BIND_ATTEMPTS} tries: {last_error}"
+        ) from last_error
+
+    def set_remote(self, leg: Leg, ip: str, rtp_port: int, rtcp_port: int | None = None) -> None:
+        """Tell the relay where `leg`'s peer wants media, from that peer's SDP.
+
+        A new address reopens the latch window (the peer may have moved or been
+        replaced); the same address keeps the current latch. 0.0.0.0 (RFC 2543 hold)
+        stops sending to the leg until an SDP with a real address arrives.
+        """
+        state = self._legs[leg]
+        normalised = _normalise_ip(ip)
+        if ipaddress.ip_address(normalised).is_unspecified:
+            state.paused = True
+            state.update_targets()
+            logger.info("call %s leg %s: remote on hold (%s)", self.call_id, leg.value, ip)
+            return
+        if not 0 < rtp_port < 65_536:
+            raise ValueError(f"remote RTP port {rtp_port} is not 1-65535")
+        rtp = (normalised, rtp_port)
+        rtcp = (normalised, rtcp_port if rtcp_port is not None else rtp_port + 1)
+        if rtp != state.sdp_rtp:
+            state.rtp_source = None
+            state.rtcp_source = None
+            state.latch_window_end = state.packets_in + self._latch_window
+        state.sdp_rtp = rtp
+        state.sdp_rtcp = rtcp
+        state.paused = False
+        state.update_targets()
+        logger.info(
+            "call %s leg %s: remote from SDP %s:%d rtcp %d",
+            self.call_id,
+            leg.value,
+            normalised,
+            rtp_port,
+            rtcp[1],
+        )
+
+    def stats(self) -> RelayStats:
+        return RelayStats(a=self._legs[Leg.A].snapshot(), b=self._legs[Leg.B].snapshot())
+
+    async def stop(self) -> None:
+        if self._state is RelayState.STOPPED:
+            return
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rtcp_task
+            self._rtcp_task = None
+        self._close_sockets()
+        if self._state is RelayState.RUNNING:
+            stats = self.stats()
+            logger.info(
+                "call %s relay totals: A in %d out %d lost %d, B in %d out %d lost %d",
+                self.call_id,
+                stats.a.packets_in,
+                stats.a.packets_out,
+                stats.a.lost,
+                stats.b.packets_in,
+                stats.b.packets_out,
+                stats.b.lost,
+            )
+        self._set_state(RelayState.STOPPED)
+
+    def _close_sockets(self) -> None:
+        for state in self._legs.values():
+            for transport in (state.rtp_transport, state.rtcp_transport):
+                if transport is not None:
+                    transport.close()
+            state.rtp_transport = None
+            state.rtcp_transport = None
+            if state.rtp_port:
+                self._ports.release(state.rtp_port)
+                state.rtp_port = 0
+
+    # -- generated RTCP ------------------------------------------------------------------
+
+    async def _report_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for leg in Leg:
+                self._send_receiver_report(leg)
+
+    def _send_receiver_report(self, leg: Leg) -> None:
+        """An RR to `leg`'s peer about its stream, when nobody else tells it anything."""
+        state = self._legs[leg]
+        other = self._legs[leg.other]
+        transport = state.rtcp_transport
+        target = state.rtcp_target
+        if (
+            other.rtcp_packets_in
+            or state.ssrc < 0
+            or transport is None
+            or target is None
+            or state.received == state.report_received
+        ):
+            return
+        expected = state.expected_current()
+        expected_interval = expected - state.report_expected
+        lost_interval = expected_interval - (state.received - state.report_received)
+        state.report_expected = expected
+        state.report_received = state.received
+        fraction = (
+            (lost_interval << 8) // expected_interval
+            if expected_interval > 0 and lost_interval > 0
+            else 0
+        )
+        cumulative = max(min(expected - state.received, 0x7FFFFF), -0x800000)
+        report = RtcpPacket(
+            (
+                ReceiverReport(
+                    ssrc=self._report_ssrc[leg],
+                    reports=(
+                        ReportBlock(
+                            ssrc=state.ssrc,
+                            fraction_lost=min(fraction, 255),
+                            cumulative_lost=cumulative,
+                            highest_sequence=(state.cycles + state.max_seq) & 0xFFFFFFFF,
+                            # Jitter needs an arrival time per packet, which the
+                            # per-packet path deliberately does not take.
+                            jitter=0,
+                        ),
+                    ),
+                ),
+                SourceDescription(
+                    (
+                        SdesChunk(
+                            self._report_ssrc[leg],
+                            (SdesItem(SdesItemType.CNAME, f"vpbx@{self.address}".encode()),),
+                        ),
+                    )
+                ),
+            )
+        )
+        transport.sendto(bytes(report), target)
+        state.rtcp_generated += 1

@@ -1,0 +1,37 @@
+"""Process plumbing shared by the edge and node roles: event loop, logging, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import uvloop
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+async def wait_for_stop_signal() -> signal.Signals:
+    """Resolve on the first SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stopped.done():
+            stopped.set_result(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    return await stopped
+
+
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a role's main coroutine on uvloop (see the brief: the default loop drops RTP)."""
+    uvloop.run(main())

@@ -1,0 +1,53 @@
+"""Settings of the SIP edge and the media node (environment variables, VPBX_ prefix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from vpbx_common.settings import CommonSettings, require_real_secret
+
+
+class SipSettings(CommonSettings):
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    # The address written into Via/Contact/Record-Route/SDP (a public or service address).
+    advertised_host: str | None = None
+    sip_t1: float = Field(default=0.5, gt=0)
+    max_message_size: int = 65_535
+
+
+class EdgeSettings(SipSettings):
+    city: str | None = None
+    # Signs the flow tokens the edge puts into Record-Route/Path (prevents open relaying).
+    edge_secret: SecretStr = SecretStr("local-dev-secret")
+    # Requests per second one source address may send before the edge stops answering it.
+    source_rate: float = 200.0
+    source_burst: float = 400.0
+
+    def check_secrets(self) -> None:
+        require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)
+
+
+class NodeSettings(SipSettings):
+    sip_port: int = 5070
+    node_name: str = "node"
+    tenant: str = ""
+    city: str = ""
+    node_config: Path = Path("node-config.json")
+    media_host: str = "127.0.0.1"
+    advertised_media_host: str | None = None
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 29999
+    spool_dir: Path = Path("var/spool")
+    chdb_path: Path = Path("var/chdb")
+    # Signs stateless registrar nonces.
+    nonce_secret: SecretStr = SecretStr("local-dev-secret")
+    nonce_lifetime: float = 300.0
+    min_register_expires: int = 30
+    max_register_expires: int = 3600
+    drain_timeout: float = 30.0
+
+    def check_secrets(self) -> None:
+        require_real_secret("VPBX_NONCE_SECRET", self.nonce_secret, local=self.is_local)

@@ -1,0 +1,327 @@
+"""UDP and TCP transports (RFC 3261 section 18, RFC 3581 rport).
+
+A transport turns bytes into messages and back. Every received message is
+handed to one `MessageSink` together with the `Flow` it arrived on, so a
+response or a later request can be sent back over the same flow (the same
+TCP connection, or from the same UDP socket to the observed source address,
+which is what keeps phones behind NAT reachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from .errors import SipParseError
+from .headers import Via
+from .message import MAX_MESSAGE_SIZE, SipMessage, SipRequest, StreamFramer, parse_message
+from .uri import set_param
+
+logger = logging.getLogger(__name__)
+
+
+class TransportKind(StrEnum):
+    UDP = "UDP"
+    TCP = "TCP"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str, default_port: int = 5060) -> Address:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            return cls(text, default_port)
+        return cls(host.strip("[]"), int(port))
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Where a message came from / goes to: transport, peer and (for TCP) connection."""
+
+    transport: TransportKind
+    remote: Address
+    connection_id: int | None = None
+
+
+class MessageSink(Protocol):
+    def on_message(self, message: SipMessage, flow: Flow) -> None: ...
+
+
+class TransportError(Exception):
+    """A message could not be sent (connection refused, no route...)."""
+
+
+def stamp_received(request: SipRequest, source: Address) -> SipRequest:
+    """Add received/rport to the top Via as a server must (RFC 3261 18.2.1, RFC 3581)."""
+    values = request.headers.values("Via")
+    if not values:
+        return request
+    top = Via.parse(values[0])
+    params = top.params
+    changed = False
+    if top.host != source.host:
+        params = set_param(params, "received", source.host)
+        changed = True
+    rport = top.param("rport")
+    if rport is not None and rport == "":
+        params = set_param(params, "rport", str(source.port))
+        if top.host == source.host:
+            params = set_param(params, "received", source.host)
+        changed = True
+    if not changed:
+        return request
+    top = Via(top.transport, top.host, top.port, params, top.protocol)
+    return request.with_headers(request.headers.replace_values("Via", [str(top), *values[1:]]))
+
+
+def response_destination(via: Via, flow_transport: TransportKind) -> Address:
+    """Where to send a response: received/rport override sent-by (RFC 3581)."""
+    host = via.param("received") or via.host.strip("[]")
+    rport = via.param("rport")
+    if rport:
+        return Address(host, int(rport))
+    return Address(host, via.port or 5060)
+
+
+_HEADER_LINE = re.compile(rb"^([A-Za-z\-]+)\s*:\s*(.*)$")
+_ESSENTIAL = {
+    b"via": "Via",
+    b"v": "Via",
+    b"from": "From",
+    b"f": "From",
+    b"to": "To",
+    b"t": "To",
+    b"call-id": "Call-ID",
+    b"i": "Call-ID",
+    b"cseq": "CSeq",
+}
+
+
+def error_response_for(data: bytes, error: SipParseError) -> bytes | None:
+    """A best-effort 400/505/513 for an unparseable request, or None if impossible.
+
+    RFC 3261 section 8.2 wants a response whenever the essential headers can
+    be read; the parser is strict, so this salvages them line by line.
+    """
+    first, _, rest = data.partition(b"\r\n")
+    if first.startswith(b"SIP/") or b" SIP/" not in first:
+        return None
+    found: dict[str, list[bytes]] = {}
+    for raw in rest.split(b"\r\n"):
+        if not raw:
+            break
+        match = _HEADER_LINE.match(raw)
+        if match is None:
+            continue
+        name = _ESSENTIAL.get(match.group(1).lower())
+        if name is not None:
+            found.setdefault(name, []).append(match.group(2).strip())
+    if any(name not in found for name in ("Via", "From", "To", "Call-ID", "CSeq")):
+        return None
+    reason = error.reason.replace("\r", " ").replace("\n", " ")[:120]
+    status = error.status_code
+    lines = [f"SIP/2.0 {status} {'Bad Request' if status == 400 else 'Error'}".encode()]
+    lines.extend(b"Via: " + via for via in found["Via"])
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        lines.append(name.encode() + b": " + found[name][0])
+    lines.append(b"Warning: 399 vpbx " + b'"' + reason.replace('"', "'").encode() + b'"')
+    lines.append(b"Content-Length: 0")
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(
+        self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]
+    ) -> None:
+        self.owner.deliver(data, Flow(TransportKind.UDP, Address(addr[0], addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable etc.: the transaction layer's timers handle it.
+        logger.debug("UDP error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, owner: SipTransport, connection_id: int) -> None:
+        self.owner = owner
+        self.connection_id = connection_id
+        self.framer = StreamFramer(owner.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.remote: Address | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.remote = Address(peer[0], peer[1])
+        self.owner.register_connection(self)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.remote is not None
+        try:
+            frames = self.framer.feed(data)
+        except SipParseError as exc:
+            logger.warning("closing TCP connection from %s: %s", self.remote, exc.reason)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        flow = Flow(TransportKind.TCP, self.remote, self.connection_id)
+        for frame in frames:
+            self.owner.deliver(frame, flow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.unregister_connection(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise TransportError(f"TCP connection to {self.remote} is closed")
+        self.transport.write(data)
+
+
+class SipTransport:
+    """One UDP socket and one TCP listener on the same address, plus outgoing TCP connections."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sink: MessageSink | None = None,
+        *,
+        advertised_host: str | None = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        tcp: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.advertised_host = advertised_host or host
+        self.sink: MessageSink | None = sink
+        self.max_message_size = max_message_size
+        self.enable_tcp = tcp
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._connections: dict[int, _TcpConnection] = {}
+        self._by_remote: dict[Address, _TcpConnection] = {}
+        self._ids = itertools.count(1)
+        self.malformed_count = 0
+
+    @property
+    def local_address(self) -> Address:
+        return Address(self.advertised_host, self.port)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
+        )
+        self._udp = udp
+        if self.port == 0:
+            self.port = udp.get_extra_info("sockname")[1]
+        if self.enable_tcp:
+            self._tcp_server = await loop.create_server(
+                lambda: _TcpConnection(self, next(self._ids)), self.host, self.port
+            )
+
+    async def stop(self) -> None:
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for connection in list(self._connections.values()):
+            if connection.transport is not None:
+                connection.transport.close()
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp_server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._tcp_server.wait_closed(), 2)
+
+    def register_connection(self, connection: _TcpConnection) -> None:
+        self._connections[connection.connection_id] = connection
+        if connection.remote is not None:
+            self._by_remote[connection.remote] = connection
+
+    def unregister_connection(self, connection: _TcpConnection) -> None:
+        self._connections.pop(connection.connection_id, None)
+        if connection.remote is not None and self._by_remote.get(connection.remote) is connection:
+            del self._by_remote[connection.remote]
+
+    def deliver(self, data: bytes, flow: Flow) -> None:
+        try:
+            message = parse_message(data, max_size=self.max_message_size)
+        except SipParseError as exc:
+            self.malformed_count += 1
+            logger.info("malformed SIP from %s/%s: %s", flow.transport, flow.remote, exc.reason)
+            reply = error_response_for(data, exc)
+            if reply is not None:
+                with contextlib.suppress(TransportError):
+                    self.send_bytes(reply, flow)
+            return
+        if isinstance(message, SipRequest):
+            try:
+                message = stamp_received(message, flow.remote)
+            except SipParseError as exc:
+                logger.info("bad Via from %s: %s", flow.remote, exc.reason)
+                return
+        if self.sink is None:
+            return
+        try:
+            self.sink.on_message(message, flow)
+        except Exception:
+            # One bad message must never take the node down.
+            logger.exception("error handling SIP message from %s", flow.remote)
+
+    def send_bytes(self, data: bytes, flow: Flow) -> None:
+        if flow.transport is TransportKind.UDP:
+            if self._udp is None:
+                raise TransportError("UDP transport not started")
+            self._udp.sendto(data, (flow.remote.host, flow.remote.port))
+            return
+        connection = None
+        if flow.connection_id is not None:
+            connection = self._connections.get(flow.connection_id)
+        if connection is None:
+            connection = self._by_remote.get(flow.remote)
+        if connection is None:
+            raise TransportError(f"no TCP connection to {flow.remote}")
+        connection.send(data)
+
+    async def connect(self, remote: Address) -> Flow:
+        existing = self._by_remote.get(remote)
+        if existing is not None:
+            return Flow(TransportKind.TCP, remote, existing.connection_id)
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _TcpConnection(self, next(self._ids)), remote.host, remote.port
+                ),
+                5,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise TransportError(f"cannot connect to {remote}: {exc}") from exc
+        return Flow(TransportKind.TCP, remote, protocol.connection_id)
+
+    async def send(self, message: SipMessage, flow: Flow) -> Flow:
+        """Send, opening a TCP connection when needed; returns the flow actually used."""
+        if flow.transport is TransportKind.TCP and (
+            flow.connection_id not in self._connections and flow.remote not in self._by_remote
+        ):
+            flow = await self.connect(flow.remote)
+        self.send_bytes(bytes(message), flow)
+        return flow

@@ -1,0 +1,160 @@
+"""`vpbx up` as the tests see it: the real platform in a subprocess on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services.ports import free_port_pair
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "examples" / "demo.yaml"
+
+
+def sip_options(host: str, port: int, timeout: float = 0.5) -> int | None:
+    """Send one OPTIONS over UDP; the status code of the answer, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        local_port = sock.getsockname()[1]
+        sock.settimeout(timeout)
+        branch = "z9hG4bK" + secrets.token_hex(6)
+        message = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{local_port};branch={branch};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:probe@{host}>;tag={secrets.token_hex(4)}\r\n"
+            f"To: <sip:{host}:{port}>\r\nCall-ID: {secrets.token_hex(8)}@probe\r\n"
+            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        sock.sendto(message, (host, port))
+        try:
+            data, _ = sock.recvfrom(65535)
+        except OSError:
+            return None
+        parts = data.split(b" ", 2)
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def _free_block(count: int, low: int, high: int) -> int:
+    """A base port such that base..base+count-1 are free for UDP and TCP."""
+    for _ in range(200):
+        base = random.randrange(low, high - count)
+        try:
+            for port in range(base, base + count):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as sock:
+                        sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port block")
+
+
+@dataclass
+class RunningPlatform:
+    host: str
+    sip_port: int
+    node_ports: list[int]
+    var_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vpbx_cli.main", *args],
+            env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def calls(self, last: int = 1, *, wait_for: int | None = None, timeout: float = 30) -> list[dict[str, Any]]:
+        """`vpbx calls --last N --json`, retried until `wait_for` records exist."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.cli("calls", "--last", str(last), "--json", "--var-dir", str(self.var_dir))
+            if result.returncode != 0:
+                raise AssertionError(f"vpbx calls failed: {result.stderr}")
+            records: list[dict[str, Any]] = json.loads(result.stdout)
+            if wait_for is None or len(records) >= wait_for or time.monotonic() > deadline:
+                return records
+            time.sleep(0.5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_platform(
+    tmp: Path, redis_url: str, *, clickhouse_url: str | None = None, file: Path = DEMO,
+    sip_t1: float = 0.5,
+) -> RunningPlatform:
+    host = "127.0.0.1"
+    sip_port = free_port_pair()
+    node_base = _free_block(8, 30000, 40000)
+    rtp_base = _free_block(1, 40000, 50000)
+    var_dir = tmp / "var"
+    env = dict(os.environ)
+    env["VPBX_REDIS_URL"] = redis_url
+    env["VPBX_LOG_LEVEL"] = "DEBUG"
+    env.pop("VPBX_CLICKHOUSE_URL", None)
+    if clickhouse_url:
+        env["VPBX_CLICKHOUSE_URL"] = clickhouse_url
+    log_path = tmp / "platform.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vpbx_cli.main", "up", "-f", str(file), "--host", host,
+         "--sip-port", str(sip_port), "--node-port-base", str(node_base),
+         "--rtp-port-base", str(rtp_base), "--var-dir", str(var_dir), "--sip-t1", str(sip_t1)],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )
+    platform = RunningPlatform(host, sip_port, [], var_dir, env, process, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vpbx up exited with {process.returncode}:\n{platform.log()}")
+        text = platform.log()
+        if "vpbx is up" in text:
+            platform.node_ports = [
+                int(line.rsplit(":", 1)[1]) for line in text.splitlines() if line.strip().startswith("node ")
+            ]
+            targets = [sip_port, *platform.node_ports]
+            if all(sip_options(host, port) is not None for port in targets):
+                return platform
+        time.sleep(0.2)
+    platform.stop()
+    raise RuntimeError(f"vpbx up did not become ready:\n{platform.log()}")
+
+
+@pytest.fixture
+def platform_factory(tmp_path: Path, flushed_redis: str) -> Iterator[Any]:
+    """Start `vpbx up` (chdb or a ClickHouse server); stopped at the end of the test."""
+    started: list[RunningPlatform] = []
+
+    def factory(clickhouse_url: str | None = None, **kwargs: Any) -> RunningPlatform:
+        platform = start_platform(tmp_path / f"p{len(started)}", flushed_redis, clickhouse_url=clickhouse_url, **kwargs)
+        started.append(platform)
+        return platform
+
+    yield factory
+    for platform in started:
+        platform.stop()
