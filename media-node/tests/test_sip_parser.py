@@ -1,8 +1,12 @@
 """RFC 4475 torture messages against the SIP parser.
 
-Every fixture in fixtures/rfc4475/ is classified here: the ones the parser must
-accept (and round-trip) and the ones it must reject with a given status. The
-classification follows each test's "expected behaviour" text in RFC 4475:
+The fixtures are the RFC's messages with CRLF line ends, <allOneLine> runs
+joined, <repeat> runs expanded and <hex> runs written as the raw octets (NUL,
+BEL, DEL, UTF-8, the DER blob in mpart01); Content-Length matches the body
+wherever the RFC means it to. Every fixture in fixtures/rfc4475/ is
+classified here: the ones the parser must accept (and round-trip) and the ones
+it must reject with a given status. The classification follows each test's
+"expected behaviour" text in RFC 4475:
 
 * 3.1.1 (valid syntax), 3.2 (transaction layer) and 3.4 (RFC 2543 syntax) must
   parse.
@@ -324,9 +328,7 @@ def test_semantic_oddities_are_left_to_the_application() -> None:
     ]
     assert request("invut").content_type == "application/unknownformat"
     assert request("sdp01").header("Accept") == "text/nobodyKnowsThis"
-    assert request("regaut01").header("Authorization") == (
-        "NoOneKnowsThisScheme opaque-data=here"
-    )
+    assert request("regaut01").header("Authorization") == ("NoOneKnowsThisScheme opaque-data=here")
     assert [v.host for v in response("bcast").vias] == ["192.0.2.198", "255.255.255.255"]
 
 

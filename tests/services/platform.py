@@ -76,14 +76,23 @@ class RunningPlatform:
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "vpbx_cli.main", *args],
-            env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
-    def calls(self, last: int = 1, *, wait_for: int | None = None, timeout: float = 30) -> list[dict[str, Any]]:
+    def calls(
+        self, last: int = 1, *, wait_for: int | None = None, timeout: float = 30
+    ) -> list[dict[str, Any]]:
         """`vpbx calls --last N --json`, retried until `wait_for` records exist."""
         deadline = time.monotonic() + timeout
         while True:
-            result = self.cli("calls", "--last", str(last), "--json", "--var-dir", str(self.var_dir))
+            result = self.cli(
+                "calls", "--last", str(last), "--json", "--var-dir", str(self.var_dir)
+            )
             if result.returncode != 0:
                 raise AssertionError(f"vpbx calls failed: {result.stderr}")
             records: list[dict[str, Any]] = json.loads(result.stdout)
@@ -105,7 +114,11 @@ class RunningPlatform:
 
 
 def start_platform(
-    tmp: Path, redis_url: str, *, clickhouse_url: str | None = None, file: Path = DEMO,
+    tmp: Path,
+    redis_url: str,
+    *,
+    clickhouse_url: str | None = None,
+    file: Path = DEMO,
     sip_t1: float = 0.5,
 ) -> RunningPlatform:
     host = "127.0.0.1"
@@ -119,13 +132,34 @@ def start_platform(
     env.pop("VPBX_CLICKHOUSE_URL", None)
     if clickhouse_url:
         env["VPBX_CLICKHOUSE_URL"] = clickhouse_url
+    tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / "platform.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "vpbx_cli.main", "up", "-f", str(file), "--host", host,
-         "--sip-port", str(sip_port), "--node-port-base", str(node_base),
-         "--rtp-port-base", str(rtp_base), "--var-dir", str(var_dir), "--sip-t1", str(sip_t1)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "vpbx_cli.main",
+            "up",
+            "-f",
+            str(file),
+            "--host",
+            host,
+            "--sip-port",
+            str(sip_port),
+            "--node-port-base",
+            str(node_base),
+            "--rtp-port-base",
+            str(rtp_base),
+            "--var-dir",
+            str(var_dir),
+            "--sip-t1",
+            str(sip_t1),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     platform = RunningPlatform(host, sip_port, [], var_dir, env, process, log_path)
     deadline = time.monotonic() + 60
@@ -135,7 +169,9 @@ def start_platform(
         text = platform.log()
         if "vpbx is up" in text:
             platform.node_ports = [
-                int(line.rsplit(":", 1)[1]) for line in text.splitlines() if line.strip().startswith("node ")
+                int(line.rsplit(":", 1)[1])
+                for line in text.splitlines()
+                if line.strip().startswith("node ")
             ]
             targets = [sip_port, *platform.node_ports]
             if all(sip_options(host, port) is not None for port in targets):
@@ -151,7 +187,9 @@ def platform_factory(tmp_path: Path, flushed_redis: str) -> Iterator[Any]:
     started: list[RunningPlatform] = []
 
     def factory(clickhouse_url: str | None = None, **kwargs: Any) -> RunningPlatform:
-        platform = start_platform(tmp_path / f"p{len(started)}", flushed_redis, clickhouse_url=clickhouse_url, **kwargs)
+        platform = start_platform(
+            tmp_path / f"p{len(started)}", flushed_redis, clickhouse_url=clickhouse_url, **kwargs
+        )
         started.append(platform)
         return platform
 

@@ -85,8 +85,19 @@ def _start_private_redis(layout: LocalLayout) -> tuple[subprocess.Popen[bytes], 
     data = layout.var_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [binary, "--port", str(layout.redis_port), "--bind", layout.host, "--dir", str(data.resolve()),
-         "--save", "60 1", "--appendonly", "no"],
+        [
+            binary,
+            "--port",
+            str(layout.redis_port),
+            "--bind",
+            layout.host,
+            "--dir",
+            str(data.resolve()),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -114,7 +125,9 @@ async def publish_routes(local: LocalPlatform) -> int:
         local.platform.tenants, local.platform.numbers, local.node_address, local.platform.configs
     )
     for rejected in snapshot.rejected:
-        logger.warning("Number %s not routed: %s (%s)", rejected.name, rejected.reason, rejected.message)
+        logger.warning(
+            "Number %s not routed: %s (%s)", rejected.name, rejected.reason, rejected.message
+        )
     client = redis.Redis.from_url(local.redis_url)
     try:
         await RoutingTable(client).replace(snapshot)
@@ -167,7 +180,9 @@ def start_processes(local: LocalPlatform) -> None:
     edge_env = _child_env(
         local, {"VPBX_SIP_HOST": layout.host, "VPBX_SIP_PORT": str(layout.sip_port)}
     )
-    local.processes["edge"] = subprocess.Popen([sys.executable, "-m", "vpbx_media.edge"], env=edge_env)
+    local.processes["edge"] = subprocess.Popen(
+        [sys.executable, "-m", "vpbx_media.edge"], env=edge_env
+    )
 
 
 def stop_processes(local: LocalPlatform, timeout: float = 15.0) -> None:
@@ -185,7 +200,9 @@ def stop_processes(local: LocalPlatform, timeout: float = 15.0) -> None:
 
 
 def migrate_cdr_store(var_dir: Path) -> None:
-    store = open_cdr_store(os.environ.get("VPBX_CLICKHOUSE_URL") or None, var_dir.resolve() / "chdb")
+    store = open_cdr_store(
+        os.environ.get("VPBX_CLICKHOUSE_URL") or None, var_dir.resolve() / "chdb"
+    )
     try:
         store.migrate()
     finally:
@@ -224,7 +241,9 @@ def run_local(path: Path, layout: LocalLayout) -> int:
         while not stop_requested:
             dead = [name for name, p in local.processes.items() if p.poll() is not None]
             if dead:
-                print(f"process(es) exited: {', '.join(dead)}; stopping", file=sys.stderr, flush=True)
+                print(
+                    f"process(es) exited: {', '.join(dead)}; stopping", file=sys.stderr, flush=True
+                )
                 return 1
             time.sleep(0.2)
         return 0

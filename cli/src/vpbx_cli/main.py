@@ -16,19 +16,30 @@ app = typer.Typer(help="vpbx: cloud virtual PBX with a built-in CRM", no_args_is
 
 @app.command()
 def up(
-    file: Annotated[Path, typer.Option("-f", "--file", help="platform file (Tenant, Number, PbxConfig)")] = Path("examples/demo.yaml"),
+    file: Annotated[
+        Path, typer.Option("-f", "--file", help="platform file (Tenant, Number, PbxConfig)")
+    ] = Path("examples/demo.yaml"),
     host: Annotated[str, typer.Option(help="address every service binds to")] = "127.0.0.1",
     sip_port: Annotated[int, typer.Option(help="SIP edge port (UDP and TCP)")] = 5060,
     node_port_base: Annotated[int, typer.Option(help="first media-node SIP port")] = 5070,
     rtp_port_base: Annotated[int, typer.Option(help="first RTP port; each node gets 1000")] = 20000,
-    redis_port: Annotated[int, typer.Option(help="port of the private Redis (when VPBX_REDIS_URL is unset)")] = 6390,
-    var_dir: Annotated[Path, typer.Option(help="state: spools, chdb data, node configs")] = Path("var"),
+    redis_port: Annotated[
+        int, typer.Option(help="port of the private Redis (when VPBX_REDIS_URL is unset)")
+    ] = 6390,
+    var_dir: Annotated[Path, typer.Option(help="state: spools, chdb data, node configs")] = Path(
+        "var"
+    ),
     sip_t1: Annotated[float, typer.Option(help="SIP timer T1 in seconds")] = 0.5,
 ) -> None:
     """Run the whole platform locally in the foreground (Ctrl-C stops it)."""
     layout = LocalLayout(
-        host=host, sip_port=sip_port, node_port_base=node_port_base, rtp_port_base=rtp_port_base,
-        redis_port=redis_port, var_dir=var_dir, sip_t1=sip_t1,
+        host=host,
+        sip_port=sip_port,
+        node_port_base=node_port_base,
+        rtp_port_base=rtp_port_base,
+        redis_port=redis_port,
+        var_dir=var_dir,
+        sip_t1=sip_t1,
     )
     try:
         code = run_local(file, layout)
@@ -40,7 +51,9 @@ def up(
 
 @app.command()
 def calls(
-    last: Annotated[int, typer.Option("--last", min=1, max=10_000, help="how many of the latest calls")] = 20,
+    last: Annotated[
+        int, typer.Option("--last", min=1, max=10_000, help="how many of the latest calls")
+    ] = 20,
     tenant: Annotated[str | None, typer.Option(help="only this tenant's calls")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
     var_dir: Annotated[Path, typer.Option(help="where the embedded chdb data lives")] = Path("var"),
@@ -48,7 +61,9 @@ def calls(
     """Print the latest CDRs from the configured CDR store (ClickHouse or embedded chdb)."""
     from vpbx_common.cdr.store import open_cdr_store
 
-    store = open_cdr_store(os.environ.get("VPBX_CLICKHOUSE_URL") or None, var_dir.resolve() / "chdb")
+    store = open_cdr_store(
+        os.environ.get("VPBX_CLICKHOUSE_URL") or None, var_dir.resolve() / "chdb"
+    )
     try:
         store.migrate()
         records = store.last(last, tenant=tenant)
@@ -60,11 +75,15 @@ def calls(
     if not records:
         typer.echo("no calls yet")
         return
-    typer.echo(f"{'start (UTC)':<23} {'tenant':<10} {'caller':<16} {'dialled':<14} {'answered':<8} {'ring':>6} {'talk':>7}  end")
+    typer.echo(
+        f"{'start (UTC)':<23} {'tenant':<10} {'caller':<16} {'dialled':<14} {'answered':<8} {'ring':>6} {'talk':>7}  end"
+    )
     for record in records:
         from datetime import UTC, datetime
 
-        start = datetime.fromtimestamp(record.start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+        start = datetime.fromtimestamp(record.start_ms / 1000, UTC).strftime(
+            "%Y-%m-%d %H:%M:%S.%f"
+        )[:23]
         typer.echo(
             f"{start:<23} {record.tenant:<10} {record.caller:<16} {record.dialled:<14} "
             f"{record.answered_by or '-':<8} {record.ring_ms / 1000:>5.1f}s {record.talk_ms / 1000:>6.1f}s  "

@@ -16,6 +16,8 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # The driver logs a traceback per failed connection; the shipper reports outages once.
+    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
 
 
 async def wait_for_stop_signal() -> signal.Signals:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from vpbx_common.settings import CommonSettings, require_real_secret
+from vpbx_common.sipauth import DigestAlgorithm
 
 
 class SipSettings(CommonSettings):
@@ -45,6 +46,10 @@ class NodeSettings(SipSettings):
     # Signs stateless registrar nonces.
     nonce_secret: SecretStr = SecretStr("local-dev-secret")
     nonce_lifetime: float = 300.0
+    digest_algorithms: list[DigestAlgorithm] = [DigestAlgorithm.SHA256, DigestAlgorithm.MD5]
+    # User-Agent substrings of phones that abort on a SHA-256 challenge instead of
+    # answering the MD5 one next to it (baresip/libre 1.x); they are challenged with MD5.
+    digest_md5_only_agents: list[str] = ["baresip"]
     min_register_expires: int = 30
     max_register_expires: int = 3600
     drain_timeout: float = 30.0

@@ -22,7 +22,12 @@ from vpbx_common.routing import DomainRoute, NumberRoute
 from ..sip.errors import SipParseError
 from ..sip.headers import NameAddr, Via
 from ..sip.message import SipRequest, SipResponse, make_response
-from ..sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer, TransactionUser
+from ..sip.transaction import (
+    ClientTransaction,
+    ServerTransaction,
+    TransactionLayer,
+    TransactionUser,
+)
 from ..sip.transport import Address, Flow, SipTransport, TransportKind, response_destination
 from ..sip.uri import SipUri
 from .flowtoken import EdgeToken, EdgeTokens
@@ -48,7 +53,9 @@ class _Bucket:
 class SourceLimiter:
     """Token bucket per source address: a flooding source is ignored, others are not."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.clock = clock
@@ -219,7 +226,9 @@ class EdgeProxy:
             if request.method == "REGISTER":
                 user = request.to.uri.user if isinstance(request.to.uri, SipUri) else None
                 node = self._node_for_user(domain_route, user)
-                return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node), add_path=True)
+                return Forwarding(
+                    Flow(TransportKind.UDP, node), EdgeToken(flow, node), add_path=True
+                )
             caller = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
             node = self._node_for_user(domain_route, caller)
             return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
@@ -253,7 +262,12 @@ class EdgeProxy:
         headers = request.headers
         headers = headers.set("Max-Forwards", str(request.max_forwards - 1))
         headers = headers.prepend("Via", str(self.layer.via_for(forwarding.target.transport)))
-        if forwarding.token is not None and request.method in ("INVITE", "SUBSCRIBE", "REFER", "REGISTER"):
+        if forwarding.token is not None and request.method in (
+            "INVITE",
+            "SUBSCRIBE",
+            "REFER",
+            "REGISTER",
+        ):
             local = self.transport.local_address
             entry_uri = SipUri(host=local.host, port=local.port, params=(("lr", None),))
             entry_uri = entry_uri.with_params(**{TOKEN_PARAM: self.tokens.encode(forwarding.token)})
@@ -284,4 +298,3 @@ class EdgeProxy:
         for task in list(self._tasks):
             task.cancel()
         await self.layer.stop()
-

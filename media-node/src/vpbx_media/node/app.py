@@ -48,7 +48,13 @@ async def run_node(settings: NodeSettings) -> None:
         settings.nonce_secret.get_secret_value().encode().ljust(16, b"\0"),
         lifetime_s=settings.nonce_lifetime,
     )
-    authenticator = Authenticator(DigestAuthenticator(nonces, config.current.sip_domain), config)
+    authenticator = Authenticator(
+        DigestAuthenticator(
+            nonces, config.current.sip_domain, tuple(settings.digest_algorithms)
+        ),
+        config,
+        tuple(settings.digest_md5_only_agents),
+    )
     transport = SipTransport(
         settings.sip_host,
         settings.sip_port,
@@ -76,14 +82,21 @@ async def run_node(settings: NodeSettings) -> None:
         PortAllocator(settings.rtp_port_min, settings.rtp_port_max),
         spool,
         redis_client,
+        shipper=shipper,
         registrar_limits=(settings.min_register_expires, settings.max_register_expires),
     )
     recovered = service.recover()
     await transport.start()
     await shipper.start()
+    service.start()
     logger.info(
         "node %s (tenant=%s city=%s) listening on %s:%d; %d open call(s) recovered",
-        settings.node_name, tenant, city, settings.sip_host, transport.port, recovered,
+        settings.node_name,
+        tenant,
+        city,
+        settings.sip_host,
+        transport.port,
+        recovered,
     )
     try:
         await wait_for_stop_signal()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from vpbx_common.cdr.record import CallRecord, Direction, EndReason, HangupBy
+from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy
 from vpbx_common.events import CallEventType
 
 from ..rtp.relay import Leg
@@ -165,7 +165,11 @@ class Call:
 
     def _log(self, level: int, message: str, *args: object, exc_info: bool = False) -> None:
         logger.log(
-            level, "call=%s tenant=%s " + message, self.call_id, self.node.tenant, *args,
+            level,
+            "call=%s tenant=%s " + message,
+            self.call_id,
+            self.node.tenant,
+            *args,
             exc_info=exc_info,
         )
 
@@ -201,7 +205,7 @@ class Call:
             await self._finish()
 
     async def _run(self) -> None:
-        self.node.journal_begin(self)
+        await self.node.journal_begin(self)
         if not self.plan.targets:
             self._reject(480, self.plan.empty_reason)
             return
@@ -238,7 +242,9 @@ class Call:
         self.final_status = status
         self.end_reason = reason
         if not self.transaction.is_final:
-            self.transaction.respond(make_response(self.request, status, phrase, to_tag=self.local_tag))
+            self.transaction.respond(
+                make_response(self.request, status, phrase, to_tag=self.local_tag)
+            )
         self._set_state(CallState.ENDED)
 
     def _fork(self, target: Target, body: bytes) -> None:
@@ -254,7 +260,9 @@ class Call:
         headers = headers.add(
             "From", str(NameAddr(caller_uri, self.plan.caller_display, (("tag", new_tag()),)))
         )
-        headers = headers.add("To", str(NameAddr(SipUri(host=config.sip_domain, user=target.extension))))
+        headers = headers.add(
+            "To", str(NameAddr(SipUri(host=config.sip_domain, user=target.extension)))
+        )
         headers = headers.add("Call-ID", new_call_id(self.node.sip_address.host))
         headers = headers.add("CSeq", str(CSeq(1, "INVITE")))
         headers = headers.add("Contact", f"<{self.node.contact_uri}>")
@@ -290,8 +298,9 @@ class Call:
                 event.leg.ringing = True
                 if not any(leg.ringing for leg in self.legs if leg is not event.leg):
                     self.transaction.respond(
-                        make_response(self.request, 180, to_tag=self.local_tag,
-                                      extra=self._record_route())
+                        make_response(
+                            self.request, 180, to_tag=self.local_tag, extra=self._record_route()
+                        )
                     )
         elif isinstance(event, _Answered):
             await self._on_answer(event.leg, event.response)
@@ -354,15 +363,21 @@ class Call:
         self.caller_dialog.state = DialogState.CONFIRMED
         self.transaction.respond(
             make_response(
-                self.request, 200, to_tag=self.local_tag,
-                extra=[*self._record_route(), ("Contact", contact),
-                       ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")],
-                body=caller_answer, content_type=SDP,
+                self.request,
+                200,
+                to_tag=self.local_tag,
+                extra=[
+                    *self._record_route(),
+                    ("Contact", contact),
+                    ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"),
+                ],
+                body=caller_answer,
+                content_type=SDP,
             )
         )
         self._set_state(CallState.ANSWERED)
         self.node.publish(self, CallEventType.ANSWERED)
-        self.node.journal_answer(self)
+        await self.node.journal_answer(self)
 
     def _send_ack(self, leg: OutboundLeg, seq: int) -> None:
         assert leg.dialog is not None
@@ -394,7 +409,11 @@ class Call:
 
     async def _on_in_dialog(self, event: _InDialog) -> None:
         request, transaction = event.request, event.transaction
-        dialog = self.caller_dialog if event.side is Side.CALLER else (self.winner.dialog if self.winner else None)
+        dialog = (
+            self.caller_dialog
+            if event.side is Side.CALLER
+            else (self.winner.dialog if self.winner else None)
+        )
         if dialog is None or not dialog.accept_remote_request(request):
             transaction.respond(make_response(request, 500 if dialog else 481))
             return
@@ -404,7 +423,11 @@ class Call:
             self.hangup_by = HangupBy.CALLER if event.side is Side.CALLER else HangupBy.CALLEE
             self.end_reason = EndReason.COMPLETED
             self._set_state(CallState.ENDED)
-            other = self.winner.dialog if event.side is Side.CALLER and self.winner else self.caller_dialog
+            other = (
+                self.winner.dialog
+                if event.side is Side.CALLER and self.winner
+                else self.caller_dialog
+            )
             await self._send_bye(other, self.winner.flow if self.winner else None)
         elif request.method == "INVITE":
             await self._relay_reinvite(event.side, request, transaction)
@@ -424,7 +447,11 @@ class Call:
             )
         else:
             rewritten = rewrite_for_relay(
-                sdp, local.ip, local.rtp_port, origin=origin, rtcp_port=local.rtcp_port,
+                sdp,
+                local.ip,
+                local.rtp_port,
+                origin=origin,
+                rtcp_port=local.rtcp_port,
                 keep_codecs=keep_codecs,
             )
         return str(rewritten).encode()
@@ -466,9 +493,12 @@ class Call:
                     self._log(logging.WARNING, "unusable SDP in re-INVITE answer: %s", exc)
         transaction.respond(
             make_response(
-                request, final.status, final.reason,
+                request,
+                final.status,
+                final.reason,
                 extra=[("Contact", f"<{self.node.contact_uri}>")],
-                body=answer_body, content_type=SDP if answer_body else None,
+                body=answer_body,
+                content_type=SDP if answer_body else None,
             )
         )
 
@@ -486,19 +516,19 @@ class Call:
         self.state = CallState.ENDED
         record = self.record()
         self._log(
-            logging.INFO, "ended reason=%s status=%s answered_by=%s media=%s",
-            record.end_reason, record.sip_status, record.answered_by or "-", stats,
+            logging.INFO,
+            "ended reason=%s status=%s answered_by=%s media=%s",
+            record.end_reason,
+            record.sip_status,
+            record.answered_by or "-",
+            stats,
         )
         self.node.publish(self, CallEventType.ENDED)
         await self.node.call_finished(self, record)
         self.done.set()
 
     def record(self) -> CallRecord:
-        start, answer = self.times.start_ms, self.times.answer_ms
-        end = self.times.end_ms or int(time.time() * 1000)
-        ring_ms = (answer if answer is not None else end) - start
-        talk_ms = end - answer if answer is not None else 0
-        return CallRecord(
+        return CallRecord.build(
             call_id=self.call_id,
             tenant=self.node.tenant,
             city=self.node.city,
@@ -508,11 +538,9 @@ class Call:
             dialled=self.plan.number,
             label=self.plan.label,
             answered_by=self.answered_by,
-            start_ms=start,
-            answer_ms=answer,
-            end_ms=end,
-            ring_ms=max(0, ring_ms),
-            talk_ms=max(0, talk_ms),
+            start_ms=self.times.start_ms,
+            answer_ms=self.times.answer_ms,
+            end_ms=max(self.times.end_ms or int(time.time() * 1000), self.times.start_ms),
             end_reason=self.end_reason,
             sip_status=self.final_status,
             hangup_by=self.hangup_by,

@@ -28,9 +28,15 @@ logger = logging.getLogger(__name__)
 class Authenticator:
     """Digest checks against the node config's HA1 values (realm = tenant SIP domain)."""
 
-    def __init__(self, digest: DigestAuthenticator, config: Callable[[], NodeConfig]) -> None:
+    def __init__(
+        self,
+        digest: DigestAuthenticator,
+        config: Callable[[], NodeConfig],
+        md5_only_agents: tuple[str, ...] = (),
+    ) -> None:
         self.digest = digest
         self.config = config
+        self.md5_only_agents = tuple(agent.lower() for agent in md5_only_agents)
 
     def _ha1(self, username: str, algorithm: DigestAlgorithm) -> str | None:
         user = self.config().user(username)
@@ -66,7 +72,10 @@ class Authenticator:
                 stale = True
                 continue
             return None, [], 403
-        headers = [(challenge_header, str(c)) for c in self.digest.challenges(stale=stale)]
+        agent = (request.header("User-Agent") or "").lower()
+        md5_only = any(name in agent for name in self.md5_only_agents)
+        challenges = self.digest.challenges(stale=stale, md5_only=md5_only)
+        headers = [(challenge_header, str(c)) for c in challenges]
         return None, headers, status
 
 
@@ -110,9 +119,7 @@ class Registrar:
             return make_response(request, 400, str(exc)[:80], to_tag=new_tag())
         now = time.time()
         bindings = await self.store.list(config.tenant, extension, now)
-        extra = [
-            ("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings
-        ]
+        extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
         extra.append(("Date", formatdate(now, usegmt=True)))
         logger.info(
             "tenant=%s ext=%s registered %d binding(s)", config.tenant, extension, len(bindings)
@@ -135,8 +142,10 @@ class Registrar:
             expires = self._expires_of(contact, header_expires)
             key = str(contact.uri)
             previous = existing.get(key)
-            if previous is not None and previous.call_id == request.call_id and (
-                previous.cseq >= request.cseq.seq
+            if (
+                previous is not None
+                and previous.call_id == request.call_id
+                and (previous.cseq >= request.cseq.seq)
             ):
                 continue  # an out-of-order retransmission (RFC 3261 10.3 step 7)
             if expires == 0:

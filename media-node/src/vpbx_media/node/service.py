@@ -11,17 +11,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as redis
 
-from vpbx_common.cdr.record import CallRecord, Direction, EndReason
+from vpbx_common.cdr import CallRecord, Direction, EndReason, OpenCall
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventType, events_channel
 from vpbx_common.nodeconfig import NodeConfig
 
-from ..cdr.spool import CdrSpool, OpenCall
+from ..cdr.shipper import CdrShipper
+from ..cdr.spool import CdrSpool
 from ..rtp.ports import PortAllocator
 from ..rtp.relay import MediaRelay
 from ..sip.message import SipRequest, SipResponse, make_response
@@ -59,7 +61,9 @@ class NodeService:
         spool: CdrSpool,
         redis_client: redis.Redis,
         *,
+        shipper: CdrShipper | None = None,
         registrar_limits: tuple[int, int] = (30, 3600),
+        journal_touch_interval: float = 5.0,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -67,10 +71,15 @@ class NodeService:
         self.auth = authenticator
         self.ports = ports
         self.spool = spool
+        self.shipper = shipper
         self.redis = redis_client
+        self.journal_touch_interval = journal_touch_interval
         self.registrar = Registrar(
-            bindings, authenticator, config,
-            min_expires=registrar_limits[0], max_expires=registrar_limits[1],
+            bindings,
+            authenticator,
+            config,
+            min_expires=registrar_limits[0],
+            max_expires=registrar_limits[1],
         )
         self.layer = layer_factory(self)
         self.calls: dict[str, Call] = {}
@@ -107,8 +116,8 @@ class NodeService:
 
     # --- TransactionUser --------------------------------------------------
 
-    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -122,7 +131,9 @@ class NodeService:
         if method == "REGISTER":
             self._spawn(self._register(request, transaction))
         elif method == "OPTIONS" and request.to.tag is None:
-            transaction.respond(make_response(request, 200, extra=[("Allow", ALLOW), ("Accept", "application/sdp")]))
+            transaction.respond(
+                make_response(request, 200, extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            )
         elif request.to.tag is not None:
             self._in_dialog(request, transaction)
         elif method == "INVITE":
@@ -152,7 +163,9 @@ class NodeService:
             response = await self.registrar.handle(request)
         except redis.RedisError as exc:
             logger.error("tenant=%s registrar storage failed: %s", self.tenant, exc)
-            response = make_response(request, 500, "Registrar Unavailable", extra=[("Retry-After", "5")])
+            response = make_response(
+                request, 500, "Registrar Unavailable", extra=[("Retry-After", "5")]
+            )
         transaction.respond(response)
 
     def _in_dialog(self, request: SipRequest, transaction: ServerTransaction) -> None:
@@ -168,7 +181,9 @@ class NodeService:
 
     async def _new_call(self, request: SipRequest, transaction: ServerTransaction) -> None:
         if self.draining:
-            transaction.respond(make_response(request, 503, "Draining", extra=[("Retry-After", "1")]))
+            transaction.respond(
+                make_response(request, 503, "Draining", extra=[("Retry-After", "1")])
+            )
             return
         if request.call_id in self.calls:
             transaction.respond(make_response(request, 482))
@@ -206,8 +221,12 @@ class NodeService:
             targets = await self._targets_for([dialled])
             user = config.user(extension)
             return CallPlan(
-                direction=Direction.INTERNAL, number=dialled, label="", caller=extension,
-                caller_display=user.name if user else None, targets=targets,
+                direction=Direction.INTERNAL,
+                number=dialled,
+                label="",
+                caller=extension,
+                caller_display=user.name if user else None,
+                targets=targets,
                 ring_timeout_s=DEFAULT_EXTENSION_RING_S,
             )
         try:
@@ -229,8 +248,12 @@ class NodeService:
         with contextlib.suppress(InvalidPhoneNumber):
             caller = normalize_e164(caller)
         return CallPlan(
-            direction=Direction.INBOUND, number=number, label=entry.label or "", caller=caller,
-            caller_display=request.from_.display_name, targets=await self._targets_for(members),
+            direction=Direction.INBOUND,
+            number=number,
+            label=entry.label or "",
+            caller=caller,
+            caller_display=request.from_.display_name,
+            targets=await self._targets_for(members),
             ring_timeout_s=timeout,
         )
 
@@ -258,8 +281,14 @@ class NodeService:
     def publish(self, call: Call, event_type: CallEventType) -> None:
         callee = call.answered_by or ",".join(sorted({t.extension for t in call.plan.targets}))
         event = CallEvent(
-            type=event_type, call_id=call.call_id, tenant=self.tenant, city=self.city,
-            node=self.node_name, number=call.plan.number, caller=call.plan.caller, callee=callee,
+            type=event_type,
+            call_id=call.call_id,
+            tenant=self.tenant,
+            city=self.city,
+            node=self.node_name,
+            number=call.plan.number,
+            caller=call.plan.caller,
+            callee=callee,
             at_ms=int(time.time() * 1000),
             end_reason=str(call.end_reason) if event_type is CallEventType.ENDED else "",
             label=call.plan.label,
@@ -270,32 +299,53 @@ class NodeService:
         try:
             await self.redis.publish(events_channel(self.tenant), event.to_json())
         except redis.RedisError as exc:
-            logger.warning("call=%s tenant=%s event not published: %s", event.call_id, self.tenant, exc)
+            logger.warning(
+                "call=%s tenant=%s event not published: %s", event.call_id, self.tenant, exc
+            )
 
     def _open_call(self, call: Call) -> OpenCall:
-        record = call.record()
         return OpenCall(
-            call_id=record.call_id, tenant=record.tenant, city=record.city, node=record.node,
-            direction=record.direction, caller=record.caller, dialled=record.dialled,
-            label=record.label, answered_by=record.answered_by, start_ms=record.start_ms,
-            answer_ms=record.answer_ms,
+            call_id=call.call_id,
+            tenant=self.tenant,
+            city=self.city,
+            node=self.node_name,
+            direction=call.plan.direction,
+            caller=call.plan.caller,
+            dialled=call.plan.number,
+            label=call.plan.label,
+            answered_by=call.answered_by,
+            start_ms=call.times.start_ms,
+            answer_ms=call.times.answer_ms,
+            sip_status=call.final_status,
         )
 
-    def journal_begin(self, call: Call) -> None:
-        self.spool.begin_call(self._open_call(call))
+    # The spool fsyncs; keep that off the event loop that also relays RTP.
+    async def journal_begin(self, call: Call) -> None:
+        await asyncio.to_thread(self.spool.begin_call, self._open_call(call))
 
-    def journal_answer(self, call: Call) -> None:
-        self.spool.update_call(self._open_call(call))
+    async def journal_answer(self, call: Call) -> None:
+        await asyncio.to_thread(self.spool.update_call, self._open_call(call))
 
     async def call_finished(self, call: Call, record: CallRecord) -> None:
-        self.spool.append(record)
-        self.spool.end_call(call.call_id)
+        await asyncio.to_thread(self.spool.finish_call, record)
+        if self.shipper is not None:
+            self.shipper.notify()
         self.calls.pop(call.call_id, None)
         self._by_transaction.pop(id(call.transaction), None)
         for leg in call.legs:
             self._legs.pop(leg.request.call_id, None)
 
     # --- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        self._spawn(self._touch_journal())
+
+    async def _touch_journal(self) -> None:
+        """Keep open calls' journal entries fresh: a crash then dates their end closely."""
+        while True:
+            await asyncio.sleep(self.journal_touch_interval)
+            if self.calls:
+                await asyncio.to_thread(self.spool.touch_open_calls)
 
     async def drain(self, timeout: float) -> None:
         """Stop taking calls, let the ones in progress finish (bounded)."""
@@ -316,5 +366,10 @@ class NodeService:
         """Turn calls a crashed predecessor left open into CDRs (end reason node-lost)."""
         recovered = self.spool.recover_open_calls(int(time.time() * 1000))
         for record in recovered:
-            logger.warning("call=%s tenant=%s recovered as %s", record.call_id, self.tenant, EndReason.NODE_LOST)
+            logger.warning(
+                "call=%s tenant=%s recovered as %s",
+                record.call_id,
+                self.tenant,
+                EndReason.NODE_LOST,
+            )
         return len(recovered)

@@ -25,6 +25,8 @@ over a call (RTP injection), a packet from any other source only re-latches the 
 
 RTCP follows the same peer: it latches to the first RTCP source on the host of the RTP
 source (or to the SDP RTCP address), since NATs often map the RTCP port unpredictably.
+RTCP that a peer multiplexes onto the RTP port anyway (RFC 5761; the node's SDP never
+offers it) is recognised by packet type and leaves through the other leg's RTCP port.
 
 The per-packet path reads only the sequence number and SSRC (RFC 3550 A.1 extended
 sequence numbers give the loss estimate), bumps integer counters and forwards: no
@@ -71,6 +73,7 @@ _MAX_DROPOUT = 3000
 _MAX_MISORDER = 100
 # Binding can fail when another process holds a port of our range; try a few pairs.
 _BIND_ATTEMPTS = 16
+_CLOSE_TIMEOUT = 1.0
 
 
 class Leg(enum.Enum):
@@ -350,14 +353,29 @@ class _LegState:
         )
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_call_id", "_leg", "_loop", "_peer")
+class _LegProtocol(asyncio.DatagramProtocol):
+    """One of a leg's sockets; `closed` resolves once the loop has really closed it."""
+
+    __slots__ = ("_call_id", "_leg", "_loop", "_peer", "closed")
 
     def __init__(self, leg: _LegState, peer: _LegState, call_id: str) -> None:
         self._leg = leg
         self._peer = peer
         self._call_id = call_id
         self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for a peer that went away; the next latch or SDP fixes the target.
+        logger.debug("call %s leg %s: socket error %s", self._call_id, self._leg.name.value, exc)
+
+
+class _RtpProtocol(_LegProtocol):
+    __slots__ = ()
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         leg = self._leg
@@ -367,9 +385,6 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         elif len(data) < _RTP_MIN_SIZE or data[0] & _VERSION_MASK != _VERSION_2:
             leg.malformed += 1
             return
-        size = len(data)
-        leg.packets_in += 1
-        leg.bytes_in += size
         peer = self._peer
         if RTCP_PT_MIN <= data[1] <= RTCP_PT_MAX:
             # RTCP multiplexed onto the RTP port (RFC 5761): hand it to the RTCP path.
@@ -382,6 +397,9 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             transport.sendto(data, target)
             peer.rtcp_packets_out += 1
             return
+        size = len(data)
+        leg.packets_in += 1
+        leg.bytes_in += size
         seq, ssrc = _SEQ_SSRC.unpack_from(data, 2)
         if ssrc != leg.ssrc:
             leg.start_source(ssrc, seq)
@@ -405,18 +423,9 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         peer.packets_out += 1
         peer.bytes_out += size
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors for a peer that went away; the next latch or SDP fixes the target.
-        logger.debug("call %s leg %s: RTP socket error %s", self._call_id, self._leg.name, exc)
 
-
-class _RtcpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_call_id", "_leg", "_peer")
-
-    def __init__(self, leg: _LegState, peer: _LegState, call_id: str) -> None:
-        self._leg = leg
-        self._peer = peer
-        self._call_id = call_id
+class _RtcpProtocol(_LegProtocol):
+    __slots__ = ()
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         leg = self._leg
@@ -435,9 +444,6 @@ class _RtcpProtocol(asyncio.DatagramProtocol):
             return
         transport.sendto(data, target)
         peer.rtcp_packets_out += 1
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("call %s leg %s: RTCP socket error %s", self._call_id, self._leg.name, exc)
 
 
 class MediaRelay:
@@ -469,6 +475,7 @@ class MediaRelay:
         self._state = RelayState.NEW
         self._rtcp_task: asyncio.Task[None] | None = None
         self._report_ssrc = {leg: random.getrandbits(32) for leg in Leg}
+        self._socket_closed: list[asyncio.Future[None]] = []
 
     @property
     def state(self) -> RelayState:
@@ -492,7 +499,7 @@ class MediaRelay:
             for leg in Leg:
                 await self._bind(self._legs[leg], self._legs[leg.other])
         except BaseException:
-            self._close_sockets()
+            await self._close_sockets()
             raise
         for state in self._legs.values():
             state.latch_window_end = self._latch_window
@@ -509,17 +516,20 @@ class MediaRelay:
             port = self._ports.allocate()
             rtp: asyncio.DatagramTransport | None = None
             try:
-                rtp, _ = await loop.create_datagram_endpoint(
+                rtp, rtp_protocol = await loop.create_datagram_endpoint(
                     lambda: _RtpProtocol(state, peer, self.call_id),
                     local_addr=(self.address, port),
                 )
-                rtcp, _ = await loop.create_datagram_endpoint(
+                self._socket_closed.append(rtp_protocol.closed)
+                rtcp, rtcp_protocol = await loop.create_datagram_endpoint(
                     lambda: _RtcpProtocol(state, peer, self.call_id),
                     local_addr=(self.address, port + 1),
                 )
+                self._socket_closed.append(rtcp_protocol.closed)
             except OSError as exc:
                 if rtp is not None:
                     rtp.close()
+                    await self._wait_closed()
                 self._ports.release(port)
                 last_error = exc
                 logger.debug("call %s: RTP port %d unusable: %s", self.call_id, port, exc)
@@ -581,7 +591,7 @@ class MediaRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rtcp_task
             self._rtcp_task = None
-        self._close_sockets()
+        await self._close_sockets()
         if self._state is RelayState.RUNNING:
             stats = self.stats()
             logger.info(
@@ -596,16 +606,33 @@ class MediaRelay:
             )
         self._set_state(RelayState.STOPPED)
 
-    def _close_sockets(self) -> None:
+    async def _close_sockets(self) -> None:
         for state in self._legs.values():
             for transport in (state.rtp_transport, state.rtcp_transport):
                 if transport is not None:
                     transport.close()
             state.rtp_transport = None
             state.rtcp_transport = None
+        # A UDP transport closes on the loop's next turn; a port handed out again
+        # before that would fail to bind.
+        await self._wait_closed()
+        for state in self._legs.values():
             if state.rtp_port:
                 self._ports.release(state.rtp_port)
                 state.rtp_port = 0
+
+    async def _wait_closed(self) -> None:
+        pending = [future for future in self._socket_closed if not future.done()]
+        if pending:
+            _, still_open = await asyncio.wait(pending, timeout=_CLOSE_TIMEOUT)
+            if still_open:
+                logger.warning(
+                    "call %s: %d relay sockets did not close in %.1fs",
+                    self.call_id,
+                    len(still_open),
+                    _CLOSE_TIMEOUT,
+                )
+        self._socket_closed = [future for future in self._socket_closed if not future.done()]
 
     # -- generated RTCP ------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ from .message import Headers, SipRequest, SipResponse
 from .transport import Address, Flow, TransportKind
 from .uri import SipUri, Uri
 
+# Requests that refresh the remote target and so carry a Contact (RFC 3261 12.2,
+# RFC 3311 UPDATE, RFC 6665 SUBSCRIBE/NOTIFY, RFC 3515 REFER).
+TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
+
 
 class DialogState(Enum):
     EARLY = "early"
@@ -92,7 +96,7 @@ class Dialog:
             if self.remote_seq is not None and seq <= self.remote_seq:
                 return False
             self.remote_seq = seq
-        if request.method == "INVITE" and request.contacts:
+        if request.method in TARGET_REFRESH_METHODS and request.contacts:
             self.remote_target = request.contacts[0].uri
         return True
 
@@ -105,24 +109,32 @@ class Dialog:
         content_type: str | None = None,
         seq: int | None = None,
     ) -> SipRequest:
-        """A new in-dialog request, routed per RFC 3261 12.2.1.1 (loose routing only)."""
+        """A new in-dialog request, routed per RFC 3261 12.2.1.1."""
         if seq is None:
             self.local_seq += 1
             seq = self.local_seq
+        request_uri: Uri = self.remote_target
+        routes = [str(route) for route in self.route_set]
+        first = self.route_set[0].uri if self.route_set else None
+        if isinstance(first, SipUri) and first.param("lr") is None:
+            # A strict router (RFC 2543) expects itself in the Request-URI and the
+            # real target as the last Route.
+            request_uri = first.without_param("method")
+            routes = [*routes[1:], f"<{self.remote_target}>"]
         headers = Headers().add("Via", via)
-        for route in self.route_set:
-            headers = headers.add("Route", str(route))
+        for route in routes:
+            headers = headers.add("Route", route)
         headers = headers.add("Max-Forwards", "70")
         headers = headers.add("From", str(self.local_uri.with_tag(self.local_tag)))
         remote = self.remote_uri.with_tag(self.remote_tag) if self.remote_tag else self.remote_uri
         headers = headers.add("To", str(remote))
         headers = headers.add("Call-ID", self.call_id)
         headers = headers.add("CSeq", str(CSeq(seq, method)))
-        if self.local_contact and method in ("INVITE", "UPDATE"):
+        if self.local_contact and method in TARGET_REFRESH_METHODS:
             headers = headers.add("Contact", self.local_contact)
         if content_type is not None:
             headers = headers.add("Content-Type", content_type)
-        return SipRequest(method=method, uri=self.remote_target, headers=headers, body=body)
+        return SipRequest(method=method, uri=request_uri, headers=headers, body=body)
 
     def next_hop(self, fallback: Flow | None = None) -> Flow:
         """Where an in-dialog request goes: the first route, else the remote target."""

@@ -396,18 +396,31 @@ class DigestAuthenticator:
 
     OFFERED = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
 
-    def __init__(self, nonces: NonceService, realm: str) -> None:
+    def __init__(
+        self,
+        nonces: NonceService,
+        realm: str,
+        algorithms: tuple[DigestAlgorithm, ...] = OFFERED,
+    ) -> None:
         self._nonces = nonces
         self.realm = realm
+        self.offered = algorithms
         # Unknown users are checked against these so they cost the same as a wrong password.
-        self._dummy_ha1 = {a: digest_hash(a, secrets.token_hex(16)) for a in self.OFFERED}
+        self._dummy_ha1 = {a: digest_hash(a, secrets.token_hex(16)) for a in self.offered}
 
-    def challenges(self, stale: bool = False) -> list[DigestChallenge]:
-        """One challenge per algorithm (SHA-256 first), sharing a fresh nonce."""
+    def challenges(
+        self, stale: bool = False, *, md5_only: bool = False
+    ) -> list[DigestChallenge]:
+        """One challenge per algorithm (strongest first), sharing a fresh nonce.
+
+        `md5_only` is for clients known to give up on a challenge they cannot
+        answer instead of picking the next one (RFC 8760 section 2.4 asks them not to).
+        """
         nonce = self._nonces.issue(self.realm)
+        algorithms = (DigestAlgorithm.MD5,) if md5_only else self.offered
         return [
             DigestChallenge(realm=self.realm, nonce=nonce, algorithm=algorithm, stale=stale)
-            for algorithm in self.OFFERED
+            for algorithm in algorithms
         ]
 
     def verify(
@@ -427,7 +440,7 @@ class DigestAuthenticator:
         creds = credentials
         if creds.realm != self.realm:
             return self._failed(creds, f"realm {creds.realm!r} is not {self.realm!r}")
-        if creds.algorithm not in self.OFFERED:
+        if creds.algorithm not in self.offered:
             return self._failed(creds, f"algorithm {creds.algorithm} was not offered")
         if creds.uri != request_uri:
             return self._failed(creds, f"uri {creds.uri!r} is not {request_uri!r}")

@@ -42,6 +42,8 @@ class Timers:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+    d: float = 32.0
+    c: float = 180.0
 
     @property
     def b(self) -> float:  # also F, H, J, L, M

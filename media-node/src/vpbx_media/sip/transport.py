@@ -16,11 +16,18 @@ import logging
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, cast
 
 from .errors import SipParseError
 from .headers import Via
-from .message import MAX_MESSAGE_SIZE, SipMessage, SipRequest, StreamFramer, parse_message
+from .message import (
+    MAX_MESSAGE_SIZE,
+    SipMessage,
+    SipRequest,
+    StreamFramer,
+    parse_message,
+    reason_phrase,
+)
 from .uri import set_param
 
 logger = logging.getLogger(__name__)
@@ -72,14 +79,19 @@ def stamp_received(request: SipRequest, source: Address) -> SipRequest:
     top = Via.parse(values[0])
     params = top.params
     changed = False
-    if top.host != source.host:
-        params = set_param(params, "received", source.host)
+    # An IPv6 sent-by keeps its brackets; the socket address has none. The
+    # received value is bracketed too: headers.Via only re-parses an IPv6
+    # parameter value as a reference, and the Via must survive a re-parse.
+    same_host = top.host.strip("[]") == source.host
+    received = f"[{source.host}]" if ":" in source.host else source.host
+    if not same_host:
+        params = set_param(params, "received", received)
         changed = True
     rport = top.param("rport")
     if rport is not None and rport == "":
         params = set_param(params, "rport", str(source.port))
-        if top.host == source.host:
-            params = set_param(params, "received", source.host)
+        if same_host:
+            params = set_param(params, "received", received)
         changed = True
     if not changed:
         return request
@@ -88,10 +100,15 @@ def stamp_received(request: SipRequest, source: Address) -> SipRequest:
 
 
 def response_destination(via: Via, flow_transport: TransportKind) -> Address:
-    """Where to send a response: received/rport override sent-by (RFC 3581)."""
-    host = via.param("received") or via.host.strip("[]")
+    """Where to send a response: received/rport override sent-by (RFC 3581).
+
+    On TCP this is only used once the request's connection is gone, and then
+    RFC 3261 18.2.2 opens a new one to the sent-by port: the rport of a TCP
+    request is the client's ephemeral source port, which nothing listens on.
+    """
+    host = (via.param("received") or via.host).strip("[]")
     rport = via.param("rport")
-    if rport:
+    if rport and rport.isdigit() and flow_transport is TransportKind.UDP:
         return Address(host, int(rport))
     return Address(host, via.port or 5060)
 
@@ -133,7 +150,7 @@ def error_response_for(data: bytes, error: SipParseError) -> bytes | None:
         return None
     reason = error.reason.replace("\r", " ").replace("\n", " ")[:120]
     status = error.status_code
-    lines = [f"SIP/2.0 {status} {'Bad Request' if status == 400 else 'Error'}".encode()]
+    lines = [f"SIP/2.0 {status} {reason_phrase(status)}".encode()]
     lines.extend(b"Via: " + via for via in found["Via"])
     for name in ("From", "To", "Call-ID", "CSeq"):
         lines.append(name.encode() + b": " + found[name][0])
@@ -166,8 +183,9 @@ class _TcpConnection(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's TCPTransport does not
+        # subclass asyncio.Transport, and uvloop is what the services run on.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.remote = Address(peer[0], peer[1])
         self.owner.register_connection(self)
@@ -235,21 +253,33 @@ class SipTransport:
         if self.port == 0:
             self.port = udp.get_extra_info("sockname")[1]
         if self.enable_tcp:
-            self._tcp_server = await loop.create_server(
-                lambda: _TcpConnection(self, next(self._ids)), self.host, self.port
-            )
+            try:
+                self._tcp_server = await loop.create_server(
+                    lambda: _TcpConnection(self, next(self._ids)), self.host, self.port
+                )
+            except OSError:
+                # Do not leave the UDP socket bound when the transport cannot start.
+                udp.close()
+                self._udp = None
+                raise
 
     async def stop(self) -> None:
         if self._tcp_server is not None:
             self._tcp_server.close()
-        for connection in list(self._connections.values()):
+        connections = list(self._connections.values())
+        for connection in connections:
             if connection.transport is not None:
                 connection.transport.close()
         if self._udp is not None:
             self._udp.close()
+        waits = [asyncio.shield(connection.closed) for connection in connections]
         if self._tcp_server is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._tcp_server.wait_closed(), 2)
+            waits.append(asyncio.ensure_future(self._tcp_server.wait_closed()))
+        if waits:
+            # Sockets are only released once connection_lost has run.
+            _, pending = await asyncio.wait(waits, timeout=2)
+            for waiter in pending:
+                waiter.cancel()
 
     def register_connection(self, connection: _TcpConnection) -> None:
         self._connections[connection.connection_id] = connection
@@ -262,6 +292,10 @@ class SipTransport:
             del self._by_remote[connection.remote]
 
     def deliver(self, data: bytes, flow: Flow) -> None:
+        if not data.strip(b"\r\n"):
+            # CRLF keep-alive datagrams (RFC 5626 style, sent by many phones
+            # over UDP too) are not malformed messages.
+            return
         try:
             message = parse_message(data, max_size=self.max_message_size)
         except SipParseError as exc:
@@ -313,15 +347,16 @@ class SipTransport:
                 ),
                 5,
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise TransportError(f"cannot connect to {remote}: {exc}") from exc
         return Flow(TransportKind.TCP, remote, protocol.connection_id)
 
     async def send(self, message: SipMessage, flow: Flow) -> Flow:
         """Send, opening a TCP connection when needed; returns the flow actually used."""
-        if flow.transport is TransportKind.TCP and (
-            flow.connection_id not in self._connections and flow.remote not in self._by_remote
-        ):
+        if flow.transport is TransportKind.TCP and flow.connection_id not in self._connections:
+            # Name the connection in the returned flow, so later sends (ACK,
+            # CANCEL, retransmissions) stay on it even if another one to the
+            # same peer shows up.
             flow = await self.connect(flow.remote)
         self.send_bytes(bytes(message), flow)
         return flow

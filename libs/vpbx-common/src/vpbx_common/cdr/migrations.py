@@ -1,0 +1,100 @@
+"""The CDR schema as an ordered list of migrations, shared by ClickHouse 18.16 and chdb.
+
+Rules for every statement here (both engines must accept it, see docs/cdr.md):
+- idempotent on its own (IF NOT EXISTS ...), because two processes may migrate at once and a
+  crash may leave a migration half applied without its schema_migrations row;
+- no DateTime64, LowCardinality, Map, JSON or other types newer than ClickHouse 18.16;
+- never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vpbx_common.cdr.record import CallRecord, EndReason
+
+CDR_TABLE = "cdr"
+MIGRATIONS_TABLE = "schema_migrations"
+
+# The record's fields in column order, then the replacing version. Inserts and selects use this.
+RECORD_COLUMNS: tuple[str, ...] = (
+    "call_id",
+    "tenant",
+    "city",
+    "node",
+    "direction",
+    "caller",
+    "dialled",
+    "label",
+    "answered_by",
+    "start_ms",
+    "answer_ms",
+    "end_ms",
+    "ring_ms",
+    "talk_ms",
+    "end_reason",
+    "sip_status",
+    "hangup_by",
+)
+VERSION_COLUMN = "version"
+
+BOOTSTRAP_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
+    "version UInt32, name String, applied_ms UInt64"
+    ") ENGINE = ReplacingMergeTree ORDER BY version"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        name="create cdr",
+        statements=(
+            f"""CREATE TABLE IF NOT EXISTS {CDR_TABLE} (
+    call_id String,
+    tenant String,
+    city String,
+    node String,
+    direction Enum8('inbound' = 1, 'outbound' = 2, 'internal' = 3),
+    caller String,
+    dialled String,
+    label String,
+    answered_by String,
+    start_ms UInt64,
+    answer_ms Nullable(UInt64),
+    end_ms UInt64,
+    ring_ms UInt64,
+    talk_ms UInt64,
+    end_reason Enum8('completed' = 1, 'cancelled' = 2, 'no-answer' = 3, 'busy' = 4,
+                     'unavailable' = 5, 'rejected' = 6, 'failed' = 7, 'node-lost' = 8),
+    sip_status UInt16,
+    hangup_by Enum8('caller' = 1, 'callee' = 2, 'system' = 3),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(toDateTime(intDiv(start_ms, 1000), 'UTC'))
+ORDER BY (tenant, call_id)""",
+        ),
+    ),
+)
+
+# Bit above any plausible epoch-ms value (2**56 ms is two million years).
+_AUTHORITATIVE = 1 << 56
+
+
+def row_version(record: CallRecord) -> int:
+    """ReplacingMergeTree keeps the row with the highest version per (tenant, call_id).
+
+    A record the B2BUA wrote at the real end of a call always beats a node-lost record that crash
+    recovery reconstructed for the same call (possible if the node died between spooling the CDR
+    and removing the call from its journal). Between records of the same kind the later end wins;
+    identical duplicates (a batch shipped twice) collapse to one row either way.
+    """
+    authority = 0 if record.end_reason is EndReason.NODE_LOST else _AUTHORITATIVE
+    return authority + record.end_ms

@@ -1,0 +1,372 @@
+"""CDR storage in ClickHouse: a server over the native protocol, or chdb (in-process) on a data dir.
+
+Both backends run the same SQL text (built here); only the transport differs. The API is
+synchronous: async callers wrap it in asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from vpbx_common.cdr.migrations import (
+    BOOTSTRAP_SQL,
+    CDR_TABLE,
+    MIGRATIONS,
+    MIGRATIONS_TABLE,
+    RECORD_COLUMNS,
+    VERSION_COLUMN,
+    row_version,
+)
+from vpbx_common.cdr.record import CallRecord, Direction, EndReason, HangupBy
+
+logger = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+SqlValue = str | int | None
+
+# SQL is built as text so that both engines run exactly the same statements; the S608 waivers
+# below are safe because identifiers are module constants and values pass through sql_literal().
+_SELECT_COLUMNS = ", ".join(RECORD_COLUMNS)
+INSERT_SQL = f"INSERT INTO {CDR_TABLE} ({_SELECT_COLUMNS}, {VERSION_COLUMN}) VALUES"
+
+
+class CdrStoreError(Exception):
+    """The store refused or failed an operation."""
+
+
+class CdrStoreUnavailableError(CdrStoreError):
+    """The store cannot be reached right now (server down, chdb dir locked): retry later."""
+
+
+def sql_literal(value: SqlValue) -> str:
+    """A ClickHouse literal; every engine version we support parses this escaping."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        raise TypeError("booleans have no column in the CDR schema")
+    if isinstance(value, int):
+        return str(value)
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace("'", "\\'")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+        .replace("\0", "\\0")
+    )
+    return f"'{escaped}'"
+
+
+def record_row(record: CallRecord) -> tuple[SqlValue, ...]:
+    return (
+        record.call_id,
+        record.tenant,
+        record.city,
+        record.node,
+        record.direction.value,
+        record.caller,
+        record.dialled,
+        record.label,
+        record.answered_by,
+        record.start_ms,
+        record.answer_ms,
+        record.end_ms,
+        record.ring_ms,
+        record.talk_ms,
+        record.end_reason.value,
+        record.sip_status,
+        record.hangup_by.value,
+        row_version(record),
+    )
+
+
+def record_from_row(row: Row) -> CallRecord:
+    # int() because JSON output of 64-bit integers may be quoted, depending on engine version.
+    answer = row[10]
+    return CallRecord(
+        call_id=str(row[0]),
+        tenant=str(row[1]),
+        city=str(row[2]),
+        node=str(row[3]),
+        direction=Direction(row[4]),
+        caller=str(row[5]),
+        dialled=str(row[6]),
+        label=str(row[7]),
+        answered_by=str(row[8]),
+        start_ms=int(row[9]),
+        answer_ms=None if answer is None else int(answer),
+        end_ms=int(row[11]),
+        ring_ms=int(row[12]),
+        talk_ms=int(row[13]),
+        end_reason=EndReason(row[14]),
+        sip_status=int(row[15]),
+        hangup_by=HangupBy(row[16]),
+    )
+
+
+class Connection(ABC):
+    """One open conversation with the engine, held for one public store operation."""
+
+    @abstractmethod
+    def execute(self, sql: str) -> list[Row]: ...
+
+    @abstractmethod
+    def insert(self, sql: str, rows: Sequence[tuple[SqlValue, ...]]) -> None:
+        """Run `INSERT ... VALUES` (no data in sql) with rows."""
+
+
+class CdrStore(ABC):
+    """CDRs in ClickHouse, idempotent by call id (ReplacingMergeTree, read with FINAL)."""
+
+    @abstractmethod
+    def _connect(self) -> AbstractContextManager[Connection]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def migrate(self) -> list[int]:
+        """Apply missing migrations in order; returns the versions this call applied."""
+        applied_now: list[int] = []
+        with self._connect() as conn:
+            conn.execute(BOOTSTRAP_SQL)
+            applied = {
+                int(row[0])
+                for row in conn.execute(f"SELECT DISTINCT version FROM {MIGRATIONS_TABLE}")  # noqa: S608
+            }
+            for migration in MIGRATIONS:
+                if migration.version in applied:
+                    continue
+                logger.info("applying CDR migration %d (%s)", migration.version, migration.name)
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.insert(
+                    f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_ms) VALUES",
+                    [(migration.version, migration.name, int(time.time() * 1000))],
+                )
+                applied_now.append(migration.version)
+        return applied_now
+
+    def applied_migrations(self) -> list[int]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT DISTINCT version FROM {MIGRATIONS_TABLE} ORDER BY version"  # noqa: S608
+            )
+        return [int(row[0]) for row in rows]
+
+    def insert(self, records: Sequence[CallRecord]) -> None:
+        if not records:
+            return
+        with self._connect() as conn:
+            conn.insert(INSERT_SQL, [record_row(record) for record in records])
+
+    def last(self, n: int, tenant: str | None = None) -> list[CallRecord]:
+        """The n most recent calls (by start time), newest first, optionally of one tenant."""
+        if n <= 0:
+            return []
+        where = "" if tenant is None else f" WHERE tenant = {sql_literal(tenant)}"
+        sql = (
+            f"SELECT {_SELECT_COLUMNS} FROM {CDR_TABLE} FINAL{where}"  # noqa: S608
+            f" ORDER BY start_ms DESC, call_id DESC LIMIT {int(n)}"
+        )
+        with self._connect() as conn:
+            rows = conn.execute(sql)
+        return [record_from_row(row) for row in rows]
+
+    def get(self, call_id: str) -> CallRecord | None:
+        sql = (
+            f"SELECT {_SELECT_COLUMNS} FROM {CDR_TABLE} FINAL"  # noqa: S608
+            f" WHERE call_id = {sql_literal(call_id)} LIMIT 1"
+        )
+        with self._connect() as conn:
+            rows = conn.execute(sql)
+        return record_from_row(rows[0]) if rows else None
+
+    def count(self, tenant: str | None = None) -> int:
+        """Distinct calls stored (duplicates collapsed), for tests and health checks."""
+        where = "" if tenant is None else f" WHERE tenant = {sql_literal(tenant)}"
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT count() FROM {CDR_TABLE} FINAL{where}")  # noqa: S608
+        return int(rows[0][0])
+
+    def __enter__(self) -> CdrStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    # Server exceptions from 18.16 carry the server's whole C++ stack trace in their text.
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(exc).__name__
+
+
+class _DriverConnection(Connection):
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def execute(self, sql: str) -> list[Row]:
+        return [tuple(row) for row in self._client.execute(sql)]
+
+    def insert(self, sql: str, rows: Sequence[tuple[SqlValue, ...]]) -> None:
+        # The native protocol sends rows as a data block after the query; ClickHouse 18.16 does
+        # not read VALUES inlined in a native-protocol query (it waits for the block and times out).
+        self._client.execute(sql, list(rows))
+
+
+_DRIVER_DEFAULTS = {"connect_timeout": "3", "send_receive_timeout": "30"}
+
+
+def _with_driver_defaults(url: str) -> str:
+    """Bounded timeouts unless the URL sets its own: a dead server must not hang the shipper."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("clickhouse", "clickhouses"):
+        raise ValueError(f"not a ClickHouse native-protocol URL: {url!r}")
+    query = dict(parse_qsl(parts.query))
+    for key, value in _DRIVER_DEFAULTS.items():
+        query.setdefault(key, value)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class ClickHouseCdrStore(CdrStore):
+    """A ClickHouse server (18.16 or newer) over the native protocol, e.g.
+    clickhouse://127.0.0.1:9000/default. One connection, reconnected on the next call after an
+    error; calls are serialised because the driver's client is not thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        from clickhouse_driver import Client
+
+        self.url = url
+        self._client = Client.from_url(_with_driver_defaults(url))
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        from clickhouse_driver import errors
+
+        with self._lock:
+            try:
+                yield _DriverConnection(self._client)
+            except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
+                self._client.disconnect()
+                raise CdrStoreUnavailableError(
+                    f"ClickHouse at {self._safe_url()} is unreachable: {_first_line(exc)}"
+                ) from exc
+            except errors.Error as exc:
+                # A half-read response leaves the connection unusable; start clean next time.
+                self._client.disconnect()
+                raise CdrStoreError(
+                    f"ClickHouse at {self._safe_url()} failed: {_first_line(exc)}"
+                ) from exc
+
+    def _safe_url(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.disconnect()
+
+
+class _ChdbConnection(Connection):
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def execute(self, sql: str) -> list[Row]:
+        raw: bytes = self._session.query(sql, "JSONCompact").bytes()
+        if not raw.strip():
+            return []
+        document = json.loads(raw)
+        return [tuple(row) for row in document.get("data", [])]
+
+    def insert(self, sql: str, rows: Sequence[tuple[SqlValue, ...]]) -> None:
+        values = ", ".join("(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows)
+        self._session.query(f"{sql} {values}")
+
+
+@functools.cache
+def _chdb_process_lock() -> threading.Lock:
+    # chdb runs one embedded server per process, bound to one data dir at a time; concurrent
+    # sessions from threads of this process must take turns. Created on first use, not import.
+    return threading.Lock()
+
+
+class ChdbCdrStore(CdrStore):
+    """chdb on a persistent data dir. The dir is locked by whichever process has a session open,
+    so a session is held only for one operation and opening retries with backoff while another
+    process (the shipper, a `vpbx calls` in another terminal) holds it."""
+
+    def __init__(self, path: Path, busy_timeout: float = 10.0) -> None:
+        if "?" in str(path):
+            raise ValueError(f"chdb data dir must not contain '?': {path}")
+        self.path = path
+        self._busy_timeout = busy_timeout
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        lock = _chdb_process_lock()
+        if not lock.acquire(timeout=self._busy_timeout):
+            raise CdrStoreUnavailableError(
+                f"chdb is busy in this process for {self._busy_timeout}s"
+            )
+        try:
+            session = self._open_session()
+            try:
+                yield _ChdbConnection(session)
+            except RuntimeError as exc:  # chdb's ChdbError is a RuntimeError
+                raise CdrStoreError(f"chdb at {self.path} failed: {exc}") from exc
+            finally:
+                session.close()
+        finally:
+            lock.release()
+
+    def _open_session(self) -> Any:
+        from chdb import session as chdb_session
+
+        session_class: Any = chdb_session.Session  # chdb ships no annotations
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.01
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return session_class(str(self.path))
+            except RuntimeError as exc:
+                # chdb reports a dir locked by another process only as "Error initializing
+                # EmbeddedServer" (the lock message goes to stderr), so every open failure is
+                # treated as "busy" until the deadline.
+                if time.monotonic() + delay > deadline:
+                    raise CdrStoreUnavailableError(
+                        f"chdb data dir {self.path} stayed busy for {self._busy_timeout}s "
+                        f"({attempts} attempts): {exc}"
+                    ) from exc
+                logger.debug("chdb dir %s busy (attempt %d), retrying", self.path, attempts)
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 0.2)
+
+    def close(self) -> None:
+        # Nothing is held between operations.
+        return
+
+
+def open_cdr_store(clickhouse_url: str | None, chdb_path: Path) -> CdrStore:
+    """The ClickHouse server if a URL is configured, else embedded chdb on chdb_path."""
+    if clickhouse_url:
+        return ClickHouseCdrStore(clickhouse_url)
+    return ChdbCdrStore(chdb_path)

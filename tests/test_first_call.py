@@ -1,0 +1,237 @@
+"""The first real call: a carrier (sipp) calls a tenant number through the edge, a
+registered agent (baresip) answers, audio flows both ways, and the CDR lands.
+
+Everything here is real: `vpbx up` in a subprocess, redis-server, chdb or
+Debian's clickhouse-server, sipp and baresip on loopback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.services.baresip import Baresip, BaresipFactory
+from tests.services.platform import RunningPlatform
+from tests.services.sipp import SippFactory
+
+pytestmark = pytest.mark.integration
+
+CALL_MS = 2000
+MIN_PACKETS = 50  # 20 ms packets: a 2 s call carries about 100 each way
+ACME_MAIN = "+74950000001"
+ACME_AD = "+74950000002"
+GLOBEX_MAIN = "+74950000009"
+CALLER = "+79130000001"
+
+
+def register(
+    factory: BaresipFactory,
+    platform: RunningPlatform,
+    user: str,
+    password: str,
+    domain: str,
+    *,
+    auto_answer: bool = True,
+) -> Baresip:
+    agent = factory(
+        user, password, domain, proxy=(platform.host, platform.sip_port), auto_answer=auto_answer
+    )
+    agent.start()
+    agent.wait_registered(timeout=15)
+    return agent
+
+
+def call(
+    sipp: SippFactory,
+    platform: RunningPlatform,
+    number: str,
+    scenario: str = "uac_call_echo.xml",
+    **options: Any,
+) -> Any:
+    defaults: dict[str, Any] = {
+        "remote": (platform.host, platform.sip_port),
+        "service": number,
+        "keys": {"domain": platform.host, "caller": CALLER},
+        "timeout": 40,
+    }
+    if scenario.startswith("uac_call"):
+        defaults.update(pause_ms=CALL_MS, rtp_echo=scenario == "uac_call_echo.xml")
+    defaults.update(options)
+    return sipp(scenario, **defaults).run()
+
+
+@pytest.fixture(params=["chdb", "clickhouse-server"])
+def platform(request: pytest.FixtureRequest, platform_factory: Any) -> RunningPlatform:
+    clickhouse_url = None
+    if request.param == "clickhouse-server":
+        clickhouse_url = request.getfixturevalue("clickhouse_url")
+    started: RunningPlatform = platform_factory(clickhouse_url=clickhouse_url)
+    return started
+
+
+def test_carrier_call_is_answered_with_media_and_recorded(
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    agent = register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
+
+    result = call(sipp_factory, platform, ACME_MAIN)
+
+    assert result.all_succeeded, result.describe() + platform.log()[-4000:]
+    # sipp echoes what it receives: its count is the agent's audio reaching the caller.
+    assert (result.rtp_packets_echoed or 0) >= MIN_PACKETS, result.describe()
+    agent.wait_no_calls(timeout=10)
+    [stats] = agent.wait_rtp_stats(count=1)
+    assert stats.packets_sent >= MIN_PACKETS, agent.log_tail()
+    # ...and what the agent receives back is the caller's side of the relay.
+    assert stats.packets_received >= MIN_PACKETS, agent.log_tail()
+
+    [record] = platform.calls(1, wait_for=1)
+    assert record["tenant"] == "acme"
+    assert record["city"] == "msk"
+    assert record["direction"] == "inbound"
+    assert record["dialled"] == ACME_MAIN
+    assert record["caller"] == CALLER
+    assert record["answered_by"] == "101"
+    assert record["end_reason"] == "completed"
+    assert record["sip_status"] == 200
+    assert record["hangup_by"] == "caller"
+    assert record["label"] == ""
+    assert CALL_MS - 200 <= record["talk_ms"] <= CALL_MS + 3000, record
+    assert 0 <= record["ring_ms"] < 5000, record
+    assert record["answer_ms"] - record["start_ms"] == record["ring_ms"]
+    assert record["end_ms"] - record["answer_ms"] == record["talk_ms"]
+
+
+def test_ad_channel_label_lands_on_the_cdr(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    register(baresip_factory, platform, "102", "acme-102-secret", "acme.vpbx.local")
+
+    result = call(sipp_factory, platform, ACME_AD, "uac_call.xml", pause_ms=500)
+
+    assert result.all_succeeded, result.describe()
+    [record] = platform.calls(1, wait_for=1)
+    assert record["label"] == "yandex-direct"
+    assert record["answered_by"] == "102"
+
+
+def test_tenants_with_the_same_extension_never_get_each_others_calls(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    acme = register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
+    globex = register(baresip_factory, platform, "101", "globex-101-secret", "globex.vpbx.local")
+
+    to_acme = call(sipp_factory, platform, ACME_MAIN, "uac_call.xml", pause_ms=500)
+    to_globex = call(sipp_factory, platform, GLOBEX_MAIN, "uac_call.xml", pause_ms=500)
+
+    assert to_acme.all_succeeded, to_acme.describe()
+    assert to_globex.all_succeeded, to_globex.describe()
+    acme.wait_no_calls(timeout=10)
+    globex.wait_no_calls(timeout=10)
+    assert len(acme.wait_rtp_stats(count=1)) == 1, "acme's 101 took exactly one call"
+    assert len(globex.wait_rtp_stats(count=1)) == 1, "globex's 101 took exactly one call"
+    records = platform.calls(2, wait_for=2)
+    by_number = {record["dialled"]: record for record in records}
+    assert by_number[ACME_MAIN]["tenant"] == "acme"
+    assert by_number[GLOBEX_MAIN]["tenant"] == "globex"
+    assert by_number[ACME_MAIN]["answered_by"] == "101"
+    assert by_number[GLOBEX_MAIN]["answered_by"] == "101"
+
+
+def test_unknown_number_is_404(platform_factory: Any, sipp_factory: SippFactory) -> None:
+    platform: RunningPlatform = platform_factory()
+
+    result = call(
+        sipp_factory,
+        platform,
+        "+74950000777",
+        "uac_expect.xml",
+        variables={"expected_status": "404"},
+    )
+
+    assert result.all_succeeded, result.describe()
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [("101", "wrong-password"), ("999", "acme-999-secret")],
+    ids=["wrong-password", "unknown-user"],
+)
+def test_bad_credentials_get_no_binding(
+    platform_factory: Any,
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+    user: str,
+    password: str,
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent = baresip_factory(
+        user, password, "acme.vpbx.local", proxy=(platform.host, platform.sip_port)
+    )
+    agent.start()
+
+    reason = agent.wait_registration_failed(timeout=15)
+
+    # The same answer for both: the registrar does not reveal which extensions exist.
+    assert reason.startswith("403"), reason
+    result = call(
+        sipp_factory, platform, ACME_MAIN, "uac_expect.xml", variables={"expected_status": "480"}
+    )
+    assert result.all_succeeded, result.describe()
+
+
+def test_nobody_registered_gets_a_final_answer_and_a_cdr(
+    platform_factory: Any, sipp_factory: SippFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+
+    result = call(
+        sipp_factory, platform, GLOBEX_MAIN, "uac_expect.xml", variables={"expected_status": "480"}
+    )
+
+    assert result.all_succeeded, result.describe()
+    [record] = platform.calls(1, wait_for=1)
+    assert record["tenant"] == "globex"
+    assert record["end_reason"] == "unavailable"
+    assert record["sip_status"] == 480
+    assert record["answered_by"] == ""
+    assert record["talk_ms"] == 0
+
+
+def test_caller_cancel_while_ringing_cancels_every_fork(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    phones = [
+        register(
+            baresip_factory,
+            platform,
+            "101",
+            "acme-101-secret",
+            "acme.vpbx.local",
+            auto_answer=False,
+        ),
+        register(
+            baresip_factory,
+            platform,
+            "201",
+            "acme-201-secret",
+            "acme.vpbx.local",
+            auto_answer=False,
+        ),
+    ]
+
+    result = call(sipp_factory, platform, ACME_MAIN, "uac_cancel.xml")
+
+    assert result.all_succeeded, result.describe()
+    for phone in phones:
+        phone.wait_no_calls(timeout=10)
+        assert "CALL_CLOSED" in phone.log_text() or not phone.calls()
+    [record] = platform.calls(1, wait_for=1)
+    assert record["end_reason"] == "cancelled"
+    assert record["hangup_by"] == "caller"
+    assert record["sip_status"] == 487
+    assert record["answered_by"] == ""
