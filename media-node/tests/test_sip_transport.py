@@ -457,7 +457,9 @@ async def test_stop_releases_both_ports(client: tuple[SipTransport, QueueSink]) 
     await transport.start()
     port = transport.port
     # An open inbound and outbound connection must not keep the port busy.
-    await client_transport.send(options_request(), Flow(TransportKind.TCP, Address("127.0.0.1", port)))
+    await client_transport.send(
+        options_request(), Flow(TransportKind.TCP, Address("127.0.0.1", port))
+    )
     await transport.stop()
 
     again = SipTransport("127.0.0.1", port)

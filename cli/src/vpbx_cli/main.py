@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from vpbx_common.cdr import CallRecord, open_cdr_store
 
 from .local import LaunchError, LocalLayout, run_local
 
@@ -59,8 +62,6 @@ def calls(
     var_dir: Annotated[Path, typer.Option(help="where the embedded chdb data lives")] = Path("var"),
 ) -> None:
     """Print the latest CDRs from the configured CDR store (ClickHouse or embedded chdb)."""
-    from vpbx_common.cdr.store import open_cdr_store
-
     store = open_cdr_store(
         os.environ.get("VPBX_CLICKHOUSE_URL") or None, var_dir.resolve() / "chdb"
     )
@@ -75,20 +76,25 @@ def calls(
     if not records:
         typer.echo("no calls yet")
         return
-    typer.echo(
-        f"{'start (UTC)':<23} {'tenant':<10} {'caller':<16} {'dialled':<14} {'answered':<8} {'ring':>6} {'talk':>7}  end"
-    )
+    typer.echo(CALL_TABLE_HEADER)
     for record in records:
-        from datetime import UTC, datetime
+        typer.echo(format_call_row(record))
 
-        start = datetime.fromtimestamp(record.start_ms / 1000, UTC).strftime(
-            "%Y-%m-%d %H:%M:%S.%f"
-        )[:23]
-        typer.echo(
-            f"{start:<23} {record.tenant:<10} {record.caller:<16} {record.dialled:<14} "
-            f"{record.answered_by or '-':<8} {record.ring_ms / 1000:>5.1f}s {record.talk_ms / 1000:>6.1f}s  "
-            f"{record.end_reason} ({record.sip_status})"
-        )
+
+CALL_TABLE_HEADER = (
+    f"{'start (UTC)':<23} {'tenant':<10} {'caller':<16} {'dialled':<14} "
+    f"{'answered':<8} {'ring':>6} {'talk':>7}  end"
+)
+
+
+def format_call_row(record: CallRecord) -> str:
+    start = datetime.fromtimestamp(record.start_ms / 1000, UTC)
+    return (
+        f"{start.strftime('%Y-%m-%d %H:%M:%S.%f')[:23]:<23} {record.tenant:<10} "
+        f"{record.caller:<16} {record.dialled:<14} {record.answered_by or '-':<8} "
+        f"{record.ring_ms / 1000:>5.1f}s {record.talk_ms / 1000:>6.1f}s  "
+        f"{record.end_reason} ({record.sip_status})"
+    )
 
 
 @app.command()

@@ -46,10 +46,12 @@ class NodeSettings(SipSettings):
     # Signs stateless registrar nonces.
     nonce_secret: SecretStr = SecretStr("local-dev-secret")
     nonce_lifetime: float = 300.0
-    digest_algorithms: list[DigestAlgorithm] = [DigestAlgorithm.SHA256, DigestAlgorithm.MD5]
+    digest_algorithms: list[DigestAlgorithm] = Field(
+        default_factory=lambda: [DigestAlgorithm.SHA256, DigestAlgorithm.MD5]
+    )
     # User-Agent substrings of phones that abort on a SHA-256 challenge instead of
     # answering the MD5 one next to it (baresip/libre 1.x); they are challenged with MD5.
-    digest_md5_only_agents: list[str] = ["baresip"]
+    digest_md5_only_agents: list[str] = Field(default_factory=lambda: ["baresip"])
     min_register_expires: int = 30
     max_register_expires: int = 3600
     drain_timeout: float = 30.0

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_LOCAL_SECRETS = frozenset({"", "local-dev-secret", "change-me"})
 
 
-class InsecureDefaultSecret(ValueError):
+class InsecureDefaultSecretError(ValueError):
     """A default or empty secret was configured outside local mode."""
 
 
@@ -28,6 +28,6 @@ class CommonSettings(BaseSettings):
 
 def require_real_secret(name: str, value: SecretStr, *, local: bool) -> None:
     if not local and value.get_secret_value() in DEFAULT_LOCAL_SECRETS:
-        raise InsecureDefaultSecret(
+        raise InsecureDefaultSecretError(
             f"{name} is empty or a development default; set a real secret outside local mode"
         )

@@ -34,7 +34,7 @@ from .flowtoken import EdgeToken, EdgeTokens
 
 logger = logging.getLogger(__name__)
 
-TOKEN_PARAM = "vt"
+EDGE_ROUTE_PARAM = "vt"
 SCANNER_AGENTS = ("friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar")
 
 
@@ -76,7 +76,7 @@ class SourceLimiter:
         return True
 
 
-class Rejection(Exception):
+class RouteRejectedError(Exception):
     def __init__(self, status: int, reason: str | None = None) -> None:
         super().__init__(reason or str(status))
         self.status = status
@@ -166,9 +166,9 @@ class EdgeProxy:
             return
         try:
             if request.max_forwards <= 0:
-                raise Rejection(483)
+                raise RouteRejectedError(483)
             forwarding, request = await self._route(request, flow)
-        except Rejection as rejection:
+        except RouteRejectedError as rejection:
             if transaction is not None:
                 transaction.respond(make_response(request, rejection.status, rejection.reason))
             return
@@ -192,20 +192,20 @@ class EdgeProxy:
                 break
             popped += 1
             assert isinstance(entry.uri, SipUri)
-            text = entry.uri.param(TOKEN_PARAM)
+            text = entry.uri.param(EDGE_ROUTE_PARAM)
             if text:
                 token = self.tokens.decode(text)
                 if token is None:
-                    raise Rejection(403, "Invalid Route")
+                    raise RouteRejectedError(403, "Invalid Route")
         if popped:
             request = request.with_headers(request.headers.replace_values("Route", routes[popped:]))
         if token is not None:
             return self._follow_token(token, flow), request
         if request.headers.values("Route"):
-            raise Rejection(403, "Relaying Denied")
+            raise RouteRejectedError(403, "Relaying Denied")
         if request.to.tag is not None:
             # In-dialog without our token: not a dialog that passed through this edge.
-            raise Rejection(481)
+            raise RouteRejectedError(481)
         return await self._route_initial(request, flow), request
 
     def _follow_token(self, token: EdgeToken, flow: Flow) -> Forwarding:
@@ -215,7 +215,7 @@ class EdgeProxy:
         if from_outside:
             return Forwarding(Flow(TransportKind.UDP, token.node), token)
         if flow.remote.host != token.node.host:
-            raise Rejection(403, "Relaying Denied")
+            raise RouteRejectedError(403, "Relaying Denied")
         return Forwarding(token.outside, token)
 
     async def _route_initial(self, request: SipRequest, flow: Flow) -> Forwarding:
@@ -233,18 +233,18 @@ class EdgeProxy:
             node = self._node_for_user(domain_route, caller)
             return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
         if request.method == "OPTIONS" and uri.user is None and self._is_own_uri(uri):
-            raise Rejection(200)
+            raise RouteRejectedError(200)
         if request.method == "REGISTER":
-            raise Rejection(404, "Unknown Domain")
+            raise RouteRejectedError(404, "Unknown Domain")
         if uri.user is None:
-            raise Rejection(404)
+            raise RouteRejectedError(404)
         try:
             number = normalize_e164(uri.user_unescaped or "")
         except InvalidPhoneNumber as exc:
-            raise Rejection(404) from exc
+            raise RouteRejectedError(404) from exc
         number_route = await self.routes.lookup_number(number)
         if number_route is None:
-            raise Rejection(404)
+            raise RouteRejectedError(404)
         self._refuse_suspended(number_route.suspended)
         node = Address.parse(number_route.address)
         return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
@@ -252,7 +252,7 @@ class EdgeProxy:
     @staticmethod
     def _refuse_suspended(suspended: bool) -> None:
         if suspended:
-            raise Rejection(403, "Service Suspended")
+            raise RouteRejectedError(403, "Service Suspended")
 
     @staticmethod
     def _node_for_user(route: DomainRoute, user: str | None) -> Address:
@@ -270,7 +270,9 @@ class EdgeProxy:
         ):
             local = self.transport.local_address
             entry_uri = SipUri(host=local.host, port=local.port, params=(("lr", None),))
-            entry_uri = entry_uri.with_params(**{TOKEN_PARAM: self.tokens.encode(forwarding.token)})
+            entry_uri = entry_uri.with_params(
+                **{EDGE_ROUTE_PARAM: self.tokens.encode(forwarding.token)}
+            )
             if forwarding.add_path:
                 headers = headers.prepend("Path", f"<{entry_uri}>")
             elif request.method != "REGISTER" and request.to.tag is None:

@@ -49,9 +49,7 @@ async def run_node(settings: NodeSettings) -> None:
         lifetime_s=settings.nonce_lifetime,
     )
     authenticator = Authenticator(
-        DigestAuthenticator(
-            nonces, config.current.sip_domain, tuple(settings.digest_algorithms)
-        ),
+        DigestAuthenticator(nonces, config.current.sip_domain, tuple(settings.digest_algorithms)),
         config,
         tuple(settings.digest_md5_only_agents),
     )

@@ -460,7 +460,9 @@ class Call:
         self, side: Side, request: SipRequest, transaction: ServerTransaction
     ) -> None:
         """Pass a re-INVITE (hold, unhold, codec change) to the other leg through the relay."""
-        assert self.relay is not None and self.winner is not None and self.winner.dialog is not None
+        assert self.relay is not None
+        assert self.winner is not None
+        assert self.winner.dialog is not None
         assert self.caller_dialog is not None
         here, there = (Leg.A, Leg.B) if side is Side.CALLER else (Leg.B, Leg.A)
         other_dialog = self.winner.dialog if side is Side.CALLER else self.caller_dialog

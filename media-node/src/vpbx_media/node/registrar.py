@@ -111,7 +111,7 @@ class Registrar:
             return make_response(request, 403, to_tag=new_tag())
         try:
             await self._apply(config.tenant, extension, request)
-        except _IntervalTooBrief:
+        except _IntervalTooBriefError:
             return make_response(
                 request, 423, to_tag=new_tag(), extra=[("Min-Expires", str(self.min_expires))]
             )
@@ -152,7 +152,7 @@ class Registrar:
                 await self.store.remove(tenant, extension, key)
                 continue
             if expires < self.min_expires:
-                raise _IntervalTooBrief
+                raise _IntervalTooBriefError
             await self.store.put(
                 Binding(
                     tenant=tenant,
@@ -179,5 +179,5 @@ class Registrar:
         return int(value)
 
 
-class _IntervalTooBrief(Exception):
+class _IntervalTooBriefError(Exception):
     pass

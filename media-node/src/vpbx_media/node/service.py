@@ -87,6 +87,8 @@ class NodeService:
         self._by_transaction: dict[int, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # --- identity ---------------------------------------------------------
 
@@ -198,6 +200,7 @@ class NodeService:
             return
         call = Call(self, request, transaction, plan)
         self.calls[call.call_id] = call
+        self._idle.clear()
         self._by_transaction[id(transaction)] = call
         await call.run()
 
@@ -331,6 +334,8 @@ class NodeService:
         if self.shipper is not None:
             self.shipper.notify()
         self.calls.pop(call.call_id, None)
+        if not self.calls:
+            self._idle.set()
         self._by_transaction.pop(id(call.transaction), None)
         for leg in call.legs:
             self._legs.pop(leg.request.call_id, None)
@@ -350,9 +355,8 @@ class NodeService:
     async def drain(self, timeout: float) -> None:
         """Stop taking calls, let the ones in progress finish (bounded)."""
         self.draining = True
-        deadline = time.monotonic() + timeout
-        while self.calls and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

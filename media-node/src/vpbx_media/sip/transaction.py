@@ -39,10 +39,18 @@ MAGIC_COOKIE = "z9hG4bK"
 
 @dataclass(frozen=True, slots=True)
 class Timers:
+    """RFC 3261 timer values in seconds (defaults are the RFC's)."""
+
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+    # Timer D: how long an INVITE client transaction absorbs retransmitted
+    # non-2xx finals on UDP. RFC 3261 fixes it at "at least 32 s" rather than
+    # deriving it from T1, so it is a separate knob (tests shorten it).
     d: float = 32.0
+    # Timer C (RFC 3261 16.6): how long an INVITE may sit in Proceeding before
+    # it is CANCELled. Timer B stops at the first provisional, so without this
+    # an INVITE whose callee went silent after 180 would never end.
     c: float = 180.0
 
     @property
@@ -109,6 +117,13 @@ def _server_key(request: SipRequest) -> tuple[str, ...]:
         request.header("Via") or "",
         method,
     )
+
+
+def _ack_key(message: SipMessage) -> tuple[str, int, str, str]:
+    """What ties an ACK to the 2xx it acknowledges: its branch differs (RFC 3261 17.2.3),
+    so the dialog (Call-ID, tags) and CSeq number do; the tags keep the 2xx of two
+    forks of one INVITE apart."""
+    return (message.call_id, message.cseq.seq, message.from_.tag or "", message.to.tag or "")
 
 
 def _client_key(message: SipMessage) -> tuple[str, str]:
@@ -185,6 +200,19 @@ class ClientTransaction:
         if self.state in (ClientState.CALLING, ClientState.TRYING, ClientState.PROCEEDING):
             self._finish_with(408, "Request Timeout")
 
+    def _restart_timer_c(self) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+        self._timeout = asyncio.get_running_loop().call_later(self.timers.c, self._on_timer_c)
+
+    def _on_timer_c(self) -> None:
+        if self.state is not ClientState.PROCEEDING:
+            return
+        logger.info("timer C: no final response to INVITE %s, cancelling", self.request.call_id)
+        self._cancel_wanted = True
+        if self.cancel_transaction is None:
+            self._send_cancel()
+
     def _finish_with(self, status: int, reason: str) -> None:
         response = make_response(self.request, status, reason)
         self._deliver(response)
@@ -226,12 +254,17 @@ class ClientTransaction:
             if self.state in (ClientState.CALLING, ClientState.TRYING, ClientState.PROCEEDING):
                 if self.state is not ClientState.PROCEEDING:
                     self._set_state(ClientState.PROCEEDING)
-                    if not self.is_invite and not self.reliable and self._retransmit is not None:
-                        self._retransmit.cancel()
-                        self._interval = self.timers.t2
-                        self._retransmit = asyncio.get_running_loop().call_later(
-                            self._interval, self._on_retransmit
-                        )
+                    if self.is_invite:
+                        # Timers A and B only run in Calling (RFC 3261 17.1.1.2);
+                        # non-INVITE keeps timer E running and caps it at T2 when
+                        # it next fires (17.1.2.2).
+                        if self._retransmit is not None:
+                            self._retransmit.cancel()
+                            self._retransmit = None
+                        if self.cancel_transaction is None:
+                            self._restart_timer_c()
+                elif self.is_invite and status > 100 and self.cancel_transaction is None:
+                    self._restart_timer_c()
                 self.last_response = response
                 self._deliver(response)
                 if self._cancel_wanted and self.cancel_transaction is None:
@@ -254,7 +287,7 @@ class ClientTransaction:
                 self._set_state(ClientState.COMPLETED)
                 self._send_quietly(self._ack_for(response))
                 self._deliver(response)
-                self._linger_then_terminate(0 if self.reliable else max(32.0, self.timers.b))
+                self._linger_then_terminate(0 if self.reliable else self.timers.d)
         else:
             self._set_state(ClientState.COMPLETED)
             self._deliver(response)
@@ -298,6 +331,11 @@ class ClientTransaction:
         headers = headers.add("CSeq", str(CSeq(request.cseq.seq, "CANCEL")))
         cancel = SipRequest(method="CANCEL", uri=request.uri, headers=headers)
         self.cancel_transaction = self.layer.send_request(cancel, self.flow)
+        # RFC 3261 9.1: if no final response follows the CANCEL within 64*T1,
+        # the INVITE is considered cancelled and its transaction destroyed.
+        if self._timeout is not None:
+            self._timeout.cancel()
+        self._timeout = asyncio.get_running_loop().call_later(self.timers.b, self._on_timeout)
 
     def __aiter__(self) -> AsyncIterator[SipResponse]:
         return self._iterate()
@@ -306,6 +344,9 @@ class ClientTransaction:
         while True:
             item = await self._queue.get()
             if item is None:
+                # Leave the end marker for any later iteration, which would
+                # otherwise wait forever on an exhausted transaction.
+                self._queue.put_nowait(None)
                 return
             yield item
 
@@ -358,7 +399,7 @@ class ServerTransaction:
                 via = self.request.top_via
                 fallback = Flow(TransportKind.TCP, response_destination(via, TransportKind.TCP))
                 task = asyncio.get_running_loop().create_task(
-                    self.layer.transport.send(response, fallback)
+                    self.layer.send_stateless(response, fallback)
                 )
                 self.layer.track(task)
             else:
@@ -451,6 +492,8 @@ class ServerTransaction:
         self._cancel_timers()
         if self._linger is not None:
             self._linger.cancel()
+        if self.is_invite and not self.confirmed.done():
+            self.confirmed.set_result(False)
         self._set_state(ServerState.TERMINATED)
         self.layer.forget_server(self)
 
@@ -467,7 +510,7 @@ class TransactionLayer:
         self.timers = timers or Timers()
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self._servers: dict[tuple[str, ...], ServerTransaction] = {}
-        self._awaiting_ack: dict[tuple[str, int], ServerTransaction] = {}
+        self._awaiting_ack: dict[tuple[str, int, str, str], ServerTransaction] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def track(self, task: asyncio.Task[Any]) -> None:
@@ -498,7 +541,7 @@ class TransactionLayer:
             if existing is not None and existing.state is not ServerState.ACCEPTED:
                 existing.on_retransmission(request)
                 return
-            accepted = self._awaiting_ack.pop((request.call_id, request.cseq.seq), None)
+            accepted = self._awaiting_ack.pop(_ack_key(request), None)
             if accepted is not None:
                 accepted.on_ack_for_2xx()
             self.user.on_request(request, flow, None)
@@ -521,16 +564,20 @@ class TransactionLayer:
         self._servers[cancel_tx.key] = cancel_tx
         invite_key = (*_server_key(cancel)[:-1], "INVITE")
         invite_tx = self._servers.get(invite_key)
-        if invite_tx is None or invite_tx.is_final:
+        if invite_tx is None:
             cancel_tx.respond(make_response(cancel, 481))
             return
+        # RFC 3261 9.2: a CANCEL that matches a transaction gets 200 even when
+        # the INVITE already has its final response; it just has no effect then.
         cancel_tx.respond(make_response(cancel, 200))
+        if invite_tx.is_final:
+            return
         invite_tx.cancelled = True
         self.user.on_cancel(invite_tx, cancel)
 
     def expect_ack(self, transaction: ServerTransaction) -> None:
-        request = transaction.request
-        self._awaiting_ack[(request.call_id, request.cseq.seq)] = transaction
+        if transaction.last_response is not None:
+            self._awaiting_ack[_ack_key(transaction.last_response)] = transaction
 
     def send_request(self, request: SipRequest, flow: Flow) -> ClientTransaction:
         """Start a client transaction; the request must carry its own top Via with a branch."""
@@ -553,10 +600,10 @@ class TransactionLayer:
     def forget_server(self, transaction: ServerTransaction) -> None:
         if self._servers.get(transaction.key) is transaction:
             del self._servers[transaction.key]
-        request = transaction.request
-        ack_key = (request.call_id, request.cseq.seq)
-        if self._awaiting_ack.get(ack_key) is transaction:
-            del self._awaiting_ack[ack_key]
+        if transaction.last_response is not None:
+            ack_key = _ack_key(transaction.last_response)
+            if self._awaiting_ack.get(ack_key) is transaction:
+                del self._awaiting_ack[ack_key]
 
     async def stop(self) -> None:
         for client in list(self._clients.values()):
