@@ -7,6 +7,9 @@ Debian's clickhouse-server, sipp and baresip on loopback.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
@@ -235,3 +238,90 @@ def test_caller_cancel_while_ringing_cancels_every_fork(
     assert record["hangup_by"] == "caller"
     assert record["sip_status"] == 487
     assert record["answered_by"] == ""
+
+
+def test_killed_node_still_yields_a_cdr_for_its_call(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent = register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
+    caller = sipp_factory(
+        "uac_call.xml",
+        remote=(platform.host, platform.sip_port),
+        service=ACME_MAIN,
+        keys={"domain": platform.host, "caller": CALLER},
+        pause_ms=20_000,
+        timeout=40,
+    )
+    caller.start()
+    agent.wait_call_state("ESTABLISHED", timeout=15)
+    node_pid = platform.pid_of("vpbx-node-acme-msk")
+
+    os.kill(node_pid, signal.SIGKILL)
+
+    # The launcher restarts the node as Kubernetes would restart its pod; on start it
+    # turns the journal entry of the interrupted call into a CDR.
+    deadline = time.monotonic() + 30
+    while platform.pid_of("vpbx-node-acme-msk") == node_pid and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [record] = platform.calls(1, wait_for=1)
+    caller.stop()
+    assert record["end_reason"] == "node-lost", record
+    assert record["tenant"] == "acme"
+    assert record["answered_by"] == "101"
+    assert record["hangup_by"] == "system"
+    assert record["answer_ms"] is not None
+    assert record["end_ms"] >= record["answer_ms"]
+
+
+def test_extension_calls_extension_inside_the_tenant(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    callee = register(baresip_factory, platform, "201", "acme-201-secret", "acme.vpbx.local")
+    caller = register(baresip_factory, platform, "102", "acme-102-secret", "acme.vpbx.local")
+
+    caller.dial("sip:201@acme.vpbx.local")
+
+    callee.wait_call_state("ESTABLISHED", timeout=15)
+    caller.wait_call_state("ESTABLISHED", timeout=15)
+    time.sleep(1.0)  # let audio flow
+    caller.hangup()
+    callee.wait_no_calls(timeout=10)
+    [stats] = callee.wait_rtp_stats(count=1)
+    assert stats.packets_received >= 20, callee.log_tail()
+    [record] = platform.calls(1, wait_for=1)
+    assert record["direction"] == "internal"
+    assert record["caller"] == "102"
+    assert record["dialled"] == "201"
+    assert record["answered_by"] == "201"
+    assert record["end_reason"] == "completed"
+    assert record["hangup_by"] == "caller"
+
+
+def test_a_number_is_multichannel(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent = register(baresip_factory, platform, "101", "globex-101-secret", "globex.vpbx.local")
+    simultaneous = 5
+
+    result = call(
+        sipp_factory,
+        platform,
+        GLOBEX_MAIN,
+        "uac_call.xml",
+        pause_ms=4000,
+        calls=simultaneous,
+        call_rate=simultaneous,
+        concurrent_limit=simultaneous,
+    )
+
+    assert result.all_succeeded, result.describe()
+    assert result.successful_calls == simultaneous
+    agent.wait_no_calls(timeout=10)
+    records = platform.calls(simultaneous, wait_for=simultaneous)
+    assert [r["end_reason"] for r in records] == ["completed"] * simultaneous
+    # They overlapped: every call was answered before the first one ended.
+    first_end = min(r["end_ms"] for r in records)
+    assert all(r["answer_ms"] < first_end for r in records), records

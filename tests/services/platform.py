@@ -100,6 +100,17 @@ class RunningPlatform:
                 return records
             time.sleep(0.5)
 
+    def pid_of(self, name: str) -> int:
+        """Process id of the latest start of a child (a node name or "edge")."""
+        pids = [
+            int(line.rsplit("pid ", 1)[1].rstrip(")"))
+            for line in self.log().splitlines()
+            if line.strip().startswith(f"started {name} (pid ")
+        ]
+        if not pids:
+            raise AssertionError(f"{name} was never started:\n{self.log()[-2000:]}")
+        return pids[-1]
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

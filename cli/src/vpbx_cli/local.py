@@ -54,11 +54,33 @@ class LocalLayout:
 
 
 @dataclass
+class Supervised:
+    """A child process and how to start it again, as Kubernetes restarts a crashed pod."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, env=self.env)
+        print(f"  started {self.name} (pid {self.process.pid})", flush=True)
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def crash_looping(self, now: float, window: float = 60.0, limit: int = 5) -> bool:
+        self.restarts = [t for t in self.restarts if now - t < window]
+        return len(self.restarts) >= limit
+
+
+@dataclass
 class LocalPlatform:
     platform: PlatformFile
     layout: LocalLayout
     plans: list[NodePlan] = field(default_factory=list)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    children: dict[str, Supervised] = field(default_factory=dict)
     redis_url: str = ""
 
     def node_address(self, tenant: str, city: str) -> str:
@@ -174,27 +196,43 @@ def start_processes(local: LocalPlatform) -> None:
                 "VPBX_CHDB_PATH": str(var / "chdb"),
             },
         )
-        local.processes[plan.name] = subprocess.Popen(
-            [sys.executable, "-m", "vpbx_media.node"], env=env
+        local.children[plan.name] = Supervised(
+            plan.name, [sys.executable, "-m", "vpbx_media.node"], env
         )
     edge_env = _child_env(
         local, {"VPBX_SIP_HOST": layout.host, "VPBX_SIP_PORT": str(layout.sip_port)}
     )
-    local.processes["edge"] = subprocess.Popen(
-        [sys.executable, "-m", "vpbx_media.edge"], env=edge_env
-    )
+    local.children["edge"] = Supervised("edge", [sys.executable, "-m", "vpbx_media.edge"], edge_env)
+    for child in local.children.values():
+        child.start()
+
+
+def supervise(local: LocalPlatform) -> str | None:
+    """Restart children that died; the name of one that keeps dying, else None."""
+    now = time.monotonic()
+    for child in local.children.values():
+        if not child.exited():
+            continue
+        code = child.process.returncode if child.process is not None else None
+        if child.crash_looping(now):
+            return child.name
+        print(f"{child.name} exited with {code}; restarting it", file=sys.stderr, flush=True)
+        child.restarts.append(now)
+        child.start()
+    return None
 
 
 def stop_processes(local: LocalPlatform, timeout: float = 15.0) -> None:
-    for process in local.processes.values():
+    running = [c.process for c in local.children.values() if c.process is not None]
+    for process in running:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    for name, process in local.processes.items():
+    for process in running:
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop in time; killing it", name)
+            logger.warning("pid %d did not stop in time; killing it", process.pid)
             process.kill()
             process.wait()
 
@@ -239,11 +277,9 @@ def run_local(path: Path, layout: LocalLayout) -> int:
         for index, plan in enumerate(local.plans):
             print(f"  node {plan.name}: {layout.host}:{layout.node_port(index)}", flush=True)
         while not stop_requested:
-            dead = [name for name, p in local.processes.items() if p.poll() is not None]
-            if dead:
-                print(
-                    f"process(es) exited: {', '.join(dead)}; stopping", file=sys.stderr, flush=True
-                )
+            looping = supervise(local)
+            if looping is not None:
+                print(f"{looping} keeps exiting; stopping", file=sys.stderr, flush=True)
                 return 1
             time.sleep(0.2)
         return 0
