@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-from phonenumbers import geocoder
 
 E164_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -105,5 +104,8 @@ def region_of(e164: str, language: str = "en") -> str | None:
     parsed = _parse_e164(e164)
     if parsed is None:
         return None
+    # The geocoder's data takes seconds to import; only callers that need regions pay.
+    from phonenumbers import geocoder
+
     description = geocoder.description_for_number(parsed, language)
     return description or None
