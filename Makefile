@@ -1,8 +1,6 @@
 # vpbx: the two commands are `make up` and `make test`.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
-export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
 .PHONY: up test deps lint typecheck unit bench-sip clean
 

@@ -10,6 +10,10 @@ from typing import Any
 
 import uvloop
 
+from .settings import SipSettings
+from .sip.transaction import Timers, TransactionLayer, TransactionUser
+from .sip.transport import SipTransport
+
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -37,3 +41,21 @@ async def wait_for_stop_signal() -> signal.Signals:
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a role's main coroutine on uvloop (see the brief: the default loop drops RTP)."""
     uvloop.run(main())
+
+
+def sip_stack(
+    settings: SipSettings,
+) -> tuple[SipTransport, Callable[[TransactionUser], TransactionLayer]]:
+    """The role's SIP transport and a factory binding a transaction layer to its user."""
+    transport = SipTransport(
+        settings.sip_host,
+        settings.sip_port,
+        advertised_host=settings.advertised_host,
+        max_message_size=settings.max_message_size,
+    )
+    timers = Timers(t1=settings.sip_t1)
+
+    def layer_factory(user: TransactionUser) -> TransactionLayer:
+        return TransactionLayer(transport, user, timers)
+
+    return transport, layer_factory

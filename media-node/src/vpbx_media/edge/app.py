@@ -8,10 +8,8 @@ import redis.asyncio as redis
 
 from vpbx_common.routing import RoutingTable
 
-from ..runtime import configure_logging, run, wait_for_stop_signal
+from ..runtime import configure_logging, run, sip_stack, wait_for_stop_signal
 from ..settings import EdgeSettings
-from ..sip.transaction import Timers, TransactionLayer, TransactionUser
-from ..sip.transport import SipTransport
 from .flowtoken import EdgeTokens
 from .proxy import EdgeProxy, SourceLimiter
 
@@ -23,16 +21,7 @@ async def run_edge(settings: EdgeSettings) -> None:
     if not settings.redis_url:
         raise SystemExit("VPBX_REDIS_URL is required for the SIP edge")
     redis_client = redis.Redis.from_url(settings.redis_url)
-    transport = SipTransport(
-        settings.sip_host,
-        settings.sip_port,
-        advertised_host=settings.advertised_host,
-        max_message_size=settings.max_message_size,
-    )
-    timers = Timers(t1=settings.sip_t1)
-
-    def layer_factory(user: TransactionUser) -> TransactionLayer:
-        return TransactionLayer(transport, user, timers)
+    transport, layer_factory = sip_stack(settings)
 
     proxy = EdgeProxy(
         transport,

@@ -12,11 +12,10 @@ from vpbx_common.nodeconfig import NodeConfig
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
 from ..rtp.ports import PortAllocator
-from ..runtime import configure_logging, run, wait_for_stop_signal
+from ..runtime import configure_logging, run, sip_stack, wait_for_stop_signal
 from ..settings import NodeSettings
 from ..sip.digest import DigestAuthenticator, NonceService
-from ..sip.transaction import Timers, TransactionLayer, TransactionUser
-from ..sip.transport import Address, SipTransport
+from ..sip.transport import Address
 from .bindings import BindingStore
 from .registrar import Authenticator
 from .service import NodeIdentity, NodeService
@@ -53,16 +52,7 @@ async def run_node(settings: NodeSettings) -> None:
         config,
         tuple(settings.digest_md5_only_agents),
     )
-    transport = SipTransport(
-        settings.sip_host,
-        settings.sip_port,
-        advertised_host=settings.advertised_host,
-        max_message_size=settings.max_message_size,
-    )
-    timers = Timers(t1=settings.sip_t1)
-
-    def layer_factory(user: TransactionUser) -> TransactionLayer:
-        return TransactionLayer(transport, user, timers)
+    transport, layer_factory = sip_stack(settings)
 
     identity = NodeIdentity(
         tenant=tenant,

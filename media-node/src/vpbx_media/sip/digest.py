@@ -408,9 +408,7 @@ class DigestAuthenticator:
         # Unknown users are checked against these so they cost the same as a wrong password.
         self._dummy_ha1 = {a: digest_hash(a, secrets.token_hex(16)) for a in self.offered}
 
-    def challenges(
-        self, stale: bool = False, *, md5_only: bool = False
-    ) -> list[DigestChallenge]:
+    def challenges(self, stale: bool = False, *, md5_only: bool = False) -> list[DigestChallenge]:
         """One challenge per algorithm (strongest first), sharing a fresh nonce.
 
         `md5_only` is for clients known to give up on a challenge they cannot

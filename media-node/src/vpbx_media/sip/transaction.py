@@ -293,8 +293,8 @@ class ClientTransaction:
             self._deliver(response)
             self._linger_then_terminate(0 if self.reliable else self.timers.t4)
 
-    def _ack_for(self, response: SipResponse) -> SipRequest:
-        """ACK for a non-2xx final response: part of this transaction (RFC 3261 17.1.1.3)."""
+    def _same_hop_request(self, method: str, to_value: str) -> SipRequest:
+        """ACK or CANCEL for this INVITE: same branch, route and CSeq number (RFC 3261 9.1)."""
         request = self.request
         headers = Headers()
         headers = headers.add("Via", request.headers.values("Via")[0])
@@ -302,10 +302,14 @@ class ClientTransaction:
             headers = headers.add("Route", route)
         headers = headers.add("Max-Forwards", "70")
         headers = headers.add("From", request.headers.get("From") or "")
-        headers = headers.add("To", response.headers.get("To") or "")
+        headers = headers.add("To", to_value)
         headers = headers.add("Call-ID", request.call_id)
-        headers = headers.add("CSeq", str(CSeq(request.cseq.seq, "ACK")))
-        return SipRequest(method="ACK", uri=request.uri, headers=headers)
+        headers = headers.add("CSeq", str(CSeq(request.cseq.seq, method)))
+        return SipRequest(method=method, uri=request.uri, headers=headers)
+
+    def _ack_for(self, response: SipResponse) -> SipRequest:
+        """ACK for a non-2xx final response: part of this transaction (RFC 3261 17.1.1.3)."""
+        return self._same_hop_request("ACK", response.headers.get("To") or "")
 
     def cancel(self) -> None:
         """CANCEL this INVITE: now if a provisional came, else as soon as one does."""
@@ -319,17 +323,7 @@ class ClientTransaction:
             pass
 
     def _send_cancel(self) -> None:
-        request = self.request
-        headers = Headers()
-        headers = headers.add("Via", request.headers.values("Via")[0])
-        for route in request.headers.values("Route"):
-            headers = headers.add("Route", route)
-        headers = headers.add("Max-Forwards", "70")
-        headers = headers.add("From", request.headers.get("From") or "")
-        headers = headers.add("To", request.headers.get("To") or "")
-        headers = headers.add("Call-ID", request.call_id)
-        headers = headers.add("CSeq", str(CSeq(request.cseq.seq, "CANCEL")))
-        cancel = SipRequest(method="CANCEL", uri=request.uri, headers=headers)
+        cancel = self._same_hop_request("CANCEL", self.request.headers.get("To") or "")
         self.cancel_transaction = self.layer.send_request(cancel, self.flow)
         # RFC 3261 9.1: if no final response follows the CANCEL within 64*T1,
         # the INVITE is considered cancelled and its transaction destroyed.

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks (not part of `make test`): sipp scenarios, `make bench-sip`."""
