@@ -7,12 +7,14 @@ Debian's clickhouse-server, sipp and baresip on loopback.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from typing import Any
 
 import pytest
+import redis
 
 from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import RunningPlatform
@@ -68,7 +70,7 @@ def call(
 def platform(request: pytest.FixtureRequest, platform_factory: Any) -> RunningPlatform:
     clickhouse_url = None
     if request.param == "clickhouse-server":
-        clickhouse_url = request.getfixturevalue("clickhouse_url")
+        clickhouse_url = request.getfixturevalue("clickhouse_database_url")
     started: RunningPlatform = platform_factory(clickhouse_url=clickhouse_url)
     return started
 
@@ -104,6 +106,70 @@ def test_carrier_call_is_answered_with_media_and_recorded(
     assert 0 <= record["ring_ms"] < 5000, record
     assert record["answer_ms"] - record["start_ms"] == record["ring_ms"]
     assert record["end_ms"] - record["answer_ms"] == record["talk_ms"]
+
+
+def test_carrier_over_tcp_and_call_events_on_redis(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
+    events = redis.Redis.from_url(platform.env["VPBX_REDIS_URL"]).pubsub()
+    events.subscribe("vpbx:events:acme", "vpbx:events:globex")
+    events.get_message(timeout=2)  # the subscription confirmations
+    events.get_message(timeout=2)
+
+    result = call(
+        sipp_factory, platform, ACME_MAIN, "uac_call.xml", pause_ms=500, extra_args=("-t", "t1")
+    )
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    [record] = platform.calls(1, wait_for=1)
+    assert record["end_reason"] == "completed"
+    received = []
+    deadline = time.monotonic() + 10
+    while len(received) < 3 and time.monotonic() < deadline:
+        message = events.get_message(timeout=1)
+        if message is not None and message["type"] == "message":
+            received.append((message["channel"], json.loads(message["data"])))
+    events.close()
+    assert [event["type"] for _, event in received] == [
+        "call.ringing",
+        "call.answered",
+        "call.ended",
+    ]
+    assert {channel for channel, _ in received} == {b"vpbx:events:acme"}
+    ended = received[-1][1]
+    assert ended["call_id"] == record["call_id"]
+    assert ended["number"] == ACME_MAIN
+    assert ended["caller"] == CALLER
+    assert ended["callee"] == "101"
+    assert ended["end_reason"] == "completed"
+
+
+def test_cdrs_survive_a_clickhouse_outage(
+    platform_factory: Any,
+    clickhouse_server: Any,
+    clickhouse_database_url: str,
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+) -> None:
+    platform: RunningPlatform = platform_factory(clickhouse_url=clickhouse_database_url)
+    register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
+    clickhouse_server.crash()
+    try:
+        calls_during_outage = [
+            call(sipp_factory, platform, ACME_MAIN, "uac_call.xml", pause_ms=300) for _ in range(3)
+        ]
+        assert all(result.all_succeeded for result in calls_during_outage)
+        assert platform.cli("calls", "--last", "1", "--json").returncode != 0
+    finally:
+        clickhouse_server.start()
+
+    records = platform.calls(3, wait_for=3, timeout=60)
+
+    assert len(records) == 3
+    assert {record["end_reason"] for record in records} == {"completed"}
+    assert len({record["call_id"] for record in records}) == 3
 
 
 def test_ad_channel_label_lands_on_the_cdr(

@@ -268,15 +268,22 @@ class EdgeProxy:
             "REFER",
             "REGISTER",
         ):
+            token = forwarding.token
             local = self.transport.local_address
-            entry_uri = SipUri(host=local.host, port=local.port, params=(("lr", None),))
-            entry_uri = entry_uri.with_params(
-                **{EDGE_ROUTE_PARAM: self.tokens.encode(forwarding.token)}
-            )
+            inside = SipUri(host=local.host, port=local.port, params=(("lr", None),))
+            inside = inside.with_params(**{EDGE_ROUTE_PARAM: self.tokens.encode(token)})
             if forwarding.add_path:
-                headers = headers.prepend("Path", f"<{entry_uri}>")
+                headers = headers.prepend("Path", f"<{inside}>")
             elif request.method != "REGISTER" and request.to.tag is None:
-                headers = headers.prepend("Record-Route", f"<{entry_uri}>")
+                entries = [inside]
+                if token.outside.transport is TransportKind.TCP:
+                    # Double Record-Route (RFC 5658): the outside party must come back
+                    # over TCP, the node over UDP; the top entry faces the next hop.
+                    outside = inside.with_params(transport="tcp")
+                    inward = forwarding.target.remote == token.node
+                    entries = [inside, outside] if inward else [outside, inside]
+                for entry in reversed(entries):
+                    headers = headers.prepend("Record-Route", f"<{entry}>")
         return request.with_headers(headers)
 
     async def _relay(

@@ -1,0 +1,393 @@
+"""How the registrar and the B2BUA behave against real peers: who rings, who gets the
+call, what the caller hears as the final answer and what the CDR says.
+
+Everything is real: `vpbx up` in a subprocess, sipp as the carrier (or as a bare
+registering device), baresip as agents' phones, all on loopback.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.services.baresip import Baresip, BaresipFactory
+from tests.services.platform import DEMO, RunningPlatform
+from tests.services.sipp import Sipp, SippFactory, SippResult, uas_reject_scenario
+
+pytestmark = pytest.mark.integration
+
+ACME_MAIN = "+74950000001"
+GLOBEX_MAIN = "+74950000009"
+CALLER = "+79130000001"
+ACME = "acme.vpbx.local"
+GLOBEX = "globex.vpbx.local"
+PASSWORDS = {
+    ("101", ACME): "acme-101-secret",
+    ("102", ACME): "acme-102-secret",
+    ("201", ACME): "acme-201-secret",
+    ("101", GLOBEX): "globex-101-secret",
+}
+# How baresip 1.0 (libre) reports a call the other side ended, by CANCEL or BYE.
+CANCELLED_REASON = "Connection reset by peer"
+PACKETS_PER_SECOND = 50  # G.711 at 20 ms per packet
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def platform_with_ring_timeout(
+    platform_factory: Callable[..., RunningPlatform], tmp_path: Path, seconds: int
+) -> RunningPlatform:
+    """The demo platform with the sales group ringing for `seconds` only."""
+    text = DEMO.read_text()
+    if "ringTimeoutSeconds: 30" not in text:
+        raise AssertionError("examples/demo.yaml no longer sets the sales ring timeout to 30")
+    config = tmp_path / "demo-ring-timeout.yaml"
+    config.write_text(text.replace("ringTimeoutSeconds: 30", f"ringTimeoutSeconds: {seconds}"))
+    return platform_factory(file=config)
+
+
+def phone(
+    factory: BaresipFactory,
+    platform: RunningPlatform,
+    user: str,
+    domain: str = ACME,
+    *,
+    auto_answer: bool = True,
+) -> Baresip:
+    """A baresip registered as `user`@`domain` through the edge."""
+    agent = factory(
+        user,
+        PASSWORDS[(user, domain)],
+        domain,
+        proxy=(platform.host, platform.sip_port),
+        auto_answer=auto_answer,
+    )
+    agent.start()
+    agent.wait_registered(timeout=15)
+    return agent
+
+
+def carrier(
+    sipp: SippFactory,
+    platform: RunningPlatform,
+    scenario: str | Path,
+    number: str = ACME_MAIN,
+    **options: Any,
+) -> Sipp:
+    """A carrier calling `number` through the edge (not started yet)."""
+    settings: dict[str, Any] = {
+        "remote": (platform.host, platform.sip_port),
+        "service": number,
+        "keys": {"domain": platform.host, "caller": CALLER},
+        "timeout": 30,
+    }
+    settings.update(options)
+    return sipp(scenario, **settings)
+
+
+def expect_status(
+    sipp: SippFactory, platform: RunningPlatform, status: int, number: str = ACME_MAIN
+) -> SippResult:
+    """Call `number` and require `status` as the final answer."""
+    runner = carrier(sipp, platform, "uac_expect.xml", number, variables={"expected_status": str(status)})
+    return runner.run()
+
+
+def event_types(agent: Baresip) -> list[str]:
+    return [str(event.get("type", "")) for event in agent.events]
+
+
+def saw(agent: Baresip, event_type: str) -> bool:
+    return event_type in event_types(agent)
+
+
+def closed_reasons(agent: Baresip) -> list[str]:
+    return [
+        str(event.get("param", "")) for event in agent.events if event.get("type") == "CALL_CLOSED"
+    ]
+
+
+def call_states(agent: Baresip) -> list[str]:
+    return [call.state for call in agent.calls()]
+
+
+def calls_when_settled(
+    platform: RunningPlatform, count: int, settle_s: float = 1.0
+) -> list[dict[str, Any]]:
+    """Wait for `count` CDRs, then a little longer to catch any unexpected extra one."""
+    platform.calls(count + 5, wait_for=count)
+    time.sleep(settle_s)
+    return platform.calls(count + 5)
+
+
+def sip_messages(result: SippResult, direction: str = "received") -> list[str]:
+    """SIP messages sipp `direction` ("received" or "sent"), from its -trace_msg file."""
+    path = result.workdir / "messages.log"
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    messages = []
+    for chunk in re.split(r"^-{20,}[^\n]*\n", text, flags=re.MULTILINE):
+        heading, _, message = chunk.strip().partition("\n")
+        if heading.startswith(f"UDP message {direction}") and message.strip():
+            messages.append(message.strip())
+    return messages
+
+
+def received_responses(result: SippResult, status: int, method: str) -> list[str]:
+    pattern = re.compile(rf"^CSeq:\s*\d+ {method}\b", re.MULTILINE)
+    return [
+        message
+        for message in sip_messages(result)
+        if message.startswith(f"SIP/2.0 {status} ") and pattern.search(message)
+    ]
+
+
+def contact_expiries(response: str) -> dict[str, int]:
+    """{contact URI: expires} of every Contact in a REGISTER's 200 OK."""
+    contacts: dict[str, int] = {}
+    for line in response.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() not in ("contact", "m"):
+            continue
+        for match in re.finditer(r"<([^>]+)>[^,]*?;\s*expires=(\d+)", value):
+            contacts[match[1]] = int(match[2])
+    return contacts
+
+
+# --- 1. several devices per extension -------------------------------------------
+
+
+def test_every_device_of_an_extension_rings_and_the_one_that_answers_gets_the_call(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+) -> None:
+    platform = platform_factory()
+    desk = phone(baresip_factory, platform, "101", auto_answer=False)
+    mobile = phone(baresip_factory, platform, "101", auto_answer=False)
+    caller = carrier(sipp_factory, platform, "uac_call_echo.xml", pause_ms=1500, rtp_echo=True)
+
+    caller.start()
+    wait_until(
+        lambda: call_states(desk) == ["INCOMING"] and call_states(mobile) == ["INCOMING"],
+        10,
+        "both devices of 101 ringing",
+    )
+    desk.command("accept")
+    result = caller.wait()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert (result.rtp_packets_echoed or 0) >= PACKETS_PER_SECOND, result.describe()
+    desk.wait_no_calls(timeout=10)
+    mobile.wait_no_calls(timeout=10)
+    assert saw(desk, "CALL_ESTABLISHED"), event_types(desk)
+    assert saw(mobile, "CALL_INCOMING"), event_types(mobile)
+    # The other device stopped ringing because the node cancelled its INVITE (it
+    # never answered, so no BYE can have ended it).
+    assert closed_reasons(mobile) == [CANCELLED_REASON], mobile.events
+    assert not saw(mobile, "CALL_ESTABLISHED"), event_types(mobile)
+    [record] = calls_when_settled(platform, 1)
+    assert record["answered_by"] == "101"
+    assert record["end_reason"] == "completed"
+    assert record["hangup_by"] == "caller"
+    assert record["sip_status"] == 200
+
+
+# --- 2. two devices answer at once ----------------------------------------------
+
+
+def test_when_two_agents_answer_at_once_exactly_one_gets_the_call(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+) -> None:
+    platform = platform_factory()
+    agents = {
+        "101": phone(baresip_factory, platform, "101"),
+        "102": phone(baresip_factory, platform, "102"),
+    }
+    rounds = 3
+
+    for attempt in range(rounds):
+        caller = carrier(sipp_factory, platform, "uac_call.xml", pause_ms=1500)
+        caller.start()
+        # Both auto-answer the moment their INVITE arrives; mid-call, one talks.
+        wait_until(
+            lambda: any("ESTABLISHED" in call_states(a) for a in agents.values()),
+            10,
+            "an agent established",
+        )
+        time.sleep(0.7)
+        talking = {ext for ext, a in agents.items() if call_states(a) == ["ESTABLISHED"]}
+        idle = {ext for ext, a in agents.items() if not a.calls()}
+        result = caller.wait()
+        assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+        assert len(talking) == 1 and len(idle) == 1, (attempt, talking, idle)
+        for agent in agents.values():
+            agent.wait_no_calls(timeout=10)
+        records = calls_when_settled(platform, attempt + 1)
+        assert len(records) == attempt + 1, records
+        latest = max(records, key=lambda r: r["start_ms"])
+        assert latest["answered_by"] == talking.pop(), latest
+        assert latest["end_reason"] == "completed"
+        assert latest["hangup_by"] == "caller"
+
+
+# --- 3. the agent hangs up first ------------------------------------------------
+
+
+def test_agent_hangs_up_first_and_the_caller_gets_the_bye(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+) -> None:
+    platform = platform_factory()
+    agent = phone(baresip_factory, platform, "101")
+    caller = carrier(sipp_factory, platform, "uac_wait_bye.xml")
+
+    caller.start()
+    agent.wait_call_state("ESTABLISHED", timeout=10)
+    time.sleep(1.0)
+    agent.hangup()
+    result = caller.wait()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    byes = [m for m in sip_messages(result) if m.startswith("BYE ")]
+    assert len(byes) >= 1, "the caller never got a BYE"
+    agent.wait_no_calls(timeout=5)
+    [stats] = agent.wait_rtp_stats(count=1)
+    assert stats.packets_received >= PACKETS_PER_SECOND * 0.7, agent.log_tail()
+    [record] = calls_when_settled(platform, 1)
+    assert record["answered_by"] == "101"
+    assert record["end_reason"] == "completed"
+    assert record["hangup_by"] == "callee"
+    assert record["sip_status"] == 200
+    assert 800 <= record["talk_ms"] <= 4000, record
+
+
+# --- 4. nobody answers ------------------------------------------------------------
+
+
+def test_ring_timeout_gives_the_caller_480_and_stops_the_ringing(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+    tmp_path: Path,
+) -> None:
+    platform = platform_with_ring_timeout(platform_factory, tmp_path, 3)
+    agent = phone(baresip_factory, platform, "101", auto_answer=False)
+
+    started = time.monotonic()
+    result = expect_status(sipp_factory, platform, 480)
+    elapsed = time.monotonic() - started
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert 2.8 <= elapsed <= 6.0, elapsed
+    agent.wait_no_calls(timeout=5)
+    assert saw(agent, "CALL_INCOMING"), event_types(agent)
+    assert closed_reasons(agent) == [CANCELLED_REASON], agent.events
+    [record] = calls_when_settled(platform, 1)
+    assert record["end_reason"] == "no-answer"
+    assert record["sip_status"] == 480
+    assert record["answered_by"] == ""
+    assert record["hangup_by"] == "system"
+    assert 2900 <= record["ring_ms"] <= 4000, record
+    assert record["talk_ms"] == 0
+
+
+# --- 5. the only agent rejects ------------------------------------------------------
+
+
+def test_agent_rejecting_a_ringing_call_makes_the_caller_hear_busy(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+) -> None:
+    platform = platform_factory()
+    agent = phone(baresip_factory, platform, "101", auto_answer=False)
+    caller = carrier(sipp_factory, platform, "uac_expect.xml", variables={"expected_status": "486"})
+
+    caller.start()
+    agent.wait_call_state("INCOMING", timeout=10)
+    agent.hangup()  # baresip 1.0 declines a ringing call with 486 Busy Here
+    result = caller.wait()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    agent.wait_no_calls(timeout=5)
+    [record] = calls_when_settled(platform, 1)
+    assert record["end_reason"] == "busy"
+    assert record["sip_status"] == 486
+    assert record["answered_by"] == ""
+    assert record["talk_ms"] == 0
+
+
+# --- 6. the agent unregisters -----------------------------------------------------
+
+
+def test_after_the_agent_unregisters_calls_get_480(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
+) -> None:
+    platform = platform_factory()
+    agent = phone(baresip_factory, platform, "101", GLOBEX)
+    assert expect_status(sipp_factory, platform, 200, GLOBEX_MAIN).all_succeeded
+
+    agent.command("uadel", agent.aor)
+
+    wait_until(
+        lambda: "tenant=globex ext=101 registered 0 binding(s)" in platform.log(),
+        10,
+        "the node saw the un-REGISTER",
+    )
+    result = expect_status(sipp_factory, platform, 480, GLOBEX_MAIN)
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    records = calls_when_settled(platform, 2)
+    latest = max(records, key=lambda r: r["start_ms"])
+    assert latest["end_reason"] == "unavailable"
+    assert latest["sip_status"] == 480
+    assert latest["answered_by"] == ""
+
+
+# --- 7. hold and resume -------------------------------------------------------------
+
+
+def test_hold_and_resume_pass_through_and_audio_comes_back(
+    platform_factory: Callable[..., RunningPlatform], baresip_factory: BaresipFactory
+) -> None:
+    platform = platform_factory()
+    callee = phone(baresip_factory, platform, "201")
+    caller = phone(baresip_factory, platform, "102")
+
+    caller.dial("sip:201@acme.vpbx.local")
+    callee.wait_call_state("ESTABLISHED", timeout=10)
+    caller.wait_call_state("ESTABLISHED", timeout=10)
+    print(caller.command("help"))
+    time.sleep(0.5)
+    print(caller.command("hold"))
+    time.sleep(1.5)
+    print(call_states(caller), call_states(callee))
+    print(caller.command("resume"))
+    time.sleep(2.0)
+    print(call_states(caller), call_states(callee))
+    caller.hangup()
+    callee.wait_no_calls(timeout=10)
+    print(caller.wait_rtp_stats(1), callee.wait_rtp_stats(1))
+    print(event_types(caller), event_types(callee))
+    print(callee.log_tail(3000))
+    print(platform.log()[-8000:])
