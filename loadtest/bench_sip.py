@@ -29,13 +29,14 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +54,10 @@ DEMO = REPO / "examples" / "demo.yaml"
 KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio" / "kamailio.cfg"
 HOST = "127.0.0.1"
 
-DEFAULT_RATES = (20, 30, 40, 50, 60, 80, 100, 120, 160, 200, 250, 300, 400, 500, 600, 800, 1000)
+DEFAULT_RATES = (
+    *(20, 30, 40, 50, 60, 70, 80, 100, 120, 150, 200, 250, 300, 400, 500, 700),
+    *(1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000, 8000),
+)
 # The number the benchmark calls: it routes straight to one extension, so exactly
 # one UAS answers (a ring group would fork to several).
 BENCH_NUMBER = "+74950000009"
@@ -109,6 +113,9 @@ class Target:
     uas_port: int
     domain: str
     service: str
+    # The system's process tree, for CPU accounting: its root and names for pids.
+    root_pid: int
+    labels: Mapping[int, str]
 
 
 class StepVerdict(enum.Enum):
@@ -135,6 +142,8 @@ class StepResult:
     seconds: float
     verdict: StepVerdict
     workdir: str
+    # CPU use of the system under test while the step ran, busiest process first.
+    cpu_percent: tuple[tuple[str, float], ...]
 
     @property
     def passed(self) -> bool:
@@ -228,6 +237,60 @@ def judge(
     return StepVerdict.PASSED
 
 
+# --- CPU accounting (Linux /proc) ----------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: split after it.
+    return text[text.rfind(")") + 2 :].split()
+
+
+def process_tree(root_pid: int) -> dict[int, str]:
+    """pid -> command name of root_pid and all its descendants."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        parents[pid] = int(fields[1])
+        try:
+            names[pid] = (entry / "comm").read_text().strip()
+        except OSError:
+            names[pid] = "?"
+    tree = {root_pid: names.get(root_pid, "?")}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree[pid] = names[pid]
+                grew = True
+    return tree
+
+
+def tree_cpu_seconds(root_pid: int, labels: Mapping[int, str]) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) used so far, summed per label."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for pid, name in process_tree(root_pid).items():
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        # utime and stime are fields 14 and 15 of /proc/PID/stat (1-based).
+        seconds = (int(fields[11]) + int(fields[12])) / ticks
+        label = labels.get(pid, name)
+        used[label] = used.get(label, 0.0) + seconds
+    return used
+
+
 # --- one step ---------------------------------------------------------------------
 
 
@@ -259,6 +322,7 @@ def run_step(
         timeout=sipp_timeout,
         trace_messages=False,
     )
+    cpu_before = tree_cpu_seconds(target.root_pid, target.labels)
     started = time.monotonic()
     uas.start()
     try:
@@ -266,6 +330,14 @@ def run_step(
     finally:
         uas.stop()
     seconds = time.monotonic() - started
+    cpu_after = tree_cpu_seconds(target.root_pid, target.labels)
+    cpu_percent = sorted(
+        (
+            (label, 100.0 * (used - cpu_before.get(label, 0.0)) / seconds)
+            for label, used in cpu_after.items()
+        ),
+        key=lambda item: -item[1],
+    )
     rows = read_rtt_rows(workdir / "uac")
     times = [response for _, response in rows]
     rate_seen = answer_rate(rows)
@@ -287,6 +359,7 @@ def run_step(
         seconds=seconds,
         verdict=verdict,
         workdir=str(workdir),
+        cpu_percent=tuple(cpu_percent),
     )
 
 
@@ -346,6 +419,10 @@ def wait_answers_options(port: int, timeout: float, log: Path) -> None:
             return
         time.sleep(0.2)
     raise BenchError(f"nothing answers SIP OPTIONS on {HOST}:{port}; see {log}")
+
+
+def _all_as(root_pid: int, label: str) -> dict[int, str]:
+    return dict.fromkeys(process_tree(root_pid), label)
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
@@ -416,6 +493,7 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[Target]:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         node_ports = _wait_vpbx_up(process, log_path, timeout=90)
+        labels = {process.pid: "vpbx-up", **_started_children(log_path)}
         for port in (sip_port, *node_ports):
             wait_answers_options(port, 60, log_path)
         uas_port = free_port(socket.SOCK_DGRAM, HOST)
@@ -441,9 +519,20 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[Target]:
             uas_port=uas_port,
             domain=HOST,
             service=BENCH_NUMBER,
+            root_pid=process.pid,
+            labels=labels,
         )
     finally:
         stop_process(process, signal.SIGINT, timeout=40)
+
+
+_STARTED_RE = re.compile(r"started (\S+) \(pid (\d+)\)")
+
+
+def _started_children(log_path: Path) -> dict[int, str]:
+    """pid -> name of the processes `vpbx up` says it started (edge, nodes)."""
+    text = log_path.read_text(errors="replace")
+    return {int(pid): name for name, pid in _STARTED_RE.findall(text)}
 
 
 def _wait_vpbx_up(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> list[int]:
@@ -496,6 +585,9 @@ def running_kamailio(workdir: Path) -> Iterator[Target]:
             uas_port=uas_port,
             domain=HOST,
             service=BENCH_NUMBER,
+            root_pid=process.pid,
+            # One label for the main process and its workers: the proxy as a whole.
+            labels=_all_as(process.pid, "kamailio"),
         )
     finally:
         # SIGTERM makes kamailio's main process stop its children too.
@@ -515,7 +607,8 @@ def _rate(value: float | None) -> str:
 
 STEP_HEADER = (
     f"{'system':<9} {'step':<8} {'rate/s':>6} {'calls':>6} {'ok':>6} {'failed':>6} "
-    f"{'retrans':>7} {'200s/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'max ms':>6}  verdict"
+    f"{'retrans':>7} {'200s/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'max ms':>6}  "
+    "verdict; CPU of the busiest processes"
 )
 
 
@@ -523,8 +616,13 @@ def step_line(system: str, step: StepResult, label: str = "step") -> str:
     return (
         f"{system:<9} {label:<8} {step.rate:>6} {step.planned:>6} {step.succeeded:>6} "
         f"{step.failed:>6} {step.retransmissions:>7} {_rate(step.answer_rate):>7} "
-        f"{_ms(step.p50_ms):>6} {_ms(step.p99_ms):>6} {_ms(step.max_ms):>6}  {step.verdict.value}"
+        f"{_ms(step.p50_ms):>6} {_ms(step.p99_ms):>6} {_ms(step.max_ms):>6}  "
+        f"{step.verdict.value}; {_cpu(step)}"
     )
+
+
+def _cpu(step: StepResult, count: int = 2) -> str:
+    return ", ".join(f"{label} {percent:.0f}%" for label, percent in step.cpu_percent[:count])
 
 
 def print_step(system: str, step: StepResult, label: str = "step") -> None:
@@ -609,11 +707,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated ladder of call rates (calls/s), climbed in order",
     )
     parser.add_argument(
-        "--step-seconds", type=float, default=10.0, help="seconds of calls a step offers"
+        "--step-seconds", type=float, default=8.0, help="seconds of calls a step offers (default 8)"
     )
-    parser.add_argument("--max-calls-per-step", type=int, default=6000)
     parser.add_argument(
-        "--budget", type=float, default=270.0, help="seconds of search per system (default 270)"
+        "--max-calls-per-step",
+        type=int,
+        default=15000,
+        help="fewer calls, hence shorter steps, at the top of the ladder (default 15000)",
+    )
+    parser.add_argument(
+        "--budget", type=float, default=300.0, help="seconds of search per system (default 300)"
     )
     parser.add_argument(
         "--systems", default="vpbx,kamailio", help="comma-separated: vpbx, kamailio (default both)"

@@ -8,6 +8,7 @@ registering device), baresip as agents' phones, all on loopback.
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import redis
 
 from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import DEMO, RunningPlatform
+from tests.services.ports import free_port
 from tests.services.sipp import Sipp, SippFactory, SippResult, uas_reject_scenario
 
 pytestmark = pytest.mark.integration
@@ -105,7 +107,9 @@ def expect_status(
     sipp: SippFactory, platform: RunningPlatform, status: int, number: str = ACME_MAIN
 ) -> SippResult:
     """Call `number` and require `status` as the final answer."""
-    runner = carrier(sipp, platform, "uac_expect.xml", number, variables={"expected_status": str(status)})
+    runner = carrier(
+        sipp, platform, "uac_expect.xml", number, variables={"expected_status": str(status)}
+    )
     return runner.run()
 
 
@@ -336,6 +340,39 @@ def test_agent_rejecting_a_ringing_call_makes_the_caller_hear_busy(
     assert record["talk_ms"] == 0
 
 
+def test_device_declining_a_ringing_call_makes_the_caller_hear_decline(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("VPBX_DIGEST_MD5_ONLY_AGENTS", '["baresip", "sipp"]')
+    platform = platform_factory()
+    device_port = free_port(socket.SOCK_DGRAM)
+    registering = sipp_factory(
+        "register.xml",
+        remote=(platform.host, platform.sip_port),
+        local_port=device_port,
+        keys={"domain": GLOBEX, "user": "101", "expires": "300"},
+        credentials=("101", PASSWORDS[("101", GLOBEX)]),
+        timeout=15,
+    )
+    assert registering.run().all_succeeded
+    device = sipp_factory(
+        uas_reject_scenario(tmp_path, 603, "Decline"), local_port=device_port, timeout=20
+    )
+    device.start()
+
+    result = expect_status(sipp_factory, platform, 603, GLOBEX_MAIN)
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert device.wait().all_succeeded
+    [record] = calls_when_settled(platform, 1)
+    assert record["end_reason"] == "rejected"
+    assert record["sip_status"] == 603
+    assert record["answered_by"] == ""
+
+
 # --- 6. the agent unregisters -----------------------------------------------------
 
 
@@ -377,17 +414,81 @@ def test_hold_and_resume_pass_through_and_audio_comes_back(
     caller.dial("sip:201@acme.vpbx.local")
     callee.wait_call_state("ESTABLISHED", timeout=10)
     caller.wait_call_state("ESTABLISHED", timeout=10)
-    print(caller.command("help"))
+    established = time.monotonic()
     time.sleep(0.5)
-    print(caller.command("hold"))
+    caller.command("hold")
+    held = time.monotonic()
     time.sleep(1.5)
-    print(call_states(caller), call_states(callee))
-    print(caller.command("resume"))
+    states_on_hold = (call_states(caller), call_states(callee))
+    caller.command("resume")
+    resumed = time.monotonic()
     time.sleep(2.0)
-    print(call_states(caller), call_states(callee))
+    states_resumed = (call_states(caller), call_states(callee))
     caller.hangup()
+    hung_up = time.monotonic()
+
+    assert states_on_hold == (["ESTABLISHED"], ["ESTABLISHED"])
+    assert states_resumed == (["ESTABLISHED"], ["ESTABLISHED"])
     callee.wait_no_calls(timeout=10)
-    print(caller.wait_rtp_stats(1), callee.wait_rtp_stats(1))
-    print(event_types(caller), event_types(callee))
-    print(callee.log_tail(3000))
-    print(platform.log()[-8000:])
+    # Both re-INVITEs (hold, then resume) reached the other phone through the node.
+    assert callee.log_text().count("call: got re-INVITE") == 2, callee.log_tail()
+    [heard] = callee.wait_rtp_stats(count=1)
+    # baresip 1.0 stops the audio while on hold, so what 201 heard came from the
+    # talking time only; most of it after the resume, so audio came back.
+    talking_packets = ((held - established) + (hung_up - resumed)) * PACKETS_PER_SECOND
+    assert heard.packets_received >= 0.7 * talking_packets, (heard, talking_packets)
+    assert heard.packets_received <= talking_packets + 0.5 * PACKETS_PER_SECOND, (
+        "audio went on during hold",
+        heard,
+        talking_packets,
+    )
+    [record] = calls_when_settled(platform, 1)
+    assert record["direction"] == "internal"
+    assert record["answered_by"] == "201"
+    assert record["end_reason"] == "completed"
+    assert record["hangup_by"] == "caller"
+    assert record["talk_ms"] >= 3500, record
+
+
+# --- 8. registration life cycle ----------------------------------------------------
+
+
+def test_one_extension_keeps_several_bindings_refreshes_them_and_removes_all(
+    platform_factory: Callable[..., RunningPlatform],
+    sipp_factory: SippFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # sipp 3.6 answers the first challenge it parses and only knows MD5, while the
+    # registrar offers SHA-256 first: challenge sipp like baresip, with MD5 only.
+    monkeypatch.setenv("VPBX_DIGEST_MD5_ONLY_AGENTS", '["baresip", "sipp"]')
+    platform = platform_factory()
+    registering = sipp_factory(
+        "register_auth.xml",
+        remote=(platform.host, platform.sip_port),
+        keys={"domain": GLOBEX, "user": "101", "expires": "120", "refresh_expires": "600"},
+        credentials=("101", PASSWORDS[("101", GLOBEX)]),
+        timeout=20,
+    )
+
+    result = registering.run()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    registered, refreshed, removed = received_responses(result, 200, "REGISTER")
+    desk, mobile = (
+        f"sip:{name}@127.0.0.1:{registering.local_port};transport=UDP"
+        for name in ("desk", "mobile")
+    )
+    first = contact_expiries(registered)
+    assert first.keys() == {desk, mobile}, registered
+    assert all(110 <= expires <= 120 for expires in first.values()), registered
+    # The refresh replaced the desk binding (no duplicate) and left the mobile one alone.
+    second = contact_expiries(refreshed)
+    assert second.keys() == {desk, mobile}, refreshed
+    assert 590 <= second[desk] <= 600, refreshed
+    assert 100 <= second[mobile] <= first[mobile], refreshed
+    assert contact_expiries(removed) == {}, removed
+    assert "Contact" not in removed, removed
+    # Nothing is left to ring.
+    assert expect_status(sipp_factory, platform, 480, GLOBEX_MAIN).all_succeeded
+    [record] = calls_when_settled(platform, 1)
+    assert record["end_reason"] == "unavailable"
