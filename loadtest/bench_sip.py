@@ -30,6 +30,7 @@ import math
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -144,6 +145,8 @@ class StepResult:
     workdir: str
     # CPU use of the system under test while the step ran, busiest process first.
     cpu_percent: tuple[tuple[str, float], ...]
+    # sipp UAC + UAS together: near 100% means the load generator is the limit.
+    sipp_cpu_percent: float
 
     @property
     def passed(self) -> bool:
@@ -276,6 +279,11 @@ def process_tree(root_pid: int) -> dict[int, str]:
     return tree
 
 
+def _reaped_children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def tree_cpu_seconds(root_pid: int, labels: Mapping[int, str]) -> dict[str, float]:
     """CPU seconds (user + system, all threads) used so far, summed per label."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -323,6 +331,7 @@ def run_step(
         trace_messages=False,
     )
     cpu_before = tree_cpu_seconds(target.root_pid, target.labels)
+    sipp_before = _reaped_children_cpu_seconds()
     started = time.monotonic()
     uas.start()
     try:
@@ -338,6 +347,9 @@ def run_step(
         ),
         key=lambda item: -item[1],
     )
+    # Both sipp processes of the step have been reaped by now; the systems under
+    # test have not (they are not finished), so this delta is sipp's alone.
+    sipp_percent = 100.0 * (_reaped_children_cpu_seconds() - sipp_before) / seconds
     rows = read_rtt_rows(workdir / "uac")
     times = [response for _, response in rows]
     rate_seen = answer_rate(rows)
@@ -360,6 +372,7 @@ def run_step(
         verdict=verdict,
         workdir=str(workdir),
         cpu_percent=tuple(cpu_percent),
+        sipp_cpu_percent=sipp_percent,
     )
 
 
@@ -622,7 +635,8 @@ def step_line(system: str, step: StepResult, label: str = "step") -> str:
 
 
 def _cpu(step: StepResult, count: int = 2) -> str:
-    return ", ".join(f"{label} {percent:.0f}%" for label, percent in step.cpu_percent[:count])
+    busiest = [f"{label} {percent:.0f}%" for label, percent in step.cpu_percent[:count]]
+    return ", ".join([*busiest, f"sipp {step.sipp_cpu_percent:.0f}%"])
 
 
 def print_step(system: str, step: StepResult, label: str = "step") -> None:

@@ -49,9 +49,9 @@ class NodeSettings(SipSettings):
     digest_algorithms: list[DigestAlgorithm] = Field(
         default_factory=lambda: [DigestAlgorithm.SHA256, DigestAlgorithm.MD5]
     )
-    # User-Agent substrings of phones that abort on a SHA-256 challenge instead of
-    # answering the MD5 one next to it (baresip/libre 1.x); they are challenged with MD5.
-    digest_md5_only_agents: list[str] = Field(default_factory=lambda: ["baresip"])
+    # User-Agent substrings of clients that abort on a SHA-256 challenge instead of
+    # answering the MD5 one next to it (baresip/libre 1.x, sipp 3.6); they get MD5 only.
+    digest_md5_only_agents: list[str] = Field(default_factory=lambda: ["baresip", "sipp"])
     min_register_expires: int = 30
     max_register_expires: int = 3600
     drain_timeout: float = 30.0

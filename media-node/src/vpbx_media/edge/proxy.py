@@ -214,8 +214,15 @@ class EdgeProxy:
         )
         if from_outside:
             return Forwarding(Flow(TransportKind.UDP, token.node), token)
-        if flow.remote.host != token.node.host:
-            raise RouteRejectedError(403, "Relaying Denied")
+        # Not from the outside flow: a node sending out. Only the outside party itself
+        # and the nodes ever see a token naming its flow, so this cannot aim the edge
+        # at anybody else. Nodes of other cities are other hosts in a cluster.
+        # A Path token names the node the phone registered with, but any node of the
+        # tenant may call the phone (a caller in another city): the Record-Route of
+        # that INVITE must bring the phone's in-dialog requests back to the node
+        # that owns the call. Nodes send UDP from their listening socket.
+        if flow.transport is TransportKind.UDP and flow.remote != token.node:
+            return Forwarding(token.outside, EdgeToken(token.outside, flow.remote))
         return Forwarding(token.outside, token)
 
     async def _route_initial(self, request: SipRequest, flow: Flow) -> Forwarding:
