@@ -165,6 +165,8 @@ def _child_env(local: LocalPlatform, extra: dict[str, str]) -> dict[str, str]:
             "VPBX_MODE": env.get("VPBX_MODE", "local"),
             "VPBX_REDIS_URL": local.redis_url,
             "VPBX_SIP_T1": str(local.layout.sip_t1),
+            # Shorter than the launcher's stop timeout, so a drain ends before a kill.
+            "VPBX_DRAIN_TIMEOUT": env.get("VPBX_DRAIN_TIMEOUT", "10"),
         }
     )
     env.update(extra)
@@ -222,7 +224,7 @@ def supervise(local: LocalPlatform) -> str | None:
     return None
 
 
-def stop_processes(local: LocalPlatform, timeout: float = 15.0) -> None:
+def stop_processes(local: LocalPlatform, timeout: float = 20.0) -> None:
     running = [c.process for c in local.children.values() if c.process is not None]
     for process in running:
         if process.poll() is None:

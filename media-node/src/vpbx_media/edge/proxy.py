@@ -157,7 +157,11 @@ class EdgeProxy:
     async def _handle(
         self, request: SipRequest, flow: Flow, transaction: ServerTransaction | None
     ) -> None:
-        if self.limiter is not None and not self.limiter.allow(flow.remote.host):
+        if (
+            self.limiter is not None
+            and not self._from_a_node(request, flow)
+            and not self.limiter.allow(flow.remote.host)
+        ):
             self.dropped += 1
             return
         agent = (request.header("User-Agent") or "").lower()
@@ -181,6 +185,24 @@ class EdgeProxy:
             await self.layer.send_stateless(outgoing, forwarding.target)
             return
         await self._relay(transaction, outgoing, forwarding.target)
+
+    def _from_a_node(self, request: SipRequest, flow: Flow) -> bool:
+        """A node sending through one of our signed routes: exempt from the flood limit.
+
+        A node relays many calls' requests from one address; counting them against
+        that address would throttle the tenant's own traffic.
+        """
+        top = request.headers.values("Route")[:1]
+        if not top:
+            return False
+        try:
+            uri = NameAddr.parse(top[0]).uri
+        except SipParseError:
+            return False
+        if not self._is_own_uri(uri) or not isinstance(uri, SipUri):
+            return False
+        token = self.tokens.decode(uri.param(EDGE_ROUTE_PARAM) or "")
+        return token is not None and flow.remote != token.outside.remote
 
     async def _route(self, request: SipRequest, flow: Flow) -> tuple[Forwarding, SipRequest]:
         routes = request.headers.values("Route")

@@ -205,7 +205,7 @@ class Call:
             await self._finish()
 
     async def _run(self) -> None:
-        await self.node.journal_begin(self)
+        self.node.journal_begin(self)
         if not self.plan.targets:
             self._reject(480, self.plan.empty_reason)
             return
@@ -377,7 +377,7 @@ class Call:
         )
         self._set_state(CallState.ANSWERED)
         self.node.publish(self, CallEventType.ANSWERED)
-        await self.node.journal_answer(self)
+        self.node.journal_answer(self)
 
     def _send_ack(self, leg: OutboundLeg, seq: int) -> None:
         assert leg.dialog is not None
@@ -526,7 +526,7 @@ class Call:
             stats,
         )
         self.node.publish(self, CallEventType.ENDED)
-        await self.node.call_finished(self, record)
+        self.node.call_finished(self, record)
         self.done.set()
 
     def record(self) -> CallRecord:

@@ -32,6 +32,7 @@ from ..sip.transport import Address, Flow
 from ..sip.uri import SipUri
 from .bindings import BindingStore
 from .call import Call, CallPlan, Side, Target
+from .journal import SpoolWriter
 from .registrar import Authenticator, Registrar
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class NodeService:
         self.shipper = shipper
         self.redis = redis_client
         self.journal_touch_interval = journal_touch_interval
+        # Shipping per CDR would open the CDR store once per call; the shipper batches
+        # on its own interval instead.
+        self.spool_writer = SpoolWriter()
         self.registrar = Registrar(
             bindings,
             authenticator,
@@ -322,17 +326,16 @@ class NodeService:
             sip_status=call.final_status,
         )
 
-    # The spool fsyncs; keep that off the event loop that also relays RTP.
-    async def journal_begin(self, call: Call) -> None:
-        await asyncio.to_thread(self.spool.begin_call, self._open_call(call))
+    def journal_begin(self, call: Call) -> None:
+        open_call = self._open_call(call)
+        self.spool_writer.submit(lambda: self.spool.begin_call(open_call))
 
-    async def journal_answer(self, call: Call) -> None:
-        await asyncio.to_thread(self.spool.update_call, self._open_call(call))
+    def journal_answer(self, call: Call) -> None:
+        open_call = self._open_call(call)
+        self.spool_writer.submit(lambda: self.spool.update_call(open_call))
 
-    async def call_finished(self, call: Call, record: CallRecord) -> None:
-        await asyncio.to_thread(self.spool.finish_call, record)
-        if self.shipper is not None:
-            self.shipper.notify()
+    def call_finished(self, call: Call, record: CallRecord) -> None:
+        self.spool_writer.submit(lambda: self.spool.finish_call(record))
         self.calls.pop(call.call_id, None)
         if not self.calls:
             self._idle.set()
@@ -343,6 +346,7 @@ class NodeService:
     # --- lifecycle --------------------------------------------------------
 
     def start(self) -> None:
+        self.spool_writer.start()
         self._spawn(self._touch_journal())
 
     async def _touch_journal(self) -> None:
@@ -350,7 +354,7 @@ class NodeService:
         while True:
             await asyncio.sleep(self.journal_touch_interval)
             if self.calls:
-                await asyncio.to_thread(self.spool.touch_open_calls)
+                self.spool_writer.submit(self.spool.touch_open_calls)
 
     async def drain(self, timeout: float) -> None:
         """Stop taking calls, let the ones in progress finish (bounded)."""
@@ -359,6 +363,7 @@ class NodeService:
             await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def stop(self) -> None:
+        await self.spool_writer.stop()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
