@@ -106,6 +106,18 @@ def edge() -> None:
 
 
 @app.command()
+def operator(
+    liveness: Annotated[
+        str | None, typer.Option(help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    ] = None,
+) -> None:
+    """Run the Kubernetes operator (Tenant and Number resources; VPBX_* settings)."""
+    from vpbx_operator.main import run
+
+    run(liveness)
+
+
+@app.command()
 def node() -> None:
     """Run one tenant media node (settings from VPBX_* environment variables)."""
     from vpbx_media.node.app import main

@@ -1,0 +1,35 @@
+"""Operator settings (environment variables, VPBX_ prefix)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from vpbx_common.settings import CommonSettings
+
+from .render import NodeTemplate
+
+
+class OperatorSettings(CommonSettings):
+    namespace: str = "vpbx"
+    resync_interval: float = Field(default=30.0, gt=0)
+    metrics_port: int = 8080
+    node_image: str = "vpbx/media-node:latest"
+    node_grace_period: int = 120
+    node_pre_stop_sleep: int = 5
+    node_host_network: bool = False
+    node_redis_secret: str | None = None
+    node_clickhouse_secret: str | None = None
+    node_nonce_secret: str | None = None
+
+    def node_template(self) -> NodeTemplate:
+        return NodeTemplate(
+            image=self.node_image,
+            termination_grace_period_s=self.node_grace_period,
+            pre_stop_sleep_s=self.node_pre_stop_sleep,
+            drain_timeout_s=max(1, self.node_grace_period - self.node_pre_stop_sleep - 5),
+            redis_secret=self.node_redis_secret,
+            redis_url=None if self.node_redis_secret else self.redis_url,
+            clickhouse_secret=self.node_clickhouse_secret,
+            nonce_secret=self.node_nonce_secret,
+            host_network=self.node_host_network,
+        )
