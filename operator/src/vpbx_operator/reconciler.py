@@ -44,7 +44,7 @@ RECONCILE_ERRORS = Counter("vpbx_operator_reconcile_errors_total", "Failed recon
 RECONCILE_SECONDS = Histogram("vpbx_operator_reconcile_duration_seconds", "Reconcile pass duration")
 MANAGED = Gauge("vpbx_operator_managed_objects", "Objects under management", ["kind"])
 
-CHILD_KINDS = ("ConfigMap", "Deployment", "Service")
+CHILD_KINDS = ("ConfigMap", "Deployment", "Service", "PodDisruptionBudget")
 
 
 class Cluster(Protocol):

@@ -8,9 +8,10 @@ children is one label query and garbage collection follows the Tenant.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .desired import NodePlan
@@ -45,6 +46,14 @@ class NodeTemplate:
     clickhouse_secret: str | None = None  # Secret with key `url`
     nonce_secret: str | None = None  # Secret with key `secret`
     host_network: bool = False
+    # From the Helm chart's media-node.json: ready-made pod and container fields,
+    # extra labels and annotations, the node label naming a city, the PDB policy.
+    pod: dict[str, Any] | None = None
+    container: dict[str, Any] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    city_label: str | None = None
+    pod_disruption_budget: dict[str, Any] | None = None
     default_resources: dict[str, Any] = field(
         default_factory=lambda: {
             "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -52,15 +61,39 @@ class NodeTemplate:
         }
     )
 
+    @classmethod
+    def from_chart(cls, data: dict[str, Any], base: NodeTemplate) -> NodeTemplate:
+        """Merge the chart's media-node.json over `base` (see charts/vpbx)."""
+        pod = dict(data.get("pod") or {})
+        container = dict(data.get("container") or {})
+        return replace(
+            base,
+            image=str(container.get("image", base.image)),
+            termination_grace_period_s=int(
+                pod.get("terminationGracePeriodSeconds", base.termination_grace_period_s)
+            ),
+            host_network=bool(pod.get("hostNetwork", base.host_network)),
+            pod=pod,
+            container=container,
+            labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
+            pod_annotations={str(k): str(v) for k, v in (data.get("podAnnotations") or {}).items()},
+            city_label=data.get("cityLabel") or None,
+            pod_disruption_budget=data.get("podDisruptionBudget") or None,
+        )
+
 
 @dataclass(frozen=True)
 class NodeObjects:
     config_map: Manifest
     deployment: Manifest
     service: Manifest
+    disruption_budget: Manifest | None = None
 
     def all(self) -> list[Manifest]:
-        return [self.config_map, self.deployment, self.service]
+        objects = [self.config_map, self.deployment, self.service]
+        if self.disruption_budget is not None:
+            objects.append(self.disruption_budget)
+        return objects
 
 
 def tenant_owner_reference(tenant_name: str, tenant_uid: str) -> Manifest:
@@ -166,6 +199,34 @@ def render_node(
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
         ],
     }
+    pod_spec: Manifest = {
+        "terminationGracePeriodSeconds": template.termination_grace_period_s,
+        "hostNetwork": template.host_network,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+        "volumes": [
+            # emptyDir survives container restarts: a crashed node's successor
+            # finds the open-call journal and writes node-lost CDRs.
+            {"name": "spool", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if template.container is not None:
+        container = _merge_container(copy.deepcopy(template.container), container, plan)
+    if template.pod is not None:
+        pod_spec.update(
+            copy.deepcopy({k: v for k, v in template.pod.items() if v not in (None, {}, [])})
+        )
+    pod_spec["volumes"] = [
+        *[v for v in pod_spec.get("volumes", []) if v.get("name") != "config"],
+        {"name": "config", "configMap": {"name": plan.name}},
+    ]
+    if template.city_label:
+        pod_spec["nodeSelector"] = {
+            **pod_spec.get("nodeSelector", {}),
+            template.city_label: plan.city,
+        }
+    pod_spec["containers"] = [container]
+    pod_labels = {**template.labels, **labels}
     deployment: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -179,20 +240,8 @@ def render_node(
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
             "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": template.termination_grace_period_s,
-                    "hostNetwork": template.host_network,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": plan.name}},
-                        # emptyDir survives container restarts: a crashed node's successor
-                        # finds the open-call journal and writes node-lost CDRs.
-                        {"name": "spool", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
-                },
+                "metadata": {"labels": pod_labels, "annotations": dict(template.pod_annotations)},
+                "spec": pod_spec,
             },
         },
     }
@@ -209,4 +258,42 @@ def render_node(
             ],
         },
     }
-    return NodeObjects(config_map=config_map, deployment=deployment, service=service)
+    budget = None
+    if template.pod_disruption_budget and template.pod_disruption_budget.get("enabled", True):
+        policy = {
+            k: v
+            for k, v in template.pod_disruption_budget.items()
+            if k in ("minAvailable", "maxUnavailable")
+        } or {"maxUnavailable": 1}
+        budget = {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": metadata,
+            "spec": {
+                **policy,
+                "selector": {
+                    "matchLabels": {LABEL_INSTANCE: plan.name, LABEL_MANAGED_BY: MANAGED_BY}
+                },
+            },
+        }
+    return NodeObjects(
+        config_map=config_map, deployment=deployment, service=service, disruption_budget=budget
+    )
+
+
+def _merge_container(base: Manifest, generated: Manifest, plan: NodePlan) -> Manifest:
+    """The chart's container with this node's identity, config mount and resources."""
+    ours = {e["name"]: e for e in generated["env"] if e["name"] in _NODE_ENV}
+    env = [e for e in base.get("env", []) if e.get("name") not in ours]
+    base["env"] = [*env, *ours.values()]
+    mounts = [m for m in base.get("volumeMounts", []) if m.get("name") != "config"]
+    base["volumeMounts"] = [*mounts, {"name": "config", "mountPath": "/etc/vpbx", "readOnly": True}]
+    if plan.resources:
+        base["resources"] = copy.deepcopy(dict(plan.resources))
+    base.setdefault("name", "media-node")
+    return base
+
+
+_NODE_ENV = frozenset(
+    {"VPBX_MODE", "VPBX_NODE_NAME", "VPBX_TENANT", "VPBX_CITY", "VPBX_NODE_CONFIG"}
+)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
 
 from vpbx_common.settings import CommonSettings
 
@@ -10,7 +13,11 @@ from .render import NodeTemplate
 
 
 class OperatorSettings(CommonSettings):
-    namespace: str = "vpbx"
+    namespace: str = Field(
+        default="vpbx", validation_alias=AliasChoices("VPBX_OPERATOR_NAMESPACE", "VPBX_NAMESPACE")
+    )
+    # The Helm chart's media-node.json (pod and container template of media nodes).
+    media_node_template: Path | None = None
     resync_interval: float = Field(default=30.0, gt=0)
     metrics_port: int = 8080
     node_image: str = "vpbx/media-node:latest"
@@ -22,6 +29,12 @@ class OperatorSettings(CommonSettings):
     node_nonce_secret: str | None = None
 
     def node_template(self) -> NodeTemplate:
+        base = self._base_template()
+        if self.media_node_template is None:
+            return base
+        return NodeTemplate.from_chart(json.loads(self.media_node_template.read_text()), base)
+
+    def _base_template(self) -> NodeTemplate:
         return NodeTemplate(
             image=self.node_image,
             termination_grace_period_s=self.node_grace_period,
