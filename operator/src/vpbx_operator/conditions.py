@@ -97,6 +97,8 @@ def tenant_status(
     return {
         "observedGeneration": generation,
         "numbers": numbers,
+        # A printer column shows one value of a list: the Cities column reads this.
+        "cityNames": ",".join(c.name for c in cities),
         "cities": [
             {
                 "name": c.name,

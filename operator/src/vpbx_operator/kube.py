@@ -32,7 +32,9 @@ class KubeCluster:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        payload = None if body is None else json.dumps(body)
+        # The REST client serialises JSON bodies itself but sends YAML ones verbatim;
+        # JSON text is valid YAML, which is what server-side apply reads.
+        payload = json.dumps(body) if body is not None and "yaml" in content_type else body
         method, url, headers, _, _ = self.api.param_serialize(
             method,
             path,

@@ -1,0 +1,888 @@
+"""The Helm chart (charts/vpbx), its images and the skaffold dev loop.
+
+helm and kubeconform are built from their Go modules by
+scripts/build-go-tools.sh (cached; the first build takes minutes), so the tests
+that run them are integration tests. kubeconform validates against JSON
+schemas derived from the OpenAPI document of the real test kube-apiserver
+(`kube_api`), since the machine cannot fetch kubeconform's published schemas;
+the same rendered manifests also go through a server-side dry run there.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import re
+import shlex
+import shutil
+import ssl
+import subprocess
+import tomllib
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from tests.services.kube import KubeAPI
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "vpbx"
+FIXTURES = REPO / "tests" / "fixtures" / "chart"
+FULL_VALUES = FIXTURES / "values-full.yaml"
+BUILD_GO_TOOLS = REPO / "scripts" / "build-go-tools.sh"
+SYNC_CRDS = REPO / "scripts" / "sync-chart-crds.sh"
+# A cold build of helm and kubeconform takes several minutes on two cores.
+GO_TOOLS_BUILD_TIMEOUT = 30 * 60
+COMMAND_TIMEOUT = 120
+RELEASE = "vpbx"
+NAMESPACE = "telephony"
+
+Manifest = dict[str, Any]
+
+TestFunction = TypeVar("TestFunction", bound=Callable[..., object])
+
+
+def integration(test: TestFunction) -> TestFunction:
+    """Needs the Go tools; the first such test may have to build them (minutes)."""
+    marked: TestFunction = pytest.mark.integration(
+        pytest.mark.timeout(GO_TOOLS_BUILD_TIMEOUT + 300)(test)
+    )
+    return marked
+
+
+@dataclass(frozen=True)
+class GoTools:
+    helm: Path
+    kubeconform: Path
+
+
+@pytest.fixture(scope="session")
+def go_tools() -> GoTools:
+    completed = subprocess.run(
+        ["bash", str(BUILD_GO_TOOLS)],
+        capture_output=True,
+        text=True,
+        timeout=GO_TOOLS_BUILD_TIMEOUT,
+        check=False,
+    )
+    if completed.returncode != 0:
+        pytest.fail(f"{BUILD_GO_TOOLS} failed:\n{completed.stderr}")
+    bin_dir = Path(completed.stdout.strip().splitlines()[-1])
+    return GoTools(helm=bin_dir / "helm", kubeconform=bin_dir / "kubeconform")
+
+
+def run(command: Sequence[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+        **kwargs,
+    )
+
+
+def helm_template(
+    tools: GoTools,
+    *,
+    values: Sequence[Path] = (),
+    settings: Sequence[str] = (),
+    include_crds: bool = False,
+    namespace: str = NAMESPACE,
+    release: str = RELEASE,
+) -> subprocess.CompletedProcess[str]:
+    command: list[str | Path] = [tools.helm, "template", release, CHART, "--namespace", namespace]
+    for path in values:
+        command += ["--values", path]
+    for setting in settings:
+        command += ["--set", setting]
+    if include_crds:
+        command.append("--include-crds")
+    return run(command)
+
+
+def render(
+    tools: GoTools,
+    *,
+    values: Sequence[Path] = (),
+    settings: Sequence[str] = (),
+    include_crds: bool = False,
+    namespace: str = NAMESPACE,
+    release: str = RELEASE,
+) -> list[Manifest]:
+    completed = helm_template(
+        tools,
+        values=values,
+        settings=settings,
+        include_crds=include_crds,
+        namespace=namespace,
+        release=release,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return [doc for doc in yaml.safe_load_all(completed.stdout) if doc]
+
+
+def by_kind(manifests: Sequence[Manifest], kind: str) -> dict[str, Manifest]:
+    return {doc["metadata"]["name"]: doc for doc in manifests if doc["kind"] == kind}
+
+
+def workloads(manifests: Sequence[Manifest]) -> list[Manifest]:
+    return [doc for doc in manifests if doc["kind"] in ("Deployment", "DaemonSet")]
+
+
+def media_node_template(manifests: Sequence[Manifest]) -> dict[str, Any]:
+    config_map = by_kind(manifests, "ConfigMap")[f"{RELEASE}-media-node"]
+    template: dict[str, Any] = json.loads(config_map["data"]["media-node.json"])
+    return template
+
+
+def pod_specs(manifests: Sequence[Manifest]) -> dict[str, dict[str, Any]]:
+    """Every pod spec the release creates, the operator's media-node template included."""
+    specs = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"] for doc in workloads(manifests)
+    }
+    template = media_node_template(manifests)
+    specs["media-node (operator template)"] = {
+        **template["pod"],
+        "containers": [template["container"]],
+    }
+    return specs
+
+
+def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+@pytest.fixture(scope="module")
+def default_manifests(go_tools: GoTools) -> list[Manifest]:
+    return render(go_tools)
+
+
+@pytest.fixture(scope="module")
+def full_manifests(go_tools: GoTools) -> list[Manifest]:
+    return render(go_tools, values=[FULL_VALUES])
+
+
+# --- sources that need no tools ---------------------------------------------
+
+
+def test_chart_crds_are_copies_of_the_crds() -> None:
+    sources = {path.name: path.read_bytes() for path in (REPO / "crds").glob("*.yaml")}
+    copies = {path.name: path.read_bytes() for path in (CHART / "crds").glob("*.yaml")}
+    assert sources, "crds/ holds no CRD"
+    assert copies == sources, "charts/vpbx/crds is stale: run scripts/sync-chart-crds.sh"
+    assert run(["bash", SYNC_CRDS, "--check"]).returncode == 0
+
+
+def _workspace_packages() -> set[str]:
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    members = root["tool"]["uv"]["workspace"]["members"]
+    return {
+        tomllib.loads((REPO / member / "pyproject.toml").read_text())["project"]["name"]
+        for member in members
+    }
+
+
+def _dockerfile_lines(path: Path) -> list[str]:
+    """Instructions with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", path.read_text())
+    return [
+        line.strip()
+        for line in joined.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+DOCKERFILES = sorted((REPO / "docker").glob("Dockerfile.*"))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_dockerfile_is_multi_stage_non_root_and_syncs_a_workspace_package(
+    dockerfile: Path,
+) -> None:
+    lines = _dockerfile_lines(dockerfile)
+    stages = [line for line in lines if line.startswith("FROM ")]
+    assert len(stages) >= 2, "the image must be multi-stage"
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users, "the runtime stage must switch to a user"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), "USER must be numeric so Kubernetes can check runAsNonRoot"
+    assert int(uid) != 0, "USER must not be root"
+    syncs = [line for line in lines if "uv sync" in line]
+    assert syncs
+    assert all("--frozen" in line and "--no-dev" in line for line in syncs)
+    packages = {
+        word
+        for line in syncs
+        for flag, word in zip(shlex.split(line), shlex.split(line)[1:], strict=False)
+        if flag == "--package"
+    }
+    assert packages, "uv sync must name the package(s) of the image"
+    assert packages <= _workspace_packages()
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_dockerfile_copies_enough_for_uv_to_install_from_the_lock(
+    dockerfile: Path, tmp_path: Path
+) -> None:
+    """Replays the builder stage's COPY and `uv sync` lines (as a dry run) in a bare tree.
+
+    Catches a Dockerfile that leaves out the lock file, the workspace root or
+    the metadata of the package it installs: uv --frozen then refuses, as it
+    would inside `docker build`. uv does not notice other missing members in a
+    dry run, so the sources of every member are checked to be copied too.
+    """
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not on PATH")
+    lines = _dockerfile_lines(dockerfile)
+    stage_starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    builder = lines[stage_starts[0] : stage_starts[1]]
+    context = tmp_path / "src"
+    context.mkdir()
+    synced = 0
+    for line in builder:
+        words = shlex.split(line)
+        if words[0] == "COPY" and not any(word.startswith("--from") for word in words):
+            *sources, target = words[1:]
+            for source in sources:
+                origin = REPO / source
+                assert origin.exists(), f"{dockerfile.name}: COPY source {source} does not exist"
+                destination = context / target
+                if origin.is_dir():
+                    shutil.copytree(origin, context / target, dirs_exist_ok=True)
+                else:
+                    if target.endswith("/"):
+                        destination.mkdir(parents=True, exist_ok=True)
+                        destination = destination / origin.name
+                    shutil.copy2(origin, destination)
+        if words[0] == "RUN" and "uv sync" in line:
+            command = shlex.split(line.removeprefix("RUN "))
+            completed = run(
+                [*command, "--dry-run", "--offline"],
+                cwd=context,
+                env={
+                    "PATH": str(Path(shutil.which("uv") or "uv").parent) + ":/usr/bin:/bin",
+                    "HOME": str(tmp_path),
+                    "UV_PYTHON_DOWNLOADS": "never",
+                    "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
+                    "UV_CACHE_DIR": str(_uv_cache_dir()),
+                },
+            )
+            assert completed.returncode == 0, f"{line}\n{completed.stderr}"
+            synced += 1
+    assert synced == 2, "the builder must sync dependencies first, then the workspace"
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for member in root["tool"]["uv"]["workspace"]["members"]:
+        for needed in ("pyproject.toml", "src"):
+            assert (context / member / needed).exists(), f"{member}/{needed} is not copied"
+
+
+def _uv_cache_dir() -> Path:
+    completed = run(["uv", "cache", "dir"])
+    assert completed.returncode == 0, completed.stderr
+    return Path(completed.stdout.strip())
+
+
+def _has_path(values: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = values
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_skaffold_builds_every_image_and_feeds_them_to_the_chart() -> None:
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    artifacts = config["build"]["artifacts"]
+    assert {Path(a["docker"]["dockerfile"]).name for a in artifacts} == {
+        path.name for path in DOCKERFILES
+    }
+    (release,) = config["deploy"]["helm"]["releases"]
+    assert (REPO / release["chartPath"] / "Chart.yaml").exists()
+    templates = release["setValueTemplates"]
+    for artifact in artifacts:
+        # Skaffold names the template variables after the image, non-alphanumerics as "_".
+        key = re.sub(r"[^A-Za-z0-9]", "_", artifact["image"])
+        assert any(f".IMAGE_REPO_{key}}}" in value for value in templates.values()), key
+    for dotted in templates:
+        assert _has_path(values, dotted), f"skaffold sets {dotted}, which values.yaml lacks"
+    (local,) = [profile for profile in config["profiles"] if profile["name"] == "local"]
+    set_values = next(
+        patch["value"] for patch in local["patches"] if patch["path"].endswith("/setValues")
+    )
+    assert set_values["edge.hostNetwork"] is False
+    for dotted in set_values:
+        assert _has_path(values, dotted), f"the local profile sets unknown value {dotted}"
+
+
+# --- helm lint and template ---------------------------------------------------
+
+
+@integration
+@pytest.mark.parametrize("values", [(), (FULL_VALUES,)], ids=["default", "full"])
+def test_helm_lint(go_tools: GoTools, values: tuple[Path, ...]) -> None:
+    command: list[str | Path] = [go_tools.helm, "lint", "--strict", CHART]
+    for path in values:
+        command += ["--values", path]
+    completed = run(command)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+@integration
+def test_default_render_runs_the_operator_but_not_the_unbuilt_components(
+    default_manifests: list[Manifest],
+) -> None:
+    deployments = by_kind(default_manifests, "Deployment")
+    assert set(deployments) == {f"{RELEASE}-operator"}
+    operator = deployments[f"{RELEASE}-operator"]
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"]["type"] == "Recreate"
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["vpbx", "operator"]
+    assert container["image"] == "vpbx/operator:0.1.0"
+    # No values given for secrets: the chart generates the signing secrets.
+    assert set(by_kind(default_manifests, "Secret")) == {f"{RELEASE}-signing"}
+    assert not by_kind(default_manifests, "ServiceMonitor")
+
+
+@integration
+def test_full_render_has_every_component_with_secrets_from_existing_secrets(
+    full_manifests: list[Manifest],
+) -> None:
+    deployments = by_kind(full_manifests, "Deployment")
+    assert set(deployments) == {
+        f"{RELEASE}-operator",
+        f"{RELEASE}-edge-msk",
+        f"{RELEASE}-edge-ekb",
+        f"{RELEASE}-control-api",
+        f"{RELEASE}-crm",
+    }
+    assert not by_kind(full_manifests, "Secret"), "existing Secrets were given; none is made"
+    control_api = deployments[f"{RELEASE}-control-api"]["spec"]["template"]["spec"]
+    (container,) = control_api["containers"]
+    assert container["command"] == ["vpbx", "control-api"]
+    assert container["image"] == "registry.example.com/vpbx/control-api:1.2.3"
+    env = env_of(container)
+    for name, secret in [
+        ("VPBX_DATABASE_URL", "vpbx-connections"),
+        ("VPBX_REDIS_URL", "vpbx-connections"),
+        ("VPBX_CLICKHOUSE_URL", "vpbx-connections"),
+        ("VPBX_RECORDINGS_S3_SECRET_ACCESS_KEY", "vpbx-s3"),
+    ]:
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == secret
+    shared = by_kind(full_manifests, "ConfigMap")[f"{RELEASE}-config"]["data"]
+    assert "VPBX_REDIS_URL" not in shared
+    assert shared["VPBX_RECORDINGS_S3_BUCKET"] == "vpbx-recordings"
+    pdbs = by_kind(full_manifests, "PodDisruptionBudget")
+    assert set(pdbs) == {
+        f"{RELEASE}-edge-msk",
+        f"{RELEASE}-edge-ekb",
+        f"{RELEASE}-control-api",
+        f"{RELEASE}-crm",
+    }
+
+
+# --- values.schema.json and template-time checks -----------------------------
+
+
+@integration
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["edge.hostNetwork=yes"], "at '/edge/hostNetwork': got string, want boolean"),
+        (["edge.replicas=-1"], "at '/edge/replicas': minimum: got -1, want 0"),
+        (["controlApi.replicas=-3"], "at '/controlApi/replicas': minimum: got -3, want 0"),
+        (["redis.url="], "at '/redis/url': minLength: got 0, want 1"),
+        (["edge.kind=StatefulSet"], "at '/edge/kind'"),
+        (["edge.cities[0].name=msk"], "at '/edge/cities/0': missing property 'publicAddress'"),
+        (
+            ["edge.cities[0].name=Moscow City", "edge.cities[0].publicAddress=x"],
+            "/edge/cities/0/name",
+        ),
+        (["controlApi.enabled=true"], "at '/postgresql/urlSecret/name': minLength: got 0, want 1"),
+        (["recordings.backend=s3"], "/recordings/s3"),
+        (["recordings.backend=pvc"], "at '/recordings/pvc/existingClaim'"),
+        (["containerSecurityContext.privileged=true"], "/containerSecurityContext/privileged"),
+        (
+            ["containerSecurityContext.allowPrivilegeEscalation=true"],
+            "/containerSecurityContext/allowPrivilegeEscalation",
+        ),
+        (["mediaNode.drain.terminationGracePeriodSeconds=0"], "terminationGracePeriodSeconds"),
+        (["edgee.replicas=1"], "additional properties 'edgee' not allowed"),
+        (
+            ["mediaNode.drain.terminationGracePeriodSeconds=12"],
+            "mediaNode.drain.terminationGracePeriodSeconds (12) leaves no time to drain calls",
+        ),
+        (
+            ["mediaNode.drain.drainTimeoutSeconds=600"],
+            "mediaNode.drain.drainTimeoutSeconds (600) must be less than",
+        ),
+    ],
+)
+def test_bad_values_fail_with_a_message_naming_the_value(
+    go_tools: GoTools, settings: list[str], message: str
+) -> None:
+    completed = helm_template(go_tools, settings=settings)
+    assert completed.returncode != 0
+    assert message in completed.stderr
+
+
+# --- rendered objects ----------------------------------------------------------
+
+
+@integration
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_every_container_has_readiness_and_liveness_probes(
+    which: str, default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    manifests = default_manifests if which == "default" else full_manifests
+    for name, spec in pod_specs(manifests).items():
+        for container in spec["containers"] + spec.get("initContainers", []):
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert probe in container, f"{name}/{container['name']} has no {probe}"
+                handler = {"httpGet", "tcpSocket", "exec", "grpc"} & set(container[probe])
+                assert handler, f"{name}/{container['name']} {probe} has no handler"
+
+
+@integration
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_no_container_is_privileged_or_runs_as_root(
+    which: str, default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    manifests = default_manifests if which == "default" else full_manifests
+    for name, spec in pod_specs(manifests).items():
+        assert not spec.get("hostPID"), name
+        assert not spec.get("hostIPC"), name
+        pod_security = spec.get("securityContext", {})
+        for container in spec["containers"]:
+            security = container.get("securityContext", {})
+            where = f"{name}/{container['name']}"
+            assert security.get("privileged", False) is False, where
+            assert security.get("allowPrivilegeEscalation") is False, where
+            assert security.get("readOnlyRootFilesystem") is True, where
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert not security.get("capabilities", {}).get("add"), where
+            run_as_non_root = security.get("runAsNonRoot", pod_security.get("runAsNonRoot"))
+            assert run_as_non_root is True, where
+            assert security.get("runAsUser", pod_security.get("runAsUser")) != 0, where
+
+
+@integration
+def test_media_nodes_get_grace_period_prestop_and_drain_timeout_from_values(
+    default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    for manifests, grace, sleep, drain in [
+        (default_manifests, 600, "5", "585"),
+        (full_manifests, 1800, "10", "1700"),
+    ]:
+        template = media_node_template(manifests)
+        assert template["pod"]["terminationGracePeriodSeconds"] == grace
+        container = template["container"]
+        assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", sleep]
+        assert env_of(container)["VPBX_DRAIN_TIMEOUT"]["value"] == drain
+        # The drain (after the preStop sleep) must end before the kubelet's SIGKILL.
+        assert int(sleep) + int(drain) < grace
+    full = media_node_template(full_manifests)
+    assert full["pod"]["hostNetwork"] is True
+    assert full["pod"]["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert full["container"]["image"] == "registry.example.com/vpbx/media-node:1.2.3"
+    assert full["cityLabel"] == "vpbx.io/city"
+    assert full["labels"]["app.kubernetes.io/component"] == "media-node"
+
+
+def _edge(manifests: Sequence[Manifest], city: str, kind: str = "Deployment") -> Manifest:
+    return by_kind(manifests, kind)[f"{RELEASE}-edge-{city}"]
+
+
+@integration
+def test_edge_host_network_is_an_option_and_the_public_address_is_advertised(
+    go_tools: GoTools, full_manifests: list[Manifest]
+) -> None:
+    city = ["edge.cities[0].name=msk", "edge.cities[0].publicAddress=198.51.100.7"]
+    pod_network = render(go_tools, settings=city)
+    spec = _edge(pod_network, "msk")["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is False
+    assert spec["dnsPolicy"] == "ClusterFirst"
+    assert spec["nodeSelector"] == {"vpbx.io/city": "msk"}
+    (container,) = spec["containers"]
+    assert env_of(container)["VPBX_ADVERTISED_HOST"]["value"] == "198.51.100.7"
+    assert env_of(container)["VPBX_CITY"]["value"] == "msk"
+    service = by_kind(pod_network, "Service")[f"{RELEASE}-edge-msk"]
+    assert {(port["protocol"], port["port"]) for port in service["spec"]["ports"]} == {
+        ("UDP", 5060),
+        ("TCP", 5060),
+    }
+
+    host_network = _edge(full_manifests, "ekb")
+    spec = host_network["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True
+    assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert spec["nodeSelector"] == {"vpbx.io/city": "ekb", "example.com/edge": "true"}
+    assert host_network["spec"]["replicas"] == 1
+    # Two pods of one node cannot both bind the host's SIP port.
+    assert host_network["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    (container,) = spec["containers"]
+    assert env_of(container)["VPBX_ADVERTISED_HOST"]["value"] == "sip-ekb.example.com"
+    assert f"{RELEASE}-edge-ekb" not in by_kind(full_manifests, "Service")
+    assert _edge(full_manifests, "msk")["spec"]["replicas"] == 3
+
+
+@integration
+def test_edge_can_run_as_a_daemonset_per_city(go_tools: GoTools) -> None:
+    manifests = render(
+        go_tools,
+        settings=[
+            "edge.kind=DaemonSet",
+            "edge.cities[0].name=nsk",
+            "edge.cities[0].publicAddress=192.0.2.1",
+        ],
+    )
+    daemonset = _edge(manifests, "nsk", kind="DaemonSet")
+    assert daemonset["spec"]["template"]["spec"]["nodeSelector"] == {"vpbx.io/city": "nsk"}
+    assert "replicas" not in daemonset["spec"]
+    assert f"{RELEASE}-edge-nsk" not in by_kind(manifests, "Deployment")
+    assert f"{RELEASE}-edge-nsk" not in by_kind(manifests, "PodDisruptionBudget")
+
+
+def _pod_annotations(manifests: Sequence[Manifest]) -> dict[str, dict[str, str]]:
+    return {
+        doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["annotations"]
+        for doc in workloads(manifests)
+    }
+
+
+@integration
+def test_checksum_annotations_roll_pods_only_when_their_config_changes(
+    go_tools: GoTools,
+) -> None:
+    city = ["edge.cities[0].name=msk", "edge.cities[0].publicAddress=192.0.2.1"]
+    before = _pod_annotations(render(go_tools, settings=city))
+    again = _pod_annotations(render(go_tools, settings=city))
+    assert again == before, "the same values must give the same checksums"
+    redis_moved = _pod_annotations(
+        render(go_tools, settings=[*city, "redis.url=redis://redis.other:6379/1"])
+    )
+    for name in (f"{RELEASE}-operator", f"{RELEASE}-edge-msk"):
+        assert redis_moved[name]["checksum/config"] != before[name]["checksum/config"], name
+    longer_grace = _pod_annotations(
+        render(go_tools, settings=[*city, "mediaNode.drain.terminationGracePeriodSeconds=900"])
+    )
+    operator = f"{RELEASE}-operator"
+    assert longer_grace[operator]["checksum/media-node"] != before[operator]["checksum/media-node"]
+    assert longer_grace[f"{RELEASE}-edge-msk"] == before[f"{RELEASE}-edge-msk"]
+
+
+@integration
+def test_service_monitor_only_when_enabled(
+    default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    assert not by_kind(default_manifests, "ServiceMonitor")
+    (monitor,) = by_kind(full_manifests, "ServiceMonitor").values()
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    metrics_service = by_kind(full_manifests, "Service")[f"{RELEASE}-operator-metrics"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= metrics_service["metadata"]["labels"].items()
+    assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
+    assert {port["name"] for port in metrics_service["spec"]["ports"]} == {"metrics"}
+
+
+@integration
+def test_network_policies_cover_every_pod_the_release_runs(
+    full_manifests: list[Manifest],
+) -> None:
+    policies = list(by_kind(full_manifests, "NetworkPolicy").values())
+    pods = {
+        name: doc["spec"]["template"]["metadata"]["labels"]
+        for name, doc in ((doc["metadata"]["name"], doc) for doc in workloads(full_manifests))
+    }
+    pods["media-node (operator template)"] = media_node_template(full_manifests)["labels"]
+    for name, labels in pods.items():
+        selecting = [
+            policy
+            for policy in policies
+            if policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert selecting, f"no NetworkPolicy selects {name}"
+        assert all(policy["spec"]["policyTypes"] == ["Ingress"] for policy in selecting)
+    media = by_kind(full_manifests, "NetworkPolicy")[f"{RELEASE}-media-node"]
+    rtp = [
+        port for rule in media["spec"]["ingress"] for port in rule["ports"] if port.get("endPort")
+    ]
+    assert rtp == [{"port": 20000, "endPort": 29999, "protocol": "UDP"}]
+
+
+@integration
+def test_network_policies_can_be_switched_off(go_tools: GoTools) -> None:
+    manifests = render(go_tools, settings=["networkPolicy.enabled=false"])
+    assert not by_kind(manifests, "NetworkPolicy")
+
+
+# --- kubeconform against the real API's schemas ------------------------------
+
+QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+
+
+def _strict(node: Any) -> Any:
+    """Kubernetes OpenAPI v2 -> JSON schema as kubeconform's strict schemas have it.
+
+    Objects with declared properties reject unknown fields; int-or-string and
+    quantities accept both spellings YAML gives them.
+    """
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("format") == "int-or-string":
+        return {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+    converted = {key: _strict(value) for key, value in node.items()}
+    if "properties" in converted and "additionalProperties" not in converted:
+        converted["additionalProperties"] = False
+    return converted
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value.removeprefix("#/definitions/")
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _reachable(name: str, definitions: Mapping[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in found:
+            continue
+        found[current] = definitions[current]
+        pending.extend(_refs(definitions[current]))
+    return found
+
+
+def write_kubeconform_schemas(openapi: Mapping[str, Any], directory: Path) -> int:
+    """One standalone strict schema per kind, named as kubeconform looks them up.
+
+    The file name is kubeconform's `{{ .ResourceKind }}{{ .KindSuffix }}.json`:
+    the lower-case kind, the first label of the API group (if any), the version.
+    Definitions a kind refers to go along in its file (some are recursive, such
+    as a CRD's JSONSchemaProps, so they cannot be inlined).
+    """
+    definitions = {name: _strict(copy.deepcopy(d)) for name, d in openapi["definitions"].items()}
+    definitions[QUANTITY] = {"oneOf": [{"type": "string"}, {"type": "number"}]}
+    written = 0
+    for name, definition in definitions.items():
+        for gvk in definition.get("x-kubernetes-group-version-kind", []):
+            group, version, kind = gvk["group"], gvk["version"], gvk["kind"]
+            suffix = f"-{group.split('.')[0].lower()}-{version}" if group else f"-{version}"
+            schema = {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                **definition,
+                "definitions": _reachable(name, definitions),
+            }
+            path = directory / f"{kind.lower()}{suffix}.json"
+            if not path.exists():
+                path.write_text(json.dumps(schema))
+                written += 1
+    return written
+
+
+@pytest.fixture(scope="session")
+def kubeconform_schemas(kube_api: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    address = urllib.parse.urlsplit(kube_api.server)
+    connection = http.client.HTTPSConnection(
+        address.hostname or "127.0.0.1",
+        address.port,
+        timeout=60,
+        context=ssl.create_default_context(cafile=str(kube_api.ca_file)),
+    )
+    try:
+        connection.request(
+            "GET",
+            "/openapi/v2",
+            headers={"Authorization": f"Bearer {kube_api.token}", "Accept": "application/json"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200, response.reason
+        openapi = json.loads(response.read())
+    finally:
+        connection.close()
+    directory = tmp_path_factory.mktemp("kubeconform-schemas")
+    assert write_kubeconform_schemas(openapi, directory) > 50
+    return directory
+
+
+def kubeconform(
+    tools: GoTools, schemas: Path, manifests: Sequence[Manifest], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "manifests.yaml"
+    path.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+    template = "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    return run(
+        [
+            tools.kubeconform,
+            "-strict",
+            "-summary",
+            "-schema-location",
+            f"{schemas}/{template}",
+            # Only the ServiceMonitor: the Prometheus Operator's CRDs are not available here.
+            "-schema-location",
+            f"{FIXTURES / 'kubeconform'}/{template}",
+            path,
+        ]
+    )
+
+
+@integration
+@pytest.mark.parametrize("values", [(), (FULL_VALUES,)], ids=["default", "full"])
+def test_kubeconform_strict_accepts_the_rendered_manifests(
+    go_tools: GoTools, kubeconform_schemas: Path, values: tuple[Path, ...], tmp_path: Path
+) -> None:
+    manifests = render(go_tools, values=values, include_crds=True)
+    completed = kubeconform(go_tools, kubeconform_schemas, manifests, tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = completed.stdout.strip().splitlines()[-1]
+    assert f"Valid: {len(manifests)}, Invalid: 0, Errors: 0, Skipped: 0" in summary
+
+
+@integration
+def test_kubeconform_catches_unknown_fields_and_wrong_types(
+    go_tools: GoTools,
+    kubeconform_schemas: Path,
+    full_manifests: list[Manifest],
+    tmp_path: Path,
+) -> None:
+    broken = copy.deepcopy(full_manifests)
+    operator = next(
+        doc
+        for doc in broken
+        if doc["metadata"]["name"] == f"{RELEASE}-operator" and doc["kind"] == "Deployment"
+    )
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    container["livenessProbes"] = container.pop("livenessProbe")
+    edge = next(doc for doc in broken if doc["metadata"]["name"] == f"{RELEASE}-edge-msk")
+    edge["spec"]["replicas"] = "three"
+    completed = kubeconform(go_tools, kubeconform_schemas, broken, tmp_path)
+    assert completed.returncode != 0
+    assert "livenessProbes" in completed.stdout
+    assert "replicas" in completed.stdout
+    assert "Invalid: 2" in completed.stdout
+
+
+# --- the real API server -----------------------------------------------------
+
+
+@integration
+@pytest.mark.parametrize("values", [(), (FULL_VALUES,)], ids=["default", "full"])
+def test_api_server_accepts_the_rendered_manifests_in_a_dry_run(
+    go_tools: GoTools,
+    kube_api: KubeAPI,
+    kube_namespace: str,
+    values: tuple[Path, ...],
+    tmp_path: Path,
+) -> None:
+    manifests = [
+        doc
+        for doc in render(
+            go_tools,
+            values=values,
+            namespace=kube_namespace,
+            release=f"dry-{kube_namespace}",
+            include_crds=True,
+        )
+        # The Prometheus Operator's CRDs are not installed in the test API.
+        if doc["kind"] != "ServiceMonitor"
+    ]
+    path = tmp_path / "manifests.yaml"
+    path.write_text(yaml.safe_dump_all(manifests))
+    completed = kube_api.kubectl(
+        "apply", "--dry-run=server", "-n", kube_namespace, "-f", str(path), check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.count("(server dry run)") == len(manifests)
+
+
+@integration
+def test_operator_rbac_allows_what_it_uses_and_nothing_more(
+    go_tools: GoTools, kube_api: KubeAPI, kube_namespace: str, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    release = f"rbac-{kube_namespace}"
+    manifests = [
+        doc
+        for doc in render(go_tools, namespace=kube_namespace, release=release)
+        if doc["kind"]
+        in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    ]
+    path = tmp_path / "rbac.yaml"
+    path.write_text(yaml.safe_dump_all(manifests))
+    kube_api.kubectl("apply", "-n", kube_namespace, "-f", str(path))
+    account = f"{release}-vpbx-operator"
+
+    def can(verb: str, resource: str, namespace: str = "", subresource: str = "") -> bool:
+        # A SubjectAccessReview names the API group exactly; `kubectl auth can-i`
+        # would guess it from discovery, which knows no vpbx.io before the CRDs.
+        group, _, plural = resource.rpartition("/")
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=f"system:serviceaccount:{kube_namespace}:{account}",
+                groups=[
+                    "system:serviceaccounts",
+                    f"system:serviceaccounts:{kube_namespace}",
+                    "system:authenticated",
+                ],
+                resource_attributes=client.V1ResourceAttributes(
+                    group=group,
+                    resource=plural,
+                    verb=verb,
+                    namespace=namespace or None,
+                    subresource=subresource or None,
+                ),
+            )
+        )
+        with kube_api.client() as api_client:
+            answer = client.AuthorizationV1Api(api_client).create_subject_access_review(review)
+        status = answer.status
+        assert status is not None
+        return bool(status.allowed)
+
+    try:
+        allowed = [
+            ("watch", "vpbx.io/tenants"),
+            ("list", "vpbx.io/numbers"),
+            ("patch", "vpbx.io/numbers"),
+            ("patch", "vpbx.io/tenants", "", "status"),
+            ("update", "vpbx.io/numbers", "", "status"),
+            ("create", "/events", "default"),
+            ("create", "apps/deployments", kube_namespace),
+            ("delete", "/services", kube_namespace),
+            ("patch", "/configmaps", kube_namespace),
+            ("create", "policy/poddisruptionbudgets", kube_namespace),
+        ]
+        denied = [
+            ("delete", "vpbx.io/tenants"),
+            ("create", "vpbx.io/numbers"),
+            ("create", "apps/deployments", "default"),
+            ("get", "/secrets", kube_namespace),
+            ("create", "/pods", kube_namespace),
+            ("create", "coordination.k8s.io/leases", kube_namespace),
+            ("create", "rbac.authorization.k8s.io/clusterroles"),
+        ]
+        assert [check for check in allowed if not can(*check)] == []
+        assert [check for check in denied if can(*check)] == []
+    finally:
+        for doc in manifests:
+            if doc["kind"].startswith("Cluster"):
+                kube_api.kubectl("delete", doc["kind"], doc["metadata"]["name"], check=False)
