@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint typecheck unit bench-sip clean
+.PHONY: up test deps lint bench-sip bench-operator clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -24,6 +24,10 @@ lint:
 ## Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio.
 bench-sip: deps
 	uv run python -m loadtest.bench_sip
+
+## 500 Tenants x 2 cities + 2000 Numbers against a local kube-apiserver: time to Ready.
+bench-operator: deps
+	uv run python -m loadtest.bench_operator
 
 clean:
 	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache

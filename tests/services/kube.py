@@ -23,6 +23,7 @@ import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -322,16 +323,11 @@ def _tail(path: Path, lines: int = 40) -> str:
         return f"(cannot read {path}: {error})"
 
 
-@pytest.fixture(scope="session")
-def kube_api(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[KubeAPI]:
-    """kube-apiserver + embedded etcd + GC/namespace controllers on loopback."""
-    build_error = request.config.stash.get(_build_error_key, None)
-    if build_error is not None:
-        pytest.fail(f"cannot build the Kubernetes test binaries: {build_error}")
-    bin_dir = request.config.stash.get(_binaries_key, None) or build_k8s_tools()
-    workdir = tmp_path_factory.mktemp("kube")
+@contextmanager
+def running_kube_api(workdir: Path, bin_dir: Path | None = None) -> Iterator[KubeAPI]:
+    """kube-apiserver + embedded etcd + GC/namespace controllers on loopback, in `workdir`."""
+    bin_dir = bin_dir or build_k8s_tools()
+    workdir.mkdir(parents=True, exist_ok=True)
     _make_certificates(workdir)
     token = secrets.token_urlsafe(32)
     (workdir / "tokens.csv").write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
@@ -373,6 +369,19 @@ def kube_api(
     finally:
         for name, process in reversed(processes):
             _stop(process, name)
+
+
+@pytest.fixture(scope="session")
+def kube_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KubeAPI]:
+    """kube-apiserver + embedded etcd + GC/namespace controllers on loopback."""
+    build_error = request.config.stash.get(_build_error_key, None)
+    if build_error is not None:
+        pytest.fail(f"cannot build the Kubernetes test binaries: {build_error}")
+    bin_dir = request.config.stash.get(_binaries_key, None) or build_k8s_tools()
+    with running_kube_api(tmp_path_factory.mktemp("kube"), bin_dir) as api:
+        yield api
 
 
 def _two_ports() -> tuple[int, int]:

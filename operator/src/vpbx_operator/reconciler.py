@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +44,7 @@ RECONCILE_ERRORS = Counter("vpbx_operator_reconcile_errors_total", "Failed recon
 RECONCILE_SECONDS = Histogram("vpbx_operator_reconcile_duration_seconds", "Reconcile pass duration")
 MANAGED = Gauge("vpbx_operator_managed_objects", "Objects under management", ["kind"])
 
+API_CONCURRENCY = 8
 CHILD_KINDS = ("ConfigMap", "Deployment", "Service", "PodDisruptionBudget")
 
 
@@ -136,7 +137,9 @@ class Reconciler:
             RECONCILE_SECONDS.observe(time.monotonic() - started)
             self.passes += 1
 
-    def _parse(self) -> tuple[list[Tenant], list[Number], dict[tuple[str, str], str]]:
+    def _parse(
+        self, observed: Observed
+    ) -> tuple[list[Tenant], list[Number], dict[tuple[str, str], str]]:
         tenants: list[Tenant] = []
         numbers: list[Number] = []
         invalid: dict[tuple[str, str], str] = {}
@@ -157,10 +160,14 @@ class Reconciler:
         return tenants, numbers, invalid
 
     async def _reconcile(self) -> None:
-        tenants, numbers, invalid = self._parse()
+        # The watches keep updating `observed` while this pass awaits the API: work on
+        # a copy so one pass sees one consistent picture.
+        observed = Observed(dict(self.observed.tenants), dict(self.observed.numbers))
+        tenants, numbers, invalid = self._parse(observed)
         plans = desired_nodes(tenants, numbers, [])
-        bodies = self.observed.tenants
+        bodies = observed.tenants
         wanted: dict[str, set[str]] = {kind: set() for kind in CHILD_KINDS}
+        to_apply: list[tuple[tuple[str, str], str, dict[str, Any]]] = []
         for plan in plans:
             uid = str(bodies[plan.tenant]["metadata"].get("uid", ""))
             owner = tenant_owner_reference(plan.tenant, uid)
@@ -170,8 +177,10 @@ class Reconciler:
                 key = (kind, plan.name)
                 fingerprint = _fingerprint(manifest)
                 if self._applied.get(key) != fingerprint:
-                    await asyncio.to_thread(self.cluster.apply, manifest)
-                    self._applied[key] = fingerprint
+                    to_apply.append((key, fingerprint, manifest))
+        await self._in_chunks(
+            [self._apply(key, fingerprint, manifest) for key, fingerprint, manifest in to_apply]
+        )
         selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}=media-node"
         observed_children: dict[str, list[dict[str, Any]]] = {}
         for kind in CHILD_KINDS:
@@ -213,10 +222,13 @@ class Reconciler:
         )
         if self.routing is not None:
             await self.routing.replace(snapshot)
-        await self._write_statuses(tenants, numbers, plans, ready, addresses, full, invalid)
+        await self._write_statuses(
+            observed, tenants, numbers, plans, ready, addresses, full, invalid
+        )
 
     async def _write_statuses(
         self,
+        observed: Observed,
         tenants: list[Tenant],
         numbers: list[Number],
         plans: list[Any],
@@ -240,8 +252,11 @@ class Reconciler:
         counts = {name: 0 for name in routed}
         for route in snapshot.numbers.values():
             counts[route.tenant] += 1
-        for name, body in self.observed.tenants.items():
-            tenant = next((t for t in tenants if t.name == name), None)
+        tenant_by_name = {t.name: t for t in tenants}
+        number_by_name = {n.name: n for n in numbers}
+        patches: list[tuple[str, str, Mapping[str, Any], dict[str, Any]]] = []
+        for name, body in observed.tenants.items():
+            tenant = tenant_by_name.get(name)
             status = tenant_status(
                 generation=int(body["metadata"].get("generation", 0)),
                 suspended=bool(tenant.spec.suspended) if tenant else False,
@@ -250,9 +265,9 @@ class Reconciler:
                 previous=_conditions(body),
                 invalid=invalid.get(("tenants", name)),
             )
-            await self._patch_status("tenants", name, body, status)
-        for name, body in self.observed.numbers.items():
-            number = next((n for n in numbers if n.name == name), None)
+            patches.append(("tenants", name, body, status))
+        for name, body in observed.numbers.items():
+            number = number_by_name.get(name)
             status = number_status(
                 name=name,
                 number=number.spec.number if number else "",
@@ -261,7 +276,20 @@ class Reconciler:
                 previous=_conditions(body),
                 invalid=invalid.get(("numbers", name)),
             )
-            await self._patch_status("numbers", name, body, status)
+            patches.append(("numbers", name, body, status))
+        await self._in_chunks([self._patch_status(*patch) for patch in patches])
+
+    @staticmethod
+    async def _in_chunks(calls: list[Coroutine[Any, Any, None]]) -> None:
+        """A few API calls in flight at once: a bulk import means thousands of them."""
+        for start in range(0, len(calls), API_CONCURRENCY):
+            await asyncio.gather(*calls[start : start + API_CONCURRENCY])
+
+    async def _apply(
+        self, key: tuple[str, str], fingerprint: str, manifest: dict[str, Any]
+    ) -> None:
+        await asyncio.to_thread(self.cluster.apply, manifest)
+        self._applied[key] = fingerprint
 
     async def _patch_status(
         self, plural: str, name: str, body: Mapping[str, Any], status: dict[str, Any]
