@@ -886,3 +886,35 @@ def test_operator_rbac_allows_what_it_uses_and_nothing_more(
         for doc in manifests:
             if doc["kind"].startswith("Cluster"):
                 kube_api.kubectl("delete", doc["kind"], doc["metadata"]["name"], check=False)
+
+
+@integration
+def test_operator_renders_valid_media_nodes_from_the_charts_template(
+    go_tools: GoTools, kube_api: KubeAPI, kube_namespace: str, tmp_path: Path
+) -> None:
+    from vpbx_common.manifests import load_platform_file
+    from vpbx_operator.desired import desired_nodes
+    from vpbx_operator.render import NodeTemplate, render_node, tenant_owner_reference
+
+    chart = media_node_template(render(go_tools, values=(FULL_VALUES,), namespace=kube_namespace))
+    template = NodeTemplate.from_chart(chart, NodeTemplate())
+    platform = load_platform_file(REPO / "examples" / "demo.yaml")
+    [plan, *_] = desired_nodes(platform.tenants, platform.numbers, platform.configs)
+    owner = tenant_owner_reference(plan.tenant, "00000000-0000-0000-0000-000000000001")
+    objects = render_node(plan, kube_namespace, owner, template).all()
+    for manifest in objects:
+        # The owner does not exist in this API; a dry run still checks every field.
+        manifest["metadata"].pop("ownerReferences")
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+
+    completed = kube_api.kubectl(
+        "apply", "--dry-run=server", "-n", kube_namespace, "-f", str(path), check=False
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.count("(server dry run)") == len(objects)
+    kinds = {manifest["kind"] for manifest in objects}
+    assert kinds == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
+    pod = next(m for m in objects if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"][chart["cityLabel"]] == plan.city

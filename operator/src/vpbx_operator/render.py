@@ -230,7 +230,7 @@ def render_node(
     deployment: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata,
+        "metadata": copy.deepcopy(metadata),
         "spec": {
             "replicas": plan.replicas,
             "selector": {"matchLabels": {LABEL_INSTANCE: plan.name, LABEL_MANAGED_BY: MANAGED_BY}},
@@ -248,7 +248,7 @@ def render_node(
     service: Manifest = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata,
+        "metadata": copy.deepcopy(metadata),
         "spec": {
             "type": "ClusterIP",
             "selector": {LABEL_INSTANCE: plan.name, LABEL_MANAGED_BY: MANAGED_BY},
@@ -268,7 +268,7 @@ def render_node(
         budget = {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": metadata,
+            "metadata": copy.deepcopy(metadata),
             "spec": {
                 **policy,
                 "selector": {
