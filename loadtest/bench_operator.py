@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tests.services.kube import KubeAPI, running_kube_api
-from tests.services.ports import free_port, wait_for_tcp
+from tests.services.ports import free_port
+from tests.services.redis import running_redis
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "vpbx-bench"
@@ -47,25 +45,6 @@ def manifests(tenants: int, numbers: int) -> str:
             f'  city: {city}\n  entry: "101"\n'
         )
     return "---\n".join(docs)
-
-
-@contextmanager
-def private_redis(workdir: Path) -> Iterator[str]:
-    port = free_port()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed: run `make deps`")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_tcp("127.0.0.1", port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def mark_ready_forever(api: KubeAPI, stop: threading.Event) -> None:
@@ -127,7 +106,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
-    with running_kube_api(workdir / "kube") as api, private_redis(workdir) as redis_url:
+    with running_kube_api(workdir / "kube") as api, running_redis(workdir / "redis") as redis_url:
         api.kubectl("apply", "-f", str(REPO / "crds"))
         api.kubectl(
             "wait",

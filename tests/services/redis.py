@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,18 @@ import pytest
 from tests.services.ports import free_port, wait_for_tcp
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+class RedisMissingError(RuntimeError):
+    """redis-server is not installed (run `make deps` or `make test`)."""
+
+
+@contextmanager
+def running_redis(workdir: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail("redis-server is not installed; run the tests through `make test`")
+        raise RedisMissingError("redis-server is not installed; run `make deps`")
     port = free_port()
-    workdir: Path = tmp_path_factory.mktemp("redis")
+    workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
             binary,
@@ -42,6 +48,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        with running_redis(tmp_path_factory.mktemp("redis")) as url:
+            yield url
+    except RedisMissingError as exc:
+        pytest.fail(f"{exc} (run the tests through `make test`)")
 
 
 @pytest.fixture
