@@ -121,6 +121,10 @@ if ((need_uv)); then
     say "installing uv with pip"
     # Debian marks its Python as externally managed (PEP 668); uv is a standalone tool.
     python3 -m pip install --quiet --break-system-packages uv
+    # Under pyenv a newly installed console script is reachable only once the shims are rebuilt.
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash
+    fi
     hash -r
     command -v uv >/dev/null 2>&1 || {
         say "uv installed but not on PATH (looked in: $PATH)" >&2
