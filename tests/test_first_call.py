@@ -391,3 +391,35 @@ def test_a_number_is_multichannel(
     # They overlapped: every call was answered before the first one ended.
     first_end = min(r["end_ms"] for r in records)
     assert all(r["answer_ms"] < first_end for r in records), records
+
+
+def test_sigterm_drains_the_node_without_dropping_the_call_in_progress(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent = register(baresip_factory, platform, "101", "globex-101-secret", "globex.vpbx.local")
+    in_progress = sipp_factory(
+        "uac_call.xml",
+        remote=(platform.host, platform.sip_port),
+        service=GLOBEX_MAIN,
+        keys={"domain": platform.host, "caller": CALLER},
+        pause_ms=4000,
+        timeout=40,
+    )
+    in_progress.start()
+    agent.wait_call_state("ESTABLISHED", timeout=15)
+    node_pid = platform.pid_of("vpbx-node-globex-msk")
+
+    os.kill(node_pid, signal.SIGTERM)
+    time.sleep(0.3)
+    refused = call(
+        sipp_factory, platform, GLOBEX_MAIN, "uac_expect.xml", variables={"expected_status": "503"}
+    )
+
+    assert refused.all_succeeded, refused.describe()
+    finished = in_progress.wait()
+    assert finished.all_succeeded, finished.describe()
+    [record] = platform.calls(5, wait_for=1)
+    assert record["end_reason"] == "completed", "the call in progress was not cut"
+    assert record["talk_ms"] >= 3500
+    assert record["hangup_by"] == "caller"
