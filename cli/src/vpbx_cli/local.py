@@ -21,9 +21,10 @@ from pathlib import Path
 
 import redis.asyncio as redis
 
-from vpbx_common.cdr.store import open_cdr_store
+from vpbx_common.cdr.store import CdrStore, open_cdr_store
 from vpbx_common.manifests import PlatformFile, load_platform_file, validate_platform
 from vpbx_common.routing import RoutingTable
+from vpbx_common.settings import CommonSettings
 from vpbx_operator.desired import NodePlan, desired_nodes, desired_routes
 
 logger = logging.getLogger(__name__)
@@ -239,10 +240,13 @@ def stop_processes(local: LocalPlatform, timeout: float = 20.0) -> None:
             process.wait()
 
 
+def open_local_cdr_store(var_dir: Path) -> CdrStore:
+    """The CDR store the platform uses: VPBX_CLICKHOUSE_URL, else chdb in `var_dir`."""
+    return open_cdr_store(CommonSettings().clickhouse_url, var_dir.resolve() / "chdb")
+
+
 def migrate_cdr_store(var_dir: Path) -> None:
-    store = open_cdr_store(
-        os.environ.get("VPBX_CLICKHOUSE_URL") or None, var_dir.resolve() / "chdb"
-    )
+    store = open_local_cdr_store(var_dir)
     try:
         store.migrate()
     finally:
@@ -254,7 +258,7 @@ def run_local(path: Path, layout: LocalLayout) -> int:
     local = plan_platform(path, layout)
     layout.var_dir.mkdir(parents=True, exist_ok=True)
     redis_process: subprocess.Popen[bytes] | None = None
-    external = os.environ.get("VPBX_REDIS_URL")
+    external = CommonSettings().redis_url
     if external:
         local.redis_url = external
     else:

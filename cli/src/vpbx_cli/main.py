@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vpbx_common.cdr import CallRecord, open_cdr_store
+from vpbx_common.cdr import CallRecord
 
-from .local import LaunchError, LocalLayout, run_local
+from .local import LaunchError, LocalLayout, open_local_cdr_store, run_local
 
 app = typer.Typer(help="vpbx: cloud virtual PBX with a built-in CRM", no_args_is_help=True)
 
@@ -62,9 +61,7 @@ def calls(
     var_dir: Annotated[Path, typer.Option(help="where the embedded chdb data lives")] = Path("var"),
 ) -> None:
     """Print the latest CDRs from the configured CDR store (ClickHouse or embedded chdb)."""
-    store = open_cdr_store(
-        os.environ.get("VPBX_CLICKHOUSE_URL") or None, var_dir.resolve() / "chdb"
-    )
+    store = open_local_cdr_store(var_dir)
     try:
         store.migrate()
         records = store.last(last, tenant=tenant)

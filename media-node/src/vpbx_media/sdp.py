@@ -69,7 +69,6 @@ _RELAY_DROPPED_ATTRIBUTES = frozenset(
 # Attributes whose value starts with the payload type they describe.
 _PER_FORMAT_ATTRIBUTES = frozenset({"rtpmap", "fmtp", "rtcp-fb"})
 
-RTP_AVP = "RTP/AVP"
 # Profiles whose RTP the relay can carry as-is: plain RTP, with or without feedback.
 RELAYABLE_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})
 
@@ -98,14 +97,6 @@ class Direction(enum.Enum):
     SENDONLY = "sendonly"
     RECVONLY = "recvonly"
     INACTIVE = "inactive"
-
-    def reversed(self) -> Direction:
-        """The direction an answerer states for this offered direction (RFC 3264 6.1)."""
-        if self is Direction.SENDONLY:
-            return Direction.RECVONLY
-        if self is Direction.RECVONLY:
-            return Direction.SENDONLY
-        return self
 
 
 _DIRECTION_NAMES = frozenset(direction.value for direction in Direction)
@@ -374,10 +365,6 @@ class MediaDescription:
         port = _parse_int(port_text, "a=rtcp port", 65_535)
         return port, Connection.parse(rest) if rest else None
 
-    @property
-    def rtcp_mux(self) -> bool:
-        return self.attribute("rtcp-mux") is not None
-
     def rtpmap(self, payload_type: int) -> RtpMap | None:
         """The encoding of a payload type: its a=rtpmap, else the RFC 3551 static one."""
         for value in self.attribute_values("rtpmap"):
@@ -411,14 +398,6 @@ class MediaDescription:
                     )
                 )
         return found
-
-    def with_direction(self, direction: Direction) -> MediaDescription:
-        kept = tuple(
-            attr
-            for attr in self.attributes
-            if not (attr.value is None and attr.name in _DIRECTION_NAMES)
-        )
-        return replace(self, attributes=(*kept, Attribute(direction.value)))
 
 
 @dataclass(frozen=True, slots=True)

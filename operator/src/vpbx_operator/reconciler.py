@@ -11,6 +11,7 @@ writes nothing but is still cheap to repeat.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import logging
@@ -143,10 +144,7 @@ class Reconciler:
         tenants: list[Tenant] = []
         numbers: list[Number] = []
         invalid: dict[tuple[str, str], str] = {}
-        for plural, store in (
-            ("tenants", self.observed.tenants),
-            ("numbers", self.observed.numbers),
-        ):
+        for plural, store in (("tenants", observed.tenants), ("numbers", observed.numbers)):
             for name, body in store.items():
                 try:
                     parsed = parse_manifest(_without_status(body))
@@ -212,13 +210,14 @@ class Reconciler:
         def node_address(tenant: str, city: str) -> str:
             return addresses.get((tenant, city), "")
 
-        snapshot = desired_routes(
-            [t for t in tenants if all(addresses.get((t.name, c)) for c in t.spec.city_names)],
-            numbers,
-            node_address,
-        )
-        full = desired_routes(
-            tenants, numbers, lambda tenant, city: addresses.get((tenant, city), "")
+        full = desired_routes(tenants, numbers, node_address)
+        # Redis gets a tenant's routes once every city of it has a Service address.
+        ready_tenants = {
+            t.name for t in tenants if all(addresses.get((t.name, c)) for c in t.spec.city_names)
+        }
+        snapshot = RoutingSnapshot(
+            numbers={k: r for k, r in full.numbers.items() if r.tenant in ready_tenants},
+            domains={k: r for k, r in full.domains.items() if r.tenant in ready_tenants},
         )
         if self.routing is not None:
             await self.routing.replace(snapshot)
@@ -248,10 +247,7 @@ class Reconciler:
                     service_address=addresses.get((plan.tenant, plan.city)),
                 )
             )
-        routed = {route.tenant for route in snapshot.numbers.values()}
-        counts = {name: 0 for name in routed}
-        for route in snapshot.numbers.values():
-            counts[route.tenant] += 1
+        counts = collections.Counter(route.tenant for route in snapshot.numbers.values())
         tenant_by_name = {t.name: t for t in tenants}
         number_by_name = {n.name: n for n in numbers}
         patches: list[tuple[str, str, Mapping[str, Any], dict[str, Any]]] = []
@@ -295,11 +291,8 @@ class Reconciler:
         self, plural: str, name: str, body: Mapping[str, Any], status: dict[str, Any]
     ) -> None:
         key = (plural, name)
-        last = self._statuses.get(key)
-        if last == status or same_status(body.get("status"), status):
-            self._statuses[key] = status
-            return
-        await asyncio.to_thread(self.cluster.patch_status, plural, name, status)
+        if self._statuses.get(key) != status and not same_status(body.get("status"), status):
+            await asyncio.to_thread(self.cluster.patch_status, plural, name, status)
         self._statuses[key] = status
 
 

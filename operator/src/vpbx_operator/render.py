@@ -9,7 +9,6 @@ children is one label query and garbage collection follows the Tenant.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -63,18 +62,15 @@ class NodeTemplate:
 
     @classmethod
     def from_chart(cls, data: dict[str, Any], base: NodeTemplate) -> NodeTemplate:
-        """Merge the chart's media-node.json over `base` (see charts/vpbx)."""
-        pod = dict(data.get("pod") or {})
-        container = dict(data.get("container") or {})
+        """Merge the chart's media-node.json over `base` (see charts/vpbx).
+
+        The chart's pod and container fields override the built-in ones when rendering,
+        so image, grace period and hostNetwork need no copies here.
+        """
         return replace(
             base,
-            image=str(container.get("image", base.image)),
-            termination_grace_period_s=int(
-                pod.get("terminationGracePeriodSeconds", base.termination_grace_period_s)
-            ),
-            host_network=bool(pod.get("hostNetwork", base.host_network)),
-            pod=pod,
-            container=container,
+            pod=dict(data.get("pod") or {}),
+            container=dict(data.get("container") or {}),
             labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
             pod_annotations={str(k): str(v) for k, v in (data.get("podAnnotations") or {}).items()},
             city_label=data.get("cityLabel") or None,
@@ -154,7 +150,7 @@ def render_node(
 ) -> NodeObjects:
     labels = node_labels(plan)
     config_json = plan.config.to_json()
-    version = plan.config.version or "sha256:" + hashlib.sha256(config_json.encode()).hexdigest()
+    version = plan.config.version or plan.config.content_version()
     metadata = {
         "name": plan.name,
         "namespace": namespace,

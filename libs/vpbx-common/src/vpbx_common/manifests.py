@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
+from vpbx_common.models import StrictModel
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,8 @@ GroupName = Annotated[str, AfterValidator(_group_name)]
 Email = Annotated[str, AfterValidator(_email)]
 
 
-class _Spec(BaseModel):
-    # A misspelt key in a hand-written file must fail loudly, not be ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class _Spec(StrictModel):
+    """A spec section: a misspelt key in a hand-written file must fail loudly."""
 
 
 class ObjectMeta(BaseModel):
@@ -150,9 +150,7 @@ class SubdomainMeta(ObjectMeta):
     name: DnsSubdomain
 
 
-class _Resource(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
+class _Resource(StrictModel):
     # Objects read back from the API carry a status the operator wrote; it is
     # not part of the desired state.
     status: dict[str, Any] | None = None
@@ -199,7 +197,7 @@ class TenantSpec(_Spec):
     @field_validator("cities")
     @classmethod
     def _unique_cities(cls, cities: list[CityPlacement]) -> list[CityPlacement]:
-        repeated = sorted(name for name, n in Counter(c.name for c in cities).items() if n > 1)
+        repeated = _repeated(c.name for c in cities)
         if repeated:
             raise ValueError(f"city listed more than once: {', '.join(repeated)}")
         return cities

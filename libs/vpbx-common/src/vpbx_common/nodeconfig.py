@@ -10,17 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from pydantic import BaseModel, ConfigDict
-
 from vpbx_common.manifests import Number, PbxConfig, RecordingPolicy, RingStrategy, Tenant
+from vpbx_common.models import StrictModel
 from vpbx_common.sipauth import DigestAlgorithm, ha1
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class UserEntry(_Frozen):
+class UserEntry(StrictModel):
     extension: str
     name: str
     city: str
@@ -30,14 +25,14 @@ class UserEntry(_Frozen):
     email: str | None = None
 
 
-class GroupEntry(_Frozen):
+class GroupEntry(StrictModel):
     name: str
     strategy: RingStrategy
     members: list[str]
     ring_timeout_s: int
 
 
-class NumberEntry(_Frozen):
+class NumberEntry(StrictModel):
     number: str
     city: str
     label: str | None
@@ -45,7 +40,7 @@ class NumberEntry(_Frozen):
     channels: int
 
 
-class NodeConfig(_Frozen):
+class NodeConfig(StrictModel):
     tenant: str
     display_name: str
     sip_domain: str

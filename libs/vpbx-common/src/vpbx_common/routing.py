@@ -19,18 +19,16 @@ import logging
 
 import redis.asyncio
 import redis.exceptions
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from vpbx_common.models import StrictModel
 
 logger = logging.getLogger(__name__)
 
 _REPLACE_ATTEMPTS = 5
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NumberRoute(_Frozen):
+class NumberRoute(StrictModel):
     """Where calls to one dialled number go."""
 
     number: str
@@ -44,7 +42,7 @@ class NumberRoute(_Frozen):
     suspended: bool = False
 
 
-class DomainRoute(_Frozen):
+class DomainRoute(StrictModel):
     """Where requests for one tenant SIP domain go (REGISTER, calls between users)."""
 
     domain: str
@@ -72,7 +70,7 @@ class RejectionReason(enum.StrEnum):
     DUPLICATE_NUMBER = "DuplicateNumber"
 
 
-class RejectedNumber(_Frozen):
+class RejectedNumber(StrictModel):
     """A Number resource that got no route, and why (for its status conditions)."""
 
     name: str
@@ -81,7 +79,7 @@ class RejectedNumber(_Frozen):
     message: str
 
 
-class RoutingSnapshot(_Frozen):
+class RoutingSnapshot(StrictModel):
     numbers: dict[str, NumberRoute] = Field(default_factory=dict)
     domains: dict[str, DomainRoute] = Field(default_factory=dict)
     # Not written to Redis: the operator turns these into status conditions.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vpbx_common.cdr.record import CallRecord, OpenCall
+from vpbx_common.cdr.record import CallRecord, OpenCall, now_ms
 
 __all__ = ["Batch", "CdrSpool", "OpenCall", "SegmentCursor", "SpoolBusyError"]
 
@@ -64,10 +64,6 @@ class Batch:
     def has_progress(self) -> bool:
         """True if acknowledging would move anything (records, or skipped/finished segments)."""
         return bool(self.cursors)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -318,7 +314,7 @@ class CdrSpool:
         self._journal(call)
 
     def _journal(self, call: OpenCall) -> None:
-        document: dict[str, Any] = {**call.to_json(), "touched_ms": _now_ms()}
+        document: dict[str, Any] = {**call.to_json(), "touched_ms": now_ms()}
         payload = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         with self._lock:
             _atomic_write(self._open_call_path(call.call_id), payload)

@@ -114,9 +114,7 @@ class EdgeProxy:
     def on_request(
         self, request: SipRequest, flow: Flow, transaction: ServerTransaction | None
     ) -> None:
-        task = asyncio.get_running_loop().create_task(self._handle(request, flow, transaction))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._handle(request, flow, transaction))
 
     def on_cancel(self, transaction: ServerTransaction, cancel: SipRequest) -> None:
         client = self._pending.get(id(transaction))
@@ -128,7 +126,10 @@ class EdgeProxy:
     def on_stray_response(self, response: SipResponse, flow: Flow) -> None:
         """Forward responses no transaction wants (2xx retransmissions) statelessly."""
         vias = response.headers.values("Via")
-        if len(vias) < 2 or not self._is_own_via(Via.parse(vias[0])):
+        if len(vias) < 2:
+            return
+        top = Via.parse(vias[0])
+        if not self._is_own(top.host, top.port):
             return
         upstream = response.with_headers(response.headers.replace_values("Via", vias[1:]))
         next_via = Via.parse(vias[1])
@@ -143,23 +144,30 @@ class EdgeProxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _is_own_uri(self, uri: object) -> bool:
-        if not isinstance(uri, SipUri):
-            return False
+    def _is_own(self, host: str, port: int | None) -> bool:
         local = self.transport.local_address
-        host = uri.host.strip("[]")
-        return host in (local.host, self.transport.host) and (uri.port or 5060) == local.port
+        return (
+            host.strip("[]") in (local.host, self.transport.host) and (port or 5060) == local.port
+        )
 
-    def _is_own_via(self, via: Via) -> bool:
-        local = self.transport.local_address
-        return via.host in (local.host, self.transport.host) and (via.port or 5060) == local.port
+    def _is_own_uri(self, uri: object) -> bool:
+        return isinstance(uri, SipUri) and self._is_own(uri.host, uri.port)
 
     async def _handle(
         self, request: SipRequest, flow: Flow, transaction: ServerTransaction | None
     ) -> None:
+        refused: RouteRejectedError | SipParseError | None = None
+        token: EdgeToken | None = None
+        try:
+            token, request = self._pop_own_routes(request)
+        except (RouteRejectedError, SipParseError) as exc:
+            refused = exc
+        # A node relays many calls' requests from one address through our signed
+        # routes; counting them against that address would throttle its own tenant.
+        from_a_node = token is not None and flow.remote != token.outside.remote
         if (
             self.limiter is not None
-            and not self._from_a_node(request, flow)
+            and not from_a_node
             and not self.limiter.allow(flow.remote.host)
         ):
             self.dropped += 1
@@ -171,7 +179,12 @@ class EdgeProxy:
         try:
             if request.max_forwards <= 0:
                 raise RouteRejectedError(483)
-            forwarding, request = await self._route(request, flow)
+            if refused is not None:
+                raise refused
+            if token is not None:
+                forwarding = self._follow_token(token, flow)
+            else:
+                forwarding = await self._route_without_token(request, flow)
         except RouteRejectedError as rejection:
             if transaction is not None:
                 transaction.respond(make_response(request, rejection.status, rejection.reason))
@@ -186,49 +199,32 @@ class EdgeProxy:
             return
         await self._relay(transaction, outgoing, forwarding.target)
 
-    def _from_a_node(self, request: SipRequest, flow: Flow) -> bool:
-        """A node sending through one of our signed routes: exempt from the flood limit.
-
-        A node relays many calls' requests from one address; counting them against
-        that address would throttle the tenant's own traffic.
-        """
-        top = request.headers.values("Route")[:1]
-        if not top:
-            return False
-        try:
-            uri = NameAddr.parse(top[0]).uri
-        except SipParseError:
-            return False
-        if not self._is_own_uri(uri) or not isinstance(uri, SipUri):
-            return False
-        token = self.tokens.decode(uri.param(EDGE_ROUTE_PARAM) or "")
-        return token is not None and flow.remote != token.outside.remote
-
-    async def _route(self, request: SipRequest, flow: Flow) -> tuple[Forwarding, SipRequest]:
+    def _pop_own_routes(self, request: SipRequest) -> tuple[EdgeToken | None, SipRequest]:
+        """Remove the Route entries naming this edge; the token the last one carried."""
         routes = request.headers.values("Route")
         token: EdgeToken | None = None
         popped = 0
         for value in routes:
-            entry = NameAddr.parse(value)
-            if not self._is_own_uri(entry.uri):
+            uri = NameAddr.parse(value).uri
+            if not isinstance(uri, SipUri) or not self._is_own(uri.host, uri.port):
                 break
             popped += 1
-            assert isinstance(entry.uri, SipUri)
-            text = entry.uri.param(EDGE_ROUTE_PARAM)
+            text = uri.param(EDGE_ROUTE_PARAM)
             if text:
                 token = self.tokens.decode(text)
                 if token is None:
                     raise RouteRejectedError(403, "Invalid Route")
         if popped:
             request = request.with_headers(request.headers.replace_values("Route", routes[popped:]))
-        if token is not None:
-            return self._follow_token(token, flow), request
+        return token, request
+
+    async def _route_without_token(self, request: SipRequest, flow: Flow) -> Forwarding:
         if request.headers.values("Route"):
             raise RouteRejectedError(403, "Relaying Denied")
         if request.to.tag is not None:
             # In-dialog without our token: not a dialog that passed through this edge.
             raise RouteRejectedError(481)
-        return await self._route_initial(request, flow), request
+        return await self._route_initial(request, flow)
 
     def _follow_token(self, token: EdgeToken, flow: Flow) -> Forwarding:
         from_outside = (

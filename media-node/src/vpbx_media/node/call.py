@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy
+from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy, now_ms
 from vpbx_common.events import CallEventType
 
 from ..rtp.relay import Leg
@@ -34,7 +33,7 @@ from ..sip.dialog import Dialog, DialogState
 from ..sip.headers import CSeq, NameAddr
 from ..sip.message import Headers, SipRequest, SipResponse, make_response
 from ..sip.transaction import ClientTransaction, ServerTransaction, new_call_id, new_tag
-from ..sip.transport import Address, Flow, TransportKind
+from ..sip.transport import Flow, TransportKind, flow_to
 from ..sip.uri import SipUri
 from .bindings import Binding
 
@@ -45,6 +44,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
+# Methods a call leg of the node accepts (the node as a whole also takes REGISTER).
+ALLOW_IN_CALL = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 
 
 class CallState(Enum):
@@ -122,12 +123,11 @@ class CallPlan:
     caller_display: str | None
     targets: list[Target]
     ring_timeout_s: float
-    empty_reason: EndReason = EndReason.UNAVAILABLE
 
 
 @dataclass(slots=True)
 class CallTimes:
-    start_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    start_ms: int = field(default_factory=now_ms)
     answer_ms: int | None = None
     end_ms: int | None = None
 
@@ -159,7 +159,6 @@ class Call:
         self.hangup_by = HangupBy.SYSTEM
         self.final_status = 0
         self.answered_by = ""
-        self.done = asyncio.Event()
 
     # --- logging and state ------------------------------------------------
 
@@ -207,16 +206,14 @@ class Call:
     async def _run(self) -> None:
         self.node.journal_begin(self)
         if not self.plan.targets:
-            self._reject(480, self.plan.empty_reason)
+            self._reject(480, EndReason.UNAVAILABLE)
             return
         try:
             offer = SessionDescription.parse(self.request.body)
             negotiation = negotiate(offer)
-        except NotAcceptableError as exc:
-            self._reject(488, EndReason.FAILED, str(exc)[:80])
-            return
-        except SdpError as exc:
-            self._reject(400, EndReason.FAILED, f"Bad SDP: {exc}"[:80])
+        except SdpError as exc:  # 488 when no codec is common, 400 when malformed
+            prefix = "" if isinstance(exc, NotAcceptableError) else "Bad SDP: "
+            self._reject(exc.status_code, EndReason.FAILED, f"{prefix}{exc}"[:80])
             return
         self.relay = await self.node.open_relay(self.call_id)
         self.relay.set_remote(Leg.A, *negotiation.endpoint)
@@ -266,16 +263,14 @@ class Call:
         headers = headers.add("Call-ID", new_call_id(self.node.sip_address.host))
         headers = headers.add("CSeq", str(CSeq(1, "INVITE")))
         headers = headers.add("Contact", f"<{self.node.contact_uri}>")
-        headers = headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
+        headers = headers.add("Allow", ALLOW_IN_CALL)
         if self.plan.label:
             headers = headers.add("X-Vpbx-Label", self.plan.label)
         headers = headers.add("Content-Type", SDP)
         request = SipRequest("INVITE", contact, headers, body)
         first_hop = NameAddr.parse(binding.path[0]).uri if binding.path else contact
         assert isinstance(first_hop, SipUri)
-        kind = TransportKind.TCP if first_hop.transport == "tcp" else TransportKind.UDP
-        flow = Flow(kind, Address(first_hop.host.strip("[]"), first_hop.port or 5060))
-        leg = OutboundLeg(target=target, request=request, flow=flow)
+        leg = OutboundLeg(target=target, request=request, flow=flow_to(first_hop))
         self.legs.append(leg)
         self.node.register_leg(self, request.call_id)
         leg.task = asyncio.get_running_loop().create_task(self._drive_leg(leg))
@@ -355,7 +350,7 @@ class Call:
             self._reject(488, EndReason.FAILED)
             return
         self.relay.set_remote(Leg.B, *endpoint)
-        self.times.answer_ms = int(time.time() * 1000)
+        self.times.answer_ms = now_ms()
         self.answered_by = leg.target.extension
         self.final_status = 200
         contact = f"<{self.node.contact_uri}>"
@@ -369,7 +364,7 @@ class Call:
                 extra=[
                     *self._record_route(),
                     ("Contact", contact),
-                    ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"),
+                    ("Allow", ALLOW_IN_CALL),
                 ],
                 body=caller_answer,
                 content_type=SDP,
@@ -419,7 +414,7 @@ class Call:
             return
         if request.method == "BYE":
             transaction.respond(make_response(request, 200))
-            self.times.end_ms = int(time.time() * 1000)
+            self.times.end_ms = now_ms()
             self.hangup_by = HangupBy.CALLER if event.side is Side.CALLER else HangupBy.CALLEE
             self.end_reason = EndReason.COMPLETED
             self._set_state(CallState.ENDED)
@@ -506,7 +501,7 @@ class Call:
 
     async def _finish(self) -> None:
         if self.times.end_ms is None:
-            self.times.end_ms = int(time.time() * 1000)
+            self.times.end_ms = now_ms()
         self._cancel_forks()
         for leg in self.legs:
             if leg.task is not None and not leg.task.done():
@@ -527,7 +522,6 @@ class Call:
         )
         self.node.publish(self, CallEventType.ENDED)
         self.node.call_finished(self, record)
-        self.done.set()
 
     def record(self) -> CallRecord:
         return CallRecord.build(
@@ -542,7 +536,7 @@ class Call:
             answered_by=self.answered_by,
             start_ms=self.times.start_ms,
             answer_ms=self.times.answer_ms,
-            end_ms=max(self.times.end_ms or int(time.time() * 1000), self.times.start_ms),
+            end_ms=max(self.times.end_ms or now_ms(), self.times.start_ms),
             end_reason=self.end_reason,
             sip_status=self.final_status,
             hangup_by=self.hangup_by,

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from vpbx_common.cdr import CallRecord, Direction, EndReason, OpenCall
+from vpbx_common.cdr import CallRecord, Direction, EndReason, OpenCall, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventType, events_channel
 from vpbx_common.nodeconfig import NodeConfig
@@ -31,13 +31,13 @@ from ..sip.transaction import ServerTransaction, TransactionLayer, TransactionUs
 from ..sip.transport import Address, Flow
 from ..sip.uri import SipUri
 from .bindings import BindingStore
-from .call import Call, CallPlan, Side, Target
+from .call import ALLOW_IN_CALL, Call, CallPlan, Side, Target
 from .journal import SpoolWriter
 from .registrar import Authenticator, Registrar
 
 logger = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER"
+ALLOW = f"{ALLOW_IN_CALL}, REGISTER"
 DEFAULT_EXTENSION_RING_S = 30.0
 
 
@@ -296,7 +296,7 @@ class NodeService:
             number=call.plan.number,
             caller=call.plan.caller,
             callee=callee,
-            at_ms=int(time.time() * 1000),
+            at_ms=now_ms(),
             end_reason=str(call.end_reason) if event_type is CallEventType.ENDED else "",
             label=call.plan.label,
         )
@@ -373,7 +373,7 @@ class NodeService:
 
     def recover(self) -> int:
         """Turn calls a crashed predecessor left open into CDRs (end reason node-lost)."""
-        recovered = self.spool.recover_open_calls(int(time.time() * 1000))
+        recovered = self.spool.recover_open_calls(now_ms())
         for record in recovered:
             logger.warning(
                 "call=%s tenant=%s recovered as %s",

@@ -64,6 +64,3 @@ class PortAllocator:
             raise ValueError(f"RTP port {port} was not allocated by this allocator")
         self._in_use.remove(port)
         self._free.append(port)
-
-    def __contains__(self, port: object) -> bool:
-        return port in self._in_use

@@ -47,8 +47,10 @@ from typing import Any
 
 from ..sdp import MediaEndpoint
 from .packet import (
+    RTCP_HEADER_SIZE,
     RTCP_PT_MAX,
     RTCP_PT_MIN,
+    RTP_HEADER_SIZE,
     ReceiverReport,
     ReportBlock,
     RtcpPacket,
@@ -57,13 +59,13 @@ from .packet import (
     SdesItemType,
     SourceDescription,
 )
-from .ports import PortAllocator, PortsExhaustedError
+from .ports import PortAllocator
 
 logger = logging.getLogger(__name__)
 
 _SEQ_SSRC = struct.Struct("!H4xI")
-_RTP_MIN_SIZE = 12
-_RTCP_MIN_SIZE = 8
+_RTP_MIN_SIZE = RTP_HEADER_SIZE
+_RTCP_MIN_SIZE = RTCP_HEADER_SIZE + 4  # header plus the sender's SSRC
 _VERSION_MASK = 0xC0
 _VERSION_2 = 0x80
 _SEQ_MOD = 1 << 16
@@ -272,10 +274,7 @@ class _LegState:
         )
 
     def admit_rtp(self, addr: tuple[Any, ...], data: bytes, loop_time: float, call_id: str) -> bool:
-        """Whether a packet from a source other than the latched one is taken (and latched)."""
-        if len(data) < _RTP_MIN_SIZE or data[0] & _VERSION_MASK != _VERSION_2:
-            self.malformed += 1
-            return False
+        """Whether a well-formed packet from a source other than the latched one is taken."""
         if self.rtp_source is None:
             self.latch_rtp(addr, "first packet", call_id)
             return True
@@ -379,11 +378,12 @@ class _RtpProtocol(_LegProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         leg = self._leg
-        if addr != leg.rtp_source:
-            if not leg.admit_rtp(addr, data, self._loop.time(), self._call_id):
-                return
-        elif len(data) < _RTP_MIN_SIZE or data[0] & _VERSION_MASK != _VERSION_2:
+        if len(data) < _RTP_MIN_SIZE or data[0] & _VERSION_MASK != _VERSION_2:
             leg.malformed += 1
+            return
+        if addr != leg.rtp_source and not leg.admit_rtp(
+            addr, data, self._loop.time(), self._call_id
+        ):
             return
         peer = self._peer
         if RTCP_PT_MIN <= data[1] <= RTCP_PT_MAX:
@@ -512,7 +512,8 @@ class MediaRelay:
     async def _bind(self, state: _LegState, peer: _LegState) -> None:
         loop = asyncio.get_running_loop()
         last_error: OSError | None = None
-        for _ in range(min(_BIND_ATTEMPTS, max(self._ports.capacity, 1))):
+        # allocate() raises PortsExhaustedError itself when the range is used up.
+        for _ in range(min(_BIND_ATTEMPTS, self._ports.capacity)):
             port = self._ports.allocate()
             rtp: asyncio.DatagramTransport | None = None
             try:
@@ -538,8 +539,6 @@ class MediaRelay:
             state.rtp_transport = rtp
             state.rtcp_transport = rtcp
             return
-        if last_error is None:
-            raise PortsExhaustedError(self._ports.start, self._ports.end, self._ports.in_use)
         raise OSError(
             f"call {self.call_id}: no bindable RTP port pair on {self.address} "
             f"after {_BIND_ATTEMPTS} tries: {last_error}"

@@ -7,7 +7,7 @@ from enum import Enum
 
 from .headers import CSeq, NameAddr
 from .message import Headers, SipRequest, SipResponse
-from .transport import Address, Flow, TransportKind
+from .transport import Flow, flow_to
 from .uri import SipUri, Uri
 
 # Requests that refresh the remote target and so carry a Contact (RFC 3261 12.2,
@@ -140,8 +140,7 @@ class Dialog:
         """Where an in-dialog request goes: the first route, else the remote target."""
         target = self.route_set[0].uri if self.route_set else self.remote_target
         if isinstance(target, SipUri):
-            kind = TransportKind.TCP if target.transport == "tcp" else TransportKind.UDP
-            return Flow(kind, Address(target.host.strip("[]"), target.port or 5060))
+            return flow_to(target)
         if fallback is None:
             raise ValueError(f"cannot route to {target}")
         return fallback

@@ -24,6 +24,7 @@ from enum import Enum
 from vpbx_common.sipauth import DigestAlgorithm, digest_hash, ha1
 
 from .errors import SipParseError
+from .headers import quote_string
 
 __all__ = [
     "AuthOutcome",
@@ -117,10 +118,6 @@ def _read_quoted(text: str, pos: int, header: str, name: str) -> tuple[str, int]
     raise DigestParseError(f"{header}: unterminated quoted value of {name!r}")
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _require(params: dict[str, str], name: str, header: str) -> str:
     value = params.get(name)
     if value is None:
@@ -164,12 +161,12 @@ class DigestChallenge:
         )
 
     def __str__(self) -> str:
-        parts = [f"realm={_quote(self.realm)}"]
+        parts = [f"realm={quote_string(self.realm)}"]
         if self.qop:
-            parts.append(f"qop={_quote(', '.join(self.qop))}")
-        parts += [f"algorithm={self.algorithm.value}", f"nonce={_quote(self.nonce)}"]
+            parts.append(f"qop={quote_string(', '.join(self.qop))}")
+        parts += [f"algorithm={self.algorithm.value}", f"nonce={quote_string(self.nonce)}"]
         if self.opaque is not None:
-            parts.append(f"opaque={_quote(self.opaque)}")
+            parts.append(f"opaque={quote_string(self.opaque)}")
         if self.stale:
             parts.append("stale=true")
         return "Digest " + ", ".join(parts)
@@ -225,21 +222,21 @@ class DigestCredentials:
 
     def __str__(self) -> str:
         parts = [
-            f"username={_quote(self.username)}",
-            f"realm={_quote(self.realm)}",
-            f"nonce={_quote(self.nonce)}",
-            f"uri={_quote(self.uri)}",
-            f"response={_quote(self.response)}",
+            f"username={quote_string(self.username)}",
+            f"realm={quote_string(self.realm)}",
+            f"nonce={quote_string(self.nonce)}",
+            f"uri={quote_string(self.uri)}",
+            f"response={quote_string(self.response)}",
             f"algorithm={self.algorithm.value}",
         ]
         if self.qop is not None:
             parts += [
                 f"qop={self.qop}",
                 f"nc={self.nc or 0:08x}",
-                f"cnonce={_quote(self.cnonce or '')}",
+                f"cnonce={quote_string(self.cnonce or '')}",
             ]
         if self.opaque is not None:
-            parts.append(f"opaque={_quote(self.opaque)}")
+            parts.append(f"opaque={quote_string(self.opaque)}")
         return "Digest " + ", ".join(parts)
 
 

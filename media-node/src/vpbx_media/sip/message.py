@@ -82,7 +82,8 @@ class Header:
 
 def _name_key(name: str) -> str:
     # Header names are case-insensitive (RFC 3261 section 7.3.5); canonical_name
-    # keeps the spelling of unknown names, so comparisons also fold case.
+    # keeps the spelling of unknown names, so comparisons also fold case. Stored
+    # names are canonical already, so only the name looked up needs this.
     return canonical_name(name).lower()
 
 
@@ -105,13 +106,13 @@ class Headers:
     def get(self, name: str) -> str | None:
         key = _name_key(name)
         for header in self.items:
-            if _name_key(header.name) == key:
+            if header.name.lower() == key:
                 return header.value
         return None
 
     def lines(self, name: str) -> list[str]:
         key = _name_key(name)
-        return [header.value for header in self.items if _name_key(header.name) == key]
+        return [header.value for header in self.items if header.name.lower() == key]
 
     def values(self, name: str) -> list[str]:
         """Every value of a header; list headers are split on their commas."""
@@ -136,14 +137,14 @@ class Headers:
         key = _name_key(name)
         items = list(self.items)
         for index, header in enumerate(items):
-            if _name_key(header.name) == key:
+            if header.name.lower() == key:
                 items.insert(index, Header(wanted, value))
                 return Headers(tuple(items))
         return Headers((Header(wanted, value), *items))
 
     def remove(self, name: str) -> Headers:
         key = _name_key(name)
-        return Headers(tuple(h for h in self.items if _name_key(h.name) != key))
+        return Headers(tuple(h for h in self.items if h.name.lower() != key))
 
     def set(self, name: str, value: str) -> Headers:
         """Replace every line of the header with one line, keeping its position."""
@@ -152,7 +153,7 @@ class Headers:
         items: list[Header] = []
         placed = False
         for header in self.items:
-            if _name_key(header.name) == key:
+            if header.name.lower() == key:
                 if not placed:
                     items.append(Header(wanted, value))
                     placed = True
@@ -169,7 +170,7 @@ class Headers:
         items: list[Header] = []
         placed = False
         for header in self.items:
-            if _name_key(header.name) == key:
+            if header.name.lower() == key:
                 if not placed:
                     items.extend(Header(wanted, v) for v in values)
                     placed = True
@@ -247,7 +248,7 @@ class _MessageFields:
         lines.extend(
             f"{h.name}: {h.value}"
             for h in self.headers.items
-            if _name_key(h.name) != _CONTENT_LENGTH_KEY
+            if h.name.lower() != _CONTENT_LENGTH_KEY
         )
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
@@ -265,9 +266,6 @@ class SipRequest(_MessageFields):
 
     def with_headers(self, headers: Headers) -> SipRequest:
         return replace(self, headers=headers)
-
-    def with_uri(self, uri: Uri) -> SipRequest:
-        return replace(self, uri=uri)
 
     def with_body(self, body: bytes, content_type: str | None = None) -> SipRequest:
         headers = (
@@ -305,10 +303,6 @@ class SipResponse(_MessageFields):
             self.headers if content_type is None else self.headers.set("Content-Type", content_type)
         )
         return replace(self, body=body, headers=headers)
-
-    @property
-    def is_provisional(self) -> bool:
-        return self.status < 200
 
     @property
     def is_success(self) -> bool:

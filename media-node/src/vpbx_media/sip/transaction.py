@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from .headers import CSeq, NameAddr, Via
+from .headers import CSeq, Via
 from .message import Headers, SipMessage, SipRequest, SipResponse, make_response
 from .transport import (
-    Address,
     Flow,
     SipTransport,
     TransportError,
@@ -619,13 +618,3 @@ class TransactionLayer:
             port=local.port,
             params=(("branch", new_branch()), ("rport", None)),
         )
-
-
-def flow_for_uri_target(host: str, port: int | None, transport: str) -> Flow:
-    kind = TransportKind.TCP if transport.lower() == "tcp" else TransportKind.UDP
-    return Flow(kind, Address(host.strip("[]"), port or 5060))
-
-
-def contact_of(message: SipMessage) -> NameAddr | None:
-    contacts = message.contacts
-    return contacts[0] if contacts else None

@@ -28,7 +28,7 @@ from .message import (
     parse_message,
     reason_phrase,
 )
-from .uri import set_param
+from .uri import SipUri, set_param
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ class Flow:
     transport: TransportKind
     remote: Address
     connection_id: int | None = None
+
+
+def flow_to(uri: SipUri) -> Flow:
+    """The flow a request to `uri` takes (RFC 3263 without DNS: host, port, transport)."""
+    kind = TransportKind.TCP if uri.transport == "tcp" else TransportKind.UDP
+    return Flow(kind, Address(uri.host.strip("[]"), uri.port or 5060))
 
 
 class MessageSink(Protocol):
@@ -225,14 +231,12 @@ class SipTransport:
         *,
         advertised_host: str | None = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
-        tcp: bool = True,
     ) -> None:
         self.host = host
         self.port = port
         self.advertised_host = advertised_host or host
         self.sink: MessageSink | None = sink
         self.max_message_size = max_message_size
-        self.enable_tcp = tcp
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._connections: dict[int, _TcpConnection] = {}
@@ -245,23 +249,33 @@ class SipTransport:
         return Address(self.advertised_host, self.port)
 
     async def start(self) -> None:
+        # With port 0 the UDP socket picks the port and TCP must follow; another TCP
+        # socket may already hold that number, so a few fresh picks are allowed.
+        attempts = 5 if self.port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                await self._bind(self.port if attempts == 1 else 0)
+                return
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+
+    async def _bind(self, port: int) -> None:
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
+            lambda: _UdpProtocol(self), local_addr=(self.host, port)
         )
+        bound: int = udp.get_extra_info("sockname")[1]
+        try:
+            self._tcp_server = await loop.create_server(
+                lambda: _TcpConnection(self, next(self._ids)), self.host, bound
+            )
+        except OSError:
+            # Do not leave the UDP socket bound when the transport cannot start.
+            udp.close()
+            raise
         self._udp = udp
-        if self.port == 0:
-            self.port = udp.get_extra_info("sockname")[1]
-        if self.enable_tcp:
-            try:
-                self._tcp_server = await loop.create_server(
-                    lambda: _TcpConnection(self, next(self._ids)), self.host, self.port
-                )
-            except OSError:
-                # Do not leave the UDP socket bound when the transport cannot start.
-                udp.close()
-                self._udp = None
-                raise
+        self.port = bound
 
     async def stop(self) -> None:
         if self._tcp_server is not None:

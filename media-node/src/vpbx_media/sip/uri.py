@@ -38,11 +38,6 @@ def get_param(params: Params, name: str) -> str | None:
     return None
 
 
-def has_param(params: Params, name: str) -> bool:
-    lowered = name.lower()
-    return any(key.lower() == lowered for key, _ in params)
-
-
 def set_param(params: Params, name: str, value: str | None) -> Params:
     lowered = name.lower()
     kept = tuple((k, v) for k, v in params if k.lower() != lowered)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Self, TypeVar
+
+
+def now_ms() -> int:
+    """Wall-clock time as CDRs store it: integer epoch milliseconds."""
+    return time.time_ns() // 1_000_000
 
 
 class Direction(StrEnum):

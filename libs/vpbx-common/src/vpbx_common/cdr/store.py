@@ -28,7 +28,7 @@ from vpbx_common.cdr.migrations import (
     VERSION_COLUMN,
     row_version,
 )
-from vpbx_common.cdr.record import CallRecord, Direction, EndReason, HangupBy
+from vpbx_common.cdr.record import CallRecord, Direction, EndReason, HangupBy, now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -69,26 +69,8 @@ def sql_literal(value: SqlValue) -> str:
 
 
 def record_row(record: CallRecord) -> tuple[SqlValue, ...]:
-    return (
-        record.call_id,
-        record.tenant,
-        record.city,
-        record.node,
-        record.direction.value,
-        record.caller,
-        record.dialled,
-        record.label,
-        record.answered_by,
-        record.start_ms,
-        record.answer_ms,
-        record.end_ms,
-        record.ring_ms,
-        record.talk_ms,
-        record.end_reason.value,
-        record.sip_status,
-        record.hangup_by.value,
-        row_version(record),
-    )
+    fields = record.to_json()
+    return (*(fields[column] for column in RECORD_COLUMNS), row_version(record))
 
 
 def record_from_row(row: Row) -> CallRecord:
@@ -152,7 +134,7 @@ class CdrStore(ABC):
                     conn.execute(statement)
                 conn.insert(
                     f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_ms) VALUES",
-                    [(migration.version, migration.name, int(time.time() * 1000))],
+                    [(migration.version, migration.name, now_ms())],
                 )
                 applied_now.append(migration.version)
         return applied_now
