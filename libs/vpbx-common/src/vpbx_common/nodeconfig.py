@@ -151,3 +151,11 @@ def compile_node_config(
         numbers=_numbers(tenant.name, numbers),
     )
     return compiled.with_version()
+
+
+CONFIG_CHANNEL_PREFIX = "vpbx:config:"
+
+
+def config_channel(tenant: str) -> str:
+    """The Redis pub/sub channel announcing that ``tenant``'s config changed."""
+    return CONFIG_CHANNEL_PREFIX + tenant

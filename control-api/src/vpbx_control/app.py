@@ -1,0 +1,131 @@
+"""The control API app factory: ``create_app(settings)``; nothing connects at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from fastapi import FastAPI
+
+from . import health
+from .apikeys.router import router as api_keys_router
+from .auth.credentials import CredentialVerifier
+from .auth.passwords import Passwords
+from .auth.ratelimit import LoginLimiter, MemoryFailureCounter, RedisFailureCounter
+from .auth.router import router as auth_router
+from .auth.tokens import TokenSigner
+from .context import AppContext
+from .db.migrate import upgrade
+from .db.session import Database
+from .errors import install_error_handlers
+from .groups.router import router as groups_router
+from .ivr.router import router as ivr_router
+from .nodeconfig.publisher import ConfigPublisher
+from .nodeconfig.router import router as nodeconfig_router
+from .numbers.backends import open_number_store
+from .numbers.router import router as numbers_router
+from .numbers.store import NumberStore
+from .observability import Metrics, ObservabilityMiddleware
+from .platform.router import router as platform_router
+from .routeplans.router import router as route_plans_router
+from .schedules.router import router as schedules_router
+from .settings import ControlSettings
+from .users.router import router as users_router
+from .webhooks.router import router as webhooks_router
+
+logger = logging.getLogger(__name__)
+
+ROUTERS = (
+    health.router,
+    auth_router,
+    numbers_router,
+    users_router,
+    groups_router,
+    schedules_router,
+    ivr_router,
+    route_plans_router,
+    webhooks_router,
+    api_keys_router,
+    platform_router,
+    nodeconfig_router,
+)
+
+DESCRIPTION = """\
+Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
+ring groups, schedules, IVR menus, route plans, webhooks and API keys.
+
+Authenticate with `Authorization: Bearer <token>`, where the token is a user access
+token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform
+admin token. Every error has the body `{"error_id", "message", "details"}`.
+Updates accept `If-Match` with the ETag of a previous read and answer 412 when
+somebody else changed the object in between.
+"""
+
+
+def build_context(
+    settings: ControlSettings, metrics: Metrics, number_store: NumberStore | None = None
+) -> AppContext:
+    redis_client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    counter = RedisFailureCounter(redis_client) if redis_client else MemoryFailureCounter()
+    signer = TokenSigner(
+        settings.token_secret.get_secret_value().encode(), settings.access_token_ttl_s
+    )
+    return AppContext(
+        settings=settings,
+        database=Database(settings.database_url, echo=settings.database_echo),
+        redis=redis_client,
+        passwords=Passwords(),
+        credentials=CredentialVerifier(
+            platform_token=settings.platform_admin_token.get_secret_value(),
+            service_token=settings.service_token.get_secret_value(),
+            signer=signer,
+        ),
+        login_limiter=LoginLimiter(
+            counter,
+            per_account=settings.login_failures_per_account,
+            per_address=settings.login_failures_per_address,
+            window_s=settings.login_window_s,
+        ),
+        publisher=ConfigPublisher(redis_client),
+        numbers=number_store or open_number_store(settings, redis_client),
+        metrics=metrics,
+    )
+
+
+def create_app(
+    settings: ControlSettings,
+    *,
+    number_store: NumberStore | None = None,
+    migrate: bool = True,
+) -> FastAPI:
+    settings.check_secrets()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade(settings.database_url)
+        context = build_context(settings, metrics, number_store)
+        app.state.context = context
+        await context.numbers.start()
+        try:
+            yield
+        finally:
+            await context.numbers.stop()
+            await context.database.dispose()
+            if context.redis is not None:
+                await context.redis.aclose()
+
+    app = FastAPI(
+        title="vpbx control API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

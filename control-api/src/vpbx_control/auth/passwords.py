@@ -1,0 +1,28 @@
+"""Password hashing (argon2id) with a constant-time path for unknown accounts."""
+
+from __future__ import annotations
+
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+
+class Passwords:
+    def __init__(self, *, time_cost: int = 2, memory_cost: int = 19 * 1024) -> None:
+        # OWASP's argon2id floor: 19 MiB, 2 iterations, 1 lane.
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=1)
+        # Verified against when the account does not exist, so timing does not tell.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash or self._dummy, password) and bool(stored_hash)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)

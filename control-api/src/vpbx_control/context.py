@@ -1,0 +1,29 @@
+"""Everything the app holds for its lifetime, built by the app factory's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+
+from .auth.credentials import CredentialVerifier
+from .auth.passwords import Passwords
+from .auth.ratelimit import LoginLimiter
+from .db.session import Database
+from .nodeconfig.publisher import ConfigPublisher
+from .numbers.store import NumberStore
+from .observability import Metrics
+from .settings import ControlSettings
+
+
+@dataclass
+class AppContext:
+    settings: ControlSettings
+    database: Database
+    redis: redis.Redis | None
+    passwords: Passwords
+    credentials: CredentialVerifier
+    login_limiter: LoginLimiter
+    publisher: ConfigPublisher
+    numbers: NumberStore
+    metrics: Metrics

@@ -1,0 +1,31 @@
+"""Imports every table, so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from __future__ import annotations
+
+from ..apikeys.models import ApiKeyRow
+from ..groups.models import GroupMemberRow, GroupRow
+from ..ivr.models import IvrMenuRow, PromptRow
+from ..numbers.models import PoolNumberRow
+from ..routeplans.models import RoutePlanRow
+from ..schedules.models import ScheduleRow
+from ..tenants.models import TenantRow
+from ..users.models import DeviceRow, UserRow
+from ..webhooks.models import WebhookDeliveryRow, WebhookRow
+from .base import Base
+
+__all__ = [
+    "ApiKeyRow",
+    "Base",
+    "DeviceRow",
+    "GroupMemberRow",
+    "GroupRow",
+    "IvrMenuRow",
+    "PoolNumberRow",
+    "PromptRow",
+    "RoutePlanRow",
+    "ScheduleRow",
+    "TenantRow",
+    "UserRow",
+    "WebhookDeliveryRow",
+    "WebhookRow",
+]

@@ -1,0 +1,58 @@
+"""List pagination, and ETag / If-Match handling shared by every resource."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Header, Query
+from pydantic import BaseModel, Field
+
+from .errors import PreconditionFailed
+
+ItemT = TypeVar("ItemT")
+
+MAX_PAGE = 200
+
+
+class Page(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    total: int = Field(description="number of items matching the filters, over all pages")
+    limit: int
+    offset: int
+
+
+class PageParams(BaseModel):
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0)
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 50,
+    offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+) -> PageParams:
+    return PageParams(limit=limit, offset=offset)
+
+
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="the ETag from a previous read; a stale one gets 412 instead of a lost update",
+    ),
+]
+
+
+def revision_etag(revision: int) -> str:
+    return f'"{revision}"'
+
+
+def check_if_match(if_match: str | None, current_etag: str) -> None:
+    """Refuse an update made from a stale read. No header means "overwrite"."""
+    if if_match is None:
+        return
+    candidates = {tag.strip() for tag in if_match.split(",")}
+    weak_current = current_etag.removeprefix("W/")
+    if "*" in candidates:
+        return
+    if not any(tag.removeprefix("W/") == weak_current for tag in candidates):
+        raise PreconditionFailed()

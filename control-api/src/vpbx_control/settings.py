@@ -1,0 +1,58 @@
+"""Control API settings (environment variables with the VPBX_ prefix)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from vpbx_common.settings import CommonSettings, require_real_secret
+
+
+class NumberStoreKind(enum.StrEnum):
+    LOCAL = "local"  # a manifest file on disk, used by `vpbx up`
+    KUBERNETES = "kubernetes"  # Number custom resources through the Kubernetes API
+
+
+class ControlSettings(CommonSettings):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    database_url: str = "sqlite+aiosqlite:///var/control.db"
+    database_echo: bool = False
+
+    # Platform operator's token: manages tenants and the number pool.
+    platform_admin_token: SecretStr = SecretStr("local-dev-secret")
+    # Media nodes present this token to read their compiled config.
+    service_token: SecretStr = SecretStr("local-dev-secret")
+    # Signs user access tokens (HS256).
+    token_secret: SecretStr = SecretStr("local-dev-secret")
+    access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
+
+    # Login brute-force limits: failures per window before 429.
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_window_s: int = 900
+
+    number_store: NumberStoreKind = NumberStoreKind.LOCAL
+    # Local number store: where provisioned Number manifests live (vpbx up).
+    local_numbers_file: Path = Path("var/numbers.yaml")
+    # Kubernetes number store.
+    kube_namespace: str = "vpbx"
+    kubeconfig: Path | None = None
+
+    # Webhook delivery.
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 6
+    webhook_retry_base_s: float = 2.0
+
+    # Local mode seeds the database from a platform file (examples/demo.yaml).
+    seed_file: Path | None = None
+
+    def check_secrets(self) -> None:
+        for name, value in (
+            ("VPBX_PLATFORM_ADMIN_TOKEN", self.platform_admin_token),
+            ("VPBX_SERVICE_TOKEN", self.service_token),
+            ("VPBX_TOKEN_SECRET", self.token_secret),
+        ):
+            require_real_secret(name, value, local=self.is_local)

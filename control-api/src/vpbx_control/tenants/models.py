@@ -1,0 +1,29 @@
+"""The control API's copy of a tenant: the Tenant custom resource plus its plan limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db.base import Base, utcnow
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)  # the Tenant's name
+    display_name: Mapped[str] = mapped_column(String(200))
+    sip_domain: Mapped[str] = mapped_column(String(253), unique=True)
+    cities: Mapped[list[Any]] = mapped_column(default=list)
+    # Plan limits; 0 means unlimited.
+    seats: Mapped[int] = mapped_column(Integer, default=0)
+    numbers: Mapped[int] = mapped_column(Integer, default=0)
+    concurrent_calls: Mapped[int] = mapped_column(Integer, default=0)
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, server_default=func.current_timestamp()
+    )

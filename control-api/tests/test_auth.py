@@ -1,0 +1,114 @@
+"""Login, token kinds, brute-force limits and the error body."""
+
+from __future__ import annotations
+
+from tests.services.control_api import ApiHarness, bearer
+
+from vpbx_control.auth.principal import Role
+
+
+async def test_login_returns_a_bearer_token_that_identifies_the_user(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    user = await api.add_user("acme", role=Role.SUPERVISOR, email="boss@acme.example")
+    response = await api.client.post(
+        "/v1/auth/login",
+        json={"email": "Boss@Acme.example", "password": "correct horse battery staple"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    me = await api.client.get("/v1/auth/me", headers=bearer(body["access_token"]))
+    assert me.status_code == 200
+    assert me.json() == {
+        "kind": "user",
+        "tenant_id": "acme",
+        "role": "supervisor",
+        "user_id": str(user.id),
+    }
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    await api.add_user("acme", email="a@acme.example")
+    wrong = await api.client.post(
+        "/v1/auth/login", json={"email": "a@acme.example", "password": "nope"}
+    )
+    unknown = await api.client.post(
+        "/v1/auth/login", json={"email": "ghost@acme.example", "password": "nope"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert wrong.json()["error_id"] == "not-authenticated"
+
+
+async def test_repeated_failures_lock_the_account_but_not_others(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    await api.add_user("acme", email="victim@acme.example", password="right")
+    await api.add_user("acme", email="other@acme.example", password="right")
+    limit = api.settings.login_failures_per_account
+    for _ in range(limit):
+        response = await api.client.post(
+            "/v1/auth/login", json={"email": "victim@acme.example", "password": "guess"}
+        )
+        assert response.status_code == 401
+    locked = await api.client.post(
+        "/v1/auth/login", json={"email": "victim@acme.example", "password": "right"}
+    )
+    assert locked.status_code == 429
+    assert locked.json()["error_id"] == "too-many-requests"
+    assert int(locked.headers["Retry-After"]) > 0
+    other = await api.client.post(
+        "/v1/auth/login", json={"email": "other@acme.example", "password": "right"}
+    )
+    assert other.status_code == 200
+
+
+async def test_one_address_is_limited_across_accounts(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    for attempt in range(api.settings.login_failures_per_address):
+        response = await api.client.post(
+            "/v1/auth/login", json={"email": f"u{attempt}@acme.example", "password": "x"}
+        )
+        assert response.status_code == 401
+    blocked = await api.client.post(
+        "/v1/auth/login", json={"email": "fresh@acme.example", "password": "x"}
+    )
+    assert blocked.status_code == 429
+
+
+async def test_garbage_and_missing_credentials_are_401(api: ApiHarness) -> None:
+    for headers in ({}, bearer("garbage"), bearer("vpbx_" + "0" * 32 + "_nope")):
+        response = await api.client.get("/v1/auth/me", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error_id"] == "not-authenticated"
+
+
+async def test_api_key_and_platform_token_are_recognised(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    key_me = await api.client.get("/v1/auth/me", headers=await api.api_key("acme"))
+    assert key_me.json()["kind"] == "api-key"
+    assert key_me.json()["tenant_id"] == "acme"
+    platform_me = await api.client.get("/v1/auth/me", headers=api.platform)
+    assert platform_me.status_code == 403
+
+
+async def test_validation_error_names_the_field(api: ApiHarness) -> None:
+    response = await api.client.post("/v1/auth/login", json={"email": "a@b.c"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error_id"] == "validation-failed"
+    assert [d["field"] for d in body["details"]] == ["body.password"]
+
+
+async def test_health_and_docs_are_served(api: ApiHarness) -> None:
+    assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+    assert (await api.client.get("/readyz")).json() == {"status": "ready"}
+    assert (await api.client.get("/docs")).status_code == 200
+    document = (await api.client.get("/openapi.json")).json()
+    assert "/v1/auth/login" in document["paths"]
+
+
+async def test_metrics_count_requests_by_route_template(api: ApiHarness) -> None:
+    await api.client.get("/healthz")
+    text = (await api.client.get("/metrics")).text
+    assert 'vpbx_api_requests_total{method="GET",route="/healthz",status="200"}' in text

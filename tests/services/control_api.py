@@ -1,0 +1,171 @@
+"""Fixtures and harness for the control API: a real app on PostgreSQL and Redis, driven over httpx.
+
+Setup data (tenants, users, API keys) is written straight into the database,
+so a test of one resource does not depend on the endpoints of another.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from vpbx_control.apikeys.models import ApiKeyRow
+from vpbx_control.app import create_app
+from vpbx_control.auth.credentials import ApiKeySecret
+from vpbx_control.auth.principal import Role
+from vpbx_control.context import AppContext
+from vpbx_control.settings import ControlSettings
+from vpbx_control.tenants.models import TenantRow
+from vpbx_control.users.models import UserRow
+
+PLATFORM_TOKEN = "test-platform-admin-token"
+SERVICE_TOKEN = "test-media-node-service-token"
+
+
+def control_settings(**overrides: Any) -> ControlSettings:
+    values: dict[str, Any] = {
+        "mode": "test",
+        "platform_admin_token": SecretStr(PLATFORM_TOKEN),
+        "service_token": SecretStr(SERVICE_TOKEN),
+        "token_secret": SecretStr("test-token-signing-secret-0123456789"),
+    }
+    values.update(overrides)
+    return ControlSettings(**values)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class ApiHarness:
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: ControlSettings
+    _tokens: dict[tuple[str, Role], dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def context(self) -> AppContext:
+        context: AppContext = self.app.state.context
+        return context
+
+    @property
+    def platform(self) -> dict[str, str]:
+        return bearer(PLATFORM_TOKEN)
+
+    @property
+    def node(self) -> dict[str, str]:
+        return bearer(SERVICE_TOKEN)
+
+    async def add_tenant(
+        self,
+        name: str,
+        *,
+        cities: tuple[str, ...] = ("msk",),
+        seats: int = 0,
+        numbers: int = 0,
+        concurrent_calls: int = 0,
+    ) -> TenantRow:
+        row = TenantRow(
+            id=name,
+            display_name=name.title(),
+            sip_domain=f"{name}.vpbx.test",
+            cities=list(cities),
+            seats=seats,
+            numbers=numbers,
+            concurrent_calls=concurrent_calls,
+            suspended=False,
+            revision=1,
+        )
+        async with self.context.database.session() as session:
+            session.add(row)
+            await session.commit()
+        return row
+
+    async def add_user(
+        self,
+        tenant: str,
+        *,
+        role: Role = Role.AGENT,
+        email: str | None = None,
+        password: str = "correct horse battery staple",  # noqa: S107
+        extension: str | None = None,
+        name: str = "Test User",
+        city: str | None = "msk",
+    ) -> UserRow:
+        row = UserRow(
+            id=uuid.uuid4(),
+            tenant_id=tenant,
+            email=email or f"{secrets.token_hex(4)}@{tenant}.example",
+            name=name,
+            password_hash=self.context.passwords.hash(password),
+            role=role,
+            extension=extension,
+            city=city,
+            rank=0,
+            skills=[],
+            settings={},
+            revision=1,
+            token_generation=1,
+        )
+        async with self.context.database.session() as session:
+            session.add(row)
+            await session.commit()
+        return row
+
+    async def login(self, email: str, password: str) -> dict[str, str]:
+        response = await self.client.post(
+            "/v1/auth/login", json={"email": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return bearer(response.json()["access_token"])
+
+    async def as_role(self, tenant: str, role: Role = Role.TENANT_ADMIN) -> dict[str, str]:
+        """Headers of a logged-in user with ``role`` in ``tenant`` (one user per pair)."""
+        key = (tenant, role)
+        if key not in self._tokens:
+            password = "pw-" + secrets.token_hex(8)
+            user = await self.add_user(tenant, role=role, password=password)
+            self._tokens[key] = await self.login(user.email, password)
+        return self._tokens[key]
+
+    async def api_key(self, tenant: str, role: Role = Role.TENANT_ADMIN) -> dict[str, str]:
+        key = ApiKeySecret.generate()
+        row = ApiKeyRow(
+            id=key.key_id,
+            tenant_id=tenant,
+            name="test key",
+            role=role,
+            secret_sha256=key.secret_sha256(),
+            revision=1,
+        )
+        async with self.context.database.session() as session:
+            session.add(row)
+            await session.commit()
+        return bearer(str(key))
+
+
+@pytest.fixture
+async def api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> AsyncIterator[ApiHarness]:
+    """A running control API on a fresh, migrated PostgreSQL database and an empty Redis."""
+
+    settings = control_settings(
+        database_url=postgres_url,
+        redis_url=flushed_redis,
+        local_numbers_file=tmp_path / "numbers.yaml",
+    )
+    app = create_app(settings, migrate=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://control") as client:
+            yield ApiHarness(app=app, client=client, settings=settings)
