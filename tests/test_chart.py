@@ -10,6 +10,7 @@ the same rendered manifests also go through a server-side dry run there.
 
 from __future__ import annotations
 
+import base64
 import copy
 import http.client
 import json
@@ -21,6 +22,7 @@ import subprocess
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +43,10 @@ GO_TOOLS_BUILD_TIMEOUT = 30 * 60
 COMMAND_TIMEOUT = 120
 RELEASE = "vpbx"
 NAMESPACE = "telephony"
+# The one value an install has to give: the control API (on by default) keeps
+# its data in PostgreSQL, whose URL comes from an existing Secret.
+DATABASE_SECRET = "postgresql.urlSecret.name=vpbx-postgresql"
+LOCAL_VALUES = CHART / "values-local.yaml"
 
 Manifest = dict[str, Any]
 
@@ -95,10 +101,14 @@ def helm_template(
     include_crds: bool = False,
     namespace: str = NAMESPACE,
     release: str = RELEASE,
+    database: bool = True,
 ) -> subprocess.CompletedProcess[str]:
+    """`helm template`; without values files, `database` names the PostgreSQL Secret."""
     command: list[str | Path] = [tools.helm, "template", release, CHART, "--namespace", namespace]
     for path in values:
         command += ["--values", path]
+    if database and not values:
+        command += ["--set", DATABASE_SECRET]
     for setting in settings:
         command += ["--set", setting]
     if include_crds:
@@ -114,6 +124,7 @@ def render(
     include_crds: bool = False,
     namespace: str = NAMESPACE,
     release: str = RELEASE,
+    database: bool = True,
 ) -> list[Manifest]:
     completed = helm_template(
         tools,
@@ -122,6 +133,7 @@ def render(
         include_crds=include_crds,
         namespace=namespace,
         release=release,
+        database=database,
     )
     assert completed.returncode == 0, completed.stderr
     return [doc for doc in yaml.safe_load_all(completed.stdout) if doc]
@@ -136,7 +148,11 @@ def workloads(manifests: Sequence[Manifest]) -> list[Manifest]:
 
 
 def media_node_template(manifests: Sequence[Manifest]) -> dict[str, Any]:
-    config_map = by_kind(manifests, "ConfigMap")[f"{RELEASE}-media-node"]
+    (config_map,) = [
+        doc
+        for doc in manifests
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].endswith("-media-node")
+    ]
     template: dict[str, Any] = json.loads(config_map["data"]["media-node.json"])
     return template
 
@@ -156,6 +172,26 @@ def pod_specs(manifests: Sequence[Manifest]) -> dict[str, dict[str, Any]]:
 
 def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
     return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def secret_ref(env: Mapping[str, Any], name: str) -> tuple[str, str]:
+    """(Secret name, key) an environment variable is read from."""
+    reference = env[name]["valueFrom"]["secretKeyRef"]
+    return reference["name"], reference["key"]
+
+
+def control_api_container(manifests: Sequence[Manifest]) -> dict[str, Any]:
+    pod = by_kind(manifests, "Deployment")[f"{RELEASE}-control-api"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    result: dict[str, Any] = container
+    return result
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a label selector with matchLabels only matches these labels."""
+    assert set(selector) <= {"matchLabels"}, "these policies select by matchLabels only"
+    match: Mapping[str, str] = selector.get("matchLabels", {})
+    return match.items() <= labels.items()
 
 
 @pytest.fixture(scope="module")
@@ -326,29 +362,47 @@ def test_skaffold_builds_every_image_and_feeds_them_to_the_chart() -> None:
 
 
 @integration
-@pytest.mark.parametrize("values", [(), (FULL_VALUES,)], ids=["default", "full"])
-def test_helm_lint(go_tools: GoTools, values: tuple[Path, ...]) -> None:
+@pytest.mark.parametrize(
+    ("values", "settings"),
+    [((), (DATABASE_SECRET,)), ((FULL_VALUES,), ()), ((LOCAL_VALUES,), ())],
+    ids=["default", "full", "local"],
+)
+def test_helm_lint(go_tools: GoTools, values: tuple[Path, ...], settings: tuple[str, ...]) -> None:
     command: list[str | Path] = [go_tools.helm, "lint", "--strict", CHART]
     for path in values:
         command += ["--values", path]
+    for setting in settings:
+        command += ["--set", setting]
     completed = run(command)
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
 @integration
-def test_default_render_runs_the_operator_but_not_the_unbuilt_components(
+def test_default_render_runs_the_operator_and_the_control_api(
     default_manifests: list[Manifest],
 ) -> None:
     deployments = by_kind(default_manifests, "Deployment")
-    assert set(deployments) == {f"{RELEASE}-operator"}
+    assert set(deployments) == {f"{RELEASE}-operator", f"{RELEASE}-control-api"}
     operator = deployments[f"{RELEASE}-operator"]
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"]["type"] == "Recreate"
     (container,) = operator["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["vpbx", "operator"]
     assert container["image"] == "vpbx/operator:0.1.0"
-    # No values given for secrets: the chart generates the signing secrets.
-    assert set(by_kind(default_manifests, "Secret")) == {f"{RELEASE}-signing"}
+    assert control_api_container(default_manifests)["image"] == "vpbx/control-api:0.1.0"
+    # No values given for secrets: the chart generates the signing secrets and tokens.
+    (secret,) = by_kind(default_manifests, "Secret").values()
+    assert secret["metadata"]["name"] == f"{RELEASE}-signing"
+    assert set(secret["data"]) == {
+        "edge-secret",
+        "nonce-secret",
+        "platform-admin-token",
+        "service-token",
+        "token-secret",
+    }
+    values = [base64.b64decode(value) for value in secret["data"].values()]
+    assert len(set(values)) == len(values), "every secret is generated on its own"
+    assert all(len(value) >= 32 for value in values)
     assert not by_kind(default_manifests, "ServiceMonitor")
 
 
@@ -406,7 +460,6 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
             ["edge.cities[0].name=Moscow City", "edge.cities[0].publicAddress=x"],
             "/edge/cities/0/name",
         ),
-        (["controlApi.enabled=true"], "at '/postgresql/urlSecret/name': minLength: got 0, want 1"),
         (["recordings.backend=s3"], "/recordings/s3"),
         (["recordings.backend=pvc"], "at '/recordings/pvc/existingClaim'"),
         (["containerSecurityContext.privileged=true"], "/containerSecurityContext/privileged"),
@@ -432,6 +485,34 @@ def test_bad_values_fail_with_a_message_naming_the_value(
     completed = helm_template(go_tools, settings=settings)
     assert completed.returncode != 0
     assert message in completed.stderr
+
+
+@integration
+@pytest.mark.parametrize(
+    ("settings", "component"),
+    [([], "controlApi"), (["controlApi.enabled=false", "crm.enabled=true"], "crm")],
+    ids=["control-api", "crm"],
+)
+def test_a_component_on_without_a_database_secret_fails_saying_how_to_fix_it(
+    go_tools: GoTools, settings: list[str], component: str
+) -> None:
+    completed = helm_template(go_tools, settings=settings, database=False)
+    assert completed.returncode != 0
+    assert f"{component}.enabled needs PostgreSQL" in completed.stderr
+    assert 'under the key "postgresql-url" and set postgresql.urlSecret.name' in completed.stderr
+    assert f"or set {component}.enabled=false" in completed.stderr
+
+
+@integration
+def test_without_the_control_api_no_database_is_needed_and_nodes_are_not_pointed_at_it(
+    go_tools: GoTools,
+) -> None:
+    manifests = render(go_tools, settings=["controlApi.enabled=false"], database=False)
+    assert set(by_kind(manifests, "Deployment")) == {f"{RELEASE}-operator"}
+    assert [doc for doc in manifests if "control-api" in doc["metadata"]["name"]] == []
+    env = env_of(media_node_template(manifests)["container"])
+    assert "VPBX_CONFIG_URL" not in env
+    assert "VPBX_SERVICE_TOKEN" not in env
 
 
 # --- rendered objects ----------------------------------------------------------
@@ -495,6 +576,109 @@ def test_media_nodes_get_grace_period_prestop_and_drain_timeout_from_values(
     assert full["container"]["image"] == "registry.example.com/vpbx/media-node:1.2.3"
     assert full["cityLabel"] == "vpbx.io/city"
     assert full["labels"]["app.kubernetes.io/component"] == "media-node"
+
+
+@integration
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_control_api_runs_in_cluster_mode_with_its_secrets_and_own_service_account(
+    which: str, default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    if which == "default":
+        manifests, tokens, database = default_manifests, f"{RELEASE}-signing", "vpbx-postgresql"
+    else:
+        manifests, tokens, database = full_manifests, "vpbx-signing", "vpbx-connections"
+    name = f"{RELEASE}-control-api"
+    deployment = by_kind(manifests, "Deployment")[name]
+    pod = deployment["spec"]["template"]["spec"]
+    # The Kubernetes number store talks to the API server with the pod's own token.
+    assert pod["serviceAccountName"] == name
+    assert pod["automountServiceAccountToken"] is True
+    assert by_kind(manifests, "ServiceAccount")[name]["automountServiceAccountToken"] is True
+    container = control_api_container(manifests)
+    assert container["command"] == ["vpbx", "control-api"]
+    env = env_of(container)
+    assert env["VPBX_HTTP_HOST"]["value"] == "0.0.0.0"
+    assert env["VPBX_HTTP_PORT"]["value"] == str(container["ports"][0]["containerPort"])
+    assert env["VPBX_NUMBER_STORE"]["value"] == "kubernetes"
+    assert env["VPBX_KUBE_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert secret_ref(env, "VPBX_DATABASE_URL") == (database, "postgresql-url")
+    assert secret_ref(env, "VPBX_PLATFORM_ADMIN_TOKEN") == (tokens, "platform-admin-token")
+    assert secret_ref(env, "VPBX_SERVICE_TOKEN") == (tokens, "service-token")
+    assert secret_ref(env, "VPBX_TOKEN_SECRET") == (tokens, "token-secret")
+    # Not local mode: the API refuses to start with development-default secrets.
+    shared = by_kind(manifests, "ConfigMap")[f"{RELEASE}-config"]["data"]
+    assert shared["VPBX_MODE"] == "cluster"
+    assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == [f"{RELEASE}-config"]
+    if which == "default":
+        assert shared["VPBX_REDIS_URL"] == "redis://redis:6379/0"
+    else:
+        assert secret_ref(env, "VPBX_REDIS_URL") == ("vpbx-connections", "redis-url")
+    # Ready only with the database and Redis reachable; migrations may take a while.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 300
+    service = by_kind(manifests, "Service")[name]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
+    ]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels)
+    assert f"{RELEASE}-control-api" in by_kind(manifests, "PodDisruptionBudget")
+
+
+@integration
+def test_every_reference_to_the_generated_secret_names_a_key_it_holds(go_tools: GoTools) -> None:
+    manifests = render(
+        go_tools, settings=["edge.cities[0].name=msk", "edge.cities[0].publicAddress=192.0.2.1"]
+    )
+    (secret,) = by_kind(manifests, "Secret").values()
+    references = {
+        (where, entry["name"]): entry["valueFrom"]["secretKeyRef"]["key"]
+        for where, spec in pod_specs(manifests).items()
+        for container in spec["containers"]
+        for entry in container.get("env", [])
+        if entry.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+        == secret["metadata"]["name"]
+    }
+    assert {variable for _, variable in references} == {
+        "VPBX_EDGE_SECRET",
+        "VPBX_NONCE_SECRET",
+        "VPBX_PLATFORM_ADMIN_TOKEN",
+        "VPBX_SERVICE_TOKEN",
+        "VPBX_TOKEN_SECRET",
+    }
+    assert {where: key for where, key in references.items() if key not in secret["data"]} == {}
+
+
+@integration
+def test_media_nodes_fetch_their_config_from_the_control_api_with_the_service_token(
+    go_tools: GoTools, default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    for manifests in (default_manifests, full_manifests):
+        env = env_of(media_node_template(manifests)["container"])
+        service = by_kind(manifests, "Service")[f"{RELEASE}-control-api"]
+        assert env["VPBX_CONFIG_URL"]["value"] == (
+            f"http://{RELEASE}-control-api.{NAMESPACE}.svc:{service['spec']['ports'][0]['port']}"
+            "/internal/v1/node-config"
+        )
+        # The token the control API checks is the one the nodes present.
+        assert secret_ref(env, "VPBX_SERVICE_TOKEN") == secret_ref(
+            env_of(control_api_container(manifests)), "VPBX_SERVICE_TOKEN"
+        )
+    elsewhere = render(
+        go_tools, settings=["controlApi.port=9100"], release="acme", namespace="pbx-prod"
+    )
+    env = env_of(media_node_template(elsewhere)["container"])
+    assert env["VPBX_CONFIG_URL"]["value"] == (
+        "http://acme-vpbx-control-api.pbx-prod.svc:9100/internal/v1/node-config"
+    )
+    assert by_kind(elsewhere, "Service")["acme-vpbx-control-api"]["spec"]["ports"][0]["port"] == (
+        9100
+    )
 
 
 def _edge(manifests: Sequence[Manifest], city: str, kind: str = "Deployment") -> Manifest:
@@ -584,13 +768,29 @@ def test_service_monitor_only_when_enabled(
     default_manifests: list[Manifest], full_manifests: list[Manifest]
 ) -> None:
     assert not by_kind(default_manifests, "ServiceMonitor")
-    (monitor,) = by_kind(full_manifests, "ServiceMonitor").values()
-    assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    metrics_service = by_kind(full_manifests, "Service")[f"{RELEASE}-operator-metrics"]
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= metrics_service["metadata"]["labels"].items()
-    assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
-    assert {port["name"] for port in metrics_service["spec"]["ports"]} == {"metrics"}
+    monitors = by_kind(full_manifests, "ServiceMonitor")
+    services = by_kind(full_manifests, "Service")
+    assert set(monitors) == {f"{RELEASE}-operator", f"{RELEASE}-control-api"}
+    for monitor_name, service_name, port in [
+        (f"{RELEASE}-operator", f"{RELEASE}-operator-metrics", "metrics"),
+        (f"{RELEASE}-control-api", f"{RELEASE}-control-api", "http"),
+    ]:
+        monitor = monitors[monitor_name]
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        # Exactly one Service of the release carries the labels the monitor selects.
+        selected = [
+            name
+            for name, service in services.items()
+            if selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+        ]
+        assert selected == [service_name], monitor_name
+        endpoints = monitor["spec"]["endpoints"]
+        assert [(endpoint["port"], endpoint["path"]) for endpoint in endpoints] == [
+            (port, "/metrics")
+        ]
+        assert port in {
+            service_port["name"] for service_port in services[service_name]["spec"]["ports"]
+        }
 
 
 @integration
@@ -616,6 +816,31 @@ def test_network_policies_cover_every_pod_the_release_runs(
         port for rule in media["spec"]["ingress"] for port in rule["ports"] if port.get("endPort")
     ]
     assert rtp == [{"port": 20000, "endPort": 29999, "protocol": "UDP"}]
+
+
+@integration
+def test_control_api_port_is_open_to_http_peers_nodes_and_prometheus(
+    default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    # No httpFrom: any source (every route authenticates).
+    policy = by_kind(default_manifests, "NetworkPolicy")[f"{RELEASE}-control-api"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    policies = by_kind(full_manifests, "NetworkPolicy")
+    peers = {
+        component: policies[f"{RELEASE}-{component}"]["spec"]["ingress"][0]["from"]
+        for component in ("control-api", "crm")
+    }
+    ingress = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    }
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert ingress in peers["control-api"]
+    assert ingress in peers["crm"]
+    # /metrics is on the control API's HTTP port; the CRM has no ServiceMonitor.
+    assert monitoring in peers["control-api"]
+    assert monitoring not in peers["crm"]
 
 
 @integration
@@ -813,79 +1038,139 @@ def test_api_server_accepts_the_rendered_manifests_in_a_dry_run(
     assert completed.stdout.count("(server dry run)") == len(manifests)
 
 
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+# (verb, "group/plural", namespace or "" for cluster-wide, subresource)
+Access = tuple[str, ...]
+
+
+def service_account_may(kube_api: KubeAPI, namespace: str, account: str, check: Access) -> bool:
+    """Whether the API server authorizes the ServiceAccount for one request."""
+    from kubernetes import client
+
+    verb, resource, *rest = check
+    where, subresource = (*rest, "", "")[:2]
+    # A SubjectAccessReview names the API group exactly; `kubectl auth can-i`
+    # would guess it from discovery, which knows no vpbx.io before the CRDs.
+    group, _, plural = resource.rpartition("/")
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{namespace}:{account}",
+            groups=[
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{namespace}",
+                "system:authenticated",
+            ],
+            resource_attributes=client.V1ResourceAttributes(
+                group=group,
+                resource=plural,
+                verb=verb,
+                namespace=where or None,
+                subresource=subresource or None,
+            ),
+        )
+    )
+    with kube_api.client() as api_client:
+        answer = client.AuthorizationV1Api(api_client).create_subject_access_review(review)
+    status = answer.status
+    assert status is not None
+    return bool(status.allowed)
+
+
+@contextmanager
+def applied_rbac(
+    go_tools: GoTools, kube_api: KubeAPI, namespace: str, release: str, tmp_path: Path
+) -> Iterator[None]:
+    """The release's ServiceAccounts and RBAC objects, applied for real (and removed)."""
+    manifests = [
+        doc
+        for doc in render(go_tools, namespace=namespace, release=release)
+        if doc["kind"] in RBAC_KINDS
+    ]
+    path = tmp_path / "rbac.yaml"
+    path.write_text(yaml.safe_dump_all(manifests))
+    kube_api.kubectl("apply", "-n", namespace, "-f", str(path))
+    try:
+        yield
+    finally:
+        # Namespaced objects go with the test's namespace; cluster-wide ones do not.
+        for doc in manifests:
+            if doc["kind"].startswith("Cluster"):
+                kube_api.kubectl("delete", doc["kind"], doc["metadata"]["name"], check=False)
+
+
 @integration
 def test_operator_rbac_allows_what_it_uses_and_nothing_more(
     go_tools: GoTools, kube_api: KubeAPI, kube_namespace: str, tmp_path: Path
 ) -> None:
-    from kubernetes import client
-
     release = f"rbac-{kube_namespace}"
-    manifests = [
-        doc
-        for doc in render(go_tools, namespace=kube_namespace, release=release)
-        if doc["kind"]
-        in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-    ]
-    path = tmp_path / "rbac.yaml"
-    path.write_text(yaml.safe_dump_all(manifests))
-    kube_api.kubectl("apply", "-n", kube_namespace, "-f", str(path))
     account = f"{release}-vpbx-operator"
+    allowed: list[Access] = [
+        ("watch", "vpbx.io/tenants"),
+        ("list", "vpbx.io/numbers"),
+        ("patch", "vpbx.io/numbers"),
+        ("patch", "vpbx.io/tenants", "", "status"),
+        ("update", "vpbx.io/numbers", "", "status"),
+        ("create", "/events", "default"),
+        ("create", "apps/deployments", kube_namespace),
+        ("delete", "/services", kube_namespace),
+        ("patch", "/configmaps", kube_namespace),
+        ("create", "policy/poddisruptionbudgets", kube_namespace),
+    ]
+    denied: list[Access] = [
+        ("delete", "vpbx.io/tenants"),
+        ("create", "vpbx.io/numbers"),
+        ("create", "apps/deployments", "default"),
+        ("get", "/secrets", kube_namespace),
+        ("create", "/pods", kube_namespace),
+        ("create", "coordination.k8s.io/leases", kube_namespace),
+        ("create", "rbac.authorization.k8s.io/clusterroles"),
+    ]
+    with applied_rbac(go_tools, kube_api, kube_namespace, release, tmp_path):
+        may = [c for c in allowed if not service_account_may(kube_api, kube_namespace, account, c)]
+        assert may == []
+        may_not = [c for c in denied if service_account_may(kube_api, kube_namespace, account, c)]
+        assert may_not == []
 
-    def can(verb: str, resource: str, namespace: str = "", subresource: str = "") -> bool:
-        # A SubjectAccessReview names the API group exactly; `kubectl auth can-i`
-        # would guess it from discovery, which knows no vpbx.io before the CRDs.
-        group, _, plural = resource.rpartition("/")
-        review = client.V1SubjectAccessReview(
-            spec=client.V1SubjectAccessReviewSpec(
-                user=f"system:serviceaccount:{kube_namespace}:{account}",
-                groups=[
-                    "system:serviceaccounts",
-                    f"system:serviceaccounts:{kube_namespace}",
-                    "system:authenticated",
-                ],
-                resource_attributes=client.V1ResourceAttributes(
-                    group=group,
-                    resource=plural,
-                    verb=verb,
-                    namespace=namespace or None,
-                    subresource=subresource or None,
-                ),
-            )
+
+@integration
+def test_control_api_rbac_manages_numbers_and_tenants_and_nothing_else(
+    go_tools: GoTools, kube_api: KubeAPI, kube_namespace: str, tmp_path: Path
+) -> None:
+    release = f"capi-{kube_namespace}"
+    account = f"{release}-vpbx-control-api"
+    # Tenants and Numbers are cluster-scoped: the rights hold cluster-wide.
+    number_verbs = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    allowed: list[Access] = [
+        *[(verb, "vpbx.io/numbers") for verb in number_verbs],
+        *[(verb, "vpbx.io/tenants") for verb in number_verbs if verb != "delete"],
+    ]
+    denied: list[Access] = [
+        ("delete", "vpbx.io/tenants"),
+        ("deletecollection", "vpbx.io/numbers"),
+        # Status belongs to the operator.
+        ("patch", "vpbx.io/numbers", "", "status"),
+        ("update", "vpbx.io/tenants", "", "status"),
+        ("get", "/secrets", kube_namespace),
+        ("list", "/secrets"),
+        ("create", "apps/deployments", kube_namespace),
+        ("patch", "apps/deployments", kube_namespace),
+        ("create", "/configmaps", kube_namespace),
+        ("create", "/pods", kube_namespace),
+        ("create", "/events", kube_namespace),
+        ("create", "rbac.authorization.k8s.io/rolebindings", kube_namespace),
+        ("impersonate", "/serviceaccounts", kube_namespace),
+    ]
+    with applied_rbac(go_tools, kube_api, kube_namespace, release, tmp_path):
+        may = [c for c in allowed if not service_account_may(kube_api, kube_namespace, account, c)]
+        assert may == []
+        may_not = [c for c in denied if service_account_may(kube_api, kube_namespace, account, c)]
+        assert may_not == []
+        # The operator's account gained nothing from the control API's RBAC.
+        operator = f"{release}-vpbx-operator"
+        assert not service_account_may(
+            kube_api, kube_namespace, operator, ("create", "vpbx.io/numbers")
         )
-        with kube_api.client() as api_client:
-            answer = client.AuthorizationV1Api(api_client).create_subject_access_review(review)
-        status = answer.status
-        assert status is not None
-        return bool(status.allowed)
-
-    try:
-        allowed = [
-            ("watch", "vpbx.io/tenants"),
-            ("list", "vpbx.io/numbers"),
-            ("patch", "vpbx.io/numbers"),
-            ("patch", "vpbx.io/tenants", "", "status"),
-            ("update", "vpbx.io/numbers", "", "status"),
-            ("create", "/events", "default"),
-            ("create", "apps/deployments", kube_namespace),
-            ("delete", "/services", kube_namespace),
-            ("patch", "/configmaps", kube_namespace),
-            ("create", "policy/poddisruptionbudgets", kube_namespace),
-        ]
-        denied = [
-            ("delete", "vpbx.io/tenants"),
-            ("create", "vpbx.io/numbers"),
-            ("create", "apps/deployments", "default"),
-            ("get", "/secrets", kube_namespace),
-            ("create", "/pods", kube_namespace),
-            ("create", "coordination.k8s.io/leases", kube_namespace),
-            ("create", "rbac.authorization.k8s.io/clusterroles"),
-        ]
-        assert [check for check in allowed if not can(*check)] == []
-        assert [check for check in denied if can(*check)] == []
-    finally:
-        for doc in manifests:
-            if doc["kind"].startswith("Cluster"):
-                kube_api.kubectl("delete", doc["kind"], doc["metadata"]["name"], check=False)
 
 
 @integration
@@ -896,7 +1181,8 @@ def test_operator_renders_valid_media_nodes_from_the_charts_template(
     from vpbx_operator.desired import desired_nodes
     from vpbx_operator.render import NodeTemplate, render_node, tenant_owner_reference
 
-    chart = media_node_template(render(go_tools, values=(FULL_VALUES,), namespace=kube_namespace))
+    manifests = render(go_tools, values=(FULL_VALUES,), namespace=kube_namespace)
+    chart = media_node_template(manifests)
     template = NodeTemplate.from_chart(chart, NodeTemplate())
     platform = load_platform_file(REPO / "examples" / "demo.yaml")
     [plan, *_] = desired_nodes(platform.tenants, platform.numbers, platform.configs)
@@ -916,5 +1202,89 @@ def test_operator_renders_valid_media_nodes_from_the_charts_template(
     assert completed.stdout.count("(server dry run)") == len(objects)
     kinds = {manifest["kind"] for manifest in objects}
     assert kinds == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
-    pod = next(m for m in objects if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    deployment = next(m for m in objects if m["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"][chart["cityLabel"]] == plan.city
+
+    # The node fetches its config from the release's control API with the service token.
+    (container,) = pod["containers"]
+    env = env_of(container)
+    assert env["VPBX_CONFIG_URL"]["value"] == (
+        f"http://{RELEASE}-control-api.{kube_namespace}.svc:8000/internal/v1/node-config"
+    )
+    assert secret_ref(env, "VPBX_SERVICE_TOKEN") == ("vpbx-signing", "service-token")
+    assert env["VPBX_TENANT"]["value"] == plan.tenant
+    assert env["VPBX_CITY"]["value"] == plan.city
+
+    # The chart's NetworkPolicies select the pods the operator made (it replaces
+    # the instance label), and the control API's admits them.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    policies = by_kind(manifests, "NetworkPolicy")
+    assert selects(policies[f"{RELEASE}-media-node"]["spec"]["podSelector"], labels)
+    (http_rule,) = policies[f"{RELEASE}-control-api"]["spec"]["ingress"]
+    pod_peers = [peer["podSelector"] for peer in http_rule["from"] if set(peer) == {"podSelector"}]
+    assert any(selects(peer, labels) for peer in pod_peers)
+    # ... while httpFrom narrows everyone else down (the full values set it).
+    assert not any(selects(peer, {"app.kubernetes.io/name": "other"}) for peer in pod_peers)
+
+
+@integration
+def test_an_upgrade_keeps_the_generated_secrets_and_adds_new_ones(
+    go_tools: GoTools, kube_api: KubeAPI, kube_namespace: str, tmp_path: Path
+) -> None:
+    release = "keep"
+    name = f"{release}-vpbx-signing"
+    # What an install of the chart from before the control API left behind.
+    kube_api.kubectl(
+        "create",
+        "secret",
+        "generic",
+        name,
+        "-n",
+        kube_namespace,
+        "--from-literal=edge-secret=edge-from-the-first-install",
+        "--from-literal=nonce-secret=nonce-from-the-first-install",
+    )
+
+    def upgrade() -> dict[str, str]:
+        # --dry-run=server lets the chart's lookup see the API, as `helm upgrade` does.
+        completed = run(
+            [
+                go_tools.helm,
+                "template",
+                release,
+                CHART,
+                "--namespace",
+                kube_namespace,
+                "--set",
+                DATABASE_SECRET,
+                "--dry-run=server",
+                "--kubeconfig",
+                kube_api.kubeconfig,
+                "--show-only",
+                "templates/secret.yaml",
+            ],
+            env=kube_api.environ(),
+        )
+        assert completed.returncode == 0, completed.stderr
+        secret: Manifest = yaml.safe_load(completed.stdout)
+        path = tmp_path / "secret.yaml"
+        path.write_text(completed.stdout)
+        kube_api.kubectl("apply", "-n", kube_namespace, "-f", str(path))
+        return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+    first = upgrade()
+    assert first["edge-secret"] == "edge-from-the-first-install"
+    assert first["nonce-secret"] == "nonce-from-the-first-install"
+    for key in ("platform-admin-token", "service-token", "token-secret"):
+        assert len(first[key]) == 48, key
+    assert upgrade() == first, "a second upgrade must not change any secret"
+
+    # The node Service (port 5060, which the routing table names) reaches the
+    # container on whatever port the chart's template listens on.
+    service = next(m for m in objects if m["kind"] == "Service")
+    container_ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    for port in service["spec"]["ports"]:
+        assert port["port"] == 5060
+        assert port["targetPort"] in container_ports
+    assert set(container_ports.values()) == {int(env["VPBX_SIP_PORT"]["value"])}

@@ -102,7 +102,7 @@ async def test_validation_error_names_the_field(api: ApiHarness) -> None:
 
 async def test_health_and_docs_are_served(api: ApiHarness) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
-    assert (await api.client.get("/readyz")).json() == {"status": "ready"}
+    assert (await api.client.get("/readyz")).json() == {"status": "ready", "problems": {}}
     assert (await api.client.get("/docs")).status_code == 200
     document = (await api.client.get("/openapi.json")).json()
     assert "/v1/auth/login" in document["paths"]

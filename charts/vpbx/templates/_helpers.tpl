@@ -83,6 +83,41 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- include "vpbx.componentName" (dict "root" . "suffix" "operator") -}}
 {{- end -}}
 
+{{/* Name of the control API's Deployment, Service, ServiceAccount and RBAC objects. */}}
+{{- define "vpbx.controlApiName" -}}
+{{- include "vpbx.componentName" (dict "root" . "suffix" "control-api") -}}
+{{- end -}}
+
+{{/* Where media nodes fetch their compiled config; the node appends /<tenant>/<city>. */}}
+{{- define "vpbx.nodeConfigURL" -}}
+{{- printf "http://%s.%s.svc:%d/internal/v1/node-config" (include "vpbx.controlApiName" .) .Release.Namespace (int .Values.controlApi.port) -}}
+{{- end -}}
+
+{{/*
+Fails rendering when a component that keeps its data in PostgreSQL is on and
+no Secret with the URL is named. Argument: root, component (the values key).
+*/}}
+{{- define "vpbx.requireDatabase" -}}
+{{- if not .root.Values.postgresql.urlSecret.name -}}
+{{- fail (printf "%s.enabled needs PostgreSQL: create a Secret holding the database URL (postgresql+asyncpg://user:password@host:5432/vpbx) under the key %q and set postgresql.urlSecret.name to its name, or set %s.enabled=false" .component .root.Values.postgresql.urlSecret.key .component) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Labels of the media-node pods the operator renders. The operator replaces
+app.kubernetes.io/instance and managed-by with its own values, so
+vpbx.io/release names the release: the NetworkPolicies select nodes by it.
+*/}}
+{{- define "vpbx.mediaNodeLabels" -}}
+{{ include "vpbx.labels" (dict "root" . "component" "media-node") }}
+vpbx.io/release: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "vpbx.mediaNodeSelectorLabels" -}}
+app.kubernetes.io/component: media-node
+vpbx.io/release: {{ .Release.Name }}
+{{- end -}}
+
 {{/* Checksum of the shared settings ConfigMap: pods roll when it changes. */}}
 {{- define "vpbx.configChecksum" -}}
 {{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum -}}

@@ -1,7 +1,11 @@
 {{/*
 Deployment, Service and PodDisruptionBudget of an HTTP component (control API,
 CRM): `vpbx <command>` serving HTTP on .values.port with /healthz.
-Arguments: root (the top context), component, command, image, values.
+Arguments: root (the top context), component, command, image, values; optional:
+serviceAccount (runs under it with its token mounted; else no token at all),
+env (extra container env, a YAML list), readinessPath (default /healthz),
+startupSeconds (a startup probe on /healthz allowing that long, e.g. for
+database migrations, before liveness counts).
 */}}
 {{- define "vpbx.httpComponent" -}}
 {{- $root := .root -}}
@@ -30,7 +34,12 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
     spec:
+      {{- if .serviceAccount }}
+      serviceAccountName: {{ .serviceAccount }}
+      automountServiceAccountToken: true
+      {{- else }}
       automountServiceAccountToken: false
+      {{- end }}
       {{- with (include "vpbx.imagePullSecrets" $root) }}
       imagePullSecrets:
         {{- . | nindent 8 }}
@@ -58,9 +67,21 @@ spec:
             {{- include "vpbx.postgresqlEnv" $root | nindent 12 }}
             {{- include "vpbx.connectionEnv" $root | nindent 12 }}
             {{- include "vpbx.recordingsEnv" $root | nindent 12 }}
-          readinessProbe:
+            {{- with .env }}
+            {{- . | nindent 12 }}
+            {{- end }}
+          {{- with .startupSeconds }}
+          startupProbe:
             httpGet:
               path: /healthz
+              port: http
+            periodSeconds: 5
+            timeoutSeconds: 3
+            failureThreshold: {{ div (int .) 5 | max 1 }}
+          {{- end }}
+          readinessProbe:
+            httpGet:
+              path: {{ .readinessPath | default "/healthz" }}
               port: http
             initialDelaySeconds: 3
             periodSeconds: 10

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from . import health
 from .apikeys.router import router as api_keys_router
@@ -19,7 +20,8 @@ from .auth.tokens import TokenSigner
 from .context import AppContext
 from .db.migrate import upgrade
 from .db.session import Database
-from .errors import install_error_handlers
+from .deps import AllowAnyone
+from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
 from .ivr.router import router as ivr_router
 from .nodeconfig.publisher import ConfigPublisher
@@ -33,6 +35,7 @@ from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
 from .users.router import router as users_router
+from .webhooks.delivery import webhook_dispatcher
 from .webhooks.router import router as webhooks_router
 
 logger = logging.getLogger(__name__)
@@ -110,9 +113,12 @@ def create_app(
         context = build_context(settings, metrics, number_store)
         app.state.context = context
         await context.numbers.start()
+        app.state.webhook_dispatcher = dispatcher = webhook_dispatcher(context)
+        await dispatcher.start()
         try:
             yield
         finally:
+            await dispatcher.stop()
             await context.numbers.stop()
             await context.database.dispose()
             if context.redis is not None:
@@ -128,4 +134,36 @@ def create_app(
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)
+    document_common_errors(app)
     return app
+
+
+def _is_public(route: APIRoute) -> bool:
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        if isinstance(dependency.call, AllowAnyone):
+            return True
+        pending.extend(dependency.dependencies)
+    return False
+
+
+def document_common_errors(app: FastAPI) -> None:
+    """Errors any protected route or any request body can produce, in the OpenAPI document."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        if not _is_public(route):
+            route.responses.setdefault(
+                401, {"model": ErrorBody, "description": "no or bad credentials"}
+            )
+            route.responses.setdefault(
+                403, {"model": ErrorBody, "description": "the credential's role may not do this"}
+            )
+        if route.body_field is not None:
+            route.responses.setdefault(
+                400, {"model": ErrorBody, "description": "the body could not be parsed"}
+            )
+        route.responses.setdefault(
+            422, {"model": ErrorBody, "description": "invalid input; details name the fields"}
+        )

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from .deps import Context, Public
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process serves requests")
-async def healthz(_: Public) -> dict[str, str]:
-    return {"status": "ok"}
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
 
 
-@router.get("/readyz", summary="Readiness: the database (and Redis, if configured) answer")
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"], description="ready or unavailable")
+    problems: dict[str, str] = Field(
+        default_factory=dict, description="component -> what failed", examples=[{}]
+    )
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process serves requests")
+async def healthz(_: Public) -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: the database (and Redis, if configured) answer",
+    responses={503: {"model": Readiness, "description": "a dependency does not answer"}},
+)
 async def readyz(context: Context, _: Public) -> JSONResponse:
     problems: dict[str, str] = {}
     try:
@@ -28,8 +45,9 @@ async def readyz(context: Context, _: Public) -> JSONResponse:
         except Exception as exc:
             problems["redis"] = type(exc).__name__
     if problems:
-        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        body = Readiness(status="unavailable", problems=problems)
+        return JSONResponse(body.model_dump(), status_code=503)
+    return JSONResponse(Readiness(status="ready").model_dump())
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

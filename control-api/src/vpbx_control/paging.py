@@ -12,6 +12,8 @@ from .errors import PreconditionFailed
 ItemT = TypeVar("ItemT")
 
 MAX_PAGE = 200
+# Far beyond any real list; keeps the value inside a 64-bit SQL integer.
+MAX_OFFSET = 1_000_000_000
 
 
 class Page(BaseModel, Generic[ItemT]):
@@ -23,12 +25,12 @@ class Page(BaseModel, Generic[ItemT]):
 
 class PageParams(BaseModel):
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 50,
-    offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 

@@ -1,7 +1,9 @@
-"""Who refers to an object: deleting something a route, menu or group still uses is a 409.
+"""Who refers to an object: deleting something a route, menu, group or number still uses is a 409.
 
 Targets are stored as JSON documents (targets.py), so a reference is an id
 inside one of them; the documents of one tenant are few enough to scan.
+Numbers live in the number store, not the database: their ``spec.entry``
+holds ``<kind>:<uuid>``; pass ``numbers=context.numbers`` to check them too.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vpbx_common.manifests import entry_reference
+
 from .errors import Conflict, FieldProblem
 from .groups.models import GroupRow
 from .ivr.models import IvrMenuRow
+from .numbers.errors import NumberStoreUnavailable
+from .numbers.store import NumberStore, NumberStoreError
 from .routeplans.models import RoutePlanRow
 
 
@@ -37,7 +43,7 @@ async def referrers(session: AsyncSession, tenant_id: str, object_id: uuid.UUID)
             IvrMenuRow.options,
             IvrMenuRow.timeout_target,
             IvrMenuRow.invalid_target,
-        ).where(IvrMenuRow.tenant_id == tenant_id)
+        ).where(IvrMenuRow.tenant_id == tenant_id, IvrMenuRow.id != object_id)
     )
     found += [f"IVR menu {row[0]!r}" for row in menus if _mentions(row[1:], needle)]
     groups = await session.execute(
@@ -49,10 +55,32 @@ async def referrers(session: AsyncSession, tenant_id: str, object_id: uuid.UUID)
     return found
 
 
+async def number_referrers(numbers: NumberStore, tenant_id: str, object_id: uuid.UUID) -> list[str]:
+    """The tenant's numbers whose entry route is ``object_id`` (``<kind>:<uuid>``)."""
+    try:
+        tenant_numbers = await numbers.list_numbers(tenant_id)
+    except NumberStoreError as exc:
+        raise NumberStoreUnavailable(f"cannot check which numbers use it: {exc}") from exc
+    found: list[str] = []
+    for number in tenant_numbers:
+        reference = entry_reference(number.spec.entry)
+        if reference is not None and reference[1] == object_id:
+            found.append(f"number {number.spec.number} ({number.name})")
+    return found
+
+
 async def refuse_if_referenced(
-    session: AsyncSession, tenant_id: str, object_id: uuid.UUID, label: str
+    session: AsyncSession,
+    tenant_id: str,
+    object_id: uuid.UUID,
+    label: str,
+    *,
+    numbers: NumberStore | None = None,
 ) -> None:
+    """409 naming every referrer; with ``numbers`` also the numbers whose entry it is."""
     users = await referrers(session, tenant_id, object_id)
+    if numbers is not None:
+        users += await number_referrers(numbers, tenant_id, object_id)
     if users:
         raise Conflict(
             f"{label} is still used by {', '.join(users)}",

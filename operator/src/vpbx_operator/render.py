@@ -248,9 +248,11 @@ def render_node(
         "spec": {
             "type": "ClusterIP",
             "selector": {LABEL_INSTANCE: plan.name, LABEL_MANAGED_BY: MANAGED_BY},
+            # Named target ports: the chart's container template may listen elsewhere
+            # (mediaNode.sipPort); the Service, and so the routing table, stays on 5060.
             "ports": [
-                {"name": "sip-udp", "port": SIP_PORT, "targetPort": SIP_PORT, "protocol": "UDP"},
-                {"name": "sip-tcp", "port": SIP_PORT, "targetPort": SIP_PORT, "protocol": "TCP"},
+                {"name": "sip-udp", "port": SIP_PORT, "targetPort": "sip-udp", "protocol": "UDP"},
+                {"name": "sip-tcp", "port": SIP_PORT, "targetPort": "sip-tcp", "protocol": "TCP"},
             ],
         },
     }

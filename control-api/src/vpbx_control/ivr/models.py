@@ -22,6 +22,9 @@ class IvrMenuRow(TenantOwned, Base):
     timeout_s: Mapped[int] = mapped_column(Integer, default=5)
     timeout_target: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     invalid_target: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # How often the menu is replayed after a timeout or an invalid digit before
+    # the call goes to timeout_target / invalid_target (migration 0004).
+    max_retries: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
 
 
 class PromptRow(TenantOwned, Base):

@@ -1,5 +1,172 @@
+"""/v1/ivr-menus: voice menus (prompt, digit -> target, timeout and invalid-input targets)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile, status
+
+from ..deps import Context, Paging, Session, TenantAdmin, TenantMember
+from ..errors import error_responses
+from ..paging import IfMatchHeader, Page
+from .errors import PromptTooLarge
+from .models import IvrMenuRow, PromptRow
+from .schemas import IvrMenuCreate, IvrMenuOut, IvrMenuUpdate, PromptOut
+from .service import IvrMenuService
 
 router = APIRouter(prefix="/v1/ivr-menus", tags=["ivr-menus"])
+
+MAX_PROMPT_BYTES = 10 * 1024 * 1024
+
+
+def ivr_menu_service(session: Session, principal: TenantMember, context: Context) -> IvrMenuService:
+    return IvrMenuService(session, principal, context.publisher, context.numbers)
+
+
+Service = Annotated[IvrMenuService, Depends(ivr_menu_service)]
+
+
+def _out(row: IvrMenuRow, response: Response | None = None) -> IvrMenuOut:
+    if response is not None:
+        response.headers["ETag"] = row.etag()
+    return IvrMenuOut.model_validate(row, from_attributes=True)
+
+
+def _prompt_out(row: PromptRow) -> PromptOut:
+    return PromptOut.model_validate(row, from_attributes=True)
+
+
+@router.get("", response_model=Page[IvrMenuOut], summary="List IVR menus")
+async def list_ivr_menus(
+    _: TenantMember,
+    service: Service,
+    paging: Paging,
+    name: Annotated[str | None, Query(max_length=63, description="name contains")] = None,
+) -> Page[IvrMenuOut]:
+    rows, total = await service.list(paging, name)
+    return Page(
+        items=[_out(r) for r in rows], total=total, limit=paging.limit, offset=paging.offset
+    )
+
+
+@router.post(
+    "",
+    response_model=IvrMenuOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an IVR menu",
+    description=(
+        "Every target must exist in the tenant (404 naming the field, e.g. "
+        "`body.options.1.group_id`); a target leading back through a route plan or a "
+        "group to this menu is a route cycle (422). Upload a recording afterwards with "
+        "`POST /v1/ivr-menus/{id}/prompt`."
+    ),
+    responses=error_responses(404, 409, 422),
+)
+async def create_ivr_menu(
+    _: TenantAdmin, service: Service, body: IvrMenuCreate, response: Response
+) -> IvrMenuOut:
+    row = await service.create(body)
+    response.headers["Location"] = f"/v1/ivr-menus/{row.id}"
+    return _out(row, response)
+
+
+@router.get(
+    "/{menu_id}",
+    response_model=IvrMenuOut,
+    summary="Read an IVR menu",
+    responses=error_responses(404),
+)
+async def get_ivr_menu(
+    _: TenantMember, service: Service, menu_id: uuid.UUID, response: Response
+) -> IvrMenuOut:
+    return _out(await service.get(menu_id), response)
+
+
+@router.patch(
+    "/{menu_id}",
+    response_model=IvrMenuOut,
+    summary="Change an IVR menu",
+    description="Fields left out stay as they are; `timeout_target: null` means hang up.",
+    responses=error_responses(404, 409, 412, 422),
+)
+async def update_ivr_menu(
+    _: TenantAdmin,
+    service: Service,
+    menu_id: uuid.UUID,
+    body: IvrMenuUpdate,
+    response: Response,
+    if_match: IfMatchHeader = None,
+) -> IvrMenuOut:
+    return _out(await service.update(menu_id, body, if_match), response)
+
+
+@router.delete(
+    "/{menu_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete an IVR menu nothing routes to",
+    responses=error_responses(404, 409, 412),
+)
+async def delete_ivr_menu(
+    _: TenantAdmin, service: Service, menu_id: uuid.UUID, if_match: IfMatchHeader = None
+) -> Response:
+    await service.delete(menu_id, if_match)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{menu_id}/prompt",
+    response_model=PromptOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload the menu's prompt recording",
+    description=(
+        "Multipart upload, field `file`, at most 10 MB and 5 minutes. Accepted: WAV with "
+        "PCM 8/16/24/32-bit, IEEE float, or G.711 mu-law/A-law samples, mono or stereo, "
+        "any sample rate. The recording is converted to what the media nodes play "
+        "(8 kHz mono 16-bit PCM WAV) and becomes the menu's prompt "
+        "(`{kind: audio, prompt_id}`). Anything else is a 422 naming `file`."
+    ),
+    responses=error_responses(404, 412, 413, 422),
+)
+async def upload_prompt(
+    _: TenantAdmin,
+    service: Service,
+    menu_id: uuid.UUID,
+    file: Annotated[UploadFile, File(description="a WAV file, at most 10 MB")],
+    response: Response,
+    if_match: IfMatchHeader = None,
+) -> PromptOut:
+    data = await file.read(MAX_PROMPT_BYTES + 1)
+    if len(data) > MAX_PROMPT_BYTES:
+        raise PromptTooLarge(MAX_PROMPT_BYTES)
+    prompt = await service.upload_prompt(menu_id, file.filename, data, if_match)
+    response.headers["Location"] = f"/v1/ivr-menus/{menu_id}/prompt"
+    return _prompt_out(prompt)
+
+
+@router.get(
+    "/{menu_id}/prompt",
+    response_class=Response,
+    summary="Download the menu's prompt as the nodes play it",
+    description="The converted recording: 8 kHz mono 16-bit PCM WAV.",
+    responses={
+        200: {
+            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the prompt",
+        },
+        304: {"description": "If-None-Match matches: unchanged"},
+        **error_responses(404),
+    },
+)
+async def download_prompt(
+    _: TenantMember,
+    service: Service,
+    menu_id: uuid.UUID,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+) -> Response:
+    prompt = await service.prompt_audio(menu_id)
+    etag = f'"{prompt.sha256}"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content=prompt.audio, media_type="audio/wav", headers=headers)

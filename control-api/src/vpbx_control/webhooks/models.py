@@ -37,3 +37,6 @@ class WebhookDeliveryRow(TenantOwned, Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # One entry per attempt: {"attempt", "at", "status_code", "error", "duration_ms"}
+    # (migration 0004).
+    history: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")

@@ -1,0 +1,108 @@
+"""Request and response documents of /v1/groups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..targets import Target
+
+
+class Strategy(enum.StrEnum):
+    """How the members of a group are rung."""
+
+    RING_ALL = "ring-all"  # everybody at once
+    SEQUENTIAL = "sequential"  # one after the other, in list order
+    ROUND_ROBIN = "round-robin"  # one at a time, starting after the member that rang last
+    ESCALATING = "escalating"  # add the next member every escalation_interval_s
+    LEAST_RECENTLY_CALLED = "least-recently-called"
+    BY_RANK = "by-rank"  # highest qualification rank first
+
+
+# The media node refers to groups by name, and a number's entry made only of
+# digits is an extension: a group name starts with a letter (as in PbxConfig).
+GroupName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        description="lowercase letters, digits and '-', starting with a letter; "
+        "the media node refers to the group by this name",
+        examples=["support"],
+    ),
+]
+RingTimeout = Annotated[
+    int, Field(ge=5, le=600, description="seconds the group rings before the overflow")
+]
+EscalationInterval = Annotated[
+    int,
+    Field(ge=2, le=120, description="escalating: seconds between adding the next member"),
+]
+MAX_MEMBERS = 200
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemberIn(_Strict):
+    user_id: uuid.UUID
+    weight: int = Field(default=1, ge=1, le=100, description="share of calls among equals")
+
+
+class GroupCreate(_Strict):
+    name: GroupName
+    strategy: Strategy = Strategy.RING_ALL
+    ring_timeout_s: RingTimeout = 30
+    escalation_interval_s: EscalationInterval = 10
+    overflow: Target | None = Field(
+        default=None,
+        description="where the call goes when nobody answers; null = hang up",
+        examples=[{"type": "voicemail", "user_id": None}],
+    )
+    members: list[MemberIn] = Field(
+        default_factory=list,
+        max_length=MAX_MEMBERS,
+        description="in ringing order (sequential, escalating); users need an extension",
+        examples=[[{"user_id": "5f0c6a52-4a4b-4c39-9a53-2f6f3e1f7a10", "weight": 1}]],
+    )
+
+
+class GroupUpdate(_Strict):
+    """Only the fields given change; ``members``, when given, replaces the whole list."""
+
+    name: GroupName | None = None
+    strategy: Strategy | None = None
+    ring_timeout_s: RingTimeout | None = None
+    escalation_interval_s: EscalationInterval | None = None
+    overflow: Target | None = Field(default=None, description="null removes the overflow")
+    members: list[MemberIn] | None = Field(default=None, max_length=MAX_MEMBERS)
+
+
+class MemberOut(BaseModel):
+    user_id: uuid.UUID
+    extension: str | None
+    name: str
+    weight: int
+    position: int = Field(description="0-based place in the ringing order")
+
+
+class GroupOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    strategy: Strategy
+    ring_timeout_s: int
+    escalation_interval_s: int
+    overflow: Target | None
+    members: list[MemberOut]
+    last_member_id: uuid.UUID | None = Field(
+        description="round-robin: the user who rang last (reported by the media node)"
+    )
+    revision: int
+    created_at: dt.datetime
+    updated_at: dt.datetime

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..targets import Target
+
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^\S(.*\S)?$")]
+Digit = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"]
+Options = dict[Digit, Target]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AudioPrompt(_Strict):
+    """An uploaded recording (POST /v1/ivr-menus/{id}/prompt sets this for you)."""
+
+    kind: Literal["audio"] = "audio"
+    prompt_id: uuid.UUID = Field(description="an uploaded prompt of this tenant")
+
+
+class TonePrompt(_Strict):
+    """A generated sine tone."""
+
+    kind: Literal["tone"] = "tone"
+    frequency_hz: int = Field(default=440, ge=100, le=3400, description="within the phone band")
+    duration_ms: int = Field(default=500, ge=50, le=10_000)
+
+
+class TtsPrompt(_Strict):
+    """Text to speech. A placeholder for now: until the platform has a TTS engine,
+    the media node renders it as a short tone; the text is kept for when it does."""
+
+    kind: Literal["tts"] = "tts"
+    text: str = Field(min_length=1, max_length=1000, examples=["Press 1 for sales."])
+    language: str = Field(
+        default="ru-RU",
+        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+        description="BCP 47 language tag",
+        examples=["ru-RU", "en-US"],
+    )
+
+
+Prompt = Annotated[
+    AudioPrompt | TonePrompt | TtsPrompt,
+    Field(
+        discriminator="kind",
+        description=(
+            "What the caller hears: an uploaded recording (`audio`), a generated tone "
+            "(`tone`), or text to speech (`tts`; a placeholder the node plays as a tone "
+            "until a TTS engine exists)."
+        ),
+    ),
+]
+
+DEFAULT_PROMPT = TonePrompt()
+
+_OPTIONS_EXAMPLE: dict[str, Any] = {
+    "1": {"type": "group", "group_id": "3f0c8a52-2d0b-4a51-9d51-9c0b6b1f2a11"},
+    "0": {"type": "user", "user_id": "5b7e2a1c-8f4d-4f4e-a0a2-52a1c3e4d5f6"},
+}
+
+
+class _MenuFields(_Strict):
+    @field_validator(
+        "name", "prompt", "options", "timeout_s", "max_retries", mode="after", check_fields=False
+    )
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Update bodies: these may be left out, but not set to null.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+
+class IvrMenuCreate(_MenuFields):
+    name: Name = Field(examples=["main menu"])
+    prompt: Prompt = Field(
+        default=DEFAULT_PROMPT,
+        examples=[{"kind": "tts", "text": "Press 1 for sales, 0 for the operator."}],
+    )
+    options: Options = Field(
+        default_factory=dict,
+        description="digit (0-9, *, #) -> where the call goes",
+        examples=[_OPTIONS_EXAMPLE],
+    )
+    timeout_s: int = Field(default=5, ge=1, le=60, description="wait for a digit this long")
+    timeout_target: Target | None = Field(
+        default=None, description="after the retries, when no digit came; null = hang up"
+    )
+    invalid_target: Target | None = Field(
+        default=None, description="after the retries, when digits were wrong; null = hang up"
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=5, description="replays of the prompt after a timeout or wrong digit"
+    )
+
+
+class IvrMenuUpdate(_MenuFields):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "options": {
+                        "1": {"type": "group", "group_id": _OPTIONS_EXAMPLE["1"]["group_id"]}
+                    },
+                    "timeout_target": None,
+                }
+            ]
+        },
+    )
+
+    name: Name | None = None
+    prompt: Prompt | None = None
+    options: Options | None = Field(default=None, description="replaces all options")
+    timeout_s: int | None = Field(default=None, ge=1, le=60)
+    timeout_target: Target | None = None
+    invalid_target: Target | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=5)
+
+
+class IvrMenuOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    prompt: Prompt
+    options: Options
+    timeout_s: int
+    timeout_target: Target | None
+    invalid_target: Target | None
+    max_retries: int
+    revision: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _stored_prompt(cls, value: object) -> object:
+        # A menu written outside the API (seeded) may have no prompt yet: it plays the default.
+        return value or DEFAULT_PROMPT
+
+
+class PromptOut(BaseModel):
+    """An uploaded prompt, as stored: 8 kHz mono 16-bit PCM WAV."""
+
+    id: uuid.UUID
+    ivr_menu_id: uuid.UUID | None
+    name: str = Field(description="the uploaded file's name")
+    duration_ms: int
+    sha256: str = Field(description="of the converted WAV")
+    sample_rate: Literal[8000] = 8000
+    channels: Literal[1] = 1
+    created_at: dt.datetime

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vpbx_common.manifests import entry_reference
+
+from ..auth.principal import Principal
+from ..errors import Unavailable
+from ..nodeconfig.publisher import ConfigPublisher
+from ..numbers.store import NumberStore, NumberStoreError
+from ..paging import PageParams, check_if_match
+from ..references import refuse_if_referenced
+from ..repository import TenantWork
+from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, ivr_menu_edges
+from ..routeplans.service import refuse_cycles
+from ..targets import Target, check_target
+from .audio import AudioError, ConvertedPrompt, convert_prompt
+from .errors import InvalidAudio, IvrMenuIsNumberEntry, IvrMenuNameTaken, NoAudioPrompt
+from .models import IvrMenuRow, PromptRow
+from .repository import IvrMenuRepository, PromptRepository
+from .schemas import AudioPrompt, IvrMenuCreate, IvrMenuUpdate, Options, Prompt
+
+_TARGET_FIELDS = ("timeout_target", "invalid_target")
+
+
+def _document(target: Target | None) -> dict[str, Any] | None:
+    return target.model_dump(mode="json") if target is not None else None
+
+
+def _mentions(document: object, menu_id: uuid.UUID) -> bool:
+    return isinstance(document, dict) and document.get("ivr_menu_id") == str(menu_id)
+
+
+class IvrMenuService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        publisher: ConfigPublisher,
+        numbers: NumberStore,
+    ) -> None:
+        self.session = session
+        self.tenant_id = principal.tenant
+        self.repository = IvrMenuRepository(session, principal.tenant)
+        self.prompts = PromptRepository(session, principal.tenant)
+        self.work = TenantWork(session, principal.tenant, publisher)
+        self.numbers = numbers
+
+    async def list(self, params: PageParams, name: str | None) -> tuple[list[IvrMenuRow], int]:
+        return await self.repository.page(self.repository.filtered(name), params)
+
+    async def get(self, menu_id: uuid.UUID) -> IvrMenuRow:
+        return await self.repository.get(menu_id)
+
+    async def create(self, body: IvrMenuCreate) -> IvrMenuRow:
+        if await self.repository.name_taken(body.name):
+            raise IvrMenuNameTaken(body.name)
+        await self._check_prompt(body.prompt)
+        await self._check_options(body.options)
+        for key in _TARGET_FIELDS:
+            await check_target(self.session, self.tenant_id, getattr(body, key), f"body.{key}")
+        menu_id = uuid.uuid4()
+        options = {digit: _document(target) for digit, target in body.options.items()}
+        timeout_target = _document(body.timeout_target)
+        invalid_target = _document(body.invalid_target)
+        await self._refuse_cycles(menu_id, body.name, options, timeout_target, invalid_target)
+        row = IvrMenuRow(
+            id=menu_id,
+            name=body.name,
+            prompt=body.prompt.model_dump(mode="json"),
+            options=options,
+            timeout_s=body.timeout_s,
+            timeout_target=timeout_target,
+            invalid_target=invalid_target,
+            max_retries=body.max_retries,
+            revision=1,
+        )
+        self.repository.add(row)
+        await self.work.commit()
+        return row
+
+    async def update(
+        self, menu_id: uuid.UUID, body: IvrMenuUpdate, if_match: str | None
+    ) -> IvrMenuRow:
+        row = await self.repository.get(menu_id)
+        check_if_match(if_match, row.etag())
+        renamed = body.name is not None and body.name != row.name
+        if renamed and await self.repository.name_taken(str(body.name)):
+            raise IvrMenuNameTaken(str(body.name))
+        if body.prompt is not None:
+            await self._check_prompt(body.prompt)
+        changes: dict[str, Any] = {}
+        if body.options is not None:
+            await self._check_options(body.options)
+            changes["options"] = {digit: _document(t) for digit, t in body.options.items()}
+        for key in _TARGET_FIELDS:
+            if key in body.model_fields_set:  # null is meaningful here: hang up
+                target = getattr(body, key)
+                await check_target(self.session, self.tenant_id, target, f"body.{key}")
+                changes[key] = _document(target)
+        if changes:
+            await self._refuse_cycles(
+                row.id,
+                body.name or row.name,
+                changes.get("options", row.options),
+                changes.get("timeout_target", row.timeout_target),
+                changes.get("invalid_target", row.invalid_target),
+            )
+        if body.prompt is not None:
+            changes["prompt"] = body.prompt.model_dump(mode="json")
+        for key in ("name", "timeout_s", "max_retries"):
+            if getattr(body, key) is not None:
+                changes[key] = getattr(body, key)
+        for key, value in changes.items():
+            setattr(row, key, value)
+        self.repository.touch(row)
+        await self.prompts.prune()
+        await self.work.commit()
+        return row
+
+    async def delete(self, menu_id: uuid.UUID, if_match: str | None) -> None:
+        row = await self.repository.get(menu_id)
+        check_if_match(if_match, row.etag())
+        # A menu that leads back to itself ("9: repeat") is not a reference that keeps it alive;
+        # drop those before asking who else uses it (the row goes anyway, or nothing is saved).
+        self._forget_self_references(row)
+        await self.session.flush()
+        await refuse_if_referenced(self.session, self.tenant_id, row.id, "IVR menu")
+        await self._refuse_if_number_entry(row)
+        await self.repository.delete(row)
+        await self.prompts.prune()
+        await self.work.commit()
+
+    async def upload_prompt(
+        self, menu_id: uuid.UUID, filename: str | None, data: bytes, if_match: str | None
+    ) -> PromptRow:
+        row = await self.repository.get(menu_id)
+        check_if_match(if_match, row.etag())
+        try:
+            converted: ConvertedPrompt = await asyncio.to_thread(convert_prompt, data)
+        except AudioError as exc:
+            raise InvalidAudio(str(exc)) from exc
+        prompt = self.prompts.add(
+            PromptRow(
+                id=uuid.uuid4(),
+                name=(filename or "prompt.wav")[:100],
+                ivr_menu_id=row.id,
+                duration_ms=converted.duration_ms,
+                audio=converted.wav,
+                sha256=converted.sha256,
+                revision=1,
+            )
+        )
+        row.prompt = AudioPrompt(prompt_id=prompt.id).model_dump(mode="json")
+        self.repository.touch(row)
+        await self.prompts.prune()
+        await self.work.commit()
+        return prompt
+
+    async def prompt_audio(self, menu_id: uuid.UUID) -> PromptRow:
+        row = await self.repository.get(menu_id)
+        if row.prompt.get("kind") != "audio":
+            raise NoAudioPrompt()
+        prompt = await self.prompts.find(uuid.UUID(str(row.prompt["prompt_id"])))
+        if prompt is None:
+            raise NoAudioPrompt()
+        return prompt
+
+    async def _check_prompt(self, prompt: Prompt) -> None:
+        if isinstance(prompt, AudioPrompt):
+            await self.prompts.referenced(prompt.prompt_id, "body.prompt.prompt_id")
+
+    async def _check_options(self, options: Options) -> None:
+        for digit, target in options.items():
+            await check_target(self.session, self.tenant_id, target, f"body.options.{digit}")
+
+    async def _refuse_cycles(
+        self,
+        menu_id: uuid.UUID,
+        name: str,
+        options: object,
+        timeout_target: object,
+        invalid_target: object,
+    ) -> None:
+        """Refuse a change that would close a route cycle (routeplans/graph.py decides which:
+        loops through a plan or group are refused, menus leading back to menus are fine)."""
+        change = ProposedChange(
+            node=NodeRef(NodeKind.IVR_MENU, menu_id),
+            name=name,
+            edges=ivr_menu_edges(options, timeout_target, invalid_target),
+        )
+        await refuse_cycles(self.session, self.tenant_id, change)
+
+    @staticmethod
+    def _forget_self_references(row: IvrMenuRow) -> None:
+        if any(_mentions(target, row.id) for target in row.options.values()):
+            row.options = {
+                digit: target
+                for digit, target in row.options.items()
+                if not _mentions(target, row.id)
+            }
+        for key in _TARGET_FIELDS:
+            if _mentions(getattr(row, key), row.id):
+                setattr(row, key, None)
+
+    async def _refuse_if_number_entry(self, row: IvrMenuRow) -> None:
+        try:
+            numbers = await self.numbers.list_numbers(self.tenant_id)
+        except NumberStoreError as exc:
+            raise Unavailable("the number store cannot be read; try again") from exc
+        entering = sorted(
+            number.spec.number
+            for number in numbers
+            if entry_reference(number.spec.entry) == ("ivr", row.id)
+        )
+        if entering:
+            raise IvrMenuIsNumberEntry(entering)

@@ -1,0 +1,284 @@
+"""Route plans: the documents of /v1/route-plans and the rules on their shape.
+
+A plan is an ordered list of steps; the call goes through them one after the
+other. A step that always ends the call (``ends_call``) must be the last of its
+list. A schedule step has two branches, each itself a step list; a branch that
+does not end the call goes on with the steps after the schedule step, so an
+empty branch means "just continue".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import ipaddress
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+
+from ..targets import E164, Target
+
+MAX_STEPS_PER_LIST = 50
+MAX_STEPS = 200  # in the whole plan, branches included
+MAX_DEPTH = 5  # schedule steps nested in schedule branches
+
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^\S(.*\S)?$")]
+Category = Annotated[
+    str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$", examples=["client"])
+]
+RingTimeout = Annotated[int, Field(ge=5, le=600, description="seconds to ring")]
+
+_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".svc", ".cluster.local")
+
+
+def _public_url(url: HttpUrl) -> HttpUrl:
+    """The media node calls this URL from inside the platform: keep it on the Internet."""
+    if url.username or url.password:
+        raise ValueError("put no credentials in the URL")
+    host = (url.host or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(_INTERNAL_SUFFIXES):
+        raise ValueError("the URL must be reachable on the Internet, not an internal name")
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return url
+    if not address.is_global:
+        raise ValueError("the URL must be reachable on the Internet, not a private address")
+    return url
+
+
+DecisionUrl = Annotated[
+    HttpUrl,
+    AfterValidator(_public_url),
+    Field(max_length=2048, examples=["https://crm.example.com/vpbx/route"]),
+]
+
+
+class HangupReason(enum.StrEnum):
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"
+    NORMAL = "normal"
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def ends_call(self) -> bool:
+        """Whether the call never goes on to the next step."""
+        return True
+
+    def children(self, at: str) -> Iterator[tuple[str, list[Step]]]:
+        """The nested step lists, with their field paths."""
+        return iter(())
+
+
+class ScheduleBranches(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    open: list[Step] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS_PER_LIST,
+        description="steps during working hours; empty = continue with the next step",
+    )
+    closed: list[Step] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS_PER_LIST,
+        description="steps outside working hours; empty = continue with the next step",
+    )
+
+
+class ScheduleStep(_Step):
+    """Branch on the schedule: open or closed right now."""
+
+    type: Literal["schedule"] = "schedule"
+    schedule_id: uuid.UUID
+    branches: ScheduleBranches
+
+    def ends_call(self) -> bool:
+        return _ends(self.branches.open) and _ends(self.branches.closed)
+
+    def children(self, at: str) -> Iterator[tuple[str, list[Step]]]:
+        yield f"{at}.branches.open", self.branches.open
+        yield f"{at}.branches.closed", self.branches.closed
+
+
+class CrmLookupStep(_Step):
+    """Look the caller up in the CRM.
+
+    A known client goes to their responsible manager (when ``to_responsible_manager``
+    and they have one), otherwise to the target of their category; an unknown
+    caller, or a category without a target, continues with the next step.
+    """
+
+    type: Literal["crm-lookup"] = "crm-lookup"
+    to_responsible_manager: bool = True
+    categories: dict[Category, Target] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="client category -> target",
+        examples=[
+            {"supplier": {"type": "group", "group_id": "6f1d1b0e-3f7a-4f5e-9d1c-0c1d2e3f4a5b"}}
+        ],
+    )
+
+    def ends_call(self) -> bool:
+        return False
+
+
+class HttpDecisionStep(_Step):
+    """Ask the tenant's own server where the call goes.
+
+    The media node POSTs the call (caller, number, tenant) to ``url`` and expects a
+    Target document back; on timeout, error or an unusable answer the call goes to
+    ``fallback``.
+    """
+
+    type: Literal["http-decision"] = "http-decision"
+    url: DecisionUrl
+    timeout_ms: int = Field(default=1500, ge=100, le=5000)
+    fallback: Target
+
+
+class IvrStep(_Step):
+    type: Literal["ivr"] = "ivr"
+    ivr_menu_id: uuid.UUID
+
+
+class GroupStep(_Step):
+    """Ring a group; when nobody answers, the next step (or the group's overflow if last)."""
+
+    type: Literal["group"] = "group"
+    group_id: uuid.UUID
+    ring_timeout_s: RingTimeout | None = Field(
+        default=None, description="overrides the group's ring timeout"
+    )
+
+    def ends_call(self) -> bool:
+        return False
+
+
+class QueueStep(_Step):
+    """Hold the call in the group's queue until a member is free, then the next step."""
+
+    type: Literal["queue"] = "queue"
+    group_id: uuid.UUID
+    max_wait_s: int = Field(default=300, ge=10, le=3600)
+    announce_position: bool = False
+
+    def ends_call(self) -> bool:
+        return False
+
+
+class UserStep(_Step):
+    """Ring one user; when they do not answer, the next step."""
+
+    type: Literal["user"] = "user"
+    user_id: uuid.UUID
+    ring_timeout_s: RingTimeout | None = None
+
+    def ends_call(self) -> bool:
+        return False
+
+
+class VoicemailStep(_Step):
+    type: Literal["voicemail"] = "voicemail"
+    user_id: uuid.UUID | None = Field(default=None, description="whose box; null = general box")
+
+
+class ForwardStep(_Step):
+    """Forward to an external number."""
+
+    type: Literal["forward"] = "forward"
+    number: E164
+
+
+class RoutePlanStep(_Step):
+    """Go on in another route plan."""
+
+    type: Literal["route-plan"] = "route-plan"
+    route_plan_id: uuid.UUID
+
+
+class HangupStep(_Step):
+    type: Literal["hangup"] = "hangup"
+    reason: HangupReason = HangupReason.NORMAL
+
+
+Step = Annotated[
+    ScheduleStep
+    | CrmLookupStep
+    | HttpDecisionStep
+    | IvrStep
+    | GroupStep
+    | QueueStep
+    | UserStep
+    | VoicemailStep
+    | ForwardStep
+    | RoutePlanStep
+    | HangupStep,
+    Field(discriminator="type"),
+]
+
+ScheduleBranches.model_rebuild()
+
+
+def _ends(steps: list[Step]) -> bool:
+    return any(step.ends_call() for step in steps)
+
+
+def walk(steps: list[Step], at: str, depth: int = 1) -> Iterator[tuple[str, list[Step], int]]:
+    """Every step list of a plan (the top one and all branches) with its path and depth."""
+    yield at, steps, depth
+    for index, step in enumerate(steps):
+        for path, branch in step.children(f"{at}[{index}]"):
+            yield from walk(branch, path, depth + 1)
+
+
+_EXAMPLE_STEPS = [
+    {
+        "type": "schedule",
+        "schedule_id": "0b5e2c4c-8c1e-4a53-9a7d-3c2f1e0d9b8a",
+        "branches": {
+            "open": [
+                {"type": "crm-lookup", "to_responsible_manager": True, "categories": {}},
+                {"type": "group", "group_id": "6f1d1b0e-3f7a-4f5e-9d1c-0c1d2e3f4a5b"},
+            ],
+            "closed": [{"type": "voicemail", "user_id": None}],
+        },
+    },
+    {"type": "hangup", "reason": "unavailable"},
+]
+
+
+class RoutePlanCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(examples=["sales"])
+    steps: list[Step] = Field(
+        min_length=1, max_length=MAX_STEPS_PER_LIST, examples=[_EXAMPLE_STEPS]
+    )
+
+
+class RoutePlanUpdate(BaseModel):
+    """Only the fields given change; ``steps``, when given, replaces all steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = Field(default=None, examples=["sales"])
+    steps: list[Step] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_STEPS_PER_LIST,
+        examples=[[{"type": "voicemail", "user_id": None}]],
+    )
+
+
+class RoutePlanOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    steps: list[Step]
+    revision: int
+    created_at: dt.datetime
+    updated_at: dt.datetime

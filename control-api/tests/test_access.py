@@ -1,0 +1,137 @@
+"""Every route declares who may call it, and the declaration is enforced.
+
+The routes are enumerated from the app itself, so a route added later without
+an access policy, or with a policy that is not enforced, fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from tests.services.control_api import ApiHarness, control_settings
+
+from vpbx_control.app import create_app
+from vpbx_control.auth.principal import AccessPolicy, Role
+from vpbx_control.deps import AllowAnyone, Authorize
+
+# Served by FastAPI itself, or deliberately public.
+FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def _policies(dependant: Dependant) -> Iterator[AccessPolicy]:
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, Authorize | AllowAnyone):
+            yield sub.call.policy
+        yield from _policies(sub)
+
+
+def _api_routes() -> list[APIRoute]:
+    app = create_app(control_settings())
+    return [route for route in app.routes if isinstance(route, APIRoute)]
+
+
+def _route_policy(route: APIRoute) -> AccessPolicy:
+    """What the route admits: every policy on its dependency tree must admit the caller."""
+    policies = list(_policies(route.dependant))
+    assert policies, f"{route.methods} {route.path} declares no access policy"
+    effective = policies[0]
+    for policy in policies[1:]:
+        effective = AccessPolicy(
+            roles=effective.roles & policy.roles,
+            platform=effective.platform and policy.platform,
+            node=effective.node and policy.node,
+            public=effective.public and policy.public,
+        )
+    return effective
+
+
+def test_every_route_declares_an_access_policy() -> None:
+    routes = _api_routes()
+    assert len(routes) > 10
+    undeclared = [
+        f"{sorted(route.methods)} {route.path}"
+        for route in routes
+        if not any(True for _ in _policies(route.dependant))
+    ]
+    assert undeclared == []
+
+
+def test_no_route_is_closed_to_everybody() -> None:
+    closed = []
+    for route in _api_routes():
+        policy = _route_policy(route)
+        if not (policy.roles or policy.platform or policy.node or policy.public):
+            closed.append(f"{sorted(route.methods)} {route.path}")
+    assert closed == []
+
+
+def test_only_login_and_probes_are_public() -> None:
+    public = {route.path for route in _api_routes() if _route_policy(route).public}
+    assert public == {"/v1/auth/login", "/healthz", "/readyz", "/metrics"}
+
+
+def _concrete_path(path: str) -> str:
+    # Unknown ids: the policy is checked before the object is looked up.
+    return re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for route in _api_routes():
+        policy = _route_policy(route)
+        if policy.public:
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            cases.append(pytest.param(method, route.path, policy, id=f"{method} {route.path}"))
+    return cases
+
+
+CALLERS = ("anonymous", "agent", "supervisor", "tenant-admin", "agent-key", "platform", "node")
+
+
+async def _headers(api: ApiHarness, caller: str) -> dict[str, str]:
+    if caller == "anonymous":
+        return {}
+    if caller == "platform":
+        return api.platform
+    if caller == "node":
+        return api.node
+    if caller == "agent-key":
+        return await api.api_key("acme", Role.AGENT)
+    return await api.as_role("acme", Role(caller))
+
+
+def _admitted(policy: AccessPolicy, caller: str) -> bool:
+    match caller:
+        case "platform":
+            return policy.platform
+        case "node":
+            return policy.node
+        case "agent-key":
+            return Role.AGENT in policy.roles
+        case _:
+            return Role(caller) in policy.roles
+
+
+@pytest.mark.parametrize(("method", "path", "policy"), _cases())
+async def test_policy_is_enforced(
+    api: ApiHarness, method: str, path: str, policy: AccessPolicy
+) -> None:
+    await api.add_tenant("acme")
+    url = _concrete_path(path)
+    for caller in CALLERS:
+        headers = await _headers(api, caller)
+        response = await api.client.request(method, url, headers=headers, json={})
+        if caller == "anonymous":
+            assert response.status_code == 401, (caller, response.text)
+        elif _admitted(policy, caller):
+            assert response.status_code not in (401, 403), (caller, response.text)
+        else:
+            assert response.status_code == 403, (caller, response.text)
+            assert response.json()["error_id"] == "forbidden"

@@ -1,0 +1,487 @@
+"""/v1/webhooks: subscriptions, secrets, isolation, roles, and real signed deliveries
+with retries to an HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from tests.services.control_api import ApiHarness
+
+from vpbx_common.events import CallEvent, CallEventType, events_channel
+from vpbx_control.auth.principal import Role
+from vpbx_control.webhooks.delivery import WebhookDispatcher, webhook_dispatcher
+from vpbx_control.webhooks.signing import sign, verify
+
+SECRET = "receiver-shared-secret-0123456789"
+
+
+def _fields(response: Any) -> list[str]:
+    return [detail["field"] for detail in response.json()["details"]]
+
+
+# --- a webhook receiver: a real HTTP server on 127.0.0.1 -----------------------------------
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers with ``statuses`` in turn, then ``then`` for ever; records every request."""
+
+    statuses: list[int] = field(default_factory=list)
+    then: int = 200
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/vpbx"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")[1:]
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines if line)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.requests.append(Received(headers, body))
+            status = self.statuses.pop(0) if self.statuses else self.then
+            answer = b"nope" if status >= 300 else b"ok"
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + answer
+            )
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    receiver.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield receiver
+
+
+@pytest.fixture
+async def dispatcher(api: ApiHarness) -> AsyncIterator[WebhookDispatcher]:
+    """The app's delivery worker, tuned for speed: tiny backoff, three attempts."""
+    running = getattr(api.app.state, "webhook_dispatcher", None)
+    own = running is None
+    worker = webhook_dispatcher(api.context) if own else running
+    assert isinstance(worker, WebhookDispatcher)
+    worker.retry_base_s = 0.05
+    worker.max_attempts = 3
+    worker.poll_interval_s = 0.05
+    worker.timeout_s = 2.0
+    if own:
+        api.app.state.webhook_dispatcher = worker
+        await worker.start()
+    yield worker
+    if own:
+        await worker.stop()
+        del api.app.state.webhook_dispatcher
+
+
+async def _finished(api: ApiHarness, headers: dict[str, str], location: str) -> dict[str, Any]:
+    """The delivery at ``location`` once it is no longer pending."""
+    deadline = time.monotonic() + 15
+    while True:
+        delivery: dict[str, Any] = (await api.client.get(location, headers=headers)).json()
+        if delivery["status"] != "pending" or time.monotonic() > deadline:
+            return delivery
+        await asyncio.sleep(0.05)
+
+
+async def _webhook(
+    api: ApiHarness, headers: dict[str, str], url: str, events: list[str], **extra: Any
+) -> dict[str, Any]:
+    created = await api.client.post(
+        "/v1/webhooks", json={"url": url, "events": events, **extra}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    webhook: dict[str, Any] = created.json()
+    return webhook
+
+
+# --- the resource --------------------------------------------------------------------------
+
+
+async def test_create_read_update_delete_and_the_secret_shown_once(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    created = await api.client.post(
+        "/v1/webhooks",
+        json={
+            "url": "https://crm.example.com/hooks/vpbx",
+            "events": ["call.answered", "call.ended", "call.answered"],
+            "description": "CRM call log",
+        },
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    webhook = created.json()
+    assert created.headers["Location"] == f"/v1/webhooks/{webhook['id']}"
+    assert webhook["events"] == ["call.answered", "call.ended"]
+    assert webhook["active"] is True
+    secret = webhook.pop("secret")
+    assert len(secret) >= 43  # 32 random bytes, URL-safe base64
+
+    read = await api.client.get(f"/v1/webhooks/{webhook['id']}", headers=admin)
+    assert read.json() == webhook  # everything but the secret
+    assert secret not in read.text
+    listed = await api.client.get("/v1/webhooks", headers=admin)
+    assert listed.json()["items"] == [webhook]
+    assert secret not in listed.text
+
+    changed = await api.client.patch(
+        f"/v1/webhooks/{webhook['id']}",
+        json={"events": ["recording.ready"], "active": False, "description": None},
+        headers={**admin, "If-Match": read.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["events"] == ["recording.ready"]
+    assert changed.json()["description"] is None
+    assert changed.json()["url"] == "https://crm.example.com/hooks/vpbx"
+    stale = await api.client.patch(
+        f"/v1/webhooks/{webhook['id']}",
+        json={"active": True},
+        headers={**admin, "If-Match": read.headers["ETag"]},
+    )
+    assert stale.status_code == 412
+
+    filtered = await api.client.get("/v1/webhooks", params={"event": "call.ended"}, headers=admin)
+    assert filtered.json()["total"] == 0
+    filtered = await api.client.get(
+        "/v1/webhooks", params={"event": "recording.ready", "active": "false"}, headers=admin
+    )
+    assert filtered.json()["total"] == 1
+
+    rotated = await api.client.post(f"/v1/webhooks/{webhook['id']}/rotate-secret", headers=admin)
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["secret"] not in (secret, None)
+    chosen = await api.client.post(
+        f"/v1/webhooks/{webhook['id']}/rotate-secret", json={"secret": SECRET}, headers=admin
+    )
+    assert chosen.json()["secret"] == SECRET
+
+    deleted = await api.client.delete(f"/v1/webhooks/{webhook['id']}", headers=admin)
+    assert deleted.status_code == 204
+    assert (await api.client.get(f"/v1/webhooks/{webhook['id']}", headers=admin)).status_code == 404
+
+
+async def test_invalid_input_names_the_field(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    good: dict[str, Any] = {"url": "https://crm.example.com/hook", "events": ["call.ended"]}
+    cases = [
+        ({**good, "url": "ftp://crm.example.com/hook"}, "body.url"),
+        ({**good, "url": "crm.example.com/hook"}, "body.url"),
+        ({**good, "url": "https:///no-host"}, "body.url"),
+        ({**good, "url": "https://example.com:99999/"}, "body.url"),
+        ({**good, "events": ["call.exploded"]}, "body.events[0]"),
+        ({**good, "events": ["call.ended", "ping"]}, "body.events[1]"),
+        ({**good, "events": []}, "body.events"),
+        ({**good, "secret": "short"}, "body.secret"),
+        ({**good, "secret": "has spaces in it, sixteen+"}, "body.secret"),
+        ({**good, "retries": 3}, "body.retries"),
+    ]
+    for body, field_name in cases:
+        response = await api.client.post("/v1/webhooks", json=body, headers=admin)
+        assert response.status_code == 422, body
+        assert field_name in _fields(response), response.json()
+
+    webhook = await _webhook(api, admin, "https://crm.example.com/hook", ["call.ended"])
+    for patch, field_name in (
+        ({"secret": SECRET}, "body.secret"),  # secrets change only by rotation
+        ({"url": None}, "body.url"),
+        ({"events": ["call.parked"]}, "body.events[0]"),
+    ):
+        response = await api.client.patch(
+            f"/v1/webhooks/{webhook['id']}", json=patch, headers=admin
+        )
+        assert response.status_code == 422, patch
+        assert field_name in _fields(response)
+    bad_filter = await api.client.get(
+        f"/v1/webhooks/{webhook['id']}/deliveries", params={"status": "lost"}, headers=admin
+    )
+    assert bad_filter.status_code == 422
+    assert "query.status" in _fields(bad_filter)
+
+
+async def test_another_tenants_webhook_and_log_are_not_found(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    await api.add_tenant("acme")
+    await api.add_tenant("globex")
+    admin = await api.as_role("acme")
+    webhook = await _webhook(api, admin, receiver.url, ["call.ended"])
+    ping = await api.client.post(f"/v1/webhooks/{webhook['id']}/test", headers=admin)
+    await _finished(api, admin, ping.headers["Location"])
+    globex = await api.api_key("globex")
+    url = f"/v1/webhooks/{webhook['id']}"
+    for method, path, body in (
+        ("GET", url, None),
+        ("PATCH", url, {"active": False}),
+        ("DELETE", url, None),
+        ("POST", f"{url}/rotate-secret", None),
+        ("POST", f"{url}/test", None),
+        ("GET", f"{url}/deliveries", None),
+        ("GET", ping.headers["Location"], None),
+    ):
+        response = await api.client.request(method, path, json=body, headers=globex)
+        assert response.status_code == 404, (method, path)
+    assert (await api.client.get("/v1/webhooks", headers=globex)).json()["total"] == 0
+    assert len(receiver.requests) == 1  # globex's test did not send anything
+
+
+async def test_only_tenant_admins_see_or_touch_webhooks(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    webhook = await _webhook(api, admin, "https://crm.example.com/h", ["call.ended"])
+    url = f"/v1/webhooks/{webhook['id']}"
+    routes = (
+        ("GET", "/v1/webhooks", None),
+        ("POST", "/v1/webhooks", {"url": "https://x.example.com/", "events": ["call.ended"]}),
+        ("GET", url, None),
+        ("PATCH", url, {"active": False}),
+        ("DELETE", url, None),
+        ("POST", f"{url}/rotate-secret", None),
+        ("POST", f"{url}/test", None),
+        ("GET", f"{url}/deliveries", None),
+    )
+    for role in (Role.AGENT, Role.SUPERVISOR):
+        for headers in (await api.as_role("acme", role), await api.api_key("acme", role)):
+            for method, path, body in routes:
+                response = await api.client.request(method, path, json=body, headers=headers)
+                assert response.status_code == 403, (role, method, path)
+    assert (await api.client.get(url, headers=admin)).json() == {
+        key: value for key, value in webhook.items() if key != "secret"
+    }
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+async def test_a_test_ping_arrives_signed(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    webhook = await _webhook(api, admin, receiver.url, ["call.ended"], secret=SECRET)
+    queued = await api.client.post(f"/v1/webhooks/{webhook['id']}/test", headers=admin)
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["status"] == "pending"
+    delivery = await _finished(api, admin, queued.headers["Location"])
+    assert delivery["status"] == "delivered", delivery
+    assert (delivery["attempts"], delivery["last_status_code"]) == (1, 200)
+
+    [request] = receiver.requests
+    assert request.headers["x-vpbx-event"] == "ping"
+    assert request.headers["x-vpbx-delivery"] == delivery["id"]
+    assert request.headers["content-type"] == "application/json"
+    signature = request.headers["x-vpbx-signature"]
+    # The documented scheme, computed here independently: HMAC-SHA256 of "<t>.<raw body>".
+    timestamp, digest = (part.partition("=")[2] for part in signature.split(","))
+    assert abs(int(timestamp) - time.time()) < 60
+    message = timestamp.encode() + b"." + request.body
+    assert digest == hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+    assert verify(SECRET, signature, request.body)
+    assert not verify("another-secret-0123456789", signature, request.body)
+    assert not verify(SECRET, signature, request.body + b" ")
+    envelope = json.loads(request.body)
+    assert envelope["id"] == delivery["id"]
+    assert (envelope["event"], envelope["tenant"]) == ("ping", "acme")
+    assert envelope["data"]["webhook_id"] == webhook["id"]
+    assert delivery["payload"] == envelope["data"]
+
+    # After a rotation, deliveries are signed with the new secret only.
+    rotated = await api.client.post(f"/v1/webhooks/{webhook['id']}/rotate-secret", headers=admin)
+    new_secret = rotated.json()["secret"]
+    again = await api.client.post(f"/v1/webhooks/{webhook['id']}/test", headers=admin)
+    await _finished(api, admin, again.headers["Location"])
+    latest = receiver.requests[-1]
+    assert verify(new_secret, latest.headers["x-vpbx-signature"], latest.body)
+    assert not verify(SECRET, latest.headers["x-vpbx-signature"], latest.body)
+
+
+async def test_events_go_to_the_active_subscribed_webhooks_and_are_retried(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    await api.add_tenant("acme")
+    await api.add_tenant("globex")
+    admin = await api.as_role("acme")
+    subscribed = await _webhook(api, admin, receiver.url, ["call.answered", "call.ended"])
+    await _webhook(api, admin, receiver.url, ["call.ended"])
+    await _webhook(api, admin, receiver.url, ["call.answered"], active=False)
+    globex = await _webhook(api, await api.as_role("globex"), receiver.url, ["call.answered"])
+    receiver.statuses = [500, 500]  # then 200
+
+    payload = {"call_id": "c-1", "caller": "+74951234567", "callee": "101"}
+    async with api.context.database.session() as session:
+        queued = await dispatcher.enqueue(session, "acme", "call.answered", payload)
+        await session.commit()
+    assert [row.webhook_id for row in queued] == [uuid.UUID(subscribed["id"])]
+
+    log_url = f"/v1/webhooks/{subscribed['id']}/deliveries"
+    delivery = await _finished(api, admin, f"{log_url}/{queued[0].id}")
+    assert delivery["status"] == "delivered", delivery
+    assert delivery["attempts"] == 3
+    assert delivery["last_status_code"] == 200
+    assert delivery["last_error"] is None
+    assert [attempt["status_code"] for attempt in delivery["history"]] == [500, 500, 200]
+    assert delivery["history"][0]["error"] == "HTTP 500 X: nope"
+    assert delivery["payload"] == payload
+    assert len(receiver.requests) == 3
+    assert {request.headers["x-vpbx-delivery"] for request in receiver.requests} == {delivery["id"]}
+    assert [r.headers["x-vpbx-attempt"] for r in receiver.requests] == ["1", "2", "3"]
+
+    delivered = await api.client.get(log_url, params={"status": "delivered"}, headers=admin)
+    assert [item["id"] for item in delivered.json()["items"]] == [delivery["id"]]
+    failed = await api.client.get(log_url, params={"status": "failed"}, headers=admin)
+    assert failed.json()["total"] == 0
+    # Nothing went to globex's webhook for acme's call.
+    globex_log = await api.client.get(
+        f"/v1/webhooks/{globex['id']}/deliveries", headers=await api.as_role("globex")
+    )
+    assert globex_log.json()["total"] == 0
+
+
+async def test_a_receiver_that_keeps_failing_gets_max_attempts(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    receiver.then = 503
+    webhook = await _webhook(api, admin, receiver.url, ["call.missed"])
+    async with api.context.database.session() as session:
+        [queued] = await dispatcher.enqueue(session, "acme", "call.missed", {"call_id": "c-2"})
+        await session.commit()
+    log_url = f"/v1/webhooks/{webhook['id']}/deliveries"
+    delivery = await _finished(api, admin, f"{log_url}/{queued.id}")
+    assert delivery["status"] == "failed", delivery
+    assert delivery["attempts"] == dispatcher.max_attempts == 3
+    assert delivery["last_status_code"] == 503
+    assert delivery["last_error"].startswith("HTTP 503")
+    assert delivery["next_attempt_at"] is None
+    assert len(receiver.requests) == 3
+    listed = await api.client.get(log_url, params={"status": "failed"}, headers=admin)
+    assert [item["id"] for item in listed.json()["items"]] == [delivery["id"]]
+
+    # Nobody listening at all: the connection error is what the log shows.
+    receiver_gone = await _webhook(api, admin, "http://127.0.0.1:9/nothing", ["call.missed"])
+    ping = await api.client.post(f"/v1/webhooks/{receiver_gone['id']}/test", headers=admin)
+    unreachable = await _finished(api, admin, ping.headers["Location"])
+    assert unreachable["status"] == "failed"
+    assert unreachable["last_status_code"] is None
+    assert "Connect" in unreachable["last_error"]
+    assert len(unreachable["history"]) == 3
+
+
+async def test_a_deleted_webhook_takes_its_log_along(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    webhook = await _webhook(api, admin, receiver.url, ["call.ended"])
+    ping = await api.client.post(f"/v1/webhooks/{webhook['id']}/test", headers=admin)
+    await _finished(api, admin, ping.headers["Location"])
+    assert (
+        await api.client.delete(f"/v1/webhooks/{webhook['id']}", headers=admin)
+    ).status_code == 204
+    assert (await api.client.get(ping.headers["Location"], headers=admin)).status_code == 404
+
+
+async def test_call_events_from_the_media_nodes_become_deliveries(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    assert api.context.redis is not None
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    webhook = await _webhook(api, admin, receiver.url, ["call.ended", "call.missed"])
+    for _ in range(500):  # the dispatcher is subscribing
+        if await api.context.redis.pubsub_numpat() >= 1:
+            break
+        await asyncio.sleep(0.02)
+
+    def event(kind: CallEventType, end_reason: str = "") -> str:
+        return CallEvent(
+            type=kind,
+            call_id="call-42",
+            tenant="acme",
+            city="msk",
+            node="acme-msk-0",
+            number="+74951234567",
+            caller="+79161234567",
+            callee="101",
+            at_ms=1_800_000_000_000,
+            end_reason=end_reason,
+            label="yandex",
+        ).to_json()
+
+    await api.context.redis.publish(events_channel("acme"), event(CallEventType.ANSWERED))
+    missed = event(CallEventType.ENDED, "no-answer")
+    await api.context.redis.publish(events_channel("acme"), missed)
+    await api.context.redis.publish(events_channel("acme"), missed)  # a duplicate
+    await api.context.redis.publish(events_channel("globex"), missed)  # not its channel
+
+    log_url = f"/v1/webhooks/{webhook['id']}/deliveries"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        log = (await api.client.get(log_url, params={"status": "delivered"}, headers=admin)).json()
+        if log["total"] >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # room for a wrongly queued extra delivery to show up
+    log = (await api.client.get(log_url, headers=admin)).json()
+    assert sorted(item["event"] for item in log["items"]) == ["call.ended", "call.missed"]
+    assert {item["status"] for item in log["items"]} == {"delivered"}
+    bodies = sorted((json.loads(r.body) for r in receiver.requests), key=lambda b: b["event"])
+    assert [body["event"] for body in bodies] == ["call.ended", "call.missed"]
+    assert bodies[0]["data"] == {
+        "call_id": "call-42",
+        "number": "+74951234567",
+        "caller": "+79161234567",
+        "callee": "101",
+        "city": "msk",
+        "label": "yandex",
+        "at": "2027-01-15T08:00:00+00:00",
+        "end_reason": "no-answer",
+    }
+
+
+# --- the signature, as a receiver checks it -----------------------------------------------
+
+
+def test_a_signature_verifies_only_for_its_body_secret_and_time() -> None:
+    body = b'{"event":"call.ended"}'
+    now = 1_800_000_000
+    header = sign(SECRET, body, timestamp=now)
+    assert header.startswith(f"t={now},v1=")
+    assert verify(SECRET, header, body, now=now + 10)
+    assert not verify(SECRET, header, body, now=now + 301)  # a replay, too late
+    assert not verify(SECRET, header, body.replace(b"ended", b"xnded"), now=now)
+    assert not verify(SECRET + "x", header, body, now=now)
+    assert not verify(SECRET, header.replace(f"t={now}", f"t={now + 1}"), body, now=now)
+    assert not verify(SECRET, "garbage", body, now=now)
+    assert not verify(SECRET, "t=abc,v1=00", body, now=now)
+    # Several v1 values: one matching is enough.
+    assert verify(SECRET, f"{header},v1={'0' * 64}", body, now=now)
