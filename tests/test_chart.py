@@ -1227,6 +1227,15 @@ def test_operator_renders_valid_media_nodes_from_the_charts_template(
     # ... while httpFrom narrows everyone else down (the full values set it).
     assert not any(selects(peer, {"app.kubernetes.io/name": "other"}) for peer in pod_peers)
 
+    # The node Service (port 5060, which the routing table names) reaches the
+    # container on whatever port the chart's template listens on.
+    service = next(m for m in objects if m["kind"] == "Service")
+    container_ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    for port in service["spec"]["ports"]:
+        assert port["port"] == 5060
+        assert port["targetPort"] in container_ports
+    assert set(container_ports.values()) == {int(env["VPBX_SIP_PORT"]["value"])}
+
 
 @integration
 def test_an_upgrade_keeps_the_generated_secrets_and_adds_new_ones(
@@ -1279,12 +1288,3 @@ def test_an_upgrade_keeps_the_generated_secrets_and_adds_new_ones(
     for key in ("platform-admin-token", "service-token", "token-secret"):
         assert len(first[key]) == 48, key
     assert upgrade() == first, "a second upgrade must not change any secret"
-
-    # The node Service (port 5060, which the routing table names) reaches the
-    # container on whatever port the chart's template listens on.
-    service = next(m for m in objects if m["kind"] == "Service")
-    container_ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    for port in service["spec"]["ports"]:
-        assert port["port"] == 5060
-        assert port["targetPort"] in container_ports
-    assert set(container_ports.values()) == {int(env["VPBX_SIP_PORT"]["value"])}

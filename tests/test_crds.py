@@ -720,7 +720,12 @@ def test_server_fills_in_the_defaults(kube: KubeAPI) -> None:
     result = apply(kube, [_tenant(cities=[{"name": "msk"}])], "--dry-run=server", "-o", "json")
     assert result.returncode == 0, result.stderr
     spec = json.loads(result.stdout)["spec"]
-    assert spec["plan"] == {"seats": 0, "concurrentCalls": 0, "recordingStorageGiB": 0}
+    assert spec["plan"] == {
+        "seats": 0,
+        "numbers": 0,
+        "concurrentCalls": 0,
+        "recordingStorageGiB": 0,
+    }
     assert spec["cities"] == [{"name": "msk", "replicas": 1}]
     assert spec["suspended"] is False
     assert spec["recording"] == {"policy": "off"}

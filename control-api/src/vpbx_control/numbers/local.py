@@ -3,14 +3,20 @@
 `vpbx up` plays the operator in local mode: it reads this file beside the
 platform file and rewrites the edge routing table when the store announces a
 change on Redis (``vpbx:platform:changed``).
+
+A resource's version is a hash of its manifest, so a write made from a stale
+read is refused just as the Kubernetes API refuses a stale resourceVersion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import redis.asyncio as redis
 import yaml
@@ -18,14 +24,17 @@ from redis.exceptions import RedisError
 
 from vpbx_common.manifests import ManifestError, Number, Tenant, parse_platform_yaml
 
-from .store import NumberStoreError
+from .store import NumberExistsError, NumberStoreError, NumberVersionConflictError
 
 logger = logging.getLogger(__name__)
 
 PLATFORM_CHANGED_CHANNEL = "vpbx:platform:changed"
 
+ResourceT = TypeVar("ResourceT", Number, Tenant)
+
 
 def manifest_document(resource: Number | Tenant) -> dict[str, object]:
+    """The desired state as a user would write it: no status, no server-set metadata."""
     document: dict[str, object] = resource.model_dump(
         mode="json", by_alias=True, exclude_none=True, exclude={"status"}
     )
@@ -34,9 +43,20 @@ def manifest_document(resource: Number | Tenant) -> dict[str, object]:
         document["metadata"] = {
             key: value
             for key, value in metadata.items()
-            if key in ("name", "labels", "annotations")
+            if key in ("name", "labels", "annotations") and value != {}
         }
     return document
+
+
+def content_version(resource: Number | Tenant) -> str:
+    """The local store's resourceVersion: a hash of the manifest."""
+    text = json.dumps(manifest_document(resource), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stamped(resource: ResourceT) -> ResourceT:
+    metadata = resource.metadata.model_copy(update={"resource_version": content_version(resource)})
+    return resource.model_copy(update={"metadata": metadata})
 
 
 class LocalNumberStore:
@@ -58,6 +78,8 @@ class LocalNumberStore:
             platform = parse_platform_yaml(self.path.read_text(encoding="utf-8"))
         except ManifestError as exc:
             raise NumberStoreError(f"{self.path}: {exc}") from exc
+        except OSError as exc:
+            raise NumberStoreError(f"{self.path}: cannot read: {exc}") from exc
         return (
             {tenant.name: tenant for tenant in platform.tenants},
             {number.name: number for number in platform.numbers},
@@ -70,8 +92,11 @@ class LocalNumberStore:
             documents, sort_keys=False, explicit_start=True
         )
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, self.path)
+        try:
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            raise NumberStoreError(f"{self.path}: cannot write: {exc}") from exc
 
     async def _announce(self) -> None:
         if self._redis is None:
@@ -81,32 +106,43 @@ class LocalNumberStore:
         except RedisError as exc:
             logger.warning("platform change not announced: %s", exc)
 
+    # --- numbers ---------------------------------------------------------------
+
     async def list_numbers(self, tenant: str | None = None) -> list[Number]:
         _, numbers = self._read()
-        return [n for _, n in sorted(numbers.items()) if tenant is None or n.spec.tenant == tenant]
+        return [
+            _stamped(n)
+            for _, n in sorted(numbers.items())
+            if tenant is None or n.spec.tenant == tenant
+        ]
 
     async def get_number(self, name: str) -> Number | None:
-        return self._read()[1].get(name)
+        number = self._read()[1].get(name)
+        return None if number is None else _stamped(number)
 
     async def create_number(self, number: Number) -> Number:
         async with self._lock:
             tenants, numbers = self._read()
             if number.name in numbers:
-                raise NumberStoreError(f"Number {number.name} already exists")
+                raise NumberExistsError(f"Number {number.name} already exists")
             numbers[number.name] = number
             self._write(tenants, numbers)
         await self._announce()
-        return number
+        return _stamped(number)
 
     async def replace_number(self, number: Number) -> Number:
         async with self._lock:
             tenants, numbers = self._read()
-            if number.name not in numbers:
+            current = numbers.get(number.name)
+            if current is None:
                 raise NumberStoreError(f"Number {number.name} does not exist")
+            expected = number.metadata.resource_version
+            if expected is not None and expected != content_version(current):
+                raise NumberVersionConflictError(f"Number {number.name} changed since it was read")
             numbers[number.name] = number
             self._write(tenants, numbers)
         await self._announce()
-        return number
+        return _stamped(number)
 
     async def delete_number(self, name: str) -> None:
         async with self._lock:
@@ -116,10 +152,24 @@ class LocalNumberStore:
             self._write(tenants, numbers)
         await self._announce()
 
+    # --- tenants ---------------------------------------------------------------
+
+    async def get_tenant(self, name: str) -> Tenant | None:
+        tenant = self._read()[0].get(name)
+        return None if tenant is None else _stamped(tenant)
+
     async def apply_tenant(self, tenant: Tenant) -> Tenant:
         async with self._lock:
             tenants, numbers = self._read()
             tenants[tenant.name] = tenant
             self._write(tenants, numbers)
         await self._announce()
-        return tenant
+        return _stamped(tenant)
+
+    async def delete_tenant(self, name: str) -> None:
+        async with self._lock:
+            tenants, numbers = self._read()
+            if tenants.pop(name, None) is None:
+                return
+            self._write(tenants, numbers)
+        await self._announce()

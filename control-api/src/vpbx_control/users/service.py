@@ -80,6 +80,7 @@ class UserService:
         self.principal = principal
         self.passwords = context.passwords
         self.login_limiter = context.login_limiter
+        self.numbers = context.numbers
         self.users = UserRepository(session, principal.tenant)
         self.devices = DeviceRepository(session, principal.tenant)
         self.work = TenantWork(session, principal.tenant, context.publisher)
@@ -207,7 +208,9 @@ class UserService:
         check_if_match(if_match, row.etag())
         if row.role is Role.TENANT_ADMIN and await self.users.admins() <= 1:
             raise LastTenantAdmin("path.user_id")
-        await refuse_if_referenced(self.users.session, row.tenant_id, row.id, "user")
+        await refuse_if_referenced(
+            self.users.session, row.tenant_id, row.id, "user", numbers=self.numbers
+        )
         # Group memberships and devices go with the user (ON DELETE CASCADE).
         await self.users.delete(row)
         await self.work.commit()

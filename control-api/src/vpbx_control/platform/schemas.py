@@ -1,0 +1,110 @@
+"""Request and response documents of /v1/platform: tenants and the number pool."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from vpbx_common.manifests import DnsLabel, Email, SipDomain
+
+from ..targets import E164
+
+Limit = Annotated[int, Field(ge=0, le=100_000, description="0 = unlimited")]
+DisplayName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$", examples=["Acme Logistics"])
+]
+
+
+def _unique(cities: list[str]) -> list[str]:
+    repeated = sorted({city for city in cities if cities.count(city) > 1})
+    if repeated:
+        raise ValueError(f"city listed more than once: {', '.join(repeated)}")
+    return cities
+
+
+Cities = Annotated[
+    list[DnsLabel],
+    Field(
+        min_length=1,
+        max_length=64,
+        description="cities where the tenant gets a media node; the first is its default",
+        examples=[["msk", "ekb"]],
+    ),
+    AfterValidator(_unique),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanLimits(_Strict):
+    seats: Limit = Field(default=0, description="users (extensions); 0 = unlimited")
+    numbers: Limit = Field(default=0, description="phone numbers; 0 = unlimited")
+    concurrent_calls: Limit = Field(default=0, description="calls at once; 0 = unlimited")
+
+
+class PlanLimitsUpdate(_Strict):
+    seats: Limit | None = None
+    numbers: Limit | None = None
+    concurrent_calls: Limit | None = None
+
+
+class FirstAdmin(_Strict):
+    """The tenant's first tenant-admin user, who then manages everything else."""
+
+    email: Email = Field(examples=["admin@acme.example"])
+    password: str = Field(min_length=10, max_length=256, examples=["a long passphrase"])
+    name: str = Field(default="Administrator", min_length=1, max_length=200)
+
+
+class TenantCreate(_Strict):
+    id: DnsLabel = Field(
+        description="the tenant's name (a DNS label); Numbers and node names contain it",
+        examples=["acme"],
+    )
+    display_name: DisplayName
+    sip_domain: SipDomain = Field(examples=["acme.vpbx.example"])
+    cities: Cities
+    plan: PlanLimits = Field(default_factory=PlanLimits)
+    suspended: bool = False
+    admin: FirstAdmin | None = None
+
+
+class TenantUpdate(_Strict):
+    """Fields left out are not changed. The SIP domain cannot change (every phone uses it)."""
+
+    display_name: DisplayName | None = None
+    plan: PlanLimitsUpdate | None = None
+    cities: Cities | None = None
+    suspended: bool | None = None
+
+
+class TenantOut(BaseModel):
+    id: str
+    display_name: str
+    sip_domain: str
+    cities: list[str]
+    plan: PlanLimits
+    suspended: bool
+    revision: int
+    created_at: dt.datetime
+
+
+class PoolAdd(_Strict):
+    numbers: list[E164] = Field(min_length=1, max_length=1000, examples=[["+74950000001"]])
+    city: DnsLabel = Field(examples=["msk"])
+
+
+class PoolNumberOut(BaseModel):
+    number: str = Field(examples=["+74950000001"])
+    city: str
+    available: bool
+    tenant_id: str | None = Field(description="the tenant holding it; null while available")
+    created_at: dt.datetime
+
+
+class PoolAdded(BaseModel):
+    items: list[PoolNumberOut]

@@ -1,0 +1,165 @@
+"""Tenant isolation over every route: another tenant's objects are 404 everywhere.
+
+Tenant acme gets one object of every kind through the API; then tenant globex,
+as a logged-in admin and with an API key, calls every route that takes an id
+with acme's ids and must get 404, and every list must show none of them. The
+routes are enumerated from the app, so a new route is covered (or this test
+fails because it does not know which id to put in it).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import wave
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from tests.services.control_api import ApiHarness
+
+from vpbx_control.auth.principal import Role
+
+# Routes that are not tenant-scoped: the platform admin's and the media nodes'.
+NOT_TENANT_SCOPED = ("/v1/platform", "/internal/")
+
+# A body that would be accepted, so that the answer is about the id, not the body.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PUT", "/v1/users/{user_id}/presence"): {"presence": "away"},
+    ("PATCH", "/v1/users/{user_id}/presence"): {"presence": "away"},
+    ("POST", "/v1/users/{user_id}/devices"): {"name": "stolen"},
+}
+
+
+def _wav() -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x10" * 800)
+    return buffer.getvalue()
+
+
+async def _created(api: ApiHarness, path: str, body: dict[str, Any], headers: Any) -> Any:
+    response = await api.client.post(path, json=body, headers=headers)
+    assert response.status_code in (201, 202), (path, response.text)
+    return response.json()
+
+
+async def _seed_acme(api: ApiHarness) -> dict[str, str]:
+    """One object of every kind in acme, made through the API; returns path parameter -> id."""
+    admin = await api.as_role("acme")
+    user = await _created(
+        api,
+        "/v1/users",
+        {"email": "ivan@acme.example", "name": "Ivan", "role": "agent", "extension": "101"},
+        admin,
+    )
+    device = await _created(api, f"/v1/users/{user['id']}/devices", {"name": "desk"}, admin)
+    group = await _created(
+        api,
+        "/v1/groups",
+        {"name": "sales", "strategy": "ring-all", "members": [{"user_id": user["id"]}]},
+        admin,
+    )
+    schedule = await _created(
+        api, "/v1/schedules", {"name": "office", "time_zone": "Europe/Moscow"}, admin
+    )
+    menu = await _created(
+        api,
+        "/v1/ivr-menus",
+        {"name": "main", "options": {"1": {"type": "group", "group_id": group["id"]}}},
+        admin,
+    )
+    plan = await _created(
+        api,
+        "/v1/route-plans",
+        {"name": "day", "steps": [{"type": "group", "group_id": group["id"]}]},
+        admin,
+    )
+    webhook = await _created(
+        api, "/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["call.ended"]}, admin
+    )
+    await _created(api, f"/v1/webhooks/{webhook['id']}/test", {}, admin)
+    deliveries = await api.client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=admin)
+    [delivery, *_] = deliveries.json()["items"]
+    key = await _created(api, "/v1/api-keys", {"name": "crm"}, admin)
+    pool = await api.client.post(
+        "/v1/platform/pool", json={"city": "msk", "numbers": ["+74950000001"]}, headers=api.platform
+    )
+    assert pool.status_code == 201, pool.text
+    number = await _created(api, "/v1/numbers", {"city": "msk"}, admin)
+    return {
+        "user_id": user["id"],
+        "device_id": device["id"],
+        "group_id": group["id"],
+        "schedule_id": schedule["id"],
+        "menu_id": menu["id"],
+        "route_plan_id": plan["id"],
+        "webhook_id": webhook["id"],
+        "delivery_id": delivery["id"],
+        "key_id": key["id"],
+        "number_id": number["id"],
+    }
+
+
+def _tenant_routes(api: ApiHarness) -> list[APIRoute]:
+    return [
+        route
+        for route in api.app.routes
+        if isinstance(route, APIRoute)
+        and route.path.startswith("/v1/")
+        and not route.path.startswith(NOT_TENANT_SCOPED)
+        and not route.path.startswith("/v1/auth")
+    ]
+
+
+@pytest.mark.parametrize("credential", ["user", "api-key"])
+async def test_another_tenants_objects_are_not_found_on_any_route(
+    api: ApiHarness, credential: str
+) -> None:
+    await api.add_tenant("acme")
+    await api.add_tenant("globex")
+    ids = await _seed_acme(api)
+    globex = (
+        await api.as_role("globex")
+        if credential == "user"
+        else await api.api_key("globex", Role.TENANT_ADMIN)
+    )
+    checked = 0
+    for route in _tenant_routes(api):
+        parameters = re.findall(r"\{([^}]+)\}", route.path)
+        for method in sorted(route.methods - {"HEAD"}):
+            if not parameters:
+                if method == "GET":
+                    listed = await api.client.get(route.path, headers=globex)
+                    # /v1/users/me is 404 for an API key: a key has no profile.
+                    assert listed.status_code in (200, 404), (route.path, listed.text)
+                    leaked = [name for name, value in ids.items() if value in listed.text]
+                    assert leaked == [], (route.path, leaked)
+                continue
+            unknown = [name for name in parameters if name not in ids]
+            assert unknown == [], f"{method} {route.path}: no acme id for {unknown}"
+            url = route.path.format(**ids)
+            if route.path.endswith("/prompt") and method == "POST":
+                files = {"file": ("prompt.wav", _wav(), "audio/wav")}
+                response = await api.client.post(url, files=files, headers=globex)
+            else:
+                body = BODIES.get((method, route.path), {})
+                response = await api.client.request(method, url, json=body, headers=globex)
+            assert response.status_code == 404, (method, route.path, response.text)
+            checked += 1
+    assert checked >= 30
+
+    # And nothing was changed or deleted in acme by all of that.
+    acme = await api.as_role("acme")
+    for name, path in (
+        ("user_id", "/v1/users/{user_id}"),
+        ("group_id", "/v1/groups/{group_id}"),
+        ("number_id", "/v1/numbers/{number_id}"),
+        ("key_id", "/v1/api-keys/{key_id}"),
+    ):
+        response = await api.client.get(path.format(**ids), headers=acme)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json().get("revoked", False) is False
