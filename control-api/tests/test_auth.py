@@ -112,3 +112,44 @@ async def test_metrics_count_requests_by_route_template(api: ApiHarness) -> None
     await api.client.get("/healthz")
     text = (await api.client.get("/metrics")).text
     assert 'vpbx_api_requests_total{method="GET",route="/healthz",status="200"}' in text
+
+
+def test_default_secrets_are_refused_outside_local_mode() -> None:
+    import pytest
+    from pydantic import SecretStr
+
+    from vpbx_common.settings import InsecureDefaultSecretError
+    from vpbx_control.app import create_app
+    from vpbx_control.settings import ControlSettings
+
+    with pytest.raises(InsecureDefaultSecretError, match="VPBX_PLATFORM_ADMIN_TOKEN"):
+        create_app(ControlSettings(mode="cluster"))
+    create_app(ControlSettings(mode="local"))  # the development defaults are fine locally
+    same = SecretStr("the-same-long-random-value-0123456789")
+    with pytest.raises(InsecureDefaultSecretError, match="must differ"):
+        create_app(
+            ControlSettings(
+                mode="cluster",
+                platform_admin_token=same,
+                service_token=same,
+                token_secret=SecretStr("another-long-random-value-0123456789"),
+            )
+        )
+
+
+async def test_nul_characters_are_refused_naming_where(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    in_body = await api.client.post(
+        "/v1/schedules", json={"name": "a\x00b", "time_zone": "UTC"}, headers=admin
+    )
+    assert in_body.status_code == 422
+    assert [d["field"] for d in in_body.json()["details"]] == ["body"]
+    in_query = await api.client.get("/v1/schedules", params={"name": "\x00"}, headers=admin)
+    assert in_query.status_code == 422
+    assert [d["field"] for d in in_query.json()["details"]] == ["query.name"]
+    # An escaped backslash followed by "u0000" is ordinary text.
+    literal = await api.client.post(
+        "/v1/schedules", json={"name": "a\\u0000b", "time_zone": "UTC"}, headers=admin
+    )
+    assert literal.status_code == 201, literal.text

@@ -165,7 +165,7 @@ async def api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> AsyncIte
         local_numbers_file=tmp_path / "numbers.yaml",
     )
     app = create_app(settings, migrate=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://control") as client:
             yield ApiHarness(app=app, client=client, settings=settings)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.services.ports import free_port_pair
+from tests.services.ports import free_port, free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "examples" / "demo.yaml"
@@ -71,7 +72,30 @@ class RunningPlatform:
     env: dict[str, str]
     process: subprocess.Popen[bytes]
     log_path: Path
+    control_port: int = 8000
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def control_url(self) -> str:
+        """The control API of this platform (http://127.0.0.1:<port>)."""
+        return f"http://{self.host}:{self.control_port}"
+
+    @property
+    def service_token(self) -> str:
+        """The media nodes' token for /internal/v1/node-config."""
+        return self.env["VPBX_SERVICE_TOKEN"]
+
+    def api(self, headers: dict[str, str] | None = None, timeout: float = 10) -> httpx.Client:
+        """An HTTP client for the control API (close it, or use it in a `with`)."""
+        return httpx.Client(base_url=self.control_url, headers=headers or {}, timeout=timeout)
+
+    def login(self, email: str, password: str) -> dict[str, str]:
+        """Authorization headers of a user logged in through POST /v1/auth/login."""
+        with self.api() as client:
+            response = client.post("/v1/auth/login", json={"email": email, "password": password})
+        if response.status_code != 200:
+            raise AssertionError(f"login of {email} failed: {response.status_code} {response.text}")
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -136,9 +160,11 @@ def start_platform(
     sip_port = free_port_pair()
     node_base = _free_block(8, 30000, 40000)
     rtp_base = _free_block(1, 40000, 50000)
+    control_port = free_port()
     var_dir = tmp / "var"
     env = dict(os.environ)
     env["VPBX_REDIS_URL"] = redis_url
+    env["VPBX_SERVICE_TOKEN"] = "test-service-" + secrets.token_hex(16)
     env["VPBX_LOG_LEVEL"] = "DEBUG"
     env.pop("VPBX_CLICKHOUSE_URL", None)
     if clickhouse_url:
@@ -166,13 +192,17 @@ def start_platform(
             str(var_dir),
             "--sip-t1",
             str(sip_t1),
+            "--control-port",
+            str(control_port),
         ],
         env=env,
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    platform = RunningPlatform(host, sip_port, [], var_dir, env, process, log_path)
+    platform = RunningPlatform(
+        host, sip_port, [], var_dir, env, process, log_path, control_port=control_port
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

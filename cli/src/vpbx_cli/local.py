@@ -1,8 +1,15 @@
 """Local mode (`vpbx up`): the whole platform on one machine from a platform file.
 
+The control API starts first (SQLite in the var directory, seeded from the
+platform file once), then the media nodes, which fetch their config from it and
+reload it live, and the SIP edge.
+
 Which node processes run is decided by the operator's pure desired-state
-functions, exactly as in a cluster; here each NodePlan becomes a process and
-its ConfigMap content becomes a JSON file.
+functions, exactly as in a cluster: one per tenant and city of the platform
+file. `vpbx up` also plays the operator for numbers: the control API's local
+number store (a manifest file) announces every change on Redis, and the edge
+routing table is rewritten from the platform file's tenants and the store's
+numbers.
 """
 
 from __future__ import annotations
@@ -11,18 +18,30 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis.asyncio as redis
+import redis
+import redis.asyncio as aioredis
 
 from vpbx_common.cdr.store import CdrStore, open_cdr_store
-from vpbx_common.manifests import PlatformFile, load_platform_file, validate_platform
+from vpbx_common.manifests import (
+    ManifestError,
+    Number,
+    PlatformFile,
+    load_platform_file,
+    parse_platform_yaml,
+    validate_platform,
+)
 from vpbx_common.routing import RoutingTable
 from vpbx_common.settings import CommonSettings
 from vpbx_operator.desired import NodePlan, desired_nodes, desired_routes
@@ -30,6 +49,9 @@ from vpbx_operator.desired import NodePlan, desired_nodes, desired_routes
 logger = logging.getLogger(__name__)
 
 RTP_PORTS_PER_NODE = 1000
+CONTROL_API = "control-api"
+# The local number store announces changes here (vpbx_control.numbers.local).
+PLATFORM_CHANGED_CHANNEL = "vpbx:platform:changed"
 
 
 class LaunchError(RuntimeError):
@@ -45,6 +67,16 @@ class LocalLayout:
     redis_port: int = 6390
     var_dir: Path = Path("var")
     sip_t1: float = 0.5
+    control_port: int = 8000
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.host}:{self.control_port}"
+
+    @property
+    def numbers_file(self) -> Path:
+        """The control API's local number store."""
+        return self.var_dir.resolve() / "numbers.yaml"
 
     def node_port(self, index: int) -> int:
         return self.node_port_base + index
@@ -80,9 +112,13 @@ class Supervised:
 class LocalPlatform:
     platform: PlatformFile
     layout: LocalLayout
+    path: Path = Path("examples/demo.yaml")
     plans: list[NodePlan] = field(default_factory=list)
     children: dict[str, Supervised] = field(default_factory=dict)
     redis_url: str = ""
+    # What the nodes show the control API. Generated per run unless VPBX_SERVICE_TOKEN
+    # is set: the local default would be the platform admin token's default too.
+    service_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def node_address(self, tenant: str, city: str) -> str:
         for index, plan in enumerate(self.plans):
@@ -96,7 +132,7 @@ def plan_platform(path: Path, layout: LocalLayout) -> LocalPlatform:
     problems = validate_platform(platform)
     if problems:
         raise LaunchError("the platform file has problems:\n  " + "\n  ".join(problems))
-    local = LocalPlatform(platform=platform, layout=layout)
+    local = LocalPlatform(platform=platform, layout=layout, path=path.resolve())
     local.plans = desired_nodes(platform.tenants, platform.numbers, platform.configs)
     return local
 
@@ -128,14 +164,14 @@ def _start_private_redis(layout: LocalLayout) -> tuple[subprocess.Popen[bytes], 
 
 
 async def _wait_redis(url: str, timeout: float = 15.0) -> None:
-    client = redis.Redis.from_url(url)
+    client = aioredis.Redis.from_url(url)
     deadline = time.monotonic() + timeout
     try:
         while True:
             try:
                 await client.ping()
                 return
-            except (redis.ConnectionError, OSError):
+            except (aioredis.ConnectionError, OSError):
                 if time.monotonic() > deadline:
                     raise LaunchError(f"Redis at {url} does not answer") from None
                 await asyncio.sleep(0.1)
@@ -143,20 +179,103 @@ async def _wait_redis(url: str, timeout: float = 15.0) -> None:
         await client.aclose()
 
 
-async def publish_routes(local: LocalPlatform) -> int:
+def stored_numbers(local: LocalPlatform) -> list[Number]:
+    """The numbers in the control API's local store (the file's, seeded, plus the API's)."""
+    path = local.layout.numbers_file
+    if not path.exists():
+        return []
+    return parse_platform_yaml(path.read_text(encoding="utf-8")).numbers
+
+
+async def publish_routes(local: LocalPlatform, numbers: list[Number] | None = None) -> int:
+    """Write the edge routing table; the number of numbers routed."""
+    if numbers is None:
+        numbers = stored_numbers(local)
     snapshot = desired_routes(
-        local.platform.tenants, local.platform.numbers, local.node_address, local.platform.configs
+        local.platform.tenants, numbers, local.node_address, local.platform.configs
     )
     for rejected in snapshot.rejected:
         logger.warning(
             "Number %s not routed: %s (%s)", rejected.name, rejected.reason, rejected.message
         )
-    client = redis.Redis.from_url(local.redis_url)
+    client = aioredis.Redis.from_url(local.redis_url)
     try:
         await RoutingTable(client).replace(snapshot)
     finally:
         await client.aclose()
     return len(snapshot.numbers)
+
+
+class RouteSync:
+    """Rewrites the edge routing table when the local number store changes.
+
+    The store announces each change on Redis; the file's modification time is
+    checked as well, so a change whose announcement was lost still arrives.
+    """
+
+    def __init__(self, local: LocalPlatform) -> None:
+        self.local = local
+        self.client = redis.Redis.from_url(local.redis_url)
+        self.pubsub: redis.client.PubSub | None = None
+        self.mtime: float | None = None
+        self.routed = 0
+
+    def _subscribe(self) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(PLATFORM_CHANGED_CHANNEL)
+        self.pubsub = pubsub
+
+    def _file_changed(self) -> bool:
+        try:
+            mtime = self.local.layout.numbers_file.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        changed = mtime != self.mtime
+        self.mtime = mtime
+        return changed
+
+    def sync(self) -> None:
+        """Publish the routes now (keeps the old table if the store is unreadable)."""
+        try:
+            numbers = stored_numbers(self.local)
+        except ManifestError as exc:
+            logger.error("number store unreadable, routes kept: %s", exc)
+            return
+        self.routed = asyncio.run(publish_routes(self.local, numbers))
+        print(f"  edge routes: {self.routed} number(s)", flush=True)
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a change; publish the routes when one came."""
+        changed = False
+        try:
+            if self.pubsub is None:
+                self._subscribe()
+                changed = True  # announcements missed while unsubscribed
+            assert self.pubsub is not None
+            message = self.pubsub.get_message(timeout=timeout)
+            while message is not None:
+                changed = True
+                message = self.pubsub.get_message(timeout=0)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("platform change announcements unavailable: %s", exc)
+            self.close_pubsub()
+            time.sleep(timeout)
+        if self._file_changed() or changed:
+            try:
+                self.sync()
+            except (aioredis.RedisError, OSError) as exc:
+                logger.warning("routes not written (will retry): %s", exc)
+                self.mtime = None
+
+    def close_pubsub(self) -> None:
+        if self.pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.pubsub.close()
+            self.pubsub = None
+
+    def close(self) -> None:
+        self.close_pubsub()
+        self.client.close()
 
 
 def _child_env(local: LocalPlatform, extra: dict[str, str]) -> dict[str, str]:
@@ -166,6 +285,7 @@ def _child_env(local: LocalPlatform, extra: dict[str, str]) -> dict[str, str]:
             "VPBX_MODE": env.get("VPBX_MODE", "local"),
             "VPBX_REDIS_URL": local.redis_url,
             "VPBX_SIP_T1": str(local.layout.sip_t1),
+            "VPBX_SERVICE_TOKEN": env.get("VPBX_SERVICE_TOKEN") or local.service_token,
             # Shorter than the launcher's stop timeout, so a drain ends before a kill.
             "VPBX_DRAIN_TIMEOUT": env.get("VPBX_DRAIN_TIMEOUT", "10"),
         }
@@ -174,14 +294,52 @@ def _child_env(local: LocalPlatform, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start_processes(local: LocalPlatform) -> None:
+def start_control_api(local: LocalPlatform) -> Supervised:
     layout = local.layout
     var = layout.var_dir.resolve()
-    nodes_dir = var / "nodes"
-    nodes_dir.mkdir(parents=True, exist_ok=True)
+    env = _child_env(
+        local,
+        {
+            "VPBX_HTTP_HOST": layout.host,
+            "VPBX_HTTP_PORT": str(layout.control_port),
+            "VPBX_DATABASE_URL": f"sqlite+aiosqlite:///{var / 'control.db'}",
+            "VPBX_NUMBER_STORE": "local",
+            "VPBX_LOCAL_NUMBERS_FILE": str(layout.numbers_file),
+            "VPBX_SEED_FILE": str(local.path),
+        },
+    )
+    child = Supervised(CONTROL_API, [sys.executable, "-m", "vpbx_control.main", "serve"], env)
+    local.children[CONTROL_API] = child
+    child.start()
+    return child
+
+
+def wait_until_ready(
+    child: Supervised, url: str, stopped: Callable[[], bool], timeout: float = 90.0
+) -> bool:
+    """Poll ``url`` (/readyz) until it answers 200; False if a stop was requested."""
+    deadline = time.monotonic() + timeout
+    while not stopped():
+        if child.exited():
+            code = child.process.returncode if child.process is not None else None
+            raise LaunchError(f"{child.name} exited with {code} while starting (see above)")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise LaunchError(f"{child.name} did not become ready at {url} in {timeout:.0f}s")
+        time.sleep(0.1)
+    return False
+
+
+def start_processes(local: LocalPlatform) -> None:
+    """The media nodes (config from the control API) and the SIP edge."""
+    layout = local.layout
+    var = layout.var_dir.resolve()
     for index, plan in enumerate(local.plans):
-        config_path = nodes_dir / f"{plan.name}.json"
-        config_path.write_text(plan.config.to_json())
         rtp_min, rtp_max = layout.rtp_range(index)
         env = _child_env(
             local,
@@ -189,7 +347,7 @@ def start_processes(local: LocalPlatform) -> None:
                 "VPBX_NODE_NAME": plan.name,
                 "VPBX_TENANT": plan.tenant,
                 "VPBX_CITY": plan.city,
-                "VPBX_NODE_CONFIG": str(config_path),
+                "VPBX_CONFIG_URL": layout.control_url,
                 "VPBX_SIP_HOST": layout.host,
                 "VPBX_SIP_PORT": str(layout.node_port(index)),
                 "VPBX_MEDIA_HOST": layout.host,
@@ -206,8 +364,9 @@ def start_processes(local: LocalPlatform) -> None:
         local, {"VPBX_SIP_HOST": layout.host, "VPBX_SIP_PORT": str(layout.sip_port)}
     )
     local.children["edge"] = Supervised("edge", [sys.executable, "-m", "vpbx_media.edge"], edge_env)
-    for child in local.children.values():
-        child.start()
+    for name, child in local.children.items():
+        if name != CONTROL_API:
+            child.start()
 
 
 def supervise(local: LocalPlatform) -> str | None:
@@ -226,7 +385,9 @@ def supervise(local: LocalPlatform) -> str | None:
 
 
 def stop_processes(local: LocalPlatform, timeout: float = 20.0) -> None:
-    running = [c.process for c in local.children.values() if c.process is not None]
+    """SIGTERM every child (nodes drain their calls) and wait for them, the control API last."""
+    ordered = sorted(local.children.items(), key=lambda item: item[0] == CONTROL_API)
+    running = [child.process for _, child in ordered if child.process is not None]
     for process in running:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -270,16 +431,23 @@ def run_local(path: Path, layout: LocalLayout) -> int:
         stop_requested = True
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    routes: RouteSync | None = None
     try:
         asyncio.run(_wait_redis(local.redis_url))
         migrate_cdr_store(layout.var_dir)
-        routed = asyncio.run(publish_routes(local))
+        control = start_control_api(local)
+        if not wait_until_ready(control, f"{layout.control_url}/readyz", lambda: stop_requested):
+            return 0
+        routes = RouteSync(local)
+        routes.wait(0)  # subscribe, then write the routes of the (seeded) store
         start_processes(local)
         print(
             f"vpbx is up: SIP edge {layout.host}:{layout.sip_port} (UDP+TCP), "
-            f"{len(local.plans)} media node(s), {routed} number(s) routed, Redis {local.redis_url}",
+            f"{len(local.plans)} media node(s), {routes.routed} number(s) routed, "
+            f"Redis {local.redis_url}",
             flush=True,
         )
+        print(f"  control API: {layout.control_url} (docs at /docs)", flush=True)
         for index, plan in enumerate(local.plans):
             print(f"  node {plan.name}: {layout.host}:{layout.node_port(index)}", flush=True)
         while not stop_requested:
@@ -287,9 +455,11 @@ def run_local(path: Path, layout: LocalLayout) -> int:
             if looping is not None:
                 print(f"{looping} keeps exiting; stopping", file=sys.stderr, flush=True)
                 return 1
-            time.sleep(0.2)
+            routes.wait(0.2)
         return 0
     finally:
+        if routes is not None:
+            routes.close()
         stop_processes(local)
         if redis_process is not None:
             redis_process.terminate()

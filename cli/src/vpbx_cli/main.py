@@ -32,8 +32,13 @@ def up(
         "var"
     ),
     sip_t1: Annotated[float, typer.Option(help="SIP timer T1 in seconds")] = 0.5,
+    control_port: Annotated[int, typer.Option(help="control API HTTP port")] = 8000,
 ) -> None:
-    """Run the whole platform locally in the foreground (Ctrl-C stops it)."""
+    """Run the whole platform locally in the foreground (Ctrl-C stops it).
+
+    The control API (http://HOST:CONTROL_PORT, SQLite in VAR_DIR) is seeded from
+    the platform file on its first start; the media nodes take their config from it.
+    """
     layout = LocalLayout(
         host=host,
         sip_port=sip_port,
@@ -42,6 +47,7 @@ def up(
         redis_port=redis_port,
         var_dir=var_dir,
         sip_t1=sip_t1,
+        control_port=control_port,
     )
     try:
         code = run_local(file, layout)
@@ -112,6 +118,20 @@ def operator(
     from vpbx_operator.main import run
 
     run(liveness)
+
+
+@app.command("control-api")
+def control_api(
+    command: Annotated[
+        str, typer.Argument(help="serve (migrate, seed in local mode, serve) or migrate")
+    ] = "serve",
+) -> None:
+    """Run the control API (settings from VPBX_* environment variables)."""
+    from vpbx_control.main import main
+
+    if command not in ("serve", "migrate"):
+        raise typer.BadParameter("expected serve or migrate", param_hint="COMMAND")
+    main([command])
 
 
 @app.command()

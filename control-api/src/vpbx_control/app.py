@@ -23,6 +23,7 @@ from .db.session import Database
 from .deps import AllowAnyone
 from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
+from .inputs import RefuseNulMiddleware
 from .ivr.router import router as ivr_router
 from .nodeconfig.publisher import ConfigPublisher
 from .nodeconfig.router import router as nodeconfig_router
@@ -131,6 +132,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RefuseNulMiddleware)
+    # Added last, so outermost: refused requests are counted and logged too.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from vpbx_common.settings import CommonSettings, require_real_secret
+from vpbx_common.settings import CommonSettings, InsecureDefaultSecretError, require_real_secret
 
 
 class NumberStoreKind(enum.StrEnum):
@@ -24,7 +24,7 @@ class ControlSettings(CommonSettings):
     # Platform operator's token: manages tenants and the number pool.
     platform_admin_token: SecretStr = SecretStr("local-dev-secret")
     # Media nodes present this token to read their compiled config.
-    service_token: SecretStr = SecretStr("local-dev-secret")
+    service_token: SecretStr = SecretStr("local-dev-service-token")
     # Signs user access tokens (HS256).
     token_secret: SecretStr = SecretStr("local-dev-secret")
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
@@ -56,3 +56,8 @@ class ControlSettings(CommonSettings):
             ("VPBX_TOKEN_SECRET", self.token_secret),
         ):
             require_real_secret(name, value, local=self.is_local)
+        if self.platform_admin_token.get_secret_value() == self.service_token.get_secret_value():
+            # One would shadow the other: every node would act as the platform admin.
+            raise InsecureDefaultSecretError(
+                "VPBX_PLATFORM_ADMIN_TOKEN and VPBX_SERVICE_TOKEN must differ"
+            )

@@ -36,7 +36,15 @@ class NodeSettings(SipSettings):
     node_name: str = "node"
     tenant: str = ""
     city: str = ""
+    # Without a control API: the compiled config as a JSON file (a ConfigMap, a hand-made file).
     node_config: Path = Path("node-config.json")
+    # With one: its base URL (http://127.0.0.1:8000); the node fetches
+    # /internal/v1/node-config/<tenant>/<city> with the service token, reloads on
+    # every invalidation on Redis and polls every config_poll_interval seconds.
+    config_url: str | None = None
+    service_token: SecretStr = SecretStr("local-dev-service-token")
+    config_poll_interval: float = Field(default=30.0, gt=0)
+    config_fetch_timeout: float = Field(default=5.0, gt=0)
     media_host: str = "127.0.0.1"
     advertised_media_host: str | None = None
     rtp_port_min: int = 20000
@@ -58,3 +66,5 @@ class NodeSettings(SipSettings):
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_NONCE_SECRET", self.nonce_secret, local=self.is_local)
+        if self.config_url:
+            require_real_secret("VPBX_SERVICE_TOKEN", self.service_token, local=self.is_local)

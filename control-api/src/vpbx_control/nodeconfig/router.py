@@ -1,5 +1,68 @@
+"""/internal/v1/node-config: the compiled config a media node runs on (service token only)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Response
+
+from vpbx_common.nodeconfig import NodeConfig
+
+from ..deps import Context, MediaNode, Session
+from ..errors import error_responses
+from .service import NodeConfigService
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def node_config_service(session: Session, context: Context) -> NodeConfigService:
+    return NodeConfigService(session, context.numbers)
+
+
+Service = Annotated[NodeConfigService, Depends(node_config_service)]
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 13.1.2: weak comparison; ``*`` matches any current representation."""
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **error_responses(401, 403, 404, 503),
+    304: {"description": "unchanged: the If-None-Match ETag is the current version"},
+}
+
+
+@router.get(
+    "/node-config/{tenant}/{city}",
+    response_model=NodeConfig,
+    summary="The compiled config of a tenant's media node in one city",
+    description=(
+        "Users with their extensions, devices' digest HA1s, groups with ordered members, "
+        "schedules, IVR menus, route plans and the tenant's numbers with resolved entries. "
+        "The ETag is the config's content version; send it back in If-None-Match to get "
+        "304 while nothing changed. Media nodes fetch this on start, on every invalidation "
+        "on Redis (`vpbx:config:<tenant>`) and on a slow poll."
+    ),
+    responses=_RESPONSES,
+)
+async def get_node_config(
+    _: MediaNode,
+    service: Service,
+    tenant: Annotated[str, Path(max_length=63, pattern=_DNS_LABEL, examples=["acme"])],
+    city: Annotated[str, Path(max_length=63, pattern=_DNS_LABEL, examples=["msk"])],
+    if_none_match: Annotated[
+        str | None, Header(alias="If-None-Match", description="the ETag of the config held")
+    ] = None,
+) -> Response:
+    config = await service.compile(tenant, city)
+    etag = f'"{config.version}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(config.model_dump_json(), media_type="application/json", headers=headers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,8 @@ class ObjectMeta(BaseModel):
     creation_timestamp: datetime | None = Field(default=None, alias="creationTimestamp")
     generation: int | None = None
     uid: str | None = None
+    # The server's version of the object: writers send it back so a stale write fails.
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
@@ -169,6 +172,8 @@ class Plan(_Spec):
     """Commercial limits; 0 means unlimited."""
 
     seats: int = Field(default=0, ge=0)
+    # Phone numbers (Number resources) the tenant may hold; the control API enforces it.
+    numbers: int = Field(default=0, ge=0, le=100_000)
     concurrent_calls: int = Field(default=0, ge=0, alias="concurrentCalls")
     recording_storage_gib: int = Field(default=0, ge=0, alias="recordingStorageGiB")
 
@@ -228,7 +233,11 @@ class NumberSpec(_Spec):
     channels: int = Field(default=0, ge=0, description="concurrent calls; 0 = unlimited")
     label: str | None = Field(default=None, min_length=1, max_length=63)
     entry: Annotated[str, BeforeValidator(_quoted)] = Field(
-        min_length=1, description="group name or extension number"
+        min_length=1,
+        description=(
+            "group name, extension number, `<kind>:<uuid>` (a control API object: "
+            "user, group, ivr, route-plan) or `unrouted`"
+        ),
     )
 
 
@@ -268,6 +277,20 @@ class PbxUser(_Spec):
         return password
 
 
+class PbxAdmin(_Spec):
+    """A tenant admin seeded in local mode: logs in to the control API with these."""
+
+    email: Email
+    password: SecretStr
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, password: SecretStr) -> SecretStr:
+        if len(password.get_secret_value()) < MIN_SIP_PASSWORD_LENGTH:
+            raise ValueError(f"a password needs at least {MIN_SIP_PASSWORD_LENGTH} characters")
+        return password
+
+
 class RingGroup(_Spec):
     name: GroupName
     strategy: RingStrategy = RingStrategy.RING_ALL
@@ -278,6 +301,7 @@ class RingGroup(_Spec):
 class PbxConfigSpec(_Spec):
     users: list[PbxUser] = Field(default_factory=list)
     groups: list[RingGroup] = Field(default_factory=list)
+    admins: list[PbxAdmin] = Field(default_factory=list)
 
 
 class PbxConfig(_Resource):
@@ -479,14 +503,41 @@ def _config_problems(config: PbxConfig, tenant: Tenant | None) -> list[str]:
             f"{where}: group {group.name!r} lists member {member} twice"
             for member in _repeated(group.members)
         ]
+    admins = [admin.email.lower() for admin in config.spec.admins]
+    problems += [f"{where}: admin {email} is listed twice" for email in _repeated(admins)]
     seats = tenant.spec.plan.seats
     if seats and len(config.spec.users) > seats:
         problems.append(f"{where}: {len(config.spec.users)} users exceed the plan's {seats} seats")
     return problems
 
 
+# A Number's entry as the control API writes it: `<kind>:<uuid>` names one of its
+# objects (resolved to a name when the node config is compiled, so renaming a
+# group never breaks a number), and `unrouted` is a number without an entry yet
+# (its calls are refused with 480).
+UNROUTED_ENTRY = "unrouted"
+ENTRY_REFERENCE_KINDS = ("user", "group", "ivr", "route-plan")
+
+
+def entry_reference(entry: str) -> tuple[str, uuid.UUID] | None:
+    """``("group", UUID(...))`` for an entry written as ``group:<uuid>``, else None."""
+    kind, separator, ident = entry.partition(":")
+    if not separator or kind not in ENTRY_REFERENCE_KINDS:
+        return None
+    try:
+        return kind, uuid.UUID(ident)
+    except ValueError:
+        return None
+
+
 def entry_resolves(entry: str, config: PbxConfig | None) -> bool:
-    """Whether a Number's entry names a group or an extension in the tenant's config."""
+    """Whether a Number's entry names a group or an extension in the tenant's config.
+
+    ``unrouted`` and ``<kind>:<uuid>`` references are accepted as they are: only
+    the control API, which owns those objects, can resolve a reference.
+    """
+    if entry == UNROUTED_ENTRY or entry_reference(entry) is not None:
+        return True
     if config is None:
         return False
     if entry.isdigit():
@@ -527,6 +578,18 @@ def validate_platform(platform: PlatformFile) -> list[str]:
         configs.setdefault(config.tenant, config)
     for config in configs.values():
         problems += _config_problems(config, tenants.get(config.tenant))
+    # Log-in e-mails are unique across the whole platform (the control API's users).
+    emails = [
+        email.lower()
+        for config in configs.values()
+        for email in [
+            *(admin.email for admin in config.spec.admins),
+            *(user.email for user in config.spec.users if user.email),
+        ]
+    ]
+    problems += [
+        f"e-mail {email} belongs to several users or admins" for email in _repeated(emails)
+    ]
 
     owners_of_number: dict[str, list[str]] = {}
     for number in platform.numbers:

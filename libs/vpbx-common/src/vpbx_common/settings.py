@@ -6,7 +6,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Well-known development values; refused outside local mode.
-DEFAULT_LOCAL_SECRETS = frozenset({"", "local-dev-secret", "change-me"})
+DEFAULT_LOCAL_SECRETS = frozenset({"", "local-dev-secret", "local-dev-service-token", "change-me"})
 
 
 class InsecureDefaultSecretError(ValueError):

@@ -7,7 +7,6 @@ import logging
 import redis.asyncio as redis
 
 from vpbx_common.cdr.store import open_cdr_store
-from vpbx_common.nodeconfig import NodeConfig
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
@@ -17,30 +16,39 @@ from ..settings import NodeSettings
 from ..sip.digest import DigestAuthenticator, NonceService
 from ..sip.transport import Address
 from .bindings import BindingStore
+from .configsource import ConfigClient, ConfigHolder, ConfigWatcher, read_config_file
 from .registrar import Authenticator
 from .service import NodeIdentity, NodeService
 
 logger = logging.getLogger(__name__)
 
-
-class ConfigHolder:
-    """The node's current config; replaced whole when a new version arrives."""
-
-    def __init__(self, config: NodeConfig) -> None:
-        self.current = config
-
-    def __call__(self) -> NodeConfig:
-        return self.current
+__all__ = ["ConfigHolder", "main", "run_node"]
 
 
 async def run_node(settings: NodeSettings) -> None:
     settings.check_secrets()
     if not settings.redis_url:
         raise SystemExit("VPBX_REDIS_URL is required for a media node")
-    config = ConfigHolder(NodeConfig.from_json(settings.node_config.read_bytes()))
+    redis_client = redis.Redis.from_url(settings.redis_url)
+    watcher: ConfigWatcher | None = None
+    if settings.config_url:
+        if not (settings.tenant and settings.city):
+            raise SystemExit("VPBX_TENANT and VPBX_CITY are required with VPBX_CONFIG_URL")
+        client = ConfigClient(
+            settings.config_url,
+            settings.service_token.get_secret_value(),
+            settings.tenant,
+            settings.city,
+            timeout=settings.config_fetch_timeout,
+        )
+        config = ConfigHolder(await client.fetch_initial())
+        watcher = ConfigWatcher(
+            client, config, redis_client, poll_interval=settings.config_poll_interval
+        )
+    else:
+        config = ConfigHolder(read_config_file(settings.node_config))
     tenant = settings.tenant or config.current.tenant
     city = settings.city or config.current.city
-    redis_client = redis.Redis.from_url(settings.redis_url)
     spool = CdrSpool(settings.spool_dir)
     shipper = CdrShipper(spool, lambda: open_cdr_store(settings.clickhouse_url, settings.chdb_path))
     nonces = NonceService(
@@ -77,13 +85,16 @@ async def run_node(settings: NodeSettings) -> None:
     await transport.start()
     await shipper.start()
     service.start()
+    if watcher is not None:
+        watcher.start()
     logger.info(
-        "node %s (tenant=%s city=%s) listening on %s:%d; %d open call(s) recovered",
+        "node %s (tenant=%s city=%s) listening on %s:%d; config %s; %d open call(s) recovered",
         settings.node_name,
         tenant,
         city,
         settings.sip_host,
         transport.port,
+        config.current.version,
         recovered,
     )
     try:
@@ -91,6 +102,9 @@ async def run_node(settings: NodeSettings) -> None:
         logger.info("node %s draining %d call(s)", settings.node_name, len(service.calls))
         await service.drain(settings.drain_timeout)
     finally:
+        if watcher is not None:
+            await watcher.stop()
+            await watcher.client.aclose()
         await service.stop()
         await transport.stop()
         await shipper.stop()
@@ -100,4 +114,6 @@ async def run_node(settings: NodeSettings) -> None:
 def main() -> None:
     settings = NodeSettings()
     configure_logging(settings.log_level)
+    # httpx logs every config fetch at INFO; the watcher logs what matters (version changes).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     run(lambda: run_node(settings))

@@ -1,6 +1,12 @@
 """The tenant registrar (RFC 3261 section 10) with digest authentication.
 
-An unknown extension and a wrong password look the same from outside: both
+A device authenticates with its own SIP username (a user may have several
+devices, each with its own credentials); its bindings are stored under its
+user's extension, so a call to the extension rings every device. Old-style
+configs, where the user entry carries the HA1s and the username is the
+extension, work the same way.
+
+An unknown username and a wrong password look the same from outside: both
 get a challenge first and a 403 after credentials, so phones cannot be used
 to enumerate extensions.
 """
@@ -39,19 +45,24 @@ class Authenticator:
         self.md5_only_agents = tuple(agent.lower() for agent in md5_only_agents)
 
     def _ha1(self, username: str, algorithm: DigestAlgorithm) -> str | None:
-        user = self.config().user(username)
-        if user is None:
+        credentials = self.config().credentials(username)
+        if credentials is None:
             return None
-        return user.ha1_sha256 if algorithm is DigestAlgorithm.SHA256 else user.ha1_md5
+        if algorithm is DigestAlgorithm.SHA256:
+            return credentials.ha1_sha256
+        return credentials.ha1_md5
 
     def check(
         self, request: SipRequest, header: str
     ) -> tuple[str | None, list[tuple[str, str]], int]:
-        """(authenticated extension, challenge headers, status) for a request.
+        """(authenticated SIP username, challenge headers, status) for a request.
 
-        On success the extension is returned and the other values are unused.
+        On success the username is returned and the other values are unused;
+        ``NodeConfig.extension_for`` gives the extension it belongs to.
         `header` is Authorization (registrar, 401) or Proxy-Authorization (calls, 407).
         """
+        # The realm is the tenant's SIP domain, as the config of the moment says.
+        self.digest.realm = self.config().sip_domain
         challenge_header = "WWW-Authenticate" if header == "Authorization" else "Proxy-Authenticate"
         status = 401 if header == "Authorization" else 407
         stale = False
@@ -102,12 +113,13 @@ class Registrar:
         to_uri = request.to.uri
         if not isinstance(to_uri, SipUri) or to_uri.user is None:
             return make_response(request, 404, to_tag=new_tag())
-        extension = to_uri.user
-        authenticated, challenge, status = self.auth.check(request, "Authorization")
-        if authenticated is None:
+        address_of_record = to_uri.user
+        username, challenge, status = self.auth.check(request, "Authorization")
+        if username is None:
             return make_response(request, status, to_tag=new_tag(), extra=challenge)
-        if authenticated != extension:
-            # Credentials of one extension cannot register another.
+        extension = config.extension_for(username)
+        if extension is None or address_of_record not in (username, extension):
+            # Credentials of one device cannot register another user's address.
             return make_response(request, 403, to_tag=new_tag())
         try:
             await self._apply(config.tenant, extension, request)
@@ -122,7 +134,11 @@ class Registrar:
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
         extra.append(("Date", formatdate(now, usegmt=True)))
         logger.info(
-            "tenant=%s ext=%s registered %d binding(s)", config.tenant, extension, len(bindings)
+            "tenant=%s ext=%s registered %d binding(s) (device %s)",
+            config.tenant,
+            extension,
+            len(bindings),
+            username,
         )
         return make_response(request, 200, to_tag=new_tag(), extra=extra)
 

@@ -20,7 +20,7 @@ import redis.asyncio as redis
 from vpbx_common.cdr import CallRecord, Direction, EndReason, OpenCall, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventType, events_channel
-from vpbx_common.nodeconfig import NodeConfig
+from vpbx_common.nodeconfig import UNROUTED_ENTRY, NodeConfig
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
@@ -217,9 +217,13 @@ class NodeService:
         caller = caller_user or "anonymous"
         if uri.host.lower() == config.sip_domain.lower():
             # A tenant phone calling: it must prove who it is (RFC 3261 22.3).
-            extension, challenge, status = self.auth.check(request, "Proxy-Authorization")
-            if extension is None:
+            username, challenge, status = self.auth.check(request, "Proxy-Authorization")
+            if username is None:
                 transaction.respond(make_response(request, status, extra=challenge))
+                return None
+            extension = config.extension_for(username)
+            if extension is None:  # the device was removed a moment ago
+                transaction.respond(make_response(request, 403))
                 return None
             dialled = uri.user or ""
             if config.user(dialled) is None:
@@ -241,7 +245,7 @@ class NodeService:
         except InvalidPhoneNumber:
             transaction.respond(make_response(request, 404))
             return None
-        entry = next((n for n in config.numbers if n.number == number), None)
+        entry = config.number(number)
         if entry is None:
             transaction.respond(make_response(request, 404))
             return None
@@ -249,8 +253,22 @@ class NodeService:
             transaction.respond(make_response(request, 486, "All Channels Busy"))
             return None
         group = config.group(entry.entry)
-        members = group.members if group is not None else [entry.entry]
         timeout = float(group.ring_timeout_s) if group is not None else DEFAULT_EXTENSION_RING_S
+        if group is not None:
+            members = group.members
+        elif entry.entry.isdigit():
+            members = [entry.entry]
+        else:
+            # `unrouted` (no entry set yet), or an IVR / route plan this node cannot run
+            # yet: nobody rings, the caller gets 480 and the tenant a CDR of the call.
+            members = []
+            logger.info(
+                "tenant=%s number %s: entry %s %s; nobody to ring",
+                self.tenant,
+                number,
+                entry.entry,
+                "not set yet" if entry.entry == UNROUTED_ENTRY else "not supported by this node",
+            )
         # A caller ID that is no phone number (anonymous, a SIP name) stays as sent.
         with contextlib.suppress(InvalidPhoneNumber):
             caller = normalize_e164(caller)

@@ -1,0 +1,73 @@
+"""Reads one tenant's PBX from the database and the number store and compiles it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vpbx_common.nodeconfig import NodeConfig
+
+from ..errors import NotFound, Unavailable
+from ..groups.models import GroupMemberRow, GroupRow
+from ..ivr.models import IvrMenuRow
+from ..numbers.store import NumberStore, NumberStoreError
+from ..routeplans.models import RoutePlanRow
+from ..schedules.models import ScheduleRow
+from ..tenants.models import TenantRow
+from ..users.models import DeviceRow, UserRow
+from .compile import TenantSnapshot, compile_tenant_config
+
+logger = logging.getLogger(__name__)
+
+RowT = TypeVar("RowT")
+
+
+class NodeConfigNotFound(NotFound):
+    error_id = "node-config-not-found"
+
+
+class NodeConfigService:
+    def __init__(self, session: AsyncSession, numbers: NumberStore) -> None:
+        self.session = session
+        self.numbers = numbers
+
+    async def _tenant_rows(self, model: type[RowT], tenant_id: str) -> Sequence[RowT]:
+        owned: Any = model
+        result = await self.session.execute(select(owned).where(owned.tenant_id == tenant_id))
+        rows: Sequence[RowT] = result.scalars().all()
+        return rows
+
+    async def snapshot(self, tenant: TenantRow) -> TenantSnapshot:
+        groups = await self._tenant_rows(GroupRow, tenant.id)
+        members: Sequence[GroupMemberRow] = ()
+        if groups:
+            result = await self.session.execute(
+                select(GroupMemberRow).where(GroupMemberRow.group_id.in_([g.id for g in groups]))
+            )
+            members = result.scalars().all()
+        try:
+            numbers = await self.numbers.list_numbers(tenant.id)
+        except NumberStoreError as exc:
+            logger.warning("tenant=%s numbers unreadable: %s", tenant.id, exc)
+            raise Unavailable("the number store cannot be read; try again") from exc
+        return TenantSnapshot(
+            tenant=tenant,
+            users=await self._tenant_rows(UserRow, tenant.id),
+            devices=await self._tenant_rows(DeviceRow, tenant.id),
+            groups=groups,
+            members=members,
+            schedules=await self._tenant_rows(ScheduleRow, tenant.id),
+            ivr_menus=await self._tenant_rows(IvrMenuRow, tenant.id),
+            route_plans=await self._tenant_rows(RoutePlanRow, tenant.id),
+            numbers=numbers,
+        )
+
+    async def compile(self, tenant_id: str, city: str) -> NodeConfig:
+        tenant = await self.session.get(TenantRow, tenant_id)
+        if tenant is None or city not in (tenant.cities or ()):
+            raise NodeConfigNotFound(f"tenant {tenant_id!r} has no node in city {city!r}")
+        return compile_tenant_config(await self.snapshot(tenant), city)

@@ -1,0 +1,354 @@
+"""/internal/v1/node-config and local seeding: what a media node gets from the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as redis
+from sqlalchemy import func, select
+from tests.services.control_api import ApiHarness, bearer
+
+from vpbx_common.manifests import Number, load_platform_file, parse_manifest
+from vpbx_common.nodeconfig import NodeConfig, config_channel
+from vpbx_common.sipauth import DigestAlgorithm, ha1
+from vpbx_control.auth.passwords import Passwords
+from vpbx_control.auth.principal import Role
+from vpbx_control.db.migrate import upgrade
+from vpbx_control.db.session import Database
+from vpbx_control.groups.models import GroupRow
+from vpbx_control.nodeconfig.publisher import ConfigPublisher
+from vpbx_control.numbers.local import LocalNumberStore
+from vpbx_control.numbers.models import PoolNumberRow
+from vpbx_control.seed import seed_platform
+from vpbx_control.users.models import DeviceRow, UserRow
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+
+
+def number(name: str, e164: str, entry: str, tenant: str = "acme", city: str = "msk") -> Number:
+    manifest = parse_manifest(
+        {
+            "apiVersion": "vpbx.io/v1alpha1",
+            "kind": "Number",
+            "metadata": {"name": name},
+            "spec": {"number": e164, "tenant": tenant, "city": city, "entry": entry},
+        }
+    )
+    assert isinstance(manifest, Number)
+    return manifest
+
+
+async def create(api: ApiHarness, path: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    response = await api.client.post(path, json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def node_config(api: ApiHarness, tenant: str = "acme", city: str = "msk") -> Any:
+    response = await api.client.get(f"/internal/v1/node-config/{tenant}/{city}", headers=api.node)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def test_the_tenants_pbx_compiled_for_its_node(api: ApiHarness) -> None:
+    await api.add_tenant("acme", cities=("msk", "ekb"))
+    await api.add_tenant("globex")
+    admin = await api.as_role("acme")
+    anna = await create(
+        api,
+        "/v1/users",
+        {
+            "email": "anna@acme.example",
+            "name": "Anna",
+            "extension": "101",
+            "city": "msk",
+            "rank": 70,
+            "skills": ["english"],
+            "mobile": "+79161234567",
+        },
+        admin,
+    )
+    boris = await create(
+        api,
+        "/v1/users",
+        {"email": "boris@acme.example", "name": "Boris", "extension": "201", "city": "ekb"},
+        admin,
+    )
+    desk = await create(api, f"/v1/users/{anna['id']}/devices", {"name": "desk"}, admin)
+    mobile = await create(
+        api, f"/v1/users/{anna['id']}/devices", {"name": "mobile", "username": "anna-m"}, admin
+    )
+    sales = await create(
+        api,
+        "/v1/groups",
+        {
+            "name": "sales",
+            "strategy": "sequential",
+            "ring_timeout_s": 20,
+            "members": [{"user_id": boris["id"], "weight": 3}, {"user_id": anna["id"]}],
+            "overflow": {"type": "user", "user_id": anna["id"]},
+        },
+        admin,
+    )
+    await create(
+        api,
+        "/v1/schedules",
+        {
+            "name": "office",
+            "time_zone": "Europe/Moscow",
+            "weekly": [{"day": "mon", "start": "09:00", "end": "18:00"}],
+        },
+        admin,
+    )
+    menu = await create(
+        api,
+        "/v1/ivr-menus",
+        {
+            "name": "main",
+            "prompt": {"kind": "tts", "text": "Press 1 for sales."},
+            "options": {"1": {"type": "group", "group_id": sales["id"]}},
+            "timeout_target": {"type": "user", "user_id": boris["id"]},
+        },
+        admin,
+    )
+    plan = await create(
+        api,
+        "/v1/route-plans",
+        {"name": "daytime", "steps": [{"type": "ivr", "ivr_menu_id": menu["id"]}]},
+        admin,
+    )
+    globex_admin = await api.as_role("globex")
+    await create(
+        api,
+        "/v1/users",
+        {"email": "hank@globex.example", "name": "Hank", "extension": "777"},
+        globex_admin,
+    )
+    store = api.context.numbers
+    await store.create_number(number("acme-main", "+74950000001", f"group:{sales['id']}"))
+    await store.create_number(number("acme-anna", "+74950000002", f"user:{anna['id']}"))
+    await store.create_number(number("acme-legacy", "+74950000003", "101"))
+    await store.create_number(number("acme-new", "+74950000004", "unrouted"))
+    await store.create_number(number("acme-gone", "+74950000005", f"group:{uuid.uuid4()}"))
+    await store.create_number(number("acme-ivr", "+74950000006", f"ivr:{menu['id']}"))
+    await store.create_number(number("acme-plan", "+74950000007", f"route-plan:{plan['id']}"))
+    await store.create_number(number("globex-main", "+74950000009", "777", tenant="globex"))
+
+    response = await node_config(api)
+    config = NodeConfig.model_validate_json(response.content)
+
+    assert response.headers["ETag"] == f'"{config.version}"'
+    assert config.version.startswith("sha256:")
+    assert (config.tenant, config.city, config.sip_domain) == ("acme", "msk", "acme.vpbx.test")
+    # Only people with an extension: the admin who made all this is no phone user.
+    assert [(u.extension, u.name, u.city) for u in config.users] == [
+        ("101", "Anna", "msk"),
+        ("201", "Boris", "ekb"),
+    ]
+    anna_entry = config.users[0]
+    assert (anna_entry.rank, anna_entry.skills, anna_entry.mobile) == (
+        70,
+        ["english"],
+        "+79161234567",
+    )
+    assert (anna_entry.role, anna_entry.presence, anna_entry.id) == (
+        "agent",
+        "available",
+        anna["id"],
+    )
+    assert anna_entry.ha1_md5 is None  # API users authenticate with their devices
+    # Both of Anna's devices ring 101, each with its own credentials.
+    assert [(d.username, d.extension, d.name) for d in config.devices] == [
+        ("101", "101", "desk"),
+        ("anna-m", "101", "mobile"),
+    ]
+    realm = "acme.vpbx.test"
+    assert config.devices[0].ha1_md5 == ha1("101", realm, desk["password"], DigestAlgorithm.MD5)
+    assert config.devices[1].ha1_sha256 == ha1(
+        "anna-m", realm, mobile["password"], DigestAlgorithm.SHA256
+    )
+    assert config.extension_for("anna-m") == "101"
+    assert config.extension_for("201") is None  # Boris has no device yet
+    [group] = config.groups
+    assert (group.name, group.strategy, group.ring_timeout_s) == ("sales", "sequential", 20)
+    assert group.members == ["201", "101"]  # the order the admin gave
+    assert group.weights == {"201": 3, "101": 1}
+    assert group.overflow is not None
+    assert (group.overflow.type, group.overflow.ref) == ("user", "101")
+    [schedule] = config.schedules
+    assert (schedule.name, schedule.time_zone) == ("office", "Europe/Moscow")
+    assert [(h.day, h.start, h.end) for h in schedule.weekly] == [("mon", "09:00", "18:00")]
+    # The tenant's numbers only, with references resolved to what the node routes on.
+    assert [(n.number, n.entry) for n in config.numbers] == [
+        ("+74950000001", "sales"),
+        ("+74950000002", "101"),
+        ("+74950000003", "101"),
+        ("+74950000004", "unrouted"),
+        ("+74950000005", "unrouted"),  # its group was deleted
+        ("+74950000006", "ivr:main"),
+        ("+74950000007", "route-plan:daytime"),
+    ]
+    [ivr] = config.ivr_menus
+    assert (ivr.id, ivr.name, ivr.prompt["text"]) == (menu["id"], "main", "Press 1 for sales.")
+    assert {digit: (t.type, t.ref) for digit, t in ivr.options.items()} == {"1": ("group", "sales")}
+    assert ivr.timeout_target is not None
+    assert (ivr.timeout_target.type, ivr.timeout_target.ref) == ("user", "201")
+    [daytime] = config.route_plans
+    assert daytime.id == plan["id"]
+    # Steps refer to objects by id; every such object is in the config with its id.
+    assert daytime.steps[0]["ivr_menu_id"] == menu["id"]
+    main = config.numbers[0].target
+    assert main is not None
+    assert (main.type, main.id) == ("group", sales["id"])
+    assert "hank" not in response.text.lower()  # nothing of globex
+
+
+async def test_etag_304_and_a_change_invalidates(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    group = await create(api, "/v1/groups", {"name": "sales"}, admin)
+    await api.context.numbers.create_number(
+        number("acme-main", "+74950000001", f"group:{group['id']}")
+    )
+    first = await node_config(api)
+    etag = first.headers["ETag"]
+    assert (await node_config(api)).headers["ETag"] == etag  # same content, same version
+
+    unchanged = await api.client.get(
+        "/internal/v1/node-config/acme/msk", headers={**api.node, "If-None-Match": etag}
+    )
+    assert unchanged.status_code == 304
+    assert unchanged.headers["ETag"] == etag
+    assert unchanged.content == b""
+
+    assert api.context.redis is not None
+    listener = api.context.redis.pubsub()
+    await listener.subscribe(config_channel("acme"))
+    try:
+        renamed = await api.client.patch(
+            f"/v1/groups/{group['id']}", json={"name": "sales-team"}, headers=admin
+        )
+        assert renamed.status_code == 200, renamed.text
+        message = None
+        async with asyncio.timeout(5):
+            while message is None:
+                message = await listener.get_message(ignore_subscribe_messages=True, timeout=1)
+        assert message["data"] == b"acme"
+    finally:
+        await listener.aclose()
+
+    changed = await api.client.get(
+        "/internal/v1/node-config/acme/msk", headers={**api.node, "If-None-Match": etag}
+    )
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != etag
+    # The number refers to the group by id: renaming the group does not break it.
+    assert [n["entry"] for n in changed.json()["numbers"]] == ["sales-team"]
+
+
+async def test_only_media_nodes_read_node_configs(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    url = "/internal/v1/node-config/acme/msk"
+    for headers in (
+        await api.as_role("acme", Role.TENANT_ADMIN),
+        await api.api_key("acme", Role.TENANT_ADMIN),
+        api.platform,
+    ):
+        refused = await api.client.get(url, headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error_id"] == "forbidden"
+    assert (await api.client.get(url)).status_code == 401
+    assert (await api.client.get(url, headers=bearer("not-the-token"))).status_code == 401
+
+    for missing in ("/internal/v1/node-config/initech/msk", "/internal/v1/node-config/acme/nsk"):
+        response = await api.client.get(missing, headers=api.node)
+        assert response.status_code == 404
+        assert response.json()["error_id"] == "node-config-not-found"
+    bad = await api.client.get("/internal/v1/node-config/acme/MSK!", headers=api.node)
+    assert bad.status_code == 422
+
+
+async def test_demo_file_seeds_once_and_keeps_api_changes(api: ApiHarness) -> None:
+    platform = load_platform_file(DEMO)
+    context = api.context
+
+    async def seed() -> list[str]:
+        return await seed_platform(
+            platform, context.database, context.numbers, context.passwords, context.publisher
+        )
+
+    assert await seed() == ["acme", "globex"]
+
+    # The demo's admins log in; the demo's phones' credentials are the devices'.
+    admin = await api.login("admin@acme.vpbx.local", "acme-admin-secret")
+    me = await api.client.get("/v1/auth/me", headers=admin)
+    assert (me.json()["tenant_id"], me.json()["role"]) == ("acme", "tenant-admin")
+    await api.login("admin@globex.vpbx.local", "globex-admin-secret")
+    config = NodeConfig.model_validate_json((await node_config(api, "acme", "ekb")).content)
+    assert [d.username for d in config.devices] == ["101", "102", "201"]
+    credentials = config.credentials("201")
+    assert credentials is not None
+    assert credentials.ha1_md5 == ha1(
+        "201", "acme.vpbx.local", "acme-201-secret", DigestAlgorithm.MD5
+    )
+    assert config.groups[0].members == ["101", "102", "201"]
+    assert {(n.number, n.entry) for n in config.numbers} == {
+        ("+74950000001", "sales"),
+        ("+73430000001", "sales"),
+        ("+74950000002", "sales"),
+    }
+    stored = {n.spec.number: n.spec.entry for n in await context.numbers.list_numbers("acme")}
+    assert stored["+74950000001"].startswith("group:")  # a reference, as the API writes them
+    globex = await context.numbers.list_numbers("globex")
+    assert [n.spec.entry.split(":")[0] for n in globex] == ["user"]
+
+    # An admin renames the group; starting again must neither reset nor duplicate.
+    groups = await api.client.get("/v1/groups", headers=admin)
+    [sales] = groups.json()["items"]
+    patched = await api.client.patch(
+        f"/v1/groups/{sales['id']}", json={"name": "sales-team"}, headers=admin
+    )
+    assert patched.status_code == 200, patched.text
+
+    assert await seed() == []
+
+    async with context.database.session() as session:
+        users = await session.scalar(select(func.count()).select_from(UserRow))
+        devices = await session.scalar(select(func.count()).select_from(DeviceRow))
+        names = (await session.execute(select(GroupRow.name))).scalars().all()
+        pool = await session.scalar(select(func.count()).select_from(PoolNumberRow))
+    assert (users, devices, list(names), pool) == (6, 4, ["sales-team"], 4)
+    assert len(await context.numbers.list_numbers()) == 4
+    again = NodeConfig.model_validate_json((await node_config(api, "acme", "msk")).content)
+    assert {n.entry for n in again.numbers} == {"sales-team"}
+
+
+async def test_migrations_and_seeding_on_sqlite(tmp_path: Path, flushed_redis: str) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
+    await upgrade(url)
+    database = Database(url)
+    client = redis.Redis.from_url(flushed_redis)
+    store = LocalNumberStore(tmp_path / "numbers.yaml", client)
+    publisher = ConfigPublisher(client)
+    platform = load_platform_file(DEMO)
+    try:
+        passwords = Passwords(time_cost=1, memory_cost=1024)
+        assert await seed_platform(platform, database, store, passwords, publisher) == [
+            "acme",
+            "globex",
+        ]
+        await upgrade(url)  # a second start: nothing to migrate
+        assert await seed_platform(platform, database, store, passwords, publisher) == []
+        async with database.session() as session:
+            admins = (
+                await session.execute(select(UserRow.email).where(UserRow.extension.is_(None)))
+            ).scalars()
+            assert sorted(admins) == ["admin@acme.vpbx.local", "admin@globex.vpbx.local"]
+        assert publisher.published == 2  # one invalidation per seeded tenant
+    finally:
+        await database.dispose()
+        await client.aclose()
+    assert len(await store.list_numbers()) == 4

@@ -1,0 +1,190 @@
+"""Live config: a change made through the control API reaches the running media nodes.
+
+`vpbx up` in a subprocess (control API seeded from examples/demo.yaml, media
+nodes fetching their config from it), real Redis for the invalidations, sipp
+as the carrier and baresip as the phones, all on loopback.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.services.baresip import Baresip, BaresipFactory
+from tests.services.platform import RunningPlatform
+from tests.services.sipp import SippFactory
+
+pytestmark = pytest.mark.integration
+
+ACME = "acme.vpbx.local"
+ACME_MAIN = "+74950000001"  # entry: the sales group (101, 102, 201), ring-all
+CALLER = "+79130000001"
+ACME_ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
+NODE_CONFIG = "/internal/v1/node-config/acme/msk"
+
+
+def phone(
+    factory: BaresipFactory,
+    platform: RunningPlatform,
+    user: str,
+    password: str,
+    *,
+    auto_answer: bool = True,
+    timeout: float = 15,
+) -> Baresip:
+    agent = factory(
+        user, password, ACME, proxy=(platform.host, platform.sip_port), auto_answer=auto_answer
+    )
+    agent.start()
+    agent.wait_registered(timeout=timeout)
+    return agent
+
+
+def node_etag(platform: RunningPlatform, if_none_match: str | None = None) -> tuple[int, str]:
+    """(status, ETag) of the acme/msk node config, as the node itself asks for it."""
+    headers = {"Authorization": f"Bearer {platform.service_token}"}
+    if if_none_match:
+        headers["If-None-Match"] = if_none_match
+    with platform.api(headers) as client:
+        response = client.get(NODE_CONFIG)
+    assert response.status_code in (200, 304), response.text
+    return response.status_code, response.headers["ETag"]
+
+
+def unquote(etag: str) -> str:
+    return etag.strip('"')
+
+
+def wait_for_node_version(platform: RunningPlatform, old: str, new: str, timeout: float) -> float:
+    """Seconds until the acme/msk node logs that it switched from ``old`` to ``new``."""
+    line = f"tenant=acme city=msk config version {unquote(old)} -> {unquote(new)}"
+    started = time.monotonic()
+    while line not in platform.log():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"the node did not load {new} in {timeout}s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def user_id(client: Any, extension: str) -> str:
+    users = client.get("/v1/users", params={"limit": 200}).json()["items"]
+    [found] = [user["id"] for user in users if user["extension"] == extension]
+    return str(found)
+
+
+def test_a_change_takes_effect_on_the_next_call_and_the_call_in_progress_continues(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    admin = platform.login(*ACME_ADMIN)
+    ivan = phone(baresip_factory, platform, "101", "acme-101-secret")
+    status, before = node_etag(platform)
+    assert status == 200
+    assert node_etag(platform, before) == (304, before)  # nothing changed: nothing to fetch
+    node_pid = platform.pid_of("vpbx-node-acme-msk")
+
+    in_progress = sipp_factory(
+        "uac_call.xml",
+        remote=(platform.host, platform.sip_port),
+        service=ACME_MAIN,
+        keys={"domain": platform.host, "caller": CALLER},
+        pause_ms=8000,
+        timeout=40,
+    )
+    in_progress.start()
+    ivan.wait_call_state("ESTABLISHED", timeout=15)
+
+    # While Ivan talks, the admin leaves only Maria (102) in the sales group.
+    with platform.api(admin) as api:
+        [sales] = api.get("/v1/groups", params={"limit": 200}).json()["items"]
+        assert sales["name"] == "sales"
+        changed = api.patch(
+            f"/v1/groups/{sales['id']}", json={"members": [{"user_id": user_id(api, "102")}]}
+        )
+        assert changed.status_code == 200, changed.text
+    status, after = node_etag(platform, before)
+    assert (status, after != before) == (200, True)
+    assert node_etag(platform, after) == (304, after)
+    wait_for_node_version(platform, before, after, timeout=5)
+    maria = phone(baresip_factory, platform, "102", "acme-102-secret")
+
+    finished = in_progress.wait()
+    assert finished.all_succeeded, finished.describe() + platform.log()[-3000:]
+    ivan.wait_no_calls(timeout=10)
+    [first] = platform.calls(1, wait_for=1)
+    assert first["answered_by"] == "101"
+    assert first["end_reason"] == "completed"
+    assert first["hangup_by"] == "caller"
+    assert first["talk_ms"] >= 7500, "the call in progress was cut short"
+
+    # The next call follows the new config: Ivan, still registered, no longer rings.
+    next_call = sipp_factory(
+        "uac_call.xml",
+        remote=(platform.host, platform.sip_port),
+        service=ACME_MAIN,
+        keys={"domain": platform.host, "caller": CALLER},
+        pause_ms=500,
+        timeout=30,
+    ).run()
+    assert next_call.all_succeeded, next_call.describe() + platform.log()[-3000:]
+    maria.wait_no_calls(timeout=10)
+    records = platform.calls(2, wait_for=2)
+    assert [r["answered_by"] for r in records] == ["102", "101"], records
+    assert [r["end_reason"] for r in records] == ["completed", "completed"]
+    assert not [e for e in ivan.events if e.get("type") == "CALL_INCOMING"][1:], ivan.events
+    assert platform.pid_of("vpbx-node-acme-msk") == node_pid  # reloaded, not restarted
+
+
+def test_a_device_created_through_the_api_registers_without_a_node_restart(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    node_pid = platform.pid_of("vpbx-node-acme-msk")
+    _, before = node_etag(platform)
+    with platform.api(platform.login(*ACME_ADMIN)) as api:
+        created = api.post(
+            "/v1/users",
+            json={"email": "olga@acme.example", "name": "Olga", "extension": "103", "city": "msk"},
+        )
+        assert created.status_code == 201, created.text
+        olga = created.json()["id"]
+        devices = [
+            api.post(f"/v1/users/{olga}/devices", json={"name": name, "username": username})
+            for name, username in (("desk", "olga-desk"), ("mobile", "olga-mobile"))
+        ]
+    assert [d.status_code for d in devices] == [201, 201], devices[-1].text
+    desk_password, mobile_password = (d.json()["password"] for d in devices)
+    created_at = time.monotonic()
+
+    # Each device registers with its own credentials, a few seconds after it was made.
+    desk = phone(
+        baresip_factory, platform, "olga-desk", desk_password, auto_answer=False, timeout=5
+    )
+    mobile = phone(
+        baresip_factory, platform, "olga-mobile", mobile_password, auto_answer=False, timeout=5
+    )
+    assert time.monotonic() - created_at < 8
+    _, after = node_etag(platform)
+    assert after != before
+    # The node went through the versions of the user and the devices without a restart.
+    assert f"tenant=acme city=msk config version {unquote(before)} -> " in platform.log()
+    assert f" -> {unquote(after)} " in platform.log()
+    assert platform.pid_of("vpbx-node-acme-msk") == node_pid
+
+    # Both devices ring extension 103; the one that answers gets the call.
+    ivan = phone(baresip_factory, platform, "101", "acme-101-secret")
+    ivan.dial(f"sip:103@{ACME}")
+    desk.wait_call_state("INCOMING", timeout=15)
+    mobile.wait_call_state("INCOMING", timeout=5)
+    mobile.command("accept")
+    ivan.wait_call_state("ESTABLISHED", timeout=15)
+    ivan.hangup()
+    mobile.wait_no_calls(timeout=10)
+    desk.wait_no_calls(timeout=10)
+    assert "CALL_ESTABLISHED" not in [event.get("type") for event in desk.events]
+    [record] = platform.calls(1, wait_for=1)
+    assert record["direction"] == "internal"
+    assert (record["caller"], record["dialled"], record["answered_by"]) == ("101", "103", "103")
+    assert record["end_reason"] == "completed"
