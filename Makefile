@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-operator clean
+.PHONY: up test deps lint bench-sip bench-operator bench-api clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -28,6 +28,10 @@ bench-sip: deps
 ## 500 Tenants x 2 cities + 2000 Numbers against a local kube-apiserver: time to Ready.
 bench-operator: deps
 	uv run python -m loadtest.bench_operator
+
+## Control API on PostgreSQL: req/s, p50/p99 of typical reads and writes at 1-64 in flight.
+bench-api: deps
+	uv run python -m loadtest.bench_api
 
 clean:
 	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache

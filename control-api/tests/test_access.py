@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from tests.services.control_api import ApiHarness, control_settings
 
 from vpbx_control.app import create_app
 from vpbx_control.auth.principal import AccessPolicy, Role
-from vpbx_control.deps import AllowAnyone, Authorize
+from vpbx_control.deps import route_policy
 
 # Served by FastAPI itself, or deliberately public.
 FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-
-
-def _policies(dependant: Dependant) -> Iterator[AccessPolicy]:
-    for sub in dependant.dependencies:
-        if isinstance(sub.call, Authorize | AllowAnyone):
-            yield sub.call.policy
-        yield from _policies(sub)
 
 
 def _api_routes() -> list[APIRoute]:
@@ -37,27 +28,16 @@ def _api_routes() -> list[APIRoute]:
 
 
 def _route_policy(route: APIRoute) -> AccessPolicy:
-    """What the route admits: every policy on its dependency tree must admit the caller."""
-    policies = list(_policies(route.dependant))
-    assert policies, f"{route.methods} {route.path} declares no access policy"
-    effective = policies[0]
-    for policy in policies[1:]:
-        effective = AccessPolicy(
-            roles=effective.roles & policy.roles,
-            platform=effective.platform and policy.platform,
-            node=effective.node and policy.node,
-            public=effective.public and policy.public,
-        )
-    return effective
+    policy = route_policy(route)
+    assert policy is not None, f"{route.methods} {route.path} declares no access policy"
+    return policy
 
 
 def test_every_route_declares_an_access_policy() -> None:
     routes = _api_routes()
     assert len(routes) > 10
     undeclared = [
-        f"{sorted(route.methods)} {route.path}"
-        for route in routes
-        if not any(True for _ in _policies(route.dependant))
+        f"{sorted(route.methods)} {route.path}" for route in routes if route_policy(route) is None
     ]
     assert undeclared == []
 

@@ -20,7 +20,7 @@ from .auth.tokens import TokenSigner
 from .context import AppContext
 from .db.migrate import upgrade
 from .db.session import Database
-from .deps import AllowAnyone
+from .deps import route_policy
 from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
 from .inputs import RefuseNulMiddleware
@@ -141,22 +141,13 @@ def create_app(
     return app
 
 
-def _is_public(route: APIRoute) -> bool:
-    pending = list(route.dependant.dependencies)
-    while pending:
-        dependency = pending.pop()
-        if isinstance(dependency.call, AllowAnyone):
-            return True
-        pending.extend(dependency.dependencies)
-    return False
-
-
 def document_common_errors(app: FastAPI) -> None:
     """Errors any protected route or any request body can produce, in the OpenAPI document."""
     for route in app.routes:
         if not isinstance(route, APIRoute):
             continue
-        if not _is_public(route):
+        policy = route_policy(route)
+        if policy is None or not policy.public:
             route.responses.setdefault(
                 401, {"model": ErrorBody, "description": "no or bad credentials"}
             )

@@ -3,10 +3,13 @@
 # No `from __future__ import annotations`: FastAPI reads the annotations of
 # Authorize.__call__ at runtime, and an instance has no module globals to resolve strings.
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,3 +91,21 @@ PlatformAdmin = Annotated[Principal, Depends(Authorize(PLATFORM_ADMIN))]
 MediaNode = Annotated[Principal, Depends(Authorize(MEDIA_NODE))]
 Public = Annotated[None, Depends(AllowAnyone())]
 Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def _declared(dependant: Dependant) -> Iterator[AccessPolicy]:
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, Authorize | AllowAnyone):
+            yield sub.call.policy
+        yield from _declared(sub)
+
+
+def route_policy(route: APIRoute) -> AccessPolicy | None:
+    """What a route admits: every policy on its dependency tree must admit the caller.
+
+    None when the route declares no policy at all (the route test refuses that).
+    """
+    policies = list(_declared(route.dependant))
+    if not policies:
+        return None
+    return functools.reduce(AccessPolicy.intersect, policies)

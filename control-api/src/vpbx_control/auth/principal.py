@@ -58,6 +58,15 @@ class AccessPolicy:
     node: bool = False
     public: bool = False
 
+    def intersect(self, other: AccessPolicy) -> AccessPolicy:
+        """Who passes both policies (a route whose dependencies each declare one)."""
+        return AccessPolicy(
+            roles=self.roles & other.roles,
+            platform=self.platform and other.platform,
+            node=self.node and other.node,
+            public=self.public and other.public,
+        )
+
     def admits(self, principal: Principal) -> bool:
         if principal.kind is PrincipalKind.PLATFORM_ADMIN:
             return self.platform

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from sqlalchemy import func, select
 
@@ -32,7 +34,11 @@ async def login(
         await session.execute(select(UserRow).where(func.lower(UserRow.email) == email))
     ).scalar_one_or_none()
     # Verified even for unknown e-mails (against a dummy hash): same time either way.
-    if not context.passwords.verify(user.password_hash if user else None, body.password):
+    # argon2 releases the GIL: verifying in a thread keeps other requests moving.
+    verified = await asyncio.to_thread(
+        context.passwords.verify, user.password_hash if user else None, body.password
+    )
+    if not verified:
         await context.login_limiter.failed(email, address)
         raise NotAuthenticated("wrong e-mail or password")
     assert user is not None
