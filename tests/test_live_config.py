@@ -188,3 +188,47 @@ def test_a_device_created_through_the_api_registers_without_a_node_restart(
     assert record["direction"] == "internal"
     assert (record["caller"], record["dialled"], record["answered_by"]) == ("101", "103", "103")
     assert record["end_reason"] == "completed"
+
+
+def test_the_plans_concurrent_call_limit_busies_the_extra_call_until_a_line_frees(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent = baresip_factory(
+        "101", "globex-101-secret", "globex.vpbx.local", proxy=(platform.host, platform.sip_port)
+    )
+    agent.start()
+    agent.wait_registered(timeout=15)
+    token = platform.env.get("VPBX_PLATFORM_ADMIN_TOKEN", "local-dev-secret")
+    with platform.api({"Authorization": f"Bearer {token}"}) as client:
+        changed = client.patch(
+            "/v1/platform/tenants/globex", json={"plan": {"concurrent_calls": 2}}
+        )
+    assert changed.status_code == 200, changed.text
+    line = "tenant=globex city=msk config version"
+    deadline = time.monotonic() + 10
+    while line not in platform.log():
+        assert time.monotonic() < deadline, "the globex node did not reload its config"
+        time.sleep(0.05)
+
+    def calls(count: int) -> Any:
+        return sipp_factory(
+            "uac_call.xml",
+            remote=(platform.host, platform.sip_port),
+            service="+74950000009",
+            keys={"domain": platform.host, "caller": "+79130000002"},
+            timeout=40,
+            pause_ms=4000,
+            calls=count,
+            call_rate=count,
+            concurrent_limit=count,
+        ).run()
+
+    three_at_once = calls(3)
+    assert three_at_once.successful_calls == 2, three_at_once.describe()
+    assert three_at_once.failed_calls == 1, three_at_once.describe()
+    assert "tenant=globex refused: all 2 lines of the plan in use" in platform.log()
+    agent.wait_no_calls(timeout=10)
+    # The lines came back when those calls ended.
+    two_more = calls(2)
+    assert two_more.all_succeeded, two_more.describe()

@@ -32,6 +32,7 @@ from ..sip.transport import Address, Flow
 from ..sip.uri import SipUri
 from .bindings import BindingStore
 from .call import ALLOW_IN_CALL, Call, CallPlan, Side, Target
+from .calllimit import TenantCallLimit
 from .journal import SpoolWriter
 from .registrar import Authenticator, Registrar
 
@@ -87,6 +88,9 @@ class NodeService:
         )
         self.layer = layer_factory(self)
         self.calls: dict[str, Call] = {}
+        self.call_limit = TenantCallLimit(redis_client)
+        # Calls holding one of the plan's lines (concurrent_calls), released when they end.
+        self._counted_calls: set[str] = set()
         self._legs: dict[str, Call] = {}
         self._by_transaction: dict[int, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,6 +203,9 @@ class NodeService:
         except redis.RedisError as exc:
             logger.error("tenant=%s cannot read registrations: %s", self.tenant, exc)
             transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
+            if request.call_id in self._counted_calls:
+                self._counted_calls.discard(request.call_id)
+                self._spawn(self._release_line(request.call_id))
             return
         if plan is None:
             return
@@ -252,6 +259,20 @@ class NodeService:
         if entry.channels and self._active_on(number) >= entry.channels:
             transaction.respond(make_response(request, 486, "All Channels Busy"))
             return None
+        if config.concurrent_calls:
+            # The plan's lines are shared by every number and city of the tenant.
+            if not await self.call_limit.acquire(
+                self.tenant, request.call_id, config.concurrent_calls
+            ):
+                logger.info(
+                    "call=%s tenant=%s refused: all %d lines of the plan in use",
+                    request.call_id,
+                    self.tenant,
+                    config.concurrent_calls,
+                )
+                transaction.respond(make_response(request, 486, "Plan Call Limit Reached"))
+                return None
+            self._counted_calls.add(request.call_id)
         group = config.group(entry.entry)
         timeout = float(group.ring_timeout_s) if group is not None else DEFAULT_EXTENSION_RING_S
         if group is not None:
@@ -354,12 +375,22 @@ class NodeService:
 
     def call_finished(self, call: Call, record: CallRecord) -> None:
         self.spool_writer.submit(lambda: self.spool.finish_call(record))
+        if call.call_id in self._counted_calls:
+            self._counted_calls.discard(call.call_id)
+            self._spawn(self._release_line(call.call_id))
         self.calls.pop(call.call_id, None)
         if not self.calls:
             self._idle.set()
         self._by_transaction.pop(id(call.transaction), None)
         for leg in call.legs:
             self._legs.pop(leg.request.call_id, None)
+
+    async def _release_line(self, call_id: str) -> None:
+        try:
+            await self.call_limit.release(self.tenant, call_id)
+        except redis.RedisError as exc:
+            # The line frees itself when its entry goes stale (calllimit.STALE_AFTER_S).
+            logger.warning("call=%s tenant=%s line not released: %s", call_id, self.tenant, exc)
 
     # --- lifecycle --------------------------------------------------------
 
