@@ -230,8 +230,8 @@ class WebhookDispatcher:
         bridge, self._bridge_task = self._bridge_task, None
         if bridge is not None:
             bridge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bridge
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(bridge, timeout=5.0)
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout_s + 1.0)
@@ -471,10 +471,13 @@ class CallEventBridge:
     async def run(self) -> None:
         while True:
             try:
-                async with self.redis.pubsub() as pubsub:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.psubscribe(self.pattern)
-                    async for message in pubsub.listen():
-                        if message.get("type") == "pmessage":
+                    # get_message, not the listen() generator: cancelling a task parked in
+                    # an async generator's loop leaves the generator running and hangs stop().
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is not None and message.get("type") == "pmessage":
                             await self.handle(message["channel"], message["data"])
             except RedisError as exc:
                 logger.warning("call events: Redis unavailable (%s); retrying in 1 s", exc)
