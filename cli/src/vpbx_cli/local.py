@@ -319,6 +319,7 @@ def wait_until_ready(
 ) -> bool:
     """Poll ``url`` (/readyz) until it answers 200; False if a stop was requested."""
     deadline = time.monotonic() + timeout
+    last_answer = "no answer yet"
     while not stopped():
         if child.exited():
             code = child.process.returncode if child.process is not None else None
@@ -327,10 +328,14 @@ def wait_until_ready(
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
                 if response.status == 200:
                     return True
-        except (urllib.error.URLError, OSError):
-            pass
+                last_answer = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            # Expected while it starts (connection refused, 503); kept for the timeout message.
+            last_answer = str(exc)
         if time.monotonic() > deadline:
-            raise LaunchError(f"{child.name} did not become ready at {url} in {timeout:.0f}s")
+            raise LaunchError(
+                f"{child.name} did not become ready at {url} in {timeout:.0f}s: {last_answer}"
+            )
         time.sleep(0.1)
     return False
 

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpbx_common.manifests import entry_reference
+from vpbx_common.manifests import Number, entry_reference
 
 from .errors import Conflict, FieldProblem
 from .groups.models import GroupRow
@@ -55,18 +55,30 @@ async def referrers(session: AsyncSession, tenant_id: str, object_id: uuid.UUID)
     return found
 
 
-async def number_referrers(numbers: NumberStore, tenant_id: str, object_id: uuid.UUID) -> list[str]:
-    """The tenant's numbers whose entry route is ``object_id`` (``<kind>:<uuid>``)."""
+async def numbers_entering(
+    numbers: NumberStore, tenant_id: str, object_id: uuid.UUID | None, *, name: str | None = None
+) -> list[Number]:
+    """The tenant's numbers whose entry is ``object_id`` (``<kind>:<uuid>``) or, for a
+    group, its ``name`` (hand-written manifests name groups), by phone number."""
     try:
         tenant_numbers = await numbers.list_numbers(tenant_id)
     except NumberStoreError as exc:
         raise NumberStoreUnavailable(f"cannot check which numbers use it: {exc}") from exc
-    found: list[str] = []
+    found = []
     for number in tenant_numbers:
         reference = entry_reference(number.spec.entry)
-        if reference is not None and reference[1] == object_id:
-            found.append(f"number {number.spec.number} ({number.name})")
-    return found
+        by_id = object_id is not None and reference is not None and reference[1] == object_id
+        if by_id or (name is not None and number.spec.entry == name):
+            found.append(number)
+    return sorted(found, key=lambda number: number.spec.number)
+
+
+async def number_referrers(numbers: NumberStore, tenant_id: str, object_id: uuid.UUID) -> list[str]:
+    """The tenant's numbers whose entry route is ``object_id``, named for a 409."""
+    return [
+        f"number {number.spec.number} ({number.name})"
+        for number in await numbers_entering(numbers, tenant_id, object_id)
+    ]
 
 
 async def refuse_if_referenced(

@@ -28,7 +28,7 @@ from vpbx_common.manifests import (
     load_platform_file,
     validate_platform,
 )
-from vpbx_common.sipauth import DigestAlgorithm, ha1
+from vpbx_common.sipauth import ha1_pair
 
 from .auth.passwords import Passwords
 from .auth.principal import Role
@@ -108,7 +108,7 @@ class _TenantSeed:
                     token_generation=1,
                 )
             )
-            password = user.sip_password.get_secret_value()
+            hashes = ha1_pair(user.extension, realm, user.sip_password.get_secret_value())
             self.rows.append(
                 DeviceRow(
                     id=uuid.uuid4(),
@@ -116,8 +116,8 @@ class _TenantSeed:
                     user_id=user_id,
                     name=SEEDED_DEVICE_NAME,
                     username=user.extension,
-                    ha1_md5=ha1(user.extension, realm, password, DigestAlgorithm.MD5),
-                    ha1_sha256=ha1(user.extension, realm, password, DigestAlgorithm.SHA256),
+                    ha1_md5=hashes.md5,
+                    ha1_sha256=hashes.sha256,
                     revision=1,
                 )
             )

@@ -9,8 +9,7 @@ from sqlalchemy import Enum, ForeignKey, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..auth.principal import Role
-from ..db.base import Base, TenantOwned
-from ..users.models import _enum_values
+from ..db.base import Base, TenantOwned, enum_values
 
 
 class ApiKeyRow(TenantOwned, Base):
@@ -18,7 +17,7 @@ class ApiKeyRow(TenantOwned, Base):
 
     name: Mapped[str] = mapped_column(String(100))
     role: Mapped[Role] = mapped_column(
-        Enum(Role, name="api_key_role", values_callable=_enum_values, native_enum=False, length=32)
+        Enum(Role, name="api_key_role", values_callable=enum_values, native_enum=False, length=32)
     )
     # SHA-256 of the random secret part: a 256-bit random secret needs no slow hash.
     secret_sha256: Mapped[str] = mapped_column(String(64))

@@ -9,7 +9,6 @@ password change or a deletion takes effect before the token expires.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -20,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..apikeys.models import ApiKeyRow
-from ..db.base import utcnow
+from ..db.base import as_utc, utcnow
 from ..users.models import UserRow
 from .principal import Principal, PrincipalKind
 from .tokens import TokenError, TokenSigner
@@ -56,11 +55,6 @@ class ApiKeySecret:
         return hashlib.sha256(self.secret.encode()).hexdigest()
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns.
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
@@ -90,7 +84,7 @@ class CredentialVerifier:
         now = utcnow()
         # Written at most once a minute: a busy integration must not turn reads into writes.
         last = row.last_used_at
-        if last is None or (now - _aware(last)).total_seconds() > 60:
+        if last is None or (now - as_utc(last)).total_seconds() > 60:
             row.last_used_at = now
             await session.commit()
         return Principal(

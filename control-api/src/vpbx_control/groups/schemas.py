@@ -7,8 +7,9 @@ import enum
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from ..schema_base import StrictInput
 from ..targets import Target
 
 
@@ -46,16 +47,12 @@ EscalationInterval = Annotated[
 MAX_MEMBERS = 200
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MemberIn(_Strict):
+class MemberIn(StrictInput):
     user_id: uuid.UUID
     weight: int = Field(default=1, ge=1, le=100, description="share of calls among equals")
 
 
-class GroupCreate(_Strict):
+class GroupCreate(StrictInput):
     name: GroupName
     strategy: Strategy = Strategy.RING_ALL
     ring_timeout_s: RingTimeout = 30
@@ -73,7 +70,7 @@ class GroupCreate(_Strict):
     )
 
 
-class GroupUpdate(_Strict):
+class GroupUpdate(StrictInput):
     """Only the fields given change; ``members``, when given, replaces the whole list."""
 
     name: GroupName | None = None

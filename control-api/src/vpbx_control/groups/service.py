@@ -6,14 +6,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpbx_common.manifests import entry_reference
-
 from ..auth.principal import Principal
-from ..errors import InvalidInput, ReferenceNotFound, Unavailable
+from ..errors import InvalidInput, ReferenceNotFound
 from ..nodeconfig.publisher import ConfigPublisher
-from ..numbers.store import NumberStore, NumberStoreError
+from ..numbers.store import NumberStore
 from ..paging import PageParams, check_if_match
-from ..references import refuse_if_referenced
+from ..references import numbers_entering, refuse_if_referenced
 from ..repository import TenantWork
 from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, group_edges
 from ..routeplans.service import refuse_cycles
@@ -171,15 +169,8 @@ class GroupService:
 
     async def _refuse_if_number_entry(self, row: GroupRow, field: str, *, by_id: bool) -> None:
         """Numbers enter a group by its name or, written ``group:<id>``, by its id."""
-        try:
-            numbers = await self.numbers.list_numbers(self.tenant_id)
-        except NumberStoreError as exc:
-            raise Unavailable("the number store cannot be read; try again") from exc
-        entries = sorted(
-            number.spec.number
-            for number in numbers
-            if number.spec.entry == row.name
-            or (by_id and entry_reference(number.spec.entry) == ("group", row.id))
+        entering = await numbers_entering(
+            self.numbers, self.tenant_id, row.id if by_id else None, name=row.name
         )
-        if entries:
-            raise GroupIsNumberEntry(entries, field)
+        if entering:
+            raise GroupIsNumberEntry([number.spec.number for number in entering], field)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..schema_base import StrictInput
 from ..targets import Target
 
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^\S(.*\S)?$")]
@@ -13,18 +14,14 @@ Digit = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"]
 Options = dict[Digit, Target]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AudioPrompt(_Strict):
+class AudioPrompt(StrictInput):
     """An uploaded recording (POST /v1/ivr-menus/{id}/prompt sets this for you)."""
 
     kind: Literal["audio"] = "audio"
     prompt_id: uuid.UUID = Field(description="an uploaded prompt of this tenant")
 
 
-class TonePrompt(_Strict):
+class TonePrompt(StrictInput):
     """A generated sine tone."""
 
     kind: Literal["tone"] = "tone"
@@ -32,7 +29,7 @@ class TonePrompt(_Strict):
     duration_ms: int = Field(default=500, ge=50, le=10_000)
 
 
-class TtsPrompt(_Strict):
+class TtsPrompt(StrictInput):
     """Text to speech. A placeholder for now: until the platform has a TTS engine,
     the media node renders it as a short tone; the text is kept for when it does."""
 
@@ -66,7 +63,7 @@ _OPTIONS_EXAMPLE: dict[str, Any] = {
 }
 
 
-class _MenuFields(_Strict):
+class _MenuFields(StrictInput):
     @field_validator(
         "name", "prompt", "options", "timeout_s", "max_retries", mode="after", check_fields=False
     )

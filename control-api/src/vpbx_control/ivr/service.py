@@ -6,14 +6,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpbx_common.manifests import entry_reference
-
 from ..auth.principal import Principal
-from ..errors import Unavailable
 from ..nodeconfig.publisher import ConfigPublisher
-from ..numbers.store import NumberStore, NumberStoreError
+from ..numbers.store import NumberStore
 from ..paging import PageParams, check_if_match
-from ..references import refuse_if_referenced
+from ..references import numbers_entering, refuse_if_referenced
 from ..repository import TenantWork
 from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, ivr_menu_edges
 from ..routeplans.service import refuse_cycles
@@ -208,14 +205,6 @@ class IvrMenuService:
                 setattr(row, key, None)
 
     async def _refuse_if_number_entry(self, row: IvrMenuRow) -> None:
-        try:
-            numbers = await self.numbers.list_numbers(self.tenant_id)
-        except NumberStoreError as exc:
-            raise Unavailable("the number store cannot be read; try again") from exc
-        entering = sorted(
-            number.spec.number
-            for number in numbers
-            if entry_reference(number.spec.entry) == ("ivr", row.id)
-        )
+        entering = await numbers_entering(self.numbers, self.tenant_id, row.id)
         if entering:
-            raise IvrMenuIsNumberEntry(entering)
+            raise IvrMenuIsNumberEntry([number.spec.number for number in entering])

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from vpbx_common.manifests import UNROUTED_ENTRY, DnsLabel, Number, entry_reference
 
+from ..schema_base import StrictInput
 from ..targets import E164, GroupTarget, IvrTarget, RoutePlanTarget, UserTarget
 
 UNROUTED = UNROUTED_ENTRY
@@ -124,11 +125,7 @@ Channels = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NumberProvision(_Strict):
+class NumberProvision(StrictInput):
     """Take a number from the platform's pool: any free one in a city, one matching a
     pattern, or a specific one."""
 
@@ -158,7 +155,7 @@ class NumberProvision(_Strict):
     )
 
 
-class NumberUpdate(_Strict):
+class NumberUpdate(StrictInput):
     """Set a number's entry route, ad-channel label or channel limit.
 
     ``entry: null`` leaves the number unrouted (calls are refused); ``label:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from vpbx_common.manifests import DnsLabel, Email, SipDomain
 
+from ..schema_base import StrictInput
 from ..targets import E164
 
 Limit = Annotated[int, Field(ge=0, le=100_000, description="0 = unlimited")]
@@ -36,23 +37,19 @@ Cities = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PlanLimits(_Strict):
+class PlanLimits(StrictInput):
     seats: Limit = Field(default=0, description="users (extensions); 0 = unlimited")
     numbers: Limit = Field(default=0, description="phone numbers; 0 = unlimited")
     concurrent_calls: Limit = Field(default=0, description="calls at once; 0 = unlimited")
 
 
-class PlanLimitsUpdate(_Strict):
+class PlanLimitsUpdate(StrictInput):
     seats: Limit | None = None
     numbers: Limit | None = None
     concurrent_calls: Limit | None = None
 
 
-class FirstAdmin(_Strict):
+class FirstAdmin(StrictInput):
     """The tenant's first tenant-admin user, who then manages everything else."""
 
     email: Email = Field(examples=["admin@acme.example"])
@@ -60,7 +57,7 @@ class FirstAdmin(_Strict):
     name: str = Field(default="Administrator", min_length=1, max_length=200)
 
 
-class TenantCreate(_Strict):
+class TenantCreate(StrictInput):
     id: DnsLabel = Field(
         description="the tenant's name (a DNS label); Numbers and node names contain it",
         examples=["acme"],
@@ -73,7 +70,7 @@ class TenantCreate(_Strict):
     admin: FirstAdmin | None = None
 
 
-class TenantUpdate(_Strict):
+class TenantUpdate(StrictInput):
     """Fields left out are not changed. The SIP domain cannot change (every phone uses it)."""
 
     display_name: DisplayName | None = None
@@ -93,7 +90,7 @@ class TenantOut(BaseModel):
     created_at: dt.datetime
 
 
-class PoolAdd(_Strict):
+class PoolAdd(StrictInput):
     numbers: list[E164] = Field(min_length=1, max_length=1000, examples=[["+74950000001"]])
     city: DnsLabel = Field(examples=["msk"])
 

@@ -6,14 +6,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpbx_common.manifests import entry_reference
-
 from ..auth.principal import Principal
-from ..errors import InvalidInput, ReferenceNotFound, Unavailable
+from ..errors import InvalidInput, ReferenceNotFound
 from ..nodeconfig.publisher import ConfigPublisher
-from ..numbers.store import NumberStore, NumberStoreError
+from ..numbers.store import NumberStore
 from ..paging import PageParams, check_if_match
-from ..references import refuse_if_referenced
+from ..references import numbers_entering, refuse_if_referenced
 from ..repository import TenantWork
 from .errors import RouteCycle, RoutePlanIsNumberEntry, RoutePlanNameTaken, UnreachableStep
 from .graph import NodeKind, NodeRef, ProposedChange, RefKind, route_plan_edges, step_references
@@ -103,9 +101,9 @@ class RoutePlanService:
         row = await self.repository.get(plan_id)
         check_if_match(if_match, row.etag())
         await refuse_if_referenced(self.session, self.tenant_id, row.id, "route plan")
-        entries = await self._numbers_entering(row)
-        if entries:
-            raise RoutePlanIsNumberEntry(entries)
+        entering = await numbers_entering(self.numbers, self.tenant_id, row.id)
+        if entering:
+            raise RoutePlanIsNumberEntry([number.spec.number for number in entering])
         await self.repository.delete(row)
         await self.work.commit()
 
@@ -128,15 +126,3 @@ class RoutePlanService:
             node=NodeRef(NodeKind.ROUTE_PLAN, plan_id), name=name, edges=route_plan_edges(steps)
         )
         await refuse_cycles(self.session, self.tenant_id, change)
-
-    async def _numbers_entering(self, row: RoutePlanRow) -> list[str]:
-        """Numbers whose entry is ``route-plan:<id>`` of this plan."""
-        try:
-            numbers = await self.numbers.list_numbers(self.tenant_id)
-        except NumberStoreError as exc:
-            raise Unavailable("the number store cannot be read; try again") from exc
-        return sorted(
-            number.spec.number
-            for number in numbers
-            if entry_reference(number.spec.entry) == ("route-plan", row.id)
-        )

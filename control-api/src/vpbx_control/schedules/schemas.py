@@ -8,7 +8,9 @@ import uuid
 import zoneinfo
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from ..schema_base import StrictInput
 
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
@@ -42,11 +44,7 @@ TimeZone = Annotated[str, AfterValidator(_time_zone), Field(examples=["Europe/Mo
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^\S(.*\S)?$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Hours(_Strict):
+class Hours(StrictInput):
     start: Clock
     end: Clock
 
@@ -61,7 +59,7 @@ class WeeklyHours(Hours):
     day: Weekday
 
 
-class SpecialDay(_Strict):
+class SpecialDay(StrictInput):
     date: dt.date
     name: str = Field(default="", max_length=100, examples=["New Year"])
     hours: list[Hours] = Field(
@@ -74,7 +72,7 @@ def _no_overlaps(intervals: list[tuple[str, str]]) -> bool:
     return all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(ordered))
 
 
-class _ScheduleFields(_Strict):
+class _ScheduleFields(StrictInput):
     @model_validator(mode="after")
     def _consistent(self) -> _ScheduleFields:
         weekly: list[WeeklyHours] | None = getattr(self, "weekly", None)

@@ -11,17 +11,13 @@ from sqlalchemy import Enum, ForeignKey, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..auth.principal import Role
-from ..db.base import Base, TenantOwned
+from ..db.base import Base, TenantOwned, enum_values
 
 
 class Presence(enum.StrEnum):
     AVAILABLE = "available"
     AWAY = "away"
     DO_NOT_DISTURB = "do-not-disturb"
-
-
-def _enum_values(kind: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in kind]
 
 
 class UserRow(TenantOwned, Base):
@@ -33,7 +29,7 @@ class UserRow(TenantOwned, Base):
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     role: Mapped[Role] = mapped_column(
-        Enum(Role, name="user_role", values_callable=_enum_values, native_enum=False, length=32)
+        Enum(Role, name="user_role", values_callable=enum_values, native_enum=False, length=32)
     )
     extension: Mapped[str | None] = mapped_column(String(16), default=None)
     city: Mapped[str | None] = mapped_column(String(63), default=None)
@@ -41,7 +37,7 @@ class UserRow(TenantOwned, Base):
     rank: Mapped[int] = mapped_column(Integer, default=0)  # qualification, higher rings first
     skills: Mapped[list[Any]] = mapped_column(default=list)
     presence: Mapped[Presence] = mapped_column(
-        Enum(Presence, name="presence", values_callable=_enum_values, native_enum=False, length=32),
+        Enum(Presence, name="presence", values_callable=enum_values, native_enum=False, length=32),
         default=Presence.AVAILABLE,
     )
     # Personal settings the user may change: forward to mobile after N seconds, etc.

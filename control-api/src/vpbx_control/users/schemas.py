@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..auth.principal import Role
+from ..schema_base import StrictInput
 from ..targets import E164
 from .models import Presence, UserRow
 
@@ -80,11 +81,7 @@ WrapUp = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class UserSettings(_Strict):
+class UserSettings(StrictInput):
     """Personal settings; the user may change them themself."""
 
     forward_to_mobile: bool = Field(
@@ -101,7 +98,7 @@ class UserSettings(_Strict):
         return cls.model_validate(known)
 
 
-class UserSettingsPatch(_Strict):
+class UserSettingsPatch(StrictInput):
     """A partial change of UserSettings: fields left out keep their value."""
 
     forward_to_mobile: bool | None = None
@@ -114,7 +111,7 @@ class UserSettingsPatch(_Strict):
         return UserSettings.model_validate({**current.model_dump(), **changes})
 
 
-class UserCreate(_Strict):
+class UserCreate(StrictInput):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -150,7 +147,7 @@ class UserCreate(_Strict):
     )
 
 
-class UserUpdate(_Strict):
+class UserUpdate(StrictInput):
     """A tenant admin's change. ``extension``, ``city`` and ``mobile`` are cleared by null;
     null leaves the other fields unchanged. A new role or password signs the user out."""
 
@@ -174,7 +171,7 @@ class UserUpdate(_Strict):
     password: Password | None = None
 
 
-class SelfUpdate(_Strict):
+class SelfUpdate(StrictInput):
     """What a user may change about themself. A new password needs the current one."""
 
     model_config = ConfigDict(
@@ -197,7 +194,7 @@ class SelfUpdate(_Strict):
         return self
 
 
-class PresenceChange(_Strict):
+class PresenceChange(StrictInput):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"presence": "do-not-disturb"}]}
     )
@@ -245,7 +242,7 @@ class UserOut(BaseModel):
         )
 
 
-class DeviceCreate(_Strict):
+class DeviceCreate(StrictInput):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "desk"}]})
 
     name: DeviceName

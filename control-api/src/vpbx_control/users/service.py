@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpbx_common.sipauth import DigestAlgorithm, ha1
+from vpbx_common.sipauth import ha1_pair
 
 from ..auth.principal import MANAGERS, Principal, Role
 from ..context import AppContext
@@ -239,13 +239,14 @@ class UserService:
         else:
             username = await self._free_username(user.extension)
         password = generate_sip_password()
+        hashes = ha1_pair(username, tenant.sip_domain, password)
         row = self.devices.add(
             DeviceRow(
                 user_id=user.id,
                 name=body.name,
                 username=username,
-                ha1_md5=ha1(username, tenant.sip_domain, password, DigestAlgorithm.MD5),
-                ha1_sha256=ha1(username, tenant.sip_domain, password, DigestAlgorithm.SHA256),
+                ha1_md5=hashes.md5,
+                ha1_sha256=hashes.sha256,
                 revision=1,
             )
         )
@@ -260,8 +261,7 @@ class UserService:
         check_if_match(if_match, row.etag())
         tenant = await self.users.tenant()
         password = generate_sip_password()
-        row.ha1_md5 = ha1(row.username, tenant.sip_domain, password, DigestAlgorithm.MD5)
-        row.ha1_sha256 = ha1(row.username, tenant.sip_domain, password, DigestAlgorithm.SHA256)
+        row.ha1_md5, row.ha1_sha256 = ha1_pair(row.username, tenant.sip_domain, password)
         self.devices.touch(row)
         await self.work.commit()
         return IssuedDevice(row, password, tenant.sip_domain)

@@ -52,7 +52,7 @@ from vpbx_common.cdr.record import UNANSWERED_REASONS
 from vpbx_common.events import CallEvent, CallEventType, events_channel
 
 from ..context import AppContext
-from ..db.base import utcnow
+from ..db.base import as_utc, utcnow
 from ..db.session import Database
 from .models import WebhookDeliveryRow, WebhookRow
 from .repository import DeliveryQueue, DeliveryRepository, WebhookRepository
@@ -98,11 +98,6 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-
-
 def delivery_body(
     delivery_id: uuid.UUID,
     tenant_id: str,
@@ -114,7 +109,7 @@ def delivery_body(
         "id": str(delivery_id),
         "event": event,
         "tenant": tenant_id,
-        "created_at": _utc(created_at).isoformat().replace("+00:00", "Z"),
+        "created_at": as_utc(created_at).isoformat().replace("+00:00", "Z"),
         "data": payload,
     }
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, default=str).encode()
@@ -266,7 +261,7 @@ class WebhookDispatcher:
             due = await DeliveryQueue(session).next_due()
         if due is None:
             return self.poll_interval_s
-        wait = (_utc(due) - self.clock()).total_seconds()
+        wait = (as_utc(due) - self.clock()).total_seconds()
         return min(self.poll_interval_s, max(0.0, wait))
 
     async def _prune_now_and_then(self) -> None:

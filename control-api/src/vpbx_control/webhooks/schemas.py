@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from ..schema_base import StrictInput
+
 
 class WebhookEvent(enum.StrEnum):
     CALL_RINGING = "call.ringing"
@@ -73,11 +75,7 @@ Events = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WebhookCreate(_Strict):
+class WebhookCreate(StrictInput):
     url: Url
     events: Events
     description: Description | None = None
@@ -88,7 +86,7 @@ class WebhookCreate(_Strict):
     )
 
 
-class WebhookUpdate(_Strict):
+class WebhookUpdate(StrictInput):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"events": ["call.missed"], "active": True}]},
@@ -107,7 +105,7 @@ class WebhookUpdate(_Strict):
         return value
 
 
-class RotateSecret(_Strict):
+class RotateSecret(StrictInput):
     secret: Secret | None = Field(
         default=None,
         description="leave out to have one generated",

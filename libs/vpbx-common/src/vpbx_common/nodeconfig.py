@@ -26,7 +26,7 @@ from vpbx_common.manifests import (
     Tenant,
 )
 from vpbx_common.models import StrictModel
-from vpbx_common.sipauth import DigestAlgorithm, ha1
+from vpbx_common.sipauth import ha1_pair
 
 __all__ = [
     "CONFIG_CHANNEL_PREFIX",
@@ -245,14 +245,14 @@ def _users(config: PbxConfig | None, realm: str) -> list[UserEntry]:
         return []
     entries = []
     for user in config.spec.users:
-        password = user.sip_password.get_secret_value()
+        hashes = ha1_pair(user.extension, realm, user.sip_password.get_secret_value())
         entries.append(
             UserEntry(
                 extension=user.extension,
                 name=user.name,
                 city=user.city,
-                ha1_md5=ha1(user.extension, realm, password, DigestAlgorithm.MD5),
-                ha1_sha256=ha1(user.extension, realm, password, DigestAlgorithm.SHA256),
+                ha1_md5=hashes.md5,
+                ha1_sha256=hashes.sha256,
                 email=user.email,
             )
         )
