@@ -5,5 +5,6 @@ from pathlib import Path
 pytest_plugins = sorted(
     f"tests.services.{path.stem}"
     for path in (Path(__file__).parent / "tests" / "services").glob("*.py")
-    if path.stem != "__init__"
+    # ports.py holds helpers only, and the plugins import it before pytest could rewrite it.
+    if path.stem not in {"__init__", "ports"}
 )

@@ -227,12 +227,13 @@ def test_when_two_agents_answer_at_once_exactly_one_gets_the_call(
     rounds = 3
 
     for attempt in range(rounds):
-        caller = carrier(sipp_factory, platform, "uac_call.xml", pause_ms=1500)
+        # Long enough that a loaded machine still polls the phones mid-call.
+        caller = carrier(sipp_factory, platform, "uac_call.xml", pause_ms=4000)
         caller.start()
         # Both auto-answer the moment their INVITE arrives; mid-call, one talks.
         wait_until(
             lambda: any("ESTABLISHED" in call_states(a) for a in agents.values()),
-            10,
+            15,
             "an agent established",
         )
         time.sleep(0.7)

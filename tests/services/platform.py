@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import signal
 import socket
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.services.ports import free_port, free_port_pair
+from tests.services.ports import free_port, free_port_block, free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "examples" / "demo.yaml"
@@ -46,21 +45,6 @@ def sip_options(host: str, port: int, timeout: float = 0.5) -> int | None:
             return None
         parts = data.split(b" ", 2)
         return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-
-
-def _free_block(count: int, low: int, high: int) -> int:
-    """A base port such that base..base+count-1 are free for UDP and TCP."""
-    for _ in range(200):
-        base = random.randrange(low, high - count)
-        try:
-            for port in range(base, base + count):
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    with socket.socket(socket.AF_INET, kind) as sock:
-                        sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
 
 
 @dataclass
@@ -158,8 +142,9 @@ def start_platform(
 ) -> RunningPlatform:
     host = "127.0.0.1"
     sip_port = free_port_pair()
-    node_base = _free_block(8, 30000, 40000)
-    rtp_base = _free_block(1, 40000, 50000)
+    node_base = free_port_block(8)
+    # RTP is UDP only and bound per call; a busy port there is skipped by the node.
+    rtp_base = free_port_block(1, 40000, 50000)
     control_port = free_port()
     var_dir = tmp / "var"
     env = dict(os.environ)
