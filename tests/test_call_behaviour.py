@@ -391,7 +391,7 @@ def test_after_the_agent_unregisters_calls_get_480(
     agent.command("uadel", agent.aor)
 
     wait_until(
-        lambda: "tenant=globex ext=101 registered 0 binding(s)" in platform.log(),
+        lambda: "tenant=globex city=msk ext=101 registered 0 binding(s)" in platform.log(),
         10,
         "the node saw the un-REGISTER",
     )

@@ -7,6 +7,7 @@ as the carrier and baresip as the phones, all on loopback.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -58,11 +59,16 @@ def unquote(etag: str) -> str:
 
 
 def wait_for_node_log(
-    platform: RunningPlatform, fragment: str, timeout: float, *, since: int = 0
+    platform: RunningPlatform, fragment: str | re.Pattern[str], timeout: float, *, since: int = 0
 ) -> float:
-    """Seconds until ``fragment`` appears in the platform log after character ``since``."""
+    """Seconds until ``fragment`` (text or pattern) is in the platform log after ``since``."""
+
+    def found() -> bool:
+        log = platform.log()[since:]
+        return fragment in log if isinstance(fragment, str) else fragment.search(log) is not None
+
     started = time.monotonic()
-    while fragment not in platform.log()[since:]:
+    while not found():
         if time.monotonic() - started > timeout:
             raise AssertionError(f"not in the log after {timeout}s: {fragment!r}")
         time.sleep(0.05)
@@ -238,3 +244,45 @@ def test_the_plans_concurrent_call_limit_busies_the_extra_call_until_a_line_free
     # The lines came back when those calls ended.
     two_more = calls(2)
     assert two_more.all_succeeded, two_more.describe()
+
+
+def test_a_user_created_through_the_api_registers_with_their_citys_node(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    """Acme works in Moscow and Ekaterinburg; Pavel, added in Ekaterinburg, lands on ekb."""
+    platform: RunningPlatform = platform_factory()
+    before = len(platform.log())
+    with platform.api(platform.login(*ACME_ADMIN)) as api:
+        created = api.post(
+            "/v1/users",
+            json={
+                "email": "pavel@acme.example",
+                "name": "Pavel",
+                "extension": "204",
+                "city": "ekb",
+            },
+        )
+        assert created.status_code == 201, created.text
+        device = api.post(
+            f"/v1/users/{created.json()['id']}/devices",
+            json={"name": "desk", "username": "pavel-desk"},
+        )
+        assert device.status_code == 201, device.text
+    reloaded = re.compile(r"tenant=acme city=ekb config version \S+ -> ")
+    wait_for_node_log(platform, reloaded, timeout=10, since=before)
+
+    pavel = phone(
+        baresip_factory, platform, "pavel-desk", device.json()["password"], auto_answer=False
+    )
+    log = platform.log()
+    assert "tenant=acme city=ekb ext=204 registered 1 binding(s) (device pavel-desk)" in log
+    assert "city=msk ext=204 registered" not in log
+
+    # A Moscow colleague reaches him across cities.
+    ivan = phone(baresip_factory, platform, "101", "acme-101-secret")
+    ivan.dial(f"sip:204@{ACME}")
+    pavel.wait_call_state("INCOMING", timeout=15)
+    pavel.command("accept")
+    ivan.wait_call_state("ESTABLISHED", timeout=15)
+    ivan.hangup()
+    pavel.wait_no_calls(timeout=10)

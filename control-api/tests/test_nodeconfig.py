@@ -7,18 +7,24 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis.asyncio as redis
+from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 from tests.services.control_api import ApiHarness, bearer
 
 from vpbx_common.manifests import Number, load_platform_file, parse_manifest
 from vpbx_common.nodeconfig import NodeConfig, config_channel
+from vpbx_common.routing import RoutingTable
 from vpbx_common.sipauth import DigestAlgorithm, ha1
+from vpbx_control.app import create_app
 from vpbx_control.auth.passwords import Passwords
 from vpbx_control.auth.principal import Role
 from vpbx_control.db.migrate import upgrade
 from vpbx_control.db.session import Database
 from vpbx_control.groups.models import GroupRow
+from vpbx_control.nodeconfig.cache import NodeConfigCache
+from vpbx_control.nodeconfig.homes import restore_all_homes
 from vpbx_control.nodeconfig.publisher import ConfigPublisher
 from vpbx_control.numbers.local import LocalNumberStore
 from vpbx_control.numbers.models import PoolNumberRow
@@ -249,6 +255,77 @@ async def test_etag_304_and_a_change_invalidates(api: ApiHarness) -> None:
     assert [n["entry"] for n in changed.json()["numbers"]] == ["sales-team"]
 
 
+async def test_a_change_on_another_replica_reaches_the_nodes_polling_this_one(
+    api: ApiHarness,
+) -> None:
+    """Compiled configs are reused between polls, but never past a change made anywhere."""
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    group = await create(api, "/v1/groups", {"name": "sales"}, admin)
+    await api.context.numbers.create_number(
+        number("acme-main", "+74950000001", f"group:{group['id']}")
+    )
+    url = "/internal/v1/node-config/acme/msk"
+    before = await node_config(api)
+    assert (await node_config(api)).headers["ETag"] == before.headers["ETag"]
+
+    other = create_app(api.settings, migrate=False)
+    async with (
+        LifespanManager(other) as running,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=running.app), base_url="http://replica-2"
+        ) as replica,
+    ):
+        renamed = await replica.patch(
+            f"/v1/groups/{group['id']}", json={"name": "support"}, headers=admin
+        )
+        assert renamed.status_code == 200, renamed.text
+
+    after = await api.client.get(url, headers={**api.node, "If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200, after.text
+    assert [n["entry"] for n in after.json()["numbers"]] == ["support"]
+
+
+async def test_a_compiled_config_is_reused_until_the_revision_moves_or_it_ages(
+    flushed_redis: str,
+) -> None:
+    client = redis.Redis.from_url(flushed_redis)
+    publisher = ConfigPublisher(client)
+    now = [1000.0]
+    cache = NodeConfigCache(publisher, max_age_s=30, clock=lambda: now[0])
+    versions = iter(range(1, 100))
+
+    async def compile_config() -> NodeConfig:
+        return NodeConfig(
+            tenant="acme",
+            display_name="Acme",
+            sip_domain="acme.vpbx.local",
+            city="msk",
+            suspended=False,
+            users=[],
+            groups=[],
+            numbers=[],
+            version=f"v{next(versions)}",
+        )
+
+    try:
+        first = await cache.get("acme", "msk", compile_config)
+        assert (await cache.get("acme", "msk", compile_config)).etag == first.etag
+        assert (await cache.get("acme", "ekb", compile_config)).etag != first.etag
+
+        await publisher.changed("acme")  # as any replica does after a commit
+        moved = await cache.get("acme", "msk", compile_config)
+        assert moved.etag != first.etag
+        assert (await cache.get("acme", "msk", compile_config)).etag == moved.etag
+
+        now[0] += 31  # e.g. a Number resource edited with kubectl: no revision bump
+        aged = await cache.get("acme", "msk", compile_config)
+        assert aged.etag != moved.etag
+        assert (cache.compiles, cache.hits) == (4, 2)
+    finally:
+        await client.aclose()
+
+
 async def test_only_media_nodes_read_node_configs(api: ApiHarness) -> None:
     await api.add_tenant("acme")
     url = "/internal/v1/node-config/acme/msk"
@@ -352,3 +429,38 @@ async def test_migrations_and_seeding_on_sqlite(tmp_path: Path, flushed_redis: s
         await database.dispose()
         await client.aclose()
     assert len(await store.list_numbers()) == 4
+
+
+async def test_the_edge_learns_each_phones_home_city_from_every_change(api: ApiHarness) -> None:
+    """REGISTERs go to the node of the user's city: the API keeps username -> city in Redis."""
+    await api.add_tenant("acme", cities=("msk", "ekb"))
+    admin = await api.as_role("acme")
+    assert api.context.redis is not None
+    table = RoutingTable(api.context.redis)
+    olga = await create(
+        api,
+        "/v1/users",
+        {"email": "olga@acme.example", "name": "Olga", "extension": "201", "city": "ekb"},
+        admin,
+    )
+    await create(
+        api, f"/v1/users/{olga['id']}/devices", {"name": "desk", "username": "olga"}, admin
+    )
+    assert await table.home_city("acme", "201") == "ekb"
+    assert await table.home_city("acme", "olga") == "ekb"
+    assert await table.home_city("globex", "olga") is None
+
+    moved = await api.client.patch(f"/v1/users/{olga['id']}", json={"city": "msk"}, headers=admin)
+    assert moved.status_code == 200, moved.text
+    assert await table.home_city("acme", "olga") == "msk"
+
+    # Redis lost its data: the next start of the API writes the directory again.
+    await api.context.redis.flushdb()
+    restored = await restore_all_homes(api.context.database, api.context.publisher)
+    assert restored == 1
+    assert await table.home_city("acme", "201") == "msk"
+
+    gone = await api.client.delete(f"/v1/users/{olga['id']}", headers=admin)
+    assert gone.status_code == 204, gone.text
+    assert await table.home_city("acme", "201") is None
+    assert await table.home_city("acme", "olga") is None

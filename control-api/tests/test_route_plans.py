@@ -342,26 +342,6 @@ async def test_invalid_steps_name_the_field(api: ApiHarness) -> None:
             [
                 {
                     "type": "http-decision",
-                    "url": "http://10.0.0.7/route",
-                    "fallback": {"type": "hangup"},
-                }
-            ],
-            "body.steps[0].http-decision.url",
-        ),
-        (
-            [
-                {
-                    "type": "http-decision",
-                    "url": "https://redis.vpbx.svc/",
-                    "fallback": {"type": "hangup"},
-                }
-            ],
-            "body.steps[0].http-decision.url",
-        ),
-        (
-            [
-                {
-                    "type": "http-decision",
                     "url": "https://crm.example.com/",
                     "timeout_ms": 50,
                     "fallback": {"type": "hangup"},
@@ -717,3 +697,33 @@ async def test_two_admins_cannot_close_a_cycle_together(api: ApiHarness) -> None
         await one.commit()
         with pytest.raises(RouteCycle, match="second -> first -> second"):
             await waiting
+
+
+async def test_outside_local_mode_http_decisions_must_call_the_internet(api: ApiHarness) -> None:
+    acme = await Acme(api).setup()
+    api.context.outbound.allow_private = False  # what VPBX_MODE=cluster gets by default
+
+    def decision(url: str) -> dict[str, Any]:
+        return {"type": "http-decision", "url": url, "fallback": {"type": "hangup"}}
+
+    for url in ("http://10.0.0.7/route", "https://redis.vpbx.svc/", "http://127.0.0.1:8000/"):
+        nested = [
+            {
+                "type": "schedule",
+                "schedule_id": acme.schedule,
+                "branches": {"open": [decision(url)], "closed": []},
+            }
+        ]
+        refused = await api.client.post(
+            "/v1/route-plans", json={"name": "inside", "steps": nested}, headers=acme.admin
+        )
+        assert refused.status_code == 422, (url, refused.text)
+        assert [d["field"] for d in refused.json()["details"]] == [
+            "body.steps[0].branches.open[0].url"
+        ]
+    allowed = await acme.plan("crm", [decision("https://crm.example.com/route")])
+    assert allowed["steps"][0]["url"] == "https://crm.example.com/route"
+
+    api.context.outbound.allow_private = True  # local mode: the CRM runs on the same machine
+    local = await acme.plan("local-crm", [decision("http://127.0.0.1:8000/route")])
+    assert local["steps"][0]["url"] == "http://127.0.0.1:8000/route"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -485,3 +487,44 @@ def test_a_signature_verifies_only_for_its_body_secret_and_time() -> None:
     assert not verify(SECRET, "t=abc,v1=00", body, now=now)
     # Several v1 values: one matching is enough.
     assert verify(SECRET, f"{header},v1={'0' * 64}", body, now=now)
+
+
+async def test_outside_local_mode_webhooks_cannot_reach_internal_hosts(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    """In a cluster a tenant's webhook must not become a way into the platform's network."""
+    api.context.outbound.allow_private = False  # what VPBX_MODE=cluster gets by default
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    for url in (
+        receiver.url,
+        "http://10.96.0.1/api",
+        "http://[::1]:8080/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data",
+        "http://redis.vpbx.svc.cluster.local:6379/",
+        "http://localhost/",
+    ):
+        refused = await api.client.post(
+            "/v1/webhooks", json={"url": url, "events": ["call.ended"]}, headers=admin
+        )
+        assert refused.status_code == 422, (url, refused.text)
+        assert _fields(refused) == ["body.url"]
+    public = await _webhook(api, admin, "https://crm.example.com/hooks", ["call.ended"])
+    moved = await api.client.patch(
+        f"/v1/webhooks/{public['id']}", json={"url": "http://192.168.1.10/"}, headers=admin
+    )
+    assert moved.status_code == 422
+    assert _fields(moved) == ["body.url"]
+
+    # A name that passes the check when saved but points inside when sending is not called:
+    # the machine's own host name resolves to a loopback or private address here.
+    host = socket.gethostname()
+    resolved = {info[4][0] for info in socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)}
+    if all(ipaddress.ip_address(address).is_global for address in resolved):
+        pytest.skip(f"{host} resolves to public addresses only ({resolved})")
+    sneaky = await _webhook(api, admin, f"http://{host}:{receiver.port}/hooks/vpbx", ["call.ended"])
+    queued = await api.client.post(f"/v1/webhooks/{sneaky['id']}/test", headers=admin)
+    delivery = await _finished(api, admin, queued.headers["Location"])
+    assert delivery["status"] == "failed", delivery
+    assert "not on the Internet" in delivery["last_error"], delivery
+    assert receiver.requests == []

@@ -38,6 +38,8 @@ def control_settings(**overrides: Any) -> ControlSettings:
         "platform_admin_token": SecretStr(PLATFORM_TOKEN),
         "service_token": SecretStr(SERVICE_TOKEN),
         "token_secret": SecretStr("test-token-signing-secret-0123456789"),
+        # The tests' webhook receivers listen on loopback; test_outbound.py checks the refusal.
+        "outbound_private_allowed": True,
     }
     values.update(overrides)
     return ControlSettings(**values)

@@ -25,12 +25,15 @@ from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
 from .inputs import RefuseNulMiddleware
 from .ivr.router import router as ivr_router
+from .nodeconfig.cache import NodeConfigCache
+from .nodeconfig.homes import restore_all_homes
 from .nodeconfig.publisher import ConfigPublisher
 from .nodeconfig.router import router as nodeconfig_router
 from .numbers.backends import open_number_store
 from .numbers.router import router as numbers_router
 from .numbers.store import NumberStore
 from .observability import Metrics, ObservabilityMiddleware
+from .outbound import OutboundPolicy
 from .platform.router import router as platform_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
@@ -76,6 +79,7 @@ def build_context(
     signer = TokenSigner(
         settings.token_secret.get_secret_value().encode(), settings.access_token_ttl_s
     )
+    publisher = ConfigPublisher(redis_client)
     return AppContext(
         settings=settings,
         database=Database(settings.database_url, echo=settings.database_echo),
@@ -92,8 +96,10 @@ def build_context(
             per_address=settings.login_failures_per_address,
             window_s=settings.login_window_s,
         ),
-        publisher=ConfigPublisher(redis_client),
+        publisher=publisher,
+        node_configs=NodeConfigCache(publisher, max_age_s=settings.node_config_cache_s),
         numbers=number_store or open_number_store(settings, redis_client),
+        outbound=OutboundPolicy(allow_private=settings.allows_private_outbound),
         metrics=metrics,
     )
 
@@ -114,6 +120,7 @@ def create_app(
         context = build_context(settings, metrics, number_store)
         app.state.context = context
         await context.numbers.start()
+        await restore_all_homes(context.database, context.publisher)
         app.state.webhook_dispatcher = dispatcher = webhook_dispatcher(context)
         await dispatcher.start()
         try:

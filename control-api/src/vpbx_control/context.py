@@ -10,9 +10,11 @@ from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
 from .db.session import Database
+from .nodeconfig.cache import NodeConfigCache
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.store import NumberStore
 from .observability import Metrics
+from .outbound import OutboundPolicy
 from .settings import ControlSettings
 
 
@@ -25,5 +27,7 @@ class AppContext:
     credentials: CredentialVerifier
     login_limiter: LoginLimiter
     publisher: ConfigPublisher
+    node_configs: NodeConfigCache
     numbers: NumberStore
+    outbound: OutboundPolicy
     metrics: Metrics

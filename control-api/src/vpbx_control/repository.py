@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db.base import TenantOwned
 from .errors import Conflict, NotFound, ReferenceNotFound
+from .nodeconfig.homes import load_homes
 from .nodeconfig.publisher import ConfigPublisher
 from .paging import PageParams
 
@@ -91,4 +92,5 @@ class TenantWork:
             await self.session.rollback()
             raise Conflict("the change conflicts with another object (name already used?)") from exc
         if affects_nodes:
-            await self.publisher.changed(self.tenant_id)
+            homes = await load_homes(self.session, self.tenant_id)
+            await self.publisher.changed(self.tenant_id, homes)

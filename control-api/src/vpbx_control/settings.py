@@ -41,6 +41,13 @@ class ControlSettings(CommonSettings):
     kube_namespace: str = "vpbx"
     kubeconfig: Path | None = None
 
+    # How long a compiled node config is reused while the tenant's revision is unchanged.
+    node_config_cache_s: float = Field(default=30.0, ge=0, le=3600)
+
+    # May webhooks and HTTP decisions call private, loopback or internal hosts?
+    # Unset: only in local mode (see outbound.py for why not in a cluster).
+    outbound_private_allowed: bool | None = None
+
     # Webhook delivery.
     webhook_timeout_s: float = 5.0
     webhook_max_attempts: int = 6
@@ -48,6 +55,12 @@ class ControlSettings(CommonSettings):
 
     # Local mode seeds the database from a platform file (examples/demo.yaml).
     seed_file: Path | None = None
+
+    @property
+    def allows_private_outbound(self) -> bool:
+        if self.outbound_private_allowed is not None:
+            return self.outbound_private_allowed
+        return self.is_local
 
     def check_secrets(self) -> None:
         for name, value in (

@@ -261,3 +261,30 @@ async def test_concurrent_replaces_leave_one_whole_snapshot(flushed_redis: str) 
     finally:
         for connection in connections:
             await connection.aclose()
+
+
+async def test_the_home_directory_sends_a_phone_to_its_users_city(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    route = domain_route("acme.vpbx.local", "acme")
+    async with client.pipeline(transaction=True) as pipe:
+        table.replace_homes(pipe, "acme", {"301": "ekb", "olga-desk": "ekb", "101": "ekb"})
+        await pipe.execute()
+    olga = await table.home_city("acme", "olga-desk")
+    assert olga == "ekb"
+    assert route.address_for("olga-desk", olga) == "127.0.0.1:5072"
+    # The directory (live, from the control API) wins over the platform file's users.
+    assert route.address_for("101", await table.home_city("acme", "101")) == "127.0.0.1:5072"
+    # Not in the directory: the platform file, then the tenant's first city.
+    assert await table.home_city("acme", "201") is None
+    assert route.address_for("201", None) == "127.0.0.1:5072"
+    assert route.address_for("999", await table.home_city("acme", "999")) == "127.0.0.1:5071"
+    # A city the tenant no longer serves falls back to the first city too.
+    assert route.address_for("x", "nsk") == "127.0.0.1:5071"
+    assert await table.home_city("globex", "olga-desk") is None
+
+    async with client.pipeline(transaction=True) as pipe:
+        table.replace_homes(pipe, "acme", {"301": "msk"})
+        await pipe.execute()
+    assert await table.home_city("acme", "olga-desk") is None
+    assert await table.home_city("acme", "301") == "msk"

@@ -54,15 +54,15 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 async def get_node_config(
     _: MediaNode,
     service: Service,
+    context: Context,
     tenant: Annotated[str, Path(max_length=63, pattern=_DNS_LABEL, examples=["acme"])],
     city: Annotated[str, Path(max_length=63, pattern=_DNS_LABEL, examples=["msk"])],
     if_none_match: Annotated[
         str | None, Header(alias="If-None-Match", description="the ETag of the config held")
     ] = None,
 ) -> Response:
-    config = await service.compile(tenant, city)
-    etag = f'"{config.version}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag_matches(if_none_match, etag):
+    compiled = await context.node_configs.get(tenant, city, lambda: service.compile(tenant, city))
+    headers = {"ETag": compiled.etag, "Cache-Control": "no-cache"}
+    if etag_matches(if_none_match, compiled.etag):
         return Response(status_code=304, headers=headers)
-    return Response(config.model_dump_json(), media_type="application/json", headers=headers)
+    return Response(compiled.body, media_type="application/json", headers=headers)

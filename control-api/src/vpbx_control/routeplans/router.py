@@ -20,7 +20,9 @@ router = APIRouter(prefix="/v1/route-plans", tags=["route-plans"])
 def route_plan_service(
     session: Session, principal: TenantMember, context: Context
 ) -> RoutePlanService:
-    return RoutePlanService(session, principal, context.publisher, context.numbers)
+    return RoutePlanService(
+        session, principal, context.publisher, context.numbers, context.outbound
+    )
 
 
 Service = Annotated[RoutePlanService, Depends(route_plan_service)]

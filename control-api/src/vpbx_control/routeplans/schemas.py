@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import ipaddress
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from ..targets import E164, Target
 
@@ -30,28 +29,9 @@ Category = Annotated[
 ]
 RingTimeout = Annotated[int, Field(ge=5, le=600, description="seconds to ring")]
 
-_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".svc", ".cluster.local")
-
-
-def _public_url(url: HttpUrl) -> HttpUrl:
-    """The media node calls this URL from inside the platform: keep it on the Internet."""
-    if url.username or url.password:
-        raise ValueError("put no credentials in the URL")
-    host = (url.host or "").lower().rstrip(".")
-    if host == "localhost" or host.endswith(_INTERNAL_SUFFIXES):
-        raise ValueError("the URL must be reachable on the Internet, not an internal name")
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return url
-    if not address.is_global:
-        raise ValueError("the URL must be reachable on the Internet, not a private address")
-    return url
-
-
+# Whether the host may be internal is the deployment's outbound policy (outbound.py).
 DecisionUrl = Annotated[
     HttpUrl,
-    AfterValidator(_public_url),
     Field(max_length=2048, examples=["https://crm.example.com/vpbx/route"]),
 ]
 

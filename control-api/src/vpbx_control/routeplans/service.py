@@ -10,6 +10,7 @@ from ..auth.principal import Principal
 from ..errors import InvalidInput, ReferenceNotFound
 from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
+from ..outbound import OutboundPolicy
 from ..paging import PageParams, check_if_match
 from ..references import numbers_entering, refuse_if_referenced
 from ..repository import TenantWork
@@ -17,7 +18,15 @@ from .errors import RouteCycle, RoutePlanIsNumberEntry, RoutePlanNameTaken, Unre
 from .graph import NodeKind, NodeRef, ProposedChange, RefKind, route_plan_edges, step_references
 from .models import RoutePlanRow
 from .repository import RoutePlanRepository, load_route_graph, lock_route_graph
-from .schemas import MAX_DEPTH, MAX_STEPS, RoutePlanCreate, RoutePlanUpdate, Step, walk
+from .schemas import (
+    MAX_DEPTH,
+    MAX_STEPS,
+    HttpDecisionStep,
+    RoutePlanCreate,
+    RoutePlanUpdate,
+    Step,
+    walk,
+)
 
 
 async def refuse_cycles(session: AsyncSession, tenant_id: str, change: ProposedChange) -> None:
@@ -56,7 +65,9 @@ class RoutePlanService:
         principal: Principal,
         publisher: ConfigPublisher,
         numbers: NumberStore,
+        outbound: OutboundPolicy,
     ) -> None:
+        self.outbound = outbound
         self.session = session
         self.tenant_id = principal.tenant
         self.repository = RoutePlanRepository(session, principal.tenant)
@@ -110,6 +121,7 @@ class RoutePlanService:
     async def _checked_steps(self, steps: list[Step]) -> list[Any]:
         """The steps as stored documents, once their shape and references are sound."""
         check_structure(steps)
+        self._check_decision_urls(steps)
         documents: list[Any] = [step.model_dump(mode="json") for step in steps]
         references = list(step_references(documents, "body.steps"))
         wanted: defaultdict[RefKind, set[uuid.UUID]] = defaultdict(set)
@@ -120,6 +132,14 @@ class RoutePlanService:
             if reference.id not in found[reference.kind]:
                 raise ReferenceNotFound(reference.field, reference.kind.label)
         return documents
+
+    def _check_decision_urls(self, steps: list[Step]) -> None:
+        for path, branch, _ in walk(steps, "body.steps"):
+            for index, step in enumerate(branch):
+                if isinstance(step, HttpDecisionStep):
+                    problem = self.outbound.problem(str(step.url))
+                    if problem is not None:
+                        raise InvalidInput.at(f"{path}[{index}].url", problem)
 
     async def _refuse_cycles(self, plan_id: uuid.UUID, name: str, steps: list[Any]) -> None:
         change = ProposedChange(

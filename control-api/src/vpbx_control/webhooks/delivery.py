@@ -54,6 +54,7 @@ from vpbx_common.events import CallEvent, CallEventType, events_channel
 from ..context import AppContext
 from ..db.base import as_utc, utcnow
 from ..db.session import Database
+from ..outbound import OutboundPolicy, OutboundRefusedError
 from .models import WebhookDeliveryRow, WebhookRow
 from .repository import DeliveryQueue, DeliveryRepository, WebhookRepository
 from .schemas import PING_EVENT, DeliveryStatus, WebhookEvent
@@ -136,6 +137,7 @@ class WebhookDispatcher:
         self,
         database: Database,
         *,
+        outbound: OutboundPolicy,
         timeout_s: float = 5.0,
         max_attempts: int = 6,
         retry_base_s: float = 2.0,
@@ -147,6 +149,7 @@ class WebhookDispatcher:
         redis_client: redis.Redis | None = None,
     ) -> None:
         self.database = database
+        self.outbound = outbound
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
@@ -334,6 +337,10 @@ class WebhookDispatcher:
             return round((time.monotonic() - started) * 1000)
 
         try:
+            await self.outbound.check_destination(job.url)
+        except OutboundRefusedError as exc:
+            return AttemptResult(None, f"not sent: {exc}", elapsed_ms())
+        try:
             async with asyncio.timeout(self.timeout_s):
                 request = client.build_request(
                     "POST", job.url, content=body, headers=headers, timeout=self.timeout_s
@@ -520,6 +527,7 @@ def webhook_dispatcher(context: AppContext) -> WebhookDispatcher:
     settings = context.settings
     return WebhookDispatcher(
         context.database,
+        outbound=context.outbound,
         timeout_s=settings.webhook_timeout_s,
         max_attempts=settings.webhook_max_attempts,
         retry_base_s=settings.webhook_retry_base_s,

@@ -6,7 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..auth.principal import Principal
 from ..db.base import utcnow
+from ..errors import InvalidInput
 from ..nodeconfig.publisher import ConfigPublisher
+from ..outbound import OutboundPolicy
 from ..paging import PageParams, check_if_match
 from ..repository import TenantWork
 from .delivery import WebhookDispatcher
@@ -28,8 +30,13 @@ MAX_WEBHOOKS_PER_TENANT = 20
 
 class WebhookService:
     def __init__(
-        self, session: AsyncSession, principal: Principal, publisher: ConfigPublisher
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        publisher: ConfigPublisher,
+        outbound: OutboundPolicy,
     ) -> None:
+        self.outbound = outbound
         self.repository = WebhookRepository(session, principal.tenant)
         self.deliveries = DeliveryRepository(session, principal.tenant)
         self.work = TenantWork(session, principal.tenant, publisher)
@@ -45,6 +52,7 @@ class WebhookService:
     async def create(self, body: WebhookCreate) -> tuple[WebhookRow, str]:
         if await self.repository.count() >= MAX_WEBHOOKS_PER_TENANT:
             raise WebhookLimitReached(MAX_WEBHOOKS_PER_TENANT)
+        self._check_url(body.url)
         secret = body.secret or generate_secret()
         row = self.repository.add(
             WebhookRow(
@@ -66,6 +74,7 @@ class WebhookService:
         row = await self.repository.get(webhook_id)
         check_if_match(if_match, row.etag())
         if body.url is not None:
+            self._check_url(body.url)
             row.url = body.url
         if body.events is not None:
             row.events = [event.value for event in body.events]
@@ -76,6 +85,11 @@ class WebhookService:
         self.repository.touch(row)
         await self.work.commit(affects_nodes=False)
         return row
+
+    def _check_url(self, url: str) -> None:
+        problem = self.outbound.problem(url)
+        if problem is not None:
+            raise InvalidInput.at("body.url", problem)
 
     async def delete(self, webhook_id: uuid.UUID, if_match: str | None) -> None:
         row = await self.repository.get(webhook_id)

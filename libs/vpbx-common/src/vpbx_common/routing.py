@@ -10,16 +10,21 @@ Redis layout (``prefix`` defaults to ``vpbx:route``)::
     <prefix>:domain:<domain>    JSON DomainRoute (domain lowercased)
     <prefix>:index:numbers      set of the e164 keys written by the last replace
     <prefix>:index:domains      set of the domains written by the last replace
+    <prefix>:home:<tenant>      hash SIP username -> home city (the control API's
+                                home directory; REGISTERs go to the home city's node)
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 from pydantic import Field, ValidationError, model_validator
+from redis.asyncio.client import Pipeline
 
 from vpbx_common.models import StrictModel
 
@@ -58,9 +63,13 @@ class DomainRoute(StrictModel):
             raise ValueError(f"default city {self.default_city!r} has no node")
         return self
 
-    def address_for(self, extension: str | None = None) -> str:
-        """The node of the user's home city, else of the tenant's first city."""
-        city = self.extensions.get(extension or "", self.default_city)
+    def address_for(self, extension: str | None = None, home_city: str | None = None) -> str:
+        """The node of the user's home city, else of the tenant's first city.
+
+        ``home_city`` comes from the tenant's home directory (kept by the control
+        API) and wins over ``extensions`` (from the platform file's users).
+        """
+        city = home_city or self.extensions.get(extension or "", self.default_city)
         return self.nodes.get(city) or self.nodes[self.default_city]
 
 
@@ -177,6 +186,23 @@ class RoutingTable:
             return DomainRoute.model_validate_json(raw)
         except ValidationError as error:
             raise RoutingTableError(f"unreadable route for domain {domain}: {error}") from error
+
+    def home_key(self, tenant: str) -> str:
+        """The tenant's home directory: SIP username (extension or device) -> home city."""
+        return f"{self._prefix}:home:{tenant}"
+
+    def replace_homes(self, pipe: Pipeline, tenant: str, homes: Mapping[str, str]) -> None:
+        """Queue, on a MULTI pipeline, the replacement of the tenant's home directory."""
+        key = self.home_key(tenant)
+        pipe.delete(key)
+        if homes:
+            values: dict[Any, Any] = dict(homes)  # redis-py's key type is invariant
+            pipe.hset(key, mapping=values)
+
+    async def home_city(self, tenant: str, username: str) -> str | None:
+        """Where the user behind a SIP username works; None when the directory has no entry."""
+        raw = await self._redis.hget(self.home_key(tenant), username)
+        return None if raw is None else _text(raw)
 
     async def numbers(self) -> set[str]:
         """The numbers written by the last replace (for diagnostics and the CLI)."""

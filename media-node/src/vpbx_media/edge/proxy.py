@@ -43,6 +43,8 @@ class RouteLookup(Protocol):
 
     async def lookup_domain(self, domain: str) -> DomainRoute | None: ...
 
+    async def home_city(self, tenant: str, username: str) -> str | None: ...
+
 
 @dataclass(slots=True)
 class _Bucket:
@@ -250,12 +252,12 @@ class EdgeProxy:
             self._refuse_suspended(domain_route.suspended)
             if request.method == "REGISTER":
                 user = request.to.uri.user if isinstance(request.to.uri, SipUri) else None
-                node = self._node_for_user(domain_route, user)
+                node = await self._node_for_user(domain_route, user)
                 return Forwarding(
                     Flow(TransportKind.UDP, node), EdgeToken(flow, node), add_path=True
                 )
             caller = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
-            node = self._node_for_user(domain_route, caller)
+            node = await self._node_for_user(domain_route, caller)
             return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
         if request.method == "OPTIONS" and uri.user is None and self._is_own_uri(uri):
             raise RouteRejectedError(200)
@@ -279,9 +281,9 @@ class EdgeProxy:
         if suspended:
             raise RouteRejectedError(403, "Service Suspended")
 
-    @staticmethod
-    def _node_for_user(route: DomainRoute, user: str | None) -> Address:
-        return Address.parse(route.address_for(user))
+    async def _node_for_user(self, route: DomainRoute, user: str | None) -> Address:
+        home = await self.routes.home_city(route.tenant, user) if user else None
+        return Address.parse(route.address_for(user, home))
 
     def _prepare(self, request: SipRequest, forwarding: Forwarding) -> SipRequest:
         headers = request.headers

@@ -134,8 +134,9 @@ class Registrar:
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
         extra.append(("Date", formatdate(now, usegmt=True)))
         logger.info(
-            "tenant=%s ext=%s registered %d binding(s) (device %s)",
+            "tenant=%s city=%s ext=%s registered %d binding(s) (device %s)",
             config.tenant,
+            config.city,
             extension,
             len(bindings),
             username,
