@@ -15,6 +15,7 @@ Scenarios (each skipped with a note when its route does not exist):
   list users       GET /v1/users?limit=50                       tenant admin
   read group       GET /v1/groups/{id} (20 groups, round robin)  tenant admin
   node config      GET /internal/v1/node-config/{tenant}/{city}  media node token
+  node poll        the same with the current ETag in If-None-Match (304), as nodes poll
   schedule write   POST /v1/schedules, then PATCH it with If-Match (2 requests)
   presence         PATCH /v1/users/{id}/presence                 tenant admin
 """
@@ -389,6 +390,17 @@ def scenarios(seed: Seed, run_id: str) -> list[Scenario]:
         url = f"/internal/v1/node-config/{TENANT}/{CITY}"
         await rec.request(client, "GET", url, 200, headers=seed.node)
 
+    current_etag: list[str] = []
+
+    async def node_poll(client: httpx.AsyncClient, rec: Recorder, worker: int, i: int) -> None:
+        """A node's steady-state poll: it holds the current config, so the answer is a 304."""
+        url = f"/internal/v1/node-config/{TENANT}/{CITY}"
+        if not current_etag:
+            first = await client.get(url, headers=seed.node)
+            current_etag.append(first.headers["ETag"])
+        headers = {**seed.node, "If-None-Match": current_etag[0]}
+        await rec.request(client, "GET", url, 304, headers=headers)
+
     names = itertools.count()
 
     async def schedule_write(client: httpx.AsyncClient, rec: Recorder, worker: int, i: int) -> None:
@@ -422,6 +434,11 @@ def scenarios(seed: Seed, run_id: str) -> list[Scenario]:
             "node config GET /internal/v1/node-config/…",
             "/internal/v1/node-config/{tenant}/{city}",
             node_config,
+        ),
+        Scenario(
+            "node poll   GET node-config, If-None-Match → 304",
+            "/internal/v1/node-config/{tenant}/{city}",
+            node_poll,
         ),
         Scenario(
             "schedule    POST+PATCH /v1/schedules", "/v1/schedules/{schedule_id}", schedule_write

@@ -7,7 +7,6 @@ as the carrier and baresip as the phones, all on loopback.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -23,7 +22,6 @@ ACME = "acme.vpbx.local"
 ACME_MAIN = "+74950000001"  # entry: the sales group (101, 102, 201), ring-all
 CALLER = "+79130000001"
 ACME_ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
-NODE_CONFIG = "/internal/v1/node-config/acme/msk"
 
 
 def phone(
@@ -43,13 +41,15 @@ def phone(
     return agent
 
 
-def node_etag(platform: RunningPlatform, if_none_match: str | None = None) -> tuple[int, str]:
-    """(status, ETag) of the acme/msk node config, as the node itself asks for it."""
+def node_etag(
+    platform: RunningPlatform, if_none_match: str | None = None, city: str = "msk"
+) -> tuple[int, str]:
+    """(status, ETag) of an acme node's config, as the node itself asks for it."""
     headers = {"Authorization": f"Bearer {platform.service_token}"}
     if if_none_match:
         headers["If-None-Match"] = if_none_match
     with platform.api(headers) as client:
-        response = client.get(NODE_CONFIG)
+        response = client.get(f"/internal/v1/node-config/acme/{city}")
     assert response.status_code in (200, 304), response.text
     return response.status_code, response.headers["ETag"]
 
@@ -59,16 +59,11 @@ def unquote(etag: str) -> str:
 
 
 def wait_for_node_log(
-    platform: RunningPlatform, fragment: str | re.Pattern[str], timeout: float, *, since: int = 0
+    platform: RunningPlatform, fragment: str, timeout: float, *, since: int = 0
 ) -> float:
-    """Seconds until ``fragment`` (text or pattern) is in the platform log after ``since``."""
-
-    def found() -> bool:
-        log = platform.log()[since:]
-        return fragment in log if isinstance(fragment, str) else fragment.search(log) is not None
-
+    """Seconds until ``fragment`` appears in the platform log after character ``since``."""
     started = time.monotonic()
-    while not found():
+    while fragment not in platform.log()[since:]:
         if time.monotonic() - started > timeout:
             raise AssertionError(f"not in the log after {timeout}s: {fragment!r}")
         time.sleep(0.05)
@@ -241,6 +236,20 @@ def test_the_plans_concurrent_call_limit_busies_the_extra_call_until_a_line_free
     assert three_at_once.failed_calls == 1, three_at_once.describe()
     assert "tenant=globex refused: all 2 lines of the plan in use" in platform.log()
     agent.wait_no_calls(timeout=10)
+    # The busied customer still shows in the tenant's call history as a missed call.
+    records = platform.calls(3, wait_for=3)
+    [refused] = [record for record in records if record["end_reason"] == "busy"]
+    assert (refused["direction"], refused["caller"], refused["dialled"]) == (
+        "inbound",
+        "+79130000002",
+        "+74950000009",
+    )
+    assert (refused["sip_status"], refused["answered_by"], refused["hangup_by"]) == (
+        486,
+        "",
+        "system",
+    )
+    assert sorted(record["end_reason"] for record in records) == ["busy", "completed", "completed"]
     # The lines came back when those calls ended.
     two_more = calls(2)
     assert two_more.all_succeeded, two_more.describe()
@@ -268,8 +277,8 @@ def test_a_user_created_through_the_api_registers_with_their_citys_node(
             json={"name": "desk", "username": "pavel-desk"},
         )
         assert device.status_code == 201, device.text
-    reloaded = re.compile(r"tenant=acme city=ekb config version \S+ -> ")
-    wait_for_node_log(platform, reloaded, timeout=10, since=before)
+    _, with_device = node_etag(platform, city="ekb")
+    wait_for_node_log(platform, f" -> {unquote(with_device)} ", timeout=10, since=before)
 
     pavel = phone(
         baresip_factory, platform, "pavel-desk", device.json()["password"], auto_answer=False
@@ -286,3 +295,43 @@ def test_a_user_created_through_the_api_registers_with_their_citys_node(
     ivan.wait_call_state("ESTABLISHED", timeout=15)
     ivan.hangup()
     pavel.wait_no_calls(timeout=10)
+
+
+def test_a_numbers_channel_limit_set_through_the_api_busies_the_extra_caller(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    """The admin lets the main number carry one call at a time; the second caller is busied."""
+    platform: RunningPlatform = platform_factory()
+    phone(baresip_factory, platform, "101", "acme-101-secret")
+    log_before_change = len(platform.log())
+    with platform.api(platform.login(*ACME_ADMIN)) as api:
+        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+        [main] = [n["id"] for n in numbers if n["number"] == ACME_MAIN]
+        changed = api.patch(f"/v1/numbers/{main}", json={"channels": 1})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["channels"] == 1
+    wait_for_node_log(
+        platform, "tenant=acme city=msk config version ", timeout=10, since=log_before_change
+    )
+
+    two_at_once = sipp_factory(
+        "uac_call.xml",
+        remote=(platform.host, platform.sip_port),
+        service=ACME_MAIN,
+        keys={"domain": platform.host, "caller": CALLER},
+        timeout=40,
+        pause_ms=3000,
+        calls=2,
+        call_rate=2,
+        concurrent_limit=2,
+    ).run()
+    assert (two_at_once.successful_calls, two_at_once.failed_calls) == (1, 1), (
+        two_at_once.describe()
+    )
+    records = platform.calls(2, wait_for=2)
+    assert sorted((r["end_reason"], r["sip_status"]) for r in records) == [
+        ("busy", 486),
+        ("completed", 200),
+    ]
+    [busied] = [r for r in records if r["end_reason"] == "busy"]
+    assert (busied["caller"], busied["dialled"], busied["answered_by"]) == (CALLER, ACME_MAIN, "")

@@ -85,12 +85,14 @@ class TenantWork:
         self.tenant_id = tenant_id
         self.publisher = publisher
 
-    async def commit(self, *, affects_nodes: bool = True) -> None:
+    async def commit(self, *, affects_nodes: bool = True, moves_phones: bool = False) -> None:
+        """Commit; ``moves_phones``: users, devices or cities changed, so the
+        home directory (which node each phone registers with) is rewritten too."""
         try:
             await self.session.commit()
         except IntegrityError as exc:
             await self.session.rollback()
             raise Conflict("the change conflicts with another object (name already used?)") from exc
         if affects_nodes:
-            homes = await load_homes(self.session, self.tenant_id)
+            homes = await load_homes(self.session, self.tenant_id) if moves_phones else None
             await self.publisher.changed(self.tenant_id, homes)

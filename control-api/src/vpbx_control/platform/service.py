@@ -178,7 +178,7 @@ class TenantService:
         existing = await store_read(self.store.get_tenant(body.id))
         await self._apply(row, existing)
         try:
-            await TenantWork(self.session, row.id, self.publisher).commit()
+            await TenantWork(self.session, row.id, self.publisher).commit(moves_phones=True)
         except Exception:
             if existing is None:
                 await self._forget_resource(row.id)
@@ -203,7 +203,7 @@ class TenantService:
         await self._flush("the tenant changed meanwhile")
         existing = await store_read(self.store.get_tenant(row.id))
         await self._apply(row, existing)
-        await TenantWork(self.session, row.id, self.publisher).commit()
+        await TenantWork(self.session, row.id, self.publisher).commit(moves_phones=True)
         return row
 
     async def delete(self, tenant_id: str, if_match: str | None) -> None:
@@ -223,7 +223,7 @@ class TenantService:
         except NumberStoreError as exc:
             await self.session.rollback()
             raise NumberStoreUnavailable(f"the tenant was not deleted: {exc}") from exc
-        await TenantWork(self.session, row.id, self.publisher).commit()
+        await TenantWork(self.session, row.id, self.publisher).commit(moves_phones=True)
         logger.info("tenant=%s deleted", row.id)
 
     # --- helpers ----------------------------------------------------------------

@@ -138,7 +138,7 @@ class UserService:
                 token_generation=1,
             )
         )
-        await self.work.commit()
+        await self.work.commit(moves_phones=True)
         return row
 
     async def update(self, user_id: uuid.UUID, body: UserUpdate, if_match: str | None) -> UserRow:
@@ -172,7 +172,7 @@ class UserService:
             row.token_generation += 1
         self._apply_personal(row, given, body.presence, body.settings, body.mobile)
         self.users.touch(row)
-        await self.work.commit()
+        await self.work.commit(moves_phones=True)
         return row
 
     async def update_me(self, body: SelfUpdate, if_match: str | None, address: str) -> UserRow:
@@ -213,7 +213,7 @@ class UserService:
         )
         # Group memberships and devices go with the user (ON DELETE CASCADE).
         await self.users.delete(row)
-        await self.work.commit()
+        await self.work.commit(moves_phones=True)
 
     # ---- devices
 
@@ -250,7 +250,7 @@ class UserService:
                 revision=1,
             )
         )
-        await self.work.commit()
+        await self.work.commit(moves_phones=True)
         return IssuedDevice(row, password, tenant.sip_domain)
 
     async def rotate_device(
@@ -273,7 +273,7 @@ class UserService:
         row = await self.devices.get_of_user(user.id, device_id)
         check_if_match(if_match, row.etag())
         await self.devices.delete(row)
-        await self.work.commit()
+        await self.work.commit(moves_phones=True)
 
     # ---- helpers
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from vpbx_common.cdr import CallRecord, Direction, EndReason, OpenCall, now_ms
+from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy, OpenCall, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventType, events_channel
 from vpbx_common.nodeconfig import UNROUTED_ENTRY, NodeConfig
@@ -91,6 +91,9 @@ class NodeService:
         self.call_limit = TenantCallLimit(redis_client)
         # Calls holding one of the plan's lines (concurrent_calls), released when they end.
         self._counted_calls: set[str] = set()
+        # Calls past the number's channel check but not in self.calls yet (Call-ID ->
+        # number): planning awaits Redis, and a second INVITE must count the first.
+        self._arriving: dict[str, str] = {}
         self._legs: dict[str, Call] = {}
         self._by_transaction: dict[int, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -195,7 +198,7 @@ class NodeService:
                 make_response(request, 503, "Draining", extra=[("Retry-After", "1")])
             )
             return
-        if request.call_id in self.calls:
+        if request.call_id in self.calls or request.call_id in self._arriving:
             transaction.respond(make_response(request, 482))
             return
         try:
@@ -207,6 +210,8 @@ class NodeService:
                 self._counted_calls.discard(request.call_id)
                 self._spawn(self._release_line(request.call_id))
             return
+        finally:
+            self._arriving.pop(request.call_id, None)
         if plan is None:
             return
         call = Call(self, request, transaction, plan)
@@ -219,9 +224,6 @@ class NodeService:
         """Decide who rings, or answer the request and return None."""
         config = self.config()
         uri = request.sip_uri
-        caller_uri = request.from_.uri
-        caller_user = caller_uri.user_unescaped if isinstance(caller_uri, SipUri) else None
-        caller = caller_user or "anonymous"
         if uri.host.lower() == config.sip_domain.lower():
             # A tenant phone calling: it must prove who it is (RFC 3261 22.3).
             username, challenge, status = self.auth.check(request, "Proxy-Authorization")
@@ -257,8 +259,9 @@ class NodeService:
             transaction.respond(make_response(request, 404))
             return None
         if entry.channels and self._active_on(number) >= entry.channels:
-            transaction.respond(make_response(request, 486, "All Channels Busy"))
+            self._refuse_inbound(request, transaction, number, entry.label, "All Channels Busy")
             return None
+        self._arriving[request.call_id] = number
         if config.concurrent_calls:
             # The plan's lines are shared by every number and city of the tenant.
             if not await self.call_limit.acquire(
@@ -270,7 +273,9 @@ class NodeService:
                     self.tenant,
                     config.concurrent_calls,
                 )
-                transaction.respond(make_response(request, 486, "Plan Call Limit Reached"))
+                self._refuse_inbound(
+                    request, transaction, number, entry.label, "Plan Call Limit Reached"
+                )
                 return None
             self._counted_calls.add(request.call_id)
         group = config.group(entry.entry)
@@ -290,17 +295,52 @@ class NodeService:
                 entry.entry,
                 "not set yet" if entry.entry == UNROUTED_ENTRY else "not supported by this node",
             )
-        # A caller ID that is no phone number (anonymous, a SIP name) stays as sent.
-        with contextlib.suppress(InvalidPhoneNumber):
-            caller = normalize_e164(caller)
         return CallPlan(
             direction=Direction.INBOUND,
             number=number,
             label=entry.label or "",
-            caller=caller,
+            caller=_outside_caller(request),
             caller_display=request.from_.display_name,
             targets=await self._targets_for(members),
             ring_timeout_s=timeout,
+        )
+
+    def _refuse_inbound(
+        self,
+        request: SipRequest,
+        transaction: ServerTransaction,
+        number: str,
+        label: str | None,
+        phrase: str,
+    ) -> None:
+        """Busy a customer's call before anyone rings; the tenant still sees it as missed."""
+        transaction.respond(make_response(request, 486, phrase))
+        at = now_ms()
+        record = CallRecord.build(
+            call_id=request.call_id,
+            tenant=self.tenant,
+            city=self.city,
+            node=self.node_name,
+            direction=Direction.INBOUND,
+            caller=_outside_caller(request),
+            dialled=number,
+            label=label or "",
+            start_ms=at,
+            answer_ms=None,
+            end_ms=at,
+            end_reason=EndReason.BUSY,
+            sip_status=486,
+            hangup_by=HangupBy.SYSTEM,
+        )
+        self.spool_writer.submit(lambda: self.spool.append(record))
+        self._announce(
+            CallEventType.ENDED,
+            record.call_id,
+            number=number,
+            caller=record.caller,
+            callee="",
+            end_reason=str(EndReason.BUSY),
+            label=record.label,
         )
 
     async def _targets_for(self, extensions: list[str]) -> list[Target]:
@@ -312,7 +352,8 @@ class NodeService:
         return targets
 
     def _active_on(self, number: str) -> int:
-        return sum(1 for call in self.calls.values() if call.plan.number == number)
+        running = sum(1 for call in self.calls.values() if call.plan.number == number)
+        return running + sum(1 for arriving in self._arriving.values() if arriving == number)
 
     # --- services for calls -------------------------------------------------
 
@@ -326,18 +367,39 @@ class NodeService:
 
     def publish(self, call: Call, event_type: CallEventType) -> None:
         callee = call.answered_by or ",".join(sorted({t.extension for t in call.plan.targets}))
-        event = CallEvent(
-            type=event_type,
-            call_id=call.call_id,
-            tenant=self.tenant,
-            city=self.city,
-            node=self.node_name,
+        self._announce(
+            event_type,
+            call.call_id,
             number=call.plan.number,
             caller=call.plan.caller,
             callee=callee,
-            at_ms=now_ms(),
             end_reason=str(call.end_reason) if event_type is CallEventType.ENDED else "",
             label=call.plan.label,
+        )
+
+    def _announce(
+        self,
+        event_type: CallEventType,
+        call_id: str,
+        *,
+        number: str,
+        caller: str,
+        callee: str,
+        end_reason: str,
+        label: str,
+    ) -> None:
+        event = CallEvent(
+            type=event_type,
+            call_id=call_id,
+            tenant=self.tenant,
+            city=self.city,
+            node=self.node_name,
+            number=number,
+            caller=caller,
+            callee=callee,
+            at_ms=now_ms(),
+            end_reason=end_reason,
+            label=label,
         )
         self._spawn(self._publish(event))
 
@@ -431,3 +493,15 @@ class NodeService:
                 EndReason.NODE_LOST,
             )
         return len(recovered)
+
+
+def _outside_caller(request: SipRequest) -> str:
+    """The caller of a call from outside, in E.164 when it is a phone number.
+
+    A caller ID that is no phone number (anonymous, a SIP name) stays as sent.
+    """
+    caller_uri = request.from_.uri
+    caller = (caller_uri.user_unescaped if isinstance(caller_uri, SipUri) else None) or "anonymous"
+    with contextlib.suppress(InvalidPhoneNumber):
+        caller = normalize_e164(caller)
+    return caller
