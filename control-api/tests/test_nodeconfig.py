@@ -24,7 +24,6 @@ from vpbx_control.db.migrate import upgrade
 from vpbx_control.db.session import Database
 from vpbx_control.groups.models import GroupRow
 from vpbx_control.nodeconfig.cache import NodeConfigCache
-from vpbx_control.nodeconfig.homes import restore_all_homes
 from vpbx_control.nodeconfig.publisher import ConfigPublisher
 from vpbx_control.numbers.local import LocalNumberStore
 from vpbx_control.numbers.models import PoolNumberRow
@@ -454,13 +453,49 @@ async def test_the_edge_learns_each_phones_home_city_from_every_change(api: ApiH
     assert moved.status_code == 200, moved.text
     assert await table.home_city("acme", "olga") == "msk"
 
-    # Redis lost its data: the next start of the API writes the directory again.
+    # Redis lost its data: the next periodic pass (also run at start) writes it again.
     await api.context.redis.flushdb()
-    restored = await restore_all_homes(api.context.database, api.context.publisher)
-    assert restored == 1
+    assert api.context.homes is not None
+    assert await api.context.homes.rewrite_all() == 1
     assert await table.home_city("acme", "201") == "msk"
 
     gone = await api.client.delete(f"/v1/users/{olga['id']}", headers=admin)
     assert gone.status_code == 204, gone.text
     assert await table.home_city("acme", "201") is None
     assert await table.home_city("acme", "olga") is None
+
+
+async def test_concurrent_moves_on_two_replicas_leave_the_last_city_in_the_directory(
+    api: ApiHarness,
+) -> None:
+    await api.add_tenant("acme", cities=("msk", "ekb", "nsk"))
+    admin = await api.as_role("acme")
+    assert api.context.redis is not None
+    table = RoutingTable(api.context.redis)
+    olga = await create(
+        api,
+        "/v1/users",
+        {"email": "olga@acme.example", "name": "Olga", "extension": "201", "city": "ekb"},
+        admin,
+    )
+    other = create_app(api.settings, migrate=False)
+    async with (
+        LifespanManager(other) as running,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=running.app), base_url="http://replica-2"
+        ) as replica,
+    ):
+        clients = [api.client, replica]
+
+        async def move(index: int) -> int:
+            city = ("msk", "ekb", "nsk")[index % 3]
+            response = await clients[index % 2].patch(
+                f"/v1/users/{olga['id']}", json={"city": city}, headers=admin
+            )
+            return response.status_code
+
+        for _ in range(3):
+            statuses = await asyncio.gather(*(move(index) for index in range(12)))
+            assert set(statuses) == {200}
+            final = (await api.client.get(f"/v1/users/{olga['id']}", headers=admin)).json()
+            assert await table.home_city("acme", "201") == final["city"]

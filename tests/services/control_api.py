@@ -38,7 +38,8 @@ def control_settings(**overrides: Any) -> ControlSettings:
         "platform_admin_token": SecretStr(PLATFORM_TOKEN),
         "service_token": SecretStr(SERVICE_TOKEN),
         "token_secret": SecretStr("test-token-signing-secret-0123456789"),
-        # The tests' webhook receivers listen on loopback; test_outbound.py checks the refusal.
+        # The tests' webhook receivers listen on loopback; test_outbound.py and the
+        # "outside_local_mode" tests check the refusal.
         "outbound_private_allowed": True,
     }
     values.update(overrides)

@@ -20,6 +20,8 @@ _FALLBACK_EPHEMERAL_START = 32768
 _ATTEMPTS = 500
 
 _chooser = random.Random()
+# Ports handed out by this process: two services chosen before either binds must differ.
+_handed_out: set[int] = set()
 
 
 def _candidate_range() -> range:
@@ -34,6 +36,8 @@ def _candidate_range() -> range:
 
 
 def _bindable(port: int, kinds: tuple[int, ...], host: str) -> bool:
+    if port in _handed_out:
+        return False
     for kind in kinds:
         with socket.socket(socket.AF_INET, kind) as sock:
             try:
@@ -49,12 +53,14 @@ def _choose(kinds: tuple[int, ...], host: str) -> int:
         for _ in range(_ATTEMPTS):
             port = _chooser.choice(candidates)
             if _bindable(port, kinds, host):
+                _handed_out.add(port)
                 return port
     for _ in range(_ATTEMPTS):
         with socket.socket(socket.AF_INET, kinds[0]) as sock:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
         if _bindable(port, kinds, host):
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no free port on {host}")
 
@@ -70,13 +76,15 @@ def free_port_pair(host: str = "127.0.0.1") -> int:
 
 def free_port_block(count: int, low: int | None = None, high: int | None = None) -> int:
     """A base port such that base..base+count-1 are all free for TCP and UDP."""
-    candidates = _candidate_range()
+    candidates = _candidate_range() or range(_LOWEST_CANDIDATE, _FALLBACK_EPHEMERAL_START)
     low = candidates.start if low is None else low
     high = candidates.stop if high is None else high
     kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM)
     for _ in range(_ATTEMPTS):
         base = _chooser.randrange(low, high - count)
-        if all(_bindable(port, kinds, "127.0.0.1") for port in range(base, base + count)):
+        block = range(base, base + count)
+        if all(_bindable(port, kinds, "127.0.0.1") for port in block):
+            _handed_out.update(block)
             return base
     raise RuntimeError(f"no block of {count} free ports between {low} and {high}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +28,7 @@ from .groups.router import router as groups_router
 from .inputs import RefuseNulMiddleware
 from .ivr.router import router as ivr_router
 from .nodeconfig.cache import NodeConfigCache
-from .nodeconfig.homes import restore_all_homes
+from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
 from .nodeconfig.router import router as nodeconfig_router
 from .numbers.backends import open_number_store
@@ -79,10 +81,13 @@ def build_context(
     signer = TokenSigner(
         settings.token_secret.get_secret_value().encode(), settings.access_token_ttl_s
     )
-    publisher = ConfigPublisher(redis_client)
+    database = Database(settings.database_url, echo=settings.database_echo)
+    homes = HomeDirectory(redis_client, database) if redis_client is not None else None
+    publisher = ConfigPublisher(redis_client, homes)
     return AppContext(
         settings=settings,
-        database=Database(settings.database_url, echo=settings.database_echo),
+        database=database,
+        homes=homes,
         redis=redis_client,
         passwords=Passwords(),
         credentials=CredentialVerifier(
@@ -120,12 +125,21 @@ def create_app(
         context = build_context(settings, metrics, number_store)
         app.state.context = context
         await context.numbers.start()
-        await restore_all_homes(context.database, context.publisher)
+        rewriting = None
+        if context.homes is not None:
+            rewriting = asyncio.create_task(
+                context.homes.keep_rewriting(settings.home_directory_rewrite_s),
+                name="home-directory",
+            )
         app.state.webhook_dispatcher = dispatcher = webhook_dispatcher(context)
         await dispatcher.start()
         try:
             yield
         finally:
+            if rewriting is not None:
+                rewriting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rewriting
             await dispatcher.stop()
             await context.numbers.stop()
             await context.database.dispose()

@@ -11,6 +11,7 @@ from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
 from .db.session import Database
 from .nodeconfig.cache import NodeConfigCache
+from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.store import NumberStore
 from .observability import Metrics
@@ -27,6 +28,7 @@ class AppContext:
     credentials: CredentialVerifier
     login_limiter: LoginLimiter
     publisher: ConfigPublisher
+    homes: HomeDirectory | None  # None without Redis (nothing to route by)
     node_configs: NodeConfigCache
     numbers: NumberStore
     outbound: OutboundPolicy

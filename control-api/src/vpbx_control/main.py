@@ -20,6 +20,7 @@ from .app import create_app
 from .auth.passwords import Passwords
 from .db.migrate import upgrade_sync
 from .db.session import Database
+from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.backends import open_number_store
 from .seed import SeedError, seed_file
@@ -53,8 +54,9 @@ async def seed(settings: ControlSettings) -> list[str]:
     store = open_number_store(settings, client)
     await store.start()
     try:
+        homes = HomeDirectory(client, database) if client is not None else None
         return await seed_file(
-            str(settings.seed_file), database, store, Passwords(), ConfigPublisher(client)
+            str(settings.seed_file), database, store, Passwords(), ConfigPublisher(client, homes)
         )
     finally:
         await store.stop()

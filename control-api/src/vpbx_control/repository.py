@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db.base import TenantOwned
 from .errors import Conflict, NotFound, ReferenceNotFound
-from .nodeconfig.homes import load_homes
 from .nodeconfig.publisher import ConfigPublisher
 from .paging import PageParams
 
@@ -94,5 +93,4 @@ class TenantWork:
             await self.session.rollback()
             raise Conflict("the change conflicts with another object (name already used?)") from exc
         if affects_nodes:
-            homes = await load_homes(self.session, self.tenant_id) if moves_phones else None
-            await self.publisher.changed(self.tenant_id, homes)
+            await self.publisher.changed(self.tenant_id, moves_phones=moves_phones)

@@ -34,7 +34,6 @@ from .auth.passwords import Passwords
 from .auth.principal import Role
 from .db.session import Database
 from .groups.models import GroupMemberRow, GroupRow
-from .nodeconfig.homes import load_homes
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.models import PoolNumberRow
 from .numbers.store import NumberStore
@@ -242,8 +241,7 @@ async def seed_platform(
             added = await _seed_numbers(session, store, seed, platform.numbers)
             await store.apply_tenant(tenant)
             await session.commit()
-            homes = await load_homes(session, tenant.name)
-        await publisher.changed(tenant.name, homes)
+        await publisher.changed(tenant.name, moves_phones=True)
         logger.info(
             "seeded tenant %s: %d users, %d groups, %d admins, %d numbers",
             tenant.name,

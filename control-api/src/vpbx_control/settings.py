@@ -48,6 +48,9 @@ class ControlSettings(CommonSettings):
     # Unset: only in local mode (see outbound.py for why not in a cluster).
     outbound_private_allowed: bool | None = None
 
+    # Every replica rewrites every tenant's home directory this often (and at start).
+    home_directory_rewrite_s: float = Field(default=300.0, ge=5, le=86400)
+
     # Webhook delivery.
     webhook_timeout_s: float = 5.0
     webhook_max_attempts: int = 6

@@ -10,16 +10,23 @@ compiled config it holds is still current without compiling again.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import Counter
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
 from vpbx_common.nodeconfig import config_channel
-from vpbx_common.routing import RoutingTable
+
+if TYPE_CHECKING:
+    from .homes import HomeDirectory
 
 logger = logging.getLogger(__name__)
+
+
+def _new_epoch() -> int:
+    return secrets.randbelow(2**40) << 16  # far below 2**63: INCR never overflows
 
 
 def revision_key(tenant_id: str) -> str:
@@ -27,22 +34,28 @@ def revision_key(tenant_id: str) -> str:
 
 
 class ConfigPublisher:
-    def __init__(self, client: redis.Redis | None) -> None:
+    def __init__(self, client: redis.Redis | None, homes: HomeDirectory | None = None) -> None:
         self._redis = client
+        self._homes = homes
         # Without Redis there is a single process, so its own count is the truth.
         self._local_revisions: Counter[str] = Counter()
         self.published = 0
 
-    async def changed(self, tenant_id: str, homes: Mapping[str, str] | None = None) -> None:
-        """Announce a committed change; ``homes`` also replaces the tenant's home directory."""
+    async def changed(self, tenant_id: str, *, moves_phones: bool = False) -> None:
+        """Announce a committed change.
+
+        ``moves_phones``: users, devices or the tenant's cities changed, so the
+        home directory (which node each phone registers with) is rewritten first.
+        """
         self.published += 1
         self._local_revisions[tenant_id] += 1
+        if moves_phones and self._homes is not None:
+            await self._homes.rewrite(tenant_id)
         if self._redis is None:
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                if homes is not None:
-                    RoutingTable(self._redis).replace_homes(pipe, tenant_id, homes)
+                pipe.set(revision_key(tenant_id), _new_epoch(), nx=True)
                 pipe.incr(revision_key(tenant_id))
                 pipe.publish(config_channel(tenant_id), tenant_id)
                 await pipe.execute()
@@ -50,28 +63,6 @@ class ConfigPublisher:
             # The change is committed; nodes also poll, and compiled configs
             # are cached only briefly, so everyone converges anyway.
             logger.warning("tenant=%s config invalidation not published: %s", tenant_id, exc)
-
-    async def restore_homes(self, tenant_id: str, homes: Mapping[str, str]) -> None:
-        """Write a home directory Redis lost, without announcing a change.
-
-        A directory that exists is left alone: another replica may have just
-        written a newer one than ``homes``.
-        """
-        if self._redis is None:
-            return
-        table = RoutingTable(self._redis)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(table.home_key(tenant_id))
-                if await pipe.exists(table.home_key(tenant_id)):
-                    return
-                pipe.multi()  # type: ignore[no-untyped-call]
-                table.replace_homes(pipe, tenant_id, homes)
-                await pipe.execute()
-        except WatchError:
-            return  # written meanwhile by a commit: that one is current
-        except RedisError as exc:
-            logger.warning("tenant=%s home directory not written: %s", tenant_id, exc)
 
     async def revision(self, tenant_id: str) -> str | None:
         """The tenant's current config revision; None when it cannot be known."""
@@ -83,5 +74,14 @@ class ConfigPublisher:
             logger.warning("tenant=%s config revision unreadable: %s", tenant_id, exc)
             return None
         if raw is None:
-            return "0"
+            # A fresh (or lost) counter starts at a random value: a config cached
+            # at an old revision never matches a new one by coincidence.
+            try:
+                await self._redis.set(revision_key(tenant_id), _new_epoch(), nx=True)
+                raw = await self._redis.get(revision_key(tenant_id))
+            except RedisError as exc:
+                logger.warning("tenant=%s config revision not started: %s", tenant_id, exc)
+                return None
+            if raw is None:
+                return None
         return raw.decode() if isinstance(raw, bytes) else str(raw)

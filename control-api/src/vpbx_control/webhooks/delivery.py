@@ -54,7 +54,7 @@ from vpbx_common.events import CallEvent, CallEventType, events_channel
 from ..context import AppContext
 from ..db.base import as_utc, utcnow
 from ..db.session import Database
-from ..outbound import OutboundPolicy, OutboundRefusedError
+from ..outbound import OutboundPolicy, OutboundRefusedError, pin
 from .models import WebhookDeliveryRow, WebhookRow
 from .repository import DeliveryQueue, DeliveryRepository, WebhookRepository
 from .schemas import PING_EVENT, DeliveryStatus, WebhookEvent
@@ -213,7 +213,7 @@ class WebhookDispatcher:
     async def start(self) -> None:
         if self._task is not None:
             return
-        self._client = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+        self._client = self._new_client()
         self._set_state(DispatcherState.RUNNING)
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
         if self.bridge is not None:
@@ -306,9 +306,7 @@ class WebhookDispatcher:
         async with contextlib.AsyncExitStack() as stack:
             client = self._client
             if client is None:  # run_once without start(): a client for this round
-                client = await stack.enter_async_context(
-                    httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": USER_AGENT})
-                )
+                client = await stack.enter_async_context(self._new_client())
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._attempt(client, job)) for job in jobs]
         async with self.database.session() as session:
@@ -319,6 +317,17 @@ class WebhookDispatcher:
                     self._record(row, job, task.result())
             await session.commit()
         return len(jobs)
+
+    def _new_client(self) -> httpx.AsyncClient:
+        # Requests pinned to checked addresses must not share connections: a
+        # connection opened for one tenant's host would carry another's request
+        # to the same address under the first host's TLS session.
+        keepalive = 20 if self.outbound.allow_private else 0
+        return httpx.AsyncClient(
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+            limits=httpx.Limits(max_keepalive_connections=keepalive),
+        )
 
     async def _attempt(self, client: httpx.AsyncClient, job: _Job) -> AttemptResult:
         if not job.active and job.event != PING_EVENT:
@@ -337,13 +346,19 @@ class WebhookDispatcher:
             return round((time.monotonic() - started) * 1000)
 
         try:
-            await self.outbound.check_destination(job.url)
-        except OutboundRefusedError as exc:
-            return AttemptResult(None, f"not sent: {exc}", elapsed_ms())
-        try:
             async with asyncio.timeout(self.timeout_s):
+                try:
+                    destination = await self.outbound.destination(job.url)
+                except OutboundRefusedError as exc:
+                    return AttemptResult(None, f"not sent: {exc}", elapsed_ms())
+                pinned = pin(job.url, destination)
                 request = client.build_request(
-                    "POST", job.url, content=body, headers=headers, timeout=self.timeout_s
+                    "POST",
+                    pinned.url,
+                    content=body,
+                    headers={**headers, **pinned.headers},
+                    timeout=self.timeout_s,
+                    extensions=pinned.extensions,
                 )
                 response = await client.send(request, stream=True)
                 try:

@@ -16,8 +16,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis.exceptions import RedisError
+
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
-from vpbx_common.routing import DomainRoute, NumberRoute
+from vpbx_common.routing import DomainRoute, NumberRoute, RoutingTableError
 
 from ..sip.errors import SipParseError
 from ..sip.headers import NameAddr, Via
@@ -195,6 +197,12 @@ class EdgeProxy:
             if transaction is not None:
                 transaction.respond(make_response(request, exc.status_code, exc.reason[:100]))
             return
+        except (RedisError, RoutingTableError) as exc:
+            # The routing table is unreachable or unreadable: the sender should retry.
+            logger.error("%s %s not routed: %s", request.method, request.call_id, exc)
+            if transaction is not None:
+                transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
+            return
         outgoing = self._prepare(request, forwarding)
         if transaction is None:  # ACK for a 2xx: forwarded without a transaction
             await self.layer.send_stateless(outgoing, forwarding.target)
@@ -282,7 +290,13 @@ class EdgeProxy:
             raise RouteRejectedError(403, "Service Suspended")
 
     async def _node_for_user(self, route: DomainRoute, user: str | None) -> Address:
-        home = await self.routes.home_city(route.tenant, user) if user else None
+        home = None
+        if user:
+            try:
+                home = await self.routes.home_city(route.tenant, user)
+            except RedisError as exc:
+                # Any node of the tenant serves the phone; its home city is only better.
+                logger.warning("tenant=%s home city of %s unreadable: %s", route.tenant, user, exc)
         return Address.parse(route.address_for(user, home))
 
     def _prepare(self, request: SipRequest, forwarding: Forwarding) -> SipRequest:
