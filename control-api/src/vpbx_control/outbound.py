@@ -16,6 +16,7 @@ tenant's CRM usually runs on the same machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -59,10 +60,8 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 def parse_address(text: str) -> IpAddress | None:
     """An IP address written in a host, legacy IPv4 forms included; None for a name."""
     text = text.strip("[]").split("%", 1)[0]
-    try:
+    with contextlib.suppress(ValueError):  # not the standard notation: try the legacy ones
         return ipaddress.ip_address(text)
-    except ValueError:
-        pass
     if text and all(part for part in text.split(".")):
         try:
             # inet_aton accepts what resolvers accept: 127.1, 2130706433, 0x7f.0.0.1, 0177.1
