@@ -193,17 +193,21 @@ def running_system(workdir: Path) -> Iterator[Server]:
         stack.callback(_stop, process)
         base_url = f"http://{HOST}:{port}"
         deadline = time.monotonic() + 60
+        last_answer = "no answer yet"
         while True:
             if process.poll() is not None:
                 tail = (workdir / "control-api.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"the control API exited at start:\n{tail}")
             try:
-                if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                ready = httpx.get(f"{base_url}/readyz", timeout=2)
+                if ready.status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
+                last_answer = f"HTTP {ready.status_code}"
+            except httpx.HTTPError as exc:
+                # Expected while it starts (connection refused); kept for the timeout message.
+                last_answer = repr(exc)
             if time.monotonic() > deadline:
-                raise TimeoutError("the control API was not ready within 60 s")
+                raise TimeoutError(f"the control API was not ready within 60 s: {last_answer}")
             time.sleep(0.2)
         postgres_pid = postgres.process.pid if postgres.process else 0
         yield Server(base_url, database_url, process, postgres_pid, service_token)

@@ -67,7 +67,7 @@ CRD_ONLY_CONSTRAINTS: dict[str, set[str]] = {
 # patterns are the models' own regular expressions where they have one, so a
 # change on one side without the other fails here.
 VALIDATOR_CONSTRAINTS: dict[Callable[[str], str], dict[str, Any]] = {
-    manifests._dns_label: {"pattern": manifests._DNS_LABEL.pattern, "maxLength": 63},
+    manifests._dns_label: {"pattern": manifests.DNS_LABEL.pattern, "maxLength": 63},
     manifests._sip_domain: {
         "pattern": manifests._DNS_SUBDOMAIN.pattern,
         "minLength": 1,
@@ -438,7 +438,7 @@ def test_crd_only_constraints_are_the_listed_ones(tenant_crd: Document) -> None:
 def test_tenant_name_is_a_dns_label(tenant_crd: Document) -> None:
     """Numbers refer to a Tenant by name and node names contain it, as in manifests.LabelMeta."""
     name = subschema(openapi_schema(tenant_crd), "metadata.name")
-    assert name["pattern"] == manifests._DNS_LABEL.pattern
+    assert name["pattern"] == manifests.DNS_LABEL.pattern
     assert name["maxLength"] == 63
 
 

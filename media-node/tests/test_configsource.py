@@ -75,7 +75,7 @@ class FakeControlApi:
                 writer.write(response.encode() + b"\r\n" + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            return  # the node closed its connection: the normal end of a keep-alive session
         finally:
             writer.close()
 

@@ -42,7 +42,7 @@ from vpbx_common.manifests import (
     parse_platform_yaml,
     validate_platform,
 )
-from vpbx_common.routing import RoutingTable
+from vpbx_common.routing import PLATFORM_CHANGED_CHANNEL, RoutingTable
 from vpbx_common.settings import CommonSettings
 from vpbx_operator.desired import NodePlan, desired_nodes, desired_routes
 
@@ -50,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 RTP_PORTS_PER_NODE = 1000
 CONTROL_API = "control-api"
-# The local number store announces changes here (vpbx_control.numbers.local).
-PLATFORM_CHANGED_CHANNEL = "vpbx:platform:changed"
 
 
 class LaunchError(RuntimeError):

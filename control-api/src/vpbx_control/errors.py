@@ -83,6 +83,31 @@ class Conflict(ApiError):
     error_id = "conflict"
 
 
+class NameTaken(Conflict):
+    """Another object of the same kind in the tenant already has the name."""
+
+    what = "an object"  # with its article: "a group", "an IVR menu"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{self.what} named {name!r} already exists",
+            details=[FieldProblem(field="body.name", message="already used")],
+        )
+
+
+class UsedByNumber(Conflict):
+    """A number's entry is the object: deleting or renaming it would cut the number off."""
+
+    label = "object"
+
+    def __init__(self, numbers: list[str], field: str = "id") -> None:
+        listed = ", ".join(numbers)
+        super().__init__(
+            f"the {self.label} is the entry of {listed}; point the numbers elsewhere first",
+            details=[FieldProblem(field=field, message=f"entry of {listed}")],
+        )
+
+
 class PlanLimitReached(ApiError):
     status_code = 409
     error_id = "plan-limit-reached"

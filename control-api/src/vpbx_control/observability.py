@@ -44,6 +44,12 @@ class Metrics:
 
 def _route_template(scope: Scope) -> str:
     """The matched route's path template, so ids do not explode the label space."""
+    # The router leaves the route it dispatched to in the scope; a method it
+    # refused (405) left a partial match there, which counts as unmatched.
+    chosen = scope.get("route")
+    if chosen is not None:
+        match, _ = chosen.matches(scope)
+        return str(chosen.path) if match is Match.FULL else "unmatched"
     app = scope.get("app")
     router = getattr(app, "router", None)
     for route in getattr(router, "routes", ()):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Header, Query
 from pydantic import BaseModel, Field
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import PreconditionFailed
 
@@ -26,6 +28,15 @@ class Page(BaseModel, Generic[ItemT]):
 class PageParams(BaseModel):
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+async def fetch_page(
+    session: AsyncSession, query: Select[Any], params: PageParams
+) -> tuple[list[Any], int]:
+    """One page of ``query``'s rows and the count of all of them."""
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.execute(query.limit(params.limit).offset(params.offset))
+    return list(rows.scalars().all()), int(total or 0)
 
 
 def page_params(

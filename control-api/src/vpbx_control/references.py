@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.manifests import Number, entry_reference
 
-from .errors import Conflict, FieldProblem
+from .errors import Conflict, FieldProblem, UsedByNumber
 from .groups.models import GroupRow
 from .ivr.models import IvrMenuRow
 from .numbers.errors import NumberStoreUnavailable
@@ -71,6 +71,21 @@ async def numbers_entering(
         if by_id or (name is not None and number.spec.entry == name):
             found.append(number)
     return sorted(found, key=lambda number: number.spec.number)
+
+
+async def refuse_if_number_entry(
+    numbers: NumberStore,
+    tenant_id: str,
+    object_id: uuid.UUID | None,
+    refusal: type[UsedByNumber],
+    *,
+    name: str | None = None,
+    field: str = "id",
+) -> None:
+    """``refusal`` (a 409) naming the tenant's numbers that enter the object."""
+    entering = await numbers_entering(numbers, tenant_id, object_id, name=name)
+    if entering:
+        raise refusal([number.spec.number for number in entering], field)
 
 
 async def number_referrers(numbers: NumberStore, tenant_id: str, object_id: uuid.UUID) -> list[str]:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .db.base import TenantOwned
 from .errors import Conflict, NotFound, ReferenceNotFound
 from .nodeconfig.publisher import ConfigPublisher
-from .paging import PageParams
+from .paging import PageParams, fetch_page
 
 RowT = TypeVar("RowT", bound=TenantOwned)
 
@@ -50,9 +50,8 @@ class TenantRepository(Generic[RowT]):
         return row
 
     async def page(self, query: Select[tuple[RowT]], params: PageParams) -> tuple[list[RowT], int]:
-        total = await self.session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = await self.session.execute(query.limit(params.limit).offset(params.offset))
-        return cast(list[RowT], list(rows.scalars().all())), int(total or 0)
+        rows, total = await fetch_page(self.session, query, params)
+        return cast(list[RowT], rows), total
 
     async def all(self, query: Select[tuple[RowT]] | None = None) -> Sequence[RowT]:
         result = await self.session.execute(query if query is not None else self.scoped())
@@ -70,6 +69,21 @@ class TenantRepository(Generic[RowT]):
 
     async def delete(self, row: RowT) -> None:
         await self.session.delete(row)
+
+
+class NamedRepository(TenantRepository[RowT]):
+    """Objects a tenant names uniquely (groups, schedules, IVR menus, route plans)."""
+
+    def by_name(self, name: str | None) -> Select[tuple[RowT]]:
+        """Ordered by name; ``name`` filters case-insensitively by a part of it."""
+        query = self.scoped().order_by(self.model.name)
+        if name:
+            query = query.where(func.lower(self.model.name).contains(name.lower()))
+        return query
+
+    async def name_taken(self, name: str) -> bool:
+        query = self.scoped().where(self.model.name == name)
+        return (await self.session.execute(query)).first() is not None
 
 
 class TenantWork:

@@ -23,7 +23,6 @@ def _enable_sqlite_foreign_keys(dbapi_connection: object, _: object) -> None:
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.url = url
         if url.startswith("sqlite"):
             self.engine: AsyncEngine = create_async_engine(url, echo=echo)
             sync_engine: Engine = self.engine.sync_engine

@@ -1,16 +1,11 @@
 from __future__ import annotations
 
-from ..errors import Conflict, FieldProblem, InvalidInput
+from ..errors import FieldProblem, InvalidInput, NameTaken, UsedByNumber
 
 
-class GroupNameTaken(Conflict):
+class GroupNameTaken(NameTaken):
     error_id = "group-name-taken"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"a group named {name!r} already exists",
-            details=[FieldProblem(field="body.name", message="already used")],
-        )
+    what = "a group"
 
 
 class MemberWithoutExtension(InvalidInput):
@@ -25,14 +20,6 @@ class MemberWithoutExtension(InvalidInput):
         )
 
 
-class GroupIsNumberEntry(Conflict):
-    """A number's entry names the group: renaming or deleting it would cut the number off."""
-
+class GroupIsNumberEntry(UsedByNumber):
     error_id = "group-used-by-number"
-
-    def __init__(self, numbers: list[str], field: str) -> None:
-        listed = ", ".join(numbers)
-        super().__init__(
-            f"the group is the entry of {listed}; point the numbers elsewhere first",
-            details=[FieldProblem(field=field, message=f"entry of {listed}")],
-        )
+    label = "group"

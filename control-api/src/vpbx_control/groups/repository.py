@@ -4,24 +4,22 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import ClassVar
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, select
 
-from ..repository import TenantRepository
+from ..repository import NamedRepository
 from ..users.models import UserRow
 from .models import GroupMemberRow, GroupRow
 from .schemas import MemberIn, MemberOut, Strategy
 
 
-class GroupRepository(TenantRepository[GroupRow]):
+class GroupRepository(NamedRepository[GroupRow]):
     model: ClassVar[type[GroupRow]] = GroupRow
     label: ClassVar[str] = "group"
 
     def filtered(
         self, name: str | None, strategy: Strategy | None, member_user_id: uuid.UUID | None
     ) -> Select[tuple[GroupRow]]:
-        query = self.scoped().order_by(GroupRow.name)
-        if name:
-            query = query.where(func.lower(GroupRow.name).contains(name.lower()))
+        query = self.by_name(name)
         if strategy is not None:
             query = query.where(GroupRow.strategy == strategy.value)
         if member_user_id is not None:
@@ -31,11 +29,6 @@ class GroupRepository(TenantRepository[GroupRow]):
                 )
             )
         return query
-
-    async def name_taken(self, name: str) -> bool:
-        return (
-            await self.session.execute(self.scoped().where(GroupRow.name == name))
-        ).first() is not None
 
     async def users(self, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, UserRow]:
         """The tenant's users among ``user_ids``; those of other tenants are left out."""

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from vpbx_common.manifests import GROUP_NAME
+
 from ..schema_base import StrictInput
 from ..targets import Target
 
@@ -31,7 +33,7 @@ GroupName = Annotated[
     Field(
         min_length=1,
         max_length=63,
-        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        pattern=GROUP_NAME.pattern,
         description="lowercase letters, digits and '-', starting with a letter; "
         "the media node refers to the group by this name",
         examples=["support"],

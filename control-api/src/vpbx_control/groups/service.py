@@ -11,7 +11,7 @@ from ..errors import InvalidInput, ReferenceNotFound
 from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
 from ..paging import PageParams, check_if_match
-from ..references import numbers_entering, refuse_if_referenced
+from ..references import refuse_if_number_entry, refuse_if_referenced
 from ..repository import TenantWork
 from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, group_edges
 from ..routeplans.service import refuse_cycles
@@ -169,8 +169,11 @@ class GroupService:
 
     async def _refuse_if_number_entry(self, row: GroupRow, field: str, *, by_id: bool) -> None:
         """Numbers enter a group by its name or, written ``group:<id>``, by its id."""
-        entering = await numbers_entering(
-            self.numbers, self.tenant_id, row.id if by_id else None, name=row.name
+        await refuse_if_number_entry(
+            self.numbers,
+            self.tenant_id,
+            row.id if by_id else None,
+            GroupIsNumberEntry,
+            name=row.name,
+            field=field,
         )
-        if entering:
-            raise GroupIsNumberEntry([number.spec.number for number in entering], field)

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
-from ..errors import ApiError, Conflict, FieldProblem, InvalidInput, NotFound
+from ..errors import (
+    ApiError,
+    FieldProblem,
+    InvalidInput,
+    NameTaken,
+    NotFound,
+    UsedByNumber,
+)
 
 
-class IvrMenuNameTaken(Conflict):
+class IvrMenuNameTaken(NameTaken):
     error_id = "ivr-menu-name-taken"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"an IVR menu named {name!r} already exists",
-            details=[FieldProblem(field="body.name", message="already used")],
-        )
+    what = "an IVR menu"
 
 
 class InvalidAudio(InvalidInput):
@@ -41,12 +43,6 @@ class NoAudioPrompt(NotFound):
         super().__init__("this IVR menu has no uploaded prompt (its prompt is a tone or TTS)")
 
 
-class IvrMenuIsNumberEntry(Conflict):
+class IvrMenuIsNumberEntry(UsedByNumber):
     error_id = "ivr-menu-used-by-number"
-
-    def __init__(self, numbers: list[str]) -> None:
-        listed = ", ".join(numbers)
-        super().__init__(
-            f"the IVR menu is the entry of {listed}; point the numbers elsewhere first",
-            details=[FieldProblem(field="id", message=f"entry of {listed}")],
-        )
+    label = "IVR menu"

@@ -1,39 +1,24 @@
 from __future__ import annotations
 
-import uuid
 from typing import ClassVar
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, select
 
-from ..repository import TenantRepository
+from ..repository import NamedRepository, TenantRepository
 from .models import IvrMenuRow, PromptRow
 
 
-class IvrMenuRepository(TenantRepository[IvrMenuRow]):
+class IvrMenuRepository(NamedRepository[IvrMenuRow]):
     model: ClassVar[type[IvrMenuRow]] = IvrMenuRow
     label: ClassVar[str] = "IVR menu"
 
     def filtered(self, name: str | None) -> Select[tuple[IvrMenuRow]]:
-        query = self.scoped().order_by(IvrMenuRow.name)
-        if name:
-            query = query.where(func.lower(IvrMenuRow.name).contains(name.lower()))
-        return query
-
-    async def name_taken(self, name: str) -> bool:
-        return (
-            await self.session.execute(self.scoped().where(IvrMenuRow.name == name))
-        ).first() is not None
+        return self.by_name(name)
 
 
 class PromptRepository(TenantRepository[PromptRow]):
     model: ClassVar[type[PromptRow]] = PromptRow
     label: ClassVar[str] = "prompt"
-
-    async def exists(self, prompt_id: uuid.UUID) -> bool:
-        query = select(PromptRow.id).where(
-            PromptRow.tenant_id == self.tenant_id, PromptRow.id == prompt_id
-        )
-        return (await self.session.execute(query)).first() is not None
 
     async def prune(self) -> None:
         """Delete the tenant's prompts that no menu plays any more (ids only, no audio read)."""

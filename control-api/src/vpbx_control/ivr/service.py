@@ -10,7 +10,7 @@ from ..auth.principal import Principal
 from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
 from ..paging import PageParams, check_if_match
-from ..references import numbers_entering, refuse_if_referenced
+from ..references import refuse_if_number_entry, refuse_if_referenced
 from ..repository import TenantWork
 from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, ivr_menu_edges
 from ..routeplans.service import refuse_cycles
@@ -26,10 +26,6 @@ _TARGET_FIELDS = ("timeout_target", "invalid_target")
 
 def _document(target: Target | None) -> dict[str, Any] | None:
     return target.model_dump(mode="json") if target is not None else None
-
-
-def _mentions(document: object, menu_id: uuid.UUID) -> bool:
-    return isinstance(document, dict) and document.get("ivr_menu_id") == str(menu_id)
 
 
 class IvrMenuService:
@@ -122,12 +118,9 @@ class IvrMenuService:
     async def delete(self, menu_id: uuid.UUID, if_match: str | None) -> None:
         row = await self.repository.get(menu_id)
         check_if_match(if_match, row.etag())
-        # A menu that leads back to itself ("9: repeat") is not a reference that keeps it alive;
-        # drop those before asking who else uses it (the row goes anyway, or nothing is saved).
-        self._forget_self_references(row)
-        await self.session.flush()
+        # referrers() leaves the menu itself out: "9: repeat" does not keep it alive.
         await refuse_if_referenced(self.session, self.tenant_id, row.id, "IVR menu")
-        await self._refuse_if_number_entry(row)
+        await refuse_if_number_entry(self.numbers, self.tenant_id, row.id, IvrMenuIsNumberEntry)
         await self.repository.delete(row)
         await self.prompts.prune()
         await self.work.commit()
@@ -191,20 +184,3 @@ class IvrMenuService:
             edges=ivr_menu_edges(options, timeout_target, invalid_target),
         )
         await refuse_cycles(self.session, self.tenant_id, change)
-
-    @staticmethod
-    def _forget_self_references(row: IvrMenuRow) -> None:
-        if any(_mentions(target, row.id) for target in row.options.values()):
-            row.options = {
-                digit: target
-                for digit, target in row.options.items()
-                if not _mentions(target, row.id)
-            }
-        for key in _TARGET_FIELDS:
-            if _mentions(getattr(row, key), row.id):
-                setattr(row, key, None)
-
-    async def _refuse_if_number_entry(self, row: IvrMenuRow) -> None:
-        entering = await numbers_entering(self.numbers, self.tenant_id, row.id)
-        if entering:
-            raise IvrMenuIsNumberEntry([number.spec.number for number in entering])

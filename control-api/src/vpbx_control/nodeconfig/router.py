@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Response
 
+from vpbx_common.manifests import DNS_LABEL
 from vpbx_common.nodeconfig import NodeConfig
 
 from ..deps import Context, MediaNode, Session
@@ -13,8 +14,6 @@ from ..errors import error_responses
 from .service import NodeConfigService
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
-
-_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 def node_config_service(session: Session, context: Context) -> NodeConfigService:
@@ -55,8 +54,8 @@ async def get_node_config(
     _: MediaNode,
     service: Service,
     context: Context,
-    tenant: Annotated[str, Path(max_length=63, pattern=_DNS_LABEL, examples=["acme"])],
-    city: Annotated[str, Path(max_length=63, pattern=_DNS_LABEL, examples=["msk"])],
+    tenant: Annotated[str, Path(max_length=63, pattern=DNS_LABEL.pattern, examples=["acme"])],
+    city: Annotated[str, Path(max_length=63, pattern=DNS_LABEL.pattern, examples=["msk"])],
     if_none_match: Annotated[
         str | None, Header(alias="If-None-Match", description="the ETag of the config held")
     ] = None,

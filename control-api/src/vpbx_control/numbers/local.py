@@ -23,12 +23,11 @@ import yaml
 from redis.exceptions import RedisError
 
 from vpbx_common.manifests import ManifestError, Number, Tenant, parse_platform_yaml
+from vpbx_common.routing import PLATFORM_CHANGED_CHANNEL
 
 from .store import NumberExistsError, NumberStoreError, NumberVersionConflictError
 
 logger = logging.getLogger(__name__)
-
-PLATFORM_CHANGED_CHANNEL = "vpbx:platform:changed"
 
 ResourceT = TypeVar("ResourceT", Number, Tenant)
 

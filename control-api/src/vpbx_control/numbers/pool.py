@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..paging import PageParams
+from ..paging import PageParams, fetch_page
 from .models import PoolNumberRow
 
 # Attempts at a conditional claim when another transaction took the row first
@@ -62,14 +62,7 @@ class PoolRepository:
     async def page(
         self, query: Select[PoolNumberRow], params: PageParams
     ) -> tuple[list[PoolNumberRow], int]:
-        total = int(
-            await self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        )
-        if params.offset >= total:
-            # Nothing there; and an offset past int64 would not even reach the database.
-            return [], total
-        rows = await self.session.execute(query.limit(params.limit).offset(params.offset))
-        return list(rows.scalars().all()), total
+        return await fetch_page(self.session, query, params)
 
     async def held_by(self, tenant: str) -> list[PoolNumberRow]:
         result = await self.session.execute(

@@ -30,7 +30,7 @@ from ..numbers.models import PoolNumberRow
 from ..numbers.pool import PoolRepository
 from ..numbers.service import store_read
 from ..numbers.store import MANAGED_BY, MANAGED_BY_LABEL, NumberStore, NumberStoreError
-from ..paging import PageParams, check_if_match, revision_etag
+from ..paging import PageParams, check_if_match, fetch_page, revision_etag
 from ..repository import TenantWork
 from ..tenants.models import TenantRow
 from ..users.models import UserRow
@@ -120,15 +120,7 @@ class TenantService:
     async def list(
         self, params: PageParams, name: str | None, suspended: bool | None
     ) -> tuple[list[TenantRow], int]:
-        query = self.filtered(name, suspended)
-        total = int(
-            await self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        )
-        if params.offset >= total:
-            # Nothing there; and an offset past int64 would not even reach the database.
-            return [], total
-        rows = await self.session.execute(query.limit(params.limit).offset(params.offset))
-        return list(rows.scalars().all()), total
+        return await fetch_page(self.session, self.filtered(name, suspended), params)
 
     async def get(self, tenant_id: str) -> TenantRow:
         row = await self.session.get(TenantRow, tenant_id)

@@ -1,16 +1,11 @@
 from __future__ import annotations
 
-from ..errors import Conflict, FieldProblem, InvalidInput
+from ..errors import FieldProblem, InvalidInput, NameTaken, UsedByNumber
 
 
-class RoutePlanNameTaken(Conflict):
+class RoutePlanNameTaken(NameTaken):
     error_id = "route-plan-name-taken"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"a route plan named {name!r} already exists",
-            details=[FieldProblem(field="body.name", message="already used")],
-        )
+    what = "a route plan"
 
 
 class RouteCycle(InvalidInput):
@@ -36,12 +31,6 @@ class UnreachableStep(InvalidInput):
         )
 
 
-class RoutePlanIsNumberEntry(Conflict):
+class RoutePlanIsNumberEntry(UsedByNumber):
     error_id = "route-plan-used-by-number"
-
-    def __init__(self, numbers: list[str]) -> None:
-        listed = ", ".join(numbers)
-        super().__init__(
-            f"the route plan is the entry of {listed}; point the numbers elsewhere first",
-            details=[FieldProblem(field="id", message=f"entry of {listed}")],
-        )
+    label = "route plan"

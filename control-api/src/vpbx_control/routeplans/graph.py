@@ -189,9 +189,6 @@ class RouteGraph:
         self._names[node] = name
         self._edges[node] = tuple(edges)
 
-    def __contains__(self, node: object) -> bool:
-        return node in self._edges
-
     def describe(self, node: NodeRef) -> str:
         name = self._names.get(node, str(node.id))
         if node.kind is NodeKind.ROUTE_PLAN:

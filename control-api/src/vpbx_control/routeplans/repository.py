@@ -4,12 +4,12 @@ import uuid
 from collections.abc import Collection
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..groups.models import GroupRow
 from ..ivr.models import IvrMenuRow
-from ..repository import TenantRepository
+from ..repository import NamedRepository
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
 from ..users.models import UserRow
@@ -33,20 +33,12 @@ _MODELS: dict[RefKind, type[Any]] = {
 }
 
 
-class RoutePlanRepository(TenantRepository[RoutePlanRow]):
+class RoutePlanRepository(NamedRepository[RoutePlanRow]):
     model: ClassVar[type[RoutePlanRow]] = RoutePlanRow
     label: ClassVar[str] = "route plan"
 
     def filtered(self, name: str | None) -> Select[tuple[RoutePlanRow]]:
-        query = self.scoped().order_by(RoutePlanRow.name)
-        if name:
-            query = query.where(func.lower(RoutePlanRow.name).contains(name.lower()))
-        return query
-
-    async def name_taken(self, name: str) -> bool:
-        return (
-            await self.session.execute(self.scoped().where(RoutePlanRow.name == name))
-        ).first() is not None
+        return self.by_name(name)
 
     async def existing(self, kind: RefKind, ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         """Which of ``ids`` name an object of ``kind`` in this tenant."""

@@ -12,7 +12,7 @@ from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
 from ..outbound import OutboundPolicy
 from ..paging import PageParams, check_if_match
-from ..references import numbers_entering, refuse_if_referenced
+from ..references import refuse_if_number_entry, refuse_if_referenced
 from ..repository import TenantWork
 from .errors import RouteCycle, RoutePlanIsNumberEntry, RoutePlanNameTaken, UnreachableStep
 from .graph import NodeKind, NodeRef, ProposedChange, RefKind, route_plan_edges, step_references
@@ -112,9 +112,7 @@ class RoutePlanService:
         row = await self.repository.get(plan_id)
         check_if_match(if_match, row.etag())
         await refuse_if_referenced(self.session, self.tenant_id, row.id, "route plan")
-        entering = await numbers_entering(self.numbers, self.tenant_id, row.id)
-        if entering:
-            raise RoutePlanIsNumberEntry([number.spec.number for number in entering])
+        await refuse_if_number_entry(self.numbers, self.tenant_id, row.id, RoutePlanIsNumberEntry)
         await self.repository.delete(row)
         await self.work.commit()
 

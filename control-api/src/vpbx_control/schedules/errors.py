@@ -1,13 +1,8 @@
 from __future__ import annotations
 
-from ..errors import Conflict, FieldProblem
+from ..errors import NameTaken
 
 
-class ScheduleNameTaken(Conflict):
+class ScheduleNameTaken(NameTaken):
     error_id = "schedule-name-taken"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"a schedule named {name!r} already exists",
-            details=[FieldProblem(field="body.name", message="already used")],
-        )
+    what = "a schedule"

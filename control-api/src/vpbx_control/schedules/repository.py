@@ -2,23 +2,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from sqlalchemy import Select, func
+from sqlalchemy import Select
 
-from ..repository import TenantRepository
+from ..repository import NamedRepository
 from .models import ScheduleRow
 
 
-class ScheduleRepository(TenantRepository[ScheduleRow]):
+class ScheduleRepository(NamedRepository[ScheduleRow]):
     model: ClassVar[type[ScheduleRow]] = ScheduleRow
     label: ClassVar[str] = "schedule"
 
     def filtered(self, name: str | None) -> Select[tuple[ScheduleRow]]:
-        query = self.scoped().order_by(ScheduleRow.name)
-        if name:
-            query = query.where(func.lower(ScheduleRow.name).contains(name.lower()))
-        return query
-
-    async def name_taken(self, name: str) -> bool:
-        return (
-            await self.session.execute(self.scoped().where(ScheduleRow.name == name))
-        ).first() is not None
+        return self.by_name(name)

@@ -39,11 +39,11 @@ logger = logging.getLogger(__name__)
 PLATFORM_API_VERSION = "vpbx.io/v1alpha1"
 CONFIG_API_VERSION = "config.vpbx.io/v1alpha1"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Group names start with a letter so that a route entry made only of digits is
 # always an extension and never ambiguous with a group.
-_GROUP_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+GROUP_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _EXTENSION = re.compile(r"^\d{2,6}$")
 MIN_SIP_PASSWORD_LENGTH = 8
 
@@ -51,7 +51,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+    if len(value) > 63 or not DNS_LABEL.fullmatch(value):
         raise ValueError(
             "not a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)"
         )
@@ -89,7 +89,7 @@ def _extension(value: str) -> str:
 
 
 def _group_name(value: str) -> str:
-    if len(value) > 63 or not _GROUP_NAME.fullmatch(value):
+    if len(value) > 63 or not GROUP_NAME.fullmatch(value):
         raise ValueError("a group name starts with a letter: lowercase letters, digits and '-'")
     return value
 

@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 _REPLACE_ATTEMPTS = 5
 
+# Local mode: the control API's number store file changed; `vpbx up` rewrites the routes.
+PLATFORM_CHANGED_CHANNEL = "vpbx:platform:changed"
+
 
 class NumberRoute(StrictModel):
     """Where calls to one dialled number go."""

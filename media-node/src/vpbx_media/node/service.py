@@ -206,9 +206,7 @@ class NodeService:
         except redis.RedisError as exc:
             logger.error("tenant=%s cannot read registrations: %s", self.tenant, exc)
             transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
-            if request.call_id in self._counted_calls:
-                self._counted_calls.discard(request.call_id)
-                self._spawn(self._release_line(request.call_id))
+            self._free_line(request.call_id)
             return
         finally:
             self._arriving.pop(request.call_id, None)
@@ -437,15 +435,19 @@ class NodeService:
 
     def call_finished(self, call: Call, record: CallRecord) -> None:
         self.spool_writer.submit(lambda: self.spool.finish_call(record))
-        if call.call_id in self._counted_calls:
-            self._counted_calls.discard(call.call_id)
-            self._spawn(self._release_line(call.call_id))
+        self._free_line(call.call_id)
         self.calls.pop(call.call_id, None)
         if not self.calls:
             self._idle.set()
         self._by_transaction.pop(id(call.transaction), None)
         for leg in call.legs:
             self._legs.pop(leg.request.call_id, None)
+
+    def _free_line(self, call_id: str) -> None:
+        """Give back the plan line the call held, if it held one."""
+        if call_id in self._counted_calls:
+            self._counted_calls.discard(call_id)
+            self._spawn(self._release_line(call_id))
 
     async def _release_line(self, call_id: str) -> None:
         try:
