@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -126,9 +125,10 @@ def create_app(
         app.state.context = context
         await context.numbers.start()
         rewriting = None
+        stop_rewriting = asyncio.Event()
         if context.homes is not None:
             rewriting = asyncio.create_task(
-                context.homes.keep_rewriting(settings.home_directory_rewrite_s),
+                context.homes.keep_rewriting(settings.home_directory_rewrite_s, stop_rewriting),
                 name="home-directory",
             )
         app.state.webhook_dispatcher = dispatcher = webhook_dispatcher(context)
@@ -136,10 +136,9 @@ def create_app(
         try:
             yield
         finally:
+            stop_rewriting.set()
             if rewriting is not None:
-                rewriting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await rewriting
+                await rewriting
             await dispatcher.stop()
             await context.numbers.stop()
             await context.database.dispose()

@@ -15,6 +15,7 @@ which also heals a write that failed or a Redis that lost its data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 
@@ -109,11 +110,16 @@ class HomeDirectory:
             return 0
         return sum([await self.rewrite(tenant_id) for tenant_id in tenants])
 
-    async def keep_rewriting(self, interval_s: float) -> None:
-        """Rewrite every directory now and then every ``interval_s``, until cancelled."""
-        while True:
+    async def keep_rewriting(self, interval_s: float, stop: asyncio.Event) -> None:
+        """Rewrite every directory now and then every ``interval_s``, until ``stop`` is set.
+
+        Stopped by the event, not by cancelling: a database query cancelled in
+        flight makes the driver tear its connection down slowly (seconds).
+        """
+        while not stop.is_set():
             try:
                 await self.rewrite_all()
             except Exception:  # a pass that failed unexpectedly must not end the next ones
                 logger.exception("home directory pass failed")
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
