@@ -14,7 +14,17 @@ from sqlalchemy import func, select
 from tests.services.control_api import ApiHarness, bearer
 
 from vpbx_common.manifests import Number, load_platform_file, parse_manifest
-from vpbx_common.nodeconfig import NodeConfig, config_channel
+from vpbx_common.nodeconfig import (
+    GroupTarget,
+    IvrTarget,
+    NodeConfig,
+    TtsPrompt,
+    UnroutedTarget,
+    UserTarget,
+    config_channel,
+)
+from vpbx_common.nodeconfig import describe as routes_to
+from vpbx_common.nodeconfig.steps import IvrStep
 from vpbx_common.routing import RoutingTable
 from vpbx_common.sipauth import DigestAlgorithm, ha1
 from vpbx_control.app import create_app
@@ -182,32 +192,38 @@ async def test_the_tenants_pbx_compiled_for_its_node(api: ApiHarness) -> None:
     assert group.members == ["201", "101"]  # the order the admin gave
     assert group.weights == {"201": 3, "101": 1}
     assert group.overflow is not None
-    assert (group.overflow.type, group.overflow.ref) == ("user", "101")
+    assert group.overflow == UserTarget(extension="101", user_id=anna["id"])
     [schedule] = config.schedules
     assert (schedule.name, schedule.time_zone) == ("office", "Europe/Moscow")
     assert [(h.day, h.start, h.end) for h in schedule.weekly] == [("mon", "09:00", "18:00")]
     # The tenant's numbers only, with references resolved to what the node routes on.
-    assert [(n.number, n.entry) for n in config.numbers] == [
-        ("+74950000001", "sales"),
-        ("+74950000002", "101"),
-        ("+74950000003", "101"),
+    assert [(n.number, routes_to(n.target)) for n in config.numbers] == [
+        ("+74950000001", "group:sales"),
+        ("+74950000002", "user:101"),
+        ("+74950000003", "user:101"),
         ("+74950000004", "unrouted"),
         ("+74950000005", "unrouted"),  # its group was deleted
         ("+74950000006", "ivr:main"),
         ("+74950000007", "route-plan:daytime"),
     ]
+    gone = config.numbers[4].target
+    assert isinstance(gone, UnroutedTarget)
+    assert gone.missing is not None
+    assert gone.missing.startswith("group:")
     [ivr] = config.ivr_menus
-    assert (ivr.id, ivr.name, ivr.prompt["text"]) == (menu["id"], "main", "Press 1 for sales.")
-    assert {digit: (t.type, t.ref) for digit, t in ivr.options.items()} == {"1": ("group", "sales")}
+    assert (ivr.id, ivr.name) == (menu["id"], "main")
+    assert isinstance(ivr.prompt, TtsPrompt)
+    assert ivr.prompt.text == "Press 1 for sales."
+    assert {digit: routes_to(t) for digit, t in ivr.options.items()} == {"1": "group:sales"}
     assert ivr.timeout_target is not None
-    assert (ivr.timeout_target.type, ivr.timeout_target.ref) == ("user", "201")
+    assert routes_to(ivr.timeout_target) == "user:201"
     [daytime] = config.route_plans
     assert daytime.id == plan["id"]
-    # Steps refer to objects by id; every such object is in the config with its id.
-    assert daytime.steps[0]["ivr_menu_id"] == menu["id"]
-    main = config.numbers[0].target
-    assert main is not None
-    assert (main.type, main.id) == ("group", sales["id"])
+    # Steps name what the node acts on, and keep the id of what they refer to.
+    [first, *_] = daytime.steps
+    assert isinstance(first, IvrStep)
+    assert first.target == IvrTarget(name="main", ivr_menu_id=menu["id"])
+    assert config.numbers[0].target == GroupTarget(name="sales", group_id=sales["id"])
     assert "hank" not in response.text.lower()  # nothing of globex
 
 
@@ -251,7 +267,7 @@ async def test_etag_304_and_a_change_invalidates(api: ApiHarness) -> None:
     assert changed.status_code == 200
     assert changed.headers["ETag"] != etag
     # The number refers to the group by id: renaming the group does not break it.
-    assert [n["entry"] for n in changed.json()["numbers"]] == ["sales-team"]
+    assert [n["target"]["name"] for n in changed.json()["numbers"]] == ["sales-team"]
 
 
 async def test_a_change_on_another_replica_reaches_the_nodes_polling_this_one(
@@ -282,7 +298,7 @@ async def test_a_change_on_another_replica_reaches_the_nodes_polling_this_one(
 
     after = await api.client.get(url, headers={**api.node, "If-None-Match": before.headers["ETag"]})
     assert after.status_code == 200, after.text
-    assert [n["entry"] for n in after.json()["numbers"]] == ["support"]
+    assert [n["target"]["name"] for n in after.json()["numbers"]] == ["support"]
 
 
 async def test_a_compiled_config_is_reused_until_the_revision_moves_or_it_ages(
@@ -371,10 +387,10 @@ async def test_demo_file_seeds_once_and_keeps_api_changes(api: ApiHarness) -> No
         "201", "acme.vpbx.local", "acme-201-secret", DigestAlgorithm.MD5
     )
     assert config.groups[0].members == ["101", "102", "201"]
-    assert {(n.number, n.entry) for n in config.numbers} == {
-        ("+74950000001", "sales"),
-        ("+73430000001", "sales"),
-        ("+74950000002", "sales"),
+    assert {(n.number, routes_to(n.target)) for n in config.numbers} == {
+        ("+74950000001", "group:sales"),
+        ("+73430000001", "group:sales"),
+        ("+74950000002", "group:sales"),
     }
     stored = {n.spec.number: n.spec.entry for n in await context.numbers.list_numbers("acme")}
     assert stored["+74950000001"].startswith("group:")  # a reference, as the API writes them
@@ -399,7 +415,7 @@ async def test_demo_file_seeds_once_and_keeps_api_changes(api: ApiHarness) -> No
     assert (users, devices, list(names), pool) == (6, 4, ["sales-team"], 4)
     assert len(await context.numbers.list_numbers()) == 4
     again = NodeConfig.model_validate_json((await node_config(api, "acme", "msk")).content)
-    assert {n.entry for n in again.numbers} == {"sales-team"}
+    assert {routes_to(n.target) for n in again.numbers} == {"group:sales-team"}
 
 
 async def test_migrations_and_seeding_on_sqlite(tmp_path: Path, flushed_redis: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as redis
 from tests.services.ports import free_port
 
-from vpbx_common.nodeconfig import NodeConfig, config_channel
+from vpbx_common.nodeconfig import GroupTarget, NodeConfig, config_channel
 from vpbx_common.sipauth import DigestAlgorithm, ha1
 from vpbx_media.node.configsource import (
     ConfigClient,
@@ -283,3 +283,7 @@ def test_an_old_format_config_file_still_loads(tmp_path: Path) -> None:
     assert loaded.extension_for("102") is None
     assert loaded.devices == []
     assert loaded.version == "sha256:old"
+    # Its numbers named their entry as text; the node still knows where they go.
+    number = loaded.number("+74950000001")
+    assert number is not None
+    assert number.target == GroupTarget(name="sales")

@@ -28,6 +28,7 @@ from vpbx_common.manifests import (
     load_platform_file,
     validate_platform,
 )
+from vpbx_common.pbx import Presence
 from vpbx_common.sipauth import ha1_pair
 
 from .auth.passwords import Passwords
@@ -38,7 +39,7 @@ from .nodeconfig.publisher import ConfigPublisher
 from .numbers.models import PoolNumberRow
 from .numbers.store import NumberStore
 from .tenants.models import TenantRow
-from .users.models import DeviceRow, Presence, UserRow
+from .users.models import DeviceRow, UserRow
 
 logger = logging.getLogger(__name__)
 

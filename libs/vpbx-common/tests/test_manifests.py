@@ -22,7 +22,8 @@ from vpbx_common.manifests import (
     parse_platform_yaml,
     validate_platform,
 )
-from vpbx_common.nodeconfig import NodeConfig, compile_node_config
+from vpbx_common.nodeconfig import GroupTarget, NodeConfig, UnroutedTarget, manifest_source
+from vpbx_common.nodeconfig import compile_node_config as compile_from
 from vpbx_common.sipauth import DigestAlgorithm, ha1
 
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo.yaml"
@@ -178,12 +179,13 @@ def test_all_problems_of_a_document_are_listed_with_list_indexes() -> None:
     document = config_doc()
     document["spec"]["users"][1]["extension"] = "2"
     document["spec"]["users"][0]["sipPassword"] = "short"
-    document["spec"]["groups"][0]["strategy"] = "round-robin"
+    document["spec"]["groups"][0]["strategy"] = "random"
     error = schema_error(document, index=2)
     assert error.problems == [
         "spec.users[0].sipPassword: a SIP password needs at least 8 characters",
         "spec.users[1].extension: an extension is 2 to 6 digits",
-        "spec.groups[0].strategy: Input should be 'ring-all'",
+        "spec.groups[0].strategy: Input should be 'ring-all', 'sequential', 'round-robin', "
+        "'escalating', 'least-recently-called' or 'by-rank'",
     ]
     assert str(error).startswith("document 2 (PbxConfig/acme): ")
     # The offending password itself must not end up in logs.
@@ -384,6 +386,12 @@ def test_tenant_level_problems() -> None:
 # --- compiled node config -------------------------------------------------------
 
 
+def compile_node_config(
+    tenant: Tenant, city: str, numbers: list[Number], config: PbxConfig | None
+) -> NodeConfig:
+    return compile_from(manifest_source(tenant, numbers, config), city)
+
+
 def demo_parts() -> tuple[Tenant, list[Number], PbxConfig]:
     demo = load_platform_file(DEMO)
     return demo.tenants[0], demo.numbers, demo.configs[0]
@@ -420,6 +428,7 @@ def test_node_config_has_all_users_groups_and_only_own_numbers() -> None:
         ("+74950000001", "msk", None),
         ("+74950000002", "msk", "yandex-direct"),
     ]
+    assert node.numbers[0].target == GroupTarget(name="sales")
 
 
 def test_node_config_json_round_trip() -> None:
@@ -453,6 +462,8 @@ def test_node_config_without_pbx_config_is_empty_but_usable() -> None:
     node = compile_node_config(tenant, "msk", numbers, None)
     assert (node.users, node.groups) == ([], [])
     assert len(node.numbers) == 3
+    # Nothing to ring: the number's group is not there, and the node is told so.
+    assert node.numbers[0].target == UnroutedTarget(missing="group:sales")
 
 
 def test_node_config_refuses_wrong_city_or_config() -> None:

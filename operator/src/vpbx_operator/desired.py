@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vpbx_common.manifests import Number, ObjectMeta, PbxConfig, Tenant
-from vpbx_common.nodeconfig import NodeConfig, compile_node_config
+from vpbx_common.nodeconfig import NodeConfig, compile_node_config, manifest_source
 from vpbx_common.routing import (
     DomainRoute,
     NumberRoute,
@@ -186,7 +186,7 @@ def desired_nodes(
                     replicas=placement.replicas,
                     resources=placement.resources,
                     config=compile_node_config(
-                        tenant, placement.name, accepted, config_of.get(name)
+                        manifest_source(tenant, accepted, config_of.get(name)), placement.name
                     ),
                 )
             )

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import uuid
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from vpbx_common.manifests import GROUP_NAME
+from vpbx_common.pbx import RingStrategy
 
 from ..schema_base import StrictInput
 from ..targets import Target
 
-
-class Strategy(enum.StrEnum):
-    """How the members of a group are rung."""
-
-    RING_ALL = "ring-all"  # everybody at once
-    SEQUENTIAL = "sequential"  # one after the other, in list order
-    ROUND_ROBIN = "round-robin"  # one at a time, starting after the member that rang last
-    ESCALATING = "escalating"  # add the next member every escalation_interval_s
-    LEAST_RECENTLY_CALLED = "least-recently-called"
-    BY_RANK = "by-rank"  # highest qualification rank first
+# One enum for the API, the platform file and the node: the strategies the node runs.
+Strategy = RingStrategy
 
 
 # The media node refers to groups by name, and a number's entry made only of

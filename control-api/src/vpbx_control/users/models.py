@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import uuid
 from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from vpbx_common.pbx import Presence
+
 from ..auth.principal import Role
 from ..db.base import Base, TenantOwned, enum_values
-
-
-class Presence(enum.StrEnum):
-    AVAILABLE = "available"
-    AWAY = "away"
-    DO_NOT_DISTURB = "do-not-disturb"
 
 
 class UserRow(TenantOwned, Base):

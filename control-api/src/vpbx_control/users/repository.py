@@ -7,11 +7,13 @@ from typing import ClassVar
 
 from sqlalchemy import Select, func, or_, select
 
+from vpbx_common.pbx import Presence
+
 from ..auth.principal import Role
 from ..errors import NotFound
 from ..repository import TenantRepository
 from ..tenants.models import TenantRow
-from .models import DeviceRow, Presence, UserRow
+from .models import DeviceRow, UserRow
 
 
 class UserRepository(TenantRepository[UserRow]):

@@ -7,11 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from vpbx_common.pbx import Presence
+
 from ..auth.principal import Role
 from ..deps import Context, Paging, Session, TenantAdmin, TenantMember
 from ..errors import error_responses
 from ..paging import IfMatchHeader, Page
-from .models import DeviceRow, Presence, UserRow
+from .models import DeviceRow, UserRow
 from .schemas import (
     DeviceCreate,
     DeviceCredentials,

@@ -9,10 +9,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from vpbx_common.pbx import Presence
+
 from ..auth.principal import Role
 from ..schema_base import StrictInput
 from ..targets import E164
-from .models import Presence, UserRow
+from .models import UserRow
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vpbx_common.pbx import Presence
 from vpbx_common.sipauth import ha1_pair
 
 from ..auth.principal import MANAGERS, Principal, Role
@@ -38,7 +39,7 @@ from .errors import (
     UserHasNoExtension,
     WrongCurrentPassword,
 )
-from .models import DeviceRow, Presence, UserRow
+from .models import DeviceRow, UserRow
 from .repository import DeviceRepository, UserRepository
 from .schemas import (
     DeviceCreate,

@@ -33,6 +33,7 @@ from pydantic import (
 
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.models import StrictModel
+from vpbx_common.pbx import RingStrategy
 
 logger = logging.getLogger(__name__)
 
@@ -253,12 +254,6 @@ class Number(_Resource):
 
 
 # --- PbxConfig (local mode; the control API owns it in cluster mode) ----------
-
-
-class RingStrategy(enum.StrEnum):
-    # More strategies (round-robin, longest-idle, ...) are added here and in the
-    # routing engine; the schema needs nothing else.
-    RING_ALL = "ring-all"
 
 
 class PbxUser(_Spec):

@@ -20,7 +20,7 @@ import redis.asyncio as redis
 from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy, OpenCall, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventType, events_channel
-from vpbx_common.nodeconfig import UNROUTED_ENTRY, NodeConfig
+from vpbx_common.nodeconfig import GroupTarget, NodeConfig, UnroutedTarget, UserTarget
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
@@ -276,12 +276,13 @@ class NodeService:
                 )
                 return None
             self._counted_calls.add(request.call_id)
-        group = config.group(entry.entry)
+        target = entry.target
+        group = config.group(target.name) if isinstance(target, GroupTarget) else None
         timeout = float(group.ring_timeout_s) if group is not None else DEFAULT_EXTENSION_RING_S
         if group is not None:
             members = group.members
-        elif entry.entry.isdigit():
-            members = [entry.entry]
+        elif isinstance(target, UserTarget):
+            members = [target.extension]
         else:
             # `unrouted` (no entry set yet), or an IVR / route plan this node cannot run
             # yet: nobody rings, the caller gets 480 and the tenant a CDR of the call.
@@ -290,8 +291,10 @@ class NodeService:
                 "tenant=%s number %s: entry %s %s; nobody to ring",
                 self.tenant,
                 number,
-                entry.entry,
-                "not set yet" if entry.entry == UNROUTED_ENTRY else "not supported by this node",
+                target.type,
+                "not set yet"
+                if isinstance(target, UnroutedTarget)
+                else "not supported by this node",
             )
         return CallPlan(
             direction=Direction.INBOUND,

@@ -1,0 +1,107 @@
+"""The typed node-config contract: what the control API compiles and the media node reads.
+
+- ``targets``: where a call goes (typed, references resolved);
+- ``steps``: route-plan steps as the node runs them;
+- ``model``: the NodeConfig document and its entries;
+- ``compile``: the one compiler, from a ``TenantSource``;
+- ``manifest``: the platform file's manifests as a ``TenantSource``.
+"""
+
+from __future__ import annotations
+
+from vpbx_common.manifests import UNROUTED_ENTRY
+
+from .compile import (
+    SourceDevice,
+    SourceGroup,
+    SourceIvrMenu,
+    SourceRoutePlan,
+    SourceSchedule,
+    SourceUser,
+    TenantSource,
+    compile_node_config,
+)
+from .manifest import manifest_source
+from .model import (
+    AudioPrompt,
+    Credentials,
+    DeviceEntry,
+    GroupEntry,
+    HoursEntry,
+    IvrMenuEntry,
+    NodeConfig,
+    NumberEntry,
+    Prompt,
+    RoutePlanEntry,
+    ScheduleEntry,
+    SpecialDayEntry,
+    TonePrompt,
+    TtsPrompt,
+    UserEntry,
+    UserSettingsEntry,
+    WeeklyHoursEntry,
+)
+from .targets import (
+    ExternalTarget,
+    GroupTarget,
+    HangupReason,
+    HangupTarget,
+    IvrTarget,
+    RoutePlanTarget,
+    Target,
+    UnroutedTarget,
+    UserTarget,
+    VoicemailTarget,
+    describe,
+)
+
+CONFIG_CHANNEL_PREFIX = "vpbx:config:"
+
+
+def config_channel(tenant: str) -> str:
+    """The Redis pub/sub channel announcing that ``tenant``'s config changed."""
+    return CONFIG_CHANNEL_PREFIX + tenant
+
+
+__all__ = [
+    "CONFIG_CHANNEL_PREFIX",
+    "UNROUTED_ENTRY",
+    "AudioPrompt",
+    "Credentials",
+    "DeviceEntry",
+    "ExternalTarget",
+    "GroupEntry",
+    "GroupTarget",
+    "HangupReason",
+    "HangupTarget",
+    "HoursEntry",
+    "IvrMenuEntry",
+    "IvrTarget",
+    "NodeConfig",
+    "NumberEntry",
+    "Prompt",
+    "RoutePlanEntry",
+    "RoutePlanTarget",
+    "ScheduleEntry",
+    "SourceDevice",
+    "SourceGroup",
+    "SourceIvrMenu",
+    "SourceRoutePlan",
+    "SourceSchedule",
+    "SourceUser",
+    "SpecialDayEntry",
+    "Target",
+    "TenantSource",
+    "TonePrompt",
+    "TtsPrompt",
+    "UnroutedTarget",
+    "UserEntry",
+    "UserSettingsEntry",
+    "UserTarget",
+    "VoicemailTarget",
+    "WeeklyHoursEntry",
+    "compile_node_config",
+    "config_channel",
+    "describe",
+    "manifest_source",
+]

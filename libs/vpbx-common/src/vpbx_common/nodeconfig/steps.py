@@ -1,0 +1,111 @@
+"""Route-plan steps as the node runs them: the control API's steps, references resolved.
+
+One class per step type the API accepts, with the same ``type`` names, so a
+plan reads the same in the API and in the node config. A step whose object was
+deleted carries an ``UnroutedTarget`` and is skipped by the node with a reason
+on the CDR.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .targets import (
+    ConfigModel,
+    GroupOrUnrouted,
+    HangupReason,
+    IvrOrUnrouted,
+    RoutePlanOrUnrouted,
+    Target,
+    UserOrUnrouted,
+    VoicemailOrUnrouted,
+)
+
+
+class ScheduleStep(ConfigModel):
+    """Branch on the schedule; a branch that does not end the call continues after this step."""
+
+    type: Literal["schedule"] = "schedule"
+    schedule: str | None  # the schedule's name; None: it was deleted (the open branch runs)
+    schedule_id: str | None = None
+    open: list[Step] = Field(default_factory=list)
+    closed: list[Step] = Field(default_factory=list)
+
+
+class CrmLookupStep(ConfigModel):
+    type: Literal["crm-lookup"] = "crm-lookup"
+    to_responsible_manager: bool = True
+    categories: dict[str, Target] = Field(default_factory=dict)
+
+
+class HttpDecisionStep(ConfigModel):
+    type: Literal["http-decision"] = "http-decision"
+    url: str
+    timeout_ms: int = 1500
+    fallback: Target
+
+
+class IvrStep(ConfigModel):
+    type: Literal["ivr"] = "ivr"
+    target: IvrOrUnrouted
+
+
+class GroupStep(ConfigModel):
+    """Ring a group; nobody answering goes on with the next step (the overflow if last)."""
+
+    type: Literal["group"] = "group"
+    target: GroupOrUnrouted
+    ring_timeout_s: int | None = None  # overrides the group's
+
+
+class QueueStep(ConfigModel):
+    type: Literal["queue"] = "queue"
+    target: GroupOrUnrouted
+    max_wait_s: int = 300
+    announce_position: bool = False
+
+
+class UserStep(ConfigModel):
+    type: Literal["user"] = "user"
+    target: UserOrUnrouted
+    ring_timeout_s: int | None = None
+
+
+class VoicemailStep(ConfigModel):
+    type: Literal["voicemail"] = "voicemail"
+    target: VoicemailOrUnrouted
+
+
+class ForwardStep(ConfigModel):
+    type: Literal["forward"] = "forward"
+    number: str  # E.164
+
+
+class RoutePlanStep(ConfigModel):
+    type: Literal["route-plan"] = "route-plan"
+    target: RoutePlanOrUnrouted
+
+
+class HangupStep(ConfigModel):
+    type: Literal["hangup"] = "hangup"
+    reason: HangupReason = HangupReason.NORMAL
+
+
+Step = Annotated[
+    ScheduleStep
+    | CrmLookupStep
+    | HttpDecisionStep
+    | IvrStep
+    | GroupStep
+    | QueueStep
+    | UserStep
+    | VoicemailStep
+    | ForwardStep
+    | RoutePlanStep
+    | HangupStep,
+    Field(discriminator="type"),
+]
+
+ScheduleStep.model_rebuild()
