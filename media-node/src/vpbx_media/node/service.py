@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy, OpenCall, now_ms
+from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventType, events_channel
 from vpbx_common.nodeconfig import GroupTarget, NodeConfig, UnroutedTarget, UserTarget
@@ -31,9 +31,11 @@ from ..sip.transaction import ServerTransaction, TransactionLayer, TransactionUs
 from ..sip.transport import Address, Flow
 from ..sip.uri import SipUri
 from .bindings import BindingStore
-from .call import ALLOW_IN_CALL, Call, CallPlan, Side, Target
 from .calllimit import TenantCallLimit
+from .calls.call import Call, CallPlan
+from .calls.facts import CallFacts, NodeRef
 from .journal import SpoolWriter
+from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
 from .registrar import Authenticator, Registrar
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ class NodeIdentity:
     node_name: str
     sip_address: Address
     media_address: str
+
+    @property
+    def ref(self) -> NodeRef:
+        return NodeRef(self.tenant, self.city, self.node_name)
 
 
 class NodeService:
@@ -202,7 +208,7 @@ class NodeService:
             transaction.respond(make_response(request, 482))
             return
         try:
-            plan = await self._plan(request, transaction)
+            planned = await self._plan(request, transaction)
         except redis.RedisError as exc:
             logger.error("tenant=%s cannot read registrations: %s", self.tenant, exc)
             transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
@@ -210,15 +216,18 @@ class NodeService:
             return
         finally:
             self._arriving.pop(request.call_id, None)
-        if plan is None:
+        if planned is None:
             return
-        call = Call(self, request, transaction, plan)
+        facts, plan = planned
+        call = Call(self, SipUasLeg(request, transaction), facts, plan)
         self.calls[call.call_id] = call
         self._idle.clear()
         self._by_transaction[id(transaction)] = call
         await call.run()
 
-    async def _plan(self, request: SipRequest, transaction: ServerTransaction) -> CallPlan | None:
+    async def _plan(
+        self, request: SipRequest, transaction: ServerTransaction
+    ) -> tuple[CallFacts, CallPlan] | None:
         """Decide who rings, or answer the request and return None."""
         config = self.config()
         uri = request.sip_uri
@@ -238,15 +247,16 @@ class NodeService:
                 return None
             targets = await self._targets_for([dialled])
             user = config.user(extension)
-            return CallPlan(
+            facts = CallFacts(
+                call_id=request.call_id,
+                node=self.identity.ref,
                 direction=Direction.INTERNAL,
                 number=dialled,
                 label="",
                 caller=extension,
                 caller_display=user.name if user else None,
-                targets=targets,
-                ring_timeout_s=DEFAULT_EXTENSION_RING_S,
             )
+            return facts, CallPlan(targets=targets, ring_timeout_s=DEFAULT_EXTENSION_RING_S)
         try:
             number = normalize_e164(uri.user_unescaped or "")
         except InvalidPhoneNumber:
@@ -296,15 +306,16 @@ class NodeService:
                 if isinstance(target, UnroutedTarget)
                 else "not supported by this node",
             )
-        return CallPlan(
+        facts = CallFacts(
+            call_id=request.call_id,
+            node=self.identity.ref,
             direction=Direction.INBOUND,
             number=number,
             label=entry.label or "",
             caller=_outside_caller(request),
             caller_display=request.from_.display_name,
-            targets=await self._targets_for(members),
-            ring_timeout_s=timeout,
         )
+        return facts, CallPlan(targets=await self._targets_for(members), ring_timeout_s=timeout)
 
     def _refuse_inbound(
         self,
@@ -316,44 +327,32 @@ class NodeService:
     ) -> None:
         """Busy a customer's call before anyone rings; the tenant still sees it as missed."""
         transaction.respond(make_response(request, 486, phrase))
-        at = now_ms()
-        record = CallRecord.build(
+        facts = CallFacts(
             call_id=request.call_id,
-            tenant=self.tenant,
-            city=self.city,
-            node=self.node_name,
+            node=self.identity.ref,
             direction=Direction.INBOUND,
-            caller=_outside_caller(request),
-            dialled=number,
+            number=number,
             label=label or "",
-            start_ms=at,
-            answer_ms=None,
-            end_ms=at,
+            caller=_outside_caller(request),
             end_reason=EndReason.BUSY,
             sip_status=486,
             hangup_by=HangupBy.SYSTEM,
         )
+        facts.end_ms = facts.start_ms
+        record = facts.record()
         self.spool_writer.submit(lambda: self.spool.append(record))
-        self._announce(
-            CallEventType.ENDED,
-            record.call_id,
-            number=number,
-            caller=record.caller,
-            callee="",
-            end_reason=str(EndReason.BUSY),
-            label=record.label,
-        )
+        self._spawn(self._publish(facts.event(CallEventType.ENDED)))
 
-    async def _targets_for(self, extensions: list[str]) -> list[Target]:
-        targets: list[Target] = []
+    async def _targets_for(self, extensions: list[str]) -> list[DeviceTarget]:
+        targets: list[DeviceTarget] = []
         now = time.time()
         for extension in extensions:
             for binding in await self.bindings.list(self.tenant, extension, now):
-                targets.append(Target(extension, binding))
+                targets.append(DeviceTarget(extension, binding))
         return targets
 
     def _active_on(self, number: str) -> int:
-        running = sum(1 for call in self.calls.values() if call.plan.number == number)
+        running = sum(1 for call in self.calls.values() if call.facts.number == number)
         return running + sum(1 for arriving in self._arriving.values() if arriving == number)
 
     # --- services for calls -------------------------------------------------
@@ -367,42 +366,7 @@ class NodeService:
         self._legs[call_id] = call
 
     def publish(self, call: Call, event_type: CallEventType) -> None:
-        callee = call.answered_by or ",".join(sorted({t.extension for t in call.plan.targets}))
-        self._announce(
-            event_type,
-            call.call_id,
-            number=call.plan.number,
-            caller=call.plan.caller,
-            callee=callee,
-            end_reason=str(call.end_reason) if event_type is CallEventType.ENDED else "",
-            label=call.plan.label,
-        )
-
-    def _announce(
-        self,
-        event_type: CallEventType,
-        call_id: str,
-        *,
-        number: str,
-        caller: str,
-        callee: str,
-        end_reason: str,
-        label: str,
-    ) -> None:
-        event = CallEvent(
-            type=event_type,
-            call_id=call_id,
-            tenant=self.tenant,
-            city=self.city,
-            node=self.node_name,
-            number=number,
-            caller=caller,
-            callee=callee,
-            at_ms=now_ms(),
-            end_reason=end_reason,
-            label=label,
-        )
-        self._spawn(self._publish(event))
+        self._spawn(self._publish(call.facts.event(event_type)))
 
     async def _publish(self, event: CallEvent) -> None:
         try:
@@ -412,31 +376,16 @@ class NodeService:
                 "call=%s tenant=%s event not published: %s", event.call_id, self.tenant, exc
             )
 
-    def _open_call(self, call: Call) -> OpenCall:
-        return OpenCall(
-            call_id=call.call_id,
-            tenant=self.tenant,
-            city=self.city,
-            node=self.node_name,
-            direction=call.plan.direction,
-            caller=call.plan.caller,
-            dialled=call.plan.number,
-            label=call.plan.label,
-            answered_by=call.answered_by,
-            start_ms=call.times.start_ms,
-            answer_ms=call.times.answer_ms,
-            sip_status=call.final_status,
-        )
-
     def journal_begin(self, call: Call) -> None:
-        open_call = self._open_call(call)
+        open_call = call.facts.open_call()
         self.spool_writer.submit(lambda: self.spool.begin_call(open_call))
 
     def journal_answer(self, call: Call) -> None:
-        open_call = self._open_call(call)
+        open_call = call.facts.open_call()
         self.spool_writer.submit(lambda: self.spool.update_call(open_call))
 
-    def call_finished(self, call: Call, record: CallRecord) -> None:
+    def call_finished(self, call: Call) -> None:
+        record = call.facts.record()
         self.spool_writer.submit(lambda: self.spool.finish_call(record))
         self._free_line(call.call_id)
         self.calls.pop(call.call_id, None)
@@ -444,7 +393,7 @@ class NodeService:
             self._idle.set()
         self._by_transaction.pop(id(call.transaction), None)
         for leg in call.legs:
-            self._legs.pop(leg.request.call_id, None)
+            self._legs.pop(leg.call_id, None)
 
     def _free_line(self, call_id: str) -> None:
         """Give back the plan line the call held, if it held one."""

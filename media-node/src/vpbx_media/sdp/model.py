@@ -1,4 +1,4 @@
-"""SDP (RFC 8866) session descriptions and the offer/answer rules the node needs (RFC 3264).
+"""SDP (RFC 8866) session descriptions: the wire model, its parser and its writer.
 
 `SessionDescription.parse` accepts the SDP that real phones, softphones and carrier SBCs
 send (CRLF or bare LF line ends, trailing blank lines) and raises `SdpError` for anything
@@ -16,11 +16,8 @@ from __future__ import annotations
 import enum
 import ipaddress
 import logging
-import random
 import re
-from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -46,26 +43,6 @@ def _session_rank(line_type: str) -> int:
     return _SESSION_AFTER_TIMING.get(line_type, _UNKNOWN_RANK)
 
 
-# Attributes that describe transport features the relay does not offer (ICE, DTLS,
-# SDES-SRTP, RTCP multiplexing). Passing them to the other leg would make that peer
-# expect something the node will not do.
-_RELAY_DROPPED_ATTRIBUTES = frozenset(
-    {
-        "candidate",
-        "end-of-candidates",
-        "remote-candidates",
-        "ice-ufrag",
-        "ice-pwd",
-        "ice-options",
-        "ice-lite",
-        "ice-mismatch",
-        "crypto",
-        "fingerprint",
-        "setup",
-        "rtcp-mux",
-        "rtcp-rsize",
-    }
-)
 # Attributes whose value starts with the payload type they describe.
 _PER_FORMAT_ATTRIBUTES = frozenset({"rtpmap", "fmtp", "rtcp-fb"})
 
@@ -99,7 +76,7 @@ class Direction(enum.Enum):
     INACTIVE = "inactive"
 
 
-_DIRECTION_NAMES = frozenset(direction.value for direction in Direction)
+DIRECTION_NAMES = frozenset(direction.value for direction in Direction)
 
 
 def _split_fields(value: str, count: int, what: str) -> list[str]:
@@ -118,13 +95,26 @@ def _parse_int(text: str, what: str, maximum: int) -> int:
     return number
 
 
-def _address_type(address: str) -> str:
+def address_type(address: str) -> str:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         # A host name is legal in c=/o=; RFC 8866 leaves its family to the resolver.
         return "IP4"
     return "IP6" if parsed.version == 6 else "IP4"
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    payload_type: int
+    name: str
+    clock_rate: int
+    channels: int | None = None
+    fmtp: str | None = None
+
+    def is_named(self, name: str) -> bool:
+        # Encoding names are case-insensitive (RFC 4855); phones send "pcmu" and "PCMU".
+        return self.name.lower() == name.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +177,7 @@ class Connection:
 
     @classmethod
     def for_address(cls, address: str) -> Connection:
-        return cls(address=address, address_type=_address_type(address))
+        return cls(address=address, address_type=address_type(address))
 
     @property
     def host(self) -> str:
@@ -342,7 +332,7 @@ class MediaDescription:
     def direction(self) -> Direction | None:
         """The direction attribute of this stream, None when it states none."""
         for attr in self.attributes:
-            if attr.value is None and attr.name in _DIRECTION_NAMES:
+            if attr.value is None and attr.name in DIRECTION_NAMES:
                 return Direction(attr.name)
         return None
 
@@ -457,7 +447,7 @@ class SessionDescription:
         if media.direction is not None:
             return media.direction
         for attr in self.attributes:
-            if attr.value is None and attr.name in _DIRECTION_NAMES:
+            if attr.value is None and attr.name in DIRECTION_NAMES:
                 return Direction(attr.name)
         return Direction.SENDRECV
 
@@ -609,249 +599,3 @@ class _MediaBuilder:
             attributes=tuple(self.attributes),
             extra_lines=tuple(self.extra),
         )
-
-
-# --- offer/answer ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    payload_type: int
-    name: str
-    clock_rate: int
-    channels: int | None = None
-    fmtp: str | None = None
-
-    def is_named(self, name: str) -> bool:
-        # Encoding names are case-insensitive (RFC 4855); phones send "pcmu" and "PCMU".
-        return self.name.lower() == name.lower()
-
-
-class MediaEndpoint(NamedTuple):
-    """Where a peer asked to receive a stream's RTP and RTCP."""
-
-    ip: str
-    rtp_port: int
-    rtcp_port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Negotiation:
-    """The outcome of reading an offer: what the relay carries for the chosen stream."""
-
-    media_index: int
-    codec: Codec
-    telephone_event: Codec | None
-    direction: Direction
-    ptime: int | None
-    endpoint: MediaEndpoint
-    on_hold: bool
-
-    @property
-    def codec_names(self) -> tuple[str, ...]:
-        """The encodings to keep when rewriting SDP for the other leg."""
-        if self.telephone_event is None:
-            return (self.codec.name,)
-        return (self.codec.name, self.telephone_event.name)
-
-
-def negotiate(
-    offer: SessionDescription, *, audio_codecs: Iterable[str] = SUPPORTED_AUDIO_CODECS
-) -> Negotiation:
-    """Pick the first offered audio codec we support and the matching telephone-event.
-
-    The offerer's order is its preference (RFC 3264 6.1), so the first supported
-    format wins. telephone-event is only taken at the chosen codec's clock rate, since
-    DTMF events are timed in the audio stream's RTP clock (RFC 4733 2.1).
-    Raises `NotAcceptableError` (answer 488) when no stream has a codec in common.
-    """
-    wanted = [name.lower() for name in audio_codecs]
-    offered_audio = [
-        (index, media)
-        for index, media in enumerate(offer.media)
-        if media.media == "audio" and media.port != 0
-    ]
-    if not offered_audio:
-        raise NotAcceptableError("the offer has no active audio stream")
-    seen: list[str] = []
-    for index, media in offered_audio:
-        if media.proto not in RELAYABLE_PROTOS:
-            seen.append(f"{media.proto} (not plain RTP)")
-            continue
-        codecs = media.codecs()
-        chosen = next((codec for codec in codecs if codec.name.lower() in wanted), None)
-        if chosen is None:
-            seen.extend(codec.name for codec in codecs)
-            continue
-        event = next(
-            (
-                codec
-                for codec in codecs
-                if codec.is_named(TELEPHONE_EVENT) and codec.clock_rate == chosen.clock_rate
-            ),
-            None,
-        )
-        return Negotiation(
-            media_index=index,
-            codec=chosen,
-            telephone_event=event,
-            direction=offer.direction_of(media),
-            ptime=media.ptime,
-            endpoint=_endpoint(offer, media),
-            on_hold=offer.is_on_hold(media),
-        )
-    offered = ", ".join(seen) or "nothing"
-    raise NotAcceptableError(
-        f"no common audio codec: offered {offered}; supported {', '.join(audio_codecs)}"
-    )
-
-
-def _endpoint(sdp: SessionDescription, media: MediaDescription) -> MediaEndpoint:
-    connection = sdp.connection_for(media)
-    if connection is None:
-        raise SdpError(f"{media.media} stream has no c= line")
-    rtcp = media.rtcp
-    # Without a=rtcp, RTCP goes to the next higher port (RFC 3550 11); with rtcp-mux it
-    # could share the RTP port, but the relay never accepts mux, so the peer will not mux.
-    # An address in a=rtcp differing from c= is ignored: the relay latches RTCP anyway.
-    rtcp_port = rtcp[0] if rtcp is not None else media.port + 1
-    return MediaEndpoint(ip=connection.host, rtp_port=media.port, rtcp_port=rtcp_port)
-
-
-def media_endpoint(sdp: SessionDescription, media_index: int | None = None) -> MediaEndpoint:
-    """The address the SDP's sender wants RTP/RTCP for its audio stream sent to."""
-    index = sdp.audio_index() if media_index is None else media_index
-    if index is None or not 0 <= index < len(sdp.media):
-        raise SdpError("the SDP has no active RTP audio stream")
-    return _endpoint(sdp, sdp.media[index])
-
-
-class SdpOriginator:
-    """The node's own o= identity towards one peer (RFC 3264 5 and 8).
-
-    Every SDP the node sends on a dialog carries the same session id; the version goes up
-    by one whenever the body differs from the previous one sent, and stays put for an
-    unchanged re-offer (a session refresh must not look like a media change).
-    """
-
-    def __init__(
-        self, address: str, *, username: str = "vpbx", session_id: int | None = None
-    ) -> None:
-        self.address = address
-        self.username = username
-        # NTP-timestamp-sized random ids are what RFC 8866 suggests; they never collide
-        # between calls in practice and reveal nothing about the node's clock.
-        self.session_id = session_id if session_id is not None else random.getrandbits(62)
-        self.session_version = self.session_id
-        self._last_body: str | None = None
-
-    def stamp(self, sdp: SessionDescription) -> SessionDescription:
-        """`sdp` with the node's o= line, versioned against what was sent before."""
-        # Compare bodies under a fixed origin so only media changes count as changes.
-        body = str(replace(sdp, origin=self._origin(0)))
-        if self._last_body is not None and body != self._last_body:
-            self.session_version += 1
-        self._last_body = body
-        return replace(sdp, origin=self._origin(self.session_version))
-
-    def _origin(self, version: int) -> Origin:
-        return Origin(
-            username=self.username,
-            session_id=self.session_id,
-            session_version=version,
-            address=self.address,
-            address_type=_address_type(self.address),
-        )
-
-
-def _keep_attribute(attr: Attribute, kept_formats: Collection[str]) -> bool:
-    if attr.name in _RELAY_DROPPED_ATTRIBUTES:
-        return False
-    fmt = attr.format
-    return fmt is None or fmt == "*" or fmt in kept_formats
-
-
-def rewrite_for_relay(
-    sdp: SessionDescription,
-    address: str,
-    port: int,
-    *,
-    origin: SdpOriginator,
-    keep_codecs: Iterable[str] = (*SUPPORTED_AUDIO_CODECS, TELEPHONE_EVENT),
-    rtcp_port: int | None = None,
-    media_index: int | None = None,
-) -> SessionDescription:
-    """The SDP the node sends to the other leg so that media flows through its relay.
-
-    The chosen audio stream (`media_index`, default the first relayable one) gets the
-    relay's address and port, loses codecs outside `keep_codecs` (names, any case) and the
-    transport attributes the relay does not implement; its direction is kept, so hold
-    passes through. A c=0.0.0.0 hold address stays 0.0.0.0. Every other stream is
-    rejected with port 0, as RFC 3264 6 requires of streams the answerer will not carry.
-    Raises `NotAcceptableError` when the stream has no codec left.
-    """
-    index = sdp.audio_index() if media_index is None else media_index
-    if index is None or not 0 <= index < len(sdp.media):
-        raise NotAcceptableError("the SDP has no active RTP audio stream to relay")
-    keep = {name.lower() for name in keep_codecs}
-    relay_connection = Connection.for_address(address)
-    hold_connection = Connection(address="0.0.0.0")  # the RFC 2543 hold marker
-
-    source = sdp.media[index]
-    offered = [codec for codec in source.codecs() if codec.name.lower() in keep]
-    audio = [codec for codec in offered if not codec.is_named(TELEPHONE_EVENT)]
-    if not audio:
-        raise NotAcceptableError(
-            "none of the offered codecs "
-            f"({', '.join(codec.name for codec in source.codecs()) or 'none known'}) "
-            f"is in {', '.join(sorted(keep))}"
-        )
-    # DTMF events only make sense in the clock of an audio codec that stays (RFC 4733 2.1).
-    audio_rates = {codec.clock_rate for codec in audio}
-    kept_formats = [
-        str(codec.payload_type)
-        for codec in offered
-        if not codec.is_named(TELEPHONE_EVENT) or codec.clock_rate in audio_rates
-    ]
-    connection = sdp.connection_for(source)
-    on_hold_address = connection is not None and connection.is_hold_address
-    attributes = [attr for attr in source.attributes if _keep_attribute(attr, kept_formats)]
-    attributes = [attr for attr in attributes if attr.name != "rtcp"]
-    if rtcp_port is not None and rtcp_port != port + 1:
-        attributes.append(Attribute("rtcp", f"{rtcp_port} {relay_connection}"))
-    relayed = replace(
-        source,
-        port=port,
-        port_count=None,
-        proto=source.proto,
-        formats=tuple(kept_formats),
-        connection=None,
-        attributes=tuple(attributes),
-    )
-    media: list[MediaDescription] = []
-    for position, description in enumerate(sdp.media):
-        if position == index:
-            media.append(relayed)
-        else:
-            media.append(
-                replace(
-                    description,
-                    port=0,
-                    port_count=None,
-                    connection=None,
-                    attributes=tuple(
-                        attr for attr in description.attributes if attr.name in _DIRECTION_NAMES
-                    ),
-                    extra_lines=(),
-                )
-            )
-    rewritten = replace(
-        sdp,
-        connection=hold_connection if on_hold_address else relay_connection,
-        attributes=tuple(
-            attr for attr in sdp.attributes if attr.name not in _RELAY_DROPPED_ATTRIBUTES
-        ),
-        media=tuple(media),
-        extra_lines=tuple(line for line in sdp.extra_lines if line.type != "c"),
-    )
-    return origin.stamp(rewritten)

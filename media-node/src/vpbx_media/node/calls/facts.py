@@ -1,0 +1,98 @@
+"""A call's facts in one place: the CDR, the journal entry and the call events derive from it.
+
+The call code only ever updates ``CallFacts``; what leaves the node (a CDR on the
+spool, an open-call journal entry, an event on Redis) is a view of it, so the
+three can never disagree about who called, who answered and why it ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy, OpenCall, now_ms
+from vpbx_common.events import CallEvent, CallEventType
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """The node a call is handled by, as CDRs and events name it."""
+
+    tenant: str
+    city: str
+    node_name: str
+
+
+@dataclass(slots=True)
+class CallFacts:
+    call_id: str
+    node: NodeRef
+    direction: Direction
+    number: str  # the dialled tenant number, or the dialled extension for internal calls
+    label: str  # the number's ad-channel label, '' if none
+    caller: str  # E.164 when it is a phone number, else as sent; an extension inside
+    caller_display: str | None = None
+    ringing: tuple[str, ...] = ()  # extensions offered the call, for the events
+    start_ms: int = field(default_factory=now_ms)
+    answer_ms: int | None = None
+    end_ms: int | None = None
+    answered_by: str = ""  # the extension that answered
+    end_reason: EndReason = EndReason.FAILED
+    sip_status: int = 0  # the final status sent to the caller
+    hangup_by: HangupBy = HangupBy.SYSTEM
+
+    @property
+    def callee(self) -> str:
+        """Who the call is for: whoever answered, else everybody it was offered to."""
+        return self.answered_by or ",".join(sorted(set(self.ringing)))
+
+    def record(self) -> CallRecord:
+        """The CDR of the call, ended now if no end was set."""
+        return CallRecord.build(
+            call_id=self.call_id,
+            tenant=self.node.tenant,
+            city=self.node.city,
+            node=self.node.node_name,
+            direction=self.direction,
+            caller=self.caller,
+            dialled=self.number,
+            label=self.label,
+            answered_by=self.answered_by,
+            start_ms=self.start_ms,
+            answer_ms=self.answer_ms,
+            end_ms=max(self.end_ms or now_ms(), self.start_ms),
+            end_reason=self.end_reason,
+            sip_status=self.sip_status,
+            hangup_by=self.hangup_by,
+        )
+
+    def open_call(self) -> OpenCall:
+        """The journal entry of the call in progress (turned into a CDR after a crash)."""
+        return OpenCall(
+            call_id=self.call_id,
+            tenant=self.node.tenant,
+            city=self.node.city,
+            node=self.node.node_name,
+            direction=self.direction,
+            caller=self.caller,
+            dialled=self.number,
+            label=self.label,
+            answered_by=self.answered_by,
+            start_ms=self.start_ms,
+            answer_ms=self.answer_ms,
+            sip_status=self.sip_status,
+        )
+
+    def event(self, event_type: CallEventType) -> CallEvent:
+        return CallEvent(
+            type=event_type,
+            call_id=self.call_id,
+            tenant=self.node.tenant,
+            city=self.node.city,
+            node=self.node.node_name,
+            number=self.number,
+            caller=self.caller,
+            callee=self.callee,
+            at_ms=now_ms(),
+            end_reason=str(self.end_reason) if event_type is CallEventType.ENDED else "",
+            label=self.label,
+        )
