@@ -18,9 +18,15 @@ from typing import Any
 import pytest
 from tests.services.control_api import ApiHarness
 
-from vpbx_common.events import CallEvent, CallEventType, events_channel
+from vpbx_common.events import (
+    CALL_EVENTS_STREAM,
+    WEBHOOKS_GROUP,
+    CallEvent,
+    CallEventPublisher,
+    CallEventType,
+)
 from vpbx_control.auth.principal import Role
-from vpbx_control.webhooks.delivery import WebhookDispatcher, webhook_dispatcher
+from vpbx_control.webhooks.delivery import CallEventBridge, WebhookDispatcher, webhook_dispatcher
 from vpbx_control.webhooks.signing import sign, verify
 
 SECRET = "receiver-shared-secret-0123456789"
@@ -412,6 +418,22 @@ async def test_a_deleted_webhook_takes_its_log_along(
     assert (await api.client.get(ping.headers["Location"], headers=admin)).status_code == 404
 
 
+def _call_event(kind: CallEventType, end_reason: str = "", tenant: str = "acme") -> CallEvent:
+    return CallEvent(
+        type=kind,
+        call_id="call-42",
+        tenant=tenant,
+        city="msk",
+        node=f"{tenant}-msk-0",
+        number="+74951234567",
+        caller="+79161234567",
+        callee="101",
+        at_ms=1_800_000_000_000,
+        end_reason=end_reason,
+        label="yandex",
+    )
+
+
 async def test_call_events_from_the_media_nodes_become_deliveries(
     api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
 ) -> None:
@@ -419,31 +441,17 @@ async def test_call_events_from_the_media_nodes_become_deliveries(
     await api.add_tenant("acme")
     admin = await api.as_role("acme")
     webhook = await _webhook(api, admin, receiver.url, ["call.ended", "call.missed"])
-    for _ in range(500):  # the dispatcher is subscribing
-        if await api.context.redis.pubsub_numpat() >= 1:
-            break
-        await asyncio.sleep(0.02)
+    node = CallEventPublisher(api.context.redis)
 
-    def event(kind: CallEventType, end_reason: str = "") -> str:
-        return CallEvent(
-            type=kind,
-            call_id="call-42",
-            tenant="acme",
-            city="msk",
-            node="acme-msk-0",
-            number="+74951234567",
-            caller="+79161234567",
-            callee="101",
-            at_ms=1_800_000_000_000,
-            end_reason=end_reason,
-            label="yandex",
-        ).to_json()
-
-    await api.context.redis.publish(events_channel("acme"), event(CallEventType.ANSWERED))
-    missed = event(CallEventType.ENDED, "no-answer")
-    await api.context.redis.publish(events_channel("acme"), missed)
-    await api.context.redis.publish(events_channel("acme"), missed)  # a duplicate
-    await api.context.redis.publish(events_channel("globex"), missed)  # not its channel
+    await node.publish(_call_event(CallEventType.ANSWERED))  # not subscribed
+    missed = _call_event(CallEventType.ENDED, "no-answer")
+    await node.publish(missed)
+    await node.publish(missed)  # a duplicate
+    await node.publish(_call_event(CallEventType.ENDED, "no-answer", tenant="globex"))
+    # An entry claiming another tenant than its event's: skipped, not delivered.
+    await api.context.redis.xadd(
+        CALL_EVENTS_STREAM, {"tenant": "globex", "event": missed.to_json()}
+    )
 
     log_url = f"/v1/webhooks/{webhook['id']}/deliveries"
     deadline = time.monotonic() + 15
@@ -468,6 +476,92 @@ async def test_call_events_from_the_media_nodes_become_deliveries(
         "at": "2027-01-15T08:00:00+00:00",
         "end_reason": "no-answer",
     }
+    # Every entry was read and acknowledged by the group, the odd one included.
+    [group] = await api.context.redis.xinfo_groups(CALL_EVENTS_STREAM)
+    assert _text(group["name"]) == WEBHOOKS_GROUP
+    assert (group["pending"], group["entries-read"]) == (0, 5)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _delivered(
+    api: ApiHarness, headers: dict[str, str], webhook_id: str, count: int
+) -> list[dict[str, Any]]:
+    log_url = f"/v1/webhooks/{webhook_id}/deliveries"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        log = (
+            await api.client.get(log_url, params={"status": "delivered"}, headers=headers)
+        ).json()
+        if log["total"] >= count:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # room for a wrongly queued extra delivery to show up
+    items: list[dict[str, Any]] = (await api.client.get(log_url, headers=headers)).json()["items"]
+    return items
+
+
+async def test_call_events_published_while_no_replica_runs_are_delivered_when_one_starts(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    assert api.context.redis is not None
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    webhook = await _webhook(api, admin, receiver.url, ["call.ringing"])
+    await dispatcher.stop()  # every API replica is down
+    await CallEventPublisher(api.context.redis).publish(_call_event(CallEventType.RINGING))
+    await asyncio.sleep(0.3)
+    assert receiver.requests == []
+    await dispatcher.start()
+    items = await _delivered(api, admin, webhook["id"], 1)
+    assert [(item["event"], item["status"]) for item in items] == [("call.ringing", "delivered")]
+
+
+async def test_an_event_a_dead_replica_already_queued_is_acknowledged_not_queued_again(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    """Replica 1 read the event and committed its deliveries, then died before XACK:
+    replica 2 reclaims the entry, finds the deliveries queued and only acknowledges it."""
+    assert api.context.redis is not None
+    assert dispatcher.bridge is not None
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    webhook = await _webhook(api, admin, receiver.url, ["call.ended", "call.missed"])
+    await dispatcher.bridge.stop()  # the app's own replica keeps out of the way
+    missed = _call_event(CallEventType.ENDED, "no-answer")
+    await CallEventPublisher(api.context.redis).publish(missed)
+    # Replica 1: reads, queues and commits, never acknowledges.
+    [[_, [_entry]]] = await api.context.redis.xreadgroup(
+        WEBHOOKS_GROUP, "api-1", {CALL_EVENTS_STREAM: ">"}, count=1
+    )
+    assert await dispatcher.bridge.handle(missed) == 2
+
+    replica = CallEventBridge(
+        api.context.redis,
+        dispatcher,
+        consumer="api-2",
+        claim_idle_s=0.2,
+        claim_interval_s=0.1,
+        block_s=0.1,
+    )
+    await replica.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if replica.consumer.handled >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert (replica.consumer.claimed, replica.consumer.handled) == (1, 1)
+    finally:
+        await replica.stop()
+    summary = await api.context.redis.xpending(CALL_EVENTS_STREAM, WEBHOOKS_GROUP)
+    assert summary["pending"] == 0
+    items = await _delivered(api, admin, webhook["id"], 2)
+    assert sorted(item["event"] for item in items) == ["call.ended", "call.missed"]
+    assert len(receiver.requests) == 2
+    assert await dispatcher.bridge.handle(missed) == 0  # and once more by hand: nothing new
 
 
 # --- the signature, as a receiver checks it -----------------------------------------------

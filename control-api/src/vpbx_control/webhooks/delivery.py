@@ -16,10 +16,12 @@ due deliveries, POSTs them signed (signing.py) and records every attempt:
   (at-least-once: receivers deduplicate by X-Vpbx-Delivery);
 - redirects are not followed, and only the first KiB of an error answer is kept.
 
-With a Redis client, the dispatcher also listens to the media nodes' call events
-(``vpbx:events:<tenant>``, vpbx_common.events) and queues ``call.ringing``,
-``call.answered``, ``call.ended`` and, for calls nobody answered, ``call.missed``
-(CallEventBridge).
+With a Redis client, the dispatcher also reads the media nodes' call events from
+the stream ``vpbx:call-events`` as a consumer of the group ``webhooks``
+(vpbx_common.events) and queues ``call.ringing``, ``call.answered``, ``call.ended``
+and, for calls nobody answered, ``call.missed`` (CallEventBridge). An event is
+acknowledged on the stream once its deliveries are committed; one read twice (a
+replica died before acknowledging) finds them queued already and adds none.
 
 The body of every delivery::
 
@@ -33,6 +35,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
+import hashlib
 import json
 import logging
 import time
@@ -43,13 +46,12 @@ from typing import Any
 
 import httpx
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session as OrmSession
 
 from vpbx_common.cdr.record import UNANSWERED_REASONS
-from vpbx_common.events import CallEvent, CallEventType, events_channel
+from vpbx_common.events import WEBHOOKS_GROUP, CallEvent, CallEventConsumer, CallEventType
 
 from ..context import AppContext
 from ..db.base import as_utc, utcnow
@@ -161,7 +163,6 @@ class WebhookDispatcher:
         self.state = DispatcherState.STOPPED
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._bridge_task: asyncio.Task[None] | None = None
         self.bridge = CallEventBridge(redis_client, self) if redis_client is not None else None
         self._client: httpx.AsyncClient | None = None
         self._last_prune: dt.datetime | None = None
@@ -169,14 +170,24 @@ class WebhookDispatcher:
     # --- queueing ----------------------------------------------------------------------
 
     async def enqueue(
-        self, session: AsyncSession, tenant_id: str, event: str, payload: Mapping[str, Any]
+        self,
+        session: AsyncSession,
+        tenant_id: str,
+        event: str,
+        payload: Mapping[str, Any],
+        *,
+        dedupe_key: str | None = None,
     ) -> list[WebhookDeliveryRow]:
         """Queue ``event`` for every active webhook of the tenant subscribed to it.
 
-        The rows are added to ``session``; they are sent once the caller commits.
+        The rows are added to ``session``; they are sent once the caller commits. With a
+        ``dedupe_key``, webhooks that already have a delivery with that key get none.
         """
         webhooks = await WebhookRepository(session, tenant_id).subscribed(event)
-        deliveries = self.queue_for(session, webhooks, event, payload)
+        if dedupe_key is not None and webhooks:
+            queued = await DeliveryRepository(session, tenant_id).webhooks_queued(dedupe_key)
+            webhooks = [webhook for webhook in webhooks if webhook.id not in queued]
+        deliveries = self.queue_for(session, webhooks, event, payload, dedupe_key=dedupe_key)
         if deliveries:
             self.wake_after_commit(session)
         return deliveries
@@ -187,10 +198,14 @@ class WebhookDispatcher:
         webhooks: list[WebhookRow],
         event: str,
         payload: Mapping[str, Any],
+        *,
+        dedupe_key: str | None = None,
     ) -> list[WebhookDeliveryRow]:
         now = self.clock()
         return [
-            DeliveryRepository(session, webhook.tenant_id).queue(webhook, event, payload, now)
+            DeliveryRepository(session, webhook.tenant_id).queue(
+                webhook, event, payload, now, dedupe_key
+            )
             for webhook in webhooks
         ]
 
@@ -217,7 +232,7 @@ class WebhookDispatcher:
         self._set_state(DispatcherState.RUNNING)
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
         if self.bridge is not None:
-            self._bridge_task = asyncio.create_task(self.bridge.run(), name="webhook-call-events")
+            await self.bridge.start()
 
     async def stop(self) -> None:
         """Finish the round in flight (bounded by the send timeout), then stop."""
@@ -225,11 +240,8 @@ class WebhookDispatcher:
         if task is None:
             return
         self._set_state(DispatcherState.STOPPING)
-        bridge, self._bridge_task = self._bridge_task, None
-        if bridge is not None:
-            bridge.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(bridge, timeout=5.0)
+        if self.bridge is not None:
+            await self.bridge.stop()
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout_s + 1.0)
@@ -469,63 +481,55 @@ def call_payload(event: CallEvent) -> dict[str, Any]:
     return payload
 
 
-class CallEventBridge:
-    """Turns the media nodes' call events (Redis ``vpbx:events:<tenant>``) into deliveries.
+def call_dedupe_key(event: CallEvent, webhook_event: WebhookEvent) -> str:
+    """What a delivery for ``webhook_event`` of ``event``'s call stands for (fixed length,
+    whatever the length of the SIP Call-ID)."""
+    return hashlib.sha256(f"{event.call_id}\n{webhook_event.value}".encode()).hexdigest()
 
-    Every API replica listens; the first to mark an event as seen in Redis
-    (SET NX, kept a day) queues it, so a call event is queued once however many
-    replicas run. Pub/sub keeps no backlog: events published while no replica
-    listens are not delivered.
+
+class CallEventBridge:
+    """Turns the media nodes' call events (stream ``vpbx:call-events``) into deliveries.
+
+    Every API replica runs one consumer of the group ``webhooks``; the replicas share
+    the group, so each stream entry is handled by one of them. ``handle`` commits the
+    deliveries before the entry is acknowledged; an event handled twice (read again
+    after a replica died, or published twice) queues nothing new: each delivery
+    carries a dedupe key unique per webhook.
     """
 
-    SEEN_TTL_S = 86_400
-
-    def __init__(self, client: redis.Redis, dispatcher: WebhookDispatcher) -> None:
-        self.redis = client
+    def __init__(
+        self,
+        client: redis.Redis,
+        dispatcher: WebhookDispatcher,
+        *,
+        consumer: str | None = None,
+        **tuning: Any,
+    ) -> None:
         self.dispatcher = dispatcher
-        self.pattern = events_channel("*")
+        self.consumer = CallEventConsumer(
+            client, WEBHOOKS_GROUP, self.handle, consumer=consumer, **tuning
+        )
 
-    async def run(self) -> None:
-        while True:
-            try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.psubscribe(self.pattern)
-                    # get_message, not the listen() generator: cancelling a task parked in
-                    # an async generator's loop leaves the generator running and hangs stop().
-                    while True:
-                        message = await pubsub.get_message(timeout=1.0)
-                        if message is not None and message.get("type") == "pmessage":
-                            await self.handle(message["channel"], message["data"])
-            except RedisError as exc:
-                logger.warning("call events: Redis unavailable (%s); retrying in 1 s", exc)
-            except Exception:
-                logger.exception("call events: listener failed; restarting in 1 s")
-            await asyncio.sleep(1.0)
+    async def start(self) -> None:
+        await self.consumer.start()
 
-    async def handle(self, channel: bytes | str, data: bytes | str) -> int:
-        """Queue the deliveries for one published call event; the number queued."""
-        channel_name = channel.decode() if isinstance(channel, bytes) else channel
-        try:
-            event = CallEvent.from_json(data)
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("call events: unreadable event on %s: %s", channel_name, exc)
-            return 0
-        if channel_name != events_channel(event.tenant):
-            logger.warning(
-                "call events: tenant=%s event published on %s; ignored", event.tenant, channel_name
-            )
-            return 0
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def handle(self, event: CallEvent) -> int:
+        """Queue and commit the deliveries for one call event; the number queued."""
         queued = 0
-        for name in webhook_events(event):
-            key = f"vpbx:webhooks:seen:{event.tenant}:{event.call_id}:{name.value}"
-            if not await self.redis.set(key, "1", nx=True, ex=self.SEEN_TTL_S):
-                continue  # another replica queued it
-            async with self.dispatcher.database.session() as session:
+        async with self.dispatcher.database.session() as session:
+            for name in webhook_events(event):
                 rows = await self.dispatcher.enqueue(
-                    session, event.tenant, name.value, call_payload(event)
+                    session,
+                    event.tenant,
+                    name.value,
+                    call_payload(event),
+                    dedupe_key=call_dedupe_key(event, name),
                 )
-                await session.commit()
-            queued += len(rows)
+                queued += len(rows)
+            await session.commit()
         if queued:
             logger.info(
                 "call=%s tenant=%s %s: %d webhook deliveries queued",

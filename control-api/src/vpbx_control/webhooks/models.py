@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, TenantOwned
@@ -25,6 +25,8 @@ class WebhookRow(TenantOwned, Base):
 
 class WebhookDeliveryRow(TenantOwned, Base):
     __tablename__ = "webhook_deliveries"
+    # One delivery per webhook and source event (migration 0005).
+    __table_args__ = (UniqueConstraint("webhook_id", "dedupe_key"),)
 
     webhook_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
@@ -40,3 +42,7 @@ class WebhookDeliveryRow(TenantOwned, Base):
     # One entry per attempt: {"attempt", "at", "status_code", "error", "duration_ms"}
     # (migration 0004).
     history: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # What the delivery stands for, when it comes from something that may be seen twice
+    # (a call event read again from the stream): sha256 hex of (call id, event). NULL
+    # for deliveries that cannot repeat (test pings).
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), default=None)

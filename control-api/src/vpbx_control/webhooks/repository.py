@@ -67,6 +67,7 @@ class DeliveryRepository(TenantRepository[WebhookDeliveryRow]):
         event: str,
         payload: Mapping[str, Any],
         now: dt.datetime,
+        dedupe_key: str | None = None,
     ) -> WebhookDeliveryRow:
         """A new pending delivery of ``event`` to ``webhook``, due at once."""
         return self.add(
@@ -82,8 +83,19 @@ class DeliveryRepository(TenantRepository[WebhookDeliveryRow]):
                 created_at=now,
                 updated_at=now,
                 revision=1,
+                dedupe_key=dedupe_key,
             )
         )
+
+    async def webhooks_queued(self, dedupe_key: str) -> set[uuid.UUID]:
+        """The webhooks that already have a delivery standing for ``dedupe_key``."""
+        rows = await self.session.scalars(
+            select(WebhookDeliveryRow.webhook_id).where(
+                WebhookDeliveryRow.tenant_id == self.tenant_id,
+                WebhookDeliveryRow.dedupe_key == dedupe_key,
+            )
+        )
+        return set(rows)
 
     async def of_webhook_by_id(
         self, webhook_id: uuid.UUID, delivery_id: uuid.UUID

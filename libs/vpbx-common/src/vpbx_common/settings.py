@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .events import DEFAULT_STREAM_MAX_LEN
 
 # Well-known development values; refused outside local mode.
 DEFAULT_LOCAL_SECRETS = frozenset({"", "local-dev-secret", "local-dev-service-token", "change-me"})
@@ -20,6 +22,8 @@ class CommonSettings(BaseSettings):
     redis_url: str | None = None
     clickhouse_url: str | None = None
     log_level: str = "INFO"
+    # Approximate bound of the call-event stream (vpbx:call-events, XADD MAXLEN ~).
+    call_events_max_len: int = Field(default=DEFAULT_STREAM_MAX_LEN, ge=1000)
 
     @property
     def is_local(self) -> bool:

@@ -7,6 +7,7 @@ import logging
 import redis.asyncio as redis
 
 from vpbx_common.cdr.store import open_cdr_store
+from vpbx_common.events import CallEventPublisher
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
@@ -80,6 +81,7 @@ async def run_node(settings: NodeSettings) -> None:
         redis_client,
         shipper=shipper,
         registrar_limits=(settings.min_register_expires, settings.max_register_expires),
+        events=CallEventPublisher(redis_client, max_len=settings.call_events_max_len),
     )
     recovered = service.recover()
     await transport.start()

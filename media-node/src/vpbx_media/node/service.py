@@ -19,7 +19,7 @@ import redis.asyncio as redis
 
 from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
-from vpbx_common.events import CallEvent, CallEventType, events_channel
+from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
 from vpbx_common.nodeconfig import GroupTarget, NodeConfig, UnroutedTarget, UserTarget
 
 from ..cdr.shipper import CdrShipper
@@ -72,6 +72,7 @@ class NodeService:
         shipper: CdrShipper | None = None,
         registrar_limits: tuple[int, int] = (30, 3600),
         journal_touch_interval: float = 5.0,
+        events: CallEventPublisher | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -81,6 +82,7 @@ class NodeService:
         self.spool = spool
         self.shipper = shipper
         self.redis = redis_client
+        self.events = events if events is not None else CallEventPublisher(redis_client)
         self.journal_touch_interval = journal_touch_interval
         # Shipping per CDR would open the CDR store once per call; the shipper batches
         # on its own interval instead.
@@ -370,7 +372,7 @@ class NodeService:
 
     async def _publish(self, event: CallEvent) -> None:
         try:
-            await self.redis.publish(events_channel(self.tenant), event.to_json())
+            await self.events.publish(event)
         except redis.RedisError as exc:
             logger.warning(
                 "call=%s tenant=%s event not published: %s", event.call_id, self.tenant, exc
