@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import math
-import struct
 import uuid
-import warnings
-import wave
-from array import array
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from tests.services.control_api import ApiHarness
+from tests.wavs import amplitude, pcm16_wav, read_wav, riff
 
 from vpbx_common.manifests import PLATFORM_API_VERSION, Number
 from vpbx_control.auth.principal import Role
 from vpbx_control.groups.models import GroupRow
-from vpbx_control.ivr import audio
 from vpbx_control.ivr.models import IvrMenuRow, PromptRow
 
 
@@ -66,46 +60,6 @@ def _menu(user: str, group: str) -> dict[str, Any]:
         "invalid_target": {"type": "hangup"},
         "max_retries": 3,
     }
-
-
-# --- WAV fixtures, written with the standard library --------------------------------------
-
-
-def _pcm16_wav(rate: int, channels: int, seconds: float, frequency: float = 440.0) -> bytes:
-    frames = array("h")
-    for index in range(int(rate * seconds)):
-        value = int(10000 * math.sin(2 * math.pi * frequency * index / rate))
-        frames.extend([value] * channels)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(channels)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(frames.tobytes())
-    return buffer.getvalue()
-
-
-def _riff(format_tag: int, channels: int, rate: int, bits: int, frames: bytes) -> bytes:
-    """A WAV with any format tag (the wave module writes PCM only)."""
-    block = channels * max(1, bits // 8)
-    fmt = struct.pack("<HHIIHH", format_tag, channels, rate, rate * block, block, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    body += b"data" + struct.pack("<I", len(frames)) + frames
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def _read_wav(data: bytes) -> tuple[int, int, int, array[int]]:
-    with wave.open(io.BytesIO(data)) as reader:
-        samples = array("h", reader.readframes(reader.getnframes()))
-        return reader.getframerate(), reader.getnchannels(), reader.getsampwidth(), samples
-
-
-def _amplitude(samples: array[int], frequency: float, rate: int) -> float:
-    """Amplitude of one frequency component (a single DFT bin over the samples)."""
-    n = len(samples)
-    sine = sum(s * math.sin(2 * math.pi * frequency * i / rate) for i, s in enumerate(samples))
-    cosine = sum(s * math.cos(2 * math.pi * frequency * i / rate) for i, s in enumerate(samples))
-    return 2 * math.hypot(sine, cosine) / n
 
 
 def _upload(data: bytes, name: str = "greeting.wav") -> dict[str, Any]:
@@ -355,7 +309,7 @@ async def test_another_tenants_menu_is_not_found(api: ApiHarness) -> None:
         ("PATCH", url, {"json": {"name": "stolen"}}),
         ("DELETE", url, {}),
         ("GET", f"{url}/prompt", {}),
-        ("POST", f"{url}/prompt", _upload(_pcm16_wav(8000, 1, 0.1))),
+        ("POST", f"{url}/prompt", _upload(pcm16_wav(8000, 1, 0.1))),
     ):
         response = await api.client.request(method, path, headers=globex, **kwargs)
         assert response.status_code == 404, (method, path, response.text)
@@ -374,7 +328,7 @@ async def test_agents_read_menus_but_do_not_change_them(api: ApiHarness) -> None
         ("POST", "/v1/ivr-menus", {"json": {"name": "mine"}}),
         ("PATCH", url, {"json": {"name": "mine"}}),
         ("DELETE", url, {}),
-        ("POST", f"{url}/prompt", _upload(_pcm16_wav(8000, 1, 0.1))),
+        ("POST", f"{url}/prompt", _upload(pcm16_wav(8000, 1, 0.1))),
     ):
         response = await api.client.request(method, path, headers=agent, **kwargs)
         assert response.status_code == 403, (method, path)
@@ -403,7 +357,7 @@ async def test_an_uploaded_prompt_is_converted_to_8khz_mono(api: ApiHarness) -> 
     url = f"/v1/ivr-menus/{menu['id']}/prompt"
     assert (await api.client.get(url, headers=admin)).status_code == 404  # a tone: no recording
 
-    uploaded = await api.client.post(url, headers=admin, **_upload(_pcm16_wav(44100, 2, 1.5)))
+    uploaded = await api.client.post(url, headers=admin, **_upload(pcm16_wav(44100, 2, 1.5)))
     assert uploaded.status_code == 201, uploaded.text
     prompt = uploaded.json()
     assert uploaded.headers["Location"] == url
@@ -420,12 +374,12 @@ async def test_an_uploaded_prompt_is_converted_to_8khz_mono(api: ApiHarness) -> 
     downloaded = await api.client.get(url, headers=agent)
     assert downloaded.status_code == 200
     assert downloaded.headers["content-type"] == "audio/wav"
-    rate, channels, width, samples = _read_wav(downloaded.content)
+    rate, channels, width, samples = read_wav(downloaded.content)
     assert (rate, channels, width) == (8000, 1, 2)
     assert abs(len(samples) - 12000) <= 8
     # The tone survives the conversion at its level, with nothing else in it.
     middle = samples[1000:-1000]
-    assert _amplitude(middle, 440, 8000) == pytest.approx(10000, rel=0.03)
+    assert amplitude(middle, 440, 8000) == pytest.approx(10000, rel=0.03)
     assert max(abs(value) for value in middle) < 10400
     assert downloaded.headers["ETag"] == f'"{prompt["sha256"]}"'
     unchanged = await api.client.get(
@@ -436,7 +390,7 @@ async def test_an_uploaded_prompt_is_converted_to_8khz_mono(api: ApiHarness) -> 
     # A new upload replaces the recording; the old one is not kept.
     ulaw = bytes(0xFF if index % 2 else 0x7F for index in range(4000))  # 0.5 s, 8 kHz
     replaced = await api.client.post(
-        url, headers=admin, **_upload(_riff(0x0007, 1, 8000, 8, ulaw), "ulaw.wav")
+        url, headers=admin, **_upload(riff(0x0007, 1, 8000, 8, ulaw), "ulaw.wav")
     )
     assert replaced.status_code == 201, replaced.text
     assert replaced.json()["duration_ms"] == 500
@@ -460,7 +414,7 @@ async def test_an_uploaded_prompt_can_be_shared_by_menus(api: ApiHarness) -> Non
         await api.client.post(
             f"/v1/ivr-menus/{first['id']}/prompt",
             headers=admin,
-            **_upload(_pcm16_wav(16000, 1, 0.5)),
+            **_upload(pcm16_wav(16000, 1, 0.5)),
         )
     ).json()
     second = await api.client.post(
@@ -474,7 +428,7 @@ async def test_an_uploaded_prompt_can_be_shared_by_menus(api: ApiHarness) -> Non
     ).status_code == 204
     still = await api.client.get(f"/v1/ivr-menus/{second.json()['id']}/prompt", headers=admin)
     assert still.status_code == 200
-    assert _read_wav(still.content)[0] == 8000
+    assert read_wav(still.content)[0] == 8000
 
 
 async def test_uploads_that_are_not_playable_audio_are_refused(api: ApiHarness) -> None:
@@ -485,12 +439,12 @@ async def test_uploads_that_are_not_playable_audio_are_refused(api: ApiHarness) 
         (b"this is not audio at all, just text", "not a WAV file"),
         (b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 100, "MP3"),
         (b"", "empty"),
-        (_riff(0x0001, 1, 8000, 16, b""), "no audio"),
-        (_riff(0x0011, 1, 8000, 4, b"\x00" * 800), "IMA ADPCM"),
-        (_riff(0x0001, 6, 48000, 16, b"\x00" * 1200), "channel"),
-        (_riff(0x0001, 1, 8000, 12, b"\x00" * 1200), "12-bit"),
+        (riff(0x0001, 1, 8000, 16, b""), "no audio"),
+        (riff(0x0011, 1, 8000, 4, b"\x00" * 800), "IMA ADPCM"),
+        (riff(0x0001, 6, 48000, 16, b"\x00" * 1200), "channel"),
+        (riff(0x0001, 1, 8000, 12, b"\x00" * 1200), "12-bit"),
         # 301 s of 8-bit PCM at 1 kHz: small, but too long.
-        (_riff(0x0001, 1, 1000, 8, b"\x80" * 301_000), "at most 300 s"),
+        (riff(0x0001, 1, 1000, 8, b"\x80" * 301_000), "at most 300 s"),
     ]
     for data, expected in cases:
         response = await api.client.post(url, headers=admin, **_upload(data))
@@ -512,58 +466,3 @@ async def test_uploads_that_are_not_playable_audio_are_refused(api: ApiHarness) 
     after = (await api.client.get(f"/v1/ivr-menus/{menu['id']}", headers=admin)).json()
     assert after["prompt"]["kind"] == "tone"
     assert after["revision"] == menu["revision"]
-
-
-# --- the converter itself ----------------------------------------------------------------
-
-
-def test_g711_expansion_matches_the_reference_tables() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # The reference implementation (CPython's C code); gone in 3.13.
-        audioop = pytest.importorskip("audioop")
-
-    codes = bytes(range(256))
-    assert list(audio.MULAW_TABLE) == list(array("h", audioop.ulaw2lin(codes, 2)))
-    assert list(audio.ALAW_TABLE) == list(array("h", audioop.alaw2lin(codes, 2)))
-
-
-@pytest.mark.parametrize(
-    ("format_tag", "bits", "encode"),
-    [
-        (0x0001, 8, lambda v: bytes([(v >> 8) + 128])),
-        (0x0001, 16, lambda v: struct.pack("<h", v)),
-        (0x0001, 24, lambda v: struct.pack("<i", v << 8)[:3]),
-        (0x0001, 32, lambda v: struct.pack("<i", v << 16)),
-        (0x0003, 32, lambda v: struct.pack("<f", v / 32768)),
-        (0x0003, 64, lambda v: struct.pack("<d", v / 32768)),
-    ],
-    ids=["pcm8", "pcm16", "pcm24", "pcm32", "float32", "float64"],
-)
-def test_every_sample_format_decodes_to_the_same_tone(
-    format_tag: int, bits: int, encode: Any
-) -> None:
-    rate = 16000
-    values = [int(12000 * math.sin(2 * math.pi * 1000 * i / rate)) for i in range(rate // 4)]
-    frames = b"".join(encode(value) for value in values)
-    converted = audio.convert_prompt(_riff(format_tag, 1, rate, bits, frames))
-    out_rate, channels, _, samples = _read_wav(converted.wav)
-    assert (out_rate, channels, len(samples)) == (8000, 1, 2000)
-    assert converted.duration_ms == 250
-    assert _amplitude(samples[200:-200], 1000, 8000) == pytest.approx(12000, rel=0.03)
-
-
-def test_sound_above_the_phone_band_is_filtered_not_folded_back() -> None:
-    # 5 kHz cannot be carried at 8 kHz; without a filter it would come back as 3 kHz.
-    converted = audio.convert_prompt(_pcm16_wav(44100, 1, 0.5, frequency=5000))
-    samples = _read_wav(converted.wav)[3]
-    assert _amplitude(samples[200:-200], 3000, 8000) < 10000 / 100  # at least 40 dB down
-
-
-def test_a_wav_round_trips_through_parse_and_bytes() -> None:
-    data = _pcm16_wav(22050, 2, 0.01)
-    parsed = audio.Wav.parse(data)
-    assert parsed.format == audio.WavFormat(audio.Encoding.PCM, 2, 22050, 16)
-    assert parsed.frame_count == 220
-    assert bytes(parsed) == data
-    assert audio.Wav.parse(bytes(parsed)) == parsed

@@ -11,6 +11,8 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from vpbx_common.outbound import OutboundPolicy
+
 from . import health
 from .apikeys.router import router as api_keys_router
 from .auth.credentials import CredentialVerifier
@@ -34,7 +36,6 @@ from .numbers.backends import open_number_store
 from .numbers.router import router as numbers_router
 from .numbers.store import NumberStore
 from .observability import Metrics, ObservabilityMiddleware
-from .outbound import OutboundPolicy
 from .platform.router import router as platform_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
+from vpbx_common.outbound import OutboundPolicy
+
 from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
@@ -15,7 +17,6 @@ from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.store import NumberStore
 from .observability import Metrics
-from .outbound import OutboundPolicy
 from .settings import ControlSettings
 
 

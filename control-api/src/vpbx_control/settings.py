@@ -45,7 +45,7 @@ class ControlSettings(CommonSettings):
     node_config_cache_s: float = Field(default=30.0, ge=0, le=3600)
 
     # May webhooks and HTTP decisions call private, loopback or internal hosts?
-    # Unset: only in local mode (see outbound.py for why not in a cluster).
+    # Unset: only in local mode (see vpbx_common/outbound.py for why not in a cluster).
     outbound_private_allowed: bool | None = None
 
     # Every replica rewrites every tenant's home directory this often (and at start).

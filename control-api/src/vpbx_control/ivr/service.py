@@ -6,6 +6,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vpbx_common.audio import AudioError, ConvertedPrompt, convert_prompt
+
 from ..auth.principal import Principal
 from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
@@ -15,7 +17,6 @@ from ..repository import TenantWork
 from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, ivr_menu_edges
 from ..routeplans.service import refuse_cycles
 from ..targets import Target, check_target
-from .audio import AudioError, ConvertedPrompt, convert_prompt
 from .errors import InvalidAudio, IvrMenuIsNumberEntry, IvrMenuNameTaken, NoAudioPrompt
 from .models import IvrMenuRow, PromptRow
 from .repository import IvrMenuRepository, PromptRepository
