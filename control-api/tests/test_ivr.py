@@ -1,8 +1,11 @@
-"""/v1/ivr-menus: menus, their targets and cycles, isolation, roles, and prompt uploads."""
+"""/v1/ivr-menus: menus, their targets and cycles, isolation, roles, prompt uploads and
+text to speech."""
 
 from __future__ import annotations
 
+import math
 import uuid
+from array import array
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from vpbx_common.manifests import PLATFORM_API_VERSION, Number
 from vpbx_control.auth.principal import Role
 from vpbx_control.groups.models import GroupRow
 from vpbx_control.ivr.models import IvrMenuRow, PromptRow
+from vpbx_control.ivr.speech import SpeechEngine
 
 
 def _fields(response: Any) -> list[str]:
@@ -49,7 +53,11 @@ async def _acme(api: ApiHarness) -> tuple[dict[str, str], str, str]:
 def _menu(user: str, group: str) -> dict[str, Any]:
     return {
         "name": "main menu",
-        "prompt": {"kind": "tts", "text": "Press 1 for sales, 0 for the operator."},
+        "prompt": {
+            "kind": "tts",
+            "text": "Press 1 for sales, 0 for the operator.",
+            "language": "en-US",
+        },
         "options": {
             "1": {"type": "group", "group_id": group},
             "0": {"type": "user", "user_id": user},
@@ -80,7 +88,8 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
     assert menu["prompt"] == {
         "kind": "tts",
         "text": "Press 1 for sales, 0 for the operator.",
-        "language": "ru-RU",
+        "language": "en-US",
+        "prompt_id": menu["prompt"]["prompt_id"],  # the rendered speech
     }
     assert (menu["timeout_s"], menu["max_retries"]) == (8, 3)
 
@@ -104,6 +113,8 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
     assert after["invalid_target"] == {"type": "hangup"}  # left out: unchanged
     assert after["prompt"] == {"kind": "tone", "frequency_hz": 425, "duration_ms": 1000}
     assert changed.headers["ETag"] != etag
+    async with api.context.database.session() as session:  # the speech is not kept
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 0
 
     stale = await api.client.patch(
         f"/v1/ivr-menus/{menu['id']}", json={"timeout_s": 9}, headers={**admin, "If-Match": etag}
@@ -466,3 +477,154 @@ async def test_uploads_that_are_not_playable_audio_are_refused(api: ApiHarness) 
     after = (await api.client.get(f"/v1/ivr-menus/{menu['id']}", headers=admin)).json()
     assert after["prompt"]["kind"] == "tone"
     assert after["revision"] == menu["revision"]
+
+
+# --- text to speech (real espeak-ng) -------------------------------------------------------
+
+
+def _rms(samples: array[int]) -> float:
+    return math.sqrt(sum(value * value for value in samples) / len(samples))
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Здравствуйте! Нажмите один для отдела продаж или ноль для оператора.", "ru-RU"),
+        ("Hello! Press one for sales, or zero for the operator.", "en-US"),
+    ],
+    ids=["russian", "english"],
+)
+async def test_a_text_prompt_is_spoken_and_stored_like_an_upload(
+    api: ApiHarness, text: str, language: str
+) -> None:
+    admin, _, _ = await _acme(api)
+    created = await api.client.post(
+        "/v1/ivr-menus",
+        json={"name": "main", "prompt": {"kind": "tts", "text": text, "language": language}},
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    menu = created.json()
+    prompt_id = menu["prompt"]["prompt_id"]
+    assert menu["prompt"] == {
+        "kind": "tts",
+        "text": text,
+        "language": language,
+        "prompt_id": prompt_id,
+    }
+    read = await api.client.get(f"/v1/ivr-menus/{menu['id']}", headers=admin)
+    assert read.json() == menu
+    listed = await api.client.get("/v1/ivr-menus", headers=admin)
+    assert listed.json()["items"] == [menu]
+
+    # Readable back like an upload: 8 kHz mono 16-bit speech of a plausible length, not silence.
+    agent = await api.as_role("acme", Role.AGENT)
+    downloaded = await api.client.get(f"/v1/ivr-menus/{menu['id']}/prompt", headers=agent)
+    assert downloaded.status_code == 200, downloaded.text
+    assert downloaded.headers["content-type"] == "audio/wav"
+    rate, channels, width, samples = read_wav(downloaded.content)
+    assert (rate, channels, width) == (8000, 1, 2)
+    assert 0.5 < len(samples) / rate < 30
+    assert _rms(samples) > 500  # speech; silence or a faint hiss is far below
+
+    # Stored exactly like an uploaded prompt: a prompt row the menu refers to as audio.
+    async with api.context.database.session() as session:
+        row = await session.get(IvrMenuRow, uuid.UUID(menu["id"]))
+        assert row is not None
+        assert row.prompt == {"kind": "audio", "prompt_id": prompt_id}
+        stored = await session.get(PromptRow, uuid.UUID(prompt_id))
+        assert stored is not None
+        assert (stored.tenant_id, stored.ivr_menu_id) == ("acme", row.id)
+        assert (stored.text, stored.language) == (text, language)
+        assert stored.audio == downloaded.content
+        assert abs(stored.duration_ms - len(samples) * 1000 / rate) <= 1
+    assert downloaded.headers["ETag"] == f'"{stored.sha256}"'
+
+
+async def test_changing_the_text_renders_it_again(api: ApiHarness) -> None:
+    admin, _, _ = await _acme(api)
+    menu = (
+        await api.client.post(
+            "/v1/ivr-menus",
+            json={"name": "main", "prompt": {"kind": "tts", "text": "Добрый день."}},
+            headers=admin,
+        )
+    ).json()
+    url = f"/v1/ivr-menus/{menu['id']}"
+    first = (await api.client.get(f"{url}/prompt", headers=admin)).content
+
+    longer = "Добрый день. Вы позвонили в компанию Акме. Оставайтесь на линии."
+    changed = await api.client.patch(
+        url, json={"prompt": {"kind": "tts", "text": longer}}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
+    prompt = changed.json()["prompt"]
+    assert (prompt["text"], prompt["language"]) == (longer, "ru-RU")
+    assert prompt["prompt_id"] != menu["prompt"]["prompt_id"]
+    second = (await api.client.get(f"{url}/prompt", headers=admin)).content
+    assert len(read_wav(second)[3]) > 2 * len(read_wav(first)[3])
+    async with api.context.database.session() as session:  # the old rendering is gone
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 1
+
+    # The same text again, or a change elsewhere, keeps the rendering.
+    same = await api.client.patch(
+        url, json={"prompt": {"kind": "tts", "text": longer}, "timeout_s": 7}, headers=admin
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["prompt"] == prompt
+    renamed = await api.client.patch(url, json={"name": "main 2"}, headers=admin)
+    assert renamed.json()["prompt"] == prompt
+
+
+async def test_a_language_without_a_voice_is_refused_naming_the_field(api: ApiHarness) -> None:
+    admin, _, _ = await _acme(api)
+    body = {"name": "main", "prompt": {"kind": "tts", "text": "Hallo", "language": "xx-YY"}}
+    refused = await api.client.post("/v1/ivr-menus", json=body, headers=admin)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error_id"] == "tts-language-not-supported"
+    assert _fields(refused) == ["body.prompt.language"]
+    assert "xx-YY" in refused.json()["message"]
+
+    menu = (await api.client.post("/v1/ivr-menus", json={"name": "main"}, headers=admin)).json()
+    patched = await api.client.patch(
+        f"/v1/ivr-menus/{menu['id']}", json={"prompt": body["prompt"]}, headers=admin
+    )
+    assert patched.status_code == 422
+    assert _fields(patched) == ["body.prompt.language"]
+    async with api.context.database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 0
+
+
+async def test_text_the_schema_refuses(api: ApiHarness) -> None:
+    admin, _, _ = await _acme(api)
+    for prompt in (
+        {"kind": "tts", "text": "a" * 1001},
+        {"kind": "tts", "text": " \n\t "},
+        {"kind": "tts", "text": "Hello", "language": "en-" + "x" * 40},
+    ):
+        refused = await api.client.post(
+            "/v1/ivr-menus", json={"name": "main", "prompt": prompt}, headers=admin
+        )
+        assert refused.status_code == 422, prompt
+        assert refused.json()["error_id"] == "validation-failed"
+        field = "body.prompt.tts.language" if "language" in prompt else "body.prompt.tts.text"
+        assert _fields(refused) == [field]
+
+
+async def test_without_espeak_ng_a_text_prompt_is_refused_and_nothing_is_stored(
+    api: ApiHarness,
+) -> None:
+    admin, _, _ = await _acme(api)
+    api.context.speech = SpeechEngine("/nonexistent/espeak-ng")
+    body = {"name": "main", "prompt": {"kind": "tts", "text": "Press 1 for sales."}}
+    refused = await api.client.post("/v1/ivr-menus", json=body, headers=admin)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error_id"] == "tts-unavailable"
+    assert "espeak-ng" in refused.json()["message"]
+    assert (await api.client.get("/v1/ivr-menus", headers=admin)).json()["total"] == 0
+
+    # Everything else still works, the tone included.
+    menu = await api.client.post("/v1/ivr-menus", json={"name": "main"}, headers=admin)
+    assert menu.status_code == 201
+    async with api.context.database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 0

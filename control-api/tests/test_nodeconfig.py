@@ -197,7 +197,9 @@ async def test_the_tenants_pbx_compiled_for_its_node(api: ApiHarness) -> None:
         ("+74950000007", "route-plan:daytime"),
     ]
     [ivr] = config.ivr_menus
-    assert (ivr.id, ivr.name, ivr.prompt["text"]) == (menu["id"], "main", "Press 1 for sales.")
+    assert (ivr.id, ivr.name) == (menu["id"], "main")
+    # The text was rendered to speech when saved: the node plays it like an upload.
+    assert ivr.prompt == {"kind": "audio", "prompt_id": menu["prompt"]["prompt_id"]}
     assert {digit: (t.type, t.ref) for digit, t in ivr.options.items()} == {"1": ("group", "sales")}
     assert ivr.timeout_target is not None
     assert (ivr.timeout_target.type, ivr.timeout_target.ref) == ("user", "201")

@@ -28,6 +28,7 @@ from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
 from .inputs import RefuseNulMiddleware
 from .ivr.router import router as ivr_router
+from .ivr.speech import SpeechEngine
 from .nodeconfig.cache import NodeConfigCache
 from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
@@ -105,6 +106,7 @@ def build_context(
         node_configs=NodeConfigCache(publisher, max_age_s=settings.node_config_cache_s),
         numbers=number_store or open_number_store(settings, redis_client),
         outbound=OutboundPolicy(allow_private=settings.allows_private_outbound),
+        speech=SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s),
         metrics=metrics,
     )
 

@@ -12,6 +12,7 @@ from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
 from .db.session import Database
+from .ivr.speech import SpeechEngine
 from .nodeconfig.cache import NodeConfigCache
 from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
@@ -33,4 +34,5 @@ class AppContext:
     node_configs: NodeConfigCache
     numbers: NumberStore
     outbound: OutboundPolicy
+    speech: SpeechEngine  # text to speech for IVR prompts (espeak-ng)
     metrics: Metrics
