@@ -13,7 +13,8 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(redis-server clickhouse-server sip-tester baresip kamailio postgresql iproute2 procps)
+# espeak-ng: the control API renders IVR text prompts to speech with it.
+PACKAGES=(redis-server clickhouse-server sip-tester baresip kamailio postgresql iproute2 procps espeak-ng)
 # System services the packages above may start on installation.
 SERVICES=(redis-server clickhouse-server kamailio postgresql)
 

@@ -1,25 +1,23 @@
-"""/v1/ivr-menus: menus, their targets and cycles, isolation, roles, and prompt uploads."""
+"""/v1/ivr-menus: menus, their targets and cycles, isolation, roles, prompt uploads and
+text to speech."""
 
 from __future__ import annotations
 
-import io
 import math
-import struct
 import uuid
-import warnings
-import wave
 from array import array
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from tests.services.control_api import ApiHarness
+from tests.wavs import amplitude, pcm16_wav, read_wav, riff
 
 from vpbx_common.manifests import PLATFORM_API_VERSION, Number
 from vpbx_control.auth.principal import Role
 from vpbx_control.groups.models import GroupRow
-from vpbx_control.ivr import audio
 from vpbx_control.ivr.models import IvrMenuRow, PromptRow
+from vpbx_control.ivr.speech import SpeechEngine
 
 
 def _fields(response: Any) -> list[str]:
@@ -55,7 +53,11 @@ async def _acme(api: ApiHarness) -> tuple[dict[str, str], str, str]:
 def _menu(user: str, group: str) -> dict[str, Any]:
     return {
         "name": "main menu",
-        "prompt": {"kind": "tts", "text": "Press 1 for sales, 0 for the operator."},
+        "prompt": {
+            "kind": "tts",
+            "text": "Press 1 for sales, 0 for the operator.",
+            "language": "en-US",
+        },
         "options": {
             "1": {"type": "group", "group_id": group},
             "0": {"type": "user", "user_id": user},
@@ -66,46 +68,6 @@ def _menu(user: str, group: str) -> dict[str, Any]:
         "invalid_target": {"type": "hangup"},
         "max_retries": 3,
     }
-
-
-# --- WAV fixtures, written with the standard library --------------------------------------
-
-
-def _pcm16_wav(rate: int, channels: int, seconds: float, frequency: float = 440.0) -> bytes:
-    frames = array("h")
-    for index in range(int(rate * seconds)):
-        value = int(10000 * math.sin(2 * math.pi * frequency * index / rate))
-        frames.extend([value] * channels)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(channels)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(frames.tobytes())
-    return buffer.getvalue()
-
-
-def _riff(format_tag: int, channels: int, rate: int, bits: int, frames: bytes) -> bytes:
-    """A WAV with any format tag (the wave module writes PCM only)."""
-    block = channels * max(1, bits // 8)
-    fmt = struct.pack("<HHIIHH", format_tag, channels, rate, rate * block, block, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    body += b"data" + struct.pack("<I", len(frames)) + frames
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def _read_wav(data: bytes) -> tuple[int, int, int, array[int]]:
-    with wave.open(io.BytesIO(data)) as reader:
-        samples = array("h", reader.readframes(reader.getnframes()))
-        return reader.getframerate(), reader.getnchannels(), reader.getsampwidth(), samples
-
-
-def _amplitude(samples: array[int], frequency: float, rate: int) -> float:
-    """Amplitude of one frequency component (a single DFT bin over the samples)."""
-    n = len(samples)
-    sine = sum(s * math.sin(2 * math.pi * frequency * i / rate) for i, s in enumerate(samples))
-    cosine = sum(s * math.cos(2 * math.pi * frequency * i / rate) for i, s in enumerate(samples))
-    return 2 * math.hypot(sine, cosine) / n
 
 
 def _upload(data: bytes, name: str = "greeting.wav") -> dict[str, Any]:
@@ -126,7 +88,8 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
     assert menu["prompt"] == {
         "kind": "tts",
         "text": "Press 1 for sales, 0 for the operator.",
-        "language": "ru-RU",
+        "language": "en-US",
+        "prompt_id": menu["prompt"]["prompt_id"],  # the rendered speech
     }
     assert (menu["timeout_s"], menu["max_retries"]) == (8, 3)
 
@@ -150,6 +113,8 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
     assert after["invalid_target"] == {"type": "hangup"}  # left out: unchanged
     assert after["prompt"] == {"kind": "tone", "frequency_hz": 425, "duration_ms": 1000}
     assert changed.headers["ETag"] != etag
+    async with api.context.database.session() as session:  # the speech is not kept
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 0
 
     stale = await api.client.patch(
         f"/v1/ivr-menus/{menu['id']}", json={"timeout_s": 9}, headers={**admin, "If-Match": etag}
@@ -355,7 +320,7 @@ async def test_another_tenants_menu_is_not_found(api: ApiHarness) -> None:
         ("PATCH", url, {"json": {"name": "stolen"}}),
         ("DELETE", url, {}),
         ("GET", f"{url}/prompt", {}),
-        ("POST", f"{url}/prompt", _upload(_pcm16_wav(8000, 1, 0.1))),
+        ("POST", f"{url}/prompt", _upload(pcm16_wav(8000, 1, 0.1))),
     ):
         response = await api.client.request(method, path, headers=globex, **kwargs)
         assert response.status_code == 404, (method, path, response.text)
@@ -374,7 +339,7 @@ async def test_agents_read_menus_but_do_not_change_them(api: ApiHarness) -> None
         ("POST", "/v1/ivr-menus", {"json": {"name": "mine"}}),
         ("PATCH", url, {"json": {"name": "mine"}}),
         ("DELETE", url, {}),
-        ("POST", f"{url}/prompt", _upload(_pcm16_wav(8000, 1, 0.1))),
+        ("POST", f"{url}/prompt", _upload(pcm16_wav(8000, 1, 0.1))),
     ):
         response = await api.client.request(method, path, headers=agent, **kwargs)
         assert response.status_code == 403, (method, path)
@@ -403,7 +368,7 @@ async def test_an_uploaded_prompt_is_converted_to_8khz_mono(api: ApiHarness) -> 
     url = f"/v1/ivr-menus/{menu['id']}/prompt"
     assert (await api.client.get(url, headers=admin)).status_code == 404  # a tone: no recording
 
-    uploaded = await api.client.post(url, headers=admin, **_upload(_pcm16_wav(44100, 2, 1.5)))
+    uploaded = await api.client.post(url, headers=admin, **_upload(pcm16_wav(44100, 2, 1.5)))
     assert uploaded.status_code == 201, uploaded.text
     prompt = uploaded.json()
     assert uploaded.headers["Location"] == url
@@ -420,12 +385,12 @@ async def test_an_uploaded_prompt_is_converted_to_8khz_mono(api: ApiHarness) -> 
     downloaded = await api.client.get(url, headers=agent)
     assert downloaded.status_code == 200
     assert downloaded.headers["content-type"] == "audio/wav"
-    rate, channels, width, samples = _read_wav(downloaded.content)
+    rate, channels, width, samples = read_wav(downloaded.content)
     assert (rate, channels, width) == (8000, 1, 2)
     assert abs(len(samples) - 12000) <= 8
     # The tone survives the conversion at its level, with nothing else in it.
     middle = samples[1000:-1000]
-    assert _amplitude(middle, 440, 8000) == pytest.approx(10000, rel=0.03)
+    assert amplitude(middle, 440, 8000) == pytest.approx(10000, rel=0.03)
     assert max(abs(value) for value in middle) < 10400
     assert downloaded.headers["ETag"] == f'"{prompt["sha256"]}"'
     unchanged = await api.client.get(
@@ -436,7 +401,7 @@ async def test_an_uploaded_prompt_is_converted_to_8khz_mono(api: ApiHarness) -> 
     # A new upload replaces the recording; the old one is not kept.
     ulaw = bytes(0xFF if index % 2 else 0x7F for index in range(4000))  # 0.5 s, 8 kHz
     replaced = await api.client.post(
-        url, headers=admin, **_upload(_riff(0x0007, 1, 8000, 8, ulaw), "ulaw.wav")
+        url, headers=admin, **_upload(riff(0x0007, 1, 8000, 8, ulaw), "ulaw.wav")
     )
     assert replaced.status_code == 201, replaced.text
     assert replaced.json()["duration_ms"] == 500
@@ -460,7 +425,7 @@ async def test_an_uploaded_prompt_can_be_shared_by_menus(api: ApiHarness) -> Non
         await api.client.post(
             f"/v1/ivr-menus/{first['id']}/prompt",
             headers=admin,
-            **_upload(_pcm16_wav(16000, 1, 0.5)),
+            **_upload(pcm16_wav(16000, 1, 0.5)),
         )
     ).json()
     second = await api.client.post(
@@ -474,7 +439,7 @@ async def test_an_uploaded_prompt_can_be_shared_by_menus(api: ApiHarness) -> Non
     ).status_code == 204
     still = await api.client.get(f"/v1/ivr-menus/{second.json()['id']}/prompt", headers=admin)
     assert still.status_code == 200
-    assert _read_wav(still.content)[0] == 8000
+    assert read_wav(still.content)[0] == 8000
 
 
 async def test_uploads_that_are_not_playable_audio_are_refused(api: ApiHarness) -> None:
@@ -485,12 +450,12 @@ async def test_uploads_that_are_not_playable_audio_are_refused(api: ApiHarness) 
         (b"this is not audio at all, just text", "not a WAV file"),
         (b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 100, "MP3"),
         (b"", "empty"),
-        (_riff(0x0001, 1, 8000, 16, b""), "no audio"),
-        (_riff(0x0011, 1, 8000, 4, b"\x00" * 800), "IMA ADPCM"),
-        (_riff(0x0001, 6, 48000, 16, b"\x00" * 1200), "channel"),
-        (_riff(0x0001, 1, 8000, 12, b"\x00" * 1200), "12-bit"),
+        (riff(0x0001, 1, 8000, 16, b""), "no audio"),
+        (riff(0x0011, 1, 8000, 4, b"\x00" * 800), "IMA ADPCM"),
+        (riff(0x0001, 6, 48000, 16, b"\x00" * 1200), "channel"),
+        (riff(0x0001, 1, 8000, 12, b"\x00" * 1200), "12-bit"),
         # 301 s of 8-bit PCM at 1 kHz: small, but too long.
-        (_riff(0x0001, 1, 1000, 8, b"\x80" * 301_000), "at most 300 s"),
+        (riff(0x0001, 1, 1000, 8, b"\x80" * 301_000), "at most 300 s"),
     ]
     for data, expected in cases:
         response = await api.client.post(url, headers=admin, **_upload(data))
@@ -514,56 +479,152 @@ async def test_uploads_that_are_not_playable_audio_are_refused(api: ApiHarness) 
     assert after["revision"] == menu["revision"]
 
 
-# --- the converter itself ----------------------------------------------------------------
+# --- text to speech (real espeak-ng) -------------------------------------------------------
 
 
-def test_g711_expansion_matches_the_reference_tables() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # The reference implementation (CPython's C code); gone in 3.13.
-        audioop = pytest.importorskip("audioop")
-
-    codes = bytes(range(256))
-    assert list(audio.MULAW_TABLE) == list(array("h", audioop.ulaw2lin(codes, 2)))
-    assert list(audio.ALAW_TABLE) == list(array("h", audioop.alaw2lin(codes, 2)))
+def _rms(samples: array[int]) -> float:
+    return math.sqrt(sum(value * value for value in samples) / len(samples))
 
 
 @pytest.mark.parametrize(
-    ("format_tag", "bits", "encode"),
+    ("text", "language"),
     [
-        (0x0001, 8, lambda v: bytes([(v >> 8) + 128])),
-        (0x0001, 16, lambda v: struct.pack("<h", v)),
-        (0x0001, 24, lambda v: struct.pack("<i", v << 8)[:3]),
-        (0x0001, 32, lambda v: struct.pack("<i", v << 16)),
-        (0x0003, 32, lambda v: struct.pack("<f", v / 32768)),
-        (0x0003, 64, lambda v: struct.pack("<d", v / 32768)),
+        ("Здравствуйте! Нажмите один для отдела продаж или ноль для оператора.", "ru-RU"),
+        ("Hello! Press one for sales, or zero for the operator.", "en-US"),
     ],
-    ids=["pcm8", "pcm16", "pcm24", "pcm32", "float32", "float64"],
+    ids=["russian", "english"],
 )
-def test_every_sample_format_decodes_to_the_same_tone(
-    format_tag: int, bits: int, encode: Any
+async def test_a_text_prompt_is_spoken_and_stored_like_an_upload(
+    api: ApiHarness, text: str, language: str
 ) -> None:
-    rate = 16000
-    values = [int(12000 * math.sin(2 * math.pi * 1000 * i / rate)) for i in range(rate // 4)]
-    frames = b"".join(encode(value) for value in values)
-    converted = audio.convert_prompt(_riff(format_tag, 1, rate, bits, frames))
-    out_rate, channels, _, samples = _read_wav(converted.wav)
-    assert (out_rate, channels, len(samples)) == (8000, 1, 2000)
-    assert converted.duration_ms == 250
-    assert _amplitude(samples[200:-200], 1000, 8000) == pytest.approx(12000, rel=0.03)
+    admin, _, _ = await _acme(api)
+    created = await api.client.post(
+        "/v1/ivr-menus",
+        json={"name": "main", "prompt": {"kind": "tts", "text": text, "language": language}},
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    menu = created.json()
+    prompt_id = menu["prompt"]["prompt_id"]
+    assert menu["prompt"] == {
+        "kind": "tts",
+        "text": text,
+        "language": language,
+        "prompt_id": prompt_id,
+    }
+    read = await api.client.get(f"/v1/ivr-menus/{menu['id']}", headers=admin)
+    assert read.json() == menu
+    listed = await api.client.get("/v1/ivr-menus", headers=admin)
+    assert listed.json()["items"] == [menu]
+
+    # Readable back like an upload: 8 kHz mono 16-bit speech of a plausible length, not silence.
+    agent = await api.as_role("acme", Role.AGENT)
+    downloaded = await api.client.get(f"/v1/ivr-menus/{menu['id']}/prompt", headers=agent)
+    assert downloaded.status_code == 200, downloaded.text
+    assert downloaded.headers["content-type"] == "audio/wav"
+    rate, channels, width, samples = read_wav(downloaded.content)
+    assert (rate, channels, width) == (8000, 1, 2)
+    assert 0.5 < len(samples) / rate < 30
+    assert _rms(samples) > 500  # speech; silence or a faint hiss is far below
+
+    # Stored exactly like an uploaded prompt: a prompt row the menu refers to as audio.
+    async with api.context.database.session() as session:
+        row = await session.get(IvrMenuRow, uuid.UUID(menu["id"]))
+        assert row is not None
+        assert row.prompt == {"kind": "audio", "prompt_id": prompt_id}
+        stored = await session.get(PromptRow, uuid.UUID(prompt_id))
+        assert stored is not None
+        assert (stored.tenant_id, stored.ivr_menu_id) == ("acme", row.id)
+        assert (stored.text, stored.language) == (text, language)
+        assert stored.audio == downloaded.content
+        assert abs(stored.duration_ms - len(samples) * 1000 / rate) <= 1
+    assert downloaded.headers["ETag"] == f'"{stored.sha256}"'
 
 
-def test_sound_above_the_phone_band_is_filtered_not_folded_back() -> None:
-    # 5 kHz cannot be carried at 8 kHz; without a filter it would come back as 3 kHz.
-    converted = audio.convert_prompt(_pcm16_wav(44100, 1, 0.5, frequency=5000))
-    samples = _read_wav(converted.wav)[3]
-    assert _amplitude(samples[200:-200], 3000, 8000) < 10000 / 100  # at least 40 dB down
+async def test_changing_the_text_renders_it_again(api: ApiHarness) -> None:
+    admin, _, _ = await _acme(api)
+    menu = (
+        await api.client.post(
+            "/v1/ivr-menus",
+            json={"name": "main", "prompt": {"kind": "tts", "text": "Добрый день."}},
+            headers=admin,
+        )
+    ).json()
+    url = f"/v1/ivr-menus/{menu['id']}"
+    first = (await api.client.get(f"{url}/prompt", headers=admin)).content
+
+    longer = "Добрый день. Вы позвонили в компанию Акме. Оставайтесь на линии."
+    changed = await api.client.patch(
+        url, json={"prompt": {"kind": "tts", "text": longer}}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
+    prompt = changed.json()["prompt"]
+    assert (prompt["text"], prompt["language"]) == (longer, "ru-RU")
+    assert prompt["prompt_id"] != menu["prompt"]["prompt_id"]
+    second = (await api.client.get(f"{url}/prompt", headers=admin)).content
+    assert len(read_wav(second)[3]) > 2 * len(read_wav(first)[3])
+    async with api.context.database.session() as session:  # the old rendering is gone
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 1
+
+    # The same text again, or a change elsewhere, keeps the rendering.
+    same = await api.client.patch(
+        url, json={"prompt": {"kind": "tts", "text": longer}, "timeout_s": 7}, headers=admin
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["prompt"] == prompt
+    renamed = await api.client.patch(url, json={"name": "main 2"}, headers=admin)
+    assert renamed.json()["prompt"] == prompt
 
 
-def test_a_wav_round_trips_through_parse_and_bytes() -> None:
-    data = _pcm16_wav(22050, 2, 0.01)
-    parsed = audio.Wav.parse(data)
-    assert parsed.format == audio.WavFormat(audio.Encoding.PCM, 2, 22050, 16)
-    assert parsed.frame_count == 220
-    assert bytes(parsed) == data
-    assert audio.Wav.parse(bytes(parsed)) == parsed
+async def test_a_language_without_a_voice_is_refused_naming_the_field(api: ApiHarness) -> None:
+    admin, _, _ = await _acme(api)
+    body = {"name": "main", "prompt": {"kind": "tts", "text": "Hallo", "language": "xx-YY"}}
+    refused = await api.client.post("/v1/ivr-menus", json=body, headers=admin)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error_id"] == "tts-language-not-supported"
+    assert _fields(refused) == ["body.prompt.language"]
+    assert "xx-YY" in refused.json()["message"]
+
+    menu = (await api.client.post("/v1/ivr-menus", json={"name": "main"}, headers=admin)).json()
+    patched = await api.client.patch(
+        f"/v1/ivr-menus/{menu['id']}", json={"prompt": body["prompt"]}, headers=admin
+    )
+    assert patched.status_code == 422
+    assert _fields(patched) == ["body.prompt.language"]
+    async with api.context.database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 0
+
+
+async def test_text_the_schema_refuses(api: ApiHarness) -> None:
+    admin, _, _ = await _acme(api)
+    for prompt in (
+        {"kind": "tts", "text": "a" * 1001},
+        {"kind": "tts", "text": " \n\t "},
+        {"kind": "tts", "text": "Hello", "language": "en-" + "x" * 40},
+    ):
+        refused = await api.client.post(
+            "/v1/ivr-menus", json={"name": "main", "prompt": prompt}, headers=admin
+        )
+        assert refused.status_code == 422, prompt
+        assert refused.json()["error_id"] == "validation-failed"
+        field = "body.prompt.tts.language" if "language" in prompt else "body.prompt.tts.text"
+        assert _fields(refused) == [field]
+
+
+async def test_without_espeak_ng_a_text_prompt_is_refused_and_nothing_is_stored(
+    api: ApiHarness,
+) -> None:
+    admin, _, _ = await _acme(api)
+    api.context.speech = SpeechEngine("/nonexistent/espeak-ng")
+    body = {"name": "main", "prompt": {"kind": "tts", "text": "Press 1 for sales."}}
+    refused = await api.client.post("/v1/ivr-menus", json=body, headers=admin)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error_id"] == "tts-unavailable"
+    assert "espeak-ng" in refused.json()["message"]
+    assert (await api.client.get("/v1/ivr-menus", headers=admin)).json()["total"] == 0
+
+    # Everything else still works, the tone included.
+    menu = await api.client.post("/v1/ivr-menus", json={"name": "main"}, headers=admin)
+    assert menu.status_code == 201
+    async with api.context.database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(PromptRow)) == 0

@@ -15,10 +15,10 @@ from tests.services.control_api import ApiHarness, bearer
 
 from vpbx_common.manifests import Number, load_platform_file, parse_manifest
 from vpbx_common.nodeconfig import (
+    AudioPrompt,
     GroupTarget,
     IvrTarget,
     NodeConfig,
-    TtsPrompt,
     UnroutedTarget,
     UserTarget,
     config_channel,
@@ -212,8 +212,8 @@ async def test_the_tenants_pbx_compiled_for_its_node(api: ApiHarness) -> None:
     assert gone.missing.startswith("group:")
     [ivr] = config.ivr_menus
     assert (ivr.id, ivr.name) == (menu["id"], "main")
-    assert isinstance(ivr.prompt, TtsPrompt)
-    assert ivr.prompt.text == "Press 1 for sales."
+    # The text was rendered to speech when saved: the node plays it like an upload.
+    assert ivr.prompt == AudioPrompt(prompt_id=menu["prompt"]["prompt_id"])
     assert {digit: routes_to(t) for digit, t in ivr.options.items()} == {"1": "group:sales"}
     assert ivr.timeout_target is not None
     assert routes_to(ivr.timeout_target) == "user:201"

@@ -11,6 +11,8 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from vpbx_common.outbound import OutboundPolicy
+
 from . import health
 from .apikeys.router import router as api_keys_router
 from .auth.credentials import CredentialVerifier
@@ -26,6 +28,7 @@ from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
 from .inputs import RefuseNulMiddleware
 from .ivr.router import router as ivr_router
+from .ivr.speech import SpeechEngine
 from .nodeconfig.cache import NodeConfigCache
 from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
@@ -34,7 +37,6 @@ from .numbers.backends import open_number_store
 from .numbers.router import router as numbers_router
 from .numbers.store import NumberStore
 from .observability import Metrics, ObservabilityMiddleware
-from .outbound import OutboundPolicy
 from .platform.router import router as platform_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
@@ -104,6 +106,7 @@ def build_context(
         node_configs=NodeConfigCache(publisher, max_age_s=settings.node_config_cache_s),
         numbers=number_store or open_number_store(settings, redis_client),
         outbound=OutboundPolicy(allow_private=settings.allows_private_outbound),
+        speech=SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s),
         metrics=metrics,
     )
 

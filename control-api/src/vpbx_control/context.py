@@ -6,16 +6,18 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
+from vpbx_common.outbound import OutboundPolicy
+
 from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
 from .db.session import Database
+from .ivr.speech import SpeechEngine
 from .nodeconfig.cache import NodeConfigCache
 from .nodeconfig.homes import HomeDirectory
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.store import NumberStore
 from .observability import Metrics
-from .outbound import OutboundPolicy
 from .settings import ControlSettings
 
 
@@ -32,4 +34,5 @@ class AppContext:
     node_configs: NodeConfigCache
     numbers: NumberStore
     outbound: OutboundPolicy
+    speech: SpeechEngine  # text to speech for IVR prompts (espeak-ng)
     metrics: Metrics

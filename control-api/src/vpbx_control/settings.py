@@ -45,8 +45,13 @@ class ControlSettings(CommonSettings):
     node_config_cache_s: float = Field(default=30.0, ge=0, le=3600)
 
     # May webhooks and HTTP decisions call private, loopback or internal hosts?
-    # Unset: only in local mode (see outbound.py for why not in a cluster).
+    # Unset: only in local mode (see vpbx_common/outbound.py for why not in a cluster).
     outbound_private_allowed: bool | None = None
+
+    # Text to speech for IVR prompts: the espeak-ng executable (a name on PATH or a path)
+    # and how long one rendering may take.
+    espeak_ng_command: str = "espeak-ng"
+    tts_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
     # Every replica rewrites every tenant's home directory this often (and at start).
     home_directory_rewrite_s: float = Field(default=300.0, ge=5, le=86400)

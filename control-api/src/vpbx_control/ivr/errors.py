@@ -6,6 +6,7 @@ from ..errors import (
     InvalidInput,
     NameTaken,
     NotFound,
+    Unavailable,
     UsedByNumber,
 )
 
@@ -40,7 +41,55 @@ class NoAudioPrompt(NotFound):
     error_id = "prompt-not-found"
 
     def __init__(self) -> None:
-        super().__init__("this IVR menu has no uploaded prompt (its prompt is a tone or TTS)")
+        super().__init__("this IVR menu has no recorded or spoken prompt (it plays a tone)")
+
+
+class _TtsFieldProblem(InvalidInput):
+    """A tts prompt that cannot be spoken, naming the field at fault (422)."""
+
+    field = "body.prompt"
+
+    def __init__(self, message: str) -> None:
+        problem = FieldProblem(field=self.field, message=message)
+        super().__init__(f"{self.field}: {message}", details=[problem])
+
+
+class TtsLanguageNotSupported(_TtsFieldProblem):
+    """espeak-ng has no voice for the tts prompt's language."""
+
+    error_id = "tts-language-not-supported"
+    field = "body.prompt.language"
+
+
+class TtsTextNotSpeakable(_TtsFieldProblem):
+    """The text renders to silence, or to longer than a prompt may last."""
+
+    error_id = "tts-text-not-speakable"
+    field = "body.prompt.text"
+
+
+class TtsUnavailable(Unavailable):
+    """No text-to-speech engine (espeak-ng) on this server: tts prompts cannot be saved."""
+
+    error_id = "tts-unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            f"{message}; upload a recording instead",
+            details=[FieldProblem(field="body.prompt", message=message)],
+        )
+
+
+class TtsFailed(Unavailable):
+    """espeak-ng ran but produced no speech (error, timeout); nothing was stored."""
+
+    error_id = "tts-failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            f"{message}; nothing was saved, try again",
+            details=[FieldProblem(field="body.prompt", message=message)],
+        )
 
 
 class IvrMenuIsNumberEntry(UsedByNumber):

@@ -1,11 +1,11 @@
-"""IVR menus and their prompts (audio converted to the node's format on upload)."""
+"""IVR menus and their prompts (uploads and rendered speech, stored in the node's format)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, TenantOwned
@@ -16,7 +16,9 @@ class IvrMenuRow(TenantOwned, Base):
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     name: Mapped[str] = mapped_column(String(63))
-    # {"kind": "audio", "prompt_id"} | {"kind": "tone", ...} | {"kind": "tts", "text"}
+    # {"kind": "audio", "prompt_id"} | {"kind": "tone", ...}; a tts prompt is rendered when
+    # saved and stored as {"kind": "audio", "prompt_id"} of a prompt carrying its text.
+    # {"kind": "tts", "text", "language"} without audio: saved before speech was rendered.
     prompt: Mapped[dict[str, Any]] = mapped_column(default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # digit -> Target document
     timeout_s: Mapped[int] = mapped_column(Integer, default=5)
@@ -28,7 +30,8 @@ class IvrMenuRow(TenantOwned, Base):
 
 
 class PromptRow(TenantOwned, Base):
-    """An uploaded prompt, stored converted: 8 kHz mono 16-bit PCM WAV."""
+    """A prompt as the nodes play it: 8 kHz mono 16-bit PCM WAV, converted from an upload
+    or rendered from text (then ``text`` and ``language`` say what it speaks)."""
 
     __tablename__ = "prompts"
 
@@ -39,3 +42,6 @@ class PromptRow(TenantOwned, Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     audio: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
+    # Rendered speech only (migration 0006): the text and its BCP 47 language.
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    language: Mapped[str | None] = mapped_column(String(35), default=None)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection
 from typing import ClassVar
 
 from sqlalchemy import Select, delete, select
@@ -19,6 +21,37 @@ class IvrMenuRepository(NamedRepository[IvrMenuRow]):
 class PromptRepository(TenantRepository[PromptRow]):
     model: ClassVar[type[PromptRow]] = PromptRow
     label: ClassVar[str] = "prompt"
+
+    async def speaking(self, text: str, language: str) -> uuid.UUID | None:
+        """The tenant's rendering of this text in this language, if there is one."""
+        found = await self.session.scalars(
+            select(PromptRow.id)
+            .where(
+                PromptRow.tenant_id == self.tenant_id,
+                PromptRow.language == language,
+                PromptRow.text == text,
+            )
+            .order_by(PromptRow.created_at.desc())
+            .limit(1)
+        )
+        return found.first()
+
+    async def texts(self, prompt_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+        """Prompt id -> (text, language) for those of the prompts that are rendered speech."""
+        if not prompt_ids:
+            return {}
+        rows = await self.session.execute(
+            select(PromptRow.id, PromptRow.text, PromptRow.language).where(
+                PromptRow.tenant_id == self.tenant_id,
+                PromptRow.id.in_(prompt_ids),
+                PromptRow.text.is_not(None),
+            )
+        )
+        return {
+            prompt_id: (text, language or "")
+            for prompt_id, text, language in rows
+            if text is not None
+        }
 
     async def prune(self) -> None:
         """Delete the tenant's prompts that no menu plays any more (ids only, no audio read)."""

@@ -19,18 +19,41 @@ router = APIRouter(prefix="/v1/ivr-menus", tags=["ivr-menus"])
 
 MAX_PROMPT_BYTES = 10 * 1024 * 1024
 
+_TTS = (
+    "A `tts` prompt is rendered with espeak-ng when the menu is saved, converted like an "
+    "upload (8 kHz mono 16-bit PCM WAV) and stored as the menu's prompt recording; the "
+    "menu reads back as `tts` with its text, language and the rendered `prompt_id`, and "
+    "`GET /v1/ivr-menus/{id}/prompt` downloads the speech. A language espeak-ng has no "
+    "voice for is a 422 naming `body.prompt.language`; without espeak-ng on the server "
+    "a `tts` prompt is a 503 `tts-unavailable` and nothing is saved."
+)
+
 
 def ivr_menu_service(session: Session, principal: TenantMember, context: Context) -> IvrMenuService:
-    return IvrMenuService(session, principal, context.publisher, context.numbers)
+    return IvrMenuService(session, principal, context.publisher, context.numbers, context.speech)
 
 
 Service = Annotated[IvrMenuService, Depends(ivr_menu_service)]
 
 
-def _out(row: IvrMenuRow, response: Response | None = None) -> IvrMenuOut:
+async def _out(
+    service: IvrMenuService, row: IvrMenuRow, response: Response | None = None
+) -> IvrMenuOut:
     if response is not None:
         response.headers["ETag"] = row.etag()
-    return IvrMenuOut.model_validate(row, from_attributes=True)
+    return (await _outs(service, [row]))[0]
+
+
+async def _outs(service: IvrMenuService, rows: list[IvrMenuRow]) -> list[IvrMenuOut]:
+    """Menus as read back; one that plays rendered speech shows it as `tts` with its text."""
+    spoken = await service.spoken(rows)
+    outs = []
+    for row in rows:
+        out = IvrMenuOut.model_validate(row, from_attributes=True)
+        if row.id in spoken:
+            out = out.model_copy(update={"prompt": spoken[row.id]})
+        outs.append(out)
+    return outs
 
 
 def _prompt_out(row: PromptRow) -> PromptOut:
@@ -45,9 +68,8 @@ async def list_ivr_menus(
     name: Annotated[str | None, Query(max_length=63, description="name contains")] = None,
 ) -> Page[IvrMenuOut]:
     rows, total = await service.list(paging, name)
-    return Page(
-        items=[_out(r) for r in rows], total=total, limit=paging.limit, offset=paging.offset
-    )
+    items = await _outs(service, rows)
+    return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 
 @router.post(
@@ -59,16 +81,16 @@ async def list_ivr_menus(
         "Every target must exist in the tenant (404 naming the field, e.g. "
         "`body.options.1.group_id`); a target leading back through a route plan or a "
         "group to this menu is a route cycle (422). Upload a recording afterwards with "
-        "`POST /v1/ivr-menus/{id}/prompt`."
+        "`POST /v1/ivr-menus/{id}/prompt`. " + _TTS
     ),
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(404, 409, 422, 503),
 )
 async def create_ivr_menu(
     _: TenantAdmin, service: Service, body: IvrMenuCreate, response: Response
 ) -> IvrMenuOut:
     row = await service.create(body)
     response.headers["Location"] = f"/v1/ivr-menus/{row.id}"
-    return _out(row, response)
+    return await _out(service, row, response)
 
 
 @router.get(
@@ -80,15 +102,15 @@ async def create_ivr_menu(
 async def get_ivr_menu(
     _: TenantMember, service: Service, menu_id: uuid.UUID, response: Response
 ) -> IvrMenuOut:
-    return _out(await service.get(menu_id), response)
+    return await _out(service, await service.get(menu_id), response)
 
 
 @router.patch(
     "/{menu_id}",
     response_model=IvrMenuOut,
     summary="Change an IVR menu",
-    description="Fields left out stay as they are; `timeout_target: null` means hang up.",
-    responses=error_responses(404, 409, 412, 422),
+    description=("Fields left out stay as they are; `timeout_target: null` means hang up. " + _TTS),
+    responses=error_responses(404, 409, 412, 422, 503),
 )
 async def update_ivr_menu(
     _: TenantAdmin,
@@ -98,7 +120,7 @@ async def update_ivr_menu(
     response: Response,
     if_match: IfMatchHeader = None,
 ) -> IvrMenuOut:
-    return _out(await service.update(menu_id, body, if_match), response)
+    return await _out(service, await service.update(menu_id, body, if_match), response)
 
 
 @router.delete(
@@ -148,7 +170,10 @@ async def upload_prompt(
     "/{menu_id}/prompt",
     response_class=Response,
     summary="Download the menu's prompt as the nodes play it",
-    description="The converted recording: 8 kHz mono 16-bit PCM WAV.",
+    description=(
+        "The converted recording or the rendered speech: 8 kHz mono 16-bit PCM WAV. "
+        "404 when the menu plays a tone."
+    ),
     responses={
         200: {
             "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},

@@ -29,18 +29,36 @@ class TonePrompt(StrictInput):
     duration_ms: int = Field(default=500, ge=50, le=10_000)
 
 
+Language = Annotated[
+    str,
+    Field(
+        max_length=35,
+        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+        description=(
+            "BCP 47 language tag; picks the espeak-ng voice (`ru-RU` -> ru, `en-US` -> en-us, "
+            "other `en-*` -> en, others by tag or primary language). A language espeak-ng "
+            "has no voice for is a 422 naming `body.prompt.language`"
+        ),
+        examples=["ru-RU", "en-US"],
+    ),
+]
+SpokenText = Annotated[str, Field(min_length=1, max_length=1000, examples=["Press 1 for sales."])]
+
+
 class TtsPrompt(StrictInput):
-    """Text to speech. A placeholder for now: until the platform has a TTS engine,
-    the media node renders it as a short tone; the text is kept for when it does."""
+    """Text to speech, rendered with espeak-ng when the menu is saved and stored like an
+    uploaded recording (8 kHz mono 16-bit PCM WAV): the menu then plays that audio."""
 
     kind: Literal["tts"] = "tts"
-    text: str = Field(min_length=1, max_length=1000, examples=["Press 1 for sales."])
-    language: str = Field(
-        default="ru-RU",
-        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
-        description="BCP 47 language tag",
-        examples=["ru-RU", "en-US"],
-    )
+    text: SpokenText
+    language: Language = "ru-RU"
+
+    @field_validator("text")
+    @classmethod
+    def _something_to_say(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must contain something to say, not only white space")
+        return value
 
 
 Prompt = Annotated[
@@ -49,8 +67,36 @@ Prompt = Annotated[
         discriminator="kind",
         description=(
             "What the caller hears: an uploaded recording (`audio`), a generated tone "
-            "(`tone`), or text to speech (`tts`; a placeholder the node plays as a tone "
-            "until a TTS engine exists)."
+            "(`tone`), or text to speech (`tts`), which the API renders with espeak-ng "
+            "when the menu is saved and stores like an uploaded recording."
+        ),
+    ),
+]
+
+
+class SpokenPrompt(BaseModel):
+    """A text-to-speech prompt as read back: the text, its language and the rendered audio."""
+
+    kind: Literal["tts"] = "tts"
+    text: str
+    language: str = "ru-RU"
+    prompt_id: uuid.UUID | None = Field(
+        default=None,
+        description=(
+            "the rendered speech, stored like an uploaded prompt; download it at "
+            "`GET /v1/ivr-menus/{id}/prompt`. Null only for a menu saved before the API "
+            "rendered speech: it plays a tone until it is saved again"
+        ),
+    )
+
+
+MenuPrompt = Annotated[
+    AudioPrompt | TonePrompt | SpokenPrompt,
+    Field(
+        discriminator="kind",
+        description=(
+            "What the caller hears: an uploaded recording (`audio`), a generated tone "
+            "(`tone`), or text rendered to speech (`tts`, with the rendered `prompt_id`)."
         ),
     ),
 ]
@@ -125,7 +171,7 @@ class IvrMenuUpdate(_MenuFields):
 class IvrMenuOut(BaseModel):
     id: uuid.UUID
     name: str
-    prompt: Prompt
+    prompt: MenuPrompt
     options: Options
     timeout_s: int
     timeout_target: Target | None

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from vpbx_common.audio import AudioError, ConvertedPrompt, convert_prompt
 
 from ..auth.principal import Principal
 from ..nodeconfig.publisher import ConfigPublisher
@@ -15,17 +19,56 @@ from ..repository import TenantWork
 from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, ivr_menu_edges
 from ..routeplans.service import refuse_cycles
 from ..targets import Target, check_target
-from .audio import AudioError, ConvertedPrompt, convert_prompt
-from .errors import InvalidAudio, IvrMenuIsNumberEntry, IvrMenuNameTaken, NoAudioPrompt
+from .errors import (
+    InvalidAudio,
+    IvrMenuIsNumberEntry,
+    IvrMenuNameTaken,
+    NoAudioPrompt,
+    TtsFailed,
+    TtsLanguageNotSupported,
+    TtsTextNotSpeakable,
+    TtsUnavailable,
+)
 from .models import IvrMenuRow, PromptRow
 from .repository import IvrMenuRepository, PromptRepository
-from .schemas import AudioPrompt, IvrMenuCreate, IvrMenuUpdate, Options, Prompt
+from .schemas import (
+    AudioPrompt,
+    IvrMenuCreate,
+    IvrMenuUpdate,
+    MenuPrompt,
+    Options,
+    Prompt,
+    SpokenPrompt,
+    TtsPrompt,
+)
+from .speech import (
+    SpeechEngine,
+    SpeechFailedError,
+    SpeechUnavailableError,
+    UnspeakableTextError,
+    UnsupportedLanguageError,
+)
 
 _TARGET_FIELDS = ("timeout_target", "invalid_target")
 
 
 def _document(target: Target | None) -> dict[str, Any] | None:
     return target.model_dump(mode="json") if target is not None else None
+
+
+@contextlib.contextmanager
+def _speech_errors() -> Iterator[None]:
+    """espeak-ng's problems as the API's errors (422 naming the field, or 503)."""
+    try:
+        yield
+    except UnsupportedLanguageError as exc:
+        raise TtsLanguageNotSupported(str(exc)) from exc
+    except UnspeakableTextError as exc:
+        raise TtsTextNotSpeakable(str(exc)) from exc
+    except SpeechUnavailableError as exc:
+        raise TtsUnavailable(str(exc)) from exc
+    except SpeechFailedError as exc:
+        raise TtsFailed(str(exc)) from exc
 
 
 class IvrMenuService:
@@ -35,6 +78,7 @@ class IvrMenuService:
         principal: Principal,
         publisher: ConfigPublisher,
         numbers: NumberStore,
+        speech: SpeechEngine,
     ) -> None:
         self.session = session
         self.tenant_id = principal.tenant
@@ -42,6 +86,7 @@ class IvrMenuService:
         self.prompts = PromptRepository(session, principal.tenant)
         self.work = TenantWork(session, principal.tenant, publisher)
         self.numbers = numbers
+        self.speech = speech
 
     async def list(self, params: PageParams, name: str | None) -> tuple[list[IvrMenuRow], int]:
         return await self.repository.page(self.repository.filtered(name), params)
@@ -61,10 +106,12 @@ class IvrMenuService:
         timeout_target = _document(body.timeout_target)
         invalid_target = _document(body.invalid_target)
         await self._refuse_cycles(menu_id, body.name, options, timeout_target, invalid_target)
+        # Last, as the most expensive check: a tts prompt is rendered (before anything is written).
+        prompt = await self._prompt_document(body.prompt, menu_id)
         row = IvrMenuRow(
             id=menu_id,
             name=body.name,
-            prompt=body.prompt.model_dump(mode="json"),
+            prompt=prompt,
             options=options,
             timeout_s=body.timeout_s,
             timeout_target=timeout_target,
@@ -104,7 +151,7 @@ class IvrMenuService:
                 changes.get("invalid_target", row.invalid_target),
             )
         if body.prompt is not None:
-            changes["prompt"] = body.prompt.model_dump(mode="json")
+            changes["prompt"] = await self._prompt_document(body.prompt, row.id)
         for key in ("name", "timeout_s", "max_retries"):
             if getattr(body, key) is not None:
                 changes[key] = getattr(body, key)
@@ -160,9 +207,53 @@ class IvrMenuService:
             raise NoAudioPrompt()
         return prompt
 
+    async def spoken(self, rows: Sequence[IvrMenuRow]) -> dict[uuid.UUID, MenuPrompt]:
+        """How each menu's prompt reads back, for menus playing rendered speech: as ``tts``
+        with its text and language (the menu row itself stores the audio reference)."""
+        prompt_ids = {
+            menu.id: uuid.UUID(str(menu.prompt["prompt_id"]))
+            for menu in rows
+            if menu.prompt and menu.prompt.get("kind") == "audio" and menu.prompt.get("prompt_id")
+        }
+        texts = await self.prompts.texts(set(prompt_ids.values()))
+        spoken: dict[uuid.UUID, MenuPrompt] = {}
+        for menu_id, prompt_id in prompt_ids.items():
+            if prompt_id in texts:
+                text, language = texts[prompt_id]
+                spoken[menu_id] = SpokenPrompt(text=text, language=language, prompt_id=prompt_id)
+        return spoken
+
     async def _check_prompt(self, prompt: Prompt) -> None:
         if isinstance(prompt, AudioPrompt):
             await self.prompts.referenced(prompt.prompt_id, "body.prompt.prompt_id")
+        elif isinstance(prompt, TtsPrompt):
+            with _speech_errors():  # a language without a voice is refused before other work
+                await self.speech.voice(prompt.language)
+
+    async def _prompt_document(self, prompt: Prompt, menu_id: uuid.UUID) -> dict[str, Any]:
+        """What the menu stores. Speech is stored as audio, so the nodes just play it: the
+        tenant's rendering of the same text and language when there is one, else a new one."""
+        if not isinstance(prompt, TtsPrompt):
+            return prompt.model_dump(mode="json")
+        prompt_id = await self.prompts.speaking(prompt.text, prompt.language)
+        if prompt_id is None:
+            with _speech_errors():
+                speech = await self.speech.render(prompt.text, prompt.language)
+            rendered = self.prompts.add(
+                PromptRow(
+                    id=uuid.uuid4(),
+                    name=f"text-to-speech-{speech.voice}.wav",
+                    ivr_menu_id=menu_id,
+                    duration_ms=speech.audio.duration_ms,
+                    audio=speech.audio.wav,
+                    sha256=speech.audio.sha256,
+                    text=prompt.text,
+                    language=prompt.language,
+                    revision=1,
+                )
+            )
+            prompt_id = rendered.id
+        return AudioPrompt(prompt_id=prompt_id).model_dump(mode="json")
 
     async def _check_options(self, options: Options) -> None:
         for digit, target in options.items():

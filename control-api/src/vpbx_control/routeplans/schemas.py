@@ -29,7 +29,7 @@ Category = Annotated[
 ]
 RingTimeout = Annotated[int, Field(ge=5, le=600, description="seconds to ring")]
 
-# Whether the host may be internal is the deployment's outbound policy (outbound.py).
+# Whether the host may be internal is the deployment's outbound policy (vpbx_common/outbound.py).
 DecisionUrl = Annotated[
     HttpUrl,
     Field(max_length=2048, examples=["https://crm.example.com/vpbx/route"]),

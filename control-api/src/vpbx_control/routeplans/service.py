@@ -6,11 +6,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vpbx_common.outbound import OutboundPolicy
+
 from ..auth.principal import Principal
 from ..errors import InvalidInput, ReferenceNotFound
 from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
-from ..outbound import OutboundPolicy
 from ..paging import PageParams, check_if_match
 from ..references import refuse_if_number_entry, refuse_if_referenced
 from ..repository import TenantWork

@@ -52,11 +52,11 @@ from sqlalchemy.orm import Session as OrmSession
 
 from vpbx_common.cdr.record import UNANSWERED_REASONS
 from vpbx_common.events import WEBHOOKS_GROUP, CallEvent, CallEventConsumer, CallEventType
+from vpbx_common.outbound import OutboundPolicy, OutboundRefusedError, pin
 
 from ..context import AppContext
 from ..db.base import as_utc, utcnow
 from ..db.session import Database
-from ..outbound import OutboundPolicy, OutboundRefusedError, pin
 from .models import WebhookDeliveryRow, WebhookRow
 from .repository import DeliveryQueue, DeliveryRepository, WebhookRepository
 from .schemas import PING_EVENT, DeliveryStatus, WebhookEvent

@@ -4,11 +4,12 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vpbx_common.outbound import OutboundPolicy
+
 from ..auth.principal import Principal
 from ..db.base import utcnow
 from ..errors import InvalidInput
 from ..nodeconfig.publisher import ConfigPublisher
-from ..outbound import OutboundPolicy
 from ..paging import PageParams, check_if_match
 from ..repository import TenantWork
 from .delivery import WebhookDispatcher

@@ -1,8 +1,10 @@
-"""Uploaded prompts: WAV parsing, validation and conversion to the media node's format.
+"""Prompt audio: WAV parsing, validation and conversion to the media node's format.
 
-The node plays prompts as 8 kHz mono 16-bit PCM WAV (what G.711 carries). Uploads
-may be any WAV a sound editor or a phone system writes: integer PCM of 8, 16, 24
-or 32 bits, IEEE float, or G.711 mu-law / A-law, mono or stereo, at any sample rate.
+The node plays prompts as 8 kHz mono 16-bit PCM WAV (what G.711 carries). The
+control API converts uploads and the speech it renders from text (espeak-ng writes
+22.05 kHz) with this module. Uploads may be any WAV a sound editor or a phone system
+writes: integer PCM of 8, 16, 24 or 32 bits, IEEE float, or G.711 mu-law / A-law,
+mono or stereo, at any sample rate.
 
 Conversion is pure Python (no numpy, no audioop, which is gone in 3.13), kept fast
 by letting C do the per-sample loops (``array``, slicing, ``map``, ``accumulate``):

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from vpbx_control.outbound import (
+from vpbx_common.outbound import (
     Destination,
     OutboundPolicy,
     OutboundRefusedError,
