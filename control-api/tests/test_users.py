@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from tests.services.control_api import ApiHarness
 
+from vpbx_common.agents import AgentStateStore
+from vpbx_common.pbx import Presence
 from vpbx_common.sipauth import DigestAlgorithm, ha1
 from vpbx_control.auth.principal import Role
 from vpbx_control.groups.models import GroupMemberRow, GroupRow
@@ -393,6 +395,26 @@ async def test_presence_is_set_by_the_user_or_a_manager(api: ApiHarness) -> None
     )
     assert invalid.status_code == 422
     assert invalid.json()["details"][0]["field"] == "body.presence"
+
+
+async def test_presence_reaches_every_node_through_the_shared_agent_state(
+    api: ApiHarness,
+) -> None:
+    await api.add_tenant("acme")
+    row = await api.add_user("acme", email="a@acme.example", password=PASSWORD, extension="105")
+    agent = await api.login("a@acme.example", PASSWORD)
+    assert api.context.redis is not None
+    store = AgentStateStore(api.context.redis)
+
+    changed = await api.client.put(
+        f"/v1/users/{row.id}/presence", json={"presence": "do-not-disturb"}, headers=agent
+    )
+    assert changed.status_code == 200
+    assert (await store.snapshot("acme")).presence == {"105": Presence.DO_NOT_DISTURB}
+
+    back = await api.client.patch("/v1/users/me", json={"presence": "available"}, headers=agent)
+    assert back.status_code == 200
+    assert (await store.snapshot("acme")).presence == {"105": Presence.AVAILABLE}
 
 
 async def test_only_tenant_admins_manage_users(api: ApiHarness) -> None:

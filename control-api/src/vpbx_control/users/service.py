@@ -11,13 +11,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import string
 import uuid
 from dataclasses import dataclass
 
+import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vpbx_common.agents import AgentStateStore
 from vpbx_common.pbx import Presence
 from vpbx_common.sipauth import ha1_pair
 
@@ -49,6 +52,8 @@ from .schemas import (
     UserSettingsPatch,
     UserUpdate,
 )
+
+logger = logging.getLogger(__name__)
 
 SIP_PASSWORD_LENGTH = 24  # alphanumeric: about 143 bits, and easy to type into a desk phone
 _SIP_PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -85,6 +90,7 @@ class UserService:
         self.users = UserRepository(session, principal.tenant)
         self.devices = DeviceRepository(session, principal.tenant)
         self.work = TenantWork(session, principal.tenant, context.publisher)
+        self.agents = AgentStateStore(context.redis) if context.redis is not None else None
 
     # ---- reading
 
@@ -174,6 +180,8 @@ class UserService:
         self._apply_personal(row, given, body.presence, body.settings, body.mobile)
         self.users.touch(row)
         await self.work.commit(moves_phones=True)
+        if body.presence is not None:
+            await self._announce_presence(row)
         return row
 
     async def update_me(self, body: SelfUpdate, if_match: str | None, address: str) -> UserRow:
@@ -189,6 +197,8 @@ class UserService:
         self._apply_personal(row, given, body.presence, body.settings, body.mobile)
         self.users.touch(row)
         await self.work.commit()
+        if body.presence is not None:
+            await self._announce_presence(row)
         return row
 
     async def set_presence(
@@ -202,7 +212,20 @@ class UserService:
             row.presence = presence
             self.users.touch(row)
             await self.work.commit()
+            await self._announce_presence(row)
         return row
+
+    async def _announce_presence(self, row: UserRow) -> None:
+        """Presence counts from the next call on every node, before the new config reaches them."""
+        if self.agents is None or not row.extension:
+            return
+        try:
+            await self.agents.set_presence(self.principal.tenant, row.extension, row.presence)
+        except redis.RedisError as exc:
+            # The compiled config carries the presence too; the nodes get it on reload.
+            logger.warning(
+                "tenant=%s presence of %s not shared live: %s", row.tenant_id, row.extension, exc
+            )
 
     async def delete(self, user_id: uuid.UUID, if_match: str | None) -> None:
         row = await self.users.get(user_id)

@@ -206,6 +206,10 @@ class NodeService:
                 make_response(request, 503, "Draining", extra=[("Retry-After", "1")])
             )
             return
+        if self.config().suspended:
+            # The edge refuses a suspended tenant too, but its routing table may lag.
+            transaction.respond(make_response(request, 403, "Service Suspended"))
+            return
         if request.call_id in self.calls or request.call_id in self._arriving:
             transaction.respond(make_response(request, 482))
             return

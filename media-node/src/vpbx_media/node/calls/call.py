@@ -32,6 +32,7 @@ from ...sip.message import SipRequest, SipResponse, make_response
 from ...sip.transaction import ServerTransaction
 from ...sip.transport import TransportKind
 from ..legs.sip import (
+    ALLOW_IN_CALL,
     SDP,
     Answered,
     Caller,
@@ -299,8 +300,12 @@ class Call:
             await send_bye(self.host.layer, other, self.winner.flow if self.winner else None)
         elif request.method == "INVITE":
             await self._relay_reinvite(event.side, request, transaction)
+        elif request.method == "OPTIONS":
+            transaction.respond(make_response(request, 200, extra=[("Allow", ALLOW_IN_CALL)]))
         else:
-            transaction.respond(make_response(request, 200))
+            # REFER, INFO, UPDATE, MESSAGE...: a 200 would tell the phone that a transfer
+            # or a DTMF INFO was acted on when nothing happened (RFC 3261 8.2.1).
+            transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
 
     def _sdp_for(
         self, leg: Leg, sdp: SessionDescription, keep_codecs: tuple[str, ...] | None = None

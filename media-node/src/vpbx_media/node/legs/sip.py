@@ -24,8 +24,8 @@ from ..bindings import Binding
 from .base import LegState
 
 SDP = "application/sdp"
-# Methods a call leg of the node accepts (the node as a whole also takes REGISTER).
-ALLOW_IN_CALL = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+# Methods a call leg of the node acts on (the node as a whole also takes REGISTER).
+ALLOW_IN_CALL = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 
 
 class Side(enum.Enum):
