@@ -404,7 +404,9 @@ class CallRouter:
             case ExternalTarget(number=number):
                 self._unavailable(now, subject, f"forward to {number}: {OUTBOUND_NOT_RUNNING}")
             case HangupTarget(reason=reason):
-                self._finish_with(hangup_for(reason, subject, answered=self._answered), now)
+                self._finish_with(
+                    hangup_for(reason, subject, answered=self._answered), now, subject
+                )
             case UnroutedTarget(missing=missing):
                 why = f"{missing} no longer exists" if missing else "no route set"
                 self._unavailable(now, subject, why)
@@ -567,7 +569,8 @@ class CallRouter:
                     self._enter_plan(plan, now)
                     return
                 case HangupStep(reason=reason):
-                    self._finish_with(hangup_for(reason, subject, answered=self._answered), now)
+                    hangup = hangup_for(reason, f"hangup:{reason}", answered=self._answered)
+                    self._finish_with(hangup, now, subject)
                     return
                 case _:
                     # A step whose object was deleted (or never compiled): skipped.
@@ -611,11 +614,11 @@ class CallRouter:
         self._out.note(now, subject, Outcome.FELL_THROUGH, detail=detail)
         self._finish_with(Hangup(480, _RING_END_REASON[result], detail, self._answered), now)
 
-    def _finish_with(self, hangup: Hangup, now: float) -> None:
+    def _finish_with(self, hangup: Hangup, now: float, subject: str = "call") -> None:
         self._session = None
         self.hangup = hangup
         self._out.act(hangup)
-        self._out.note(now, "call", Outcome.HUNG_UP, detail=f"{hangup.status} {hangup.detail}")
+        self._out.note(now, subject, Outcome.HUNG_UP, detail=f"{hangup.status} {hangup.detail}")
         self._done(RouteResult.HUNG_UP, RouterState.ENDED)
 
     def _caller_left(self, now: float) -> None:
