@@ -10,8 +10,10 @@ Rules the executor keeps whatever the router says:
   answers (a device that picked up after its ringing was stopped, a second
   device of the same user) is ended with BYE;
 - ``Done`` is the router's last action: the executor then ends whatever is
-  still going on for the router (a playback, a pending decision request, a
-  recording) and stops feeding it events.
+  still going on for the router (a playback, a pending decision request; a
+  voicemail recording is kept) and stops feeding it events.
+
+Times (``Ring.until``) are on the clock of the ``now`` the executor passes in.
 """
 
 from __future__ import annotations
