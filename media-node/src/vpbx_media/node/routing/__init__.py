@@ -1,0 +1,117 @@
+"""The pure routing engine: (call, tenant config, live agent state, events) -> actions.
+
+One ``CallRouter`` per call. The executor (the node's call code) runs the
+actions it returns, feeds back events, and wakes it at ``next_deadline``; the
+router never touches a socket, a clock or Redis. See ``router`` for the
+driving loop, ``actions``/``events`` for the vocabulary, ``hangup`` for the
+status mapping.
+
+One module per kind of work: ``ringing`` (groups, users, strategies),
+``ivr``, ``queue``, ``decision`` (HTTP decisions), ``voicemail``,
+``schedule``, ``plan`` (where the call is in a route plan).
+"""
+
+from __future__ import annotations
+
+from .actions import (
+    Action,
+    Answer,
+    BackToQueue,
+    CollectDigits,
+    Connect,
+    Done,
+    Hangup,
+    JoinQueue,
+    LeaveQueue,
+    Play,
+    RecordVoicemail,
+    RememberLastMember,
+    RequestDecision,
+    Ring,
+    RouteResult,
+    Sound,
+    StopPlayback,
+    StopRinging,
+)
+from .agents import AgentSnapshot, AgentState, Availability
+from .context import CallContext
+from .decision import (
+    Decision,
+    FallbackDecision,
+    RingDecision,
+    TargetDecision,
+    decision_body,
+    parse_decision,
+)
+from .events import (
+    CallerHungUp,
+    DecisionFailed,
+    DecisionReply,
+    Digit,
+    Event,
+    MemberAnswered,
+    MemberFailed,
+    MemberFailure,
+    PromptFinished,
+    QueueLeft,
+    QueueOffer,
+    TimerFired,
+    VoicemailFinished,
+)
+from .hangup import hangup_status
+from .router import MAX_HOPS, MAX_PLAN_JUMPS, CallRouter, RouterState
+from .schedule import ScheduleVerdict, schedule_state
+from .trace import Outcome, RouteEntry
+
+__all__ = [
+    "MAX_HOPS",
+    "MAX_PLAN_JUMPS",
+    "Action",
+    "AgentSnapshot",
+    "AgentState",
+    "Answer",
+    "Availability",
+    "BackToQueue",
+    "CallContext",
+    "CallRouter",
+    "CallerHungUp",
+    "CollectDigits",
+    "Connect",
+    "Decision",
+    "DecisionFailed",
+    "DecisionReply",
+    "Digit",
+    "Done",
+    "Event",
+    "FallbackDecision",
+    "Hangup",
+    "JoinQueue",
+    "LeaveQueue",
+    "MemberAnswered",
+    "MemberFailed",
+    "MemberFailure",
+    "Outcome",
+    "Play",
+    "PromptFinished",
+    "QueueLeft",
+    "QueueOffer",
+    "RecordVoicemail",
+    "RememberLastMember",
+    "RequestDecision",
+    "Ring",
+    "RingDecision",
+    "RouteEntry",
+    "RouteResult",
+    "RouterState",
+    "ScheduleVerdict",
+    "Sound",
+    "StopPlayback",
+    "StopRinging",
+    "TargetDecision",
+    "TimerFired",
+    "VoicemailFinished",
+    "decision_body",
+    "hangup_status",
+    "parse_decision",
+    "schedule_state",
+]

@@ -1,0 +1,92 @@
+"""What the call's executor tells the router."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class MemberFailure(enum.StrEnum):
+    """Why every device of an extension failed (the executor maps SIP statuses)."""
+
+    BUSY = "busy"  # 486, 600
+    DECLINED = "declined"  # 603, 403: the person rejected the call
+    UNAVAILABLE = "unavailable"  # anything else: 404, 408, 480, 5xx, no device left
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAnswered:
+    extension: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFailed:
+    """Every device of ``extension`` failed (sent once, when the last one does)."""
+
+    extension: str
+    status: MemberFailure
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """``now`` reached ``CallRouter.next_deadline``; harmless when early or stale."""
+
+
+@dataclass(frozen=True, slots=True)
+class Digit:
+    digit: str  # 0-9, *, #
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFinished:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionReply:
+    status: int  # the HTTP status
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFailed:
+    reason: str  # refused by the outbound policy, connection failed, timed out, ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOffer:
+    """The queue dispatcher picked ``extension`` for this caller."""
+
+    extension: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLeft:
+    """The dispatcher took the caller out of the queue (no agent logged in, queue gone)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailFinished:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHungUp:
+    pass
+
+
+Event = (
+    MemberAnswered
+    | MemberFailed
+    | TimerFired
+    | Digit
+    | PromptFinished
+    | DecisionReply
+    | DecisionFailed
+    | QueueOffer
+    | QueueLeft
+    | VoicemailFinished
+    | CallerHungUp
+)
