@@ -418,3 +418,13 @@ async def test_real_time_pacing() -> None:
     # give or take a late wake-up (caught up back to back).
     assert 0.20 <= arrivals[-1] - arrivals[0] < 0.45
     assert scheduler.errors == 0
+
+
+def test_stop_inside_a_callback_does_not_rearm(loop: FakeLoop, scheduler: PacedScheduler) -> None:
+    player = playback(Wire())
+    player.play(PlayOnce(prompt(1)), lambda p: scheduler.stop())
+    scheduler.add(player)
+    loop.fire()
+    loop.fire()
+    assert not scheduler.running
+    assert loop.pending is None

@@ -11,7 +11,8 @@ recorder or in-band DTMF detector looks at, so the per-sample loop is left to C:
 PCM16 here is native-endian signed 16-bit (`array('h')`), full scale +-32767. The laws
 are defined on 14-bit (mu) and 13-bit (A) linear values; a 16-bit sample is shifted
 down to that scale, negative samples by their one's complement (as the ITU-T G.191
-reference encoder does), so x and -x-1 encode to mirror codes and -1 is a silent code.
+reference encoder does), so x and -x-1 encode to mirror codes: 0 and -1 to the
+smallest positive and negative ones.
 Decoding returns the middle of each code's interval, scaled back to 16 bits.
 """
 

@@ -12,7 +12,8 @@ Switching to another source marks the next packet the same way.
 
 `packet()` runs for every generated frame: it writes the changing header fields into
 one reusable bytearray with `struct.pack_into`, copies the payload behind them and
-returns the datagram as bytes (one object, the one the socket needs).
+returns the datagram as bytes: the one object the socket needs (besides the integers
+Python makes for the new sequence number, timestamp and counters).
 """
 
 from __future__ import annotations

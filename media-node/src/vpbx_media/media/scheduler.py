@@ -15,10 +15,11 @@ largest lateness are counted.
 
 The per-tick path is a loop over a cached tuple of streams: a source index step, a
 header written into a reused buffer and the send callable; no logging, and no objects
-besides the datagram. Streams may be added or removed at any time, also from a
-completion callback during a tick: the tuple is rebuilt on the next tick, and a stream
-removed during a tick is skipped for the rest of it. The timer only runs while there
-are streams, so an idle node does not wake 50 times a second.
+besides the datagram (and the integers Python makes for counters). Streams may be
+added or removed at any time, also from a completion callback during a tick: the tuple
+is rebuilt on the next tick, and a stream removed during a tick is skipped for the rest
+of it. The timer only runs while there are streams, so an idle node does not wake 50
+times a second.
 """
 
 from __future__ import annotations
@@ -262,6 +263,8 @@ class PacedScheduler:
         for _ in range(due):
             self._tick()
         self._next += due
+        if self._loop is not loop:
+            return  # a callback stopped the scheduler
         if not self._streams:
             # Idle until the next add(); it restarts the clock.
             self._handle = None
