@@ -301,7 +301,6 @@ class DtmfDetector:
         "_reported",
         "_reverse_twist",
         "_run",
-        "_table",
         "frames",
         "min_frames",
         "min_gap_frames",
@@ -336,7 +335,6 @@ class DtmfDetector:
         self._min_share = min_tone_share
         self.min_frames = min_frames
         self.min_gap_frames = min_gap_frames
-        self._table: dict[Codec, _FloatArray] = {}
         self.frames = 0
         self._candidate: str | None = None
         self._run = 0
@@ -357,9 +355,7 @@ class DtmfDetector:
 
     def feed_g711(self, payload: bytes, codec: Codec) -> str | None:
         """One G.711 payload, decoded straight to floats (no PCM16 step)."""
-        table = self._table.get(codec)
-        if table is None:
-            table = self._table[codec] = _float_decode_table(codec)
+        table = _float_decode_table(codec)
         return self._track(self._classify(table[np.frombuffer(payload, dtype=np.uint8)]))
 
     def classify(self, frame: PcmBuffer) -> str | None:
@@ -404,9 +400,9 @@ class DtmfDetector:
             first = re1 * re1 + im1 * im1
             second = re2 * re2 + im2 * im2
             if first > second * _PARTIAL or second > first * _PARTIAL:
-                # The tone starts or stops in this frame; a phase with next to no tone
-                # behind it says nothing. A key needs two frames, so a whole one (where
-                # this check runs) is always among them.
+                # The tone starts or stops in this frame: a phase with next to no tone
+                # behind it says nothing, so the check waits for a frame the tone fills.
+                # (Only a blip under 40 ms astride two frames never gets one.)
                 continue
             turn = math.atan2(im2 * re1 - re2 * im1, re2 * re1 + im2 * im1)
             if abs(turn) * self._offset_scale > self._max_offsets[index]:

@@ -9,6 +9,7 @@ callback.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -34,8 +35,9 @@ def _frames_of(prompts: Prompt | Iterable[Prompt]) -> tuple[Codec, tuple[bytes, 
     for prompt in items:
         if prompt.codec is not codec:
             raise ValueError(f"prompts mix {codec.value} and {prompt.codec.value}")
-    frames = items[0].frames if len(items) == 1 else sum((p.frames for p in items), ())
-    return codec, frames
+    if len(items) == 1:
+        return codec, items[0].frames
+    return codec, tuple(itertools.chain.from_iterable(prompt.frames for prompt in items))
 
 
 class PlayOnce:

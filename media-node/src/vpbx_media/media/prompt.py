@@ -83,7 +83,7 @@ class Prompt:
         """One cycle of a cadence as whole frames, so that looping it keeps the rhythm."""
         cycle = cadence.render()
         repeats = FRAME_SAMPLES // math.gcd(len(cycle), FRAME_SAMPLES)
-        if repeats > 1 and repeats <= _MAX_CADENCE_REPEATS:
+        if 1 < repeats <= _MAX_CADENCE_REPEATS:
             cycle = cycle * repeats
         return cls.from_pcm(cycle, codec)
 
