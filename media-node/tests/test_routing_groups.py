@@ -342,7 +342,7 @@ def test_every_member_failing_ends_the_group_before_its_timeout() -> None:
     sim = simulate(config(group(members=["101", "102"])))
     sim.send(MemberFailed("101", MemberFailure.BUSY), at=1.0)
     sim.send(MemberFailed("102", MemberFailure.UNAVAILABLE), at=2.0)
-    assert hangup(sim) == Hangup(480, EndReason.BUSY, hangup(sim).detail, False)
+    assert hangup(sim) == Hangup(486, EndReason.BUSY, hangup(sim).detail, False)  # all busy
     assert sim.timeline[-1] == (2.0, Done(RouteResult.HUNG_UP))
 
 

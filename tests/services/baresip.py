@@ -225,6 +225,7 @@ class Baresip:
         regint: int = 60,
         auto_answer: bool = True,
         tone_hz: int = 1000,
+        record: bool = False,
     ) -> None:
         binary = shutil.which("baresip")
         if binary is None:
@@ -240,6 +241,8 @@ class Baresip:
         self.regint = regint if proxy is not None else 0
         self.auto_answer = auto_answer
         self.tone_hz = tone_hz
+        # The sndfile module dumps what each call sent and heard to WAV files.
+        self.record = record
         self.control_port = self._pick_control_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._control: _ControlChannel | None = None
@@ -309,12 +312,30 @@ class Baresip:
             ("module_app", "ctrl_tcp.so"),
             ("ctrl_tcp_listen", f"{self.host}:{self.control_port}"),
         ]
+        if self.record:
+            lines += [("module", "sndfile.so"), ("snd_path", str(self.recordings_dir))]
         return "".join(f"{key}\t\t{value}\n" for key, value in lines)
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.workdir / "recordings"
+
+    def heard(self) -> list[Path]:
+        """WAV files of what this phone heard, one per call (``record=True``), oldest first."""
+        return sorted(self.recordings_dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+
+    def send_digits(self, digits: str) -> None:
+        """Press keys in the current call (RFC 4733 telephone-event, as baresip sends them)."""
+        for digit in digits:
+            self.command("sndcode", digit)
+            time.sleep(0.25)
 
     def start(self, timeout: float = 10.0) -> None:
         if self._state is not BaresipState.NEW:
             raise RuntimeError(f"baresip already {self._state.value}")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.record:
+            self.recordings_dir.mkdir(exist_ok=True)
         (self.workdir / "config").write_text(self.config_text())
         (self.workdir / "accounts").write_text(self.account_line() + "\n")
         (self.workdir / "contacts").write_text("")

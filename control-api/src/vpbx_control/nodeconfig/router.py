@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Response
@@ -10,7 +11,8 @@ from vpbx_common.manifests import DNS_LABEL
 from vpbx_common.nodeconfig import NodeConfig
 
 from ..deps import Context, MediaNode, Session
-from ..errors import error_responses
+from ..errors import NotFound, error_responses
+from ..ivr.models import PromptRow
 from .service import NodeConfigService
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -21,6 +23,10 @@ def node_config_service(session: Session, context: Context) -> NodeConfigService
 
 
 Service = Annotated[NodeConfigService, Depends(node_config_service)]
+
+
+class PromptAudioNotFound(NotFound):
+    error_id = "prompt-not-found"
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -65,3 +71,33 @@ async def get_node_config(
     if etag_matches(if_none_match, compiled.etag):
         return Response(status_code=304, headers=headers)
     return Response(compiled.body, media_type="application/json", headers=headers)
+
+
+@router.get(
+    "/prompts/{tenant}/{prompt_id}",
+    summary="The audio of one of a tenant's prompts, as media nodes play it",
+    description=(
+        "8 kHz mono 16-bit PCM WAV: an uploaded prompt or speech rendered from text. "
+        "The id names immutable audio (a new upload or text is a new prompt), so nodes "
+        "cache it for as long as they like."
+    ),
+    responses={
+        **error_responses(401, 403, 404),
+        200: {"content": {"audio/wav": {}}, "description": "the WAV"},
+    },
+    response_class=Response,
+)
+async def get_prompt_audio(
+    _: MediaNode,
+    session: Session,
+    tenant: Annotated[str, Path(max_length=63, pattern=DNS_LABEL.pattern, examples=["acme"])],
+    prompt_id: uuid.UUID,
+) -> Response:
+    row = await session.get(PromptRow, prompt_id)
+    if row is None or row.tenant_id != tenant:
+        raise PromptAudioNotFound(f"tenant {tenant!r} has no prompt {prompt_id}")
+    return Response(
+        row.audio,
+        media_type="audio/wav",
+        headers={"ETag": f'"{row.sha256}"', "Cache-Control": "private, max-age=31536000"},
+    )

@@ -18,6 +18,7 @@ from ..sip.digest import DigestAuthenticator, NonceService
 from ..sip.transport import Address
 from .bindings import BindingStore
 from .configsource import ConfigClient, ConfigHolder, ConfigWatcher, read_config_file
+from .prompts import PromptLibrary
 from .registrar import Authenticator
 from .service import NodeIdentity, NodeService
 
@@ -32,6 +33,7 @@ async def run_node(settings: NodeSettings) -> None:
         raise SystemExit("VPBX_REDIS_URL is required for a media node")
     redis_client = redis.Redis.from_url(settings.redis_url)
     watcher: ConfigWatcher | None = None
+    prompts = PromptLibrary()
     if settings.config_url:
         if not (settings.tenant and settings.city):
             raise SystemExit("VPBX_TENANT and VPBX_CITY are required with VPBX_CONFIG_URL")
@@ -43,6 +45,7 @@ async def run_node(settings: NodeSettings) -> None:
             timeout=settings.config_fetch_timeout,
         )
         config = ConfigHolder(await client.fetch_initial())
+        prompts = PromptLibrary(client.fetch_prompt)
         watcher = ConfigWatcher(
             client, config, redis_client, poll_interval=settings.config_poll_interval
         )
@@ -81,6 +84,7 @@ async def run_node(settings: NodeSettings) -> None:
         redis_client,
         shipper=shipper,
         registrar_limits=(settings.min_register_expires, settings.max_register_expires),
+        prompts=prompts,
         events=CallEventPublisher(redis_client, max_len=settings.call_events_max_len),
     )
     recovered = service.recover()

@@ -37,7 +37,7 @@ class ConfigHolder:
         return self.current
 
 
-class ConfigFetchError(RuntimeError):
+class ConfigFetchError(OSError):
     """The control API did not give a usable config (down, refused, or garbage)."""
 
 
@@ -88,6 +88,18 @@ class ConfigClient:
                 f"got the config of {config.tenant}/{config.city}, not {self.tenant}/{self.city}"
             )
         return config
+
+    async def fetch_prompt(self, prompt_id: str) -> bytes:
+        """The WAV of one of the tenant's prompts (OSError when it cannot be had)."""
+        try:
+            response = await self._http.get(f"/internal/v1/prompts/{self.tenant}/{prompt_id}")
+        except httpx.HTTPError as exc:
+            raise ConfigFetchError(f"control API unreachable: {exc!r}") from exc
+        if response.status_code != 200:
+            raise ConfigFetchError(
+                f"prompt {prompt_id}: control API answered {response.status_code}"
+            )
+        return response.content
 
     async def fetch_initial(
         self, *, first_delay: float = 0.2, max_delay: float = 5.0

@@ -11,19 +11,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
 
+from vpbx_common.agents import AgentStateStore
 from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
-from vpbx_common.nodeconfig import GroupTarget, NodeConfig, UnroutedTarget, UserTarget
+from vpbx_common.nodeconfig import NodeConfig, Target, UserTarget
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
+from ..media.scheduler import PacedScheduler
 from ..rtp.ports import PortAllocator
 from ..rtp.relay import MediaRelay
 from ..sip.message import SipRequest, SipResponse, make_response
@@ -32,16 +34,17 @@ from ..sip.transport import Address, Flow
 from ..sip.uri import SipUri
 from .bindings import BindingStore
 from .calllimit import TenantCallLimit
-from .calls.call import Call, CallPlan
+from .calls.call import Call
 from .calls.facts import CallFacts, NodeRef
 from .journal import SpoolWriter
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
+from .prompts import PromptLibrary
 from .registrar import Authenticator, Registrar
+from .routing import AgentSnapshot, AgentState, DecisionFailed, DecisionReply
 
 logger = logging.getLogger(__name__)
 
 ALLOW = f"{ALLOW_IN_CALL}, REGISTER"
-DEFAULT_EXTENSION_RING_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class NodeService:
         registrar_limits: tuple[int, int] = (30, 3600),
         journal_touch_interval: float = 5.0,
         events: CallEventPublisher | None = None,
+        prompts: PromptLibrary | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -84,6 +88,9 @@ class NodeService:
         self.redis = redis_client
         self.events = events if events is not None else CallEventPublisher(redis_client)
         self.journal_touch_interval = journal_touch_interval
+        self.agents = AgentStateStore(redis_client)
+        self.scheduler = PacedScheduler()
+        self.prompts = prompts if prompts is not None else PromptLibrary()
         # Shipping per CDR would open the CDR store once per call; the shipper batches
         # on its own interval instead.
         self.spool_writer = SpoolWriter()
@@ -224,8 +231,8 @@ class NodeService:
             self._arriving.pop(request.call_id, None)
         if planned is None:
             return
-        facts, plan = planned
-        call = Call(self, SipUasLeg(request, transaction), facts, plan)
+        facts, target = planned
+        call = Call(self, SipUasLeg(request, transaction), facts, target)
         self.calls[call.call_id] = call
         self._idle.clear()
         self._by_transaction[id(transaction)] = call
@@ -233,8 +240,9 @@ class NodeService:
 
     async def _plan(
         self, request: SipRequest, transaction: ServerTransaction
-    ) -> tuple[CallFacts, CallPlan] | None:
-        """Decide who rings, or answer the request and return None."""
+    ) -> tuple[CallFacts, Target] | None:
+        """Where the call starts (the number's entry, the extension dialled), or answer the
+        request and return None."""
         config = self.config()
         uri = request.sip_uri
         if uri.host.lower() == config.sip_domain.lower():
@@ -248,10 +256,10 @@ class NodeService:
                 transaction.respond(make_response(request, 403))
                 return None
             dialled = uri.user or ""
-            if config.user(dialled) is None:
+            if dialled == "" or config.user(dialled) is None:
                 transaction.respond(make_response(request, 404))
                 return None
-            targets = await self._targets_for([dialled])
+            callee = config.user(dialled)
             user = config.user(extension)
             facts = CallFacts(
                 call_id=request.call_id,
@@ -262,7 +270,8 @@ class NodeService:
                 caller=extension,
                 caller_display=user.name if user else None,
             )
-            return facts, CallPlan(targets=targets, ring_timeout_s=DEFAULT_EXTENSION_RING_S)
+            assert callee is not None
+            return facts, UserTarget(extension=dialled, user_id=callee.id)
         try:
             number = normalize_e164(uri.user_unescaped or "")
         except InvalidPhoneNumber:
@@ -292,26 +301,6 @@ class NodeService:
                 )
                 return None
             self._counted_calls.add(request.call_id)
-        target = entry.target
-        group = config.group(target.name) if isinstance(target, GroupTarget) else None
-        timeout = float(group.ring_timeout_s) if group is not None else DEFAULT_EXTENSION_RING_S
-        if group is not None:
-            members = group.members
-        elif isinstance(target, UserTarget):
-            members = [target.extension]
-        else:
-            # `unrouted` (no entry set yet), or an IVR / route plan this node cannot run
-            # yet: nobody rings, the caller gets 480 and the tenant a CDR of the call.
-            members = []
-            logger.info(
-                "tenant=%s number %s: entry %s %s; nobody to ring",
-                self.tenant,
-                number,
-                target.type,
-                "not set yet"
-                if isinstance(target, UnroutedTarget)
-                else "not supported by this node",
-            )
         facts = CallFacts(
             call_id=request.call_id,
             node=self.identity.ref,
@@ -321,7 +310,7 @@ class NodeService:
             caller=_outside_caller(request),
             caller_display=request.from_.display_name,
         )
-        return facts, CallPlan(targets=await self._targets_for(members), ring_timeout_s=timeout)
+        return facts, entry.target
 
     def _refuse_inbound(
         self,
@@ -349,13 +338,51 @@ class NodeService:
         self.spool_writer.submit(lambda: self.spool.append(record))
         self._spawn(self._publish(facts.event(CallEventType.ENDED)))
 
-    async def _targets_for(self, extensions: list[str]) -> list[DeviceTarget]:
-        targets: list[DeviceTarget] = []
-        now = time.time()
-        for extension in extensions:
-            for binding in await self.bindings.list(self.tenant, extension, now):
-                targets.append(DeviceTarget(extension, binding))
-        return targets
+    async def devices(self, extension: str) -> list[DeviceTarget]:
+        bindings = await self.bindings.list(self.tenant, extension, time.time())
+        return [DeviceTarget(extension, binding) for binding in bindings]
+
+    async def agent_snapshot(self) -> AgentSnapshot:
+        states = await self.agents.snapshot(self.tenant)
+        extensions = states.talking | states.last_call_end_ms.keys() | states.presence.keys()
+        return AgentSnapshot(
+            agents={
+                extension: AgentState(
+                    on_call=extension in states.talking,
+                    last_call_end=(
+                        states.last_call_end_ms[extension] / 1000
+                        if extension in states.last_call_end_ms
+                        else None
+                    ),
+                    presence=states.presence.get(extension),
+                )
+                for extension in extensions
+            },
+            last_member=states.last_member,
+        )
+
+    def agent_talking(self, extension: str, call_id: str) -> None:
+        self._spawn(self._agent_update(self.agents.call_answered, extension, call_id))
+
+    def agent_free(self, extension: str, call_id: str) -> None:
+        self._spawn(self._agent_update(self.agents.call_ended, extension, call_id))
+
+    def remember_last_member(self, group: str, extension: str) -> None:
+        self._spawn(self._agent_update(self.agents.remember_last_member, group, extension))
+
+    async def _agent_update(
+        self, update: Callable[[str, str, str], Awaitable[None]], first: str, second: str
+    ) -> None:
+        try:
+            await update(self.tenant, first, second)
+        except redis.RedisError as exc:
+            # Routing reads a slightly stale picture until the next update succeeds.
+            logger.warning("tenant=%s agent state not updated: %s", self.tenant, exc)
+
+    async def decide(
+        self, url: str, body: dict[str, str], timeout_s: float
+    ) -> DecisionReply | DecisionFailed:
+        return DecisionFailed("HTTP decisions are not wired into this node yet")
 
     def _active_on(self, number: str) -> int:
         running = sum(1 for call in self.calls.values() if call.facts.number == number)
@@ -418,14 +445,23 @@ class NodeService:
 
     def start(self) -> None:
         self.spool_writer.start()
+        self.scheduler.start()
         self._spawn(self._touch_journal())
 
     async def _touch_journal(self) -> None:
-        """Keep open calls' journal entries fresh: a crash then dates their end closely."""
+        """Keep open calls' journal entries and their agents' talking state fresh: a crash
+        then dates their end closely, and frees the agents soon."""
         while True:
             await asyncio.sleep(self.journal_touch_interval)
             if self.calls:
                 self.spool_writer.submit(self.spool.touch_open_calls)
+                talking = [
+                    (call.facts.answered_by, call.call_id)
+                    for call in self.calls.values()
+                    if call.facts.answered_by
+                ]
+                with contextlib.suppress(redis.RedisError):
+                    await self.agents.calls_go_on(self.tenant, talking)
 
     async def drain(self, timeout: float) -> None:
         """Stop taking calls, let the ones in progress finish (bounded)."""
@@ -434,6 +470,7 @@ class NodeService:
             await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def stop(self) -> None:
+        self.scheduler.stop()
         await self.spool_writer.stop()
         for task in list(self._tasks):
             task.cancel()

@@ -42,6 +42,7 @@ import ipaddress
 import logging
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,10 @@ _MAX_MISORDER = 100
 # Binding can fail when another process holds a port of our range; try a few pairs.
 _BIND_ATTEMPTS = 16
 _CLOSE_TIMEOUT = 1.0
+
+
+def _discard(datagram: bytes) -> None:
+    """The sink of a leg whose peer must not hear it (the other leg is served by the node)."""
 
 
 class Leg(enum.Enum):
@@ -178,6 +183,7 @@ class _LegState:
         "rtp_transport",
         "sdp_rtcp",
         "sdp_rtp",
+        "sink",
         "ssrc",
     )
 
@@ -190,6 +196,9 @@ class _LegState:
         self.sdp_rtp: tuple[str, int] | None = None
         self.sdp_rtcp: tuple[str, int] | None = None
         self.paused = False
+        # While the node itself serves this leg (a prompt, an IVR, a queue), its RTP goes
+        # to the sink instead of the other leg.
+        self.sink: Callable[[bytes], None] | None = None
         # Latched sources are kept as the exact tuples the loop reports, so the per-packet
         # comparison is one tuple equality.
         self.rtp_source: tuple[Any, ...] | None = None
@@ -414,6 +423,10 @@ class _RtpProtocol(_LegProtocol):
                 leg.sequence_jump(seq)
             else:
                 leg.received += 1
+        sink = leg.sink
+        if sink is not None:
+            sink(data)
+            return
         target = peer.rtp_target
         transport = peer.rtp_transport
         if target is None or transport is None:
@@ -578,6 +591,29 @@ class MediaRelay:
             rtp_port,
             rtcp[1],
         )
+
+    def serve(self, leg: Leg, sink: Callable[[bytes], None] | None) -> None:
+        """Let the node serve ``leg``: its RTP goes to ``sink`` (None: back to the other leg),
+        and nothing of the other leg's reaches it meanwhile."""
+        state = self._legs[leg]
+        state.sink = sink
+        self._legs[leg.other].sink = None if sink is None else _discard
+
+    def sender(self, leg: Leg) -> Callable[[bytes], None]:
+        """Sends the node's own RTP to ``leg``'s peer, wherever it is latched at the time."""
+        state = self._legs[leg]
+
+        def send(datagram: bytes) -> None:
+            target = state.rtp_target
+            transport = state.rtp_transport
+            if target is None or transport is None:
+                state.dropped += 1
+                return
+            transport.sendto(datagram, target)
+            state.packets_out += 1
+            state.bytes_out += len(datagram)
+
+        return send
 
     def stats(self) -> RelayStats:
         return RelayStats(a=self._legs[Leg.A].snapshot(), b=self._legs[Leg.B].snapshot())

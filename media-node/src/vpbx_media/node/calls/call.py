@@ -1,24 +1,34 @@
-"""One call through the tenant node: a B2BUA with the caller's leg and the legs it rings.
+"""One call through the tenant node: a B2BUA that routes by the routing engine's actions.
 
-The caller's leg (A) is a UAS dialog; each ringing device is a UAC leg (B).
-Media of every call is anchored in the node's relay. The call is an explicit
-state machine driven by one task that consumes events from the legs, so
-races (a CANCEL crossing a 200, two devices answering at once) are decided
-in one place. What the call learns goes into its ``CallFacts``.
+The caller's leg (A) is a UAS dialog; every device the router rings is a UAC leg
+(B). Media of every call is anchored in the node's relay; while the node itself
+serves the caller (IVR, queue, voicemail) their RTP goes to ``CallerMedia``.
+
+One task drives the call: it feeds the router what the legs, the caller and the
+clock report, and carries out the actions the router answers with, in order.
+Races (a CANCEL crossing a 200, two devices answering at once, an answer
+crossing a ring timeout) are decided in this one place. What the call learns
+goes into its ``CallFacts``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from vpbx_common.cdr import EndReason, HangupBy, now_ms
 from vpbx_common.events import CallEventType
+from vpbx_common.nodeconfig import Target
 
+from ...media.dtmf import DtmfError, parse_info_body
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import (
+    Negotiation,
     NotAcceptableError,
     SdpError,
     SdpOriginator,
@@ -45,20 +55,49 @@ from ..legs.sip import (
     SipUasLeg,
     send_bye,
 )
+from ..routing import (
+    Action,
+    Answer,
+    BackToQueue,
+    CallContext,
+    CallerHungUp,
+    CallRouter,
+    CollectDigits,
+    Connect,
+    Digit,
+    Done,
+    Hangup,
+    JoinQueue,
+    LeaveQueue,
+    MemberAnswered,
+    MemberFailed,
+    MemberFailure,
+    Play,
+    PromptFinished,
+    RecordVoicemail,
+    RememberLastMember,
+    RequestDecision,
+    Ring,
+    RouteResult,
+    StopPlayback,
+    StopRinging,
+    TimerFired,
+)
+from ..routing import Event as RouterEvent
 from .facts import CallFacts
 from .host import CallHost
+from .media import CallerMedia
 
 logger = logging.getLogger(__name__)
 
 
 class CallState(Enum):
-    ROUTING = "routing"
-    RINGING = "ringing"
-    ANSWERED = "answered"
+    ROUTING = "routing"  # the router is at work; the caller may be served by the node
+    CONNECTED = "connected"  # bridged to the person who answered
     ENDED = "ended"
 
 
-# Events from the caller's side that the call's task consumes (leg events come from legs).
+# What the call's task consumes besides the legs' events.
 @dataclass(frozen=True, slots=True)
 class _CallerCancelled:
     pass
@@ -71,15 +110,26 @@ class _InDialog:
     transaction: ServerTransaction
 
 
-_Event = LegEvent | _CallerCancelled | _InDialog
+@dataclass(frozen=True, slots=True)
+class _ForRouter:
+    """Something the router must hear (a digit, a prompt's end, a decision's reply)."""
+
+    event: RouterEvent
 
 
-@dataclass(slots=True)
-class CallPlan:
-    """Who rings, and for how long, as decided before ringing starts."""
+_Event = LegEvent | _CallerCancelled | _InDialog | _ForRouter
 
-    targets: list[DeviceTarget]
-    ring_timeout_s: float
+# Actions that need media this node does not carry out yet: the route says so.
+_NOT_YET = (JoinQueue, BackToQueue, LeaveQueue, RecordVoicemail)
+
+
+def member_failure(statuses: list[int]) -> MemberFailure:
+    """Why every device of an extension failed, from their final SIP statuses."""
+    if any(status in (486, 600) for status in statuses):
+        return MemberFailure.BUSY
+    if statuses and all(status in (603, 403) for status in statuses):
+        return MemberFailure.DECLINED
+    return MemberFailure.UNAVAILABLE
 
 
 class Call:
@@ -88,21 +138,30 @@ class Call:
         host: CallHost,
         caller: SipUasLeg,
         facts: CallFacts,
-        plan: CallPlan,
+        start_target: Target,
     ) -> None:
         self.host = host
         self.caller = caller
         self.facts = facts
-        self.plan = plan
+        self.start_target = start_target
         self.call_id = caller.call_id
         self.state = CallState.ROUTING
         self.legs: list[SipUacLeg] = []
         self.winner: SipUacLeg | None = None
         self.relay: MediaRelay | None = None
+        self.media: CallerMedia | None = None
+        self.router: CallRouter | None = None
         self.caller_origin = SdpOriginator(host.media_address)
         self.callee_origin = SdpOriginator(host.media_address)
         self.events: asyncio.Queue[_Event] = asyncio.Queue()
-        facts.ringing = tuple(target.extension for target in plan.targets)
+        self._offer: SessionDescription | None = None
+        self._negotiation: Negotiation | None = None
+        self._fork_sdp = b""
+        self._ringing: dict[str, list[SipUacLeg]] = {}  # extension -> its legs still offered
+        self._answered: dict[str, SipUacLeg] = {}  # extension -> its first device to answer
+        self._answers: dict[str, bytes] = {}  # leg Call-ID -> the SDP of its 200 OK
+        self._caller_answered = False  # by the node (IVR, queue) or by a person
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def transaction(self) -> ServerTransaction:
@@ -124,6 +183,11 @@ class Call:
         self._log(logging.INFO, "state %s -> %s", self.state.name, state.name)
         self.state = state
 
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # --- entry points from the node -------------------------------------
 
     def on_caller_cancel(self) -> None:
@@ -134,9 +198,11 @@ class Call:
 
     def on_callee_2xx_retransmission(self, response: SipResponse) -> None:
         """The callee did not get our ACK: send it again."""
-        leg = self.winner
-        if leg is not None and leg.dialog is not None and response.to.tag == leg.dialog.remote_tag:
-            leg.send_ack(self.host.layer, response.cseq.seq)
+        for leg in self.legs:
+            dialog = leg.dialog
+            ours = dialog is not None and leg.call_id == response.call_id
+            if ours and dialog is not None and response.to.tag == dialog.remote_tag:
+                leg.send_ack(self.host.layer, response.cseq.seq)
 
     # --- the call ------------------------------------------------------
 
@@ -152,9 +218,6 @@ class Call:
 
     async def _run(self) -> None:
         self.host.journal_begin(self)
-        if not self.plan.targets:
-            self._reject(480, EndReason.UNAVAILABLE)
-            return
         try:
             offer = SessionDescription.parse(self.caller.request.body)
             negotiation = negotiate(offer)
@@ -162,33 +225,101 @@ class Call:
             prefix = "" if isinstance(exc, NotAcceptableError) else "Bad SDP: "
             self._reject(exc.status_code, EndReason.FAILED, f"{prefix}{exc}"[:80])
             return
+        self._offer, self._negotiation = offer, negotiation
         self.relay = await self.host.open_relay(self.call_id)
         self.relay.set_remote(Leg.A, *negotiation.endpoint)
-        body = self._sdp_for(Leg.B, offer, keep_codecs=negotiation.codec_names)
-        for target in self.plan.targets:
-            self._fork(target, body)
-        self._set_state(CallState.RINGING)
-        self.host.publish(self, CallEventType.RINGING)
-        deadline = asyncio.get_running_loop().time() + self.plan.ring_timeout_s
-        while self.state is CallState.RINGING:
-            remaining = deadline - asyncio.get_running_loop().time()
+        self._fork_sdp = self._sdp_for(Leg.B, offer, keep_codecs=negotiation.codec_names)
+        loop = asyncio.get_running_loop()
+        self.router = CallRouter(
+            CallContext(
+                call_id=self.call_id,
+                tenant=self.facts.node.tenant,
+                number=self.facts.number,
+                caller=self.facts.caller,
+                city=self.facts.node.city,
+                label=self.facts.label,
+                direction=self.facts.direction,
+            ),
+            self.host.config(),
+            await self.host.agent_snapshot(),
+            self.start_target,
+            epoch_offset=time.time() - loop.time(),
+        )
+        await self._execute(self.router.start(loop.time()))
+        while self.state is CallState.ROUTING:
+            deadline = self.router.next_deadline
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                event = await asyncio.wait_for(self.events.get(), max(0.0, remaining))
+                event = await asyncio.wait_for(self.events.get(), timeout)
             except TimeoutError:
-                self._cancel_forks()
-                self._reject(480, EndReason.NO_ANSWER, "No Answer")
-                return
-            await self._on_ringing_event(event)
-        if self.state is CallState.ANSWERED:
+                await self._feed(TimerFired())
+                continue
+            await self._on_routing_event(event)
+        if self.state is CallState.CONNECTED:
             await self._talk()
 
-    def _reject(self, status: int, reason: EndReason, phrase: str | None = None) -> None:
-        self.facts.sip_status = status
-        self.facts.end_reason = reason
-        self.caller.reject(status, phrase)
-        self._set_state(CallState.ENDED)
+    async def _feed(self, event: RouterEvent) -> None:
+        assert self.router is not None
+        actions = self.router.on_event(event, asyncio.get_running_loop().time())
+        await self._execute(actions)
 
-    def _fork(self, target: DeviceTarget, body: bytes) -> None:
+    # --- carrying out the router's actions ------------------------------------
+
+    async def _execute(self, actions: list[Action]) -> None:
+        later: list[RouterEvent] = []  # what the router must hear once these are done
+        for action in actions:
+            await self._do(action, later)
+        for event in later:
+            if self.state is CallState.ROUTING and self.router and not self.router.finished:
+                await self._feed(event)
+
+    async def _do(self, action: Action, later: list[RouterEvent]) -> None:
+        if isinstance(action, Ring):
+            await self._ring(action, later)
+        elif isinstance(action, StopRinging):
+            for extension in action.extensions:
+                for leg in self._ringing.pop(extension, []):
+                    leg.cancel()
+        elif isinstance(action, Connect):
+            await self._connect(action.extension)
+        elif isinstance(action, Answer):
+            self._answer_caller()
+        elif isinstance(action, Play):
+            if self.media is not None:
+                self._spawn(self.media.play(action.sound, loop=action.loop))
+        elif isinstance(action, StopPlayback):
+            if self.media is not None:
+                self.media.stop_playback()
+        elif isinstance(action, CollectDigits):
+            if self.media is not None:
+                self.media.collecting = True
+        elif isinstance(action, RequestDecision):
+            self._spawn(self._decide(action))
+        elif isinstance(action, RememberLastMember):
+            self.host.remember_last_member(action.group, action.extension)
+        elif isinstance(action, Hangup):
+            await self._hang_up(action)
+        elif isinstance(action, Done):
+            self._done(action.result)
+        elif isinstance(action, _NOT_YET):
+            self._log(logging.WARNING, "%s not yet run by this node", type(action).__name__)
+            await self._hang_up(
+                Hangup(480, EndReason.UNAVAILABLE, "not yet running", self._caller_answered)
+            )
+
+    async def _ring(self, action: Ring, later: list[RouterEvent]) -> None:
+        first = not self.facts.ringing
+        for extension in action.extensions:
+            devices = await self.host.devices(extension)
+            if not devices:
+                later.append(MemberFailed(extension, MemberFailure.UNAVAILABLE))
+                continue
+            self._ringing[extension] = [self._fork(device) for device in devices]
+        self.facts.ringing = (*self.facts.ringing, *action.extensions)
+        if first:
+            self.host.publish(self, CallEventType.RINGING)
+
+    def _fork(self, target: DeviceTarget) -> SipUacLeg:
         leg = SipUacLeg.invite(
             target,
             layer=self.host.layer,
@@ -196,85 +327,210 @@ class Call:
             node_address=self.host.sip_address,
             contact=self.host.contact_uri,
             caller=Caller(self.facts.caller, self.facts.caller_display, self.facts.label),
-            sdp=body,
+            sdp=self._fork_sdp,
         )
         self.legs.append(leg)
         self.host.register_leg(self, leg.call_id)
         leg.start(self.host.layer, self.events.put_nowait)
+        return leg
 
-    async def _on_ringing_event(self, event: _Event) -> None:
-        if isinstance(event, Provisional):
-            if event.response.status in (180, 183) and not event.leg.ringing:
-                event.leg.ringing = True
-                if not any(leg.ringing for leg in self.legs if leg is not event.leg):
-                    self.caller.ring()
-        elif isinstance(event, Answered):
-            await self._on_answer(event.leg, event.response)
-        elif isinstance(event, Failed):
-            event.leg.final_status = event.status
-            if all(leg.final_status is not None for leg in self.legs):
-                self._on_all_failed()
-        elif isinstance(event, _CallerCancelled):
+    def _answer_caller(self) -> None:
+        """The node answers the caller itself (IVR, queue, voicemail) and serves their media."""
+        if self._caller_answered:
+            return
+        assert self._offer is not None
+        assert self._negotiation is not None
+        assert self.relay is not None
+        self.media = CallerMedia(
+            self.relay,
+            self._negotiation,
+            self.host.scheduler,
+            self.host.prompts,
+            on_digit=lambda digit: self.events.put_nowait(_ForRouter(Digit(digit))),
+            on_prompt_end=lambda: self.events.put_nowait(_ForRouter(PromptFinished())),
+        )
+        self.media.start()
+        body = self._sdp_for(Leg.A, self._offer, keep_codecs=self._negotiation.codec_names)
+        self.caller.answer(self.host.contact_uri, body)
+        self._caller_answered = True
+        self.facts.sip_status = 200
+
+    async def _decide(self, action: RequestDecision) -> None:
+        event = await self.host.decide(action.url, action.body, action.timeout_ms / 1000)
+        self.events.put_nowait(_ForRouter(event))
+
+    async def _hang_up(self, action: Hangup) -> None:
+        self.facts.end_reason = action.end_reason
+        if self.facts.end_reason is EndReason.COMPLETED and self.facts.answer_ms is None:
+            # Served by the node only (an IVR without a way on): nobody took the call.
+            self.facts.end_reason = EndReason.UNAVAILABLE
+        self._cancel_forks()
+        if self.caller.is_final:
+            self._stop_media()
+            self.facts.hangup_by = HangupBy.SYSTEM
+            await send_bye(self.host.layer, self.caller.dialog, None)
+            self._set_state(CallState.ENDED)
+        else:
+            self._reject(action.status, self.facts.end_reason, action.detail[:80] or None)
+
+    def _done(self, result: RouteResult) -> None:
+        if result is RouteResult.CALLER_LEFT:
             self._cancel_forks()
             self.facts.hangup_by = HangupBy.CALLER
-            self._reject(487, EndReason.CANCELLED)
-        else:
-            # In-dialog requests before the answer cannot belong to an established leg.
-            event.transaction.respond(make_response(event.request, 481))
+            if not self.caller.is_final:
+                self._reject(487, EndReason.CANCELLED)
+            else:
+                self.facts.end_reason = EndReason.CANCELLED
+                self._set_state(CallState.ENDED)
+        elif result is RouteResult.HUNG_UP and self.state is CallState.ROUTING:
+            self._set_state(CallState.ENDED)
 
-    def _on_all_failed(self) -> None:
-        statuses = [leg.final_status or 480 for leg in self.legs]
-        if any(status in (486, 600) for status in statuses):
-            self._reject(486, EndReason.BUSY)
-        elif all(status in (603, 403) for status in statuses):
-            self._reject(603, EndReason.REJECTED)
-        else:
-            self._reject(480, EndReason.UNAVAILABLE)
+    def _reject(self, status: int, reason: EndReason, phrase: str | None = None) -> None:
+        self.facts.sip_status = status
+        self.facts.end_reason = reason
+        self.caller.reject(status, phrase)
+        self._set_state(CallState.ENDED)
 
     def _cancel_forks(self, keep: SipUacLeg | None = None) -> None:
         for leg in self.legs:
             if leg is not keep:
                 leg.cancel()
+        self._ringing.clear()
 
-    async def _on_answer(self, leg: SipUacLeg, response: SipResponse) -> None:
+    def _stop_media(self) -> None:
+        if self.media is not None:
+            self.media.stop()
+
+    # --- what the legs, the caller and the clock report --------------------------
+
+    async def _on_routing_event(self, event: _Event) -> None:
+        if isinstance(event, Provisional):
+            if event.response.status in (180, 183) and not event.leg.ringing:
+                event.leg.ringing = True
+                if self.caller.state.value == "new" and not self._caller_answered:
+                    self.caller.ring()
+        elif isinstance(event, Answered):
+            await self._on_leg_answered(event.leg, event.response)
+        elif isinstance(event, Failed):
+            self._on_leg_failed(event.leg, event.status)
+            await self._report_failures()
+        elif isinstance(event, _CallerCancelled):
+            if not self._caller_answered:
+                await self._feed(CallerHungUp())
+        elif isinstance(event, _ForRouter):
+            await self._feed(event.event)
+        else:
+            await self._on_caller_request_while_routing(event)
+
+    async def _on_leg_answered(self, leg: SipUacLeg, response: SipResponse) -> None:
         leg.final_status = response.status
         leg.dialog = Dialog.as_uac(leg.request, response)
-        if self.winner is not None:
-            # A second device answered too late: acknowledge and hang it up.
-            leg.send_ack(self.host.layer, response.cseq.seq)
+        leg.send_ack(self.host.layer, response.cseq.seq)
+        self._answers[leg.call_id] = response.body
+        extension = leg.extension
+        if leg not in self._ringing.get(extension, ()) or extension in self._answered:
+            # Its ringing was stopped, or another device of the same person was first.
             await send_bye(self.host.layer, leg.dialog, None)
             return
+        self._answered[extension] = leg
+        await self._feed(MemberAnswered(extension))
+        if self.winner is not leg and self.state is not CallState.ENDED:
+            # The router did not connect it (it had moved on): hang it up.
+            await send_bye(self.host.layer, leg.dialog, None)
+
+    def _on_leg_failed(self, leg: SipUacLeg, status: int) -> None:
+        leg.final_status = status
+
+    async def _report_failures(self) -> None:
+        for extension, legs in list(self._ringing.items()):
+            if legs and all(leg.final_status is not None for leg in legs):
+                if extension in self._answered:
+                    continue
+                del self._ringing[extension]
+                statuses = [leg.final_status or 480 for leg in legs]
+                await self._feed(MemberFailed(extension, member_failure(statuses)))
+
+    async def _on_caller_request_while_routing(self, event: _InDialog) -> None:
+        request, transaction = event.request, event.transaction
+        dialog = self.caller.dialog if event.side is Side.CALLER else None
+        if dialog is None or not dialog.accept_remote_request(request):
+            transaction.respond(make_response(request, 500 if dialog else 481))
+            return
+        if request.method == "BYE":
+            transaction.respond(make_response(request, 200))
+            self.facts.end_ms = now_ms()
+            await self._feed(CallerHungUp())
+            if self.state is CallState.ROUTING:  # the router had finished already
+                self._done(RouteResult.CALLER_LEFT)
+        elif request.method == "INFO" and self._info_digit(request):
+            transaction.respond(make_response(request, 200))
+        elif request.method == "OPTIONS":
+            transaction.respond(make_response(request, 200, extra=[("Allow", ALLOW_IN_CALL)]))
+        elif request.method == "INVITE":
+            transaction.respond(make_response(request, 488, "Not While Routing"))
+        else:
+            transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
+
+    def _info_digit(self, request: SipRequest) -> bool:
+        """A DTMF INFO (application/dtmf-relay or application/dtmf) while digits are wanted."""
+        if self.media is None or not self.media.collecting:
+            return False
+        try:
+            digit = parse_info_body(request.headers.get("Content-Type") or "", request.body)
+        except DtmfError:
+            return False
+        self.media.digit(digit)
+        return True
+
+    # --- connected --------------------------------------------------------------
+
+    async def _connect(self, extension: str) -> None:
+        leg = self._answered.get(extension)
+        if leg is None or leg.dialog is None:
+            return
         self.winner = leg
-        leg.send_ack(self.host.layer, response.cseq.seq)
         self._cancel_forks(keep=leg)
         assert self.relay is not None
         try:
-            answer = SessionDescription.parse(response.body)
+            answer = SessionDescription.parse(self._answers.get(leg.call_id, b""))
             endpoint = media_endpoint(answer)
             caller_answer = self._sdp_for(Leg.A, answer)
         except SdpError as exc:
             self._log(logging.WARNING, "callee answered with unusable SDP: %s", exc)
             await send_bye(self.host.layer, leg.dialog, None)
-            self._reject(488, EndReason.FAILED)
+            if self.caller.is_final:
+                self._stop_media()
+                await send_bye(self.host.layer, self.caller.dialog, None)
+                self.facts.end_reason = EndReason.FAILED
+                self._set_state(CallState.ENDED)
+            else:
+                self._reject(488, EndReason.FAILED)
             return
+        self._stop_media()
         self.relay.set_remote(Leg.B, *endpoint)
         self.facts.answer_ms = now_ms()
-        self.facts.answered_by = leg.extension
+        self.facts.answered_by = extension
         self.facts.sip_status = 200
-        self.caller.answer(self.host.contact_uri, caller_answer)
-        self._set_state(CallState.ANSWERED)
+        if not self._caller_answered:
+            self.caller.answer(self.host.contact_uri, caller_answer)
+            self._caller_answered = True
+        self._set_state(CallState.CONNECTED)
         self.host.publish(self, CallEventType.ANSWERED)
         self.host.journal_answer(self)
+        self.host.agent_talking(extension, self.call_id)
 
     async def _talk(self) -> None:
-        while self.state is CallState.ANSWERED:
+        while self.state is CallState.CONNECTED:
             event = await self.events.get()
             if isinstance(event, _InDialog):
                 await self._on_in_dialog(event)
             elif isinstance(event, Answered) and event.leg is not self.winner:
-                await self._on_answer(event.leg, event.response)
-            elif isinstance(event, _CallerCancelled):
-                continue  # too late: the call is answered; the caller must BYE
+                # A device answered after another was connected: acknowledge and hang up.
+                event.leg.final_status = event.response.status
+                event.leg.dialog = Dialog.as_uac(event.leg.request, event.response)
+                event.leg.send_ack(self.host.layer, event.response.cseq.seq)
+                await send_bye(self.host.layer, event.leg.dialog, None)
+            # Anything else (a late CANCEL, failures of stopped forks) no longer matters.
 
     async def _on_in_dialog(self, event: _InDialog) -> None:
         request, transaction = event.request, event.transaction
@@ -384,18 +640,25 @@ class Call:
         self._cancel_forks()
         for leg in self.legs:
             leg.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        self._stop_media()
         stats = None
         if self.relay is not None:
             stats = self.relay.stats()
             await self.relay.stop()
         self.state = CallState.ENDED
+        route = self.router.route if self.router is not None else ()
         self._log(
             logging.INFO,
-            "ended reason=%s status=%s answered_by=%s media=%s",
+            "ended reason=%s status=%s answered_by=%s route=[%s] media=%s",
             self.facts.end_reason,
             self.facts.sip_status,
             self.facts.answered_by or "-",
+            "; ".join(str(entry) for entry in route),
             stats,
         )
+        if self.facts.answered_by:
+            self.host.agent_free(self.facts.answered_by, self.call_id)
         self.host.publish(self, CallEventType.ENDED)
         self.host.call_finished(self)

@@ -12,10 +12,14 @@ from typing import TYPE_CHECKING, Protocol
 from vpbx_common.events import CallEventType
 from vpbx_common.nodeconfig import NodeConfig
 
+from ...media.scheduler import PacedScheduler
 from ...rtp.relay import MediaRelay
 from ...sip.transaction import TransactionLayer
 from ...sip.transport import Address
 from ...sip.uri import SipUri
+from ..legs.sip import DeviceTarget
+from ..prompts import PromptLibrary
+from ..routing import AgentSnapshot, DecisionFailed, DecisionReply
 
 if TYPE_CHECKING:
     from .call import Call
@@ -34,7 +38,35 @@ class CallHost(Protocol):
     @property
     def media_address(self) -> str: ...
 
+    @property
+    def scheduler(self) -> PacedScheduler:
+        """The node's one paced sender of generated audio."""
+        ...
+
+    @property
+    def prompts(self) -> PromptLibrary: ...
+
     def config(self) -> NodeConfig: ...
+
+    async def devices(self, extension: str) -> list[DeviceTarget]:
+        """The registered devices of ``extension`` now (in any city of the tenant)."""
+        ...
+
+    async def agent_snapshot(self) -> AgentSnapshot:
+        """The tenant's live agent state (who talks, wrap-up, presence, round-robin)."""
+        ...
+
+    def agent_talking(self, extension: str, call_id: str) -> None: ...
+
+    def agent_free(self, extension: str, call_id: str) -> None: ...
+
+    def remember_last_member(self, group: str, extension: str) -> None: ...
+
+    async def decide(
+        self, url: str, body: dict[str, str], timeout_s: float
+    ) -> DecisionReply | DecisionFailed:
+        """POST an HTTP decision request to the tenant's URL (never raises)."""
+        ...
 
     async def open_relay(self, call_id: str) -> MediaRelay: ...
 

@@ -16,9 +16,8 @@ unless the status is 200.
 - an IVR without a timeout/invalid target: plain BYE (it answered); completed
 - voicemail recorded: plain BYE; completed
 
-A group that nobody answers says 480 whatever its members did (the API
-documents "no overflow -> 480"); only a call to one person tells the caller
-that the person is busy.
+A group that nobody answers says 480, unless every member was busy (486) or
+declined (603): then the caller hears what one person would have told them.
 """
 
 from __future__ import annotations

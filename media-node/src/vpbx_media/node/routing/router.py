@@ -612,7 +612,9 @@ class CallRouter:
     def _end_unanswered(self, now: float, subject: str, result: RingResult, why: str) -> None:
         detail = f"{result}, {why}"
         self._out.note(now, subject, Outcome.FELL_THROUGH, detail=detail)
-        self._finish_with(Hangup(480, _RING_END_REASON[result], detail, self._answered), now)
+        # Everyone busy (or declining) is what the caller hears, as with one person.
+        status = _USER_STATUS.get(result, 480)
+        self._finish_with(Hangup(status, _RING_END_REASON[result], detail, self._answered), now)
 
     def _finish_with(self, hangup: Hangup, now: float, subject: str = "call") -> None:
         self._session = None

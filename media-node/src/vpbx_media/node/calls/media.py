@@ -1,0 +1,118 @@
+"""The node's own media towards the caller: prompts and tones out, digits in.
+
+While the node serves the caller (an IVR, a queue, voicemail, ringback after an
+IVR), the relay hands the caller's RTP to ``on_rtp`` instead of forwarding it,
+and a ``Playback`` on the node's one paced scheduler sends the prompt. Digits
+come as RFC 4733 events when the caller's SDP offered telephone-event, from
+in-band tones otherwise, and from SIP INFO either way.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from vpbx_common.nodeconfig import Prompt
+
+from ...media.dtmf import DtmfDetector, DtmfEventReceiver
+from ...media.g711 import Codec
+from ...media.player import Loop, PlayOnce
+from ...media.rtpout import RtpStream
+from ...media.scheduler import PacedScheduler, Playback
+from ...rtp.relay import Leg, MediaRelay
+from ...sdp import Negotiation
+from ..prompts import PromptLibrary
+from ..routing.actions import Sound
+
+_TIMESTAMP = struct.Struct("!I")
+_EXTENSION_LENGTH = struct.Struct("!H")
+
+
+class CallerMedia:
+    def __init__(
+        self,
+        relay: MediaRelay,
+        negotiation: Negotiation,
+        scheduler: PacedScheduler,
+        prompts: PromptLibrary,
+        *,
+        on_digit: Callable[[str], None],
+        on_prompt_end: Callable[[], None],
+    ) -> None:
+        self._relay = relay
+        self._scheduler = scheduler
+        self._prompts = prompts
+        self._on_digit = on_digit
+        self._on_prompt_end = on_prompt_end
+        self.codec = Codec.from_name(negotiation.codec.name)
+        event = negotiation.telephone_event
+        self._event_type = event.payload_type if event is not None else -1
+        self._audio_type = negotiation.codec.payload_type
+        self._events = DtmfEventReceiver()
+        self._tones = DtmfDetector() if event is None else None
+        self._playback = Playback(RtpStream(self._audio_type), relay.sender(Leg.A))
+        self._generation = 0  # which play() a completion belongs to
+        self.serving = False
+        self.collecting = False
+
+    def start(self) -> None:
+        """Serve the caller: their RTP comes to us, our prompts go to them."""
+        if not self.serving:
+            self.serving = True
+            self._relay.serve(Leg.A, self._on_rtp)
+            self._scheduler.add(self._playback)
+
+    def stop(self) -> None:
+        """Hand the caller back to the relay (bridged to the other leg, or the call ends)."""
+        if self.serving:
+            self.serving = False
+            self.collecting = False
+            self._playback.play(None)
+            self._scheduler.remove(self._playback)
+            self._relay.serve(Leg.A, None)
+
+    async def play(self, sound: Prompt | Sound, *, loop: bool) -> None:
+        self._generation += 1
+        generation = self._generation
+        frames = await self._prompts.frames(sound, self.codec)
+        if generation != self._generation or not self.serving:
+            return  # replaced or stopped while the audio was being fetched
+        if loop:
+            self._playback.play(Loop(frames))
+        else:
+            self._playback.play(PlayOnce(frames), lambda _: self._finished(generation))
+
+    def stop_playback(self) -> None:
+        self._generation += 1
+        self._playback.play(None)
+
+    def _finished(self, generation: int) -> None:
+        if generation == self._generation:
+            self._on_prompt_end()
+
+    def digit(self, digit: str) -> None:
+        """A digit from outside the RTP path (SIP INFO)."""
+        if self.collecting:
+            self._on_digit(digit)
+
+    def _on_rtp(self, packet: bytes) -> None:
+        header = 12 + 4 * (packet[0] & 0x0F)
+        if packet[0] & 0x10:  # header extension (RFC 3550 5.3.1)
+            if len(packet) < header + 4:
+                return
+            (words,) = _EXTENSION_LENGTH.unpack_from(packet, header + 2)
+            header += 4 + 4 * words
+        end = len(packet)
+        if packet[0] & 0x20:  # padding: the last octet says how much
+            end -= packet[-1]
+        if end <= header:
+            return
+        payload_type = packet[1] & 0x7F
+        digit: str | None = None
+        if payload_type == self._event_type:
+            (timestamp,) = _TIMESTAMP.unpack_from(packet, 4)
+            digit = self._events.feed(timestamp, bool(packet[1] & 0x80), packet[header:end])
+        elif payload_type == self._audio_type and self._tones is not None:
+            digit = self._tones.feed_g711(packet[header:end], self.codec)
+        if digit is not None and self.collecting:
+            self._on_digit(digit)

@@ -1,0 +1,99 @@
+"""What callers hear from the node: the tenant's prompts and the sounds the platform ships.
+
+Every prompt is encoded once per codec and cached (``PromptCache``): a thousand
+callers in the queue share one music-on-hold frame tuple. Uploaded and spoken
+prompts are fetched from the control API by id; an id names immutable audio,
+so a fetched prompt never needs refreshing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from array import array
+from collections.abc import Awaitable, Callable
+
+from vpbx_common.nodeconfig import AudioPrompt, Prompt, TonePrompt, TtsPrompt
+
+from ..media import tones
+from ..media.g711 import Codec
+from ..media.prompt import Prompt as Frames
+from ..media.prompt import PromptCache
+from ..media.wav import WavFormatError, read_mono_8k
+from .routing.actions import Sound
+
+logger = logging.getLogger(__name__)
+
+FetchAudio = Callable[[str], Awaitable[bytes]]
+
+# A tenant prompt that cannot be had (control API down, a broken file) is replaced by
+# this short tone, so an IVR still tells the caller that it waits for a key.
+_FALLBACK = TonePrompt(frequency_hz=440, duration_ms=400)
+
+
+def music_on_hold() -> array[int]:
+    """The default hold music: a slow, quiet arpeggio over four chords (about 9.6 s)."""
+    chords = (
+        (261.6, 329.6, 392.0),
+        (220.0, 261.6, 329.6),
+        (174.6, 220.0, 261.6),
+        (196.0, 246.9, 293.7),
+    )
+    note = tones.samples_for(400)
+    music = array("h")
+    for chord in chords:
+        for frequency in (*chord, chord[1], *chord[::-1], chord[1]):
+            music.extend(tones.sine(frequency, note, -20.0, ramp_ms=40.0))
+    return music
+
+
+def _beep() -> array[int]:
+    return tones.VOICEMAIL_BEEP.render()
+
+
+class PromptLibrary:
+    def __init__(self, fetch: FetchAudio | None = None, cache: PromptCache | None = None) -> None:
+        self._fetch = fetch
+        self.cache = cache if cache is not None else PromptCache()
+
+    async def frames(self, sound: Prompt | Sound, codec: Codec) -> Frames:
+        if isinstance(sound, Sound):
+            return self._sound(sound, codec)
+        if isinstance(sound, TonePrompt):
+            return self._tone(sound, codec)
+        prompt_id = sound.prompt_id if isinstance(sound, AudioPrompt | TtsPrompt) else None
+        if prompt_id is None:
+            return self._tone(_FALLBACK, codec)
+        key = f"prompt:{prompt_id}"
+        cached = self.cache.get(key, codec)
+        if cached is not None:
+            return cached
+        pcm = await self._audio(prompt_id)
+        if pcm is None:
+            return self._tone(_FALLBACK, codec)
+        return self.cache.get_or_build(key, codec, lambda c: Frames.from_pcm(pcm, c))
+
+    async def _audio(self, prompt_id: str) -> array[int] | None:
+        if self._fetch is None:
+            logger.warning("prompt %s: no control API to fetch it from; playing a tone", prompt_id)
+            return None
+        try:
+            return read_mono_8k(io.BytesIO(await self._fetch(prompt_id)))
+        except (OSError, WavFormatError, ValueError) as exc:
+            logger.warning("prompt %s unavailable (%s); playing a tone", prompt_id, exc)
+            return None
+
+    def _tone(self, tone: TonePrompt, codec: Codec) -> Frames:
+        samples = tones.samples_for(tone.duration_ms)
+        return self.cache.from_pcm(
+            f"tone:{tone.frequency_hz}:{tone.duration_ms}",
+            codec,
+            lambda: tones.sine(tone.frequency_hz, samples, -10.0, ramp_ms=5.0),
+        )
+
+    def _sound(self, sound: Sound, codec: Codec) -> Frames:
+        if sound is Sound.RINGBACK:
+            return self.cache.from_cadence("ringback", tones.RINGBACK, codec)
+        if sound is Sound.MUSIC_ON_HOLD:
+            return self.cache.from_pcm("music-on-hold", codec, music_on_hold)
+        return self.cache.from_pcm("voicemail-greeting", codec, _beep)

@@ -1,0 +1,400 @@
+"""Call routing on live calls: what an admin sets up through the control API is what
+callers get, with real peers.
+
+`vpbx up` in a subprocess (control API seeded from examples/demo.yaml), baresip
+agents that answer (or not), sipp or a recording baresip as the carrier, all on
+loopback. The demo tenant acme has 101 and 102 (msk) and 201 (ekb) and the
+number +74950000001, whose entry is the sales group.
+"""
+
+from __future__ import annotations
+
+import time
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.services.baresip import Baresip, BaresipFactory
+from tests.services.platform import RunningPlatform
+from tests.services.sipp import SippFactory
+from vpbx_media.media import g711, tones
+
+pytestmark = pytest.mark.integration
+
+ACME = "acme.vpbx.local"
+ACME_MAIN = "+74950000001"
+CALLER = "+79130000001"
+ACME_ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
+PASSWORDS = {"101": "acme-101-secret", "102": "acme-102-secret", "201": "acme-201-secret"}
+
+
+def agent(
+    factory: BaresipFactory, platform: RunningPlatform, extension: str, *, answers: bool = True
+) -> Baresip:
+    phone = factory(
+        extension,
+        PASSWORDS[extension],
+        ACME,
+        proxy=(platform.host, platform.sip_port),
+        auto_answer=answers,
+    )
+    phone.start()
+    phone.wait_registered(timeout=15)
+    return phone
+
+
+def recording_caller(factory: BaresipFactory, platform: RunningPlatform) -> Baresip:
+    """A carrier's caller as a baresip that records what it hears (no registration)."""
+    phone = factory(
+        CALLER, None, platform.host, proxy=(platform.host, platform.sip_port), regint=0, record=True
+    )
+    phone.start()
+    return phone
+
+
+@contextmanager
+def admin_api(platform: RunningPlatform) -> Iterator[httpx.Client]:
+    with platform.api(platform.login(*ACME_ADMIN)) as client:
+        yield client
+
+
+def ids_by_extension(api: httpx.Client) -> dict[str, str]:
+    users = api.get("/v1/users", params={"limit": 200}).json()["items"]
+    return {user["extension"]: user["id"] for user in users if user["extension"]}
+
+
+def sales_group(api: httpx.Client) -> dict[str, Any]:
+    [sales] = api.get("/v1/groups", params={"name": "sales"}).json()["items"]
+    return dict(sales)
+
+
+def set_sales(api: httpx.Client, members: list[str], **fields: Any) -> None:
+    users = ids_by_extension(api)
+    body = {"members": [{"user_id": users[extension]} for extension in members], **fields}
+    changed = api.patch(f"/v1/groups/{sales_group(api)['id']}", json=body)
+    assert changed.status_code == 200, changed.text
+
+
+def route_main_number(api: httpx.Client, entry: dict[str, Any]) -> None:
+    numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+    [main] = [number for number in numbers if number["number"] == ACME_MAIN]
+    changed = api.patch(f"/v1/numbers/{main['id']}", json={"entry": entry})
+    assert changed.status_code == 200, changed.text
+
+
+def created(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = api.post(path, json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def wait_for_reload(platform: RunningPlatform, since: int, timeout: float = 10) -> None:
+    """Until the acme/msk node logged that it runs a new config (after log offset ``since``)."""
+    deadline = time.monotonic() + timeout
+    while "tenant=acme city=msk config version" not in platform.log()[since:]:
+        if time.monotonic() > deadline:
+            raise AssertionError("the msk node never reloaded its config")
+        time.sleep(0.05)
+
+
+def carrier_call(
+    sipp: SippFactory, platform: RunningPlatform, scenario: str = "uac_call.xml", **options: Any
+) -> Any:
+    settings: dict[str, Any] = {
+        "remote": (platform.host, platform.sip_port),
+        "service": ACME_MAIN,
+        "keys": {"domain": platform.host, "caller": CALLER},
+        "timeout": 60,
+        "pause_ms": 1500,
+    }
+    settings.update(options)
+    return sipp(scenario, **settings)
+
+
+def incoming(phone: Baresip) -> int:
+    return sum(1 for event in phone.events if event.get("type") == "CALL_INCOMING")
+
+
+def settled_calls(platform: RunningPlatform, count: int) -> list[dict[str, Any]]:
+    """The last ``count`` CDRs, oldest first."""
+    records = platform.calls(count, wait_for=count, timeout=40)
+    return sorted(records, key=lambda record: int(record["start_ms"]))
+
+
+def dominant_hz(path: Path, start_s: float, seconds: float) -> tuple[float, float]:
+    """(frequency with the most energy, its share of the energy) in a slice of a WAV."""
+    with wave.open(str(path)) as wav:
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    mono = frames.reshape(-1, channels)[:, 0].astype(np.float64)
+    piece = mono[int(start_s * rate) : int((start_s + seconds) * rate)]
+    spectrum = np.abs(np.fft.rfft(piece * np.hanning(len(piece)))) ** 2
+    frequencies = np.fft.rfftfreq(len(piece), 1 / rate)
+    peak = int(np.argmax(spectrum[1:])) + 1
+    band = spectrum[max(peak - 3, 1) : peak + 4].sum()
+    return float(frequencies[peak]), float(band / spectrum[1:].sum())
+
+
+# --- group strategies -------------------------------------------------------------
+
+
+def test_sequential_group_rings_the_next_member_when_the_first_does_not_answer(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    busy_elsewhere = agent(baresip_factory, platform, "101", answers=False)
+    maria = agent(baresip_factory, platform, "102")
+    since = len(platform.log())
+    with admin_api(platform) as api:
+        set_sales(api, ["101", "102"], strategy="sequential", ring_timeout_s=12)
+    wait_for_reload(platform, since)
+
+    started = time.monotonic()
+    caller = carrier_call(sipp_factory, platform)
+    caller.start()
+    maria.wait_call_state("ESTABLISHED", timeout=20)
+    answered_after = time.monotonic() - started
+    result = caller.wait()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert incoming(busy_elsewhere) == 1  # 101 rang first ...
+    assert answered_after >= 5.0, answered_after  # ... for its share (12 s / 2 members)
+    busy_elsewhere.wait_no_calls(timeout=5)  # and stopped ringing when its turn was over
+    [record] = settled_calls(platform, 1)
+    assert (record["answered_by"], record["end_reason"]) == ("102", "completed")
+
+
+def test_round_robin_starts_after_the_member_who_rang_last_across_calls(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    for extension in ("101", "102", "201"):
+        agent(baresip_factory, platform, extension)
+    since = len(platform.log())
+    with admin_api(platform) as api:
+        set_sales(api, ["101", "102", "201"], strategy="round-robin")
+    wait_for_reload(platform, since)
+
+    for _ in range(4):
+        result = carrier_call(sipp_factory, platform, pause_ms=300).run()
+        assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+
+    answered = [record["answered_by"] for record in settled_calls(platform, 4)]
+    assert answered == ["101", "102", "201", "101"]
+
+
+def test_busy_and_do_not_disturb_members_are_skipped_without_ringing(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    resting = agent(baresip_factory, platform, "101")
+    talking = agent(baresip_factory, platform, "102")
+    boris = agent(baresip_factory, platform, "201")
+    since = len(platform.log())
+    with admin_api(platform) as api:
+        set_sales(api, ["101", "102", "201"], strategy="sequential")
+        users = ids_by_extension(api)
+        dnd = api.put(f"/v1/users/{users['101']}/presence", json={"presence": "do-not-disturb"})
+        assert dnd.status_code == 200, dnd.text
+    wait_for_reload(platform, since)
+    # 102 is on a call: sequential skips 101 (do not disturb) and rings 102 first.
+    first = carrier_call(sipp_factory, platform, pause_ms=8000)
+    first.start()
+    talking.wait_call_state("ESTABLISHED", timeout=20)
+
+    second = carrier_call(sipp_factory, platform, pause_ms=500).run()
+    first_result = first.wait()
+
+    assert second.all_succeeded, second.describe() + platform.log()[-3000:]
+    assert first_result.all_succeeded, first_result.describe()
+    assert incoming(resting) == 0  # do-not-disturb never rang
+    assert incoming(talking) == 1  # busy: not offered the second call
+    assert incoming(boris) == 1
+    answered = [record["answered_by"] for record in settled_calls(platform, 2)]
+    assert answered == ["102", "201"]
+
+
+def test_nobody_answering_goes_to_the_overflow_after_the_group_timeout(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    silent = agent(baresip_factory, platform, "101", answers=False)
+    boris = agent(baresip_factory, platform, "201")
+    since = len(platform.log())
+    with admin_api(platform) as api:
+        users = ids_by_extension(api)
+        overflow = {"type": "user", "user_id": users["201"]}
+        set_sales(api, ["101"], ring_timeout_s=5, overflow=overflow)
+    wait_for_reload(platform, since)
+
+    started = time.monotonic()
+    caller = carrier_call(sipp_factory, platform)
+    caller.start()
+    boris.wait_call_state("ESTABLISHED", timeout=20)
+    overflowed_after = time.monotonic() - started
+    result = caller.wait()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert overflowed_after >= 4.5, overflowed_after
+    assert incoming(silent) == 1
+    [record] = settled_calls(platform, 1)
+    assert record["answered_by"] == "201"
+
+
+# --- route plans ------------------------------------------------------------------
+
+
+def test_outside_working_hours_the_closed_branch_takes_the_call(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    sales = agent(baresip_factory, platform, "101")
+    duty = agent(baresip_factory, platform, "201")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    since = len(platform.log())
+    with admin_api(platform) as api:
+        users = ids_by_extension(api)
+        holiday = created(
+            api,
+            "/v1/schedules",
+            {
+                "name": "office",
+                "time_zone": "UTC",
+                "weekly": [
+                    {"day": day, "start": "00:00", "end": "23:59"}
+                    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                ],
+                # Closed all day today, whatever the hour: a holiday.
+                "special_days": [{"date": today, "name": "holiday", "hours": []}],
+            },
+        )
+        plan = created(
+            api,
+            "/v1/route-plans",
+            {
+                "name": "daytime",
+                "steps": [
+                    {
+                        "type": "schedule",
+                        "schedule_id": holiday["id"],
+                        "branches": {
+                            "open": [{"type": "group", "group_id": sales_group(api)["id"]}],
+                            "closed": [{"type": "user", "user_id": users["201"]}],
+                        },
+                    },
+                    {"type": "hangup", "reason": "unavailable"},
+                ],
+            },
+        )
+        route_main_number(api, {"type": "route-plan", "route_plan_id": plan["id"]})
+    wait_for_reload(platform, since)
+
+    result = carrier_call(sipp_factory, platform).run()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert incoming(sales) == 0
+    assert incoming(duty) == 1
+    [record] = settled_calls(platform, 1)
+    assert record["answered_by"] == "201"
+
+
+# --- IVR ------------------------------------------------------------------------
+
+PROMPT_HZ = 600
+
+
+def ivr_on_main_number(platform: RunningPlatform) -> None:
+    """Main menu: a 600 Hz prompt; 1 -> 102, 2 -> 201; no key -> hang up."""
+    since = len(platform.log())
+    with admin_api(platform) as api:
+        users = ids_by_extension(api)
+        menu = created(
+            api,
+            "/v1/ivr-menus",
+            {
+                "name": "main",
+                "prompt": {"kind": "tone", "frequency_hz": PROMPT_HZ, "duration_ms": 1500},
+                "options": {
+                    "1": {"type": "user", "user_id": users["102"]},
+                    "2": {"type": "user", "user_id": users["201"]},
+                },
+                "timeout_s": 8,
+                "max_retries": 0,
+            },
+        )
+        route_main_number(api, {"type": "ivr", "ivr_menu_id": menu["id"]})
+    wait_for_reload(platform, since)
+
+
+def test_the_caller_hears_the_ivr_prompt_and_a_key_press_reaches_the_chosen_person(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    maria = agent(baresip_factory, platform, "102")
+    boris = agent(baresip_factory, platform, "201")
+    ivr_on_main_number(platform)
+    caller = recording_caller(baresip_factory, platform)
+
+    caller.dial(f"sip:{ACME_MAIN}@{platform.host}")
+    caller.wait_call_state("ESTABLISHED", timeout=15)  # the menu answers
+    time.sleep(1.8)  # the whole prompt
+    caller.send_digits("2")  # RFC 4733 telephone-event
+    boris.wait_call_state("ESTABLISHED", timeout=15)
+    time.sleep(1.0)
+    caller.hangup()
+    boris.wait_no_calls(timeout=10)
+
+    assert incoming(maria) == 0
+    [record] = settled_calls(platform, 1)
+    assert (record["answered_by"], record["end_reason"]) == ("201", "completed")
+    caller.wait_no_calls(timeout=5)
+    [heard] = caller.heard()
+    frequency, share = dominant_hz(heard, 0.3, 1.0)
+    assert abs(frequency - PROMPT_HZ) < 15, (frequency, share)
+    assert share > 0.5, (frequency, share)
+
+
+def test_a_key_pressed_by_sip_info_chooses_the_ivr_option(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    maria = agent(baresip_factory, platform, "102")
+    ivr_on_main_number(platform)
+
+    result = carrier_call(
+        sipp_factory, platform, "uac_dtmf_info.xml", pause_ms=4000, variables={"digit": "1"}
+    ).run()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert incoming(maria) == 1
+    [record] = settled_calls(platform, 1)
+    assert record["answered_by"] == "102"
+
+
+def test_a_key_pressed_as_an_inband_tone_chooses_the_ivr_option(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    boris = agent(baresip_factory, platform, "201")
+    ivr_on_main_number(platform)
+    caller = carrier_call(sipp_factory, platform, "uac_dtmf_inband.xml", pause_ms=5000)
+    # Half a second of silence, the key 2 for 120 ms, then silence: what a phone without
+    # telephone-event sends.
+    audio = tones.silence(4000)
+    audio.extend(tones.dtmf("2", 120))
+    audio.extend(tones.silence(8000))
+    caller.workdir.mkdir(parents=True, exist_ok=True)
+    (caller.workdir / "dtmf-inband.pcmu").write_bytes(g711.Codec.PCMU.encode(audio))
+
+    result = caller.run()
+
+    assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+    assert incoming(boris) == 1
+    [record] = settled_calls(platform, 1)
+    assert record["answered_by"] == "201"
