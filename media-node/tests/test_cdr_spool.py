@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import subprocess
@@ -22,15 +23,29 @@ from vpbx_common.cdr import (
     EndReason,
     HangupBy,
     OpenCall,
+    RouteStep,
     open_cdr_store,
 )
 from vpbx_media.cdr.shipper import CdrShipper, ShipperState
 from vpbx_media.cdr.spool import CdrSpool, SpoolBusyError
+from vpbx_media.node.calls.facts import CallFacts, NodeRef
+from vpbx_media.node.routing.trace import Outcome, RouteEntry
 
 BASE_MS = 1_763_800_000_000
 
 
-def make_record(call_id: str, start_ms: int = BASE_MS) -> CallRecord:
+# A route as the routing engine writes it: a member skipped, a group timing out, an HTTP decision.
+ROUTE = (
+    RouteStep(0.0, "plan:main step 1 (group)", "entered"),
+    RouteStep(0.002, "group:sales", "skipped", "102", "on a call"),
+    RouteStep(0.003, "group:sales", "ringing", "101"),
+    RouteStep(3.0, "group:sales", "answered", "101"),
+)
+
+
+def make_record(
+    call_id: str, start_ms: int = BASE_MS, route: tuple[RouteStep, ...] = ()
+) -> CallRecord:
     return CallRecord.build(
         call_id=call_id,
         tenant="acme",
@@ -47,6 +62,30 @@ def make_record(call_id: str, start_ms: int = BASE_MS) -> CallRecord:
         end_reason=EndReason.COMPLETED,
         sip_status=200,
         hangup_by=HangupBy.CALLEE,
+        route=route,
+    )
+
+
+def voicemail_record(call_id: str, start_ms: int = BASE_MS) -> CallRecord:
+    return CallRecord.build(
+        call_id=call_id,
+        tenant="acme",
+        city="novosibirsk",
+        node="acme-nsk-0",
+        direction=Direction.INBOUND,
+        caller="+79130000001",
+        dialled="+73832000000",
+        start_ms=start_ms,
+        answer_ms=None,
+        end_ms=start_ms + 52_000,
+        end_reason=EndReason.VOICEMAIL,
+        sip_status=200,
+        hangup_by=HangupBy.CALLER,
+        route=(
+            RouteStep(0.0, "group:sales", "no-answer", None, "nobody answered in 20 s"),
+            RouteStep(20.004, "plan:main step 2 (http decision)", "decided", None, 'reply {"a":1}'),
+            RouteStep(20.01, "voicemail:sales", "recorded", None, "message of 31 s\n«ok»"),
+        ),
     )
 
 
@@ -159,9 +198,9 @@ def test_second_owner_of_a_spool_dir_is_refused(spool: CdrSpool, spool_dir: Path
 # -- open-call journal -----------------------------------------------------------------------
 
 _CRASHING_NODE = """
-import sys, time
+import dataclasses, sys, time
 from pathlib import Path
-from vpbx_common.cdr import Direction, OpenCall
+from vpbx_common.cdr import Direction, OpenCall, RouteStep
 from vpbx_media.cdr.spool import CdrSpool
 
 spool = CdrSpool(Path(sys.argv[1]))
@@ -173,9 +212,11 @@ spool.begin_call(call)
 spool.begin_call(OpenCall(call_id="ringing", tenant="acme", city="nsk", node="acme-nsk-0",
                           direction=Direction.INTERNAL, caller="101", dialled="102",
                           start_ms=start))
-spool.update_call(OpenCall(**{**call.to_json(), "direction": Direction.INBOUND,
-                              "answer_ms": start + 2000, "answered_by": "101",
-                              "sip_status": 200}))
+spool.update_call(dataclasses.replace(
+    call, answer_ms=start + 2000, answered_by="101", sip_status=200,
+    route=(RouteStep(0.0, "group:sales", "ringing", "101"),
+           RouteStep(2.0, "group:sales", "answered", "101")),
+))
 time.sleep(0.3)
 spool.touch_open_calls()
 print("in call", flush=True)
@@ -207,6 +248,10 @@ def test_node_killed_mid_call_still_yields_a_cdr(spool_dir: Path) -> None:
         assert answered.answer_ms == start_ms + 2_000
         assert answered.answered_by == "101"
         assert answered.label == "2gis"
+        assert [(step.outcome, step.member) for step in answered.route] == [
+            ("ringing", "101"),
+            ("answered", "101"),
+        ]
         # Ends at the heartbeat, not at "now" and not at the answer.
         assert start_ms + 2_000 < answered.end_ms <= touched_ms + 1_000
         assert recovered["ringing"].answer_ms is None
@@ -233,6 +278,92 @@ def test_finished_calls_are_not_recovered(spool_dir: Path) -> None:
     with CdrSpool(spool_dir) as restarted:
         assert restarted.recover_open_calls(BASE_MS + 100_000) == []
         assert [r.call_id for r in drain(restarted, 10)] == ["fine"]
+
+
+def test_routes_survive_the_spool_and_the_journal(spool_dir: Path) -> None:
+    routed = make_record("routed", BASE_MS, ROUTE)
+    voicemail = voicemail_record("vm", BASE_MS + 1)
+    ringing = OpenCall(
+        call_id="ringing@nsk",
+        tenant="acme",
+        city="nsk",
+        node="n",
+        direction=Direction.INBOUND,
+        caller="+79130000001",
+        dialled="+73832000000",
+        start_ms=BASE_MS + 2,
+        route=ROUTE[:3],
+    )
+    with CdrSpool(spool_dir) as spool:
+        spool.append(routed)
+        spool.append(voicemail)
+        spool.begin_call(ringing)
+        assert spool.open_calls() == [ringing]
+    with CdrSpool(spool_dir) as restarted:
+        (lost,) = restarted.recover_open_calls(BASE_MS + 30_000)
+        assert lost.end_reason is EndReason.NODE_LOST
+        assert lost.route == ROUTE[:3]
+        assert drain(restarted, 10) == [routed, voicemail, lost]
+
+
+def test_spool_lines_and_journal_entries_from_before_routes_still_load(spool_dir: Path) -> None:
+    old_line = make_record("old-line").to_json()
+    del old_line["route"]
+    old_entry = {
+        "call_id": "old-entry",
+        "tenant": "acme",
+        "city": "nsk",
+        "node": "n",
+        "direction": "inbound",
+        "caller": "+79130000001",
+        "dialled": "+73832000000",
+        "start_ms": BASE_MS,
+        "label": "",
+        "answer_ms": None,
+        "answered_by": "",
+        "sip_status": 0,
+        "touched_ms": BASE_MS + 5_000,
+    }
+    (spool_dir / "segments").mkdir(parents=True)
+    (spool_dir / "open-calls").mkdir(parents=True)
+    (spool_dir / "segments" / "segment-00000000000000000001.jsonl").write_text(
+        json.dumps(old_line) + "\n"
+    )
+    (spool_dir / "open-calls" / "old.json").write_text(json.dumps(old_entry))
+    with CdrSpool(spool_dir) as spool:
+        (lost,) = spool.recover_open_calls(BASE_MS + 60_000)
+        assert lost.call_id == "old-entry"
+        assert lost.route == ()
+        assert drain(spool, 10) == [make_record("old-line"), lost]
+
+
+def test_call_facts_put_the_routing_engines_trace_into_cdr_and_journal() -> None:
+    trace = [
+        RouteEntry(0.0, "plan:main step 1 (group)", Outcome.ENTERED),
+        RouteEntry(0.0021, "group:sales", Outcome.SKIPPED, "102", "on a call"),
+        RouteEntry(20.00049, "group:sales", Outcome.NO_ANSWER, None, "nobody answered in 20 s"),
+        RouteEntry(20.01, "voicemail:sales", Outcome.RECORDED),
+    ]
+    facts = CallFacts(
+        call_id="facts-1",
+        node=NodeRef("acme", "nsk", "acme-nsk-0"),
+        direction=Direction.INBOUND,
+        number="+73832000000",
+        label="2gis",
+        caller="+79130000001",
+        start_ms=BASE_MS,
+    )
+    assert facts.record().route == ()
+    facts.route = tuple(RouteStep.from_json(entry.as_dict()) for entry in trace)
+    assert facts.open_call().route == facts.route
+    facts.end_reason = EndReason.VOICEMAIL
+    facts.sip_status = 200
+    facts.hangup_by = HangupBy.CALLER
+    facts.end_ms = BASE_MS + 52_000
+    record = facts.record()
+    assert record.answer_ms is None
+    assert [step.to_json() for step in record.route] == [entry.as_dict() for entry in trace]
+    assert [str(step) for step in record.route] == [str(entry) for entry in trace]
 
 
 # -- shipper ---------------------------------------------------------------------------------
@@ -264,6 +395,34 @@ async def test_shipper_moves_spooled_cdrs_into_chdb(spool: CdrSpool, chdb_path: 
         await shipper.stop()
     assert reader.last(10) == records[::-1]
     assert not spool.pending(10).has_progress
+
+
+@pytest.mark.parametrize("backend", ["clickhouse-18.16", "chdb"])
+async def test_routes_ship_intact_to_both_stores(
+    spool: CdrSpool, chdb_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url: str | None = None
+    if backend == "clickhouse-18.16":
+        url = request.getfixturevalue("clickhouse_database_url")
+    reader = open_cdr_store(url, chdb_path)
+    reader.migrate()
+    shipper = CdrShipper(spool, lambda: open_cdr_store(url, chdb_path), interval=0.05)
+    records = [
+        make_record("ship-routed", BASE_MS, ROUTE),
+        voicemail_record("ship-vm", BASE_MS + 1),
+        make_record("ship-plain", BASE_MS + 2),
+    ]
+    await shipper.start()
+    try:
+        for record in records:
+            await asyncio.to_thread(spool.append, record)
+        shipper.notify()
+        await wait_until(lambda: reader.count() == len(records))
+    finally:
+        await shipper.stop()
+        reader.close()
+    with open_cdr_store(url, chdb_path) as check:
+        assert check.last(10) == records[::-1]
 
 
 async def test_clickhouse_outage_delays_but_never_drops(

@@ -66,7 +66,11 @@ def calls(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
     var_dir: Annotated[Path, typer.Option(help="where the embedded chdb data lives")] = Path("var"),
 ) -> None:
-    """Print the latest CDRs from the configured CDR store (ClickHouse or embedded chdb)."""
+    """Print the latest CDRs from the configured CDR store (ClickHouse or embedded chdb).
+
+    The table shows each call's route as its number of steps and its last step; --json prints
+    whole records, the route as a list of steps (see docs/cdr.md).
+    """
     store = open_local_cdr_store(var_dir)
     try:
         store.migrate()
@@ -86,17 +90,32 @@ def calls(
 
 CALL_TABLE_HEADER = (
     f"{'start (UTC)':<23} {'tenant':<10} {'caller':<16} {'dialled':<14} "
-    f"{'answered':<8} {'ring':>6} {'talk':>7}  end"
+    f"{'answered':<8} {'ring':>6} {'talk':>7}  {'end':<17}  route (steps: last)"
 )
+
+ROUTE_SUMMARY_CHARS = 48
+
+
+def route_summary(record: CallRecord) -> str:
+    """The route in a table cell: how many steps, and the last one (where the call ended up)."""
+    if not record.route:
+        return "-"
+    last = record.route[-1]
+    member = f" {last.member}" if last.member else ""
+    text = f"{len(record.route)}: {last.subject} {last.outcome}{member}"
+    if len(text) > ROUTE_SUMMARY_CHARS:
+        text = text[: ROUTE_SUMMARY_CHARS - 1] + "\u2026"
+    return text
 
 
 def format_call_row(record: CallRecord) -> str:
     start = datetime.fromtimestamp(record.start_ms / 1000, UTC)
+    end = f"{record.end_reason} ({record.sip_status})"
     return (
         f"{start.strftime('%Y-%m-%d %H:%M:%S.%f')[:23]:<23} {record.tenant:<10} "
         f"{record.caller:<16} {record.dialled:<14} {record.answered_by or '-':<8} "
         f"{record.ring_ms / 1000:>5.1f}s {record.talk_ms / 1000:>6.1f}s  "
-        f"{record.end_reason} ({record.sip_status})"
+        f"{end:<17}  {route_summary(record)}"
     )
 
 

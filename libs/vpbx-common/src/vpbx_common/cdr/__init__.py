@@ -1,9 +1,23 @@
 """Call detail records: the record, its ClickHouse schema and the stores that keep it."""
 
-from vpbx_common.cdr.record import CallRecord, Direction, EndReason, HangupBy, OpenCall, now_ms
+from vpbx_common.cdr.record import (
+    MAX_ROUTE_STEPS,
+    CallRecord,
+    Direction,
+    EndReason,
+    HangupBy,
+    OpenCall,
+    Route,
+    RouteStep,
+    bounded_route,
+    dumps_route,
+    loads_route,
+    now_ms,
+)
 from vpbx_common.cdr.store import CdrStore, CdrStoreError, CdrStoreUnavailableError, open_cdr_store
 
 __all__ = [
+    "MAX_ROUTE_STEPS",
     "CallRecord",
     "CdrStore",
     "CdrStoreError",
@@ -12,6 +26,11 @@ __all__ = [
     "EndReason",
     "HangupBy",
     "OpenCall",
+    "Route",
+    "RouteStep",
+    "bounded_route",
+    "dumps_route",
+    "loads_route",
     "now_ms",
     "open_cdr_store",
 ]

@@ -1,8 +1,10 @@
 """The CDR schema as an ordered list of migrations, shared by ClickHouse 18.16 and chdb.
 
 Rules for every statement here (both engines must accept it, see docs/cdr.md):
-- idempotent on its own (IF NOT EXISTS ...), because two processes may migrate at once and a
-  crash may leave a migration half applied without its schema_migrations row;
+- idempotent on its own (IF NOT EXISTS ..., or an AddColumn step), because two processes may
+  migrate at once and a crash may leave a migration half applied without its schema_migrations
+  row. ClickHouse 18.16 has no ALTER TABLE ... ADD COLUMN IF NOT EXISTS (a syntax error there),
+  so a new column is an AddColumn step that the store runs only if system.columns lacks it;
 - no DateTime64, LowCardinality, Map, JSON or other types newer than ClickHouse 18.16;
 - never edit a released migration: append a new one.
 """
@@ -35,6 +37,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "end_reason",
     "sip_status",
     "hangup_by",
+    "route",  # compact JSON of CallRecord.route (dumps_route), '' for none; added by migration 2
 )
 VERSION_COLUMN = "version"
 
@@ -46,10 +49,41 @@ BOOTSTRAP_SQL = (
 
 
 @dataclass(frozen=True, slots=True)
+class AddColumn:
+    """`ALTER TABLE table ADD COLUMN name definition`, made idempotent by the store.
+
+    ClickHouse 18.16 refuses `ADD COLUMN IF NOT EXISTS` (syntax error, code 62) and fails a second
+    plain ADD COLUMN ("already exists", code 44; current versions: DUPLICATE_COLUMN, code 15).
+    The store therefore runs `sql` only when `exists_sql` counts no such column, and when the ALTER
+    fails it asks again: if the column is there now (another process added it meanwhile), the
+    step is done, otherwise the error stands.
+    """
+
+    table: str
+    name: str
+    definition: str  # type and default, e.g. "String DEFAULT ''"
+
+    @property
+    def sql(self) -> str:
+        return f"ALTER TABLE {self.table} ADD COLUMN {self.name} {self.definition}"
+
+    @property
+    def exists_sql(self) -> str:
+        # table and name are identifiers written in this module, never input.
+        return (
+            "SELECT count() FROM system.columns WHERE database = currentDatabase()"  # noqa: S608
+            f" AND table = '{self.table}' AND name = '{self.name}'"
+        )
+
+
+Statement = str | AddColumn
+
+
+@dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[Statement, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -80,6 +114,18 @@ MIGRATIONS: tuple[Migration, ...] = (
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(toDateTime(intDiv(start_ms, 1000), 'UTC'))
 ORDER BY (tenant, call_id)""",
+        ),
+    ),
+    Migration(
+        version=2,
+        name="route trace and voicemail",
+        statements=(
+            # Rows written before this migration read '' (no route) from the default.
+            AddColumn(CDR_TABLE, "route", "String DEFAULT ''"),
+            # Widening an Enum8 keeps the stored values; running it again changes nothing.
+            f"""ALTER TABLE {CDR_TABLE} MODIFY COLUMN end_reason Enum8(
+    'completed' = 1, 'cancelled' = 2, 'no-answer' = 3, 'busy' = 4, 'unavailable' = 5,
+    'rejected' = 6, 'failed' = 7, 'node-lost' = 8, 'voicemail' = 9)""",
         ),
     ),
 )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Self, TypeVar
@@ -30,6 +31,7 @@ class EndReason(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     NODE_LOST = "node-lost"  # the media node died mid-call; recovered from its journal
+    VOICEMAIL = "voicemail"  # nobody answered in person; the caller left a message
 
 
 class HangupBy(StrEnum):
@@ -48,8 +50,22 @@ UNANSWERED_REASONS = frozenset(
         EndReason.BUSY,
         EndReason.UNAVAILABLE,
         EndReason.REJECTED,
+        EndReason.VOICEMAIL,
     }
 )
+
+# Bounds of the route trace kept in a CDR, so that a call looping through its route plan cannot
+# make a huge row: at most MAX_ROUTE_STEPS entries (the middle of a longer route is replaced by
+# one "truncated" step) and text fields cut to these lengths (ending in ROUTE_ELLIPSIS when cut).
+MAX_ROUTE_STEPS = 200
+MAX_ROUTE_SUBJECT_CHARS = 128
+MAX_ROUTE_OUTCOME_CHARS = 32
+MAX_ROUTE_MEMBER_CHARS = 64
+MAX_ROUTE_DETAIL_CHARS = 256
+ROUTE_ELLIPSIS = "\u2026"
+ROUTE_TRUNCATED = "truncated"  # outcome of the step standing for the omitted middle of a route
+_ROUTE_HEAD = MAX_ROUTE_STEPS // 2 - 1  # steps kept from the start of a long route
+_ROUTE_TAIL = MAX_ROUTE_STEPS - _ROUTE_HEAD - 1  # and from its end (how it ended matters most)
 
 
 def _field(data: Mapping[str, Any], name: str, kind: type[Any]) -> Any:
@@ -79,6 +95,173 @@ def _enum(data: Mapping[str, Any], name: str, kind: type[_E]) -> _E:
         raise ValueError(f"CDR field {name!r} has unknown value {raw!r}") from None
 
 
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(ROUTE_ELLIPSIS)] + ROUTE_ELLIPSIS
+
+
+def _route_text(name: str, value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"route step field {name!r} must be str, got {value!r}")
+    return _clip(value, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStep:
+    """One entry of a call's route trace: what the routing engine tried, when, and how it went.
+
+    The media node's ``RouteEntry.as_dict()`` is exactly ``to_json()``'s shape, so
+    ``RouteStep.from_json(entry.as_dict())`` converts. ``outcome`` is kept as text (the node's
+    ``Outcome`` values, or ``truncated``) so that a CDR with an outcome added later still loads.
+    Construction normalises instead of failing on size: ``after_s`` is rounded to milliseconds and
+    text fields are cut to their bounds; only wrong types, a negative or non-finite time and an
+    empty outcome are refused.
+    """
+
+    after_s: float  # seconds since routing started
+    subject: str  # what was tried: "group:sales", "plan:main step 2 (schedule)", "user:101"
+    outcome: str  # "no-answer", "skipped", "decided", ... (vpbx_media.node.routing.Outcome)
+    member: str | None = None  # the extension concerned, if any
+    detail: str = ""  # why, in words
+
+    def __post_init__(self) -> None:
+        after = self.after_s
+        if (
+            isinstance(after, bool)
+            or not isinstance(after, int | float)
+            or not math.isfinite(after)
+            or after < 0
+        ):
+            raise ValueError(f"route step after_s must be a finite number >= 0, got {after!r}")
+        object.__setattr__(self, "after_s", round(float(after), 3))
+        object.__setattr__(
+            self, "subject", _route_text("subject", self.subject, MAX_ROUTE_SUBJECT_CHARS)
+        )
+        outcome = _route_text("outcome", self.outcome, MAX_ROUTE_OUTCOME_CHARS)
+        if not outcome:
+            raise ValueError("route step outcome is empty")
+        object.__setattr__(self, "outcome", outcome)
+        if self.member is not None:
+            object.__setattr__(
+                self, "member", _route_text("member", self.member, MAX_ROUTE_MEMBER_CHARS)
+            )
+        object.__setattr__(
+            self, "detail", _route_text("detail", self.detail, MAX_ROUTE_DETAIL_CHARS)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "after_s": self.after_s,
+            "subject": self.subject,
+            "outcome": self.outcome,
+            "member": self.member,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of to_json(); member and detail may be missing. Raises ValueError."""
+        after = data.get("after_s")
+        if isinstance(after, bool) or not isinstance(after, int | float):
+            raise ValueError(f"route step after_s must be a number, got {after!r}")
+        member = data.get("member")
+        if member is not None and not isinstance(member, str):
+            raise ValueError(f"route step member must be str or null, got {member!r}")
+        return cls(
+            after_s=after,
+            subject=_field(data, "subject", str),
+            outcome=_field(data, "outcome", str),
+            member=member,
+            detail=data.get("detail", ""),
+        )
+
+    def __str__(self) -> str:
+        member = f" {self.member}" if self.member else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"+{self.after_s:.1f}s {self.subject} {self.outcome}{member}{detail}"
+
+
+Route = tuple[RouteStep, ...]
+
+
+def bounded_route(steps: Iterable[RouteStep]) -> Route:
+    """The route as a CDR keeps it: at most MAX_ROUTE_STEPS steps.
+
+    A longer route keeps its first and last steps, with one step of outcome ``truncated`` in
+    place of the omitted middle (its ``after_s`` is the first omitted step's, its detail says how
+    many were omitted). Bounding a bounded route changes nothing.
+    """
+    route = tuple(steps)
+    if len(route) <= MAX_ROUTE_STEPS:
+        return route
+    omitted = len(route) - _ROUTE_HEAD - _ROUTE_TAIL
+    marker = RouteStep(
+        after_s=route[_ROUTE_HEAD].after_s,
+        subject="route",
+        outcome=ROUTE_TRUNCATED,
+        detail=f"{omitted} steps omitted",
+    )
+    return (*route[:_ROUTE_HEAD], marker, *route[len(route) - _ROUTE_TAIL :])
+
+
+def route_to_json(route: Route) -> list[dict[str, Any]]:
+    return [step.to_json() for step in route]
+
+
+def route_from_json(value: object) -> Route:
+    """A route from its JSON list (bounded, so an over-long list from elsewhere still loads)."""
+    if not isinstance(value, list):
+        raise ValueError(f"a route must be a JSON list, got {type(value).__name__}")
+    steps = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValueError(f"route step {index} must be a JSON object")
+        try:
+            steps.append(RouteStep.from_json(item))
+        except ValueError as exc:
+            raise ValueError(f"route step {index}: {exc}") from None
+    return bounded_route(steps)
+
+
+def dumps_route(route: Route) -> str:
+    """The route as the `cdr.route` column holds it: compact JSON, or '' for no route."""
+    if not route:
+        return ""
+    return json.dumps(route_to_json(route), ensure_ascii=False, separators=(",", ":"))
+
+
+def loads_route(text: str) -> Route:
+    """Inverse of dumps_route(); '' (rows written before the column existed) is no route."""
+    if not text:
+        return ()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"route is not JSON: {exc}") from None
+    return route_from_json(value)
+
+
+def _route_field(data: Mapping[str, Any]) -> Route:
+    # Spool lines and journal entries written before routes existed have no "route".
+    if "route" not in data:
+        return ()
+    try:
+        return route_from_json(data["route"])
+    except ValueError as exc:
+        raise ValueError(f"CDR field 'route': {exc}") from None
+
+
+def _check_route(owner: str, route: object) -> None:
+    if not isinstance(route, tuple) or not all(isinstance(step, RouteStep) for step in route):
+        raise ValueError(f"{owner}: route must be a tuple of RouteStep")
+    if len(route) > MAX_ROUTE_STEPS:
+        raise ValueError(
+            f"{owner}: route has {len(route)} steps, more than {MAX_ROUTE_STEPS} "
+            "(bound it with bounded_route())"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     """One finished call. Times are epoch milliseconds; durations are derived from them."""
@@ -100,6 +283,7 @@ class CallRecord:
     end_reason: EndReason
     sip_status: int  # final status of the inbound leg; 0 if none was ever sent (node lost)
     hangup_by: HangupBy
+    route: Route = ()  # how the call was routed, oldest step first (bounded_route())
 
     def __post_init__(self) -> None:
         if not self.call_id:
@@ -131,6 +315,7 @@ class CallRecord:
             raise ValueError(f"CDR {self.call_id}: {self.end_reason} but answered")
         if self.sip_status != 0 and not 100 <= self.sip_status <= 699:
             raise ValueError(f"CDR {self.call_id}: SIP status {self.sip_status} out of range")
+        _check_route(f"CDR {self.call_id}", self.route)
 
     @classmethod
     def build(
@@ -151,8 +336,10 @@ class CallRecord:
         hangup_by: HangupBy,
         label: str = "",
         answered_by: str = "",
+        route: Iterable[RouteStep] = (),
     ) -> Self:
-        """A record whose ring and talk durations are computed from the three times."""
+        """A record whose ring and talk durations are computed from the three times, and whose
+        route is bounded (bounded_route())."""
         ring_ms, talk_ms = _durations(start_ms, answer_ms, end_ms)
         return cls(
             call_id=call_id,
@@ -172,6 +359,7 @@ class CallRecord:
             end_reason=end_reason,
             sip_status=sip_status,
             hangup_by=hangup_by,
+            route=bounded_route(route),
         )
 
     @property
@@ -197,6 +385,7 @@ class CallRecord:
             "end_reason": self.end_reason.value,
             "sip_status": self.sip_status,
             "hangup_by": self.hangup_by.value,
+            "route": route_to_json(self.route),
         }
 
     @classmethod
@@ -220,6 +409,7 @@ class CallRecord:
             end_reason=_enum(data, "end_reason", EndReason),
             sip_status=_field(data, "sip_status", int),
             hangup_by=_enum(data, "hangup_by", HangupBy),
+            route=_route_field(data),
         )
 
     def dumps(self) -> str:
@@ -256,10 +446,12 @@ class OpenCall:
     answer_ms: int | None = None
     answered_by: str = ""
     sip_status: int = 0  # last final status sent on the inbound leg (200 once answered)
+    route: Route = ()  # the route so far (bounded_route()); a node-lost CDR keeps it
 
     def __post_init__(self) -> None:
         if not self.call_id or not self.tenant:
             raise ValueError("an open call needs a call id and a tenant")
+        _check_route(f"open call {self.call_id}", self.route)
         if not isinstance(self.direction, Direction):
             raise ValueError(f"open call {self.call_id}: direction must be a Direction")
         if self.answer_ms is not None and self.answer_ms < self.start_ms:
@@ -279,6 +471,7 @@ class OpenCall:
             "answer_ms": self.answer_ms,
             "answered_by": self.answered_by,
             "sip_status": self.sip_status,
+            "route": route_to_json(self.route),
         }
 
     @classmethod
@@ -296,6 +489,7 @@ class OpenCall:
             answer_ms=_optional_int(data, "answer_ms"),
             answered_by=_field(data, "answered_by", str),
             sip_status=_field(data, "sip_status", int),
+            route=_route_field(data),
         )
 
     def lost(self, end_ms: int) -> CallRecord:
@@ -317,4 +511,5 @@ class OpenCall:
             end_reason=EndReason.NODE_LOST,
             sip_status=self.sip_status,
             hangup_by=HangupBy.SYSTEM,
+            route=self.route,
         )

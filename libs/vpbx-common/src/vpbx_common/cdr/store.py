@@ -26,9 +26,20 @@ from vpbx_common.cdr.migrations import (
     MIGRATIONS_TABLE,
     RECORD_COLUMNS,
     VERSION_COLUMN,
+    AddColumn,
+    Migration,
+    Statement,
     row_version,
 )
-from vpbx_common.cdr.record import CallRecord, Direction, EndReason, HangupBy, now_ms
+from vpbx_common.cdr.record import (
+    CallRecord,
+    Direction,
+    EndReason,
+    HangupBy,
+    dumps_route,
+    loads_route,
+    now_ms,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +81,7 @@ def sql_literal(value: SqlValue) -> str:
 
 def record_row(record: CallRecord) -> tuple[SqlValue, ...]:
     fields = record.to_json()
+    fields["route"] = dumps_route(record.route)  # one String column holding compact JSON
     return (*(fields[column] for column in RECORD_COLUMNS), row_version(record))
 
 
@@ -94,6 +106,7 @@ def record_from_row(row: Row) -> CallRecord:
         end_reason=EndReason(row[14]),
         sip_status=int(row[15]),
         hangup_by=HangupBy(row[16]),
+        route=loads_route(str(row[17])),
     )
 
 
@@ -108,6 +121,38 @@ class Connection(ABC):
         """Run `INSERT ... VALUES` (no data in sql) with rows."""
 
 
+def run_migration(conn: Connection, migration: Migration) -> None:
+    """Run a migration's statements, without its bookkeeping row. Every statement is idempotent,
+    so running a migration that is already (partly) applied changes nothing."""
+    for statement in migration.statements:
+        _run_statement(conn, statement)
+
+
+def _run_statement(conn: Connection, statement: Statement) -> None:
+    if isinstance(statement, str):
+        conn.execute(statement)
+        return
+    _add_column(conn, statement)
+
+
+def _column_exists(conn: Connection, step: AddColumn) -> bool:
+    return int(conn.execute(step.exists_sql)[0][0]) > 0
+
+
+def _add_column(conn: Connection, step: AddColumn) -> None:
+    if _column_exists(conn, step):
+        return
+    try:
+        conn.execute(step.sql)
+    except Exception:
+        # Another process may have added the column between the check and the ALTER; the
+        # engine's error type differs per backend, so ask the schema rather than the error.
+        if _column_exists(conn, step):
+            logger.info("column %s.%s was added concurrently", step.table, step.name)
+            return
+        raise
+
+
 class CdrStore(ABC):
     """CDRs in ClickHouse, idempotent by call id (ReplacingMergeTree, read with FINAL)."""
 
@@ -117,8 +162,9 @@ class CdrStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def migrate(self) -> list[int]:
-        """Apply missing migrations in order; returns the versions this call applied."""
+    def migrate(self, up_to: int | None = None) -> list[int]:
+        """Apply missing migrations in order (those up to version `up_to`, default all);
+        returns the versions this call applied."""
         applied_now: list[int] = []
         with self._connect() as conn:
             conn.execute(BOOTSTRAP_SQL)
@@ -129,9 +175,10 @@ class CdrStore(ABC):
             for migration in MIGRATIONS:
                 if migration.version in applied:
                     continue
+                if up_to is not None and migration.version > up_to:
+                    break
                 logger.info("applying CDR migration %d (%s)", migration.version, migration.name)
-                for statement in migration.statements:
-                    conn.execute(statement)
+                run_migration(conn, migration)
                 conn.insert(
                     f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_ms) VALUES",
                     [(migration.version, migration.name, now_ms())],

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vpbx_common.cdr import CallRecord, Direction, EndReason, HangupBy, OpenCall, now_ms
+from vpbx_common.cdr import (
+    CallRecord,
+    Direction,
+    EndReason,
+    HangupBy,
+    OpenCall,
+    Route,
+    bounded_route,
+    now_ms,
+)
 from vpbx_common.events import CallEvent, CallEventType
 
 
@@ -39,6 +48,8 @@ class CallFacts:
     end_reason: EndReason = EndReason.FAILED
     sip_status: int = 0  # the final status sent to the caller
     hangup_by: HangupBy = HangupBy.SYSTEM
+    # The route so far, oldest step first: RouteStep.from_json(entry.as_dict()) per RouteEntry.
+    route: Route = ()
 
     @property
     def callee(self) -> str:
@@ -63,6 +74,7 @@ class CallFacts:
             end_reason=self.end_reason,
             sip_status=self.sip_status,
             hangup_by=self.hangup_by,
+            route=self.route,
         )
 
     def open_call(self) -> OpenCall:
@@ -80,6 +92,7 @@ class CallFacts:
             start_ms=self.start_ms,
             answer_ms=self.answer_ms,
             sip_status=self.sip_status,
+            route=bounded_route(self.route),
         )
 
     def event(self, event_type: CallEventType) -> CallEvent:
