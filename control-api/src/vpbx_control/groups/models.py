@@ -20,6 +20,8 @@ class GroupRow(TenantOwned, Base):
     ring_timeout_s: Mapped[int] = mapped_column(Integer, default=30)
     # escalating: add the next member every N seconds
     escalation_interval_s: Mapped[int] = mapped_column(Integer, default=10)
+    # One-at-a-time strategies: how long each member rings (None: an equal share).
+    member_ring_s: Mapped[int | None] = mapped_column(Integer, default=None)
     # Where the call goes when nobody answers: a Target document (targets.py) or null.
     overflow: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     # round-robin: the member that rang last (the node reports it; remembered here)

@@ -34,6 +34,15 @@ GroupName = Annotated[
 RingTimeout = Annotated[
     int, Field(ge=5, le=600, description="seconds the group rings before the overflow")
 ]
+MemberRing = Annotated[
+    int,
+    Field(
+        ge=5,
+        le=600,
+        description="sequential, round-robin, least-recently-called, by-rank: seconds each "
+        "member rings before the next one; null = an equal share of ring_timeout_s",
+    ),
+]
 EscalationInterval = Annotated[
     int,
     Field(ge=2, le=120, description="escalating: seconds between adding the next member"),
@@ -51,6 +60,7 @@ class GroupCreate(StrictInput):
     strategy: Strategy = Strategy.RING_ALL
     ring_timeout_s: RingTimeout = 30
     escalation_interval_s: EscalationInterval = 10
+    member_ring_s: MemberRing | None = None
     overflow: Target | None = Field(
         default=None,
         description="where the call goes when nobody answers; null = hang up",
@@ -71,6 +81,7 @@ class GroupUpdate(StrictInput):
     strategy: Strategy | None = None
     ring_timeout_s: RingTimeout | None = None
     escalation_interval_s: EscalationInterval | None = None
+    member_ring_s: MemberRing | None = Field(default=None, description="null: an equal share")
     overflow: Target | None = Field(default=None, description="null removes the overflow")
     members: list[MemberIn] | None = Field(default=None, max_length=MAX_MEMBERS)
 
@@ -89,6 +100,7 @@ class GroupOut(BaseModel):
     strategy: Strategy
     ring_timeout_s: int
     escalation_interval_s: int
+    member_ring_s: int | None
     overflow: Target | None
     members: list[MemberOut]
     last_member_id: uuid.UUID | None = Field(

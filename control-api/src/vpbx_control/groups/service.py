@@ -30,6 +30,7 @@ def group_out(row: GroupRow, members: list[MemberOut]) -> GroupOut:
             "strategy": row.strategy,
             "ring_timeout_s": row.ring_timeout_s,
             "escalation_interval_s": row.escalation_interval_s,
+            "member_ring_s": row.member_ring_s,
             "overflow": row.overflow,
             "members": members,
             "last_member_id": row.last_member_id,
@@ -83,6 +84,7 @@ class GroupService:
                 strategy=body.strategy.value,
                 ring_timeout_s=body.ring_timeout_s,
                 escalation_interval_s=body.escalation_interval_s,
+                member_ring_s=body.member_ring_s,
                 overflow=overflow,
                 last_member_id=None,
                 revision=1,
@@ -118,6 +120,8 @@ class GroupService:
             row.ring_timeout_s = body.ring_timeout_s
         if body.escalation_interval_s is not None:
             row.escalation_interval_s = body.escalation_interval_s
+        if "member_ring_s" in given:
+            row.member_ring_s = body.member_ring_s
         if body.members is not None:
             await self.repository.replace_members(row, body.members)
             if row.last_member_id not in {member.user_id for member in body.members}:

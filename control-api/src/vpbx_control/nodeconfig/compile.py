@@ -108,6 +108,7 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
                 ring_timeout_s=group.ring_timeout_s,
                 id=str(group.id),
                 escalation_interval_s=group.escalation_interval_s,
+                member_ring_s=group.member_ring_s,
                 overflow=group.overflow,
             )
             for group in snapshot.groups

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from vpbx_common.cdr import EndReason, HangupBy, now_ms
+from vpbx_common.cdr import EndReason, HangupBy, RouteStep, bounded_route, now_ms
 from vpbx_common.events import CallEventType
 from vpbx_common.nodeconfig import Target
 
@@ -397,6 +397,13 @@ class Call:
                 leg.cancel()
         self._ringing.clear()
 
+    def _capture_route(self) -> None:
+        """The route so far into the call's facts (the CDR, and the journal after a crash)."""
+        if self.router is not None:
+            self.facts.route = bounded_route(
+                RouteStep.from_json(entry.as_dict()) for entry in self.router.route
+            )
+
     def _stop_media(self) -> None:
         if self.media is not None:
             self.media.stop()
@@ -516,6 +523,7 @@ class Call:
             self._caller_answered = True
         self._set_state(CallState.CONNECTED)
         self.host.publish(self, CallEventType.ANSWERED)
+        self._capture_route()
         self.host.journal_answer(self)
         self.host.agent_talking(extension, self.call_id)
 
@@ -648,14 +656,14 @@ class Call:
             stats = self.relay.stats()
             await self.relay.stop()
         self.state = CallState.ENDED
-        route = self.router.route if self.router is not None else ()
+        self._capture_route()
         self._log(
             logging.INFO,
             "ended reason=%s status=%s answered_by=%s route=[%s] media=%s",
             self.facts.end_reason,
             self.facts.sip_status,
             self.facts.answered_by or "-",
-            "; ".join(str(entry) for entry in route),
+            "; ".join(str(step) for step in self.facts.route),
             stats,
         )
         if self.facts.answered_by:
