@@ -23,6 +23,7 @@ from .auth.tokens import TokenSigner
 from .context import AppContext
 from .db.migrate import upgrade
 from .db.session import Database
+from .decisions.router import router as decision_secret_router
 from .deps import route_policy
 from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
@@ -55,6 +56,7 @@ ROUTERS = (
     groups_router,
     schedules_router,
     ivr_router,
+    decision_secret_router,  # before /v1/route-plans/{route_plan_id}
     route_plans_router,
     webhooks_router,
     api_keys_router,
