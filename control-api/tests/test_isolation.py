@@ -85,6 +85,7 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
     deliveries = await api.client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=admin)
     [delivery, *_] = deliveries.json()["items"]
     key = await _created(api, "/v1/api-keys", {"name": "crm"}, admin)
+    decision = await _created(api, "/v1/route-plans/decision-secret", {}, admin)
     pool = await api.client.post(
         "/v1/platform/pool", json={"city": "msk", "numbers": ["+74950000001"]}, headers=api.platform
     )
@@ -101,6 +102,8 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "delivery_id": delivery["id"],
         "key_id": key["id"],
         "number_id": number["id"],
+        # Not an id: no route takes it, but no listing may show it (the leak check).
+        "decision_secret": decision["secret"],
     }
 
 
@@ -151,6 +154,14 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
             assert response.status_code == 404, (method, route.path, response.text)
             checked += 1
     assert checked >= 30
+
+    # The routes without an id act on the caller's own tenant: globex rotating its
+    # decision secret makes its own and leaves acme's alone.
+    rotated = await api.client.post("/v1/route-plans/decision-secret", headers=globex)
+    assert rotated.status_code == 201, rotated.text
+    assert rotated.json()["secret"] != ids["decision_secret"]
+    config = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+    assert config.json()["decision_secret"] == ids["decision_secret"]
 
     # And nothing was changed or deleted in acme by all of that.
     acme = await api.as_role("acme")

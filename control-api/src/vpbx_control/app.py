@@ -11,8 +11,6 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from vpbx_common.outbound import OutboundPolicy
-
 from . import health
 from .apikeys.router import router as api_keys_router
 from .auth.credentials import CredentialVerifier
@@ -23,6 +21,7 @@ from .auth.tokens import TokenSigner
 from .context import AppContext
 from .db.migrate import upgrade
 from .db.session import Database
+from .decisions.router import router as decision_secret_router
 from .deps import route_policy
 from .errors import ErrorBody, install_error_handlers
 from .groups.router import router as groups_router
@@ -55,6 +54,7 @@ ROUTERS = (
     groups_router,
     schedules_router,
     ivr_router,
+    decision_secret_router,  # before /v1/route-plans/{route_plan_id}
     route_plans_router,
     webhooks_router,
     api_keys_router,
@@ -105,7 +105,7 @@ def build_context(
         publisher=publisher,
         node_configs=NodeConfigCache(publisher, max_age_s=settings.node_config_cache_s),
         numbers=number_store or open_number_store(settings, redis_client),
-        outbound=OutboundPolicy(allow_private=settings.allows_private_outbound),
+        outbound=settings.outbound_policy(),
         speech=SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s),
         metrics=metrics,
     )

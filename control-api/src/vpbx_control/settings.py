@@ -7,7 +7,11 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from vpbx_common.settings import CommonSettings, InsecureDefaultSecretError, require_real_secret
+from vpbx_common.settings import (
+    InsecureDefaultSecretError,
+    OutboundSettings,
+    require_real_secret,
+)
 
 
 class NumberStoreKind(enum.StrEnum):
@@ -15,7 +19,7 @@ class NumberStoreKind(enum.StrEnum):
     KUBERNETES = "kubernetes"  # Number custom resources through the Kubernetes API
 
 
-class ControlSettings(CommonSettings):
+class ControlSettings(OutboundSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     database_url: str = "sqlite+aiosqlite:///var/control.db"
@@ -44,9 +48,8 @@ class ControlSettings(CommonSettings):
     # How long a compiled node config is reused while the tenant's revision is unchanged.
     node_config_cache_s: float = Field(default=30.0, ge=0, le=3600)
 
-    # May webhooks and HTTP decisions call private, loopback or internal hosts?
-    # Unset: only in local mode (see vpbx_common/outbound.py for why not in a cluster).
-    outbound_private_allowed: bool | None = None
+    # VPBX_OUTBOUND_PRIVATE_ALLOWED (OutboundSettings): may webhooks and HTTP decisions
+    # call private, loopback or internal hosts? Unset: only in local mode.
 
     # Text to speech for IVR prompts: the espeak-ng executable (a name on PATH or a path)
     # and how long one rendering may take.
@@ -63,12 +66,6 @@ class ControlSettings(CommonSettings):
 
     # Local mode seeds the database from a platform file (examples/demo.yaml).
     seed_file: Path | None = None
-
-    @property
-    def allows_private_outbound(self) -> bool:
-        if self.outbound_private_allowed is not None:
-            return self.outbound_private_allowed
-        return self.is_local
 
     def check_secrets(self) -> None:
         for name, value in (

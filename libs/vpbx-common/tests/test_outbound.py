@@ -14,6 +14,7 @@ from vpbx_common.outbound import (
     parse_address,
     pin,
 )
+from vpbx_common.settings import OutboundSettings
 
 STRICT = OutboundPolicy(allow_private=False)
 LOCAL = OutboundPolicy(allow_private=True)
@@ -110,3 +111,14 @@ def test_a_request_is_pinned_to_the_checked_address_with_its_host_kept() -> None
     assert pin("http://crm.example.com/h", Destination("crm.example.com", None)).url == (
         "http://crm.example.com/h"
     )
+
+
+def test_settings_build_the_same_policy_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control API and media node read VPBX_MODE and VPBX_OUTBOUND_PRIVATE_ALLOWED alike."""
+    monkeypatch.delenv("VPBX_OUTBOUND_PRIVATE_ALLOWED", raising=False)
+    assert OutboundSettings(mode="local").outbound_policy().allow_private
+    assert not OutboundSettings(mode="cluster").outbound_policy().allow_private
+    monkeypatch.setenv("VPBX_OUTBOUND_PRIVATE_ALLOWED", "true")
+    assert OutboundSettings(mode="cluster").allows_private_outbound
+    monkeypatch.setenv("VPBX_OUTBOUND_PRIVATE_ALLOWED", "false")
+    assert not OutboundSettings(mode="local").allows_private_outbound

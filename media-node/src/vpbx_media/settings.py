@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from vpbx_common.settings import CommonSettings, require_real_secret
+from vpbx_common.settings import CommonSettings, OutboundSettings, require_real_secret
 from vpbx_common.sipauth import DigestAlgorithm
 
 
@@ -31,7 +31,7 @@ class EdgeSettings(SipSettings):
         require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)
 
 
-class NodeSettings(SipSettings):
+class NodeSettings(SipSettings, OutboundSettings):
     sip_port: int = 5070
     node_name: str = "node"
     tenant: str = ""
@@ -63,6 +63,10 @@ class NodeSettings(SipSettings):
     min_register_expires: int = 30
     max_register_expires: int = 3600
     drain_timeout: float = 30.0
+    # HTTP decisions (node/decisions.py): the outbound policy is the control API's
+    # (VPBX_MODE, VPBX_OUTBOUND_PRIVATE_ALLOWED: OutboundSettings); at most this much
+    # of a reply is read.
+    decision_max_reply_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_NONCE_SECRET", self.nonce_secret, local=self.is_local)

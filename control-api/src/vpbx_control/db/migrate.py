@@ -29,3 +29,8 @@ def upgrade_sync(database_url: str, revision: str = "heads") -> None:
 async def upgrade(database_url: str, revision: str = "heads") -> None:
     # env.py runs its own event loop; keep it off the app's loop.
     await asyncio.to_thread(upgrade_sync, database_url, revision)
+
+
+async def downgrade(database_url: str, revision: str) -> None:
+    """Back to ``revision`` (an operator's rollback; the tests check every downgrade runs)."""
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url), revision)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..apikeys.models import ApiKeyRow
+from ..decisions.models import DecisionSecretRow
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow, PromptRow
 from ..numbers.models import PoolNumberRow
@@ -16,6 +17,7 @@ from .base import Base
 __all__ = [
     "ApiKeyRow",
     "Base",
+    "DecisionSecretRow",
     "DeviceRow",
     "GroupMemberRow",
     "GroupRow",

@@ -45,6 +45,7 @@ class TenantSnapshot:
     ivr_menus: Sequence[IvrMenuRow] = ()
     route_plans: Sequence[RoutePlanRow] = ()
     numbers: Sequence[Number] = ()
+    decision_secret: str | None = None  # signs the tenant's HTTP decisions
 
 
 def _members_by_group(snapshot: TenantSnapshot) -> dict[str, list[tuple[str, int]]]:
@@ -141,6 +142,7 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
             for row in snapshot.route_plans
         ],
         numbers=snapshot.numbers,
+        decision_secret=snapshot.decision_secret,
     )
 
 

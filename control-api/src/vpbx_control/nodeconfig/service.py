@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.nodeconfig import NodeConfig
 
+from ..decisions.repository import DecisionSecretRepository
 from ..errors import NotFound, Unavailable
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow
@@ -54,6 +55,7 @@ class NodeConfigService:
         except NumberStoreError as exc:
             logger.warning("tenant=%s numbers unreadable: %s", tenant.id, exc)
             raise Unavailable("the number store cannot be read; try again") from exc
+        decision_secret = await DecisionSecretRepository(self.session, tenant.id).find()
         return TenantSnapshot(
             tenant=tenant,
             users=await self._tenant_rows(UserRow, tenant.id),
@@ -64,6 +66,7 @@ class NodeConfigService:
             ivr_menus=await self._tenant_rows(IvrMenuRow, tenant.id),
             route_plans=await self._tenant_rows(RoutePlanRow, tenant.id),
             numbers=numbers,
+            decision_secret=decision_secret.secret if decision_secret is not None else None,
         )
 
     async def compile(self, tenant_id: str, city: str) -> NodeConfig:

@@ -53,7 +53,9 @@ async def list_route_plans(
     status_code=status.HTTP_201_CREATED,
     summary="Create a route plan",
     description="Every object a step names must exist in the tenant (404 naming the field); "
-    "a step after one that always ends the call is refused (422 `unreachable-step`).",
+    "a step after one that always ends the call is refused (422 `unreachable-step`). "
+    "The tenant's first `http-decision` step makes its decision secret, which signs the "
+    "requests; it is not shown: `POST /v1/route-plans/decision-secret` makes one to read.",
     responses=error_responses(404, 409, 422),
 )
 async def create_route_plan(

@@ -110,9 +110,10 @@ class CrmLookupStep(_Step):
 class HttpDecisionStep(_Step):
     """Ask the tenant's own server where the call goes.
 
-    The media node POSTs the call (caller, number, tenant) to ``url`` and expects a
-    Target document back; on timeout, error or an unusable answer the call goes to
-    ``fallback``.
+    The media node POSTs the call (caller, number, tenant) to ``url``, signed with the
+    tenant's decision secret (``X-Vpbx-Signature``, as webhooks are signed; see
+    /v1/route-plans/decision-secret), and routes on the answer; on timeout, error or
+    an unusable answer the call goes to ``fallback``.
     """
 
     type: Literal["http-decision"] = "http-decision"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vpbx_common.outbound import OutboundPolicy
 
 from ..auth.principal import Principal
+from ..decisions.service import ensure_decision_secret
 from ..errors import InvalidInput, ReferenceNotFound
 from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
@@ -59,6 +61,14 @@ def check_structure(steps: list[Step], at: str = "body.steps") -> None:
         raise InvalidInput.at(at, f"a plan has at most {MAX_STEPS} steps, branches included")
 
 
+def _decision_steps(steps: list[Step]) -> Iterator[tuple[str, int, HttpDecisionStep]]:
+    """Every HTTP-decision step of a plan, branches included, with its list's path and index."""
+    for path, branch, _ in walk(steps, "body.steps"):
+        for index, step in enumerate(branch):
+            if isinstance(step, HttpDecisionStep):
+                yield path, index, step
+
+
 class RoutePlanService:
     def __init__(
         self,
@@ -87,6 +97,7 @@ class RoutePlanService:
         steps = await self._checked_steps(body.steps)
         plan_id = uuid.uuid4()
         await self._refuse_cycles(plan_id, body.name, steps)
+        await self._ensure_decision_secret(body.steps)
         row = self.repository.add(RoutePlanRow(id=plan_id, name=body.name, steps=steps, revision=1))
         await self.work.commit()
         return row
@@ -103,6 +114,7 @@ class RoutePlanService:
         if body.steps is not None:
             steps = await self._checked_steps(body.steps)
             await self._refuse_cycles(row.id, name, steps)
+            await self._ensure_decision_secret(body.steps)
         row.name = name
         row.steps = steps
         self.repository.touch(row)
@@ -133,12 +145,16 @@ class RoutePlanService:
         return documents
 
     def _check_decision_urls(self, steps: list[Step]) -> None:
-        for path, branch, _ in walk(steps, "body.steps"):
-            for index, step in enumerate(branch):
-                if isinstance(step, HttpDecisionStep):
-                    problem = self.outbound.problem(str(step.url))
-                    if problem is not None:
-                        raise InvalidInput.at(f"{path}[{index}].url", problem)
+        for path, index, step in _decision_steps(steps):
+            problem = self.outbound.problem(str(step.url))
+            if problem is not None:
+                raise InvalidInput.at(f"{path}[{index}].url", problem)
+
+    async def _ensure_decision_secret(self, steps: list[Step]) -> None:
+        """A plan that asks the tenant's server is always signed: the first one makes
+        the tenant's decision secret (committed with the plan; shown by a rotation)."""
+        if any(True for _ in _decision_steps(steps)):
+            await ensure_decision_secret(self.session, self.tenant_id)
 
     async def _refuse_cycles(self, plan_id: uuid.UUID, name: str, steps: list[Any]) -> None:
         change = ProposedChange(

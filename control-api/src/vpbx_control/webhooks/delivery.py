@@ -4,7 +4,7 @@
 webhook of the tenant subscribed to the event, in the caller's transaction (so
 an event is queued exactly when the change that caused it is committed). The
 worker (``start()``/``stop()``, one asyncio task owned by the dispatcher) claims
-due deliveries, POSTs them signed (signing.py) and records every attempt:
+due deliveries, POSTs them signed (vpbx_common.signing) and records every attempt:
 
 - a 2xx answer delivers; anything else (other status, timeout, refused
   connection) is retried after ``retry_base_s * 2**n`` seconds (n = 0, 1, ...;
@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session as OrmSession
 from vpbx_common.cdr.record import UNANSWERED_REASONS
 from vpbx_common.events import WEBHOOKS_GROUP, CallEvent, CallEventConsumer, CallEventType
 from vpbx_common.outbound import OutboundPolicy, OutboundRefusedError, pin
+from vpbx_common.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 
 from ..context import AppContext
 from ..db.base import as_utc, utcnow
@@ -60,7 +61,6 @@ from ..db.session import Database
 from .models import WebhookDeliveryRow, WebhookRow
 from .repository import DeliveryQueue, DeliveryRepository, WebhookRepository
 from .schemas import PING_EVENT, DeliveryStatus, WebhookEvent
-from .signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 
 logger = logging.getLogger(__name__)
 

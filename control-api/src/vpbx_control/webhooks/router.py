@@ -11,7 +11,7 @@ with the headers ``X-Vpbx-Event`` (the event), ``X-Vpbx-Delivery`` (the delivery
 id, the same on every retry: deduplicate on it), ``X-Vpbx-Attempt`` (1, 2, ...)
 and ``X-Vpbx-Signature: t=<unix seconds>,v1=<hex>``, where ``<hex>`` is the
 HMAC-SHA256 under the webhook's secret of ``"<t>." + <raw body>``
-(``vpbx_control.webhooks.signing.verify`` checks it). Any 2xx answer within the
+(``vpbx_common.signing.verify`` checks it). Any 2xx answer within the
 timeout delivers; anything else is retried with exponential backoff, and the
 delivery fails after the last attempt. The secret is shown only when the
 webhook is created and when it is rotated.

@@ -5,6 +5,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.outbound import OutboundPolicy
+from vpbx_common.signing import generate_secret
 
 from ..auth.principal import Principal
 from ..db.base import utcnow
@@ -24,7 +25,6 @@ from .schemas import (
     WebhookEvent,
     WebhookUpdate,
 )
-from .signing import generate_secret
 
 MAX_WEBHOOKS_PER_TENANT = 20
 

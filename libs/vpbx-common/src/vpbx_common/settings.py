@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .events import DEFAULT_STREAM_MAX_LEN
+from .outbound import OutboundPolicy
 
 # Well-known development values; refused outside local mode.
 DEFAULT_LOCAL_SECRETS = frozenset({"", "local-dev-secret", "local-dev-service-token", "change-me"})
@@ -28,6 +29,24 @@ class CommonSettings(BaseSettings):
     @property
     def is_local(self) -> bool:
         return self.mode == "local"
+
+
+class OutboundSettings(CommonSettings):
+    """Settings of a component that calls tenant-chosen URLs: the control API (webhooks)
+    and the media node (HTTP decisions) build the same policy from the same knobs."""
+
+    # May such requests reach private, loopback or internal hosts (VPBX_OUTBOUND_PRIVATE_ALLOWED)?
+    # Unset: only in local mode (see vpbx_common/outbound.py for why not in a cluster).
+    outbound_private_allowed: bool | None = None
+
+    @property
+    def allows_private_outbound(self) -> bool:
+        if self.outbound_private_allowed is not None:
+            return self.outbound_private_allowed
+        return self.is_local
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy(allow_private=self.allows_private_outbound)
 
 
 def require_real_secret(name: str, value: SecretStr, *, local: bool) -> None:

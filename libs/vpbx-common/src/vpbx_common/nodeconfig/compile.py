@@ -142,6 +142,7 @@ class TenantSource:
     ivr_menus: Sequence[SourceIvrMenu] = ()
     route_plans: Sequence[SourceRoutePlan] = ()
     numbers: Sequence[Number] = ()
+    decision_secret: str | None = None
 
 
 _PROMPT = TypeAdapter[Prompt](Prompt)
@@ -497,5 +498,6 @@ def compile_node_config(source: TenantSource, city: str) -> NodeConfig:
         schedules=_schedules(source),
         ivr_menus=_ivr_menus(source, resolver),
         route_plans=_route_plans(source, resolver),
+        decision_secret=source.decision_secret,
     )
     return compiled_config.with_version()

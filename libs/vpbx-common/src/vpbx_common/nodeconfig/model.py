@@ -4,7 +4,8 @@ The control API compiles it (``compile.py``) and serves it to the nodes
 (``GET /internal/v1/node-config/<tenant>/<city>``, ETag = ``version``); a node
 without a control API reads it from a JSON file (the operator's ConfigMap, or
 a file written by hand). It carries digest HA1 values instead of SIP
-passwords, so a leaked document does not reveal them.
+passwords, so a leaked document does not reveal them, and the tenant's decision
+secret (which signs HTTP decisions) in clear: serve it to nodes only.
 
 Lookups the node makes per request (credentials, users, numbers, groups) go
 through indexes built once per document.
@@ -191,6 +192,9 @@ class NodeConfig(ConfigModel):
     schedules: list[ScheduleEntry] = Field(default_factory=list)
     ivr_menus: list[IvrMenuEntry] = Field(default_factory=list)
     route_plans: list[RoutePlanEntry] = Field(default_factory=list)
+    # Signs the tenant's HTTP decisions (X-Vpbx-Signature, vpbx_common.signing); None:
+    # the tenant has none yet and decisions go unsigned.
+    decision_secret: str | None = None
     version: str = ""
 
     _users: dict[str, UserEntry] = PrivateAttr(default_factory=dict)

@@ -1,10 +1,12 @@
-"""The webhook signature: how deliveries are signed, and how a receiver checks them.
+"""The request signature: how webhook deliveries (control API) and HTTP decisions
+(media node) are signed, and how a receiver checks them.
 
 Header::
 
     X-Vpbx-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>
 
-The HMAC key is the webhook's secret (its UTF-8 bytes); the message is the
+The HMAC key is the webhook's secret, or the tenant's decision secret for an
+HTTP decision (its UTF-8 bytes); the message is the
 timestamp, a dot and the raw request body: ``f"{t}.".encode() + body``. A
 receiver recomputes it over the body exactly as received (before parsing the
 JSON), compares in constant time, and refuses timestamps too far from its
