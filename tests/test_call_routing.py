@@ -9,10 +9,14 @@ number +74950000001, whose entry is the sales group.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
 import time
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import pytest
 from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import RunningPlatform
 from tests.services.sipp import SippFactory
+from vpbx_common.signing import verify
 from vpbx_media.media import g711, tones
 
 pytestmark = pytest.mark.integration
@@ -94,12 +99,17 @@ def created(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any
     return dict(response.json())
 
 
-def wait_for_reload(platform: RunningPlatform, since: int, timeout: float = 10) -> None:
-    """Until the acme/msk node logged that it runs a new config (after log offset ``since``)."""
+def wait_for_reload(platform: RunningPlatform, timeout: float = 10) -> None:
+    """Until the acme/msk node runs the config the control API serves now."""
+    headers = {"Authorization": f"Bearer {platform.service_token}"}
+    with platform.api(headers) as client:
+        current = client.get("/internal/v1/node-config/acme/msk").headers["ETag"].strip('"')
     deadline = time.monotonic() + timeout
-    while "tenant=acme city=msk config version" not in platform.log()[since:]:
+    while "tenant=acme city=msk config version " not in platform.log() or (
+        f"-> {current}" not in platform.log()
+    ):
         if time.monotonic() > deadline:
-            raise AssertionError("the msk node never reloaded its config")
+            raise AssertionError(f"the msk node never loaded config {current}")
         time.sleep(0.05)
 
 
@@ -118,7 +128,10 @@ def carrier_call(
 
 
 def incoming(phone: Baresip) -> int:
-    return sum(1 for event in phone.events if event.get("type") == "CALL_INCOMING")
+    """Calls offered to this phone so far (baresip logs each one as it rings, or as it
+    answers by itself)."""
+    log = phone.log_text()
+    return log.count("Incoming call from") + log.count("call: answering call on line")
 
 
 def settled_calls(platform: RunningPlatform, count: int) -> list[dict[str, Any]]:
@@ -150,10 +163,9 @@ def test_sequential_group_rings_the_next_member_when_the_first_does_not_answer(
     platform: RunningPlatform = platform_factory()
     busy_elsewhere = agent(baresip_factory, platform, "101", answers=False)
     maria = agent(baresip_factory, platform, "102")
-    since = len(platform.log())
     with admin_api(platform) as api:
         set_sales(api, ["101", "102"], strategy="sequential", ring_timeout_s=12)
-    wait_for_reload(platform, since)
+    wait_for_reload(platform)
 
     started = time.monotonic()
     caller = carrier_call(sipp_factory, platform)
@@ -176,10 +188,9 @@ def test_round_robin_starts_after_the_member_who_rang_last_across_calls(
     platform: RunningPlatform = platform_factory()
     for extension in ("101", "102", "201"):
         agent(baresip_factory, platform, extension)
-    since = len(platform.log())
     with admin_api(platform) as api:
         set_sales(api, ["101", "102", "201"], strategy="round-robin")
-    wait_for_reload(platform, since)
+    wait_for_reload(platform)
 
     for _ in range(4):
         result = carrier_call(sipp_factory, platform, pause_ms=300).run()
@@ -196,13 +207,12 @@ def test_busy_and_do_not_disturb_members_are_skipped_without_ringing(
     resting = agent(baresip_factory, platform, "101")
     talking = agent(baresip_factory, platform, "102")
     boris = agent(baresip_factory, platform, "201")
-    since = len(platform.log())
     with admin_api(platform) as api:
         set_sales(api, ["101", "102", "201"], strategy="sequential")
         users = ids_by_extension(api)
         dnd = api.put(f"/v1/users/{users['101']}/presence", json={"presence": "do-not-disturb"})
         assert dnd.status_code == 200, dnd.text
-    wait_for_reload(platform, since)
+    wait_for_reload(platform)
     # 102 is on a call: sequential skips 101 (do not disturb) and rings 102 first.
     first = carrier_call(sipp_factory, platform, pause_ms=8000)
     first.start()
@@ -226,12 +236,11 @@ def test_nobody_answering_goes_to_the_overflow_after_the_group_timeout(
     platform: RunningPlatform = platform_factory()
     silent = agent(baresip_factory, platform, "101", answers=False)
     boris = agent(baresip_factory, platform, "201")
-    since = len(platform.log())
     with admin_api(platform) as api:
         users = ids_by_extension(api)
         overflow = {"type": "user", "user_id": users["201"]}
         set_sales(api, ["101"], ring_timeout_s=5, overflow=overflow)
-    wait_for_reload(platform, since)
+    wait_for_reload(platform)
 
     started = time.monotonic()
     caller = carrier_call(sipp_factory, platform)
@@ -257,7 +266,6 @@ def test_outside_working_hours_the_closed_branch_takes_the_call(
     sales = agent(baresip_factory, platform, "101")
     duty = agent(baresip_factory, platform, "201")
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    since = len(platform.log())
     with admin_api(platform) as api:
         users = ids_by_extension(api)
         holiday = created(
@@ -293,7 +301,7 @@ def test_outside_working_hours_the_closed_branch_takes_the_call(
             },
         )
         route_main_number(api, {"type": "route-plan", "route_plan_id": plan["id"]})
-    wait_for_reload(platform, since)
+    wait_for_reload(platform)
 
     result = carrier_call(sipp_factory, platform).run()
 
@@ -311,7 +319,6 @@ PROMPT_HZ = 600
 
 def ivr_on_main_number(platform: RunningPlatform) -> None:
     """Main menu: a 600 Hz prompt; 1 -> 102, 2 -> 201; no key -> hang up."""
-    since = len(platform.log())
     with admin_api(platform) as api:
         users = ids_by_extension(api)
         menu = created(
@@ -329,7 +336,7 @@ def ivr_on_main_number(platform: RunningPlatform) -> None:
             },
         )
         route_main_number(api, {"type": "ivr", "ivr_menu_id": menu["id"]})
-    wait_for_reload(platform, since)
+    wait_for_reload(platform)
 
 
 def test_the_caller_hears_the_ivr_prompt_and_a_key_press_reaches_the_chosen_person(
@@ -398,3 +405,88 @@ def test_a_key_pressed_as_an_inband_tone_chooses_the_ivr_option(
     assert incoming(boris) == 1
     [record] = settled_calls(platform, 1)
     assert record["answered_by"] == "201"
+
+
+# --- HTTP decisions ---------------------------------------------------------------
+
+
+class DecisionServer:
+    """The tenant's back office: answers each decision request with the next planned reply."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[float, bytes]] = []  # (delay, body) per request
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                delay, reply = server.replies.pop(0) if server.replies else (0.0, b"{}")
+                time.sleep(delay)
+                with contextlib.suppress(OSError):  # the node may have given up already
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/route"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> DecisionServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_an_http_decision_routes_the_call_and_any_failure_takes_the_fallback(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent(baresip_factory, platform, "102")
+    agent(baresip_factory, platform, "201")
+    with DecisionServer() as back_office:
+        with admin_api(platform) as api:
+            users = ids_by_extension(api)
+            secret = api.post("/v1/route-plans/decision-secret").json()["secret"]
+            plan = created(
+                api,
+                "/v1/route-plans",
+                {
+                    "name": "back office",
+                    "steps": [
+                        {
+                            "type": "http-decision",
+                            "url": back_office.url,
+                            "timeout_ms": 800,
+                            "fallback": {"type": "user", "user_id": users["102"]},
+                        }
+                    ],
+                },
+            )
+            route_main_number(api, {"type": "route-plan", "route_plan_id": plan["id"]})
+        wait_for_reload(platform)
+
+        back_office.replies = [
+            (0.0, b'{"action": "ring", "targets": ["201"], "ring_timeout_s": 20}'),
+            (2.0, b'{"action": "ring", "targets": ["201"]}'),  # too late: 800 ms
+            (0.0, b"<html>not a decision</html>"),
+        ]
+        for _ in range(3):
+            result = carrier_call(sipp_factory, platform, pause_ms=300).run()
+            assert result.all_succeeded, result.describe() + platform.log()[-3000:]
+
+    answered = [record["answered_by"] for record in settled_calls(platform, 3)]
+    assert answered == ["201", "102", "102"]
+    headers, body = back_office.requests[0]
+    assert verify(secret, headers["x-vpbx-signature"], body)
+    request = json.loads(body)
+    assert (request["tenant"], request["number"], request["caller"]) == ("acme", ACME_MAIN, CALLER)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import update
 from tests.services.control_api import ApiHarness
 
+from vpbx_common.agents import AgentStateStore
 from vpbx_common.manifests import PLATFORM_API_VERSION, Number
 from vpbx_control.auth.principal import Role
-from vpbx_control.groups.models import GroupRow
 
 
 def _fields(response: Any) -> list[str]:
@@ -328,7 +327,9 @@ async def test_a_group_does_not_overflow_to_itself(api: ApiHarness) -> None:
     assert "group sales -> group sales" in response.json()["message"]
 
 
-async def test_round_robin_forgets_a_removed_last_member(api: ApiHarness) -> None:
+async def test_round_robin_shows_who_the_nodes_rang_last_while_they_are_a_member(
+    api: ApiHarness,
+) -> None:
     admin, (ann, bob, _) = await _acme(api)
     group = (
         await api.client.post(
@@ -341,20 +342,18 @@ async def test_round_robin_forgets_a_removed_last_member(api: ApiHarness) -> Non
             headers=admin,
         )
     ).json()
-    # The media node reports who rang last.
-    async with api.context.database.session() as session:
-        await session.execute(
-            update(GroupRow)
-            .where(GroupRow.id == uuid.UUID(group["id"]))
-            .values(last_member_id=uuid.UUID(bob))
-        )
-        await session.commit()
+    assert group["last_member_id"] is None
+    # The media nodes keep who rang last in their shared agent state.
+    assert api.context.redis is not None
+    await AgentStateStore(api.context.redis).remember_last_member("acme", "sales", "102")
     kept = await api.client.patch(
         f"/v1/groups/{group['id']}",
         json={"members": [{"user_id": bob}, {"user_id": ann}]},
         headers=admin,
     )
     assert kept.json()["last_member_id"] == bob
+    listed = await api.client.get("/v1/groups", headers=admin)
+    assert listed.json()["items"][0]["last_member_id"] == bob
     removed = await api.client.patch(
         f"/v1/groups/{group['id']}", json={"members": [{"user_id": ann}]}, headers=admin
     )

@@ -322,7 +322,7 @@ class Baresip:
 
     def heard(self) -> list[Path]:
         """WAV files of what this phone heard, one per call (``record=True``), oldest first."""
-        return sorted(self.recordings_dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+        return sorted(self.recordings_dir.glob("dump-*-dec*"), key=lambda p: p.stat().st_mtime)
 
     def send_digits(self, digits: str) -> None:
         """Press keys in the current call (RFC 4733 telephone-event, as baresip sends them)."""

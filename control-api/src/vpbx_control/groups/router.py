@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
+from vpbx_common.agents import AgentStateStore
+
 from ..deps import Context, Paging, Session, TenantAdmin, TenantMember
 from ..errors import error_responses
 from ..paging import IfMatchHeader, Page
@@ -18,7 +20,8 @@ router = APIRouter(prefix="/v1/groups", tags=["groups"])
 
 
 def group_service(session: Session, principal: TenantMember, context: Context) -> GroupService:
-    return GroupService(session, principal, context.publisher, context.numbers)
+    agents = AgentStateStore(context.redis) if context.redis is not None else None
+    return GroupService(session, principal, context.publisher, context.numbers, agents)
 
 
 Service = Annotated[GroupService, Depends(group_service)]

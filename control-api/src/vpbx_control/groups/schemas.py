@@ -104,7 +104,7 @@ class GroupOut(BaseModel):
     overflow: Target | None
     members: list[MemberOut]
     last_member_id: uuid.UUID | None = Field(
-        description="round-robin: the user who rang last (reported by the media node)"
+        description="round-robin: the member the media nodes rang last (their shared state)"
     )
     revision: int
     created_at: dt.datetime

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from vpbx_common.agents import AgentStateStore
 
 from ..auth.principal import Principal
 from ..errors import InvalidInput, ReferenceNotFound
@@ -22,7 +25,9 @@ from .repository import GroupRepository
 from .schemas import GroupCreate, GroupOut, GroupUpdate, MemberIn, MemberOut, Strategy
 
 
-def group_out(row: GroupRow, members: list[MemberOut]) -> GroupOut:
+def group_out(row: GroupRow, members: list[MemberOut], rung_last: str | None = None) -> GroupOut:
+    """``rung_last``: the extension the nodes rang last for this group (round-robin)."""
+    last = next((m.user_id for m in members if rung_last and m.extension == rung_last), None)
     return GroupOut.model_validate(
         {
             "id": row.id,
@@ -33,7 +38,7 @@ def group_out(row: GroupRow, members: list[MemberOut]) -> GroupOut:
             "member_ring_s": row.member_ring_s,
             "overflow": row.overflow,
             "members": members,
-            "last_member_id": row.last_member_id,
+            "last_member_id": last,
             "revision": row.revision,
             "created_at": row.created_at,
             "updated_at": row.updated_at,
@@ -48,12 +53,14 @@ class GroupService:
         principal: Principal,
         publisher: ConfigPublisher,
         numbers: NumberStore,
+        agents: AgentStateStore | None = None,
     ) -> None:
         self.session = session
         self.tenant_id = principal.tenant
         self.repository = GroupRepository(session, principal.tenant)
         self.work = TenantWork(session, principal.tenant, publisher)
         self.numbers = numbers
+        self.agents = agents
 
     async def page(
         self,
@@ -65,7 +72,9 @@ class GroupService:
         query = self.repository.filtered(name, strategy, member_user_id)
         rows, total = await self.repository.page(query, params)
         members = await self.repository.members_of([row.id for row in rows])
-        return [(row, group_out(row, members[row.id])) for row in rows], total
+        rung_last = await self._rung_last()
+        views = [(row, group_out(row, members[row.id], rung_last.get(row.name))) for row in rows]
+        return views, total
 
     async def get(self, group_id: uuid.UUID) -> tuple[GroupRow, GroupOut]:
         return await self._view(await self.repository.get(group_id))
@@ -140,7 +149,17 @@ class GroupService:
 
     async def _view(self, row: GroupRow) -> tuple[GroupRow, GroupOut]:
         members = await self.repository.members_of([row.id])
-        return row, group_out(row, members[row.id])
+        rung_last = await self._rung_last()
+        return row, group_out(row, members[row.id], rung_last.get(row.name))
+
+    async def _rung_last(self) -> Mapping[str, str]:
+        """Group name -> the extension rung last, as the nodes keep it in Redis."""
+        if self.agents is None:
+            return {}
+        try:
+            return (await self.agents.snapshot(self.tenant_id)).last_member
+        except redis.RedisError:
+            return {}  # a detail of the view; the group itself is still shown
 
     async def _check_members(self, members: Sequence[MemberIn]) -> None:
         seen: set[uuid.UUID] = set()

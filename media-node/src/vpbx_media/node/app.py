@@ -18,6 +18,7 @@ from ..sip.digest import DigestAuthenticator, NonceService
 from ..sip.transport import Address
 from .bindings import BindingStore
 from .configsource import ConfigClient, ConfigHolder, ConfigWatcher, read_config_file
+from .decisions import DecisionClient
 from .prompts import PromptLibrary
 from .registrar import Authenticator
 from .service import NodeIdentity, NodeService
@@ -73,6 +74,8 @@ async def run_node(settings: NodeSettings) -> None:
         sip_address=Address(settings.advertised_host or settings.sip_host, settings.sip_port),
         media_address=settings.advertised_media_host or settings.media_host,
     )
+    decisions = DecisionClient.from_settings(settings, tenant)
+    await decisions.start()
     service = NodeService(
         identity,
         config,
@@ -85,6 +88,7 @@ async def run_node(settings: NodeSettings) -> None:
         shipper=shipper,
         registrar_limits=(settings.min_register_expires, settings.max_register_expires),
         prompts=prompts,
+        decisions=decisions,
         events=CallEventPublisher(redis_client, max_len=settings.call_events_max_len),
     )
     recovered = service.recover()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -36,6 +37,7 @@ from .bindings import BindingStore
 from .calllimit import TenantCallLimit
 from .calls.call import Call
 from .calls.facts import CallFacts, NodeRef
+from .decisions import DecisionClient
 from .journal import SpoolWriter
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
 from .prompts import PromptLibrary
@@ -77,6 +79,7 @@ class NodeService:
         journal_touch_interval: float = 5.0,
         events: CallEventPublisher | None = None,
         prompts: PromptLibrary | None = None,
+        decisions: DecisionClient | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -91,6 +94,8 @@ class NodeService:
         self.agents = AgentStateStore(redis_client)
         self.scheduler = PacedScheduler()
         self.prompts = prompts if prompts is not None else PromptLibrary()
+        # Without a client (tests), HTTP decision steps fall back as if the URL were down.
+        self.decisions = decisions
         # Shipping per CDR would open the CDR store once per call; the shipper batches
         # on its own interval instead.
         self.spool_writer = SpoolWriter()
@@ -382,7 +387,15 @@ class NodeService:
     async def decide(
         self, url: str, body: dict[str, str], timeout_s: float
     ) -> DecisionReply | DecisionFailed:
-        return DecisionFailed("HTTP decisions are not wired into this node yet")
+        if self.decisions is None:
+            return DecisionFailed("this node makes no HTTP requests")
+        reply = await self.decisions.ask(
+            url, body, secret=self.config().decision_secret, timeout_s=timeout_s
+        )
+        if reply.error is not None or reply.status is None:
+            return DecisionFailed(reply.error or "no reply")
+        # The router validates the reply itself, from the bytes, as it would any reply.
+        return DecisionReply(reply.status, json.dumps(reply.document).encode())
 
     def _active_on(self, number: str) -> int:
         running = sum(1 for call in self.calls.values() if call.facts.number == number)
@@ -471,6 +484,8 @@ class NodeService:
 
     async def stop(self) -> None:
         self.scheduler.stop()
+        if self.decisions is not None:
+            await self.decisions.stop()
         await self.spool_writer.stop()
         for task in list(self._tasks):
             task.cancel()

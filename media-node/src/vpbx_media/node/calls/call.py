@@ -267,6 +267,9 @@ class Call:
 
     async def _execute(self, actions: list[Action]) -> None:
         later: list[RouterEvent] = []  # what the router must hear once these are done
+        if any(isinstance(action, _NOT_YET) for action in actions):
+            # Answering only to hang up at once would look like a dropped call.
+            actions = [action for action in actions if not isinstance(action, Answer)]
         for action in actions:
             await self._do(action, later)
         for event in later:
