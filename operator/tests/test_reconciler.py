@@ -70,12 +70,14 @@ def tenant(
     }
 
 
-def number(name: str, e164: str, tenant_name: str, city: str, created: str) -> dict[str, Any]:
+def number(
+    name: str, e164: str, tenant_name: str, city: str, created: str, entry: str = "101"
+) -> dict[str, Any]:
     return {
         "apiVersion": "vpbx.io/v1alpha1",
         "kind": "Number",
         "metadata": {"name": name, "generation": 1, "creationTimestamp": created},
-        "spec": {"number": e164, "tenant": tenant_name, "city": city, "entry": "101"},
+        "spec": {"number": e164, "tenant": tenant_name, "city": city, "entry": entry},
     }
 
 
@@ -122,6 +124,22 @@ async def test_tenant_with_two_cities_gets_two_nodes_and_becomes_ready(routing: 
     assert route is not None
     assert route.address.endswith(":5060")
     assert cluster.statuses[("numbers", "acme-main")]["node"] == "vpbx-node-acme-msk"
+
+
+async def test_a_number_without_an_entry_is_routed_but_not_ready(routing: Any) -> None:
+    cluster = MemoryCluster()
+    reconciler = Reconciler(cluster, routing, namespace=NAMESPACE, template=NodeTemplate())
+    reconciler.observe("tenants", tenant("acme", ["msk"]), deleted=False)
+    created = "2026-01-01T00:00:00Z"
+    spare = number("acme-spare", "+74950000005", "acme", "msk", created, entry="unrouted")
+    reconciler.observe("numbers", spare, False)
+    await reconciler.reconcile_once()
+    cluster.set_ready("vpbx-node-acme-msk", 1)
+    await reconciler.reconcile_once()
+
+    ready = condition(cluster.statuses[("numbers", "acme-spare")], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NoEntry")
+    assert await routing.lookup_number("+74950000005") is not None  # callers get a 480 + CDR
 
 
 async def test_removing_a_city_deletes_its_children_and_deleting_the_tenant_all(

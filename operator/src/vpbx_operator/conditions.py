@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from vpbx_common.manifests import UNROUTED_ENTRY
 from vpbx_common.routing import RejectedNumber, RoutingSnapshot
 
 Condition = dict[str, Any]
@@ -139,6 +140,9 @@ def number_status(
         ready = (False, "NotRouted", "waiting for the tenant's media node in this city")
     elif route.suspended:
         ready = (False, "TenantSuspended", f"tenant {route.tenant} is suspended; calls are refused")
+        status.update(node=route.node, nodeAddress=route.address)
+    elif route.entry == UNROUTED_ENTRY:
+        ready = (False, "NoEntry", "the number has no entry route yet; its calls get 480")
         status.update(node=route.node, nodeAddress=route.address)
     else:
         ready = (True, "Routed", f"routed to {route.node} at {route.address}")
