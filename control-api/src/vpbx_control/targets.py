@@ -55,11 +55,15 @@ class RoutePlanTarget(_Target):
 
 
 class VoicemailTarget(_Target):
+    """Not yet running: the media node ends the call with 480 instead."""
+
     type: Literal["voicemail"] = "voicemail"
     user_id: uuid.UUID | None = Field(default=None, description="whose box; null = general box")
 
 
 class ExternalTarget(_Target):
+    """Not yet running (outbound calls come later): the media node ends the call with 480."""
+
     type: Literal["external"] = "external"
     number: E164
 

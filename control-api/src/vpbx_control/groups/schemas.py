@@ -52,7 +52,9 @@ MAX_MEMBERS = 200
 
 class MemberIn(StrictInput):
     user_id: uuid.UUID
-    weight: int = Field(default=1, ge=1, le=100, description="share of calls among equals")
+    weight: int = Field(
+        default=1, ge=1, le=100, description="share of calls among equals (not yet used)"
+    )
 
 
 class GroupCreate(StrictInput):

@@ -85,7 +85,8 @@ class ScheduleStep(_Step):
 
 
 class CrmLookupStep(_Step):
-    """Look the caller up in the CRM.
+    """Look the caller up in the CRM. Not yet running: the media node passes on to the
+    next step (the call's route says so) until the CRM exists.
 
     A known client goes to their responsible manager (when ``to_responsible_manager``
     and they have one), otherwise to the target of their category; an unknown
@@ -110,10 +111,15 @@ class CrmLookupStep(_Step):
 class HttpDecisionStep(_Step):
     """Ask the tenant's own server where the call goes.
 
-    The media node POSTs the call (caller, number, tenant) to ``url``, signed with the
-    tenant's decision secret (``X-Vpbx-Signature``, as webhooks are signed; see
-    /v1/route-plans/decision-secret), and routes on the answer; on timeout, error or
-    an unusable answer the call goes to ``fallback``.
+    The media node POSTs `{"call_id", "tenant", "number", "caller", "city", "label",
+    "time"}` as JSON to ``url``, signed with the tenant's decision secret
+    (``X-Vpbx-Signature``, as webhooks are signed; see /v1/route-plans/decision-secret).
+    A 2xx reply within ``timeout_ms`` may be `{"action": "ring", "targets": ["102"],
+    "mode": "parallel" | "sequential", "ring_timeout_s": 20}`, `{"action": "target",
+    "target": "<kind>:<uuid>"}` or `{"action": "hangup", "reason": "busy" |
+    "unavailable" | "normal"}`; anything else, an error or no reply in time sends the
+    call to ``fallback`` (so does nobody answering a `ring`). The call's route on its
+    CDR says which happened.
     """
 
     type: Literal["http-decision"] = "http-decision"
@@ -141,7 +147,8 @@ class GroupStep(_Step):
 
 
 class QueueStep(_Step):
-    """Hold the call in the group's queue until a member is free, then the next step."""
+    """Hold the call in the group's queue until a member is free, then the next step.
+    Not yet running: the media node ends the call with 480 (the route says so)."""
 
     type: Literal["queue"] = "queue"
     group_id: uuid.UUID
@@ -164,12 +171,15 @@ class UserStep(_Step):
 
 
 class VoicemailStep(_Step):
+    """Take a voice message. Not yet running: the media node ends the call with 480."""
+
     type: Literal["voicemail"] = "voicemail"
     user_id: uuid.UUID | None = Field(default=None, description="whose box; null = general box")
 
 
 class ForwardStep(_Step):
-    """Forward to an external number."""
+    """Forward to an external number. Not yet running (outbound calls come later): the
+    media node passes on to the next step, or ends the call with 480."""
 
     type: Literal["forward"] = "forward"
     number: E164
