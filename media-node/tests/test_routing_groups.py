@@ -414,3 +414,10 @@ def test_wrap_up_does_not_keep_a_direct_call_from_ringing() -> None:
 def test_voicemail_of_an_unknown_box_is_480() -> None:
     sim = simulate(config(), target=VoicemailTarget(extension="999"))
     assert hangup(sim).status == 480
+
+
+def test_one_member_declining_while_the_others_are_unreachable_is_a_decline() -> None:
+    sim = simulate(config(group(members=["101", "102"])))
+    sim.send(MemberFailed("102", MemberFailure.UNAVAILABLE), at=0.1)  # nothing registered
+    sim.send(MemberFailed("101", MemberFailure.DECLINED), at=1.0)
+    assert hangup(sim) == Hangup(603, EndReason.REJECTED, hangup(sim).detail, False)

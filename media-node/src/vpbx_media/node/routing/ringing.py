@@ -306,7 +306,8 @@ class RingSession:
         if failures:
             if MemberFailure.BUSY in failures:
                 return RingResult.BUSY
-            if failures == {MemberFailure.DECLINED}:
+            # Members nobody could reach do not outvote the people who declined.
+            if failures - {MemberFailure.UNAVAILABLE} == {MemberFailure.DECLINED}:
                 return RingResult.DECLINED
             return RingResult.UNAVAILABLE
         if self._skipped and set(self._skipped.values()) == {Availability.ON_CALL}:
