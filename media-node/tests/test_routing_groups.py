@@ -373,7 +373,7 @@ def test_a_user_not_answering_gets_their_voicemail() -> None:
     ("agent", "failure", "status", "reason"),
     [
         (AgentState(), None, 480, EndReason.NO_ANSWER),
-        (AgentState(on_call=True), None, 486, EndReason.BUSY),
+        (AgentState(on_call=True), None, 480, EndReason.NO_ANSWER),  # call waiting rang
         (AgentState(presence=Presence.DO_NOT_DISTURB), None, 480, EndReason.UNAVAILABLE),
         (AgentState(presence=Presence.AWAY), None, 480, EndReason.UNAVAILABLE),
         (AgentState(devices=0), None, 480, EndReason.UNAVAILABLE),
@@ -393,15 +393,16 @@ def test_a_user_without_voicemail_gets_a_status_saying_why(
         sim.send(MemberFailed("101", failure), at=2.0)
     sim.run_out()
     rang = bool(rings(sim))
-    assert rang is (agent.on_call is False and agent.presence is None and agent.devices is None)
+    assert rang is (agent.presence is None and agent.devices is None)
     assert (hangup(sim).status, hangup(sim).end_reason) == (status, reason)
 
 
-def test_a_user_on_a_call_goes_to_voicemail_without_ringing() -> None:
+def test_a_user_on_a_call_is_still_rung_directly_and_their_phone_decides() -> None:
     agents = AgentSnapshot({"101": AgentState(on_call=True)})
     sim = simulate(user_config(), target=UserTarget(extension="101"), agents=agents)
-    assert rings(sim) == []
-    assert sim.of(RecordVoicemail) == [(0.0, RecordVoicemail("101", 120))]
+    assert rings(sim) == [(0.0, ("101",), 30.0)]  # call waiting
+    sim.send(MemberFailed("101", MemberFailure.BUSY), at=1.0)  # the phone says busy
+    assert sim.of(RecordVoicemail) == [(1.0, RecordVoicemail("101", 120))]
 
 
 def test_wrap_up_does_not_keep_a_direct_call_from_ringing() -> None:

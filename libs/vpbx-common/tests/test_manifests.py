@@ -409,7 +409,7 @@ def test_node_config_carries_ha1_not_passwords() -> None:
     assert user.ha1_sha256 == ha1(
         "201", "acme.vpbx.local", "acme-201-secret", DigestAlgorithm.SHA256
     )
-    assert "secret" not in node.to_json()
+    assert "acme-201-secret" not in node.to_json()  # HA1s only, never the password
 
 
 def test_node_config_has_all_users_groups_and_only_own_numbers() -> None:

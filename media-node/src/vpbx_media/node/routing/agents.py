@@ -64,17 +64,19 @@ class AgentSnapshot:
         """The snapshot's presence when it has one (it is newer), else the config's."""
         return self.state(user.extension).presence or user.presence
 
-    def availability(self, user: UserEntry, at: float, *, wrap_up: bool = True) -> Availability:
+    def availability(
+        self, user: UserEntry, at: float, *, handed_out: bool = True
+    ) -> Availability:
         """Whether ``user`` may ring at epoch time ``at``.
 
         The first reason that applies wins, in the order a caller cares about: on a
         call (busy), do-not-disturb, away, wrap-up, no registered device.
-        ``wrap_up=False`` for a call to the user personally: wrap-up only paces the
-        calls a group or queue hands out; a caller asking for this person may ring
-        them (they decide).
+        ``handed_out=False`` for a call to the user personally: being on a call and
+        wrap-up only pace the calls a group or queue hands out; a caller asking for
+        this person rings their phone (call waiting: the person decides).
         """
         state = self.state(user.extension)
-        if state.on_call:
+        if handed_out and state.on_call:
             return Availability.ON_CALL
         presence = self.presence(user)
         if presence is Presence.DO_NOT_DISTURB:
@@ -83,7 +85,7 @@ class AgentSnapshot:
             return Availability.AWAY
         wrap_up_s = user.settings.wrap_up_s
         if (
-            wrap_up
+            handed_out
             and wrap_up_s > 0
             and state.last_call_end is not None
             and at < state.last_call_end + wrap_up_s
@@ -94,9 +96,9 @@ class AgentSnapshot:
         return Availability.FREE
 
     def is_free(
-        self, user: UserEntry, at: float, *, wrap_up: bool = True
+        self, user: UserEntry, at: float, *, handed_out: bool = True
     ) -> tuple[bool, Availability]:
-        availability = self.availability(user, at, wrap_up=wrap_up)
+        availability = self.availability(user, at, handed_out=handed_out)
         return availability is Availability.FREE, availability
 
     def last_call_end(self, extension: str) -> float | None:

@@ -40,13 +40,13 @@ class RouterEnv:
     def wall(self, now: float) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.epoch(now), tz=dt.UTC)
 
-    def availability(self, extension: str, now: float, *, wrap_up: bool = True) -> Availability:
+    def availability(self, extension: str, now: float, *, handed_out: bool = True) -> Availability:
         if extension == self.call.internal_caller:
             return Availability.CALLER
         user = self.config.user(extension)
         if user is None:
             return Availability.UNKNOWN
-        return self.agents.availability(user, self.epoch(now), wrap_up=wrap_up)
+        return self.agents.availability(user, self.epoch(now), handed_out=handed_out)
 
     def log(self, level: int, message: str, *args: object) -> None:
         logger.log(

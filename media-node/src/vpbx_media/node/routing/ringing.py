@@ -81,7 +81,7 @@ class RingSpec:
     escalation_s: float = DEFAULT_ESCALATION_S
     group: str | None = None  # named on Ring actions
     remember: bool = False  # round-robin: RememberLastMember for each member rung
-    wrap_up: bool = True  # False for a call to a person directly
+    handed_out: bool = True  # False for a call to a person directly (call waiting)
 
 
 def ring_order(group: GroupEntry, agents: AgentSnapshot, ring_rank: dict[str, int]) -> list[str]:
@@ -238,7 +238,7 @@ class RingSession:
     # --- inside -------------------------------------------------------------
 
     def _free(self, extension: str, now: float) -> bool:
-        availability = self.env.availability(extension, now, wrap_up=self.spec.wrap_up)
+        availability = self.env.availability(extension, now, handed_out=self.spec.handed_out)
         if availability is Availability.FREE:
             return True
         if extension not in self._skipped:

@@ -657,7 +657,7 @@ def _user_spec(extension: str, ring_s: int, subject: str) -> RingSpec:
         members=(extension,),
         mode=RingMode.ALL,
         ring_s=float(ring_s),
-        wrap_up=False,  # a call to this person, not one handed out by a group
+        handed_out=False,  # a call to this person, not one handed out by a group
     )
 
 
