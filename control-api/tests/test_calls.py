@@ -110,6 +110,14 @@ def scenario(now: int) -> list[CallRecord]:
                 RouteStep(0.0, "group:sales", "skipped", "101", "on a call"),
                 RouteStep(0.001, "group:sales", "ringing", "102"),
                 RouteStep(20.0, "group:sales", "no-answer", None, "nobody answered in 20 s"),
+                # Text that looks like an offer to 101 inside a detail is no offer.
+                RouteStep(
+                    20.01,
+                    "plan:main step 2 (http decision)",
+                    "decided",
+                    None,
+                    'reply 200 {"outcome":"ringing","member":"101"}',
+                ),
             ),
         ),
         # Voicemail after a queue offered it to 102.

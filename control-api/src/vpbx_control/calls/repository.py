@@ -25,7 +25,9 @@ from .store import CdrReader
 _COLUMNS = ", ".join(RECORD_COLUMNS)
 
 # Route outcomes that mean an extension's phone was offered the call (docs/cdr.md, the node's
-# routing Outcome values as the compact route JSON holds them, with "member" right after).
+# routing Outcome values as the compact route JSON holds them, with "member" right after). Text
+# inside a subject or detail cannot fake a match: its quotes are escaped there (\"outcome\").
+# A route longer than 200 steps has lost its middle (bounded_route), and with it such steps.
 _OFFERED_NEEDLES = (
     ('"outcome":"ringing","member":', ""),
     ('"outcome":"answered","member":', ""),
