@@ -631,6 +631,27 @@ def test_control_api_runs_in_cluster_mode_with_its_secrets_and_own_service_accou
 
 
 @integration
+def test_control_api_reads_calls_from_the_clickhouse_the_nodes_write_to(
+    go_tools: GoTools, default_manifests: list[Manifest]
+) -> None:
+    url = "clickhouse://clickhouse.db.svc:9000/vpbx"
+    manifests = render(go_tools, settings=[f"clickhouse.url={url}"])
+    shared = by_kind(manifests, "ConfigMap")[f"{RELEASE}-config"]["data"]
+    assert shared["VPBX_CLICKHOUSE_URL"] == url
+    container = control_api_container(manifests)
+    assert f"{RELEASE}-config" in [ref["configMapRef"]["name"] for ref in container["envFrom"]]
+    assert "VPBX_CLICKHOUSE_URL" not in env_of(container)  # nothing overrides the shared one
+    # The media nodes the operator starts get the same shared settings.
+    node = media_node_template(manifests)["container"]
+    assert f"{RELEASE}-config" in [ref["configMapRef"]["name"] for ref in node["envFrom"]]
+    # Without ClickHouse the API gets no chdb dir of its own: /v1/calls answers 503 rather
+    # than an empty list from a store no node writes to.
+    default_shared = by_kind(default_manifests, "ConfigMap")[f"{RELEASE}-config"]["data"]
+    assert "VPBX_CLICKHOUSE_URL" not in default_shared
+    assert "VPBX_CHDB_PATH" not in env_of(control_api_container(default_manifests))
+
+
+@integration
 def test_every_reference_to_the_generated_secret_names_a_key_it_holds(go_tools: GoTools) -> None:
     manifests = render(
         go_tools, settings=["edge.cities[0].name=msk", "edge.cities[0].publicAddress=192.0.2.1"]

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -106,6 +107,20 @@ def test_carrier_call_is_answered_with_media_and_recorded(
     assert 0 <= record["ring_ms"] < 5000, record
     assert record["answer_ms"] - record["start_ms"] == record["ring_ms"]
     assert record["end_ms"] - record["answer_ms"] == record["talk_ms"]
+
+    # The control API reads the same store the node shipped to (chdb dir or server).
+    with platform.api(platform.login("admin@acme.vpbx.local", "acme-admin-secret")) as api:
+        [ivan] = api.get("/v1/users", params={"extension": "101"}).json()["items"]
+        listed = api.get("/v1/calls", params={"number": "8 (495) 000-00-01"})
+        assert listed.status_code == 200, listed.text
+        assert [item["call_id"] for item in listed.json()["items"]] == [record["call_id"]]
+        detail = api.get(f"/v1/calls/{quote(record['call_id'], safe='@')}")
+        assert detail.status_code == 200, detail.text
+    call_out = detail.json()
+    assert call_out["answered_by"] == "101"
+    assert call_out["answered_by_user_id"] == ivan["id"]
+    assert call_out["ring_s"] == record["ring_ms"] / 1000
+    assert call_out["route"] == record["route"]
 
 
 def test_carrier_over_tcp_and_call_events_on_redis(

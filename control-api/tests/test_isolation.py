@@ -18,6 +18,15 @@ import pytest
 from fastapi.routing import APIRoute
 from tests.services.control_api import ApiHarness
 
+from vpbx_common.cdr import (
+    CallRecord,
+    Direction,
+    EndReason,
+    HangupBy,
+    RouteStep,
+    now_ms,
+    open_cdr_store,
+)
 from vpbx_control.auth.principal import Role
 
 # Routes that are not tenant-scoped: the platform admin's and the media nodes'.
@@ -91,6 +100,7 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
     )
     assert pool.status_code == 201, pool.text
     number = await _created(api, "/v1/numbers", {"city": "msk"}, admin)
+    call_id = _acme_call(api)
     return {
         "user_id": user["id"],
         "device_id": device["id"],
@@ -104,7 +114,38 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "number_id": number["id"],
         # Not an id: no route takes it, but no listing may show it (the leak check).
         "decision_secret": decision["secret"],
+        "call_id": call_id,
     }
+
+
+def _acme_call(api: ApiHarness) -> str:
+    """A call of acme, written to the API's CDR store as a media node's shipper writes it."""
+    assert api.settings.chdb_path is not None
+    store = open_cdr_store(api.settings.clickhouse_url, api.settings.chdb_path)
+    start = now_ms() - 60_000
+    record = CallRecord.build(
+        call_id="acme-call-1@carrier",
+        tenant="acme",
+        city="msk",
+        node="acme-msk-0",
+        direction=Direction.INBOUND,
+        caller="+79130000001",
+        dialled="+74950000001",
+        answered_by="101",
+        start_ms=start,
+        answer_ms=start + 3_000,
+        end_ms=start + 30_000,
+        end_reason=EndReason.COMPLETED,
+        sip_status=200,
+        hangup_by=HangupBy.CALLER,
+        route=(RouteStep(0.0, "user:101", "ringing", "101"),),
+    )
+    try:
+        store.migrate()
+        store.insert([record])
+    finally:
+        store.close()
+    return record.call_id
 
 
 def _tenant_routes(api: ApiHarness) -> list[APIRoute]:
@@ -132,11 +173,12 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
     )
     checked = 0
     for route in _tenant_routes(api):
-        parameters = re.findall(r"\{([^}]+)\}", route.path)
+        # path_format: /v1/calls/{call_id:path} is /v1/calls/{call_id}
+        parameters = re.findall(r"\{([^}]+)\}", route.path_format)
         for method in sorted(route.methods - {"HEAD"}):
             if not parameters:
                 if method == "GET":
-                    listed = await api.client.get(route.path, headers=globex)
+                    listed = await api.client.get(route.path_format, headers=globex)
                     # /v1/users/me is 404 for an API key: a key has no profile.
                     assert listed.status_code in (200, 404), (route.path, listed.text)
                     leaked = [name for name, value in ids.items() if value in listed.text]
@@ -144,7 +186,7 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
                 continue
             unknown = [name for name in parameters if name not in ids]
             assert unknown == [], f"{method} {route.path}: no acme id for {unknown}"
-            url = route.path.format(**ids)
+            url = route.path_format.format(**ids)
             if route.path.endswith("/prompt") and method == "POST":
                 files = {"file": ("prompt.wav", _wav(), "audio/wav")}
                 response = await api.client.post(url, files=files, headers=globex)
@@ -170,6 +212,7 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
         ("group_id", "/v1/groups/{group_id}"),
         ("number_id", "/v1/numbers/{number_id}"),
         ("key_id", "/v1/api-keys/{key_id}"),
+        ("call_id", "/v1/calls/{call_id}"),
     ):
         response = await api.client.get(path.format(**ids), headers=acme)
         assert response.status_code == 200, (name, response.text)

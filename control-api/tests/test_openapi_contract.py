@@ -207,6 +207,7 @@ def live_api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> Iterator[
         database_url=postgres_url,
         redis_url=flushed_redis,
         local_numbers_file=tmp_path / "numbers.yaml",
+        chdb_path=tmp_path / "chdb",
     )
     app = create_app(settings, migrate=False)
     counter = StatusCounter(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,17 +159,26 @@ class ApiHarness:
         return bearer(str(key))
 
 
-@pytest.fixture
-async def api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    """A running control API on a fresh, migrated PostgreSQL database and an empty Redis."""
-
-    settings = control_settings(
-        database_url=postgres_url,
-        redis_url=flushed_redis,
-        local_numbers_file=tmp_path / "numbers.yaml",
-    )
+@asynccontextmanager
+async def serve_api(settings: ControlSettings) -> AsyncIterator[ApiHarness]:
+    """The app of ``settings`` started (lifespan) and driven in process over httpx."""
     app = create_app(settings, migrate=False)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://control") as client:
             yield ApiHarness(app=app, client=client, settings=settings)
+
+
+@pytest.fixture
+async def api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> AsyncIterator[ApiHarness]:
+    """A running control API on a fresh, migrated PostgreSQL database and an empty Redis; its
+    CDR store is a chdb dir of the test's own (``settings.chdb_path``)."""
+
+    settings = control_settings(
+        database_url=postgres_url,
+        redis_url=flushed_redis,
+        local_numbers_file=tmp_path / "numbers.yaml",
+        chdb_path=tmp_path / "chdb",
+    )
+    async with serve_api(settings) as harness:
+        yield harness

@@ -304,6 +304,8 @@ def start_control_api(local: LocalPlatform) -> Supervised:
             "VPBX_NUMBER_STORE": "local",
             "VPBX_LOCAL_NUMBERS_FILE": str(layout.numbers_file),
             "VPBX_SEED_FILE": str(local.path),
+            # /v1/calls reads the CDRs the nodes ship (VPBX_CLICKHOUSE_URL, if set, wins).
+            "VPBX_CHDB_PATH": str(var / "chdb"),
         },
     )
     child = Supervised(CONTROL_API, [sys.executable, "-m", "vpbx_control.main", "serve"], env)

@@ -18,6 +18,8 @@ from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter, MemoryFailureCounter, RedisFailureCounter
 from .auth.router import router as auth_router
 from .auth.tokens import TokenSigner
+from .calls.router import router as calls_router
+from .calls.store import CdrReader
 from .context import AppContext
 from .db.migrate import upgrade
 from .db.session import Database
@@ -58,13 +60,15 @@ ROUTERS = (
     route_plans_router,
     webhooks_router,
     api_keys_router,
+    calls_router,
     platform_router,
     nodeconfig_router,
 )
 
 DESCRIPTION = """\
 Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
-ring groups, schedules, IVR menus, route plans, webhooks and API keys.
+ring groups, schedules, IVR menus, route plans, webhooks and API keys; the tenant's
+call records.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is a user access
 token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform
@@ -108,6 +112,7 @@ def build_context(
         outbound=settings.outbound_policy(),
         speech=SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s),
         metrics=metrics,
+        calls=CdrReader.from_settings(settings),
     )
 
 
@@ -144,6 +149,7 @@ def create_app(
                 await rewriting
             await dispatcher.stop()
             await context.numbers.stop()
+            await context.calls.close()
             await context.database.dispose()
             if context.redis is not None:
                 await context.redis.aclose()

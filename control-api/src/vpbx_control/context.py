@@ -11,6 +11,7 @@ from vpbx_common.outbound import OutboundPolicy
 from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter
+from .calls.store import CdrReader
 from .db.session import Database
 from .ivr.speech import SpeechEngine
 from .nodeconfig.cache import NodeConfigCache
@@ -36,3 +37,4 @@ class AppContext:
     outbound: OutboundPolicy
     speech: SpeechEngine  # text to speech for IVR prompts (espeak-ng)
     metrics: Metrics
+    calls: CdrReader  # the CDR store /v1/calls reads

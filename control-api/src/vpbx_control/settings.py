@@ -64,8 +64,21 @@ class ControlSettings(OutboundSettings):
     webhook_max_attempts: int = 6
     webhook_retry_base_s: float = 2.0
 
+    # The CDR store /v1/calls reads: the ClickHouse server at VPBX_CLICKHOUSE_URL (CommonSettings)
+    # if set, else chdb on this data dir, the one the media nodes ship to (`vpbx up` passes it).
+    # Unset: var/chdb in local mode; outside it no store (/v1/calls answers 503), because a chdb
+    # of the API's own would hold no calls.
+    chdb_path: Path | None = None
+
     # Local mode seeds the database from a platform file (examples/demo.yaml).
     seed_file: Path | None = None
+
+    @property
+    def cdr_chdb_path(self) -> Path | None:
+        """The chdb data dir to read CDRs from when no ClickHouse URL is set, if any."""
+        if self.chdb_path is not None:
+            return self.chdb_path
+        return Path("var/chdb") if self.is_local else None
 
     def check_secrets(self) -> None:
         for name, value in (

@@ -13,7 +13,9 @@ import pytest
 
 from vpbx_common.cdr import (
     MAX_ROUTE_STEPS,
+    RECORD_COLUMNS,
     CallRecord,
+    CdrQuery,
     CdrStore,
     CdrStoreUnavailableError,
     Direction,
@@ -25,6 +27,7 @@ from vpbx_common.cdr import (
     dumps_route,
     loads_route,
     open_cdr_store,
+    record_from_row,
 )
 from vpbx_common.cdr.migrations import MIGRATIONS, AddColumn
 from vpbx_common.cdr.record import (
@@ -572,3 +575,36 @@ def test_two_processes_share_one_chdb_dir(chdb_path: Path) -> None:
     assert out.strip() == b"done"
     assert queries > 0
     assert reader.count(tenant="acme") == batches * 5
+
+
+# -- bound reads (the control API's queries) ----------------------------------------------------
+
+
+def test_query_binds_values_as_literals_in_one_pass() -> None:
+    query = CdrQuery(
+        "SELECT call_id FROM cdr WHERE tenant = {tenant} AND caller = {caller} LIMIT {n}",
+        {"tenant": "acme' OR '1'='1", "caller": "{tenant}", "n": 5},
+    )
+    assert query.render() == (
+        "SELECT call_id FROM cdr WHERE tenant = 'acme\\' OR \\'1\\'=\\'1'"
+        " AND caller = '{tenant}' LIMIT 5"
+    )
+    with pytest.raises(ValueError, match="no value for placeholder"):
+        CdrQuery("SELECT {missing}").render()
+    with pytest.raises(ValueError, match="without a placeholder: extra"):
+        CdrQuery("SELECT 1", {"extra": 1}).render()
+
+
+def test_read_runs_bound_queries_in_one_session(store: CdrStore) -> None:
+    hostile = "x' OR '1'='1"
+    store.insert([make_record("q-1", label=hostile), make_record("q-2", tenant="globex")])
+    columns = ", ".join(RECORD_COLUMNS)
+    by_label, counted = store.read(
+        CdrQuery(
+            f"SELECT {columns} FROM cdr FINAL WHERE tenant = {{tenant}} AND label = {{label}}",  # noqa: S608
+            {"tenant": "acme", "label": hostile},
+        ),
+        CdrQuery("SELECT count() FROM cdr FINAL WHERE tenant = {tenant}", {"tenant": hostile}),
+    )
+    assert [record_from_row(row) for row in by_label] == [make_record("q-1", label=hostile)]
+    assert int(counted[0][0]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import ClassVar
 
 from sqlalchemy import Select, func, or_, select
@@ -75,6 +76,21 @@ class UserRepository(TenantRepository[UserRow]):
     async def extension_owner(self, extension: str) -> uuid.UUID | None:
         query = self.scoped().where(UserRow.extension == extension).with_only_columns(UserRow.id)
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def ids_by_extension(self, extensions: Collection[str]) -> dict[str, uuid.UUID]:
+        """extension -> user id, for those of ``extensions`` a user of the tenant has."""
+        if not extensions:
+            return {}
+        query = (
+            self.scoped()
+            .where(UserRow.extension.in_(extensions))
+            .with_only_columns(UserRow.extension, UserRow.id)
+        )
+        return {
+            extension: user_id
+            for extension, user_id in await self.session.execute(query)
+            if extension is not None
+        }
 
     async def seats_used(self) -> int:
         query = select(func.count()).where(

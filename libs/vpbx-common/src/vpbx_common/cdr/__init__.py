@@ -1,5 +1,6 @@
 """Call detail records: the record, its ClickHouse schema and the stores that keep it."""
 
+from vpbx_common.cdr.migrations import RECORD_COLUMNS
 from vpbx_common.cdr.record import (
     MAX_ROUTE_STEPS,
     CallRecord,
@@ -14,11 +15,20 @@ from vpbx_common.cdr.record import (
     loads_route,
     now_ms,
 )
-from vpbx_common.cdr.store import CdrStore, CdrStoreError, CdrStoreUnavailableError, open_cdr_store
+from vpbx_common.cdr.store import (
+    CdrQuery,
+    CdrStore,
+    CdrStoreError,
+    CdrStoreUnavailableError,
+    open_cdr_store,
+    record_from_row,
+)
 
 __all__ = [
     "MAX_ROUTE_STEPS",
+    "RECORD_COLUMNS",
     "CallRecord",
+    "CdrQuery",
     "CdrStore",
     "CdrStoreError",
     "CdrStoreUnavailableError",
@@ -33,4 +43,5 @@ __all__ = [
     "loads_route",
     "now_ms",
     "open_cdr_store",
+    "record_from_row",
 ]

@@ -10,11 +10,13 @@ import functools
 import json
 import logging
 import random
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -77,6 +79,40 @@ def sql_literal(value: SqlValue) -> str:
         .replace("\0", "\\0")
     )
     return f"'{escaped}'"
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class CdrQuery:
+    """A read statement with named placeholders (``{tenant}``) and their values.
+
+    ClickHouse 18.16 has no query parameters on the native protocol (and chdb must run the same
+    text), so binding happens here, in one place: every value is rendered by sql_literal() and
+    only ever where a placeholder stands; the template itself must be constant text. Rendering
+    is one pass, so a value containing ``{name}`` stays a value. A placeholder without a value,
+    or a value without a placeholder, is a programming error (ValueError).
+    """
+
+    template: str
+    params: Mapping[str, SqlValue] = field(default_factory=dict)
+
+    def render(self) -> str:
+        used: set[str] = set()
+
+        def literal(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.params:
+                raise ValueError(f"no value for placeholder {{{name}}}")
+            used.add(name)
+            return sql_literal(self.params[name])
+
+        text = _PLACEHOLDER.sub(literal, self.template)
+        unused = sorted(set(self.params) - used)
+        if unused:
+            raise ValueError(f"values without a placeholder: {', '.join(unused)}")
+        return text
 
 
 def record_row(record: CallRecord) -> tuple[SqlValue, ...]:
@@ -220,6 +256,14 @@ class CdrStore(ABC):
         with self._connect() as conn:
             rows = conn.execute(sql)
         return record_from_row(rows[0]) if rows else None
+
+    def read(self, *queries: CdrQuery) -> list[list[Row]]:
+        """Run read-only queries in one session (one chdb open for all of them); the rows of
+        each, in order. Callers select RECORD_COLUMNS to turn rows into records with
+        record_from_row()."""
+        statements = [query.render() for query in queries]
+        with self._connect() as conn:
+            return [conn.execute(sql) for sql in statements]
 
     def count(self, tenant: str | None = None) -> int:
         """Distinct calls stored (duplicates collapsed), for tests and health checks."""

@@ -64,9 +64,7 @@ class AgentSnapshot:
         """The snapshot's presence when it has one (it is newer), else the config's."""
         return self.state(user.extension).presence or user.presence
 
-    def availability(
-        self, user: UserEntry, at: float, *, handed_out: bool = True
-    ) -> Availability:
+    def availability(self, user: UserEntry, at: float, *, handed_out: bool = True) -> Availability:
         """Whether ``user`` may ring at epoch time ``at``.
 
         The first reason that applies wins, in the order a caller cares about: on a

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from ..errors import FieldProblem, InvalidInput, NotFound, Unavailable
+
+
+class CallNotFound(NotFound):
+    """No such call in the caller's tenant, or one the caller may not see (an agent's view)."""
+
+    error_id = "call-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("call not found")
+
+
+class TimeRangeInverted(InvalidInput):
+    error_id = "time-range-inverted"
+
+    def __init__(self) -> None:
+        message = "must be earlier than `to`"
+        super().__init__(
+            f"query.from: {message}", details=[FieldProblem(field="query.from", message=message)]
+        )
+
+
+class CdrStoreNotConfigured(Unavailable):
+    error_id = "cdr-store-not-configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no CDR store is configured for the control API "
+            "(set VPBX_CLICKHOUSE_URL, or VPBX_CHDB_PATH to the media nodes' chdb dir)"
+        )
+
+
+class CdrStoreUnavailable(Unavailable):
+    error_id = "cdr-store-unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the CDR store does not answer right now; retry later", headers={"Retry-After": "5"}
+        )
