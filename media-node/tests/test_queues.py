@@ -21,6 +21,7 @@ from vpbx_media.node.queues import (
     WAITS_WINDOW_S,
     QueueDispatcher,
     QueueFullError,
+    offer_lease_s,
 )
 
 AGENTS = ("101", "102", "103")
@@ -285,6 +286,20 @@ async def test_strategies_pick_the_agent(nodes: tuple[Node, Node], clock: Clock)
     await msk.store.remember_last_member("acme", "support", "101")
     assert await msk.dispatch() == {"c4": "102"}
     assert (await msk.store.snapshot("acme")).last_member == {"support": "102"}
+
+
+async def test_an_offer_without_outcome_runs_out(nodes: tuple[Node, Node], clock: Clock) -> None:
+    msk, _ = nodes
+    msk.cfg = config(members=("101", "102"))
+    await msk.join("c1")
+    assert await msk.dispatch() == {"c1": "101"}
+    assert await msk.dispatch() == {}  # one agent at a time for a caller, though 102 is free
+    # The executor never reports: after the offer's ringing and the margin, both are free.
+    lease = offer_lease_s(msk.cfg.groups[0])
+    await later(clock, lease / 2, msk)
+    assert await msk.dispatch() == {}
+    await later(clock, lease / 2, msk)
+    assert await msk.dispatch() == {"c1": "101"}
 
 
 async def test_a_dead_nodes_callers_expire_and_release_their_agent(

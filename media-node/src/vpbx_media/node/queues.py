@@ -60,6 +60,22 @@ Expected wait
     call ends, and the mean already reflects how many agents serve the queue.
     Callers who gave up do not count, so a queue many abandon reads short.
 
+What the call's executor does (the router's queue step, ``routing/queue.py``)
+    - ``JoinQueue`` -> ``join``; ``QueueFullError`` or a Redis error: feed the router
+      ``QueueLeft`` with the reason. ``announce_position``: ``position`` and
+      ``expected_wait_s`` say what to announce.
+    - ``on_offer(extension)`` -> hand the router a fresh agent snapshot
+      (``update_agents``; its own is from the call's start and would refuse an agent
+      who has become free since), then feed ``QueueOffer(extension)``.
+    - ``on_left(reason)`` -> feed ``QueueLeft(reason)``.
+    - ``BackToQueue`` -> ``back``.
+    - ``LeaveQueue`` with reason ``answered`` (a ``Connect`` follows) -> mark the agent
+      talking (``AgentStateStore.call_answered``), then ``connected``.
+    - any other ``LeaveQueue``, and the call ending in any way while queued -> ``leave``
+      (idempotent).
+    - the node: ``start`` with the node, ``stop`` after its calls ended (drain: the
+      queued callers are still served meanwhile).
+
 Keys (``{tenant}`` is a hash tag: one cluster slot per tenant, the scripts' keys
 together)::
 
