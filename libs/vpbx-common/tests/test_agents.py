@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -79,3 +80,26 @@ async def test_presence_and_round_robin_pointer_are_shared_and_unknown_values_ig
 
     await store.forget("acme", "101")
     assert (await store.snapshot("acme")).presence == {}
+
+
+async def test_a_call_ending_or_presence_available_hints_that_an_agent_is_free(
+    client: redis.Redis,
+) -> None:
+    store = AgentStateStore(client, Clock())
+    pubsub = client.pubsub()
+    await pubsub.subscribe(AgentStateStore.free_channel("acme"))
+    try:
+        await store.call_answered("acme", "101", "call-1")
+        await store.call_ended("acme", "101", "call-1")
+        await store.set_presence("acme", "102", Presence.AWAY)  # no hint
+        await store.set_presence("acme", "103", Presence.AVAILABLE)
+        hints = []
+        async with asyncio.timeout(5):
+            while len(hints) < 2:
+                # None for the subscription's own confirmation, too
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    hints.append(message["data"])
+        assert hints == [b"101", b"103"]
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -14,6 +14,10 @@ Keys per tenant (all hashes or sorted sets, read in one pipelined round trip):
   (wrap-up, least-recently-called).
 - ``vpbx:agents:<tenant>:presence`` hash extension -> presence set through the API.
 - ``vpbx:agents:<tenant>:round-robin`` hash group name -> extension rung last.
+
+Pub/sub ``vpbx:agents:<tenant>:free`` (message: the extension) hints that an agent
+may have become free (a call ended, presence set to available): queue dispatchers
+wake on it. Only a hint: they poll as well (wrap-up ends without a message).
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ class AgentStateStore:
     @staticmethod
     def key(tenant: str, part: str) -> str:
         return f"vpbx:agents:{tenant}:{part}"
+
+    @staticmethod
+    def free_channel(tenant: str) -> str:
+        return f"vpbx:agents:{tenant}:free"
 
     async def snapshot(self, tenant: str) -> AgentStates:
         now = self._clock()
@@ -99,6 +107,7 @@ class AgentStateStore:
             pipe.zremrangebyscore(self.key(tenant, "talking"), "-inf", self._clock())
             pipe.hset(self.key(tenant, "last-end"), extension, now_ms)
             pipe.expire(self.key(tenant, "last-end"), _KEY_TTL_S)
+            pipe.publish(self.free_channel(tenant), extension)
             await pipe.execute()
 
     async def remember_last_member(self, tenant: str, group: str, extension: str) -> None:
@@ -111,6 +120,8 @@ class AgentStateStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.key(tenant, "presence"), extension, str(presence))
             pipe.expire(self.key(tenant, "presence"), _KEY_TTL_S)
+            if presence is Presence.AVAILABLE:
+                pipe.publish(self.free_channel(tenant), extension)
             await pipe.execute()
 
     async def forget(self, tenant: str, extension: str) -> None:
