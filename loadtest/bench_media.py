@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except media_streams.BenchError as exc:
             print(f"bench-media: {exc}", file=sys.stderr)
             return 1
-        for line in media_streams.summary_lines(result):
+        for line in media_streams.summary_lines(result, config):
             print(line, flush=True)
         print(f"details: {workdir / 'streams.json'}", flush=True)
     if "frames" in parts:

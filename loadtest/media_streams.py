@@ -36,7 +36,7 @@ the node handed to its sockets in the window that did not arrive.
 
 A step passes with no loss, every stream heard, and at most 1% of packets (dropped
 frames included) more than 10 ms late. The search stops at the first failing step, when
-the node used more than 95% of a core (saturated), at the top of the ladder or when the
+the node used more than 90% of a core (saturated), at the top of the ladder or when the
 time budget is spent.
 """
 
@@ -64,7 +64,9 @@ FRAME_NS = 20_000_000
 SAMPLES_PER_FRAME = 160
 LATE_NS = 10_000_000
 MAX_LATE_RATIO = 0.01
-SATURATED_CPU = 0.95
+# A node using this much of a core has no room left: a busy loop, or a real-time one
+# at the kernel's real-time throttle (95% of each second).
+SATURATED_CPU = 0.90
 DEFAULT_STEPS = (100, 250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000)
 # Port pairs for the node's relays: below the ephemeral range, apart from the node's
 # default 20000-29999 (other nodes on the machine may be using it). A relay retries
@@ -207,9 +209,6 @@ async def _node(
             "runqueue_wait_s": (sched_after[1] - sched_before[1]) / 1e9,
         }
         scheduler.stop()
-        totals = [relay.stats().a for relay in relays]
-        result["relay_packets_out"] = sum(leg.packets_out for leg in totals)
-        result["relay_dropped"] = sum(leg.dropped for leg in totals)
         conn.send(result)
     finally:
         scheduler.stop()
@@ -656,6 +655,15 @@ def search(config: SearchConfig) -> SearchResult:
         f"{'' if receiver.forced else ' (not forced: not root, capped by net.core.rmem_max)'}",
         flush=True,
     )
+    if config.node_realtime:
+        priority = f"SCHED_RR priority {REALTIME_PRIORITY} (a core other work cannot take)"
+    else:
+        priority = f"normal priority, nice {config.node_nice:+d}"
+    print(
+        f"node: a fresh uvloop process per step, {priority}; relay ports "
+        f"{PORT_RANGE[0]}-{PORT_RANGE[1]}, {PORT_RANGE_HIGH[0]}-{PORT_RANGE_HIGH[1]}",
+        flush=True,
+    )
     print(STEP_HEADER, flush=True)
     steps: list[StepResult] = []
     started = time.monotonic()
@@ -696,18 +704,31 @@ def search(config: SearchConfig) -> SearchResult:
 CONTENTION_WAIT = 0.02
 
 
-def summary_lines(result: SearchResult) -> list[str]:
+def summary_lines(result: SearchResult, config: SearchConfig) -> list[str]:
     cores = os.cpu_count()
     lines = [f"search ended: {result.end}"]
     last = result.steps[-1] if result.steps else None
-    if last is not None and not last.passed and last.node_wait >= CONTENTION_WAIT:
+    if (
+        last is not None
+        and not last.passed
+        and not last.saturated
+        and not config.node_realtime
+        and last.node_wait >= CONTENTION_WAIT
+    ):
         pressure = (
             "" if last.cpu_pressure is None else f"; machine CPU pressure {last.cpu_pressure:.0%}"
         )
         lines.append(
             f"note: in the failing step the node was runnable but waiting for a CPU "
             f"{last.node_wait:.0%} of the time{pressure}: lateness from other work on the "
-            "machine (if not saturated); --node-realtime gives the node a core it cannot lose"
+            "machine; --node-realtime gives the node a core it cannot lose"
+        )
+    if last is not None and not last.passed and last.saturated:
+        needed = last.streams * last.cpu_us_per_packet * 50 / 1e6
+        lines.append(
+            f"limit: CPU. The failing step's {last.streams} streams at "
+            f"{last.cpu_us_per_packet:.1f} us per packet need {needed:.0%} of a core; the "
+            f"node got {last.node_cpu:.0%} and fell behind"
         )
     best = result.best
     if best is None:
