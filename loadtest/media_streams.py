@@ -726,9 +726,9 @@ def summary_lines(result: SearchResult, config: SearchConfig) -> list[str]:
     if last is not None and not last.passed and last.saturated:
         needed = last.streams * last.cpu_us_per_packet * 50 / 1e6
         lines.append(
-            f"limit: CPU. The failing step's {last.streams} streams at "
-            f"{last.cpu_us_per_packet:.1f} us per packet need {needed:.0%} of a core; the "
-            f"node got {last.node_cpu:.0%} and fell behind"
+            f"limit: CPU. The failing step's {last.streams} streams cost "
+            f"{last.cpu_us_per_packet:.1f} us per packet, {needed:.0%} of a core for the "
+            f"packets alone; the node ran at {last.node_cpu:.0%} and fell behind"
         )
     best = result.best
     if best is None:
