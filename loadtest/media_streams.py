@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import json
 import multiprocessing
 import os
@@ -177,6 +178,8 @@ async def _node(
         await asyncio.sleep(warmup_s)
 
         # The measuring window, taken between ticks (inside a timer callback).
+        gc_pauses = _GcPauses()
+        gc.callbacks.append(gc_pauses)
         scheduler.max_lateness_us = 0
         before = (scheduler.ticks, scheduler.frames_sent, scheduler.late_ticks)
         skipped_before, errors_before = scheduler.skipped_ticks, scheduler.errors
@@ -189,6 +192,7 @@ async def _node(
         wall = time.perf_counter() - wall_before
         times_after = os.times()
         sched_after = _schedstat()
+        gc.callbacks.remove(gc_pauses)
         result: dict[str, Any] = {
             "streams": streams,
             "setup_s": setup_s,
@@ -207,12 +211,34 @@ async def _node(
             "fd_limit": hard,
             "niceness": os.nice(0),
             "runqueue_wait_s": (sched_after[1] - sched_before[1]) / 1e9,
+            "gc_collections": gc_pauses.count,
+            "gc_total_ms": gc_pauses.total_ns / 1e6,
+            "gc_max_ms": gc_pauses.max_ns / 1e6,
         }
         scheduler.stop()
         conn.send(result)
     finally:
         scheduler.stop()
         await asyncio.gather(*(relay.stop() for relay in relays), return_exceptions=True)
+
+
+class _GcPauses:
+    """Counts the cyclic garbage collector's runs and how long each held the loop."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total_ns = 0
+        self.max_ns = 0
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+            return
+        pause = time.perf_counter_ns() - self._started
+        self.count += 1
+        self.total_ns += pause
+        self.max_ns = max(self.max_ns, pause)
 
 
 def _schedstat() -> tuple[int, int]:
@@ -429,6 +455,9 @@ class StepResult:
     # of the step some task on the machine did (/proc/pressure/cpu): contention.
     node_wait: float
     cpu_pressure: float | None
+    # The node's cyclic garbage collections in the window and the longest one.
+    gc_collections: int
+    gc_max_ms: float
     verdict: Verdict
     note: str = ""
 
@@ -614,6 +643,8 @@ def run_step(context: Any, receiver: Receiver, streams: int, config: SearchConfi
         setup_s=float(result["setup_s"]),
         node_rss_mib=result["max_rss_kib"] / 1024,
         node_wait=result["runqueue_wait_s"] / result["wall_s"],
+        gc_collections=int(result["gc_collections"]),
+        gc_max_ms=float(result["gc_max_ms"]),
         cpu_pressure=pressure,
         verdict=verdict,
         note="; ".join(notes),
