@@ -17,7 +17,7 @@
    core on a shared machine is not counted), in microseconds.
 3. Recording's CPU per call: not measured yet (there is no recorder to measure).
 
-Everything runs on loopback and stops by itself (about 2-3 minutes with the defaults).
+Everything runs on loopback and stops by itself (about 1-2 minutes with the defaults).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ the node handed to its sockets in the window that did not arrive.
 
 A step passes with no loss, every stream heard, and at most 1% of packets (dropped
 frames included) more than 10 ms late. The search stops at the first failing step, when
-the node used more than 90% of a core (saturated), at the top of the ladder or when the
+the node used 90% of a core or more (saturated), at the top of the ladder or when the
 time budget is spent.
 """
 
