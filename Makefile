@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-operator bench-api clean
+.PHONY: up test deps lint bench-sip bench-operator bench-api bench-media clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -32,6 +32,12 @@ bench-operator: deps
 ## Control API on PostgreSQL: req/s, p50/p99 of typical reads and writes at 1-64 in flight.
 bench-api: deps
 	uv run python -m loadtest.bench_api
+
+## Paced media: concurrent music-on-hold streams per node core, then per-frame costs.
+## Options: make bench-media BENCH_MEDIA_ARGS="--steps 500,1000 --step-seconds 3 --node-realtime"
+BENCH_MEDIA_ARGS ?=
+bench-media: deps
+	uv run python -m loadtest.bench_media $(BENCH_MEDIA_ARGS)
 
 clean:
 	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache

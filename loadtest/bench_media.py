@@ -1,14 +1,23 @@
-"""Per-frame cost of the media engine's hot paths: `uv run python -m loadtest.bench_media`.
+"""`make bench-media`: paced streams per node core, then per-frame costs of the media engine.
 
-- in-band DTMF: the numpy detector against two pure-Python ways of computing the same
-  eight powers (a Goertzel recursion, and multiply-and-sum with `map`), on speech-level
-  noise (every check runs) and on silence (the energy gate returns early);
-- G.711 decode and encode of one 160-sample frame;
-- the paced scheduler's tick over N playing streams (prompt looping, packet built and
-  handed to a no-op send), in microseconds per stream.
+1. Streams per core (`loadtest/media_streams.py`): one node process on uvloop runs ONE
+   `PacedScheduler` with N playbacks looping music on hold through real relays to a
+   receiver process on 127.0.0.1; N climbs a ladder until more than 1% of packets are
+   more than 10 ms late, a packet is lost or the node saturates a core. Reports the
+   highest passing N, N per core and the CPU per stream.
+2. Per-frame costs of the hot paths:
+   - in-band DTMF: the numpy detector against two pure-Python ways of computing the
+     same eight powers (a Goertzel recursion, and multiply-and-sum with `map`), on
+     speech-level noise (every check runs) and on silence (the energy gate returns
+     early);
+   - G.711 decode and encode of one 160-sample frame;
+   - the paced scheduler's tick over N playing streams (prompt looping, packet built
+     and handed to a no-op send), in microseconds per stream.
+   Figures are medians of five runs of CPU time (process time, so that waiting for a
+   core on a shared machine is not counted), in microseconds.
+3. Recording's CPU per call: not measured yet (there is no recorder to measure).
 
-Figures are medians of five runs of CPU time (process time, so that waiting for a core
-on a shared machine is not counted), in microseconds, on whatever machine runs it.
+Everything runs on loopback and stops by itself (about 1-2 minutes with the defaults).
 """
 
 from __future__ import annotations
@@ -17,11 +26,15 @@ import argparse
 import array
 import math
 import operator
+import os
 import random
 import socket
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from vpbx_media.media.dtmf import DtmfDetector
 from vpbx_media.media.g711 import Codec
@@ -37,7 +50,17 @@ from vpbx_media.media.tones import (
     peak_amplitude,
 )
 
+from . import media_streams
+
+REPO = Path(__file__).resolve().parents[1]
 FREQUENCIES = DTMF_LOW_HZ + DTMF_HIGH_HZ
+RECORDING_NOTE = (
+    "recording, CPU per call: not measured yet. Call recording is not built (the node's "
+    "media/ has player, prompts, tones, DTMF and G.711 but no recorder; architecture.md "
+    "lists recording as not yet running), so there is nothing honest to measure. Its per-"
+    "packet floor will be the G.711 decode of each leg's frame (per-frame costs) plus "
+    "mixing and the file or S3 write."
+)
 
 
 def per_call_us(function: Callable[[], object], calls: int, repeats: int = 5) -> float:
@@ -162,15 +185,122 @@ def bench_scheduler(streams: int, ticks: int) -> None:
     receiver.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--streams", type=int, default=500)
-    args = parser.parse_args()
-    bench_dtmf(args.calls)
-    bench_g711(args.calls)
-    bench_scheduler(args.streams, max(20, args.calls // 200))
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_media", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--parts",
+        default="streams,frames",
+        help="comma-separated: streams (per-core search), frames (per-frame costs)",
+    )
+    parser.add_argument(
+        "--steps",
+        default=",".join(str(step) for step in media_streams.DEFAULT_STEPS),
+        help="comma-separated ladder of concurrent streams, climbed in order",
+    )
+    parser.add_argument(
+        "--step-seconds", type=float, default=5.0, help="measuring window per step (default 5)"
+    )
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=1.0,
+        help="streams play this long before the window opens (default 1)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=150.0,
+        help="no new step of the search starts after this many seconds (default 150)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="default var/bench-media/<UTC timestamp>"
+    )
+    parser.add_argument(
+        "--node-nice",
+        type=int,
+        default=0,
+        help="niceness added to the node process (negative needs root; default 0): -10 "
+        "approximates a node whose CPU request is guaranteed on a busy machine",
+    )
+    parser.add_argument(
+        "--node-realtime",
+        action="store_true",
+        help="run the node process SCHED_RR (needs root): what the node does with a core "
+        "that other work cannot take, on a machine too busy to give it one otherwise",
+    )
+    parser.add_argument(
+        "--keep-raw",
+        action="store_true",
+        help="keep what the receiver recorded per step (RTP headers, arrival times) in workdir",
+    )
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per per-frame measurement")
+    parser.add_argument(
+        "--streams", type=int, default=500, help="streams of the per-frame scheduler tick"
+    )
+    return parser.parse_args(argv)
+
+
+def _parse_steps(text: str) -> tuple[int, ...]:
+    steps = tuple(int(part) for part in text.split(",") if part.strip())
+    if not steps or any(step <= 0 for step in steps) or list(steps) != sorted(set(steps)):
+        raise ValueError(f"--steps must be rising positive integers, not {text!r}")
+    return steps
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    parts = {part.strip() for part in args.parts.split(",") if part.strip()}
+    if not parts or parts - {"streams", "frames"}:
+        print(f"bench-media: unknown parts in {args.parts!r}", file=sys.stderr)
+        return 2
+    try:
+        steps = _parse_steps(args.steps)
+    except ValueError as exc:
+        print(f"bench-media: {exc}", file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = (args.workdir or REPO / "var" / "bench-media" / stamp).resolve()
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"bench-media: {os.cpu_count()} CPUs shared by the node, the receiver, this driver "
+        f"and any other work on the machine (load average {load}); files in {workdir}",
+        flush=True,
+    )
+    if "streams" in parts:
+        config = media_streams.SearchConfig(
+            steps=steps,
+            window_s=args.step_seconds,
+            warmup_s=args.warmup_seconds,
+            budget_s=args.budget,
+            workdir=workdir,
+            keep_raw=args.keep_raw,
+            node_nice=args.node_nice,
+            node_realtime=args.node_realtime,
+        )
+        print(
+            f"\nstreams per core: ladder {','.join(map(str, steps))} streams, "
+            f"{config.warmup_s:g} s warm-up + {config.window_s:g} s window per step; pass: "
+            "0 lost, every stream heard, <= 1% of packets > 10 ms late",
+            flush=True,
+        )
+        try:
+            result = media_streams.search(config)
+        except media_streams.BenchError as exc:
+            print(f"bench-media: {exc}", file=sys.stderr)
+            return 1
+        for line in media_streams.summary_lines(result, config):
+            print(line, flush=True)
+        print(f"details: {workdir / 'streams.json'}", flush=True)
+    if "frames" in parts:
+        print("\nper-frame costs (CPU time, median of 5):", flush=True)
+        bench_dtmf(args.calls)
+        bench_g711(args.calls)
+        bench_scheduler(args.streams, max(20, args.calls // 200))
+    print(f"\n{RECORDING_NOTE}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
