@@ -490,3 +490,61 @@ def test_an_http_decision_routes_the_call_and_any_failure_takes_the_fallback(
     assert verify(secret, headers["x-vpbx-signature"], body)
     request = json.loads(body)
     assert (request["tenant"], request["number"], request["caller"]) == ("acme", ACME_MAIN, CALLER)
+
+
+# --- queues -----------------------------------------------------------------------
+
+
+def rms(path: Path, start_s: float, seconds: float) -> float:
+    with wave.open(str(path)) as wav:
+        rate = wav.getframerate()
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    piece = frames[int(start_s * rate) : int((start_s + seconds) * rate)].astype(np.float64)
+    return float(np.sqrt(np.mean(piece**2))) if len(piece) else 0.0
+
+
+def test_a_second_caller_waits_with_music_and_gets_the_agent_when_the_first_call_ends(
+    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent(baresip_factory, platform, "101")
+    with admin_api(platform) as api:
+        set_sales(api, ["101"])
+        plan = created(
+            api,
+            "/v1/route-plans",
+            {
+                "name": "queue",
+                "steps": [
+                    {"type": "queue", "group_id": sales_group(api)["id"], "max_wait_s": 60},
+                    {"type": "hangup", "reason": "unavailable"},
+                ],
+            },
+        )
+        route_main_number(api, {"type": "route-plan", "route_plan_id": plan["id"]})
+    wait_for_reload(platform)
+    first = carrier_call(sipp_factory, platform, pause_ms=5000)
+    second = recording_caller(baresip_factory, platform)
+
+    first.start()
+    time.sleep(1.5)  # the agent talks to the first caller
+    second.dial(f"sip:{ACME_MAIN}@{platform.host}")
+    second.wait_call_state("ESTABLISHED", timeout=15)  # the queue answers
+    first_result = first.wait()
+    time.sleep(3.0)  # the agent is offered the second caller and answers
+    second.hangup()
+    second.wait_no_calls(timeout=10)
+
+    assert first_result.all_succeeded, first_result.describe() + platform.log()[-3000:]
+    records = settled_calls(platform, 2)
+    assert [record["answered_by"] for record in records] == ["101", "101"]
+    assert int(records[1]["answer_ms"]) >= int(records[0]["end_ms"])  # after the first ended
+    [heard] = second.heard()
+    waited_s = (int(records[1]["answer_ms"]) - int(records[1]["start_ms"])) / 1000
+    # While waiting: music (quiet, below the agent's tone), not silence and not the agent.
+    music_hz, _ = dominant_hz(heard, 0.5, 1.0)
+    assert rms(heard, 0.5, 1.0) > 100
+    assert music_hz < 500, music_hz
+    # Then the agent's 1 kHz tone.
+    agent_hz, _ = dominant_hz(heard, waited_s + 0.5, 0.5)
+    assert abs(agent_hz - 1000) < 15, (agent_hz, waited_s)

@@ -148,12 +148,18 @@ class GroupStep(_Step):
 
 class QueueStep(_Step):
     """Hold the call in the group's queue until a member is free, then the next step.
-    Not yet running: the media node ends the call with 480 (the route says so)."""
+
+    The caller is answered and hears music on hold; free members are offered the
+    queue's callers first come, first served across all the tenant's cities, in the
+    group's strategy; after ``max_wait_s`` the call goes on with the next step.
+    ``announce_position`` is stored but not yet running (no announcements yet)."""
 
     type: Literal["queue"] = "queue"
     group_id: uuid.UUID
     max_wait_s: int = Field(default=300, ge=10, le=3600)
-    announce_position: bool = False
+    announce_position: bool = Field(
+        default=False, description="not yet running: the caller hears music only"
+    )
 
     def ends_call(self) -> bool:
         return False

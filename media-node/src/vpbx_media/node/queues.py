@@ -110,7 +110,7 @@ from vpbx_common.agents import AgentStates, AgentStateStore
 from vpbx_common.nodeconfig import GroupEntry, NodeConfig
 from vpbx_common.pbx import RingStrategy
 
-from .routing import AgentSnapshot, AgentState, Availability
+from .routing import AgentSnapshot, Availability
 from .routing.queue import QUEUE_OFFER_RING_S
 from .routing.ringing import ring_order
 
@@ -361,22 +361,7 @@ def _text(value: bytes | str) -> str:
 
 def agent_snapshot(states: AgentStates) -> AgentSnapshot:
     """The router's view of a tenant's live agent state (devices are not counted)."""
-    extensions = states.talking | states.last_call_end_ms.keys() | states.presence.keys()
-    return AgentSnapshot(
-        agents={
-            extension: AgentState(
-                on_call=extension in states.talking,
-                last_call_end=(
-                    states.last_call_end_ms[extension] / 1000
-                    if extension in states.last_call_end_ms
-                    else None
-                ),
-                presence=states.presence.get(extension),
-            )
-            for extension in extensions
-        },
-        last_member=states.last_member,
-    )
+    return AgentSnapshot.from_states(states)
 
 
 def offer_lease_s(group: GroupEntry) -> float:

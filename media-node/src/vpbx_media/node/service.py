@@ -41,8 +41,9 @@ from .decisions import DecisionClient
 from .journal import SpoolWriter
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
 from .prompts import PromptLibrary
+from .queues import QueueDispatcher
 from .registrar import Authenticator, Registrar
-from .routing import AgentSnapshot, AgentState, DecisionFailed, DecisionReply
+from .routing import AgentSnapshot, DecisionFailed, DecisionReply
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class NodeService:
         self.prompts = prompts if prompts is not None else PromptLibrary()
         # Without a client (tests), HTTP decision steps fall back as if the URL were down.
         self.decisions = decisions
+        self.queues = QueueDispatcher(
+            redis_client, identity.tenant, identity.node_name, config, self.agents
+        )
         # Shipping per CDR would open the CDR store once per call; the shipper batches
         # on its own interval instead.
         self.spool_writer = SpoolWriter()
@@ -348,29 +352,16 @@ class NodeService:
         return [DeviceTarget(extension, binding) for binding in bindings]
 
     async def agent_snapshot(self) -> AgentSnapshot:
-        states = await self.agents.snapshot(self.tenant)
-        extensions = states.talking | states.last_call_end_ms.keys() | states.presence.keys()
-        return AgentSnapshot(
-            agents={
-                extension: AgentState(
-                    on_call=extension in states.talking,
-                    last_call_end=(
-                        states.last_call_end_ms[extension] / 1000
-                        if extension in states.last_call_end_ms
-                        else None
-                    ),
-                    presence=states.presence.get(extension),
-                )
-                for extension in extensions
-            },
-            last_member=states.last_member,
-        )
+        return AgentSnapshot.from_states(await self.agents.snapshot(self.tenant))
 
     def agent_talking(self, extension: str, call_id: str) -> None:
         self._spawn(self._agent_update(self.agents.call_answered, extension, call_id))
 
     def agent_free(self, extension: str, call_id: str) -> None:
         self._spawn(self._agent_update(self.agents.call_ended, extension, call_id))
+
+    def forget_queued(self, call_id: str, group: str) -> None:
+        self._spawn(self.queues.leave(call_id, group))
 
     def remember_last_member(self, group: str, extension: str) -> None:
         self._spawn(self._agent_update(self.agents.remember_last_member, group, extension))
@@ -459,6 +450,7 @@ class NodeService:
     def start(self) -> None:
         self.spool_writer.start()
         self.scheduler.start()
+        self.queues.start()
         self._spawn(self._touch_journal())
 
     async def _touch_journal(self) -> None:
@@ -483,6 +475,7 @@ class NodeService:
             await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def stop(self) -> None:
+        await self.queues.stop()
         self.scheduler.stop()
         if self.decisions is not None:
             await self.decisions.stop()

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from vpbx_common.cdr import EndReason, HangupBy, RouteStep, bounded_route, now_ms
+import redis.asyncio as redis
+
+from vpbx_common.cdr import Direction, EndReason, HangupBy, RouteStep, bounded_route, now_ms
 from vpbx_common.events import CallEventType
 from vpbx_common.nodeconfig import Target
 
@@ -55,6 +57,7 @@ from ..legs.sip import (
     SipUasLeg,
     send_bye,
 )
+from ..queues import QueueFullError
 from ..routing import (
     Action,
     Answer,
@@ -74,6 +77,8 @@ from ..routing import (
     MemberFailure,
     Play,
     PromptFinished,
+    QueueLeft,
+    QueueOffer,
     RecordVoicemail,
     RememberLastMember,
     RequestDecision,
@@ -111,16 +116,23 @@ class _InDialog:
 
 
 @dataclass(frozen=True, slots=True)
+class _QueueOffer:
+    """The queue dispatcher picked an agent for this caller."""
+
+    extension: str
+
+
+@dataclass(frozen=True, slots=True)
 class _ForRouter:
     """Something the router must hear (a digit, a prompt's end, a decision's reply)."""
 
     event: RouterEvent
 
 
-_Event = LegEvent | _CallerCancelled | _InDialog | _ForRouter
+_Event = LegEvent | _CallerCancelled | _InDialog | _QueueOffer | _ForRouter
 
-# Actions that need media this node does not carry out yet: the route says so.
-_NOT_YET = (JoinQueue, BackToQueue, LeaveQueue, RecordVoicemail)
+# Actions this node does not carry out yet (the route says so), and what the caller hears.
+_NOT_YET = {RecordVoicemail: "Voicemail Not Available"}
 
 
 def member_failure(statuses: list[int]) -> MemberFailure:
@@ -161,6 +173,8 @@ class Call:
         self._answered: dict[str, SipUacLeg] = {}  # extension -> its first device to answer
         self._answers: dict[str, bytes] = {}  # leg Call-ID -> the SDP of its 200 OK
         self._caller_answered = False  # by the node (IVR, queue) or by a person
+        self._queued: str | None = None  # the group whose queue the caller waits in
+        self._queue_answered = False  # the wait ended by an answer (Connect follows)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -267,7 +281,7 @@ class Call:
 
     async def _execute(self, actions: list[Action]) -> None:
         later: list[RouterEvent] = []  # what the router must hear once these are done
-        if any(isinstance(action, _NOT_YET) for action in actions):
+        if any(type(action) in _NOT_YET for action in actions):
             # Answering only to hang up at once would look like a dropped call.
             actions = [action for action in actions if not isinstance(action, Answer)]
         for action in actions:
@@ -304,11 +318,18 @@ class Call:
             await self._hang_up(action)
         elif isinstance(action, Done):
             self._done(action.result)
-        elif isinstance(action, _NOT_YET):
-            self._log(logging.WARNING, "%s not yet run by this node", type(action).__name__)
-            await self._hang_up(
-                Hangup(480, EndReason.UNAVAILABLE, "not yet running", self._caller_answered)
-            )
+        elif isinstance(action, JoinQueue):
+            await self._join_queue(action, later)
+        elif isinstance(action, BackToQueue):
+            self._spawn(self.host.queues.back(self.call_id, action.group, action.extension))
+        elif isinstance(action, LeaveQueue):
+            self._queue_answered = action.reason == "answered"
+            if not self._queue_answered:
+                self._leave_queue()
+        elif type(action) in _NOT_YET:
+            phrase = _NOT_YET[type(action)]
+            self._log(logging.WARNING, "%s: not yet run by this node", phrase)
+            await self._hang_up(Hangup(480, EndReason.UNAVAILABLE, phrase, self._caller_answered))
 
     async def _ring(self, action: Ring, later: list[RouterEvent]) -> None:
         first = not self.facts.ringing
@@ -357,6 +378,30 @@ class Call:
         self.caller.answer(self.host.contact_uri, body)
         self._caller_answered = True
         self.facts.sip_status = 200
+
+    async def _join_queue(self, action: JoinQueue, later: list[RouterEvent]) -> None:
+        try:
+            position = await self.host.queues.join(
+                self.call_id,
+                action.group,
+                on_offer=lambda extension: self.events.put_nowait(_QueueOffer(extension)),
+                on_left=lambda reason: self.events.put_nowait(_ForRouter(QueueLeft(reason))),
+                internal_caller=self.facts.caller if self._internal else None,
+            )
+        except (QueueFullError, redis.RedisError) as exc:
+            later.append(QueueLeft(str(exc)))
+            return
+        self._queued = action.group
+        self._log(logging.INFO, "queued in %s at position %d", action.group, position)
+
+    @property
+    def _internal(self) -> bool:
+        return self.facts.direction is Direction.INTERNAL
+
+    def _leave_queue(self) -> None:
+        group, self._queued = self._queued, None
+        if group is not None:
+            self._spawn(self.host.queues.leave(self.call_id, group))
 
     async def _decide(self, action: RequestDecision) -> None:
         event = await self.host.decide(action.url, action.body, action.timeout_ms / 1000)
@@ -427,6 +472,12 @@ class Call:
         elif isinstance(event, _CallerCancelled):
             if not self._caller_answered:
                 await self._feed(CallerHungUp())
+        elif isinstance(event, _QueueOffer):
+            # The router judges the agent by its snapshot: the one from the call's start
+            # would refuse everyone who was busy then.
+            assert self.router is not None
+            self.router.update_agents(await self.host.agent_snapshot())
+            await self._feed(QueueOffer(event.extension))
         elif isinstance(event, _ForRouter):
             await self._feed(event.event)
         else:
@@ -529,6 +580,9 @@ class Call:
         self._capture_route()
         self.host.journal_answer(self)
         self.host.agent_talking(extension, self.call_id)
+        if self._queued is not None and self._queue_answered:
+            group, self._queued = self._queued, None
+            self._spawn(self.host.queues.connected(self.call_id, group, extension))
 
     async def _talk(self) -> None:
         while self.state is CallState.CONNECTED:
@@ -653,6 +707,9 @@ class Call:
             leg.stop()
         for task in list(self._tasks):
             task.cancel()
+        if self._queued is not None:  # the caller hung up while waiting
+            group, self._queued = self._queued, None
+            self.host.forget_queued(self.call_id, group)
         self._stop_media()
         stats = None
         if self.relay is not None:

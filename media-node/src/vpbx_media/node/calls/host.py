@@ -19,6 +19,7 @@ from ...sip.transport import Address
 from ...sip.uri import SipUri
 from ..legs.sip import DeviceTarget
 from ..prompts import PromptLibrary
+from ..queues import QueueDispatcher
 from ..routing import AgentSnapshot, DecisionFailed, DecisionReply
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class CallHost(Protocol):
     @property
     def prompts(self) -> PromptLibrary: ...
 
+    @property
+    def queues(self) -> QueueDispatcher:
+        """The tenant's group queues, shared with its nodes in every city."""
+        ...
+
     def config(self) -> NodeConfig: ...
 
     async def devices(self, extension: str) -> list[DeviceTarget]:
@@ -61,6 +67,9 @@ class CallHost(Protocol):
     def agent_free(self, extension: str, call_id: str) -> None: ...
 
     def remember_last_member(self, group: str, extension: str) -> None: ...
+
+    def forget_queued(self, call_id: str, group: str) -> None:
+        """The call ended while it waited in ``group``'s queue (outlives the call's tasks)."""
 
     async def decide(
         self, url: str, body: dict[str, str], timeout_s: float

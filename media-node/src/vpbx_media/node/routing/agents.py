@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from vpbx_common.agents import AgentStates
 from vpbx_common.nodeconfig import UserEntry
 from vpbx_common.pbx import Presence
 
@@ -56,6 +57,26 @@ class AgentSnapshot:
         # Read-only views: a snapshot shared by several routers cannot change under them.
         object.__setattr__(self, "agents", MappingProxyType(dict(self.agents)))
         object.__setattr__(self, "last_member", MappingProxyType(dict(self.last_member)))
+
+    @classmethod
+    def from_states(cls, states: AgentStates) -> AgentSnapshot:
+        """The snapshot of what the nodes keep in Redis (devices are not counted)."""
+        extensions = states.talking | states.last_call_end_ms.keys() | states.presence.keys()
+        return cls(
+            agents={
+                extension: AgentState(
+                    on_call=extension in states.talking,
+                    last_call_end=(
+                        states.last_call_end_ms[extension] / 1000
+                        if extension in states.last_call_end_ms
+                        else None
+                    ),
+                    presence=states.presence.get(extension),
+                )
+                for extension in extensions
+            },
+            last_member=states.last_member,
+        )
 
     def state(self, extension: str) -> AgentState:
         return self.agents.get(extension, _NOBODY)
