@@ -288,3 +288,25 @@ async def test_the_home_directory_sends_a_phone_to_its_users_city(
         await pipe.execute()
     assert await table.home_city("acme", "olga-desk") is None
     assert await table.home_city("acme", "301") == "msk"
+
+
+async def test_a_domain_and_its_users_home_come_in_one_lookup(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    acme = domain_route("acme.vpbx.local", "acme")
+    await table.replace(snapshot(domains=(acme, domain_route("globex.vpbx.local", "globex"))))
+    async with client.pipeline(transaction=True) as pipe:
+        table.replace_homes(pipe, "acme", {"olga-desk": "ekb"})
+        await pipe.execute()
+
+    assert await table.lookup_domain_user("ACME.vpbx.local", "olga-desk") == (acme, "ekb")
+    assert await table.lookup_domain_user("acme.vpbx.local", "101") == (acme, None)
+    assert await table.lookup_domain_user("acme.vpbx.local", None) == (acme, None)
+    # Another tenant's directory is never consulted.
+    globex, home = await table.lookup_domain_user("globex.vpbx.local", "olga-desk")
+    assert (globex is not None, home) == (True, None)
+    assert await table.lookup_domain_user("initech.vpbx.local", "olga-desk") == (None, None)
+
+    await client.set("vpbx:route:domain:broken.vpbx.local", "{not json")
+    with pytest.raises(RoutingTableError):
+        await table.lookup_domain_user("broken.vpbx.local", "101")

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import redis.asyncio as redis
 import uvloop
 
 from .settings import SipSettings
@@ -59,3 +60,21 @@ def sip_stack(
         return TransactionLayer(transport, user, timers)
 
     return transport, layer_factory
+
+
+def open_redis(settings: SipSettings) -> redis.Redis:
+    """A Redis client on a bounded pool that waits for a free connection.
+
+    redis-py's default asyncio pool raises "Too many connections" the moment its
+    limit is reached; under a burst of REGISTERs that became 500s. This pool makes a
+    request wait up to `redis_pool_timeout` seconds, then raises ConnectionError
+    (a RedisError), which the edge and the node answer with 503 + Retry-After.
+    """
+    if not settings.redis_url:
+        raise ValueError("VPBX_REDIS_URL is not set")
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout,
+    )
+    return redis.Redis.from_pool(pool)

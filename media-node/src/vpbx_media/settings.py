@@ -17,6 +17,14 @@ class SipSettings(CommonSettings):
     advertised_host: str | None = None
     sip_t1: float = Field(default=0.5, gt=0)
     max_message_size: int = 65_535
+    # Redis connections of the process: at most redis_max_connections; a request that
+    # finds all in use waits up to redis_pool_timeout seconds for one, then is answered
+    # 503 with Retry-After (a registration storm is queued briefly, then shed; never 500).
+    redis_max_connections: int = Field(default=32, ge=1)
+    redis_pool_timeout: float = Field(default=1.0, ge=0)
+    # Base of Retry-After (seconds) in 503s for overload; each answer draws from
+    # base..2*base so the refused phones do not all come back in the same second.
+    overload_retry_after: int = Field(default=5, ge=1)
 
 
 class EdgeSettings(SipSettings):
@@ -26,6 +34,12 @@ class EdgeSettings(SipSettings):
     # Requests per second one source address may send before the edge stops answering it.
     source_rate: float = 200.0
     source_burst: float = 400.0
+    # REGISTERs the edge relays at once; more are answered 503 + Retry-After at once
+    # (a registration storm must not pile up transactions in the edge or the nodes).
+    max_registers_in_flight: int = Field(default=256, ge=1)
+    # A node that has not answered a REGISTER within this many seconds is overloaded
+    # or gone: the edge answers the phone 503 + Retry-After instead of letting it time out.
+    register_timeout: float = Field(default=5.0, gt=0)
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)

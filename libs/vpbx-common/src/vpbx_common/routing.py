@@ -110,10 +110,27 @@ def normalize_domain(domain: str) -> str:
     return domain.strip().lower().rstrip(".")
 
 
+# KEYS[1]: a domain route; ARGV[1]: the home directory key prefix, ARGV[2]: a SIP username.
+# Returns {route JSON or nil, home city or nil}. The home directory key depends on the
+# route's tenant, so it cannot be declared in KEYS: fine on one Redis, not on a cluster.
+_DOMAIN_AND_HOME_SCRIPT = """
+local route = redis.call('GET', KEYS[1])
+if not route or ARGV[2] == '' then
+  return {route, false}
+end
+local ok, decoded = pcall(cjson.decode, route)
+if not ok or type(decoded) ~= 'table' or type(decoded.tenant) ~= 'string' then
+  return {route, false}
+end
+return {route, redis.call('HGET', ARGV[1] .. decoded.tenant, ARGV[2])}
+"""
+
+
 class RoutingTable:
     def __init__(self, redis_client: redis.asyncio.Redis, prefix: str = "vpbx:route") -> None:
         self._redis = redis_client
         self._prefix = prefix
+        self._domain_and_home = redis_client.register_script(_DOMAIN_AND_HOME_SCRIPT)
         self._number_index = f"{prefix}:index:numbers"
         self._domain_index = f"{prefix}:index:domains"
 
@@ -189,6 +206,25 @@ class RoutingTable:
             return DomainRoute.model_validate_json(raw)
         except ValidationError as error:
             raise RoutingTableError(f"unreadable route for domain {domain}: {error}") from error
+
+    async def lookup_domain_user(
+        self, domain: str, username: str | None
+    ) -> tuple[DomainRoute | None, str | None]:
+        """The domain's route and the user's home city, in one round trip.
+
+        What ``lookup_domain`` and then ``home_city`` answer, for the edge's hot path
+        (every REGISTER and every call from a phone).
+        """
+        raw, home = await self._domain_and_home(
+            keys=[self._domain_key(domain)], args=[self.home_key(""), username or ""]
+        )
+        if raw is None:
+            return None, None
+        try:
+            route = DomainRoute.model_validate_json(raw)
+        except ValidationError as error:
+            raise RoutingTableError(f"unreadable route for domain {domain}: {error}") from error
+        return route, None if home is None else _text(home)
 
     def home_key(self, tenant: str) -> str:
         """The tenant's home directory: SIP username (extension or device) -> home city."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import redis.asyncio as redis
-
 from vpbx_common.routing import RoutingTable
 
-from ..runtime import configure_logging, run, sip_stack, wait_for_stop_signal
+from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_stop_signal
 from ..settings import EdgeSettings
 from .flowtoken import EdgeTokens
 from .proxy import EdgeProxy, SourceLimiter
@@ -20,7 +18,7 @@ async def run_edge(settings: EdgeSettings) -> None:
     settings.check_secrets()
     if not settings.redis_url:
         raise SystemExit("VPBX_REDIS_URL is required for the SIP edge")
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    redis_client = open_redis(settings)
     transport, layer_factory = sip_stack(settings)
 
     proxy = EdgeProxy(
@@ -29,6 +27,9 @@ async def run_edge(settings: EdgeSettings) -> None:
         RoutingTable(redis_client),
         EdgeTokens(settings.edge_secret.get_secret_value().encode()),
         limiter=SourceLimiter(settings.source_rate, settings.source_burst),
+        max_registers_in_flight=settings.max_registers_in_flight,
+        register_timeout=settings.register_timeout,
+        retry_after_s=settings.overload_retry_after,
     )
     await transport.start()
     logger.info("SIP edge listening on %s:%d (UDP and TCP)", settings.sip_host, transport.port)

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.routing import DomainRoute, NumberRoute, RoutingTableError
 
+from ..overload import ShedLog, retry_after
 from ..sip.errors import SipParseError
 from ..sip.headers import NameAddr, Via
 from ..sip.message import SipRequest, SipResponse, make_response
@@ -43,9 +44,11 @@ SCANNER_AGENTS = ("friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sunda
 class RouteLookup(Protocol):
     async def lookup_number(self, e164: str) -> NumberRoute | None: ...
 
-    async def lookup_domain(self, domain: str) -> DomainRoute | None: ...
-
-    async def home_city(self, tenant: str, username: str) -> str | None: ...
+    async def lookup_domain_user(
+        self, domain: str, username: str | None
+    ) -> tuple[DomainRoute | None, str | None]:
+        """The domain's route and the user's home city (None when unknown), at once."""
+        ...
 
 
 @dataclass(slots=True)
@@ -103,15 +106,23 @@ class EdgeProxy:
         tokens: EdgeTokens,
         *,
         limiter: SourceLimiter | None = None,
+        max_registers_in_flight: int = 256,
+        register_timeout: float = 5.0,
+        retry_after_s: int = 5,
     ) -> None:
         self.transport = transport
         self.routes = routes
         self.tokens = tokens
         self.limiter = limiter
+        self.max_registers_in_flight = max_registers_in_flight
+        self.register_timeout = register_timeout
+        self.retry_after_s = retry_after_s
         self.layer = layer_factory(self)
         self._pending: dict[int, ClientTransaction] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped = 0
+        self.registers_in_flight = 0
+        self.shed_log = ShedLog(logger, "edge REGISTERs")
 
     # --- TransactionUser -------------------------------------------------
 
@@ -180,6 +191,35 @@ class EdgeProxy:
         if any(name.lower() in agent for name in SCANNER_AGENTS):
             self.dropped += 1
             return
+        if request.method != "REGISTER" or transaction is None:
+            await self._route_and_relay(request, flow, transaction, token, refused)
+            return
+        # Registration storm: a bounded number of REGISTERs in the edge at once, the
+        # rest are told to come back later before they cost a Redis lookup.
+        if self.registers_in_flight >= self.max_registers_in_flight:
+            self._shed(transaction, request, f"{self.registers_in_flight} REGISTERs in flight")
+            return
+        self.registers_in_flight += 1
+        try:
+            await self._route_and_relay(request, flow, transaction, token, refused)
+        finally:
+            self.registers_in_flight -= 1
+
+    def _shed(self, transaction: ServerTransaction, request: SipRequest, why: str) -> None:
+        """Answer 503 + Retry-After: overloaded, try again later (never a 500)."""
+        self.shed_log.shed(why)
+        transaction.respond(
+            make_response(request, 503, extra=[("Retry-After", retry_after(self.retry_after_s))])
+        )
+
+    async def _route_and_relay(
+        self,
+        request: SipRequest,
+        flow: Flow,
+        transaction: ServerTransaction | None,
+        token: EdgeToken | None,
+        refused: RouteRejectedError | SipParseError | None,
+    ) -> None:
         try:
             if request.max_forwards <= 0:
                 raise RouteRejectedError(483)
@@ -206,6 +246,9 @@ class EdgeProxy:
         outgoing = self._prepare(request, forwarding)
         if transaction is None:  # ACK for a 2xx: forwarded without a transaction
             await self.layer.send_stateless(outgoing, forwarding.target)
+            return
+        if request.method == "REGISTER":
+            await self._relay_register(transaction, outgoing, forwarding.target)
             return
         await self._relay(transaction, outgoing, forwarding.target)
 
@@ -255,18 +298,19 @@ class EdgeProxy:
 
     async def _route_initial(self, request: SipRequest, flow: Flow) -> Forwarding:
         uri = request.sip_uri
-        domain_route = await self.routes.lookup_domain(uri.host)
+        # A phone registers its own address (To) and calls as itself (From); the node of
+        # that user's home city serves it. Route and home city come in one round trip.
+        user_uri = request.to.uri if request.method == "REGISTER" else request.from_.uri
+        user = user_uri.user if isinstance(user_uri, SipUri) else None
+        domain_route, home = await self.routes.lookup_domain_user(uri.host, user)
         if domain_route is not None:
             self._refuse_suspended(domain_route.suspended)
-            if request.method == "REGISTER":
-                user = request.to.uri.user if isinstance(request.to.uri, SipUri) else None
-                node = await self._node_for_user(domain_route, user)
-                return Forwarding(
-                    Flow(TransportKind.UDP, node), EdgeToken(flow, node), add_path=True
-                )
-            caller = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
-            node = await self._node_for_user(domain_route, caller)
-            return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
+            node = Address.parse(domain_route.address_for(user, home))
+            return Forwarding(
+                Flow(TransportKind.UDP, node),
+                EdgeToken(flow, node),
+                add_path=request.method == "REGISTER",
+            )
         if request.method == "OPTIONS" and uri.user is None and self._is_own_uri(uri):
             raise RouteRejectedError(200)
         if request.method == "REGISTER":
@@ -288,16 +332,6 @@ class EdgeProxy:
     def _refuse_suspended(suspended: bool) -> None:
         if suspended:
             raise RouteRejectedError(403, "Service Suspended")
-
-    async def _node_for_user(self, route: DomainRoute, user: str | None) -> Address:
-        home = None
-        if user:
-            try:
-                home = await self.routes.home_city(route.tenant, user)
-            except RedisError as exc:
-                # Any node of the tenant serves the phone; its home city is only better.
-                logger.warning("tenant=%s home city of %s unreadable: %s", route.tenant, user, exc)
-        return Address.parse(route.address_for(user, home))
 
     def _prepare(self, request: SipRequest, forwarding: Forwarding) -> SipRequest:
         headers = request.headers
@@ -343,6 +377,35 @@ class EdgeProxy:
                 transaction.respond(upstream)
         finally:
             self._pending.pop(id(transaction), None)
+
+    async def _relay_register(
+        self, transaction: ServerTransaction, outgoing: SipRequest, target: Flow
+    ) -> None:
+        """Relay a REGISTER; an overloaded or silent node becomes 503 + Retry-After."""
+        client = self.layer.send_request(outgoing, target)
+        try:
+            # shield: on timeout the client transaction lives on (timer F ends it).
+            final = await asyncio.wait_for(asyncio.shield(client.final), self.register_timeout)
+        except TimeoutError:
+            self._shed(transaction, transaction.request, f"no answer from node {target.remote}")
+            return
+        if final.status == 408 or 500 <= final.status < 600:
+            # The node shedding load (503), failing, or silent or unreachable (408/503
+            # synthesised by our transaction): the phone must come back later, and know
+            # when. (RFC 3261 16.7 would turn a 503 into a 500 here; a phone given 500
+            # has no Retry-After to honour and re-registers at once.)
+            retry = final.header("Retry-After") if final.status == 503 else None
+            self.shed_log.shed(f"node {target.remote} answered {final.status}")
+            transaction.respond(
+                make_response(
+                    transaction.request,
+                    503,
+                    extra=[("Retry-After", retry or retry_after(self.retry_after_s))],
+                )
+            )
+            return
+        vias = final.headers.values("Via")
+        transaction.respond(final.with_headers(final.headers.replace_values("Via", vias[1:])))
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import redis.asyncio as redis
-
 from vpbx_common.cdr.store import open_cdr_store
 from vpbx_common.events import CallEventPublisher
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
 from ..rtp.ports import PortAllocator
-from ..runtime import configure_logging, run, sip_stack, wait_for_stop_signal
+from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_stop_signal
 from ..settings import NodeSettings
 from ..sip.digest import DigestAuthenticator, NonceService
 from ..sip.transport import Address
@@ -32,7 +30,7 @@ async def run_node(settings: NodeSettings) -> None:
     settings.check_secrets()
     if not settings.redis_url:
         raise SystemExit("VPBX_REDIS_URL is required for a media node")
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    redis_client = open_redis(settings)
     watcher: ConfigWatcher | None = None
     prompts = PromptLibrary()
     if settings.config_url:
@@ -91,6 +89,7 @@ async def run_node(settings: NodeSettings) -> None:
         decisions=decisions,
         events=CallEventPublisher(redis_client, max_len=settings.call_events_max_len),
     )
+    service.registrar.retry_after_s = settings.overload_retry_after
     recovered = service.recover()
     await transport.start()
     await shipper.start()

@@ -18,15 +18,18 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 
+from redis.exceptions import RedisError
+
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_common.sipauth import DigestAlgorithm
 
+from ..overload import ShedLog, retry_after
 from ..sip.digest import AuthOutcome, DigestAuthenticator, DigestCredentials, DigestParseError
 from ..sip.headers import NameAddr
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import new_tag
 from ..sip.uri import SipUri
-from .bindings import Binding, BindingStore
+from .bindings import Binding, BindingStore, ContactChange
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ class Registrar:
         min_expires: int = 30,
         max_expires: int = 3600,
         default_expires: int = 3600,
+        retry_after_s: int = 5,
     ) -> None:
         self.store = store
         self.auth = authenticator
@@ -107,6 +111,8 @@ class Registrar:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = default_expires
+        self.retry_after_s = retry_after_s
+        self.shed_log = ShedLog(logger, "registrar")
 
     async def handle(self, request: SipRequest) -> SipResponse:
         config = self.config()
@@ -121,16 +127,26 @@ class Registrar:
         if extension is None or address_of_record not in (username, extension):
             # Credentials of one device cannot register another user's address.
             return make_response(request, 403, to_tag=new_tag())
+        now = time.time()
         try:
-            await self._apply(config.tenant, extension, request)
+            bindings = await self._apply(config.tenant, extension, request, now)
         except _IntervalTooBriefError:
             return make_response(
                 request, 423, to_tag=new_tag(), extra=[("Min-Expires", str(self.min_expires))]
             )
         except ValueError as exc:
             return make_response(request, 400, str(exc)[:80], to_tag=new_tag())
-        now = time.time()
-        bindings = await self.store.list(config.tenant, extension, now)
+        except RedisError as exc:
+            # No Redis connection in time (a registration storm) or Redis down: the phone
+            # must come back later, not give up; the jitter spreads the comebacks.
+            self.shed_log.shed(f"tenant={config.tenant} ext={extension}: {exc}")
+            return make_response(
+                request,
+                503,
+                "Registrar Busy",
+                to_tag=new_tag(),
+                extra=[("Retry-After", retry_after(self.retry_after_s))],
+            )
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
         extra.append(("Date", formatdate(now, usegmt=True)))
         logger.info(
@@ -143,46 +159,48 @@ class Registrar:
         )
         return make_response(request, 200, to_tag=new_tag(), extra=extra)
 
-    async def _apply(self, tenant: str, extension: str, request: SipRequest) -> None:
+    async def _apply(
+        self, tenant: str, extension: str, request: SipRequest, now: float
+    ) -> list[Binding]:
+        """Check every contact first (RFC 3261 10.3 step 6), then store them in one go."""
         header_expires = request.headers.get("Expires")
         raw_contacts = request.headers.values("Contact")
         if any(value.strip() == "*" for value in raw_contacts):
             if len(raw_contacts) != 1 or (header_expires or "").strip() != "0":
                 raise ValueError("Contact: * needs Expires: 0 and no other contact")
             await self.store.remove_all(tenant, extension)
-            return
-        now = time.time()
+            return []
         path = tuple(request.headers.values("Path"))
-        existing = {b.contact: b for b in await self.store.list(tenant, extension, now)}
+        changes: list[ContactChange] = []
         for value in raw_contacts:
             contact = NameAddr.parse(value)
             expires = self._expires_of(contact, header_expires)
             key = str(contact.uri)
-            previous = existing.get(key)
-            if (
-                previous is not None
-                and previous.call_id == request.call_id
-                and (previous.cseq >= request.cseq.seq)
-            ):
-                continue  # an out-of-order retransmission (RFC 3261 10.3 step 7)
             if expires == 0:
-                await self.store.remove(tenant, extension, key)
+                changes.append(ContactChange(key, None))
                 continue
             if expires < self.min_expires:
                 raise _IntervalTooBriefError
-            await self.store.put(
-                Binding(
-                    tenant=tenant,
-                    extension=extension,
-                    contact=key,
-                    path=path,
-                    expires_at=now + min(expires, self.max_expires),
-                    call_id=request.call_id,
-                    cseq=request.cseq.seq,
-                    user_agent=request.header("User-Agent") or "",
-                    instance=contact.param("+sip.instance") or "",
-                )
+            binding = Binding(
+                tenant=tenant,
+                extension=extension,
+                contact=key,
+                path=path,
+                expires_at=now + min(expires, self.max_expires),
+                call_id=request.call_id,
+                cseq=request.cseq.seq,
+                user_agent=request.header("User-Agent") or "",
+                instance=contact.param("+sip.instance") or "",
             )
+            changes.append(ContactChange(key, binding))
+        return await self.store.update(
+            tenant,
+            extension,
+            call_id=request.call_id,
+            cseq=request.cseq.seq,
+            changes=changes,
+            now=now,
+        )
 
     def _expires_of(self, contact: NameAddr, header_expires: str | None) -> int:
         value = contact.param("expires")

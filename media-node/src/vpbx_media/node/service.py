@@ -201,7 +201,7 @@ class NodeService:
         except redis.RedisError as exc:
             logger.error("tenant=%s registrar storage failed: %s", self.tenant, exc)
             response = make_response(
-                request, 500, "Registrar Unavailable", extra=[("Retry-After", "5")]
+                request, 503, "Registrar Unavailable", extra=[("Retry-After", "5")]
             )
         transaction.respond(response)
 
