@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-operator bench-api bench-media clean
+.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -24,6 +24,10 @@ lint:
 ## Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio.
 bench-sip: deps
 	uv run python -m loadtest.bench_sip
+
+## Stepped sipp search of digest-authenticated REGISTERs/s: vpbx edge+node vs Kamailio.
+bench-register: deps
+	uv run python -m loadtest.bench_register
 
 ## 500 Tenants x 2 cities + 2000 Numbers against a local kube-apiserver: time to Ready.
 bench-operator: deps

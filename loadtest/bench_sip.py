@@ -279,7 +279,7 @@ def process_tree(root_pid: int) -> dict[int, str]:
     return tree
 
 
-def _reaped_children_cpu_seconds() -> float:
+def reaped_children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -331,7 +331,7 @@ def run_step(
         trace_messages=False,
     )
     cpu_before = tree_cpu_seconds(target.root_pid, target.labels)
-    sipp_before = _reaped_children_cpu_seconds()
+    sipp_before = reaped_children_cpu_seconds()
     started = time.monotonic()
     uas.start()
     try:
@@ -349,7 +349,7 @@ def run_step(
     )
     # Both sipp processes of the step have been reaped by now; the systems under
     # test have not (they are not finished), so this delta is sipp's alone.
-    sipp_percent = 100.0 * (_reaped_children_cpu_seconds() - sipp_before) / seconds
+    sipp_percent = 100.0 * (reaped_children_cpu_seconds() - sipp_before) / seconds
     rows = read_rtt_rows(workdir / "uac")
     times = [response for _, response in rows]
     rate_seen = answer_rate(rows)
@@ -434,7 +434,7 @@ def wait_answers_options(port: int, timeout: float, log: Path) -> None:
     raise BenchError(f"nothing answers SIP OPTIONS on {HOST}:{port}; see {log}")
 
 
-def _all_as(root_pid: int, label: str) -> dict[int, str]:
+def all_as(root_pid: int, label: str) -> dict[int, str]:
     return dict.fromkeys(process_tree(root_pid), label)
 
 
@@ -505,8 +505,8 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[Target]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        node_ports = _wait_vpbx_up(process, log_path, timeout=90)
-        labels = {process.pid: "vpbx-up", **_started_children(log_path)}
+        node_ports = wait_vpbx_up(process, log_path, timeout=90)
+        labels = {process.pid: "vpbx-up", **started_children(log_path)}
         for port in (sip_port, *node_ports):
             wait_answers_options(port, 60, log_path)
         uas_port = free_port(socket.SOCK_DGRAM, HOST)
@@ -542,13 +542,13 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[Target]:
 _STARTED_RE = re.compile(r"started (\S+) \(pid (\d+)\)")
 
 
-def _started_children(log_path: Path) -> dict[int, str]:
+def started_children(log_path: Path) -> dict[int, str]:
     """pid -> name of the processes `vpbx up` says it started (edge, nodes)."""
     text = log_path.read_text(errors="replace")
     return {int(pid): name for name, pid in _STARTED_RE.findall(text)}
 
 
-def _wait_vpbx_up(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> list[int]:
+def wait_vpbx_up(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -600,7 +600,7 @@ def running_kamailio(workdir: Path) -> Iterator[Target]:
             service=BENCH_NUMBER,
             root_pid=process.pid,
             # One label for the main process and its workers: the proxy as a whole.
-            labels=_all_as(process.pid, "kamailio"),
+            labels=all_as(process.pid, "kamailio"),
         )
     finally:
         # SIGTERM makes kamailio's main process stop its children too.

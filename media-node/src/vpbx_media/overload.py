@@ -44,7 +44,7 @@ class ShedLog:
         now = self.clock()
         if self._logged_at is None or now - self._logged_at >= self.interval:
             self.logger.warning(
-                "%s: %d shed with 503 since the last report (%d in all); latest: %s",
+                "%s: %d request(s) answered 503 since the last report (%d in all); latest: %s",
                 self.what,
                 self._since_log,
                 self.total,

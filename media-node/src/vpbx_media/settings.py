@@ -36,7 +36,7 @@ class EdgeSettings(SipSettings):
     source_burst: float = 400.0
     # REGISTERs the edge relays at once; more are answered 503 + Retry-After at once
     # (a registration storm must not pile up transactions in the edge or the nodes).
-    max_registers_in_flight: int = Field(default=256, ge=1)
+    max_registers_in_flight: int = Field(default=128, ge=1)
     # A node that has not answered a REGISTER within this many seconds is overloaded
     # or gone: the edge answers the phone 503 + Retry-After instead of letting it time out.
     register_timeout: float = Field(default=5.0, gt=0)

@@ -106,7 +106,7 @@ class EdgeProxy:
         tokens: EdgeTokens,
         *,
         limiter: SourceLimiter | None = None,
-        max_registers_in_flight: int = 256,
+        max_registers_in_flight: int = 128,
         register_timeout: float = 5.0,
         retry_after_s: int = 5,
     ) -> None:
@@ -122,7 +122,7 @@ class EdgeProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped = 0
         self.registers_in_flight = 0
-        self.shed_log = ShedLog(logger, "edge REGISTERs")
+        self.shed_log = ShedLog(logger, "edge")
 
     # --- TransactionUser -------------------------------------------------
 
@@ -238,10 +238,10 @@ class EdgeProxy:
                 transaction.respond(make_response(request, exc.status_code, exc.reason[:100]))
             return
         except (RedisError, RoutingTableError) as exc:
-            # The routing table is unreachable or unreadable: the sender should retry.
-            logger.error("%s %s not routed: %s", request.method, request.call_id, exc)
+            # The routing table is unreachable, unreadable or (no connection free in
+            # time) overloaded: the sender should retry, not all at the same moment.
             if transaction is not None:
-                transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
+                self._shed(transaction, request, f"{request.method} not routed: {exc}")
             return
         outgoing = self._prepare(request, forwarding)
         if transaction is None:  # ACK for a 2xx: forwarded without a transaction
