@@ -477,6 +477,10 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
             ["mediaNode.drain.drainTimeoutSeconds=600"],
             "mediaNode.drain.drainTimeoutSeconds (600) must be less than",
         ),
+        (
+            ["mediaNode.rtpPortMin=30000", "mediaNode.rtpPortMax=29999"],
+            "mediaNode.rtpPortMin..rtpPortMax (30000-29999) must hold at least 4 ports",
+        ),
     ],
 )
 def test_bad_values_fail_with_a_message_naming_the_value(

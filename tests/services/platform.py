@@ -139,12 +139,14 @@ def start_platform(
     clickhouse_url: str | None = None,
     file: Path = DEMO,
     sip_t1: float = 0.5,
+    rtp_ports_per_node: int | None = None,
 ) -> RunningPlatform:
     host = "127.0.0.1"
     sip_port = free_port_pair()
     node_base = free_port_block(8)
-    # RTP is UDP only and bound per call; a busy port there is skipped by the node.
-    rtp_base = free_port_block(1, 40000, 50000)
+    # RTP is UDP only and bound per call; a busy port there is skipped by the node, but
+    # a test counting on a tiny range needs all of it (up to four nodes) free.
+    rtp_base = free_port_block(4 * (rtp_ports_per_node or 0) or 1, 40000, 50000)
     control_port = free_port()
     var_dir = tmp / "var"
     env = dict(os.environ)
@@ -179,6 +181,11 @@ def start_platform(
             str(sip_t1),
             "--control-port",
             str(control_port),
+            *(
+                ["--rtp-ports-per-node", str(rtp_ports_per_node)]
+                if rtp_ports_per_node is not None
+                else []
+            ),
         ],
         env=env,
         cwd=REPO,

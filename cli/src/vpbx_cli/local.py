@@ -48,7 +48,9 @@ from vpbx_operator.desired import NodePlan, desired_nodes, desired_routes
 
 logger = logging.getLogger(__name__)
 
-RTP_PORTS_PER_NODE = 1000
+# A call through a node takes 4 ports (2 legs x RTP+RTCP): 4000 ports carry 1000
+# concurrent calls per node (VPBX_RTP_PORT_MIN/MAX; see docs/architecture.md).
+RTP_PORTS_PER_NODE = 4000
 CONTROL_API = "control-api"
 
 
@@ -62,6 +64,7 @@ class LocalLayout:
     sip_port: int = 5060
     node_port_base: int = 5070
     rtp_port_base: int = 20000
+    rtp_ports_per_node: int = RTP_PORTS_PER_NODE
     redis_port: int = 6390
     var_dir: Path = Path("var")
     sip_t1: float = 0.5
@@ -80,8 +83,17 @@ class LocalLayout:
         return self.node_port_base + index
 
     def rtp_range(self, index: int) -> tuple[int, int]:
-        start = self.rtp_port_base + index * RTP_PORTS_PER_NODE
-        return start, start + RTP_PORTS_PER_NODE - 1
+        """The RTP ports of the node at `index`: rtp_ports_per_node from the base on."""
+        if self.rtp_ports_per_node < 2:
+            raise LaunchError("a node needs at least 2 RTP ports (one RTP/RTCP pair)")
+        start = self.rtp_port_base + index * self.rtp_ports_per_node
+        end = start + self.rtp_ports_per_node - 1
+        if end > 65_535:
+            raise LaunchError(
+                f"RTP ports {start}-{end} of node {index + 1} go past 65535: lower "
+                "--rtp-port-base or --rtp-ports-per-node"
+            )
+        return start, end
 
 
 @dataclass

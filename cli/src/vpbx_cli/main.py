@@ -11,7 +11,7 @@ import typer
 
 from vpbx_common.cdr import CallRecord
 
-from .local import LaunchError, LocalLayout, open_local_cdr_store, run_local
+from .local import RTP_PORTS_PER_NODE, LaunchError, LocalLayout, open_local_cdr_store, run_local
 
 app = typer.Typer(help="vpbx: cloud virtual PBX with a built-in CRM", no_args_is_help=True)
 
@@ -24,7 +24,11 @@ def up(
     host: Annotated[str, typer.Option(help="address every service binds to")] = "127.0.0.1",
     sip_port: Annotated[int, typer.Option(help="SIP edge port (UDP and TCP)")] = 5060,
     node_port_base: Annotated[int, typer.Option(help="first media-node SIP port")] = 5070,
-    rtp_port_base: Annotated[int, typer.Option(help="first RTP port; each node gets 1000")] = 20000,
+    rtp_port_base: Annotated[int, typer.Option(help="first RTP port of the first node")] = 20000,
+    rtp_ports_per_node: Annotated[
+        int,
+        typer.Option(help="RTP ports per node, consecutive; a 2-leg call takes 4", min=2),
+    ] = RTP_PORTS_PER_NODE,
     redis_port: Annotated[
         int, typer.Option(help="port of the private Redis (when VPBX_REDIS_URL is unset)")
     ] = 6390,
@@ -44,6 +48,7 @@ def up(
         sip_port=sip_port,
         node_port_base=node_port_base,
         rtp_port_base=rtp_port_base,
+        rtp_ports_per_node=rtp_ports_per_node,
         redis_port=redis_port,
         var_dir=var_dir,
         sip_t1=sip_t1,

@@ -128,6 +128,17 @@ ORDER BY (tenant, call_id)""",
     'rejected' = 6, 'failed' = 7, 'node-lost' = 8, 'voicemail' = 9)""",
         ),
     ),
+    Migration(
+        version=3,
+        name="end reason no-capacity",
+        statements=(
+            # Widening an Enum8 keeps every stored value (ClickHouse 18.16 and current);
+            # running it again is a no-op.
+            f"""ALTER TABLE {CDR_TABLE} MODIFY COLUMN end_reason Enum8(
+    'completed' = 1, 'cancelled' = 2, 'no-answer' = 3, 'busy' = 4, 'unavailable' = 5,
+    'rejected' = 6, 'failed' = 7, 'node-lost' = 8, 'voicemail' = 9, 'no-capacity' = 10)""",
+        ),
+    ),
 )
 
 # Bit above any plausible epoch-ms value (2**56 ms is two million years).

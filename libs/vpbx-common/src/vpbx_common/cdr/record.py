@@ -32,6 +32,9 @@ class EndReason(StrEnum):
     FAILED = "failed"
     NODE_LOST = "node-lost"  # the media node died mid-call; recovered from its journal
     VOICEMAIL = "voicemail"  # nobody answered in person; the caller left a message
+    # The node had no room for the call's media (its RTP port range was in use): the
+    # caller got 503 + Retry-After before anything rang. A capacity signal, not a bug.
+    NO_CAPACITY = "no-capacity"
 
 
 class HangupBy(StrEnum):
@@ -51,6 +54,7 @@ UNANSWERED_REASONS = frozenset(
         EndReason.UNAVAILABLE,
         EndReason.REJECTED,
         EndReason.VOICEMAIL,
+        EndReason.NO_CAPACITY,
     }
 )
 

@@ -28,6 +28,8 @@ from vpbx_common.events import CallEventType
 from vpbx_common.nodeconfig import Target
 
 from ...media.dtmf import DtmfError, parse_info_body
+from ...overload import retry_after
+from ...rtp.ports import PortsExhaustedError
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import (
     Negotiation,
@@ -223,6 +225,9 @@ class Call:
     async def run(self) -> None:
         try:
             await self._run()
+        except PortsExhaustedError as exc:
+            self._log(logging.WARNING, "refused: %s", exc)
+            self._reject(503, EndReason.NO_CAPACITY, "No Media Capacity", retry_after(5))
         except Exception:
             self._log(logging.ERROR, "call failed unexpectedly", exc_info=True)
             self.caller.reject(500)
@@ -433,10 +438,12 @@ class Call:
         elif result is RouteResult.HUNG_UP and self.state is CallState.ROUTING:
             self._set_state(CallState.ENDED)
 
-    def _reject(self, status: int, reason: EndReason, phrase: str | None = None) -> None:
+    def _reject(
+        self, status: int, reason: EndReason, phrase: str | None = None, retry: str = ""
+    ) -> None:
         self.facts.sip_status = status
         self.facts.end_reason = reason
-        self.caller.reject(status, phrase)
+        self.caller.reject(status, phrase, retry)
         self._set_state(CallState.ENDED)
 
     def _cancel_forks(self, keep: SipUacLeg | None = None) -> None:

@@ -119,10 +119,11 @@ class SipUasLeg:
         )
         self.state = LegState.ANSWERED
 
-    def reject(self, status: int, phrase: str | None = None) -> None:
+    def reject(self, status: int, phrase: str | None = None, retry_after: str = "") -> None:
         if not self.transaction.is_final:
+            extra = [("Retry-After", retry_after)] if retry_after else []
             self.transaction.respond(
-                make_response(self.request, status, phrase, to_tag=self.local_tag)
+                make_response(self.request, status, phrase, to_tag=self.local_tag, extra=extra)
             )
         self.state = LegState.FAILED
 
