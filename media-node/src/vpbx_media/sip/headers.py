@@ -6,6 +6,7 @@ to the header-value text, so `str(Via.parse(text))` is a canonical form of text.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
@@ -144,41 +145,45 @@ def is_token(text: str) -> bool:
     return bool(_TOKEN.match(text))
 
 
+# The characters split_list cares about; everything between them is copied as is.
+_LIST_SPECIALS = re.compile(r'[\\",<>]')
+
+
 def split_list(value: str) -> list[str]:
-    """Split a list-header value on commas outside quoted strings and <...>."""
+    """Split a list-header value on commas outside quoted strings and <...>.
+
+    Walks only the special characters (a regex finds them), not every character:
+    this runs for every Via, Contact and Authorization of every message.
+    """
     parts: list[str] = []
-    current: list[str] = []
+    start = 0
     in_quotes = False
     in_angle = False
-    escaped = False
-    for ch in value:
-        if escaped:
-            current.append(ch)
-            escaped = False
+    skip_to = -1  # a backslash inside quotes escapes the character after it
+    for match in _LIST_SPECIALS.finditer(value):
+        at = match.start()
+        if at < skip_to:
             continue
+        ch = value[at]
         if in_quotes:
             if ch == "\\":
-                escaped = True
+                skip_to = at + 2
             elif ch == '"':
                 in_quotes = False
-            current.append(ch)
-            continue
-        if ch == '"':
+        elif ch == '"':
             in_quotes = True
         elif ch == "<":
             in_angle = True
         elif ch == ">":
             in_angle = False
         elif ch == "," and not in_angle:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(ch)
+            parts.append(value[start:at].strip())
+            start = at + 1
     if in_quotes:
         raise SipParseError(f"unterminated quoted string in {value!r}")
     if in_angle:
         raise SipParseError(f"unterminated <...> in {value!r}")
-    parts.append("".join(current).strip())
+    parts.append(value[start:].strip())
     if any(not part for part in parts):
         raise SipParseError(f"empty element in list {value!r}")
     return parts
@@ -274,6 +279,11 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        """Parse a header value (memoised: a proxy reads the same value several times)."""
+        return _parse_nameaddr_cached(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip()
         if not text:
             raise SipParseError("empty address")
@@ -341,6 +351,11 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        """Parse a header value (memoised: a proxy reads the same value several times)."""
+        return _parse_via_cached(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         match = re.match(r"\s*([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/]+)\s+(.*)$", text, re.S)
         if not match:
             raise SipParseError(f"malformed Via {text!r}")
@@ -387,6 +402,11 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        """Parse a header value (memoised: a proxy reads the same value several times)."""
+        return _parse_cseq_cached(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> CSeq:
         parts = text.split()
         if len(parts) != 2 or not is_ascii_digits(parts[0]) or not is_token(parts[1]):
             raise SipParseError(f"malformed CSeq {text!r}")
@@ -397,3 +417,24 @@ class CSeq:
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+# A message's Via, From, To and CSeq are parsed when it arrives (validation) and again
+# each time a layer looks at them (transaction keys, routing, responses); the values are
+# immutable, so the parses are memoised per text. Errors are not cached.
+_PARSE_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+def _parse_nameaddr_cached(text: str) -> NameAddr:
+    return NameAddr._parse(text)
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+def _parse_via_cached(text: str) -> Via:
+    return Via._parse(text)
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+def _parse_cseq_cached(text: str) -> CSeq:
+    return CSeq._parse(text)
