@@ -6,9 +6,10 @@ sipp takes the next extension and password of a users file per registration. A s
 passes when every registration got its 200 OK, sipp retransmitted (almost) nothing,
 the 200s came back at the offered rate and p99 registration time stayed within
 500 ms; the search stops at the first failing step, at the top of the ladder or when
-the time budget is spent. What the failing step's phones were answered (503 with
-Retry-After when a system sheds load; never 500 from vpbx) is counted from sipp's
-error log.
+the time budget is spent. Then vpbx gets one storm step at `--storm-factor` (3) x its
+highest passing rate, not judged: what the phones of a failing or storm step were
+answered (503 with Retry-After when the system sheds load; never 500 from vpbx) is
+counted from sipp's error log.
 
 The systems (the same topology: a stateful proxy in front of a registrar):
   vpbx      `vpbx up` with a generated platform file: one tenant, `--users` users,
@@ -41,7 +42,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -424,7 +425,9 @@ class SystemResult:
     warmup: StepResult
     steps: tuple[StepResult, ...]
     end: SearchEnd
-    notes: dict[str, str] = field(default_factory=dict)
+    # After the search: offered `storm_factor` x the highest passing rate, not judged;
+    # shows how the system answers what it cannot take (503 + Retry-After, not 500).
+    storm: StepResult | None = None
 
     @property
     def best(self) -> StepResult | None:
@@ -433,7 +436,12 @@ class SystemResult:
 
 
 def search(
-    target: Target, description: str, users_csv: Path, config: BenchConfig, workdir: Path
+    target: Target,
+    description: str,
+    users_csv: Path,
+    config: BenchConfig,
+    workdir: Path,
+    storm_factor: float = 0.0,
 ) -> SystemResult:
     started = time.monotonic()
     local_port = free_port(socket.SOCK_DGRAM, HOST)
@@ -460,7 +468,15 @@ def search(
             end = SearchEnd.STEP_FAILED
             break
         time.sleep(2.0)  # let the last transactions of the step drain
-    return SystemResult(target.name, description, warmup, tuple(steps), end)
+    storm = None
+    passed = [step.rate for step in steps if step.passed]
+    if storm_factor > 0 and passed:
+        time.sleep(2.0)
+        rate = round(storm_factor * passed[-1])
+        count = config.calls_for(rate)
+        storm = run_step(target, rate, count, users_csv, local_port, workdir / "storm", config)
+        print(step_line(target.name, storm, "storm"), flush=True)
+    return SystemResult(target.name, description, warmup, tuple(steps), end, storm)
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -502,9 +518,13 @@ def summary_lines(results: Sequence[SystemResult]) -> list[str]:
             f"{_ms(best.p99_ms if best else None):>7}  {result.end.value}"
         )
         failing = result.steps[-1] if result.steps and not result.steps[-1].passed else None
-        if failing is not None and failing.failure_answers:
-            answered = ", ".join(f"{k}: {v}" for k, v in failing.failure_answers.items())
-            lines.append(f"{'':<9} at {failing.rate}/s failed registrations got: {answered}")
+        for step in (failing, result.storm):
+            if step is not None:
+                answered = ", ".join(f"{k}: {v}" for k, v in step.failure_answers.items())
+                lines.append(
+                    f"{'':<9} at {step.rate}/s: {step.succeeded} of {step.planned} registered; "
+                    f"the others got: {answered or '-'}"
+                )
     by_name = {result.name: result for result in results}
     vpbx, kamailio = by_name.get("vpbx"), by_name.get("kamailio")
     if vpbx is not None and kamailio is not None and vpbx.best and kamailio.best:
@@ -553,6 +573,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=DEFAULT_USERS, help="phones (extensions)")
     parser.add_argument("--systems", default="vpbx,kamailio")
     parser.add_argument("--max-p99-ms", type=float, default=500.0)
+    parser.add_argument(
+        "--storm-factor",
+        type=float,
+        default=3.0,
+        help="after vpbx's search, offer this x its highest passing rate once (0: skip)",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -609,7 +635,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "vpbx":
                 with running_vpbx(platform_file, system_dir) as target:
                     description = "vpbx edge + media node (Redis bindings)"
-                    results.append(search(target, description, users_csv, config, system_dir))
+                    results.append(
+                        search(
+                            target, description, users_csv, config, system_dir, args.storm_factor
+                        )
+                    )
             else:
                 with running_kamailio(args.users, system_dir) as target:
                     description = "Kamailio relay (tm, path) + registrar (auth_db, usrloc)"

@@ -310,3 +310,26 @@ async def test_a_domain_and_its_users_home_come_in_one_lookup(
     await client.set("vpbx:route:domain:broken.vpbx.local", "{not json")
     with pytest.raises(RoutingTableError):
         await table.lookup_domain_user("broken.vpbx.local", "101")
+
+
+async def test_a_changed_domain_route_is_seen_at_the_next_lookup(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    await table.replace(snapshot(domains=(domain_route("acme.vpbx.local", "acme"),)))
+    first, _ = await table.lookup_domain_user("acme.vpbx.local", "101")
+    again, _ = await table.lookup_domain_user("acme.vpbx.local", "101")
+    assert first == again
+    assert first is not None
+    assert not first.suspended
+
+    suspended = domain_route("acme.vpbx.local", "acme", suspended=True)
+    await table.replace(snapshot(domains=(suspended,)))
+    assert await table.lookup_domain_user("acme.vpbx.local", "101") == (suspended, None)
+    await table.replace(snapshot())
+    assert await table.lookup_domain_user("acme.vpbx.local", "101") == (None, None)
+    # Another edge (another table object) holding nothing gets the route in full too.
+    await table.replace(snapshot(domains=(suspended,)))
+    assert await RoutingTable(client).lookup_domain_user("acme.vpbx.local", "x") == (
+        suspended,
+        None,
+    )

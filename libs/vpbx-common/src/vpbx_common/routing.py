@@ -110,19 +110,35 @@ def normalize_domain(domain: str) -> str:
     return domain.strip().lower().rstrip(".")
 
 
-# KEYS[1]: a domain route; ARGV[1]: the home directory key prefix, ARGV[2]: a SIP username.
-# Returns {route JSON or nil, home city or nil}. The home directory key depends on the
-# route's tenant, so it cannot be declared in KEYS: fine on one Redis, not on a cluster.
+# KEYS[1]: a domain route. ARGV[1]: the home directory key prefix, ARGV[2]: a SIP
+# username, ARGV[3]/ARGV[4]: SHA-1 and tenant of the copy of the route the caller holds
+# ("" for none). Returns {route JSON, or nil when absent or when the caller's copy is
+# current; home city or nil; the route's SHA-1 or nil when absent}. A tenant's route
+# holds its whole extension map (tens of KB for thousands of users): the caller keeps
+# it parsed and only a changed route crosses the wire. The home directory key depends
+# on the route's tenant, so it cannot be declared in KEYS: fine on one Redis, not on a
+# cluster.
 _DOMAIN_AND_HOME_SCRIPT = """
 local route = redis.call('GET', KEYS[1])
-if not route or ARGV[2] == '' then
-  return {route, false}
+if not route then
+  return {false, false, false}
 end
-local ok, decoded = pcall(cjson.decode, route)
-if not ok or type(decoded) ~= 'table' or type(decoded.tenant) ~= 'string' then
-  return {route, false}
+local sha = redis.sha1hex(route)
+local tenant = false
+if sha == ARGV[3] then
+  tenant = ARGV[4]
+  route = false
+else
+  local ok, decoded = pcall(cjson.decode, route)
+  if ok and type(decoded) == 'table' and type(decoded.tenant) == 'string' then
+    tenant = decoded.tenant
+  end
 end
-return {route, redis.call('HGET', ARGV[1] .. decoded.tenant, ARGV[2])}
+local home = false
+if tenant and ARGV[2] ~= '' then
+  home = redis.call('HGET', ARGV[1] .. tenant, ARGV[2])
+end
+return {route, home, sha}
 """
 
 
@@ -131,6 +147,8 @@ class RoutingTable:
         self._redis = redis_client
         self._prefix = prefix
         self._domain_and_home = redis_client.register_script(_DOMAIN_AND_HOME_SCRIPT)
+        # Domain key -> (SHA-1 of its JSON, parsed route), for lookup_domain_user.
+        self._domains: dict[str, tuple[str, DomainRoute]] = {}
         self._number_index = f"{prefix}:index:numbers"
         self._domain_index = f"{prefix}:index:domains"
 
@@ -213,17 +231,31 @@ class RoutingTable:
         """The domain's route and the user's home city, in one round trip.
 
         What ``lookup_domain`` and then ``home_city`` answer, for the edge's hot path
-        (every REGISTER and every call from a phone).
+        (every REGISTER and every call from a phone). The route is parsed again only
+        when its JSON in Redis changed (compared by SHA-1 inside the script).
         """
-        raw, home = await self._domain_and_home(
-            keys=[self._domain_key(domain)], args=[self.home_key(""), username or ""]
+        key = self._domain_key(domain)
+        held = self._domains.get(key)
+        raw, home, sha = await self._domain_and_home(
+            keys=[key],
+            args=[
+                self.home_key(""),
+                username or "",
+                held[0] if held else "",
+                held[1].tenant if held else "",
+            ],
         )
-        if raw is None:
+        if sha is None:
+            self._domains.pop(key, None)
             return None, None
-        try:
-            route = DomainRoute.model_validate_json(raw)
-        except ValidationError as error:
-            raise RoutingTableError(f"unreadable route for domain {domain}: {error}") from error
+        if raw is None and held is not None:
+            route = held[1]
+        else:
+            try:
+                route = DomainRoute.model_validate_json(raw)
+            except ValidationError as error:
+                raise RoutingTableError(f"unreadable route for domain {domain}: {error}") from error
+            self._domains[key] = (_text(sha), route)
         return route, None if home is None else _text(home)
 
     def home_key(self, tenant: str) -> str:
