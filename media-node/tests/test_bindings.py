@@ -81,3 +81,16 @@ async def test_expired_bindings_are_dropped_and_a_query_changes_nothing(
 
     assert await store.update("acme", "101", call_id="q", cseq=1, changes=[], now=now) == [fresh]
     assert await client.hkeys(KEY) == [b"sip:fresh@b"]
+
+
+async def test_put_and_remove_bind_one_contact_without_ordering(client: redis.Redis) -> None:
+    store = BindingStore(client)
+    now = time.time()
+    first = binding("sip:desk@a", now + 60, call_id="reg", cseq=1)
+    await store.put(first)
+    again = binding("sip:desk@a", now + 600, call_id="reg", cseq=1)
+    await store.put(again)  # same Call-ID and CSeq: put still replaces
+
+    assert await store.list("acme", "101", now) == [again]
+    await store.remove("acme", "101", "sip:desk@a")
+    assert await store.list("acme", "101", now) == []

@@ -153,5 +153,26 @@ class BindingStore:
         live.sort(key=lambda b: b.expires_at, reverse=True)
         return live
 
+    async def put(self, binding: Binding) -> None:
+        """Bind one contact unconditionally (no REGISTER to order it against)."""
+        await self.update(
+            binding.tenant,
+            binding.extension,
+            call_id="",
+            cseq=binding.cseq,
+            changes=[ContactChange(binding.contact, binding)],
+            now=time.time(),
+        )
+
+    async def remove(self, tenant: str, extension: str, contact: str) -> None:
+        await self.update(
+            tenant,
+            extension,
+            call_id="",
+            cseq=0,
+            changes=[ContactChange(contact, None)],
+            now=time.time(),
+        )
+
     async def remove_all(self, tenant: str, extension: str) -> None:
         await self._redis.delete(self._key(tenant, extension))
