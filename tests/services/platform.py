@@ -146,7 +146,9 @@ def start_platform(
     node_base = free_port_block(8)
     # RTP is UDP only and bound per call; a busy port there is skipped by the node, but
     # a test counting on a tiny range needs all of it (up to four nodes) free.
-    rtp_base = free_port_block(4 * (rtp_ports_per_node or 0) or 1, 40000, 50000)
+    # An even base: RTP takes the even port of each pair, so an odd start wastes one.
+    rtp_base = free_port_block(4 * (rtp_ports_per_node or 0) + 1, 40000, 50000)
+    rtp_base += rtp_base % 2
     control_port = free_port()
     var_dir = tmp / "var"
     env = dict(os.environ)
