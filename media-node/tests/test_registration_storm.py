@@ -114,6 +114,8 @@ async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Node
         )
         await transport.start()
         service.start()
+        # The queue dispatcher holds one connection for its pub/sub hints for good.
+        await asyncio.wait_for(service.queues.subscribed.wait(), 5)
 
         async def stop() -> None:
             await service.stop()
@@ -196,7 +198,8 @@ async def storm(node: RunningNode) -> list[SipResponse]:
 async def test_a_burst_bigger_than_the_pool_waits_for_connections(
     node_factory: NodeFactory,
 ) -> None:
-    node = await node_factory(redis_max_connections=2, redis_pool_timeout=10.0)
+    # One connection is the queue dispatcher's subscription: two are left for the burst.
+    node = await node_factory(redis_max_connections=3, redis_pool_timeout=10.0)
 
     answers = await storm(node)
 
@@ -209,8 +212,9 @@ async def test_a_burst_bigger_than_the_pool_waits_for_connections(
 async def test_a_burst_nobody_can_wait_for_is_shed_with_503_and_retry_after(
     node_factory: NodeFactory,
 ) -> None:
+    # One connection for the queue dispatcher's subscription, one for the burst.
     node = await node_factory(
-        redis_max_connections=1, redis_pool_timeout=0.0, overload_retry_after=7
+        redis_max_connections=2, redis_pool_timeout=0.0, overload_retry_after=7
     )
     node.service.registrar.retry_after_s = node.settings.overload_retry_after
 
