@@ -71,7 +71,16 @@ def test_one_call_more_than_the_port_range_holds_gets_503_and_a_cdr(
         **carrier,
     )
     held.start()
-    time.sleep(1.5)  # both answered, holding every port pair of the node
+    # Both answered, holding every port pair of the node (the relays say so in the log).
+    deadline = time.monotonic() + 15
+    while platform.log().count("relay new -> running") < CALLS_THAT_FIT:
+        if time.monotonic() > deadline:
+            finished = held.stop()
+            raise AssertionError(
+                "the calls to hold did not start: "
+                + (finished.describe() if finished else "sipp did not run")
+            )
+        time.sleep(0.1)
 
     refused = sipp_factory(
         "uac_expect.xml", variables={"expected_status": "503"}, timeout=30, **carrier
