@@ -269,7 +269,7 @@ async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Any]
         authenticator = Authenticator(
             DigestAuthenticator(NonceService(b"k" * 16), cfg.sip_domain), holder, ()
         )
-        low = free_port_block(200)
+        low = free_port_block(20)
         spool = CdrSpool(tmp_path / f"spool-{len(started)}")
         service = NodeService(
             NodeIdentity("acme", "msk", "node-msk", transport.local_address, HOST),
@@ -277,7 +277,7 @@ async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Any]
             lambda user: TransactionLayer(transport, user, timers),
             BindingStore(client),
             authenticator,
-            PortAllocator(low, low + 199),
+            PortAllocator(low, low + 19),
             spool,
             client,
         )

@@ -422,3 +422,31 @@ def test_one_member_declining_while_the_others_are_unreachable_is_a_decline() ->
     sim.send(MemberFailed("102", MemberFailure.UNAVAILABLE), at=0.1)  # nothing registered
     sim.send(MemberFailed("101", MemberFailure.DECLINED), at=1.0)
     assert hangup(sim) == Hangup(603, EndReason.REJECTED, hangup(sim).detail, False)
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "reason"),
+    [
+        (None, 480, EndReason.NO_ANSWER),
+        (MemberFailure.BUSY, 486, EndReason.BUSY),
+        (MemberFailure.DECLINED, 603, EndReason.REJECTED),
+    ],
+)
+def test_without_voicemail_on_the_node_the_caller_hears_why_the_person_did_not_answer(
+    failure: MemberFailure | None, status: int, reason: EndReason
+) -> None:
+    router = CallRouter(
+        CALL,
+        user_config(),  # the user wants voicemail, but the node cannot take any yet
+        AgentSnapshot(),
+        UserTarget(extension="101"),
+        epoch_offset=EPOCH,
+        voicemail=False,
+    )
+    sim = Simulator(router)
+    sim.start()
+    if failure is not None:
+        sim.send(MemberFailed("101", failure), at=2.0)
+    sim.run_out()
+    assert sim.of(RecordVoicemail) == []
+    assert (hangup(sim).status, hangup(sim).end_reason) == (status, reason)

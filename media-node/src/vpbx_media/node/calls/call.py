@@ -133,9 +133,6 @@ class _ForRouter:
 
 _Event = LegEvent | _CallerCancelled | _InDialog | _QueueOffer | _ForRouter
 
-# Actions this node does not carry out yet (the route says so), and what the caller hears.
-_NOT_YET = {RecordVoicemail: "Voicemail Not Available"}
-
 
 def member_failure(statuses: list[int]) -> MemberFailure:
     """Why every device of an extension failed, from their final SIP statuses."""
@@ -263,6 +260,7 @@ class Call:
             await self.host.agent_snapshot(),
             self.start_target,
             epoch_offset=time.time() - loop.time(),
+            voicemail=False,  # not built yet: the router routes as if there were none
         )
         await self._execute(self.router.start(loop.time()))
         while self.state is CallState.ROUTING:
@@ -286,9 +284,6 @@ class Call:
 
     async def _execute(self, actions: list[Action]) -> None:
         later: list[RouterEvent] = []  # what the router must hear once these are done
-        if any(type(action) in _NOT_YET for action in actions):
-            # Answering only to hang up at once would look like a dropped call.
-            actions = [action for action in actions if not isinstance(action, Answer)]
         for action in actions:
             await self._do(action, later)
         for event in later:
@@ -331,10 +326,10 @@ class Call:
             self._queue_answered = action.reason == "answered"
             if not self._queue_answered:
                 self._leave_queue()
-        elif type(action) in _NOT_YET:
-            phrase = _NOT_YET[type(action)]
-            self._log(logging.WARNING, "%s: not yet run by this node", phrase)
-            await self._hang_up(Hangup(480, EndReason.UNAVAILABLE, phrase, self._caller_answered))
+        elif isinstance(action, RecordVoicemail):
+            # The router was told this node takes no voice messages; never asked for one.
+            self._log(logging.ERROR, "voicemail asked for, but this node does not record")
+            await self._hang_up(Hangup(480, EndReason.UNAVAILABLE, "No Voicemail", True))
 
     async def _ring(self, action: Ring, later: list[RouterEvent]) -> None:
         first = not self.facts.ringing

@@ -196,8 +196,12 @@ class CallRouter:
         start_target: Target,
         *,
         epoch_offset: float = 0.0,
+        voicemail: bool = True,
     ) -> None:
+        """``voicemail``: whether the executor can take voice messages; without it users
+        are treated as having no voicemail and voicemail targets as unavailable."""
         self._out = Output(0.0)
+        self._voicemail_runs = voicemail
         self._env = RouterEnv(call, config, agents, epoch_offset, self._out)
         self._start_target = start_target
         self.state = RouterState.IDLE
@@ -443,7 +447,7 @@ class CallRouter:
                 else:
                     self._end_unanswered(now, subject, result, "end of route plan")
             case _ToUserFallback(user=user):
-                if user.settings.voicemail:
+                if user.settings.voicemail and self._voicemail_runs:
                     box = VoicemailTarget(extension=user.extension, user_id=user.id)
                     self._next = _GoTo(box, f"user:{user.extension} {result}")
                 else:
@@ -482,6 +486,9 @@ class CallRouter:
         session.start(now)
 
     def _voicemail(self, box: str | None, subject: str, now: float) -> None:
+        if not self._voicemail_runs:
+            self._unavailable(now, subject, "voicemail is not running on this node yet")
+            return
         if box is not None and self._env.config.user(box) is None:
             self._unavailable(now, subject, "no such voice mailbox")
             return
