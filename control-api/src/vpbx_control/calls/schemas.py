@@ -27,6 +27,7 @@ class CallStatus(enum.StrEnum):
     FAILED = EndReason.FAILED.value
     NODE_LOST = EndReason.NODE_LOST.value
     VOICEMAIL = EndReason.VOICEMAIL.value
+    NO_CAPACITY = EndReason.NO_CAPACITY.value
 
     @property
     def end_reason(self) -> EndReason | None:
