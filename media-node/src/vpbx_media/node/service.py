@@ -465,8 +465,11 @@ class NodeService:
                     for call in self.calls.values()
                     if call.facts.answered_by
                 ]
-                with contextlib.suppress(redis.RedisError):
+                try:
                     await self.agents.calls_go_on(self.tenant, talking)
+                except redis.RedisError as exc:
+                    # Talking entries last TALKING_STALE_AFTER_S; the next pass refreshes them.
+                    logger.warning("tenant=%s talking state not refreshed: %s", self.tenant, exc)
 
     async def drain(self, timeout: float) -> None:
         """Stop taking calls, let the ones in progress finish (bounded)."""
