@@ -25,6 +25,8 @@ class GroupRow(TenantOwned, Base):
     # Where the call goes when nobody answers: a Target document (targets.py) or null.
     overflow: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     # round-robin: the member that rang last (the node reports it; remembered here)
+    # Unused since the nodes keep the round-robin pointer in Redis (vpbx_common.agents);
+    # kept until a migration drops the column.
     last_member_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
 
 

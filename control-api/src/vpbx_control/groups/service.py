@@ -133,8 +133,6 @@ class GroupService:
             row.member_ring_s = body.member_ring_s
         if body.members is not None:
             await self.repository.replace_members(row, body.members)
-            if row.last_member_id not in {member.user_id for member in body.members}:
-                row.last_member_id = None
         self.repository.touch(row)
         await self.work.commit()
         return await self._view(row)
