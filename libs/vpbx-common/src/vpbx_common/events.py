@@ -68,6 +68,11 @@ class CallEventType(StrEnum):
     RINGING = "call.ringing"
     ANSWERED = "call.answered"
     ENDED = "call.ended"
+    # The call's recording is encoded and stored under ``key`` (after call.ended).
+    RECORDING_READY = "recording.ready"
+    # A voice message was left in ``box`` (an extension; '' for the tenant's general box)
+    # and stored under ``key``.
+    VOICEMAIL_NEW = "voicemail.new"
 
 
 class CallEventError(ValueError):
@@ -87,6 +92,13 @@ class CallEvent:
     at_ms: int
     end_reason: str = ""
     label: str = ""
+    # recording.ready and voicemail.new: where the audio is stored (vpbx_common.storage),
+    # how long it lasts and how big the stored file is.
+    key: str = ""
+    duration_ms: int = 0
+    size_bytes: int = 0
+    box: str = ""  # voicemail.new: the box's extension, '' for the general box
+    box_user_id: str = ""  # voicemail.new: the box owner's user id, when the config has it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -110,7 +122,7 @@ class CallEvent:
                     continue
                 raise CallEventError(f"{field.name}: missing")
             value = data[field.name]
-            expected = int if field.name == "at_ms" else str
+            expected = int if field.name in _INT_FIELDS else str
             if not isinstance(value, expected) or isinstance(value, bool):
                 raise CallEventError(f"{field.name}: not a {expected.__name__}")
             values[field.name] = value
@@ -123,7 +135,10 @@ class CallEvent:
         return cls(**values)
 
 
-_OPTIONAL_FIELDS = frozenset({"end_reason", "label"})
+_OPTIONAL_FIELDS = frozenset(
+    {"end_reason", "label", "key", "duration_ms", "size_bytes", "box", "box_user_id"}
+)
+_INT_FIELDS = frozenset({"at_ms", "duration_ms", "size_bytes"})
 
 
 def stream_fields(event: CallEvent) -> dict[str, str]:

@@ -38,6 +38,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "sip_status",
     "hangup_by",
     "route",  # compact JSON of CallRecord.route (dumps_route), '' for none; added by migration 2
+    "recording",  # storage key of the call's recording, '' for none; added by migration 4
 )
 VERSION_COLUMN = "version"
 
@@ -138,6 +139,12 @@ ORDER BY (tenant, call_id)""",
     'completed' = 1, 'cancelled' = 2, 'no-answer' = 3, 'busy' = 4, 'unavailable' = 5,
     'rejected' = 6, 'failed' = 7, 'node-lost' = 8, 'voicemail' = 9, 'no-capacity' = 10)""",
         ),
+    ),
+    Migration(
+        version=4,
+        name="recording key",
+        # Rows written before this migration read '' (not recorded) from the default.
+        statements=(AddColumn(CDR_TABLE, "recording", "String DEFAULT ''"),),
     ),
 )
 

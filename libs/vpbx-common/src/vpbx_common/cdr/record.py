@@ -288,6 +288,9 @@ class CallRecord:
     sip_status: int  # final status of the inbound leg; 0 if none was ever sent (node lost)
     hangup_by: HangupBy
     route: Route = ()  # how the call was routed, oldest step first (bounded_route())
+    # Storage key of the call's recording ('' when it was not recorded). Set when the call
+    # ends; the audio itself is encoded and stored after that (``recording.ready``).
+    recording: str = ""
 
     def __post_init__(self) -> None:
         if not self.call_id:
@@ -341,6 +344,7 @@ class CallRecord:
         label: str = "",
         answered_by: str = "",
         route: Iterable[RouteStep] = (),
+        recording: str = "",
     ) -> Self:
         """A record whose ring and talk durations are computed from the three times, and whose
         route is bounded (bounded_route())."""
@@ -364,6 +368,7 @@ class CallRecord:
             sip_status=sip_status,
             hangup_by=hangup_by,
             route=bounded_route(route),
+            recording=recording,
         )
 
     @property
@@ -390,6 +395,7 @@ class CallRecord:
             "sip_status": self.sip_status,
             "hangup_by": self.hangup_by.value,
             "route": route_to_json(self.route),
+            "recording": self.recording,
         }
 
     @classmethod
@@ -414,6 +420,8 @@ class CallRecord:
             sip_status=_field(data, "sip_status", int),
             hangup_by=_enum(data, "hangup_by", HangupBy),
             route=_route_field(data),
+            # Spool lines and journal entries written before recordings existed have none.
+            recording=_field(data, "recording", str) if "recording" in data else "",
         )
 
     def dumps(self) -> str:
@@ -451,6 +459,7 @@ class OpenCall:
     answered_by: str = ""
     sip_status: int = 0  # last final status sent on the inbound leg (200 once answered)
     route: Route = ()  # the route so far (bounded_route()); a node-lost CDR keeps it
+    recording: str = ""  # storage key of the recording started; a node-lost CDR keeps it
 
     def __post_init__(self) -> None:
         if not self.call_id or not self.tenant:
@@ -476,6 +485,7 @@ class OpenCall:
             "answered_by": self.answered_by,
             "sip_status": self.sip_status,
             "route": route_to_json(self.route),
+            "recording": self.recording,
         }
 
     @classmethod
@@ -494,6 +504,8 @@ class OpenCall:
             answered_by=_field(data, "answered_by", str),
             sip_status=_field(data, "sip_status", int),
             route=_route_field(data),
+            # Spool lines and journal entries written before recordings existed have none.
+            recording=_field(data, "recording", str) if "recording" in data else "",
         )
 
     def lost(self, end_ms: int) -> CallRecord:
@@ -516,4 +528,5 @@ class OpenCall:
             sip_status=self.sip_status,
             hangup_by=HangupBy.SYSTEM,
             route=self.route,
+            recording=self.recording,
         )

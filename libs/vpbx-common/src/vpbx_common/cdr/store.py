@@ -143,6 +143,7 @@ def record_from_row(row: Row) -> CallRecord:
         sip_status=int(row[15]),
         hangup_by=HangupBy(row[16]),
         route=loads_route(str(row[17])),
+        recording=str(row[18]),
     )
 
 

@@ -30,6 +30,11 @@ class UserSettingsEntry(ConfigModel):
     forward_after_s: int = 20
     wrap_up_s: int = 0  # after a call, no new call is offered for this long
     voicemail: bool = True
+    # Record this user's calls: None follows the number and the tenant's policy; set, it
+    # wins over both (the most specific setting wins: user, then number, then tenant).
+    record: bool | None = None
+    # The user's own voicemail greeting; None: the platform's default greeting.
+    voicemail_greeting: Prompt | None = None
 
 
 class UserEntry(ConfigModel):
@@ -82,6 +87,10 @@ class NumberEntry(ConfigModel):
     label: str | None
     channels: int
     target: Target = Field(default_factory=UnroutedTarget)
+    # Record calls to this number: None follows the tenant's recording policy.
+    record: bool | None = None
+    # Played to every caller of this number before routing; None: none.
+    greeting: Prompt | None = None
 
     @model_validator(mode="before")
     @classmethod
