@@ -326,7 +326,7 @@ def test_no_answer_goes_to_the_overflow_target() -> None:
         RecordVoicemail(None, 120),
     ]
     sim.send(VoicemailFinished(), at=75.0)
-    assert hangup(sim) == Hangup(200, EndReason.COMPLETED, "voicemail recorded", True)
+    assert hangup(sim) == Hangup(200, EndReason.VOICEMAIL, "voicemail recorded", True)
 
 
 def test_no_free_member_goes_straight_to_the_overflow() -> None:

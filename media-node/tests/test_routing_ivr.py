@@ -142,7 +142,7 @@ def test_voicemail_after_the_menu_ends_with_a_plain_bye() -> None:
     sim = simulate(config())
     sim.send(Digit("0"), at=1.0)
     sim.send(VoicemailFinished(), at=40.0)
-    assert sim.of(Hangup) == [(40.0, Hangup(200, EndReason.COMPLETED, "voicemail recorded", True))]
+    assert sim.of(Hangup) == [(40.0, Hangup(200, EndReason.VOICEMAIL, "voicemail recorded", True))]
 
 
 def test_the_caller_hanging_up_in_the_menu_ends_routing() -> None:

@@ -169,3 +169,15 @@ def transcode(payload: bytes, source: Codec, target: Codec) -> bytes:
     if source is target:
         return payload
     return payload.translate(_transcode_table(source, target))
+
+
+# A sample at least this loud (about -40 dBFS) is voice, not line noise, to the
+# voice-activity check of a voice message.
+VOICE_THRESHOLD = 330
+
+
+@functools.cache
+def loudness_table(codec: Codec) -> bytes:
+    """A translate table: 1 for the codes of samples at least VOICE_THRESHOLD loud, else 0.
+    ``max(payload.translate(table))`` tells whether a frame has voice in it."""
+    return bytes(int(abs(codec.decode_value(code)) >= VOICE_THRESHOLD) for code in range(256))

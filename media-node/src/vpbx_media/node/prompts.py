@@ -96,4 +96,6 @@ class PromptLibrary:
             return self.cache.from_cadence("ringback", tones.RINGBACK, codec)
         if sound is Sound.MUSIC_ON_HOLD:
             return self.cache.from_pcm("music-on-hold", codec, music_on_hold)
+        if sound is Sound.BEEP:
+            return self.cache.from_pcm("beep", codec, _beep)
         return self.cache.from_pcm("voicemail-greeting", codec, _beep)

@@ -42,6 +42,7 @@ from .journal import SpoolWriter
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
 from .prompts import PromptLibrary
 from .queues import QueueDispatcher
+from .recordings import RecordingService
 from .registrar import Authenticator, Registrar
 from .routing import AgentSnapshot, DecisionFailed, DecisionReply
 
@@ -81,6 +82,7 @@ class NodeService:
         events: CallEventPublisher | None = None,
         prompts: PromptLibrary | None = None,
         decisions: DecisionClient | None = None,
+        recordings: RecordingService | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -95,6 +97,13 @@ class NodeService:
         self.agents = AgentStateStore(redis_client)
         self.scheduler = PacedScheduler()
         self.prompts = prompts if prompts is not None else PromptLibrary()
+        # Without one (tests, a node without an object store) nothing is recorded and
+        # nobody has voicemail.
+        self.recordings = (
+            recordings
+            if recordings is not None
+            else RecordingService(spool.directory, None, self.events.publish)
+        )
         # Without a client (tests), HTTP decision steps fall back as if the URL were down.
         self.decisions = decisions
         self.queues = QueueDispatcher(

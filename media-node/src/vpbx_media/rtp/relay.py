@@ -185,6 +185,7 @@ class _LegState:
         "sdp_rtp",
         "sink",
         "ssrc",
+        "tap",
     )
 
     def __init__(self, name: Leg, relatch_silence: float) -> None:
@@ -199,6 +200,8 @@ class _LegState:
         # While the node itself serves this leg (a prompt, an IVR, a queue), its RTP goes
         # to the sink instead of the other leg.
         self.sink: Callable[[bytes], None] | None = None
+        # Sees every RTP packet of this leg as well (a recording), wherever it goes next.
+        self.tap: Callable[[bytes], None] | None = None
         # Latched sources are kept as the exact tuples the loop reports, so the per-packet
         # comparison is one tuple equality.
         self.rtp_source: tuple[Any, ...] | None = None
@@ -423,6 +426,9 @@ class _RtpProtocol(_LegProtocol):
                 leg.sequence_jump(seq)
             else:
                 leg.received += 1
+        tap = leg.tap
+        if tap is not None:
+            tap(data)
         sink = leg.sink
         if sink is not None:
             sink(data)
@@ -598,6 +604,10 @@ class MediaRelay:
         state = self._legs[leg]
         state.sink = sink
         self._legs[leg.other].sink = None if sink is None else _discard
+
+    def tap(self, leg: Leg, listener: Callable[[bytes], None] | None) -> None:
+        """Show every RTP packet ``leg``'s peer sends to ``listener`` too (None: stop)."""
+        self._legs[leg].tap = listener
 
     def sender(self, leg: Leg) -> Callable[[bytes], None]:
         """Sends the node's own RTP to ``leg``'s peer, wherever it is latched at the time."""

@@ -14,6 +14,8 @@ goes into its ``CallFacts``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Coroutine
@@ -25,9 +27,13 @@ import redis.asyncio as redis
 
 from vpbx_common.cdr import Direction, EndReason, HangupBy, RouteStep, bounded_route, now_ms
 from vpbx_common.events import CallEventType
+from vpbx_common.manifests import RecordingPolicy
 from vpbx_common.nodeconfig import Target
+from vpbx_common.storage import recording_key, voicemail_key
 
 from ...media.dtmf import DtmfError, parse_info_body
+from ...media.g711 import Codec
+from ...media.recorder import Channel, Recording, RecordingKind, RecordingMeta
 from ...overload import retry_after
 from ...rtp.ports import PortsExhaustedError
 from ...rtp.relay import Leg, MediaRelay
@@ -89,11 +95,13 @@ from ..routing import (
     StopPlayback,
     StopRinging,
     TimerFired,
+    VoicemailFinished,
 )
 from ..routing import Event as RouterEvent
 from .facts import CallFacts
 from .host import CallHost
 from .media import CallerMedia
+from .voicemail import VoicemailEnd, VoicemailTaker
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +182,8 @@ class Call:
         self._caller_answered = False  # by the node (IVR, queue) or by a person
         self._queued: str | None = None  # the group whose queue the caller waits in
         self._queue_answered = False  # the wait ended by an answer (Connect follows)
+        self._voicemail: VoicemailTaker | None = None
+        self._recording: Recording | None = None  # of the connected conversation
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -260,7 +270,9 @@ class Call:
             await self.host.agent_snapshot(),
             self.start_target,
             epoch_offset=time.time() - loop.time(),
-            voicemail=False,  # not built yet: the router routes as if there were none
+            # Without an object store nothing could be kept: users count as having no
+            # voicemail, and a voicemail step as unavailable.
+            voicemail=self.host.recordings.enabled,
         )
         await self._execute(self.router.start(loop.time()))
         while self.state is CallState.ROUTING:
@@ -327,9 +339,7 @@ class Call:
             if not self._queue_answered:
                 self._leave_queue()
         elif isinstance(action, RecordVoicemail):
-            # The router was told this node takes no voice messages; never asked for one.
-            self._log(logging.ERROR, "voicemail asked for, but this node does not record")
-            await self._hang_up(Hangup(480, EndReason.UNAVAILABLE, "No Voicemail", True))
+            self._take_voicemail(action)
 
     async def _ring(self, action: Ring, later: list[RouterEvent]) -> None:
         first = not self.facts.ringing
@@ -378,6 +388,97 @@ class Call:
         self.caller.answer(self.host.contact_uri, body)
         self._caller_answered = True
         self.facts.sip_status = 200
+
+    def _take_voicemail(self, action: RecordVoicemail) -> None:
+        assert self.media is not None
+        config = self.host.config()
+        owner = config.user(action.box) if action.box else None
+        greeting = action.greeting
+        if owner is not None and owner.settings.voicemail_greeting is not None:
+            greeting = owner.settings.voicemail_greeting
+        started = dt.datetime.now(dt.UTC)
+        event = dataclasses.replace(
+            self.facts.event(CallEventType.VOICEMAIL_NEW),
+            box=action.box or "",
+            box_user_id=(owner.id or "") if owner is not None else "",
+        )
+        meta = RecordingMeta(
+            kind=RecordingKind.VOICEMAIL,
+            tenant=self.facts.node.tenant,
+            call_id=self.call_id,
+            key=voicemail_key(self.facts.node.tenant, action.box or "", self.call_id, started),
+            started_ms=int(started.timestamp() * 1000),
+            codec=self.media.codec,
+            channels=(Channel.CALLER,),
+            extra={"event": event.to_json()},
+        )
+        self._voicemail = VoicemailTaker(
+            self.media,
+            self.host.recordings,
+            meta,
+            (greeting,),
+            action.max_s,
+            on_finished=lambda: self.events.put_nowait(_ForRouter(VoicemailFinished())),
+        )
+        self.media.collecting = True
+        self._spawn(self._voicemail.run())
+
+    def _should_record(self, extension: str) -> bool:
+        """The most specific setting wins: the people on the call, the number, the tenant."""
+        if not self.host.recordings.enabled:
+            return False
+        config = self.host.config()
+        people = (extension, self.facts.caller) if self._internal else (extension,)
+        for person in people:
+            user = config.user(person)
+            if user is not None and user.settings.record is not None:
+                return user.settings.record
+        number = None if self._internal else config.number(self.facts.number)
+        if number is not None and number.record is not None:
+            return number.record
+        # on-demand (an agent starting a recording mid-call) is not running yet
+        return config.recording_policy is RecordingPolicy.ALL
+
+    def _start_recording(self, extension: str) -> None:
+        """Record the conversation: the caller on the left, whoever answered on the right."""
+        assert self.relay is not None
+        assert self._negotiation is not None
+        started = dt.datetime.now(dt.UTC)
+        key = recording_key(self.facts.node.tenant, self.call_id, started)
+        self.facts.recording = key
+        meta = RecordingMeta(
+            kind=RecordingKind.CALL,
+            tenant=self.facts.node.tenant,
+            call_id=self.call_id,
+            key=key,
+            started_ms=int(started.timestamp() * 1000),
+            codec=Codec.from_name(self._negotiation.codec.name),
+            channels=(Channel.CALLER, Channel.ANSWERER),
+            extra={"event": self.facts.event(CallEventType.RECORDING_READY).to_json()},
+        )
+        try:
+            recording = self.host.recordings.begin(meta)
+        except OSError as exc:
+            # The call matters more than its recording: talk on, say so loudly.
+            self._log(logging.ERROR, "recording not started (%s); the call goes on", exc)
+            self.facts.recording = ""
+            return
+        self._recording = recording
+        self.relay.tap(Leg.A, recording.writer(Channel.CALLER).feed)
+        self.relay.tap(Leg.B, recording.writer(Channel.ANSWERER).feed)
+        self._log(logging.INFO, "recording to %s", key)
+
+    def _stop_recording(self) -> None:
+        recording, self._recording = self._recording, None
+        if recording is None:
+            return
+        if self.relay is not None:
+            self.relay.tap(Leg.A, None)
+            self.relay.tap(Leg.B, None)
+        try:
+            self.host.recordings.finish(recording)
+        except OSError as exc:
+            self._log(logging.ERROR, "recording not finished (%s)", exc)
 
     async def _join_queue(self, action: JoinQueue, later: list[RouterEvent]) -> None:
         try:
@@ -481,7 +582,10 @@ class Call:
             self.router.update_agents(await self.host.agent_snapshot())
             await self._feed(QueueOffer(event.extension))
         elif isinstance(event, _ForRouter):
-            await self._feed(event.event)
+            if isinstance(event.event, Digit) and self._voicemail is not None:
+                self._voicemail.digit(event.event.digit)
+            else:
+                await self._feed(event.event)
         else:
             await self._on_caller_request_while_routing(event)
 
@@ -577,6 +681,8 @@ class Call:
         if not self._caller_answered:
             self.caller.answer(self.host.contact_uri, caller_answer)
             self._caller_answered = True
+        if self._should_record(extension):
+            self._start_recording(extension)
         self._set_state(CallState.CONNECTED)
         self.host.publish(self, CallEventType.ANSWERED)
         self._capture_route()
@@ -707,6 +813,13 @@ class Call:
         self._cancel_forks()
         for leg in self.legs:
             leg.stop()
+        if self._voicemail is not None:
+            self._voicemail.end(VoicemailEnd.CALLER_LEFT)
+            if self._voicemail.kept:
+                self.facts.end_reason = EndReason.VOICEMAIL
+            elif self.facts.end_reason is EndReason.VOICEMAIL:  # nothing was said
+                self.facts.end_reason = EndReason.UNAVAILABLE
+        self._stop_recording()
         for task in list(self._tasks):
             task.cancel()
         if self._queued is not None:  # the caller hung up while waiting

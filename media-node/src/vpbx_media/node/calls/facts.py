@@ -50,6 +50,7 @@ class CallFacts:
     hangup_by: HangupBy = HangupBy.SYSTEM
     # The route so far, oldest step first: RouteStep.from_json(entry.as_dict()) per RouteEntry.
     route: Route = ()
+    recording: str = ""  # the storage key of the call's recording, once one started
 
     @property
     def callee(self) -> str:
@@ -75,6 +76,7 @@ class CallFacts:
             sip_status=self.sip_status,
             hangup_by=self.hangup_by,
             route=self.route,
+            recording=self.recording,
         )
 
     def open_call(self) -> OpenCall:
@@ -93,6 +95,7 @@ class CallFacts:
             answer_ms=self.answer_ms,
             sip_status=self.sip_status,
             route=bounded_route(self.route),
+            recording=self.recording,
         )
 
     def event(self, event_type: CallEventType) -> CallEvent:

@@ -20,6 +20,7 @@ from ...sip.uri import SipUri
 from ..legs.sip import DeviceTarget
 from ..prompts import PromptLibrary
 from ..queues import QueueDispatcher
+from ..recordings import RecordingService
 from ..routing import AgentSnapshot, DecisionFailed, DecisionReply
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ class CallHost(Protocol):
     @property
     def queues(self) -> QueueDispatcher:
         """The tenant's group queues, shared with its nodes in every city."""
+        ...
+
+    @property
+    def recordings(self) -> RecordingService:
+        """Where calls record to (spooled, then encoded and stored after the call)."""
         ...
 
     def config(self) -> NodeConfig: ...

@@ -9,14 +9,17 @@ in-band tones otherwise, and from SIP INFO either way.
 
 from __future__ import annotations
 
+import asyncio
 import struct
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 from vpbx_common.nodeconfig import Prompt
 
 from ...media.dtmf import DtmfDetector, DtmfEventReceiver
-from ...media.g711 import Codec
+from ...media.g711 import Codec, loudness_table
 from ...media.player import Loop, PlayOnce
+from ...media.recorder import ChannelWriter
 from ...media.rtpout import RtpStream
 from ...media.scheduler import PacedScheduler, Playback
 from ...rtp.relay import Leg, MediaRelay
@@ -52,8 +55,15 @@ class CallerMedia:
         self._tones = DtmfDetector() if event is None else None
         self._playback = Playback(RtpStream(self._audio_type), relay.sender(Leg.A))
         self._generation = 0  # which play() a completion belongs to
+        self._ended: asyncio.Future[bool] | None = None  # play_to_end()'s
+        self._recorder: ChannelWriter | None = None
+        self._loudness = loudness_table(self.codec)
         self.serving = False
         self.collecting = False
+        # Voice activity while recording: when the caller last spoke (time.monotonic())
+        # and where on the recording's timeline that speech ended.
+        self.last_voice = 0.0
+        self.voice_end_samples = 0
 
     def start(self) -> None:
         """Serve the caller: their RTP comes to us, our prompts go to them."""
@@ -67,7 +77,9 @@ class CallerMedia:
         if self.serving:
             self.serving = False
             self.collecting = False
+            self._recorder = None
             self._playback.play(None)
+            self._resolve(False)
             self._scheduler.remove(self._playback)
             self._relay.serve(Leg.A, None)
 
@@ -82,13 +94,38 @@ class CallerMedia:
         else:
             self._playback.play(PlayOnce(frames), lambda _: self._finished(generation))
 
+    async def play_to_end(self, sounds: Sequence[Prompt | Sound]) -> bool:
+        """Play ``sounds`` one after the other; True when they played to the end, False
+        when stopped or replaced first (a key pressed to skip, the caller gone)."""
+        self._generation += 1
+        generation = self._generation
+        frames = [await self._prompts.frames(sound, self.codec) for sound in sounds]
+        if generation != self._generation or not self.serving:
+            return False
+        ended = self._ended = asyncio.get_running_loop().create_future()
+        self._playback.play(PlayOnce(frames), lambda _: self._resolve(True))
+        played: bool = await ended
+        return played
+
+    def _resolve(self, played: bool) -> None:
+        ended, self._ended = self._ended, None
+        if ended is not None and not ended.done():
+            ended.set_result(played)
+
     def stop_playback(self) -> None:
         self._generation += 1
         self._playback.play(None)
+        self._resolve(False)
 
     def _finished(self, generation: int) -> None:
         if generation == self._generation:
             self._on_prompt_end()
+
+    def record(self, writer: ChannelWriter | None) -> None:
+        """Write the caller's audio to ``writer`` (None: stop), tracking their voice."""
+        self._recorder = writer
+        self.last_voice = time.monotonic()
+        self.voice_end_samples = 0
 
     def digit(self, digit: str) -> None:
         """A digit from outside the RTP path (SIP INFO)."""
@@ -108,6 +145,14 @@ class CallerMedia:
         if end <= header:
             return
         payload_type = packet[1] & 0x7F
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.feed(packet)
+            if payload_type == self._audio_type and max(
+                packet[header:end].translate(self._loudness)
+            ):
+                self.last_voice = time.monotonic()
+                self.voice_end_samples = recorder.length
         digit: str | None = None
         if payload_type == self._event_type:
             (timestamp,) = _TIMESTAMP.unpack_from(packet, 4)

@@ -30,7 +30,8 @@ class Sound(enum.StrEnum):
 
     RINGBACK = "ringback"  # an answered caller waits for a person: ringing tone, played by us
     MUSIC_ON_HOLD = "music-on-hold"
-    VOICEMAIL_GREETING = "voicemail-greeting"  # the box's own greeting, else the default one
+    VOICEMAIL_GREETING = "voicemail-greeting"  # the platform's default voicemail greeting
+    BEEP = "beep"  # the voicemail beep: speak now
 
 
 class RouteResult(enum.StrEnum):

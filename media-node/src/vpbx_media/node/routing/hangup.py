@@ -14,7 +14,7 @@ unless the status is 200.
 - a user busy (on a call, or their phone said 486) without voicemail: 486; busy
 - a user who declined (603) without voicemail: 603; rejected
 - an IVR without a timeout/invalid target: plain BYE (it answered); completed
-- voicemail recorded: plain BYE; completed
+- voicemail recorded: plain BYE; voicemail (the router builds that Hangup itself)
 
 A group that nobody answers says 480, unless every member was busy (486) or
 declined (603): then the caller hears what one person would have told them.

@@ -352,7 +352,8 @@ class CallRouter:
             case VoicemailSession():
                 if session.state is VoicemailState.ENDED:
                     self._session = None
-                    hangup = hangup_for(HangupReason.NORMAL, "voicemail recorded", answered=True)
+                    # A message left is the call's outcome for the CDR: voicemail, not completed.
+                    hangup = Hangup(200, EndReason.VOICEMAIL, "voicemail recorded", answered=True)
                     self._finish_with(hangup, now)
 
     def _drive(self, now: float) -> None:
