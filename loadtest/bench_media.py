@@ -15,7 +15,10 @@
      and handed to a no-op send), in microseconds per stream.
    Figures are medians of five runs of CPU time (process time, so that waiting for a
    core on a shared machine is not counted), in microseconds.
-3. Recording's CPU per call: not measured yet (there is no recorder to measure).
+3. Recording's CPU per call: on the call path, placing each leg's packet on its
+   channel's timeline (50 packets a second per leg) and the once-a-second flush to
+   the spool file; off the call path (a worker thread after the call), encoding a
+   minute of stereo G.711 to Opus/Ogg.
 
 Everything runs on loopback and stops by itself (about 1-2 minutes with the defaults).
 """
@@ -37,9 +40,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vpbx_media.media.dtmf import DtmfDetector
+from vpbx_media.media.encode import encode_recording
 from vpbx_media.media.g711 import Codec
 from vpbx_media.media.player import Loop
 from vpbx_media.media.prompt import Prompt
+from vpbx_media.media.recorder import Channel, Recording, RecordingKind, RecordingMeta
 from vpbx_media.media.rtpout import RtpStream
 from vpbx_media.media.scheduler import PacedScheduler, Playback
 from vpbx_media.media.tones import (
@@ -54,15 +59,6 @@ from . import media_streams
 
 REPO = Path(__file__).resolve().parents[1]
 FREQUENCIES = DTMF_LOW_HZ + DTMF_HIGH_HZ
-RECORDING_NOTE = (
-    "recording, CPU per call: not measured yet. Call recording is not built (the node's "
-    "media/ has player, prompts, tones, DTMF and G.711 but no recorder; architecture.md "
-    "lists recording as not yet running), so there is nothing honest to measure. Its per-"
-    "packet floor will be the G.711 decode of each leg's frame (per-frame costs) plus "
-    "mixing and the file or S3 write."
-)
-
-
 def per_call_us(function: Callable[[], object], calls: int, repeats: int = 5) -> float:
     timings = []
     for _ in range(repeats):
@@ -122,6 +118,69 @@ def bench_dtmf(calls: int) -> None:
     row("numpy detector, silence (gate)", lambda: detector.feed(silence), calls)
     row("pure Python Goertzel, 8 powers only", lambda: goertzel_powers(noise), calls // 20)
     row("pure Python map/sum, 8 powers only", lambda: map_powers(noise, table), calls // 10)
+
+
+def bench_recording(calls: int, workdir: Path) -> None:
+    """CPU a recorded call costs: per packet and flush on the call path, encoding after."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(3)
+    pcm = array.array("h", (rng.randrange(-8000, 8000) for _ in range(160)))
+    payload = Codec.PCMU.encode(pcm)
+    header = bytearray(12)
+    header[0], header[1] = 0x80, 0
+    sequence = [0]
+
+    clock = [0.0]
+    meta = RecordingMeta(
+        kind=RecordingKind.CALL,
+        tenant="bench",
+        call_id="bench",
+        key="recordings/bench/bench.ogg",
+        started_ms=0,
+        codec=Codec.PCMU,
+        channels=(Channel.CALLER, Channel.ANSWERER),
+    )
+    recording = Recording(workdir / "recording", meta, lambda: clock[0])
+    caller = recording.writer(Channel.CALLER)
+    packets = []
+    for index in range(3000):  # one minute of one leg
+        header[2:4] = (index & 0xFFFF).to_bytes(2, "big")
+        header[4:8] = (index * 160).to_bytes(4, "big")
+        packets.append(bytes(header) + payload)
+
+    def feed() -> None:
+        index = sequence[0]
+        sequence[0] = index + 1
+        clock[0] = index * 0.02
+        caller.feed(packets[index])
+
+    feed_us = per_call_us(feed, min(calls, len(packets)), repeats=1)
+    flush_payload = payload * 50  # one second of one leg
+
+    def flush() -> None:
+        caller._pending += flush_payload  # noqa: SLF001 - a second's worth, as a call would
+        caller.flush()
+
+    flush_us = per_call_us(flush, 200)
+    recording.close()
+    # Encoding: a minute of both legs, as the uploader does after the call.
+    for channel in (Channel.CALLER, Channel.ANSWERER):
+        (workdir / "recording" / f"{channel.value}.g711").write_bytes(payload * 3000)
+    start = time.process_time()
+    encode_recording(workdir / "recording", meta, workdir / "minute.ogg")
+    encode_ms = (time.process_time() - start) * 1000
+    on_path_us = 2 * 50 * feed_us + 2 * flush_us  # per second of call, both legs
+    print("recording, CPU per call:")
+    print(f"  {'place one packet on its timeline':<38} {feed_us:8.2f} us")
+    print(f"  {'flush one second of one leg':<38} {flush_us:8.2f} us")
+    print(
+        f"  call path: {on_path_us:.0f} us per second of a recorded call "
+        f"({on_path_us / 1e4:.2f}% of a core per call; 100 calls: {on_path_us / 100:.0f}%)"
+    )
+    print(
+        f"  after the call (worker thread): {encode_ms:.0f} ms to encode a minute of stereo "
+        f"to Opus/Ogg ({(workdir / 'minute.ogg').stat().st_size / 1024:.0f} KiB)"
+    )
 
 
 def bench_g711(calls: int) -> None:
@@ -191,8 +250,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parts",
-        default="streams,frames",
-        help="comma-separated: streams (per-core search), frames (per-frame costs)",
+        default="streams,frames,recording",
+        help="comma-separated: streams (per-core search), frames (per-frame costs), "
+        "recording (CPU of a recorded call)",
     )
     parser.add_argument(
         "--steps",
@@ -252,7 +312,7 @@ def _parse_steps(text: str) -> tuple[int, ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parts = {part.strip() for part in args.parts.split(",") if part.strip()}
-    if not parts or parts - {"streams", "frames"}:
+    if not parts or parts - {"streams", "frames", "recording"}:
         print(f"bench-media: unknown parts in {args.parts!r}", file=sys.stderr)
         return 2
     try:
@@ -298,7 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_dtmf(args.calls)
         bench_g711(args.calls)
         bench_scheduler(args.streams, max(20, args.calls // 200))
-    print(f"\n{RECORDING_NOTE}", flush=True)
+    if "recording" in parts:
+        print(flush=True)
+        bench_recording(args.calls, workdir / "recording")
     return 0
 
 

@@ -298,6 +298,9 @@ def _child_env(local: LocalPlatform, extra: dict[str, str]) -> dict[str, str]:
             "VPBX_SERVICE_TOKEN": env.get("VPBX_SERVICE_TOKEN") or local.service_token,
             # Shorter than the launcher's stop timeout, so a drain ends before a kill.
             "VPBX_DRAIN_TIMEOUT": env.get("VPBX_DRAIN_TIMEOUT", "10"),
+            # Recordings and voice messages: the nodes write, the control API reads.
+            "VPBX_STORAGE_URL": env.get("VPBX_STORAGE_URL")
+            or (local.layout.var_dir.resolve() / "storage").as_uri(),
         }
     )
     env.update(extra)

@@ -1,0 +1,172 @@
+"""What the node keeps of a call, with real peers: voice messages and call recordings.
+
+`vpbx up` in a subprocess (recordings and voice messages in a local directory),
+baresip phones that send tones of known pitch, the control API to list and fetch
+what was kept.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import wave
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.services.baresip import Baresip, BaresipFactory
+from tests.services.platform import RunningPlatform
+from tests.test_call_routing import (
+    ACME_MAIN,
+    CALLER,
+    admin_api,
+    agent,
+    ids_by_extension,
+    route_main_number,
+    settled_calls,
+    set_sales,
+    sales_group,
+    wait_for_reload,
+)
+
+pytestmark = pytest.mark.integration
+
+CALLER_HZ = 600  # the caller's tone; the agents send 1 kHz
+
+
+def caller_phone(factory: BaresipFactory, platform: RunningPlatform) -> Baresip:
+    """A carrier's caller sending a 600 Hz tone and recording what it hears."""
+    phone = factory(
+        CALLER,
+        None,
+        platform.host,
+        proxy=(platform.host, platform.sip_port),
+        regint=0,
+        record=True,
+        tone_hz=CALLER_HZ,
+    )
+    phone.start()
+    return phone
+
+
+def wav_channels(data: bytes) -> tuple[int, list[np.ndarray]]:
+    """(sample rate, one float array per channel) of a 16-bit WAV."""
+    with wave.open(io.BytesIO(data)) as wav:
+        assert wav.getsampwidth() == 2
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    shaped = frames.reshape(-1, channels).astype(np.float64)
+    return rate, [shaped[:, index] for index in range(channels)]
+
+
+def peak_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
+
+
+def loud_part(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The samples from the first 20 ms frame with sound to the last, to measure a tone
+    without the silence around it."""
+    frame = rate // 50
+    levels = [np.abs(samples[i : i + frame]).max() for i in range(0, len(samples) - frame, frame)]
+    loud = [index for index, level in enumerate(levels) if level > 1000]
+    assert loud, "no sound at all"
+    return samples[loud[0] * frame : (loud[-1] + 1) * frame]
+
+
+def fetched(api: httpx.Client, path: str, timeout: float = 30) -> httpx.Response:
+    """GET ``path`` until it answers 200 (the audio is stored a moment after the call)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = api.get(path)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.3)
+
+
+def test_a_caller_leaves_a_voice_message_that_the_box_owner_lists_and_plays(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    with admin_api(platform) as api:
+        users = ids_by_extension(api)
+        # 102 has no phone registered: the call goes straight to 102's voicemail.
+        route_main_number(api, {"type": "user", "user_id": users["102"]})
+    wait_for_reload(platform)
+    caller = caller_phone(baresip_factory, platform)
+
+    caller.dial(f"sip:{ACME_MAIN}@{platform.host}")
+    caller.wait_call_state("ESTABLISHED", timeout=15)  # voicemail answers
+    time.sleep(6.0)  # the greeting, the beep, then three seconds or so of message
+    caller.send_digits("#")  # done: the node hangs up
+    caller.wait_no_calls(timeout=10)
+
+    [record] = settled_calls(platform, 1)
+    assert record["end_reason"] == "voicemail", record
+    with admin_api(platform) as api:
+        deadline = time.monotonic() + 30
+        while not (items := api.get("/v1/voicemails").json()["items"]):
+            assert time.monotonic() < deadline, platform.log()[-3000:]
+            time.sleep(0.3)
+        [message] = items
+        assert message["call_id"] == record["call_id"]
+        assert message["user_id"] == users["102"]
+        assert message["caller"] == CALLER
+        assert 1.0 <= message["duration_s"] <= 6.0, message
+        audio = fetched(api, f"/v1/voicemails/{message['id']}/audio?format=wav")
+        assert audio.status_code == 200, audio.text
+    rate, [mono] = wav_channels(audio.content)
+    assert abs(peak_hz(loud_part(mono, rate), rate) - CALLER_HZ) < 15
+    # The caller heard the beep (1 kHz) before speaking.
+    [heard] = caller.heard()
+    heard_rate, heard_channels = wav_channels(heard.read_bytes())
+    heard_mono = heard_channels[0]
+    beeps = [
+        peak_hz(heard_mono[i : i + heard_rate // 5], heard_rate)
+        for i in range(0, len(heard_mono) - heard_rate // 5, heard_rate // 10)
+    ]
+    assert any(abs(hz - 1000) < 20 for hz in beeps), beeps
+
+
+def test_a_recorded_call_has_the_caller_on_the_left_and_the_agent_on_the_right(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent(baresip_factory, platform, "101")
+    with admin_api(platform) as api:
+        set_sales(api, ["101"])
+        route_main_number(api, {"type": "group", "group_id": sales_group(api)["id"]})
+        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+        [main] = [number for number in numbers if number["number"] == ACME_MAIN]
+        changed = api.patch(f"/v1/numbers/{main['id']}", json={"record": True})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["record"] is True
+    wait_for_reload(platform)
+    caller = caller_phone(baresip_factory, platform)
+
+    caller.dial(f"sip:{ACME_MAIN}@{platform.host}")
+    caller.wait_call_state("ESTABLISHED", timeout=15)
+    time.sleep(3.0)
+    caller.hangup()
+    caller.wait_no_calls(timeout=10)
+
+    [record] = settled_calls(platform, 1)
+    assert record["answered_by"] == "101"
+    with admin_api(platform) as api:
+        call_id = record["call_id"]
+        audio = fetched(api, f"/v1/calls/{call_id}/recording?format=wav")
+        assert audio.status_code == 200, audio.text + platform.log()[-3000:]
+        ogg = api.get(f"/v1/calls/{call_id}/recording")
+        assert ogg.headers["content-type"].startswith("audio/ogg")
+        assert ogg.content[:4] == b"OggS"
+        detail = api.get(f"/v1/calls/{call_id}").json()
+        assert detail["recording"] is not None, detail
+    rate, channels = wav_channels(audio.content)
+    assert len(channels) == 2
+    left, right = channels
+    assert 2.0 <= len(left) / rate <= 5.0
+    middle = slice(int(0.5 * rate), int(2.0 * rate))
+    assert abs(peak_hz(left[middle], rate) - CALLER_HZ) < 15
+    assert abs(peak_hz(right[middle], rate) - 1000) < 15
