@@ -28,7 +28,6 @@ from vpbx_media.node.routing import (
     Sound,
     StopRinging,
 )
-
 from vpbx_media.node.routing.queue import wait_minutes
 from vpbx_media.node.routing.simulator import Simulator
 
@@ -99,9 +98,7 @@ def test_announces_on_joining_then_music_comes_back() -> None:
         JoinQueue("support", 300, announce_position=True),
         AskQueueStatus("support"),
     ]
-    assert sim.send(QueueStatus(3, 200.0), at=0.1) == [
-        Play(QueueAnnouncement("ru-RU", 3, 4))
-    ]
+    assert sim.send(QueueStatus(3, 200.0), at=0.1) == [Play(QueueAnnouncement("ru-RU", 3, 4))]
     assert sim.send(PromptFinished(), at=6.0) == [MUSIC]
     assert sim.router.next_deadline == 36.0
     entry = sim.router.route[-1]

@@ -75,7 +75,6 @@ from .decision import (
     TargetDecision,
 )
 from .env import RouterEnv
-from .greeting import GreetingSession, GreetingState
 from .events import (
     CallerHungUp,
     DecisionFailed,
@@ -91,6 +90,7 @@ from .events import (
     TimerFired,
     VoicemailFinished,
 )
+from .greeting import GreetingSession, GreetingState
 from .hangup import hangup_for
 from .ivr import IvrSession, IvrState
 from .plan import PlanCursor
