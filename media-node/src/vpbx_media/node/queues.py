@@ -69,9 +69,10 @@ Expected wait
     every two minutes): a guess, said as one.
 
 What the call's executor does (the router's queue step, ``routing/queue.py``)
-    - ``JoinQueue`` -> ``join``; ``QueueFullError`` or a Redis error: feed the router
-      ``QueueLeft`` with the reason. ``announce_position``: ``position`` and
-      ``expected_wait_s`` say what to announce.
+    - ``JoinQueue`` -> ``join`` (with its ``max_length``); ``QueueFullError`` or a Redis
+      error: feed the router ``QueueLeft`` with the reason.
+    - ``AskQueueStatus`` -> ``position`` and ``estimate_wait_s``, fed back as
+      ``QueueStatus`` (unknown on a Redis error: that announcement is skipped).
     - ``on_offer(extension)`` -> hand the router a fresh agent snapshot
       (``update_agents``; its own is from the call's start and would refuse an agent
       who has become free since), then feed ``QueueOffer(extension)``.
