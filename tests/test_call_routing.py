@@ -548,3 +548,81 @@ def test_a_second_caller_waits_with_music_and_gets_the_agent_when_the_first_call
     # Then the agent's 1 kHz tone.
     agent_hz, _ = dominant_hz(heard, waited_s + 0.5, 0.5)
     assert abs(agent_hz - 1000) < 15, (agent_hz, waited_s)
+
+
+def speech_windows(path: Path, start_s: float, end_s: float) -> list[float]:
+    """Start times of the 0.5 s windows that sound like speech: loud, with their energy
+    spread over many frequencies (the hold music is one quiet sine at a time)."""
+    found = []
+    at = start_s
+    while at + 0.5 <= end_s:
+        _, share = dominant_hz(path, at, 0.5)
+        if rms(path, at, 0.5) > 400 and share < 0.35:
+            found.append(at)
+        at += 0.25
+    return found
+
+
+def test_a_queued_caller_hears_their_place_and_leaves_with_the_exit_digit(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent(baresip_factory, platform, "101")
+    boris = agent(baresip_factory, platform, "201")
+    with admin_api(platform) as api:
+        set_sales(api, ["101"])
+        users = ids_by_extension(api)
+        # The queue's only member is on do-not-disturb: the caller waits.
+        dnd = api.put(f"/v1/users/{users['101']}/presence", json={"presence": "do-not-disturb"})
+        assert dnd.status_code == 200, dnd.text
+        plan = created(
+            api,
+            "/v1/route-plans",
+            {
+                "name": "queue",
+                "steps": [
+                    {
+                        "type": "queue",
+                        "group_id": sales_group(api)["id"],
+                        "max_wait_s": 120,
+                        "announce_position": True,
+                        "announce_every_s": 60,
+                        "exit_digit": "1",
+                    },
+                    {"type": "user", "user_id": users["201"]},
+                ],
+            },
+        )
+        route_main_number(api, {"type": "route-plan", "route_plan_id": plan["id"]})
+    wait_for_reload(platform)
+    caller = recording_caller(baresip_factory, platform)
+
+    caller.dial(f"sip:{ACME_MAIN}@{platform.host}")
+    caller.wait_call_state("ESTABLISHED", timeout=15)  # the queue answers
+    time.sleep(12.0)  # the phrases are rendered (first time), the announcement is said
+    caller.send_digits("1")
+    boris.wait_call_state("ESTABLISHED", timeout=15)
+    time.sleep(1.0)
+    caller.hangup()
+    boris.wait_no_calls(timeout=10)
+
+    [record] = settled_calls(platform, 1)
+    assert record["answered_by"] == "201", platform.log()[-3000:]
+    details = [step["detail"] for step in record["route"]]
+    # Nobody answered from this queue yet: two minutes per caller, one member.
+    assert "announced place 1, about 2 min" in details, details
+    assert "left: caller pressed 1" in details, details
+    caller.wait_no_calls(timeout=5)
+    [heard] = caller.heard()
+    answered_s = (int(record["answer_ms"]) - int(record["start_ms"])) / 1000
+    speech = speech_windows(heard, 0.0, answered_s - 1.0)
+    # About 3 s of speech or more (five phrases), then the music again.
+    assert len(speech) >= 8, speech
+    music = [
+        at
+        for at in np.arange(speech[-1] + 1.0, answered_s - 1.5, 0.5)
+        if dominant_hz(heard, float(at), 0.4)[1] > 0.5
+        and dominant_hz(heard, float(at), 0.4)[0] < 500
+    ]
+    assert music, (speech, answered_s)
+    assert max(speech) - min(speech) < 12, speech

@@ -77,6 +77,7 @@ async def test_provision_read_update_release(api: ApiHarness) -> None:
         "label": "yandex-direct",
         "entry": {"type": "group", "group_id": str(sales)},
         "channels": 2,
+        "greeting": None,
         "status": {"ready": None, "node": None, "conditions": []},
     }
     assert created.headers["Location"] == "/v1/numbers/acme-74950000001"
@@ -362,3 +363,126 @@ async def test_an_entry_route_in_use_cannot_be_deleted(api: ApiHarness) -> None:
         await refuse_if_referenced(session, "acme", unused, "group", numbers=api.context.numbers)
         # Without the store the old behaviour holds: only database referrers count.
         await refuse_if_referenced(session, "acme", sales, "group")
+
+
+async def _acme_number(api: ApiHarness) -> tuple[dict[str, str], str]:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    await add_pool(api, "+74950000001")
+    created = await api.client.post("/v1/numbers", json={"city": "msk"}, headers=admin)
+    assert created.status_code == 201, created.text
+    return admin, created.json()["id"]
+
+
+async def _node_greeting(api: ApiHarness) -> Any:
+    response = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+    assert response.status_code == 200, response.text
+    return response.json()["numbers"][0]["greeting"]
+
+
+async def test_a_spoken_greeting_is_rendered_stored_and_compiled(api: ApiHarness) -> None:
+    admin, number_id = await _acme_number(api)
+    assert await _node_greeting(api) is None
+    before = stored_numbers(api)[number_id].metadata.resource_version
+    changed = await api.client.patch(
+        f"/v1/numbers/{number_id}",
+        json={"greeting": {"kind": "tts", "text": "Welcome to Acme", "language": "en-US"}},
+        headers=admin,
+    )
+    assert changed.status_code == 200, changed.text
+    greeting = changed.json()["greeting"]
+    assert (greeting["kind"], greeting["text"], greeting["language"]) == (
+        "tts",
+        "Welcome to Acme",
+        "en-US",
+    )
+    # Kept in the database: the Number resource is not rewritten for a greeting.
+    assert stored_numbers(api)[number_id].metadata.resource_version == before
+    read = await api.client.get(f"/v1/numbers/{number_id}", headers=admin)
+    assert read.json()["greeting"] == greeting
+    listed = await api.client.get("/v1/numbers", headers=admin)
+    assert listed.json()["items"][0]["greeting"] == greeting
+
+    compiled = await _node_greeting(api)
+    assert compiled == {"kind": "audio", "prompt_id": greeting["prompt_id"]}
+    audio = await api.client.get(
+        f"/internal/v1/prompts/acme/{greeting['prompt_id']}", headers=api.node
+    )
+    assert audio.status_code == 200
+    assert audio.content.startswith(b"RIFF")
+    # The tenant's spoken prompts say which language the platform speaks to its callers.
+    response = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+    assert response.json()["language"] == "en-US"
+
+
+async def test_a_tone_greeting_with_other_changes_and_its_removal(api: ApiHarness) -> None:
+    admin, number_id = await _acme_number(api)
+    changed = await api.client.patch(
+        f"/v1/numbers/{number_id}",
+        json={"greeting": {"kind": "tone", "frequency_hz": 600}, "label": "radio"},
+        headers=admin,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["label"] == "radio"
+    assert changed.json()["greeting"] == {"kind": "tone", "frequency_hz": 600, "duration_ms": 500}
+    assert await _node_greeting(api) == {"kind": "tone", "frequency_hz": 600, "duration_ms": 500}
+    # Leaving the greeting out keeps it; null removes it.
+    kept = await api.client.patch(f"/v1/numbers/{number_id}", json={"channels": 3}, headers=admin)
+    assert kept.json()["greeting"] is not None
+    removed = await api.client.patch(
+        f"/v1/numbers/{number_id}", json={"greeting": None}, headers=admin
+    )
+    assert removed.json()["greeting"] is None
+    assert await _node_greeting(api) is None
+
+
+async def test_a_spoken_greeting_outlives_menu_changes_and_goes_with_the_number(
+    api: ApiHarness,
+) -> None:
+    admin, number_id = await _acme_number(api)
+    changed = await api.client.patch(
+        f"/v1/numbers/{number_id}",
+        json={"greeting": {"kind": "tts", "text": "Здравствуйте"}},
+        headers=admin,
+    )
+    prompt_id = changed.json()["greeting"]["prompt_id"]
+    # Saving an IVR menu prunes the prompts nothing plays: the greeting's is kept.
+    menu = await api.client.post(
+        "/v1/ivr-menus", json={"name": "main", "prompt": {"kind": "tone"}}, headers=admin
+    )
+    assert menu.status_code == 201, menu.text
+    audio = await api.client.get(f"/internal/v1/prompts/acme/{prompt_id}", headers=api.node)
+    assert audio.status_code == 200
+    released = await api.client.delete(f"/v1/numbers/{number_id}", headers=admin)
+    assert released.status_code == 204
+    _, again = await _reprovision(api, admin)
+    read = await api.client.get(f"/v1/numbers/{again}", headers=admin)
+    assert read.json()["greeting"] is None
+
+
+async def _reprovision(api: ApiHarness, admin: dict[str, str]) -> tuple[dict[str, str], str]:
+    created = await api.client.post("/v1/numbers", json={"city": "msk"}, headers=admin)
+    assert created.status_code == 201, created.text
+    return admin, created.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("greeting", "field"),
+    [
+        ({"kind": "tts", "text": "  "}, "body.greeting.tts.text"),
+        ({"kind": "tts", "text": "hi", "language": "xx-XX"}, "body.greeting.language"),
+        ({"kind": "tone", "frequency_hz": 5}, "body.greeting.tone.frequency_hz"),
+        ({"kind": "audio", "prompt_id": str(uuid.uuid4())}, "body.greeting.prompt_id"),
+        ({"kind": "video"}, "body.greeting"),
+    ],
+)
+async def test_invalid_greetings_are_named(
+    api: ApiHarness, greeting: dict[str, Any], field: str
+) -> None:
+    admin, number_id = await _acme_number(api)
+    response = await api.client.patch(
+        f"/v1/numbers/{number_id}", json={"greeting": greeting}, headers=admin
+    )
+    assert response.status_code in (404, 422), response.text
+    assert any(f.startswith(field) for f in fields(response)), response.json()
+    assert await _node_greeting(api) is None

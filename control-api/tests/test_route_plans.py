@@ -727,3 +727,60 @@ async def test_outside_local_mode_http_decisions_must_call_the_internet(api: Api
     api.context.outbound.allow_private = True  # local mode: the CRM runs on the same machine
     local = await acme.plan("local-crm", [decision("http://127.0.0.1:8000/route")])
     assert local["steps"][0]["url"] == "http://127.0.0.1:8000/route"
+
+
+async def test_queue_announcements_exit_digit_and_length_reach_the_nodes(api: ApiHarness) -> None:
+    acme = await Acme(api).setup()
+    plan = await acme.plan(
+        "queued",
+        [
+            {
+                "type": "queue",
+                "group_id": acme.group,
+                "announce_position": True,
+                "announce_every_s": 45,
+                "exit_digit": "#",
+                "max_length": 5,
+            },
+            {"type": "user", "user_id": acme.bob},
+        ],
+    )
+    queue = plan["steps"][0]
+    assert (queue["announce_every_s"], queue["exit_digit"], queue["max_length"]) == (45, "#", 5)
+    defaults = await acme.plan("plain", [{"type": "queue", "group_id": acme.group}])
+    step = defaults["steps"][0]
+    assert (step["announce_every_s"], step["exit_digit"], step["max_length"]) == (30, None, None)
+
+    response = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+    compiled = {p["name"]: p for p in response.json()["route_plans"]}
+    node_step = compiled["queued"]["steps"][0]
+    assert node_step["announce_position"] is True
+    assert (node_step["announce_every_s"], node_step["exit_digit"], node_step["max_length"]) == (
+        45,
+        "#",
+        5,
+    )
+    plain = compiled["plain"]["steps"][0]
+    assert (plain["exit_digit"], plain["max_length"]) == (None, None)
+    assert response.json()["language"] == "ru-RU"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("exit_digit", "x"),
+        ("exit_digit", "12"),
+        ("exit_digit", 1),
+        ("max_length", 0),
+        ("announce_every_s", 5),
+    ],
+)
+async def test_invalid_queue_fields_are_named(api: ApiHarness, field: str, value: Any) -> None:
+    acme = await Acme(api).setup()
+    response = await api.client.post(
+        "/v1/route-plans",
+        json={"name": "p", "steps": [{"type": "queue", "group_id": acme.group, field: value}]},
+        headers=acme.admin,
+    )
+    assert response.status_code == 422
+    assert f"body.steps[0].queue.{field}" in _fields(response), response.json()

@@ -371,6 +371,27 @@ async def test_positions_and_expected_wait(nodes: tuple[Node, Node], clock: Cloc
     assert await msk.queue.expected_wait_s("support") is None
 
 
+async def test_the_estimate_is_place_times_the_seconds_a_place_took(
+    nodes: tuple[Node, Node], clock: Clock
+) -> None:
+    msk, ekb = nodes
+    await busy(msk, *AGENTS)
+    members = len(msk.queue._config().group("support").members)  # type: ignore[union-attr]
+    # Nothing known yet: two minutes per caller, shared by the group's members.
+    assert await msk.queue.estimate_wait_s("support", 3) == pytest.approx(3 * 120 / members)
+    await msk.join("c1")
+    await ekb.join("c2")
+    await msk.join("c3")
+    for _ in range(6):  # in steps shorter than ALIVE_S: nobody is dropped meanwhile
+        await later(clock, 5, msk, ekb)
+    await msk.queue.connected("c1", "support", "101")  # 30 s from place 1
+    for _ in range(6):
+        await later(clock, 5, msk, ekb)
+    await ekb.queue.connected("c2", "support", "102")  # 60 s from place 2
+    assert await msk.queue.estimate_wait_s("support", 1) == pytest.approx(30.0)
+    assert await msk.queue.estimate_wait_s("support", 4) == pytest.approx(120.0)
+
+
 async def test_join_refuses_beyond_max_length(nodes: tuple[Node, Node]) -> None:
     msk, ekb = nodes
     await busy(msk, *AGENTS)

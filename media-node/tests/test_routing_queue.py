@@ -35,7 +35,7 @@ from vpbx_media.node.routing.simulator import Simulator
 CALL = CallContext("c1", "acme", "+74950000001", "+79160000000", "msk")
 
 
-def config(**group: Any) -> NodeConfig:
+def config(step: dict[str, Any] | None = None, **group: Any) -> NodeConfig:
     return NodeConfig.model_validate(
         {
             "tenant": "acme",
@@ -56,7 +56,7 @@ def config(**group: Any) -> NodeConfig:
                             "type": "queue",
                             "target": {"type": "group", "name": "support"},
                             "max_wait_s": 60,
-                            "announce_position": True,
+                            **(step or {}),
                         },
                         {"type": "voicemail", "target": {"type": "voicemail"}},
                     ],
@@ -80,7 +80,7 @@ def test_the_caller_waits_with_music_and_an_answered_offer_connects() -> None:
     assert [a for _, a in sim.timeline] == [
         Answer(),
         Play(Sound.MUSIC_ON_HOLD, loop=True),
-        JoinQueue("support", 60, announce_position=True),
+        JoinQueue("support", 60),
     ]
     assert sim.send(QueueOffer("102"), at=12.0) == [Ring(("102",), 27.0, "support")]
     assert sim.send(MemberAnswered("102"), at=15.0) == [

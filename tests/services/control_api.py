@@ -179,6 +179,7 @@ async def api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> AsyncIte
         redis_url=flushed_redis,
         local_numbers_file=tmp_path / "numbers.yaml",
         chdb_path=tmp_path / "chdb",
+        speech_cache_dir=tmp_path / "speech",
     )
     async with serve_api(settings) as harness:
         yield harness

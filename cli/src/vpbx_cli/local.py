@@ -321,6 +321,7 @@ def start_control_api(local: LocalPlatform) -> Supervised:
             "VPBX_SEED_FILE": str(local.path),
             # /v1/calls reads the CDRs the nodes ship (VPBX_CLICKHOUSE_URL, if set, wins).
             "VPBX_CHDB_PATH": str(var / "chdb"),
+            "VPBX_SPEECH_CACHE_DIR": str(var / "speech"),
         },
     )
     child = Supervised(CONTROL_API, [sys.executable, "-m", "vpbx_control.main", "serve"], env)

@@ -32,6 +32,7 @@ from .ivr.router import router as ivr_router
 from .ivr.speech import SpeechEngine
 from .nodeconfig.cache import NodeConfigCache
 from .nodeconfig.homes import HomeDirectory
+from .nodeconfig.phrases import SpokenPhrases
 from .nodeconfig.publisher import ConfigPublisher
 from .nodeconfig.router import router as nodeconfig_router
 from .numbers.backends import open_number_store
@@ -89,6 +90,7 @@ def build_context(
     database = Database(settings.database_url, echo=settings.database_echo)
     homes = HomeDirectory(redis_client, database) if redis_client is not None else None
     publisher = ConfigPublisher(redis_client, homes)
+    speech = SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s)
     return AppContext(
         settings=settings,
         database=database,
@@ -110,7 +112,8 @@ def build_context(
         node_configs=NodeConfigCache(publisher, max_age_s=settings.node_config_cache_s),
         numbers=number_store or open_number_store(settings, redis_client),
         outbound=settings.outbound_policy(),
-        speech=SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s),
+        speech=speech,
+        phrases=SpokenPhrases(speech, settings.speech_cache_dir),
         metrics=metrics,
         calls=CdrReader.from_settings(settings),
     )

@@ -16,6 +16,7 @@ from .db.session import Database
 from .ivr.speech import SpeechEngine
 from .nodeconfig.cache import NodeConfigCache
 from .nodeconfig.homes import HomeDirectory
+from .nodeconfig.phrases import SpokenPhrases
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.store import NumberStore
 from .observability import Metrics
@@ -36,5 +37,6 @@ class AppContext:
     numbers: NumberStore
     outbound: OutboundPolicy
     speech: SpeechEngine  # text to speech for IVR prompts (espeak-ng)
+    phrases: SpokenPhrases  # the platform's own spoken phrases (queue announcements)
     metrics: Metrics
     calls: CdrReader  # the CDR store /v1/calls reads

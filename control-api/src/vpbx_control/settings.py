@@ -55,6 +55,8 @@ class ControlSettings(OutboundSettings):
     # and how long one rendering may take.
     espeak_ng_command: str = "espeak-ng"
     tts_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    # The platform's spoken phrases (queue announcements), rendered once and kept here.
+    speech_cache_dir: Path = Path("var/speech")
 
     # Every replica rewrites every tenant's home directory this often (and at start).
     home_directory_rewrite_s: float = Field(default=300.0, ge=5, le=86400)

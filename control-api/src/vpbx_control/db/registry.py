@@ -6,7 +6,7 @@ from ..apikeys.models import ApiKeyRow
 from ..decisions.models import DecisionSecretRow
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow, PromptRow
-from ..numbers.models import PoolNumberRow
+from ..numbers.models import NumberGreetingRow, PoolNumberRow
 from ..routeplans.models import RoutePlanRow
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
@@ -22,6 +22,7 @@ __all__ = [
     "GroupMemberRow",
     "GroupRow",
     "IvrMenuRow",
+    "NumberGreetingRow",
     "PoolNumberRow",
     "PromptRow",
     "RoutePlanRow",

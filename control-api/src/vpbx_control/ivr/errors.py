@@ -49,7 +49,10 @@ class _TtsFieldProblem(InvalidInput):
 
     field = "body.prompt"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, prompt_at: str | None = None) -> None:
+        # ``prompt_at``: where the prompt is in the body, when not at ``body.prompt``.
+        if prompt_at is not None:
+            self.field = prompt_at + self.field.removeprefix("body.prompt")
         problem = FieldProblem(field=self.field, message=message)
         super().__init__(f"{self.field}: {message}", details=[problem])
 
@@ -73,10 +76,10 @@ class TtsUnavailable(Unavailable):
 
     error_id = "tts-unavailable"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, prompt_at: str = "body.prompt") -> None:
         super().__init__(
             f"{message}; upload a recording instead",
-            details=[FieldProblem(field="body.prompt", message=message)],
+            details=[FieldProblem(field=prompt_at, message=message)],
         )
 
 
@@ -85,10 +88,10 @@ class TtsFailed(Unavailable):
 
     error_id = "tts-failed"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, prompt_at: str = "body.prompt") -> None:
         super().__init__(
             f"{message}; nothing was saved, try again",
-            details=[FieldProblem(field="body.prompt", message=message)],
+            details=[FieldProblem(field=prompt_at, message=message)],
         )
 
 

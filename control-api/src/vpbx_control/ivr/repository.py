@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from sqlalchemy import Select, delete, select
 
+from ..numbers.models import NumberGreetingRow
 from ..repository import NamedRepository, TenantRepository
 from .models import IvrMenuRow, PromptRow
 
@@ -54,14 +55,22 @@ class PromptRepository(TenantRepository[PromptRow]):
         }
 
     async def prune(self) -> None:
-        """Delete the tenant's prompts that no menu plays any more (ids only, no audio read)."""
+        """Delete the tenant's prompts that no menu or number greeting plays any more (ids
+        only, no audio read)."""
         prompts = await self.session.scalars(
             select(PromptRow.id).where(PromptRow.tenant_id == self.tenant_id)
         )
         menus = await self.session.scalars(
             select(IvrMenuRow.prompt).where(IvrMenuRow.tenant_id == self.tenant_id)
         )
-        in_use = {str(prompt.get("prompt_id")) for prompt in menus if prompt.get("kind") == "audio"}
+        greetings = await self.session.scalars(
+            select(NumberGreetingRow.greeting).where(NumberGreetingRow.tenant_id == self.tenant_id)
+        )
+        in_use = {
+            str(prompt.get("prompt_id"))
+            for prompt in [*menus, *greetings]
+            if prompt.get("kind") == "audio"
+        }
         unused = [prompt_id for prompt_id in prompts if str(prompt_id) not in in_use]
         if unused:
             await self.session.execute(

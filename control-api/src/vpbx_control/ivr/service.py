@@ -57,18 +57,62 @@ def _document(target: Target | None) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _speech_errors() -> Iterator[None]:
+def _speech_errors(at: str = "body.prompt") -> Iterator[None]:
     """espeak-ng's problems as the API's errors (422 naming the field, or 503)."""
     try:
         yield
     except UnsupportedLanguageError as exc:
-        raise TtsLanguageNotSupported(str(exc)) from exc
+        raise TtsLanguageNotSupported(str(exc), at) from exc
     except UnspeakableTextError as exc:
-        raise TtsTextNotSpeakable(str(exc)) from exc
+        raise TtsTextNotSpeakable(str(exc), at) from exc
     except SpeechUnavailableError as exc:
-        raise TtsUnavailable(str(exc)) from exc
+        raise TtsUnavailable(str(exc), at) from exc
     except SpeechFailedError as exc:
-        raise TtsFailed(str(exc)) from exc
+        raise TtsFailed(str(exc), at) from exc
+
+
+async def check_prompt(
+    prompts: PromptRepository, speech: SpeechEngine, prompt: Prompt, at: str = "body.prompt"
+) -> None:
+    """Refuse a prompt that cannot be played (a foreign upload, a language without a voice)
+    before any other work; ``at`` is where it is in the request body."""
+    if isinstance(prompt, AudioPrompt):
+        await prompts.referenced(prompt.prompt_id, f"{at}.prompt_id")
+    elif isinstance(prompt, TtsPrompt):
+        with _speech_errors(at):
+            await speech.voice(prompt.language)
+
+
+async def prompt_document(
+    prompts: PromptRepository,
+    speech: SpeechEngine,
+    prompt: Prompt,
+    menu_id: uuid.UUID | None,
+    at: str = "body.prompt",
+) -> dict[str, Any]:
+    """What is stored for a prompt. Speech is stored as audio, so the nodes just play it: the
+    tenant's rendering of the same text and language when there is one, else a new one."""
+    if not isinstance(prompt, TtsPrompt):
+        return prompt.model_dump(mode="json")
+    prompt_id = await prompts.speaking(prompt.text, prompt.language)
+    if prompt_id is None:
+        with _speech_errors(at):
+            spoken = await speech.render(prompt.text, prompt.language)
+        rendered = prompts.add(
+            PromptRow(
+                id=uuid.uuid4(),
+                name=f"text-to-speech-{spoken.voice}.wav",
+                ivr_menu_id=menu_id,
+                duration_ms=spoken.audio.duration_ms,
+                audio=spoken.audio.wav,
+                sha256=spoken.audio.sha256,
+                text=prompt.text,
+                language=prompt.language,
+                revision=1,
+            )
+        )
+        prompt_id = rendered.id
+    return AudioPrompt(prompt_id=prompt_id).model_dump(mode="json")
 
 
 class IvrMenuService:
@@ -224,36 +268,10 @@ class IvrMenuService:
         return spoken
 
     async def _check_prompt(self, prompt: Prompt) -> None:
-        if isinstance(prompt, AudioPrompt):
-            await self.prompts.referenced(prompt.prompt_id, "body.prompt.prompt_id")
-        elif isinstance(prompt, TtsPrompt):
-            with _speech_errors():  # a language without a voice is refused before other work
-                await self.speech.voice(prompt.language)
+        await check_prompt(self.prompts, self.speech, prompt)
 
     async def _prompt_document(self, prompt: Prompt, menu_id: uuid.UUID) -> dict[str, Any]:
-        """What the menu stores. Speech is stored as audio, so the nodes just play it: the
-        tenant's rendering of the same text and language when there is one, else a new one."""
-        if not isinstance(prompt, TtsPrompt):
-            return prompt.model_dump(mode="json")
-        prompt_id = await self.prompts.speaking(prompt.text, prompt.language)
-        if prompt_id is None:
-            with _speech_errors():
-                speech = await self.speech.render(prompt.text, prompt.language)
-            rendered = self.prompts.add(
-                PromptRow(
-                    id=uuid.uuid4(),
-                    name=f"text-to-speech-{speech.voice}.wav",
-                    ivr_menu_id=menu_id,
-                    duration_ms=speech.audio.duration_ms,
-                    audio=speech.audio.wav,
-                    sha256=speech.audio.sha256,
-                    text=prompt.text,
-                    language=prompt.language,
-                    revision=1,
-                )
-            )
-            prompt_id = rendered.id
-        return AudioPrompt(prompt_id=prompt_id).model_dump(mode="json")
+        return await prompt_document(self.prompts, self.speech, prompt, menu_id)
 
     async def _check_options(self, options: Options) -> None:
         for digit, target in options.items():

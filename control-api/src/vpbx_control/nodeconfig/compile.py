@@ -7,8 +7,9 @@ platform file; this module only reads rows into a ``TenantSource``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from vpbx_common.manifests import Number
 from vpbx_common.nodeconfig import (
@@ -46,6 +47,9 @@ class TenantSnapshot:
     route_plans: Sequence[RoutePlanRow] = ()
     numbers: Sequence[Number] = ()
     decision_secret: str | None = None  # signs the tenant's HTTP decisions
+    # E.164 -> the stored greeting (prompt document) of each number that has one.
+    number_greetings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    language: str = "ru-RU"  # of the platform's spoken phrases (tenant_language)
 
 
 def _members_by_group(snapshot: TenantSnapshot) -> dict[str, list[tuple[str, int]]]:
@@ -143,6 +147,8 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
         ],
         numbers=snapshot.numbers,
         decision_secret=snapshot.decision_secret,
+        number_greetings=snapshot.number_greetings,
+        language=snapshot.language,
     )
 
 

@@ -11,8 +11,10 @@ from vpbx_common.manifests import DNS_LABEL
 from vpbx_common.nodeconfig import NodeConfig
 
 from ..deps import Context, MediaNode, Session
-from ..errors import NotFound, error_responses
+from ..errors import NotFound, Unavailable, error_responses
 from ..ivr.models import PromptRow
+from ..ivr.speech import SpeechFailedError, SpeechUnavailableError, UnspeakableTextError
+from .phrases import UnknownPhraseError
 from .service import NodeConfigService
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -27,6 +29,16 @@ Service = Annotated[NodeConfigService, Depends(node_config_service)]
 
 class PromptAudioNotFound(NotFound):
     error_id = "prompt-not-found"
+
+
+class PhraseNotFound(NotFound):
+    error_id = "phrase-not-found"
+
+
+class PhraseUnavailable(Unavailable):
+    """espeak-ng is missing or failed: the node plays a tone and asks again later."""
+
+    error_id = "speech-unavailable"
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -100,4 +112,38 @@ async def get_prompt_audio(
         row.audio,
         media_type="audio/wav",
         headers={"ETag": f'"{row.sha256}"', "Cache-Control": "private, max-age=31536000"},
+    )
+
+
+@router.get(
+    "/speech/{language}/{phrase}",
+    summary="One of the platform's spoken phrases, as media nodes play it",
+    description=(
+        "8 kHz mono 16-bit PCM WAV of one phrase of the fixed vocabulary the nodes build "
+        "queue announcements from (`vpbx_common.speech`): `you-are-number`, the numbers "
+        "`1`..`99`, `expected-wait`, `minutes-1`..`minutes-99` (Russian in the right "
+        "grammatical form), `less-than-a-minute`, `please-hold`; in `ru` or `en`. "
+        "Rendered with espeak-ng on first request and kept on disk "
+        "(`VPBX_SPEECH_CACHE_DIR`); the audio of a phrase never changes, so nodes cache it."
+    ),
+    responses={
+        **error_responses(401, 403, 404, 503),
+        200: {"content": {"audio/wav": {}}, "description": "the WAV"},
+    },
+    response_class=Response,
+)
+async def get_spoken_phrase(
+    _: MediaNode,
+    context: Context,
+    language: Annotated[str, Path(max_length=8, examples=["ru", "en"])],
+    phrase: Annotated[str, Path(max_length=40, examples=["you-are-number", "3", "minutes-2"])],
+) -> Response:
+    try:
+        wav = await context.phrases.wav(language, phrase)
+    except UnknownPhraseError as exc:
+        raise PhraseNotFound(str(exc)) from exc
+    except (SpeechUnavailableError, SpeechFailedError, UnspeakableTextError) as exc:
+        raise PhraseUnavailable(f"phrase {language}/{phrase}: {exc}") from exc
+    return Response(
+        wav, media_type="audio/wav", headers={"Cache-Control": "private, max-age=31536000"}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -14,7 +15,8 @@ from vpbx_common.nodeconfig import NodeConfig
 from ..decisions.repository import DecisionSecretRepository
 from ..errors import NotFound, Unavailable
 from ..groups.models import GroupMemberRow, GroupRow
-from ..ivr.models import IvrMenuRow
+from ..ivr.models import IvrMenuRow, PromptRow
+from ..numbers.models import NumberGreetingRow
 from ..numbers.store import NumberStore, NumberStoreError
 from ..routeplans.models import RoutePlanRow
 from ..schedules.models import ScheduleRow
@@ -25,6 +27,8 @@ from .compile import TenantSnapshot, compile_tenant_config
 logger = logging.getLogger(__name__)
 
 RowT = TypeVar("RowT")
+
+DEFAULT_LANGUAGE = "ru-RU"
 
 
 class NodeConfigNotFound(NotFound):
@@ -56,6 +60,7 @@ class NodeConfigService:
             logger.warning("tenant=%s numbers unreadable: %s", tenant.id, exc)
             raise Unavailable("the number store cannot be read; try again") from exc
         decision_secret = await DecisionSecretRepository(self.session, tenant.id).find()
+        greetings = await self._tenant_rows(NumberGreetingRow, tenant.id)
         return TenantSnapshot(
             tenant=tenant,
             users=await self._tenant_rows(UserRow, tenant.id),
@@ -67,7 +72,25 @@ class NodeConfigService:
             route_plans=await self._tenant_rows(RoutePlanRow, tenant.id),
             numbers=numbers,
             decision_secret=decision_secret.secret if decision_secret is not None else None,
+            number_greetings={row.number: row.greeting for row in greetings},
+            language=await self._language(tenant.id),
         )
+
+    async def _language(self, tenant_id: str) -> str:
+        """The tenant's language, for the platform's own phrases: the one its spoken
+        prompts (IVR menus, greetings) use most; Russian for a tenant with none. Tenants
+        set no language of their own (yet): what they have the platform say is the
+        best evidence of what their callers speak."""
+        languages = await self.session.scalars(
+            select(PromptRow.language).where(
+                PromptRow.tenant_id == tenant_id, PromptRow.language.is_not(None)
+            )
+        )
+        counted = Counter(language for language in languages if language)
+        if not counted:
+            return DEFAULT_LANGUAGE
+        # Most used first; a tie goes to the tag sorting first, so the config is stable.
+        return min(counted, key=lambda language: (-counted[language], language))
 
     async def compile(self, tenant_id: str, city: str) -> NodeConfig:
         tenant = await self.session.get(TenantRow, tenant_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -21,4 +22,25 @@ class PoolNumberRow(Base):
     )
     created_at: Mapped[dt.datetime] = mapped_column(
         default=utcnow, server_default=func.current_timestamp()
+    )
+
+
+class NumberGreetingRow(Base):
+    """What callers of one of the tenant's numbers hear before routing (migration 0009).
+
+    Kept here rather than on the Number resource: it is tenant PBX config (a prompt,
+    maybe this tenant's stored audio), not something the platform routes by.
+    """
+
+    __tablename__ = "number_greetings"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[str] = mapped_column(String(20), primary_key=True)  # E.164
+    # A stored prompt document, as an IVR menu's: {"kind": "audio", "prompt_id"} (an
+    # upload, or speech rendered when saved) or {"kind": "tone", ...}.
+    greeting: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
     )

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/numbers", tags=["numbers"])
 
 
 def number_service(session: Session, principal: TenantMember, context: Context) -> NumberService:
-    return NumberService(session, principal, context.numbers, context.publisher)
+    return NumberService(session, principal, context.numbers, context.publisher, context.speech)
 
 
 Service = Annotated[NumberService, Depends(number_service)]
@@ -32,10 +32,10 @@ NumberId = Annotated[
 ]
 
 
-def _out(number: Number, response: Response | None = None) -> NumberOut:
-    if response is not None:
-        response.headers["ETag"] = number_etag(number)
-    return NumberOut.of(number)
+async def _out(service: NumberService, number: Number, response: Response) -> NumberOut:
+    response.headers["ETag"] = number_etag(number)
+    greetings = await service.greetings([number])
+    return NumberOut.of(number, greetings.get(number.spec.number))
 
 
 @router.get(
@@ -54,8 +54,12 @@ async def list_numbers(
     ] = None,
 ) -> Page[NumberOut]:
     numbers, total = await service.list(paging, city, label)
+    greetings = await service.greetings(numbers)
     return Page(
-        items=[_out(n) for n in numbers], total=total, limit=paging.limit, offset=paging.offset
+        items=[NumberOut.of(n, greetings.get(n.spec.number)) for n in numbers],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
     )
 
 
@@ -76,7 +80,7 @@ async def provision_number(
 ) -> NumberOut:
     number = await service.provision(body)
     response.headers["Location"] = f"/v1/numbers/{number.name}"
-    return _out(number, response)
+    return await _out(service, number, response)
 
 
 @router.get(
@@ -88,13 +92,13 @@ async def provision_number(
 async def get_number(
     _: TenantMember, service: Service, number_id: NumberId, response: Response
 ) -> NumberOut:
-    return _out(await service.get(number_id), response)
+    return await _out(service, await service.get(number_id), response)
 
 
 @router.patch(
     "/{number_id}",
     response_model=NumberOut,
-    summary="Set a number's entry route, ad-channel label or channel limit",
+    summary="Set a number's entry route, ad-channel label, channel limit or greeting",
     responses=error_responses(404, 412, 422, 503),
 )
 async def update_number(
@@ -105,7 +109,7 @@ async def update_number(
     response: Response,
     if_match: IfMatchHeader = None,
 ) -> NumberOut:
-    return _out(await service.update(number_id, body, if_match), response)
+    return await _out(service, await service.update(number_id, body, if_match), response)
 
 
 @router.delete(

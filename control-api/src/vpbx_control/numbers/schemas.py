@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from vpbx_common.manifests import UNROUTED_ENTRY, DnsLabel, Number, entry_reference
 
+from ..ivr.schemas import MenuPrompt, Prompt
 from ..schema_base import StrictInput
 from ..targets import E164, GroupTarget, IvrTarget, RoutePlanTarget, UserTarget
 
@@ -156,15 +157,25 @@ class NumberProvision(StrictInput):
 
 
 class NumberUpdate(StrictInput):
-    """Set a number's entry route, ad-channel label or channel limit.
+    """Set a number's entry route, ad-channel label, channel limit or greeting.
 
     ``entry: null`` leaves the number unrouted (calls are refused); ``label:
-    null`` removes the label; a field left out is not changed.
+    null`` removes the label; ``greeting: null`` removes the greeting; a field
+    left out is not changed.
     """
 
     entry: EntryTarget | None = None
     label: Label | None = None
     channels: Channels | None = None
+    greeting: Prompt | None = Field(
+        default=None,
+        description=(
+            "played to every caller of the number before routing, to its end (keys pressed "
+            "meanwhile are ignored); the same kinds as an IVR menu's prompt: `tts` (rendered "
+            "with espeak-ng when saved), `tone`, or `audio` naming one of the tenant's "
+            "uploaded prompts"
+        ),
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -210,10 +221,13 @@ class NumberOut(BaseModel):
         )
     )
     channels: int
+    greeting: MenuPrompt | None = Field(
+        default=None, description="what callers hear before routing; null: no greeting"
+    )
     status: NumberStatusOut
 
     @classmethod
-    def of(cls, number: Number) -> NumberOut:
+    def of(cls, number: Number, greeting: MenuPrompt | None = None) -> NumberOut:
         spec = number.spec
         return cls(
             id=number.name,
@@ -222,6 +236,7 @@ class NumberOut(BaseModel):
             label=spec.label,
             entry=entry_document(spec.entry),
             channels=spec.channels,
+            greeting=greeting,
             status=_status(number.status),
         )
 

@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable
-from typing import TypeVar
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.manifests import PLATFORM_API_VERSION, Number, NumberSpec
 
 from ..auth.principal import Principal
 from ..errors import InvalidInput, NotFound, PlanLimitReached, PreconditionFailed
+from ..ivr.repository import PromptRepository
+from ..ivr.schemas import MenuPrompt, SpokenPrompt
+from ..ivr.service import check_prompt, prompt_document
+from ..ivr.speech import SpeechEngine
 from ..nodeconfig.publisher import ConfigPublisher
 from ..paging import PageParams, check_if_match
 from ..targets import check_target
 from ..tenants.models import TenantRow
 from .errors import NoNumberAvailable, NumberAlreadyExists, NumberNotFound, NumberStoreUnavailable
+from .models import NumberGreetingRow
 from .pool import PoolRepository
 from .schemas import NumberProvision, NumberUpdate, stored_entry
 from .store import (
@@ -46,6 +53,8 @@ UPDATE_ATTEMPTS = 3
 
 
 ResultT = TypeVar("ResultT")
+
+_MENU_PROMPT = TypeAdapter[MenuPrompt](MenuPrompt)
 
 
 async def store_read(call: Awaitable[ResultT]) -> ResultT:
@@ -72,12 +81,15 @@ class NumberService:
         principal: Principal,
         store: NumberStore,
         publisher: ConfigPublisher,
+        speech: SpeechEngine,
     ) -> None:
         self.session = session
         self.tenant = principal.tenant
         self.store = store
         self.publisher = publisher
+        self.speech = speech
         self.pool = PoolRepository(session)
+        self.prompts = PromptRepository(session, principal.tenant)
 
     # --- reads ------------------------------------------------------------------
 
@@ -99,6 +111,39 @@ class NumberService:
         if number is None or number.spec.tenant != self.tenant:
             raise NumberNotFound()
         return number
+
+    async def greetings(self, numbers: Sequence[Number]) -> dict[str, MenuPrompt]:
+        """E.164 -> the greeting as read back (rendered speech as ``tts`` with its text)."""
+        wanted = [number.spec.number for number in numbers]
+        if not wanted:
+            return {}
+        rows = await self.session.scalars(
+            select(NumberGreetingRow).where(
+                NumberGreetingRow.tenant_id == self.tenant, NumberGreetingRow.number.in_(wanted)
+            )
+        )
+        stored = {row.number: row.greeting for row in rows}
+        spoken_ids = {
+            uuid.UUID(str(doc["prompt_id"]))
+            for doc in stored.values()
+            if doc.get("kind") == "audio" and doc.get("prompt_id")
+        }
+        texts = await self.prompts.texts(spoken_ids)
+        result: dict[str, MenuPrompt] = {}
+        for number, doc in stored.items():
+            prompt_id = doc.get("prompt_id")
+            spoken = texts.get(uuid.UUID(str(prompt_id))) if prompt_id else None
+            if spoken is not None:
+                text, language = spoken
+                result[number] = SpokenPrompt(
+                    text=text, language=language, prompt_id=uuid.UUID(str(prompt_id))
+                )
+                continue
+            try:
+                result[number] = _MENU_PROMPT.validate_python(doc)
+            except ValidationError:
+                logger.warning("tenant=%s greeting of %s unreadable: %r", self.tenant, number, doc)
+        return result
 
     # --- provisioning -----------------------------------------------------------
 
@@ -210,6 +255,10 @@ class NumberService:
     # --- changes ----------------------------------------------------------------
 
     async def update(self, number_id: str, body: NumberUpdate, if_match: str | None) -> Number:
+        greeting: dict[str, Any] | None = None
+        greeting_changed = "greeting" in body.model_fields_set
+        if greeting_changed and body.greeting is not None:
+            await check_prompt(self.prompts, self.speech, body.greeting, "body.greeting")
         changes: dict[str, object] = {}
         if "entry" in body.model_fields_set:
             await check_target(self.session, self.tenant, body.entry, "body.entry")
@@ -218,11 +267,20 @@ class NumberService:
             changes["label"] = body.label
         if body.channels is not None:
             changes["channels"] = body.channels
+        if greeting_changed and body.greeting is not None:
+            # Rendered (speech) before anything is written: a 422 or 503 changes nothing.
+            greeting = await prompt_document(
+                self.prompts, self.speech, body.greeting, None, "body.greeting"
+            )
         attempt = 0
         while True:
             attempt += 1
             number = await self.get(number_id)
             check_if_match(if_match, number_etag(number))
+            if not changes:
+                # The greeting lives in the database only: the Number resource stays as it is.
+                await self._set_greeting(number, greeting_changed, greeting)
+                return number
             spec = NumberSpec.model_validate(
                 {**number.spec.model_dump(by_alias=True, exclude_none=True), **changes}
             )
@@ -233,14 +291,41 @@ class NumberService:
                     raise PreconditionFailed("the number changed since it was read") from exc
                 continue
             except NumberStoreError as exc:
+                await self.session.rollback()
                 raise NumberStoreUnavailable(f"the number was not changed: {exc}") from exc
-            await self.publisher.changed(self.tenant)
+            await self._set_greeting(updated, greeting_changed, greeting)
             return updated
+
+    async def _set_greeting(
+        self, number: Number, changed: bool, greeting: dict[str, Any] | None
+    ) -> None:
+        """Store (or with None remove) the number's greeting, then tell the nodes."""
+        if changed:
+            e164 = number.spec.number
+            row = await self.session.get(NumberGreetingRow, (self.tenant, e164))
+            if greeting is None and row is not None:
+                await self.session.delete(row)
+            elif greeting is not None and row is None:
+                self.session.add(
+                    NumberGreetingRow(tenant_id=self.tenant, number=e164, greeting=greeting)
+                )
+            elif greeting is not None and row is not None:
+                row.greeting = greeting
+            await self.session.flush()
+            await self.prompts.prune()
+            await self.session.commit()
+        await self.publisher.changed(self.tenant)
 
     async def release(self, number_id: str, if_match: str | None) -> None:
         number = await self.get(number_id)
         check_if_match(if_match, number_etag(number))
         await self.pool.release(number.spec.number, number.spec.city)
+        await self.session.execute(
+            delete(NumberGreetingRow).where(
+                NumberGreetingRow.tenant_id == self.tenant,
+                NumberGreetingRow.number == number.spec.number,
+            )
+        )
         try:
             await self.store.delete_number(number.name)
         except NumberStoreError as exc:

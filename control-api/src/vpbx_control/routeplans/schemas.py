@@ -151,14 +151,38 @@ class QueueStep(_Step):
 
     The caller is answered and hears music on hold; free members are offered the
     queue's callers first come, first served across all the tenant's cities, in the
-    group's strategy; after ``max_wait_s`` the call goes on with the next step.
-    ``announce_position`` is stored but not yet running (no announcements yet)."""
+    group's strategy. The call goes on with the next step after ``max_wait_s``, when
+    the caller presses ``exit_digit``, or at once when ``max_length`` callers wait
+    already. With ``announce_position`` the caller hears their place and the
+    expected wait on joining and every ``announce_every_s`` (never while a member's
+    phone rings for them), in the tenant's language."""
 
     type: Literal["queue"] = "queue"
     group_id: uuid.UUID
     max_wait_s: int = Field(default=300, ge=10, le=3600)
     announce_position: bool = Field(
-        default=False, description="not yet running: the caller hears music only"
+        default=False,
+        description=(
+            "tell the caller their place in the queue and the expected wait (their place "
+            "times how long one place took for recently answered callers; before any, two "
+            "minutes per caller shared by the group's members)"
+        ),
+    )
+    announce_every_s: int = Field(
+        default=30, ge=10, le=600, description="seconds of waiting between announcements"
+    )
+    exit_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] | None = Field(
+        default=None,
+        description="a key that takes the caller out of the queue to the next step; null: none",
+    )
+    max_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description=(
+            "callers waiting (in all cities) beyond which a new caller goes on to the next "
+            "step at once; null: no limit"
+        ),
     )
 
     def ends_call(self) -> bool:

@@ -44,7 +44,7 @@ async def run_node(settings: NodeSettings) -> None:
             timeout=settings.config_fetch_timeout,
         )
         config = ConfigHolder(await client.fetch_initial())
-        prompts = PromptLibrary(client.fetch_prompt)
+        prompts = PromptLibrary(client.fetch_prompt, fetch_speech=client.fetch_speech)
         watcher = ConfigWatcher(
             client, config, redis_client, poll_interval=settings.config_poll_interval
         )

@@ -101,6 +101,18 @@ class ConfigClient:
             )
         return response.content
 
+    async def fetch_speech(self, language: str, phrase: str) -> bytes:
+        """The WAV of one of the platform's spoken phrases (OSError when it cannot be had)."""
+        try:
+            response = await self._http.get(f"/internal/v1/speech/{language}/{phrase}")
+        except httpx.HTTPError as exc:
+            raise ConfigFetchError(f"control API unreachable: {exc!r}") from exc
+        if response.status_code != 200:
+            raise ConfigFetchError(
+                f"phrase {language}/{phrase}: control API answered {response.status_code}"
+            )
+        return response.content
+
     async def fetch_initial(
         self, *, first_delay: float = 0.2, max_delay: float = 5.0
     ) -> NodeConfig:

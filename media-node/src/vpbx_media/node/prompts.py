@@ -4,6 +4,11 @@ Every prompt is encoded once per codec and cached (``PromptCache``): a thousand
 callers in the queue share one music-on-hold frame tuple. Uploaded and spoken
 prompts are fetched from the control API by id; an id names immutable audio,
 so a fetched prompt never needs refreshing.
+
+Queue announcements are put together from the platform's spoken phrases
+(``vpbx_common.speech``), fetched once per language and phrase from the
+control API and cached per codec like any prompt; an announcement (place,
+minutes) is then a concatenation of cached frames, itself cached.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 from array import array
 from collections.abc import Awaitable, Callable
 
+from vpbx_common import speech
 from vpbx_common.nodeconfig import AudioPrompt, Prompt, TonePrompt, TtsPrompt
 
 from ..media import tones
@@ -20,11 +26,15 @@ from ..media.g711 import Codec
 from ..media.prompt import Prompt as Frames
 from ..media.prompt import PromptCache
 from ..media.wav import WavFormatError, read_mono_8k
-from .routing.actions import Sound
+from .routing.actions import QueueAnnouncement, Sound
 
 logger = logging.getLogger(__name__)
 
 FetchAudio = Callable[[str], Awaitable[bytes]]
+FetchSpeech = Callable[[str, str], Awaitable[bytes]]  # (language, phrase) -> WAV
+
+# Between the phrases of an announcement: espeak-ng's clips carry little silence.
+_PHRASE_GAP_FRAMES = 8  # 160 ms
 
 # A tenant prompt that cannot be had (control API down, a broken file) is replaced by
 # this short tone, so an IVR still tells the caller that it waits for a key.
@@ -52,11 +62,20 @@ def _beep() -> array[int]:
 
 
 class PromptLibrary:
-    def __init__(self, fetch: FetchAudio | None = None, cache: PromptCache | None = None) -> None:
+    def __init__(
+        self,
+        fetch: FetchAudio | None = None,
+        cache: PromptCache | None = None,
+        *,
+        fetch_speech: FetchSpeech | None = None,
+    ) -> None:
         self._fetch = fetch
+        self._fetch_speech = fetch_speech
         self.cache = cache if cache is not None else PromptCache()
 
-    async def frames(self, sound: Prompt | Sound, codec: Codec) -> Frames:
+    async def frames(self, sound: Prompt | Sound | QueueAnnouncement, codec: Codec) -> Frames:
+        if isinstance(sound, QueueAnnouncement):
+            return await self.announcement(sound, codec)
         if isinstance(sound, Sound):
             return self._sound(sound, codec)
         if isinstance(sound, TonePrompt):
@@ -71,6 +90,45 @@ class PromptLibrary:
         pcm = await self._audio(prompt_id)
         if pcm is None:
             return self._tone(_FALLBACK, codec)
+        return self.cache.get_or_build(key, codec, lambda c: Frames.from_pcm(pcm, c))
+
+    async def announcement(self, announcement: QueueAnnouncement, codec: Codec) -> Frames:
+        """The caller's place and expected wait, spoken in the tenant's language."""
+        language = speech.language_of(announcement.language)
+        key = f"announce:{language}:{announcement.position}:{announcement.wait_minutes}"
+        cached = self.cache.get(key, codec)
+        if cached is not None:
+            return cached
+        clips: list[Frames] = []
+        for phrase in speech.announcement(announcement.position, announcement.wait_minutes):
+            clip = await self.phrase(language, phrase, codec)
+            if clip is None:
+                # Half a sentence would mislead: a tone, and the next announcement retries.
+                return self._tone(_FALLBACK, codec)
+            clips.append(clip)
+        gap = (codec.silence_frame(),) * _PHRASE_GAP_FRAMES
+        frames: list[bytes] = []
+        for clip in clips:
+            frames.extend(clip.frames)
+            frames.extend(gap)
+        built = Frames(codec, tuple(frames))
+        self.cache.put(key, built)
+        return built
+
+    async def phrase(self, language: str, phrase: str, codec: Codec) -> Frames | None:
+        """One of the platform's spoken phrases (None: it cannot be had now)."""
+        key = f"speech:{language}:{phrase}"
+        cached = self.cache.get(key, codec)
+        if cached is not None:
+            return cached
+        if self._fetch_speech is None:
+            logger.warning("phrase %s/%s: no control API to fetch it from", language, phrase)
+            return None
+        try:
+            pcm = read_mono_8k(io.BytesIO(await self._fetch_speech(language, phrase)))
+        except (OSError, WavFormatError, ValueError) as exc:
+            logger.warning("phrase %s/%s unavailable (%s)", language, phrase, exc)
+            return None
         return self.cache.get_or_build(key, codec, lambda c: Frames.from_pcm(pcm, c))
 
     async def _audio(self, prompt_id: str) -> array[int] | None:

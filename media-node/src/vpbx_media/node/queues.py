@@ -60,10 +60,19 @@ Expected wait
     call ends, and the mean already reflects how many agents serve the queue.
     Callers who gave up do not count, so a queue many abandon reads short.
 
+    ``estimate_wait_s(group, position)`` is what a caller is told: position x the
+    seconds one place in the queue took recently. Each connected caller's wait is
+    kept with the place it joined at, so waited / place is how long the queue took
+    to move by one for them; the mean over the same recent callers, times the
+    caller's place, is the estimate. With no such caller yet it is position x
+    ``DEFAULT_HANDLE_S`` / the group's members (each member takes a caller about
+    every two minutes): a guess, said as one.
+
 What the call's executor does (the router's queue step, ``routing/queue.py``)
-    - ``JoinQueue`` -> ``join``; ``QueueFullError`` or a Redis error: feed the router
-      ``QueueLeft`` with the reason. ``announce_position``: ``position`` and
-      ``expected_wait_s`` say what to announce.
+    - ``JoinQueue`` -> ``join`` (with its ``max_length``); ``QueueFullError`` or a Redis
+      error: feed the router ``QueueLeft`` with the reason.
+    - ``AskQueueStatus`` -> ``position`` and ``estimate_wait_s``, fed back as
+      ``QueueStatus`` (unknown on a Redis error: that announcement is skipped).
     - ``on_offer(extension)`` -> hand the router a fresh agent snapshot
       (``update_agents``; its own is from the call's start and would refuse an agent
       who has become free since), then feed ``QueueOffer(extension)``.
@@ -82,10 +91,12 @@ together)::
     vpbx:queue:{<tenant>}:<group>:wait   zset call id -> join time (epoch s): the order
     vpbx:queue:{<tenant>}:<group>:alive  zset call id -> alive until (epoch s)
     vpbx:queue:{<tenant>}:<group>:entry  hash call id -> JSON {n: node, j: joined,
+                                         p: place on joining,
                                          a: agent offered, u: offer until,
                                          s: {agent: skip until}, c: the caller's own
                                          extension, never offered to it}
-    vpbx:queue:{<tenant>}:<group>:waits  list "<connected at> <waited s>", newest first
+    vpbx:queue:{<tenant>}:<group>:waits  list "<connected at> <waited s> <place on
+                                         joining>", newest first
     vpbx:queue:{<tenant>}:offers         zset extension -> lease until (tenant-wide)
     vpbx:queue:{<tenant>}:offer          hash extension -> call id holding the lease
     vpbx:queue:{<tenant>}:wake           pub/sub: the queue of <group> changed
@@ -124,6 +135,7 @@ RETRY_SAME_AGENT_AFTER_S = 20.0  # a caller whose offer failed skips that agent 
 SETTLE_S = 2.0  # an agent who answered stays leased until their talking state shows
 WAITS_KEPT = 20
 WAITS_WINDOW_S = 3600.0
+DEFAULT_HANDLE_S = 120.0  # the guess per caller and agent before any wait is known
 _KEY_TTL_S = 24 * 3600  # keys of a queue nobody touches go away on their own
 _RETRY_S = 1.0  # after a Redis error in the loops
 
@@ -132,7 +144,7 @@ class QueueFullError(Exception):
     """``join`` refused: the queue holds ``max_length`` callers already."""
 
     def __init__(self, group: str, max_length: int) -> None:
-        super().__init__(f"queue of group {group} is full ({max_length} callers)")
+        super().__init__(f"queue full ({max_length} callers waiting in group {group})")
         self.group = group
         self.max_length = max_length
 
@@ -211,6 +223,9 @@ if not redis.call('ZSCORE', WAIT, call) then
         return 0
     end
     add(call, ARGV[2], ARGV[5], ARGV[8])
+    local e = cjson.decode(redis.call('HGET', ENTRY, call))
+    e.p = redis.call('ZRANK', WAIT, call) + 1
+    redis.call('HSET', ENTRY, call, cjson.encode(e))
 end
 redis.call('ZADD', ALIVE, ARGV[4], call)
 keep(ARGV[7])
@@ -315,8 +330,9 @@ purge(now)
 local raw = drop(call)
 local waited = ''
 if raw then
-    waited = now - cjson.decode(raw).j
-    redis.call('LPUSH', WAITS, ARGV[3] .. ' ' .. waited)
+    local e = cjson.decode(raw)
+    waited = now - e.j
+    redis.call('LPUSH', WAITS, ARGV[3] .. ' ' .. waited .. ' ' .. (e.p or 1))
     redis.call('LTRIM', WAITS, 0, tonumber(ARGV[5]) - 1)
     redis.call('EXPIRE', WAITS, ARGV[6])
 end
@@ -577,14 +593,34 @@ class QueueDispatcher:
 
     async def expected_wait_s(self, group: str) -> float | None:
         """The mean wait of the callers recently connected from this queue; None: none."""
-        since = self._clock() - WAITS_WINDOW_S
-        waits: list[float] = []
-        for item in await self._redis.lrange(self.keys(group)[5], 0, WAITS_KEPT - 1):
-            at, _, waited = _text(item).partition(" ")
-            with contextlib.suppress(ValueError):
-                if float(at) >= since:
-                    waits.append(float(waited))
+        waits = [waited for waited, _ in await self._recent_waits(group)]
         return sum(waits) / len(waits) if waits else None
+
+    async def estimate_wait_s(self, group: str, position: int) -> float:
+        """What a caller at ``position`` may expect to wait (the module docstring says how)."""
+        per_place = [waited / place for waited, place in await self._recent_waits(group)]
+        if per_place:
+            return position * sum(per_place) / len(per_place)
+        entry = self._config().group(group)
+        agents = len(entry.members) if entry is not None else 0
+        return position * DEFAULT_HANDLE_S / max(1, agents)
+
+    async def _recent_waits(self, group: str) -> list[tuple[float, int]]:
+        """(seconds waited, place on joining) of the callers recently connected."""
+        since = self._clock() - WAITS_WINDOW_S
+        waits: list[tuple[float, int]] = []
+        for item in await self._redis.lrange(self.keys(group)[5], 0, WAITS_KEPT - 1):
+            fields = _text(item).split()
+            try:
+                at, waited = float(fields[0]), float(fields[1])
+                # Entries written before places were kept count as the first place.
+                place = int(fields[2]) if len(fields) > 2 else 1
+            except (IndexError, ValueError):
+                logger.warning("tenant=%s queue %s: unreadable wait %r", self.tenant, group, item)
+                continue
+            if at >= since:
+                waits.append((waited, max(1, place)))
+        return waits
 
     # --- rounds ------------------------------------------------------------------
 

@@ -143,6 +143,9 @@ class TenantSource:
     route_plans: Sequence[SourceRoutePlan] = ()
     numbers: Sequence[Number] = ()
     decision_secret: str | None = None
+    # Number (E.164) -> the stored Prompt document its callers hear before routing.
+    number_greetings: Mapping[str, Document] = field(default_factory=dict)
+    language: str = "ru-RU"  # of the platform's spoken phrases
 
 
 _PROMPT = TypeAdapter[Prompt](Prompt)
@@ -260,6 +263,9 @@ class _Resolver:
                 target=_narrow(target, GroupTarget),
                 max_wait_s=int(document.get("max_wait_s", 300)),
                 announce_position=bool(document.get("announce_position", False)),
+                announce_every_s=int(document.get("announce_every_s") or 30),
+                exit_digit=str(document["exit_digit"]) if document.get("exit_digit") else None,
+                max_length=int(document["max_length"]) if document.get("max_length") else None,
             )
         if kind == "user":
             return compiled.UserStep(
@@ -454,6 +460,7 @@ def _numbers(source: TenantSource, resolver: _Resolver) -> list[NumberEntry]:
         if spec.tenant != source.tenant:
             continue
         target = resolver.entry(spec.entry)
+        greeting = source.number_greetings.get(spec.number)
         if isinstance(target, UnroutedTarget) and target.missing is not None:
             logger.warning(
                 "tenant=%s number %s: entry %s refers to nothing; calls get 480",
@@ -468,6 +475,7 @@ def _numbers(source: TenantSource, resolver: _Resolver) -> list[NumberEntry]:
                 label=spec.label,
                 channels=spec.channels,
                 target=target,
+                greeting=_prompt(greeting) if greeting else None,
             )
         )
     return sorted(entries, key=lambda entry: entry.number)
@@ -499,5 +507,6 @@ def compile_node_config(source: TenantSource, city: str) -> NodeConfig:
         ivr_menus=_ivr_menus(source, resolver),
         route_plans=_route_plans(source, resolver),
         decision_secret=source.decision_secret,
+        language=source.language,
     )
     return compiled_config.with_version()

@@ -204,6 +204,8 @@ class NodeConfig(ConfigModel):
     # Signs the tenant's HTTP decisions (X-Vpbx-Signature, vpbx_common.signing); None:
     # the tenant has none yet and decisions go unsigned.
     decision_secret: str | None = None
+    # The language of the platform's spoken phrases (queue announcements), BCP 47.
+    language: str = "ru-RU"
     version: str = ""
 
     _users: dict[str, UserEntry] = PrivateAttr(default_factory=dict)

@@ -64,7 +64,12 @@ class QueueStep(ConfigModel):
     type: Literal["queue"] = "queue"
     target: GroupOrUnrouted
     max_wait_s: int = 300
+    # Tell the caller their place and the expected wait on joining, then every
+    # ``announce_every_s`` while they wait.
     announce_position: bool = False
+    announce_every_s: int = 30
+    exit_digit: str | None = None  # 0-9, *, #: the caller leaves for the next step
+    max_length: int | None = None  # a caller finding this many waiting goes on at once
 
 
 class UserStep(ConfigModel):

@@ -69,6 +69,7 @@ from ..queues import QueueFullError
 from ..routing import (
     Action,
     Answer,
+    AskQueueStatus,
     BackToQueue,
     CallContext,
     CallerHungUp,
@@ -87,6 +88,7 @@ from ..routing import (
     PromptFinished,
     QueueLeft,
     QueueOffer,
+    QueueStatus,
     RecordVoicemail,
     RememberLastMember,
     RequestDecision,
@@ -332,6 +334,8 @@ class Call:
             self._done(action.result)
         elif isinstance(action, JoinQueue):
             await self._join_queue(action, later)
+        elif isinstance(action, AskQueueStatus):
+            self._spawn(self._queue_status(action.group))
         elif isinstance(action, BackToQueue):
             self._spawn(self.host.queues.back(self.call_id, action.group, action.extension))
         elif isinstance(action, LeaveQueue):
@@ -488,12 +492,26 @@ class Call:
                 on_offer=lambda extension: self.events.put_nowait(_QueueOffer(extension)),
                 on_left=lambda reason: self.events.put_nowait(_ForRouter(QueueLeft(reason))),
                 internal_caller=self.facts.caller if self._internal else None,
+                max_length=action.max_length,
             )
         except (QueueFullError, redis.RedisError) as exc:
             later.append(QueueLeft(str(exc)))
             return
         self._queued = action.group
         self._log(logging.INFO, "queued in %s at position %d", action.group, position)
+
+    async def _queue_status(self, group: str) -> None:
+        """The caller's place and expected wait, for the router's announcement."""
+        try:
+            position = await self.host.queues.position(self.call_id, group)
+            wait = None
+            if position is not None:
+                wait = await self.host.queues.estimate_wait_s(group, position)
+        except redis.RedisError as exc:
+            # Said as unknown: the router skips this announcement and tries the next.
+            self._log(logging.WARNING, "queue status of %s unavailable: %s", group, exc)
+            position, wait = None, None
+        self.events.put_nowait(_ForRouter(QueueStatus(position, wait)))
 
     @property
     def _internal(self) -> bool:

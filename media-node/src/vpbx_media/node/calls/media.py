@@ -25,7 +25,7 @@ from ...media.scheduler import PacedScheduler, Playback
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import Negotiation
 from ..prompts import PromptLibrary
-from ..routing.actions import Sound
+from ..routing.actions import QueueAnnouncement, Sound
 
 _TIMESTAMP = struct.Struct("!I")
 _EXTENSION_LENGTH = struct.Struct("!H")
@@ -83,7 +83,7 @@ class CallerMedia:
             self._scheduler.remove(self._playback)
             self._relay.serve(Leg.A, None)
 
-    async def play(self, sound: Prompt | Sound, *, loop: bool) -> None:
+    async def play(self, sound: Prompt | Sound | QueueAnnouncement, *, loop: bool) -> None:
         self._generation += 1
         generation = self._generation
         frames = await self._prompts.frames(sound, self.codec)

@@ -34,6 +34,19 @@ class Sound(enum.StrEnum):
     BEEP = "beep"  # the voicemail beep: speak now
 
 
+@dataclass(frozen=True, slots=True)
+class QueueAnnouncement:
+    """Spoken: the caller's place in the queue and the expected wait.
+
+    ``language`` is the tenant's (BCP 47); ``wait_minutes`` 0 means less than a minute.
+    The executor builds it from the platform's spoken phrases (``/internal/v1/speech``).
+    """
+
+    language: str
+    position: int
+    wait_minutes: int
+
+
 class RouteResult(enum.StrEnum):
     """How routing ended (``Done.result``)."""
 
@@ -52,7 +65,7 @@ class Play:
     """Play to the caller, replacing whatever plays now; ``PromptFinished`` when it ends
     (never for a loop)."""
 
-    sound: Prompt | Sound
+    sound: Prompt | Sound | QueueAnnouncement
     loop: bool = False
 
 
@@ -107,6 +120,16 @@ class JoinQueue:
     group: str
     max_wait_s: int
     announce_position: bool = False
+    # Refuse (``QueueLeft``) when this many callers wait already; None: no limit.
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AskQueueStatus:
+    """Look up the caller's place in the group's queue and the wait expected from there;
+    answer with ``QueueStatus``."""
+
+    group: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +208,7 @@ Action = (
     | StopRinging
     | Connect
     | JoinQueue
+    | AskQueueStatus
     | BackToQueue
     | LeaveQueue
     | RecordVoicemail

@@ -68,6 +68,15 @@ class QueueLeft:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """The answer to ``AskQueueStatus``: the caller's place (1 = next; None: not waiting,
+    or unknown) and the expected wait from there in seconds (None: no estimate)."""
+
+    position: int | None
+    expected_wait_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class VoicemailFinished:
     pass
 
@@ -87,6 +96,7 @@ Event = (
     | DecisionFailed
     | QueueOffer
     | QueueLeft
+    | QueueStatus
     | VoicemailFinished
     | CallerHungUp
 )

@@ -8,15 +8,36 @@ to the dispatcher at its place (``BackToQueue``). The wait ends after
 ``max_wait_s`` (an offer ringing then may still be answered: the wait ends
 when it is over) or when the dispatcher says so (``QueueLeft``); the route plan
 then goes on with its next step.
+
+Announcements (``announce_position``): on joining and then every
+``announce_every_s`` of waiting, the router asks the executor where the caller
+stands (``AskQueueStatus`` -> ``QueueStatus``) and plays a ``QueueAnnouncement``
+in place of the music, which comes back when it has been said. Never while an
+offer rings: an offer cuts an announcement short, and one that falls due during
+an offer (or was cut) is made as soon as the caller waits again.
+
+``exit_digit``: the caller's digits are collected only when one is set; that
+digit leaves the queue (an offer ringing is stopped) and the plan goes on.
+``max_length`` travels with ``JoinQueue``; a full queue answers ``QueueLeft``.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 
 from vpbx_common.nodeconfig import GroupEntry
+from vpbx_common.nodeconfig.steps import QueueStep
 
-from .actions import BackToQueue, JoinQueue, LeaveQueue, Sound
+from .actions import (
+    AskQueueStatus,
+    BackToQueue,
+    CollectDigits,
+    JoinQueue,
+    LeaveQueue,
+    QueueAnnouncement,
+    Sound,
+)
 from .env import RouterEnv
 from .events import MemberFailure
 from .ringing import RingMode, RingSession, RingSpec, RingState
@@ -24,6 +45,25 @@ from .trace import Outcome
 
 # How long an offered agent rings when the group sets no member_ring_s.
 QUEUE_OFFER_RING_S = 15.0
+# Guards against an executor that never answers: a status not given in this time is
+# skipped; an announcement whose end is never reported gives way to the music again.
+STATUS_GUARD_S = 5.0
+ANNOUNCEMENT_GUARD_S = 60.0
+# The platform speaks numbers up to this (the phrases the control API renders).
+MAX_SPOKEN_NUMBER = 99
+
+
+class _Announcing(enum.Enum):
+    ASKING = "asking"  # AskQueueStatus is out
+    PLAYING = "playing"  # the announcement plays instead of the music
+
+
+def wait_minutes(expected_wait_s: float | None) -> int:
+    """Whole minutes to announce, rounded up (a wait is not promised shorter than it
+    is); 0: less than a minute, also when nothing is known yet."""
+    if expected_wait_s is None or expected_wait_s < 60:
+        return 0
+    return min(MAX_SPOKEN_NUMBER, math.ceil(expected_wait_s / 60))
 
 
 class QueueState(enum.Enum):
@@ -35,17 +75,13 @@ class QueueState(enum.Enum):
 
 
 class QueueSession:
-    def __init__(
-        self,
-        group: GroupEntry,
-        max_wait_s: int,
-        announce_position: bool,
-        subject: str,
-        env: RouterEnv,
-    ) -> None:
+    def __init__(self, group: GroupEntry, step: QueueStep, subject: str, env: RouterEnv) -> None:
         self.group = group
-        self.max_wait_s = max_wait_s
-        self.announce_position = announce_position
+        self.max_wait_s = step.max_wait_s
+        self.announce_position = step.announce_position
+        self.announce_every_s = float(max(1, step.announce_every_s))
+        self.exit_digit = step.exit_digit
+        self.max_length = step.max_length
         self.subject = subject
         self.env = env
         self.state = QueueState.IDLE
@@ -53,21 +89,64 @@ class QueueSession:
         self.left_because = ""
         self._offer: RingSession | None = None
         self._expires = 0.0
+        self._announcing: _Announcing | None = None
+        self._announce_at: float | None = None  # the next announcement (None: none)
+        self._guard = 0.0  # the running announcement's (or status request's) guard
 
     @property
     def deadline(self) -> float | None:
         if self.state is QueueState.WAITING:
+            if self._announcing is not None:
+                return min(self._expires, self._guard)
+            if self._announce_at is not None:
+                return min(self._expires, self._announce_at)
             return self._expires
         if self.state is QueueState.OFFERING and self._offer is not None:
             return self._offer.deadline
         return None
 
     def start(self, now: float) -> None:
+        if self.exit_digit is not None:
+            self.env.out.act(CollectDigits(max_digits=1))
         self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
-        self.env.out.act(JoinQueue(self.group.name, self.max_wait_s, self.announce_position))
+        self.env.out.act(
+            JoinQueue(self.group.name, self.max_wait_s, self.announce_position, self.max_length)
+        )
         self.env.out.note(now, self.subject, Outcome.QUEUED, detail="joined")
         self.state = QueueState.WAITING
         self._expires = now + self.max_wait_s
+        if self.announce_position:
+            self._ask(now)
+
+    def on_status(self, position: int | None, expected_wait_s: float | None, now: float) -> None:
+        if self.state is not QueueState.WAITING or self._announcing is not _Announcing.ASKING:
+            return  # a late answer: an offer came, or the caller left
+        if position is None or position > MAX_SPOKEN_NUMBER:
+            why = "place unknown" if position is None else f"place {position}: beyond words"
+            self.env.out.note(now, self.subject, Outcome.PROMPTED, detail=f"no announcement, {why}")
+            self._announced(now)
+            return
+        minutes = wait_minutes(expected_wait_s)
+        self.env.play(QueueAnnouncement(self.env.config.language, position, minutes))
+        self._announcing = _Announcing.PLAYING
+        self._guard = now + ANNOUNCEMENT_GUARD_S
+        wait = f"about {minutes} min" if minutes else "under a minute"
+        self.env.out.note(
+            now, self.subject, Outcome.PROMPTED, detail=f"announced place {position}, {wait}"
+        )
+
+    def on_prompt_finished(self, now: float) -> None:
+        if self.state is QueueState.WAITING and self._announcing is _Announcing.PLAYING:
+            self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
+            self._announced(now)
+
+    def on_digit(self, digit: str, now: float) -> None:
+        if digit != self.exit_digit or self.state not in (QueueState.WAITING, QueueState.OFFERING):
+            return
+        if self.state is QueueState.OFFERING and self._offer is not None:
+            self._offer.stop(now, f"caller pressed {digit}")
+            self._offer = None
+        self._leave(now, f"caller pressed {digit}")
 
     def on_offer(self, extension: str, now: float) -> None:
         if self.state is not QueueState.WAITING:
@@ -83,6 +162,7 @@ class QueueSession:
             group=self.group.name,
         )
         self.env.out.note(now, self.subject, Outcome.QUEUED, extension, "offered")
+        self._interrupt_announcement(now)
         self._offer = RingSession(spec, self.env)
         self.state = QueueState.OFFERING
         self._offer.start(now)
@@ -107,8 +187,18 @@ class QueueSession:
         if self.state is QueueState.OFFERING and self._offer is not None:
             self._offer.on_timer(now)
             self._after_offer(now)
-        elif self.state is QueueState.WAITING and now >= self._expires:
-            self._leave(now, f"waited {self.max_wait_s} s")
+        elif self.state is QueueState.WAITING:
+            if now >= self._expires:
+                self._leave(now, f"waited {self.max_wait_s} s")
+            elif self._announcing is _Announcing.ASKING and now >= self._guard:
+                self.env.out.note(now, self.subject, Outcome.PROMPTED, detail="no queue status")
+                self._announced(now)
+            elif self._announcing is _Announcing.PLAYING and now >= self._guard:
+                self.env.out.note(now, self.subject, Outcome.PROMPTED, detail="end not heard")
+                self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
+                self._announced(now)
+            elif self._announce_at is not None and now >= self._announce_at:
+                self._ask(now)
 
     def on_left(self, reason: str, now: float) -> None:
         """The dispatcher ended the wait."""
@@ -141,7 +231,29 @@ class QueueSession:
         if now >= self._expires:
             self._leave(now, f"waited {self.max_wait_s} s")
 
+    def _ask(self, now: float) -> None:
+        self.env.out.act(AskQueueStatus(self.group.name))
+        self._announcing = _Announcing.ASKING
+        self._announce_at = None
+        self._guard = now + STATUS_GUARD_S
+
+    def _announced(self, now: float) -> None:
+        self._announcing = None
+        self._announce_at = now + self.announce_every_s
+
+    def _interrupt_announcement(self, now: float) -> None:
+        """An offer rings: no announcement over it; one cut short is made again after."""
+        if self._announcing is None:
+            return
+        if self._announcing is _Announcing.PLAYING:
+            self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
+            self.env.out.note(now, self.subject, Outcome.PROMPTED, detail="announcement cut")
+        self._announcing = None
+        self._announce_at = now
+
     def _leave(self, now: float, why: str) -> None:
+        self._announcing = None
+        self._announce_at = None
         self.env.out.act(LeaveQueue(self.group.name, why))
         self.env.out.note(now, self.subject, Outcome.QUEUED, detail=f"left: {why}")
         self.state = QueueState.LEFT

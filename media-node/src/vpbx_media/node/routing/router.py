@@ -86,9 +86,11 @@ from .events import (
     PromptFinished,
     QueueLeft,
     QueueOffer,
+    QueueStatus,
     TimerFired,
     VoicemailFinished,
 )
+from .greeting import GreetingSession, GreetingState
 from .hangup import hangup_for
 from .ivr import IvrSession, IvrState
 from .plan import PlanCursor
@@ -115,6 +117,7 @@ CRM_NOT_RUNNING = "CRM lookups not yet running"
 
 class RouterState(enum.Enum):
     IDLE = "idle"  # not started
+    GREETING = "greeting"  # the number's greeting plays before routing
     RINGING = "ringing"  # people ring (a group, a user, a decision's list)
     IVR = "ivr"
     QUEUED = "queued"
@@ -174,7 +177,9 @@ class _ContinuePlan:
 
 _Next = _GoTo | _ContinuePlan
 
-_Session = RingSession | IvrSession | QueueSession | DecisionSession | VoicemailSession
+_Session = (
+    RingSession | IvrSession | QueueSession | DecisionSession | VoicemailSession | GreetingSession
+)
 
 _RING_END_REASON = {
     RingResult.NO_ANSWER: EndReason.NO_ANSWER,
@@ -246,7 +251,15 @@ class CallRouter:
         if self.state is not RouterState.IDLE:
             raise RuntimeError("router already started")
         self._out.origin = now
-        self._next = _GoTo(self._start_target, "entry")
+        number = self._env.config.number(self._env.call.number)
+        if number is not None and number.greeting is not None:
+            self._answer()
+            greeting = GreetingSession(number.greeting, "greeting", self._env)
+            self._session = greeting
+            self._set_state(RouterState.GREETING)
+            greeting.start(now)
+        else:
+            self._next = _GoTo(self._start_target, "entry")
         self._drive(now)
         return self._out.drain()
 
@@ -281,10 +294,10 @@ class CallRouter:
                 if isinstance(session, RingSession | QueueSession):
                     session.on_failed(extension, status, now)
             case Digit(digit=digit):
-                if isinstance(session, IvrSession):
+                if isinstance(session, IvrSession | QueueSession):
                     session.on_digit(digit, now)
             case PromptFinished():
-                if isinstance(session, IvrSession):
+                if isinstance(session, IvrSession | QueueSession | GreetingSession):
                     session.on_prompt_finished(now)
             case DecisionReply(status=status, body=body):
                 if isinstance(session, DecisionSession):
@@ -298,6 +311,9 @@ class CallRouter:
             case QueueLeft(reason=reason):
                 if isinstance(session, QueueSession):
                     session.on_left(reason, now)
+            case QueueStatus(position=position, expected_wait_s=expected_wait_s):
+                if isinstance(session, QueueSession):
+                    session.on_status(position, expected_wait_s, now)
             case VoicemailFinished():
                 if isinstance(session, VoicemailSession):
                     session.on_finished(now)
@@ -355,6 +371,10 @@ class CallRouter:
                     # A message left is the call's outcome for the CDR: voicemail, not completed.
                     hangup = Hangup(200, EndReason.VOICEMAIL, "voicemail recorded", answered=True)
                     self._finish_with(hangup, now)
+            case GreetingSession():
+                if session.state is GreetingState.ENDED:
+                    self._session = None
+                    self._next = _GoTo(self._start_target, "entry after the greeting")
 
     def _drive(self, now: float) -> None:
         """Run the queued moves; each either waits (a session), ends, or queues the next."""
@@ -553,9 +573,7 @@ class CallRouter:
                 case QueueStep(target=GroupTarget(name=name)) if group := config.group(name):
                     self._out.note(now, subject, Outcome.ENTERED, detail=f"queue of group:{name}")
                     self._answer()
-                    queue = QueueSession(
-                        group, step.max_wait_s, step.announce_position, subject, self._env
-                    )
+                    queue = QueueSession(group, step, subject, self._env)
                     self._session = queue
                     self._set_state(RouterState.QUEUED)
                     queue.start(now)
@@ -639,7 +657,7 @@ class CallRouter:
                 session.stop(now, why)
             case VoicemailSession():
                 session.on_finished(now)  # hanging up is how a message ends
-            case IvrSession() | DecisionSession():
+            case IvrSession() | DecisionSession() | GreetingSession():
                 session.stop()
             case None:
                 pass
