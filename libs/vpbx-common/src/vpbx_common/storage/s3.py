@@ -50,7 +50,10 @@ class S3ObjectStore:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        url = httpx.URL(endpoint)
+        try:
+            url = httpx.URL(endpoint)
+        except httpx.InvalidURL as exc:
+            raise StorageError(f"invalid S3 endpoint {endpoint!r}: {exc}") from exc
         if url.scheme not in {"http", "https"} or not url.host:
             raise StorageError(f"S3 endpoint must be an http(s) URL, not {endpoint!r}")
         if not bucket or "/" in bucket:
