@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-seaweedfs.sh"
 BUILD_TIMEOUT_SECONDS = 40 * 60
 READY_TIMEOUT_SECONDS = 90.0
-STOP_TIMEOUT_SECONDS = 15.0
+TERM_GRACE_SECONDS = 3.0
+KILL_WAIT_SECONDS = 10.0
 # Buckets the fixture creates and checks writable before handing the server out.
 TEST_BUCKET = "vpbx-test"
 
@@ -104,7 +106,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         config.stash[_build_error_key] = str(error)
 
 
-def _server_args(workdir: Path, s3_port: int, s3_config: Path) -> list[str]:
+def _server_args(
+    workdir: Path, s3_port: int, s3_config: Path, grpc_ports: dict[str, int]
+) -> list[str]:
     # Every listener on its own free loopback port: SeaweedFS's defaults (9333,
     # 8080, 8888, 8333 and their +10000 gRPC ports) may be taken by a parallel run.
     master, volume, filer = free_port(), free_port(), free_port()
@@ -114,20 +118,31 @@ def _server_args(workdir: Path, s3_port: int, s3_config: Path) -> list[str]:
         "-ip.bind=127.0.0.1",
         f"-dir={workdir / 'data'}",
         f"-master.port={master}",
-        f"-master.port.grpc={free_port()}",
-        # Small volumes: the default preallocates for 30 GB ones.
-        "-master.volumeSizeLimitMB=64",
+        f"-master.port.grpc={grpc_ports['master']}",
+        # Small volumes (the default is 30 GB each) and room for several buckets:
+        # each bucket is a collection that grows 7 volumes on its first write.
+        "-master.volumeSizeLimitMB=16",
+        "-master.electionTimeout=1s",
         f"-volume.port={volume}",
-        f"-volume.port.grpc={free_port()}",
-        "-volume.max=8",
+        f"-volume.port.grpc={grpc_ports['volume']}",
+        "-volume.max=64",
+        # A throwaway server need not tell the master it is leaving (10 s by default).
+        "-volume.preStopSeconds=0",
         "-filer",
         f"-filer.port={filer}",
-        f"-filer.port.grpc={free_port()}",
+        f"-filer.port.grpc={grpc_ports['filer']}",
         "-s3",
         f"-s3.port={s3_port}",
-        f"-s3.port.grpc={free_port()}",
+        f"-s3.port.grpc={grpc_ports['s3']}",
         f"-s3.config={s3_config}",
+        # Extra listeners with fixed default ports that the tests do not use.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         f"-metricsPort={free_port()}",
+        f"-filer.localSocket={workdir / 'filer.sock'}",
+        f"-s3.localSocket={workdir / 's3.sock'}",
+        # No usage reports to seaweedfs.com from a test run.
+        "-master.telemetry=false",
     ]
 
 
@@ -153,16 +168,19 @@ def running_seaweedfs(workdir: Path, bin_dir: Path) -> Iterator[SeaweedS3]:
         )
     )
     s3_port = free_port()
+    grpc_ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
     log_path = workdir / "weed.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(bin_dir / "weed"), *_server_args(workdir, s3_port, s3_config)],
+            [str(bin_dir / "weed"), *_server_args(workdir, s3_port, s3_config, grpc_ports)],
             cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
             # Its own process group: weed starts no children, but a kill must not
             # reach pytest if it ever does.
             start_new_session=True,
+            # glog writes its own log files into TMPDIR: keep them with the server's.
+            env={**os.environ, "TMPDIR": str(workdir)},
         )
     server = SeaweedS3(
         endpoint=f"http://127.0.0.1:{s3_port}",
@@ -172,13 +190,17 @@ def running_seaweedfs(workdir: Path, bin_dir: Path) -> Iterator[SeaweedS3]:
     )
     started = time.monotonic()
     try:
-        asyncio.run(_wait_writable(server, process, log_path))
+        # In a thread of its own: the fixture may be set up from inside a running
+        # event loop (an async fixture asking for it), where asyncio.run refuses.
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            executor.submit(asyncio.run, _wait_writable(server, process, log_path)).result()
         logger.info(
             "seaweedfs S3 ready at %s in %.1fs", server.endpoint, time.monotonic() - started
         )
         yield server
     finally:
         _stop(process)
+        _remove_grpc_sockets(grpc_ports)
 
 
 async def _wait_writable(
@@ -217,10 +239,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         return
     os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        process.wait(timeout=TERM_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
+        # weed's orderly shutdown can take many seconds; the data is thrown away anyway.
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        process.wait(timeout=KILL_WAIT_SECONDS)
+
+
+def _remove_grpc_sockets(grpc_ports: dict[str, int]) -> None:
+    """weed also serves gRPC on /tmp/seaweedfs-<name>-grpc-<port>.sock (a fixed
+    directory, not TMPDIR) and a killed server leaves them there."""
+    for name, port in grpc_ports.items():
+        Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink(missing_ok=True)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
