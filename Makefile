@@ -16,6 +16,8 @@ test: deps
 	uv run ruff check .
 	uv run ruff format --check .
 	uv run mypy
+	@# The object storage tests' S3 server, built from source once and cached.
+	bash scripts/build-seaweedfs.sh >/dev/null
 	bash scripts/run-tests.sh
 
 lint:

@@ -428,12 +428,15 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
         ("VPBX_DATABASE_URL", "vpbx-connections"),
         ("VPBX_REDIS_URL", "vpbx-connections"),
         ("VPBX_CLICKHOUSE_URL", "vpbx-connections"),
-        ("VPBX_RECORDINGS_S3_SECRET_ACCESS_KEY", "vpbx-s3"),
+        ("VPBX_S3_ACCESS_KEY", "vpbx-s3"),
+        ("VPBX_S3_SECRET_KEY", "vpbx-s3"),
     ]:
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == secret
     shared = by_kind(full_manifests, "ConfigMap")[f"{RELEASE}-config"]["data"]
     assert "VPBX_REDIS_URL" not in shared
-    assert shared["VPBX_RECORDINGS_S3_BUCKET"] == "vpbx-recordings"
+    assert shared["VPBX_STORAGE_URL"] == "s3://vpbx-recordings"
+    assert shared["VPBX_S3_ENDPOINT"] == "https://s3.example.com"
+    assert shared["VPBX_S3_REGION"] == "eu-central-1"
     pdbs = by_kind(full_manifests, "PodDisruptionBudget")
     assert set(pdbs) == {
         f"{RELEASE}-edge-msk",

@@ -159,12 +159,12 @@ settings come from the shared ConfigMap through envFrom.
 {{- define "vpbx.recordingsEnv" -}}
 {{- if eq .Values.recordings.backend "s3" }}
 {{- with .Values.recordings.s3.credentialsSecret }}
-- name: VPBX_RECORDINGS_S3_ACCESS_KEY_ID
+- name: VPBX_S3_ACCESS_KEY
   valueFrom:
     secretKeyRef:
       name: {{ .name }}
       key: {{ .accessKeyIdKey }}
-- name: VPBX_RECORDINGS_S3_SECRET_ACCESS_KEY
+- name: VPBX_S3_SECRET_KEY
   valueFrom:
     secretKeyRef:
       name: {{ .name }}

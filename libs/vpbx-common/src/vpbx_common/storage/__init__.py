@@ -60,6 +60,32 @@ class ObjectStore(Protocol):
     async def close(self) -> None: ...
 
 
+# S3's own limit on a key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+
+
+def check_key(key: str) -> str:
+    """``key`` if both backends can store it under that exact name; StorageError if not.
+
+    A key is ``/``-separated segments, none empty, none starting with ``.`` (so no
+    ``.`` or ``..``, and the local store's temporary and metadata files, which start
+    with a dot, can never collide with an object), no backslash or control
+    characters, and at most 1024 bytes in UTF-8.
+    """
+    if not isinstance(key, str) or not key:
+        raise StorageError("object key is empty")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise StorageError(f"object key is longer than {MAX_KEY_BYTES} bytes: {key[:64]!r}...")
+    if "\\" in key or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise StorageError(f"object key has a backslash or a control character: {key!r}")
+    for segment in key.split("/"):
+        if not segment:
+            raise StorageError(f"object key is absolute or has an empty segment: {key!r}")
+        if segment.startswith("."):
+            raise StorageError(f"object key has a segment starting with '.': {key!r}")
+    return key
+
+
 RECORDING_CONTENT_TYPE = "audio/ogg"  # Opus in Ogg (RFC 7845)
 
 
