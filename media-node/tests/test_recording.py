@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
@@ -14,7 +13,8 @@ import numpy as np
 import pytest
 
 from vpbx_common.events import CallEvent, CallEventType
-from vpbx_common.storage import ObjectInfo, ObjectNotFoundError, StorageError
+from vpbx_common.storage import ObjectInfo, StorageError
+from vpbx_common.storage.local import LocalObjectStore
 from vpbx_media.media import tones
 from vpbx_media.media.encode import encode_recording
 from vpbx_media.media.g711 import Codec
@@ -187,48 +187,22 @@ def test_a_call_encodes_to_stereo_opus_caller_left_answerer_right(tmp_path: Path
     assert np.abs(pcm[12000:15000, 1]).max() < 300  # the right channel went quiet: padded
 
 
-class DirectoryStore:
-    """The ObjectStore protocol over a directory, failing on demand."""
+class FlakyStore(LocalObjectStore):
+    """A real local store whose first ``failures`` puts fail, as a store that is down."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.failures = 0
+    def __init__(self, root: Path, failures: int = 0) -> None:
+        super().__init__(root)
+        self.failures = failures
 
     async def put_file(self, key: str, path: Path, content_type: str) -> ObjectInfo:
-        return await self.put_bytes(key, await asyncio.to_thread(path.read_bytes), content_type)
-
-    async def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
         if self.failures:
             self.failures -= 1
             raise StorageError("store down")
-        target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        return ObjectInfo(key, len(data), content_type)
-
-    async def stat(self, key: str) -> ObjectInfo:
-        target = self.root / key
-        if not target.exists():
-            raise ObjectNotFoundError(key)
-        return ObjectInfo(key, target.stat().st_size, "audio/ogg")
-
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        return (self.root / key).read_bytes()[start:end]
-
-    async def stream(
-        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 65536
-    ) -> AsyncIterator[bytes]:
-        yield await self.read(key, start, end)
-
-    async def delete(self, key: str) -> None:
-        (self.root / key).unlink(missing_ok=True)
-
-    async def close(self) -> None:
-        pass
+        return await super().put_file(key, path, content_type)
 
 
 async def test_a_finished_recording_is_stored_announced_and_removed(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path / "store")
+    store = LocalObjectStore(tmp_path / "store")
     published: list[CallEvent] = []
 
     async def publish(event: CallEvent) -> None:
@@ -254,8 +228,7 @@ async def test_a_finished_recording_is_stored_announced_and_removed(tmp_path: Pa
 
 
 async def test_a_store_that_fails_is_tried_again(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path / "store")
-    store.failures = 1
+    store = FlakyStore(tmp_path / "store", failures=1)
     published: list[CallEvent] = []
 
     async def publish(event: CallEvent) -> None:
@@ -285,7 +258,7 @@ async def test_what_a_killed_node_flushed_is_stored_by_the_next_start(tmp_path: 
     feed(caller, clock, tone_frames(440, 50), first_seq=100)  # ...and a second not yet
     assert channel_path(recording.directory, Channel.CALLER).stat().st_size == 100 * FRAME
     # The node dies here: no finish(), no close().
-    store = DirectoryStore(tmp_path / "store")
+    store = LocalObjectStore(tmp_path / "store")
     published: list[CallEvent] = []
 
     async def publish(event: CallEvent) -> None:

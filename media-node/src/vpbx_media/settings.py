@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from vpbx_common.settings import CommonSettings, OutboundSettings, require_real_secret
 from vpbx_common.sipauth import DigestAlgorithm
+from vpbx_common.storage.settings import StorageSettings
 
 
 class SipSettings(CommonSettings):
@@ -45,7 +46,7 @@ class EdgeSettings(SipSettings):
         require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)
 
 
-class NodeSettings(SipSettings, OutboundSettings):
+class NodeSettings(SipSettings, OutboundSettings, StorageSettings):
     sip_port: int = 5070
     node_name: str = "node"
     tenant: str = ""

@@ -22,6 +22,7 @@ YOU_ARE_NUMBER: Final = "you-are-number"
 EXPECTED_WAIT: Final = "expected-wait"
 LESS_THAN_A_MINUTE: Final = "less-than-a-minute"
 PLEASE_HOLD: Final = "please-hold"
+VOICEMAIL_GREETING: Final = "voicemail-greeting"  # a box without its own greeting
 
 _FIXED: Final[dict[str, dict[str, str]]] = {
     "ru": {
@@ -29,12 +30,16 @@ _FIXED: Final[dict[str, dict[str, str]]] = {
         EXPECTED_WAIT: "Ожидаемое время ожидания",
         LESS_THAN_A_MINUTE: "менее минуты",
         PLEASE_HOLD: "Пожалуйста, оставайтесь на линии.",
+        VOICEMAIL_GREETING: "Абонент не может ответить. Оставьте сообщение после сигнала.",
     },
     "en": {
         YOU_ARE_NUMBER: "You are number",
         EXPECTED_WAIT: "The expected waiting time is",
         LESS_THAN_A_MINUTE: "less than a minute",
         PLEASE_HOLD: "Please stay on the line.",
+        VOICEMAIL_GREETING: (
+            "The person you are calling cannot answer. Please leave a message after the tone."
+        ),
     },
 }
 

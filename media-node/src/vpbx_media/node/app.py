@@ -6,6 +6,8 @@ import logging
 
 from vpbx_common.cdr.store import open_cdr_store
 from vpbx_common.events import CallEventPublisher
+from vpbx_common.storage.s3 import S3ObjectStore
+from vpbx_common.storage.settings import open_object_store
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
@@ -18,6 +20,7 @@ from .bindings import BindingStore
 from .configsource import ConfigClient, ConfigHolder, ConfigWatcher, read_config_file
 from .decisions import DecisionClient
 from .prompts import PromptLibrary
+from .recordings import RecordingService
 from .registrar import Authenticator
 from .service import NodeIdentity, NodeService
 
@@ -74,6 +77,11 @@ async def run_node(settings: NodeSettings) -> None:
     )
     decisions = DecisionClient.from_settings(settings, tenant)
     await decisions.start()
+    events = CallEventPublisher(redis_client, max_len=settings.call_events_max_len)
+    store = open_object_store(settings)
+    if isinstance(store, S3ObjectStore):
+        await store.ensure_bucket()
+    recordings = RecordingService(settings.spool_dir, store, events.publish)
     service = NodeService(
         identity,
         config,
@@ -87,12 +95,14 @@ async def run_node(settings: NodeSettings) -> None:
         registrar_limits=(settings.min_register_expires, settings.max_register_expires),
         prompts=prompts,
         decisions=decisions,
-        events=CallEventPublisher(redis_client, max_len=settings.call_events_max_len),
+        events=events,
+        recordings=recordings,
     )
     service.registrar.retry_after_s = settings.overload_retry_after
     recovered = service.recover()
     await transport.start()
     await shipper.start()
+    await recordings.start()
     service.start()
     if watcher is not None:
         watcher.start()
@@ -116,6 +126,8 @@ async def run_node(settings: NodeSettings) -> None:
             await watcher.client.aclose()
         await service.stop()
         await transport.stop()
+        await recordings.stop()
+        await store.close()
         await shipper.stop()
         await redis_client.aclose()
 

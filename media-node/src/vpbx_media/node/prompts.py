@@ -26,7 +26,7 @@ from ..media.g711 import Codec
 from ..media.prompt import Prompt as Frames
 from ..media.prompt import PromptCache
 from ..media.wav import WavFormatError, read_mono_8k
-from .routing.actions import QueueAnnouncement, Sound
+from .routing.actions import QueueAnnouncement, Sound, SpokenPhrase
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +73,15 @@ class PromptLibrary:
         self._fetch_speech = fetch_speech
         self.cache = cache if cache is not None else PromptCache()
 
-    async def frames(self, sound: Prompt | Sound | QueueAnnouncement, codec: Codec) -> Frames:
+    async def frames(
+        self, sound: Prompt | Sound | QueueAnnouncement | SpokenPhrase, codec: Codec
+    ) -> Frames:
         if isinstance(sound, QueueAnnouncement):
             return await self.announcement(sound, codec)
+        if isinstance(sound, SpokenPhrase):
+            language = speech.language_of(sound.language)
+            clip = await self.phrase(language, sound.phrase, codec)
+            return clip if clip is not None else self._tone(_FALLBACK, codec)
         if isinstance(sound, Sound):
             return self._sound(sound, codec)
         if isinstance(sound, TonePrompt):
@@ -156,4 +162,6 @@ class PromptLibrary:
             return self.cache.from_pcm("music-on-hold", codec, music_on_hold)
         if sound is Sound.BEEP:
             return self.cache.from_pcm("beep", codec, _beep)
-        return self.cache.from_pcm("voicemail-greeting", codec, _beep)
+        # The default greeting is spoken in the tenant's language: the call asks for a
+        # SpokenPhrase; without a language this is all there is.
+        return self._tone(_FALLBACK, codec)

@@ -25,10 +25,11 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from vpbx_common import speech
 from vpbx_common.cdr import Direction, EndReason, HangupBy, RouteStep, bounded_route, now_ms
 from vpbx_common.events import CallEventType
 from vpbx_common.manifests import RecordingPolicy
-from vpbx_common.nodeconfig import Target
+from vpbx_common.nodeconfig import Prompt, Target
 from vpbx_common.storage import recording_key, voicemail_key
 
 from ...media.dtmf import DtmfError, parse_info_body
@@ -100,6 +101,7 @@ from ..routing import (
     VoicemailFinished,
 )
 from ..routing import Event as RouterEvent
+from ..routing.actions import Sound, SpokenPhrase
 from .facts import CallFacts
 from .host import CallHost
 from .media import CallerMedia
@@ -397,9 +399,11 @@ class Call:
         assert self.media is not None
         config = self.host.config()
         owner = config.user(action.box) if action.box else None
-        greeting = action.greeting
+        greeting: Prompt | Sound | SpokenPhrase = action.greeting
         if owner is not None and owner.settings.voicemail_greeting is not None:
             greeting = owner.settings.voicemail_greeting
+        elif greeting is Sound.VOICEMAIL_GREETING:
+            greeting = SpokenPhrase(config.language, speech.VOICEMAIL_GREETING)
         started = dt.datetime.now(dt.UTC)
         event = dataclasses.replace(
             self.facts.event(CallEventType.VOICEMAIL_NEW),

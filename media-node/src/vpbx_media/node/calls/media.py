@@ -25,7 +25,7 @@ from ...media.scheduler import PacedScheduler, Playback
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import Negotiation
 from ..prompts import PromptLibrary
-from ..routing.actions import QueueAnnouncement, Sound
+from ..routing.actions import QueueAnnouncement, Sound, SpokenPhrase
 
 _TIMESTAMP = struct.Struct("!I")
 _EXTENSION_LENGTH = struct.Struct("!H")
@@ -94,7 +94,7 @@ class CallerMedia:
         else:
             self._playback.play(PlayOnce(frames), lambda _: self._finished(generation))
 
-    async def play_to_end(self, sounds: Sequence[Prompt | Sound]) -> bool:
+    async def play_to_end(self, sounds: Sequence[Prompt | Sound | SpokenPhrase]) -> bool:
         """Play ``sounds`` one after the other; True when they played to the end, False
         when stopped or replaced first (a key pressed to skip, the caller gone)."""
         self._generation += 1

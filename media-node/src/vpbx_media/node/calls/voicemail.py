@@ -22,7 +22,7 @@ from vpbx_common.nodeconfig import Prompt
 from ...media.g711 import SAMPLE_RATE
 from ...media.recorder import Channel, Recording, RecordingMeta
 from ..recordings import RecordingService
-from ..routing.actions import Sound
+from ..routing.actions import Sound, SpokenPhrase
 from .media import CallerMedia
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class VoicemailTaker:
         media: CallerMedia,
         recordings: RecordingService,
         meta: RecordingMeta,
-        greeting: Sequence[Prompt | Sound],
+        greeting: Sequence[Prompt | Sound | SpokenPhrase],
         max_s: float,
         on_finished: Callable[[], None],
     ) -> None:

@@ -47,6 +47,14 @@ class QueueAnnouncement:
     wait_minutes: int
 
 
+@dataclass(frozen=True, slots=True)
+class SpokenPhrase:
+    """One of the platform's spoken phrases (``vpbx_common.speech``) in ``language``."""
+
+    language: str
+    phrase: str
+
+
 class RouteResult(enum.StrEnum):
     """How routing ended (``Done.result``)."""
 
