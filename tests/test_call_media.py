@@ -8,6 +8,8 @@ what was kept.
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 import wave
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 
 from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import RunningPlatform
+from tests.services.seaweedfs import SeaweedS3
 from tests.test_call_routing import (
     ACME_MAIN,
     CALLER,
@@ -130,11 +133,8 @@ def test_a_caller_leaves_a_voice_message_that_the_box_owner_lists_and_plays(
     assert any(abs(hz - 1000) < 20 for hz in beeps), beeps
 
 
-def test_a_recorded_call_has_the_caller_on_the_left_and_the_agent_on_the_right(
-    platform_factory: Any, baresip_factory: BaresipFactory
-) -> None:
-    platform: RunningPlatform = platform_factory()
-    agent(baresip_factory, platform, "101")
+def record_main_number(platform: RunningPlatform) -> None:
+    """Calls to the main number ring 101 (sales) and are recorded."""
     with admin_api(platform) as api:
         set_sales(api, ["101"])
         route_main_number(api, {"type": "group", "group_id": sales_group(api)["id"]})
@@ -144,6 +144,22 @@ def test_a_recorded_call_has_the_caller_on_the_left_and_the_agent_on_the_right(
         assert changed.status_code == 200, changed.text
         assert changed.json()["record"] is True
     wait_for_reload(platform)
+
+
+def test_a_recorded_call_has_the_caller_on_the_left_and_the_agent_on_the_right(
+    platform_factory: Any, baresip_factory: BaresipFactory, seaweedfs_s3: SeaweedS3
+) -> None:
+    # As in a cluster: recordings go to an S3 bucket (SeaweedFS's S3 gateway).
+    platform: RunningPlatform = platform_factory(
+        extra_env={
+            "VPBX_STORAGE_URL": f"s3://{seaweedfs_s3.bucket}",
+            "VPBX_S3_ENDPOINT": seaweedfs_s3.endpoint,
+            "VPBX_S3_ACCESS_KEY": seaweedfs_s3.access_key,
+            "VPBX_S3_SECRET_KEY": seaweedfs_s3.secret_key,
+        }
+    )
+    agent(baresip_factory, platform, "101")
+    record_main_number(platform)
     caller = caller_phone(baresip_factory, platform)
 
     caller.dial(f"sip:{ACME_MAIN}@{platform.host}")
@@ -167,6 +183,34 @@ def test_a_recorded_call_has_the_caller_on_the_left_and_the_agent_on_the_right(
     assert len(channels) == 2
     left, right = channels
     assert 2.0 <= len(left) / rate <= 5.0
+    middle = slice(int(0.5 * rate), int(2.0 * rate))
+    assert abs(peak_hz(left[middle], rate) - CALLER_HZ) < 15
+    assert abs(peak_hz(right[middle], rate) - 1000) < 15
+
+
+def test_a_node_killed_mid_call_keeps_the_recording_up_to_its_last_flush(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    agent(baresip_factory, platform, "101")
+    record_main_number(platform)
+    caller = caller_phone(baresip_factory, platform)
+    caller.dial(f"sip:{ACME_MAIN}@{platform.host}")
+    caller.wait_call_state("ESTABLISHED", timeout=15)
+    time.sleep(3.5)  # three flushes
+    node_pid = platform.pid_of("vpbx-node-acme-msk")
+
+    os.kill(node_pid, signal.SIGKILL)
+
+    # The launcher restarts the node (as Kubernetes restarts a pod); the new node turns
+    # the journal entry into a node-lost CDR and stores what the spool holds.
+    [record] = settled_calls(platform, 1)
+    assert record["end_reason"] == "node-lost", record
+    with admin_api(platform) as api:
+        audio = fetched(api, f"/v1/calls/{record['call_id']}/recording?format=wav")
+        assert audio.status_code == 200, audio.text + platform.log()[-3000:]
+    rate, [left, right] = wav_channels(audio.content)
+    assert 2.0 <= len(left) / rate <= 4.5, len(left) / rate
     middle = slice(int(0.5 * rate), int(2.0 * rate))
     assert abs(peak_hz(left[middle], rate) - CALLER_HZ) < 15
     assert abs(peak_hz(right[middle], rate) - 1000) < 15

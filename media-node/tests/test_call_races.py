@@ -224,6 +224,24 @@ class Carrier(Peer):
         head = self._head("BYE", 2, f"z9hG4bK-{next(_ids)}", self.to_tag)
         self.send(head + "Content-Length: 0\r\n\r\n", self.node)
 
+    def info(self, content_type: str, body: str) -> int:
+        """Send an in-dialog INFO; its CSeq number, to wait for the answer."""
+        seq = 10 + next(_ids)
+        head = self._head("INFO", seq, f"z9hG4bK-{next(_ids)}", self.to_tag)
+        length = len(body.encode())
+        self.send(
+            head + f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n{body}",
+            self.node,
+        )
+        return seq
+
+    async def response_to(self, seq: int, timeout: float = 5.0) -> SipResponse:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.inbox.get()
+                if isinstance(message, SipResponse) and message.cseq.seq == seq:
+                    return message
+
 
 class Node:
     def __init__(self, service: NodeService, transport: SipTransport, spool: CdrSpool) -> None:
@@ -422,3 +440,43 @@ async def test_every_member_busy_gives_the_caller_busy_at_once(
     assert loop.time() - started < 2  # not after the group's 3 s
     [record] = await node.records(1)
     assert record.end_reason == "busy"
+
+
+async def test_a_dtmf_info_that_is_not_a_key_gets_400_and_a_good_one_chooses(
+    node_factory: Any, peers: Any
+) -> None:
+    cfg = config({"strategy": "ring-all", "members": ["101"]})
+    cfg = NodeConfig.model_validate(
+        {
+            **cfg.model_dump(mode="json"),
+            "ivr_menus": [
+                {
+                    "name": "main",
+                    "prompt": {"kind": "tone", "frequency_hz": 600, "duration_ms": 200},
+                    "options": {"1": {"type": "user", "extension": "101"}},
+                    "timeout_s": 10,
+                }
+            ],
+            "numbers": [
+                {
+                    "number": NUMBER,
+                    "city": "msk",
+                    "label": None,
+                    "channels": 0,
+                    "target": {"type": "ivr", "name": "main"},
+                }
+            ],
+        }
+    ).with_version()
+    node = await node_factory(cfg)
+    anna = await peers(Phone("101"))
+    await node.register(anna)
+    carrier = await peers(Carrier(node.address))
+
+    carrier.invite()
+    assert (await carrier.final()).status == 200  # the menu answers
+    bad = carrier.info("application/dtmf-relay", "Signal=x\r\nDuration=160\r\n")
+    assert (await carrier.response_to(bad)).status == 400
+    good = carrier.info("application/dtmf-relay", "Signal=1\r\nDuration=160\r\n")
+    assert (await carrier.response_to(good)).status == 200
+    await anna.ringing()

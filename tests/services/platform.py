@@ -140,6 +140,7 @@ def start_platform(
     file: Path = DEMO,
     sip_t1: float = 0.5,
     rtp_ports_per_node: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> RunningPlatform:
     host = "127.0.0.1"
     sip_port = free_port_pair()
@@ -158,6 +159,8 @@ def start_platform(
     env.pop("VPBX_CLICKHOUSE_URL", None)
     if clickhouse_url:
         env["VPBX_CLICKHOUSE_URL"] = clickhouse_url
+    env.pop("VPBX_STORAGE_URL", None)
+    env.update(extra_env or {})
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / "platform.log"
     log = log_path.open("wb")

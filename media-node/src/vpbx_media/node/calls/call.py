@@ -32,7 +32,7 @@ from vpbx_common.manifests import RecordingPolicy
 from vpbx_common.nodeconfig import Prompt, Target
 from vpbx_common.storage import recording_key, voicemail_key
 
-from ...media.dtmf import DtmfError, parse_info_body
+from ...media.dtmf import DTMF_PLAIN, DTMF_RELAY, DtmfError, parse_info_body
 from ...media.g711 import Codec
 from ...media.recorder import Channel, Recording, RecordingKind, RecordingMeta
 from ...overload import retry_after
@@ -651,8 +651,8 @@ class Call:
             await self._feed(CallerHungUp())
             if self.state is CallState.ROUTING:  # the router had finished already
                 self._done(RouteResult.CALLER_LEFT)
-        elif request.method == "INFO" and self._info_digit(request):
-            transaction.respond(make_response(request, 200))
+        elif request.method == "INFO" and (answer := self._info_digit(request)) is not None:
+            transaction.respond(make_response(request, *answer))
         elif request.method == "OPTIONS":
             transaction.respond(make_response(request, 200, extra=[("Allow", ALLOW_IN_CALL)]))
         elif request.method == "INVITE":
@@ -660,16 +660,21 @@ class Call:
         else:
             transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
 
-    def _info_digit(self, request: SipRequest) -> bool:
-        """A DTMF INFO (application/dtmf-relay or application/dtmf) while digits are wanted."""
+    def _info_digit(self, request: SipRequest) -> tuple[int, str | None] | None:
+        """The answer to a DTMF INFO (application/dtmf-relay or application/dtmf) while
+        digits are wanted: 200 with the key taken, 400 when its body is not a key. None:
+        not such an INFO (the caller gets 405 like any request the node does not take)."""
         if self.media is None or not self.media.collecting:
-            return False
+            return None
+        content_type = request.headers.get("Content-Type") or ""
+        if content_type.split(";", 1)[0].strip().lower() not in (DTMF_RELAY, DTMF_PLAIN):
+            return None
         try:
-            digit = parse_info_body(request.headers.get("Content-Type") or "", request.body)
-        except DtmfError:
-            return False
+            digit = parse_info_body(content_type, request.body)
+        except DtmfError as exc:
+            return 400, f"Bad DTMF: {exc}"[:80]
         self.media.digit(digit)
-        return True
+        return 200, None
 
     # --- connected --------------------------------------------------------------
 
