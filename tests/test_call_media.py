@@ -28,9 +28,9 @@ from tests.test_call_routing import (
     agent,
     ids_by_extension,
     route_main_number,
-    settled_calls,
-    set_sales,
     sales_group,
+    set_sales,
+    settled_calls,
     wait_for_reload,
 )
 
