@@ -11,8 +11,12 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from vpbx_common.storage import ObjectStore
+
 from . import health
 from .apikeys.router import router as api_keys_router
+from .audio.serve import MAX_DECODES
+from .audio.store import open_objects
 from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter, MemoryFailureCounter, RedisFailureCounter
@@ -79,7 +83,10 @@ somebody else changed the object in between.
 
 
 def build_context(
-    settings: ControlSettings, metrics: Metrics, number_store: NumberStore | None = None
+    settings: ControlSettings,
+    metrics: Metrics,
+    number_store: NumberStore | None = None,
+    object_store: ObjectStore | None = None,
 ) -> AppContext:
     redis_client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     counter = RedisFailureCounter(redis_client) if redis_client else MemoryFailureCounter()
@@ -113,6 +120,9 @@ def build_context(
         speech=SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s),
         metrics=metrics,
         calls=CdrReader.from_settings(settings),
+        # The real backends are wired in open_objects (TODO(storage-merge) there).
+        objects=object_store or open_objects(settings),
+        audio_decodes=asyncio.Semaphore(MAX_DECODES),
     )
 
 
@@ -120,6 +130,7 @@ def create_app(
     settings: ControlSettings,
     *,
     number_store: NumberStore | None = None,
+    object_store: ObjectStore | None = None,
     migrate: bool = True,
 ) -> FastAPI:
     settings.check_secrets()
@@ -129,7 +140,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await upgrade(settings.database_url)
-        context = build_context(settings, metrics, number_store)
+        context = build_context(settings, metrics, number_store, object_store)
         app.state.context = context
         await context.numbers.start()
         rewriting = None

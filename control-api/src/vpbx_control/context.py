@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import redis.asyncio as redis
 
 from vpbx_common.outbound import OutboundPolicy
+from vpbx_common.storage import ObjectStore
 
 from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
@@ -38,3 +40,5 @@ class AppContext:
     speech: SpeechEngine  # text to speech for IVR prompts (espeak-ng)
     metrics: Metrics
     calls: CdrReader  # the CDR store /v1/calls reads
+    objects: ObjectStore  # call recordings and voice messages (audio/store.py)
+    audio_decodes: asyncio.Semaphore  # bounds WAV decodes at once (audio/serve.py)

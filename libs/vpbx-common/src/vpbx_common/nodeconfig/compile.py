@@ -468,6 +468,7 @@ def _numbers(source: TenantSource, resolver: _Resolver) -> list[NumberEntry]:
                 label=spec.label,
                 channels=spec.channels,
                 target=target,
+                record=spec.record,
             )
         )
     return sorted(entries, key=lambda entry: entry.number)
