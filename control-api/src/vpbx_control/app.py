@@ -47,6 +47,8 @@ from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
 from .users.router import router as users_router
+from .voicemails.inbox import VoicemailInbox
+from .voicemails.router import router as voicemails_router
 from .webhooks.delivery import webhook_dispatcher
 from .webhooks.router import router as webhooks_router
 
@@ -65,6 +67,7 @@ ROUTERS = (
     webhooks_router,
     api_keys_router,
     calls_router,
+    voicemails_router,
     platform_router,
     nodeconfig_router,
 )
@@ -72,7 +75,7 @@ ROUTERS = (
 DESCRIPTION = """\
 Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
 ring groups, schedules, IVR menus, route plans, webhooks and API keys; the tenant's
-call records.
+call records, call recordings and voice messages.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is a user access
 token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform
@@ -152,15 +155,23 @@ def create_app(
             )
         app.state.webhook_dispatcher = dispatcher = webhook_dispatcher(context)
         await dispatcher.start()
+        # The voicemail inbox reads the call events like the webhook bridge, in its own group.
+        inbox = None
+        if context.redis is not None:
+            app.state.voicemail_inbox = inbox = VoicemailInbox(context.database, context.redis)
+            await inbox.start()
         try:
             yield
         finally:
             stop_rewriting.set()
             if rewriting is not None:
                 await rewriting
+            if inbox is not None:
+                await inbox.stop()
             await dispatcher.stop()
             await context.numbers.stop()
             await context.calls.close()
+            await context.objects.close()
             await context.database.dispose()
             if context.redis is not None:
                 await context.redis.aclose()

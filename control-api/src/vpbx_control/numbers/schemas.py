@@ -123,6 +123,14 @@ Label = Annotated[
 Channels = Annotated[
     int, Field(ge=0, le=10_000, description="calls the number may carry at once; 0 = unlimited")
 ]
+Record = Annotated[
+    bool | None,
+    Field(
+        description="record calls to this number: true or false; null follows the tenant's "
+        "recording policy. A user's own `record` setting wins over it (most specific wins)",
+        examples=[True],
+    ),
+]
 
 
 class NumberProvision(StrictInput):
@@ -139,6 +147,7 @@ class NumberProvision(StrictInput):
     entry: EntryTarget | None = None
     label: Label | None = None
     channels: Channels = 0
+    record: Record = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -156,15 +165,17 @@ class NumberProvision(StrictInput):
 
 
 class NumberUpdate(StrictInput):
-    """Set a number's entry route, ad-channel label or channel limit.
+    """Set a number's entry route, ad-channel label, channel limit or recording.
 
     ``entry: null`` leaves the number unrouted (calls are refused); ``label:
-    null`` removes the label; a field left out is not changed.
+    null`` removes the label; ``record: null`` follows the tenant's policy again;
+    a field left out is not changed.
     """
 
     entry: EntryTarget | None = None
     label: Label | None = None
     channels: Channels | None = None
+    record: Record = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -210,6 +221,9 @@ class NumberOut(BaseModel):
         )
     )
     channels: int
+    record: bool | None = Field(
+        description="whether its calls are recorded; null: the tenant's policy decides"
+    )
     status: NumberStatusOut
 
     @classmethod
@@ -222,6 +236,7 @@ class NumberOut(BaseModel):
             label=spec.label,
             entry=entry_document(spec.entry),
             channels=spec.channels,
+            record=spec.record,
             status=_status(number.status),
         )
 

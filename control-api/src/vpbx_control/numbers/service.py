@@ -136,6 +136,7 @@ class NumberService:
                     "tenant": self.tenant,
                     "city": city,
                     "channels": body.channels,
+                    "record": body.record,
                     "label": body.label,
                     "entry": stored_entry(body.entry),
                 },
@@ -218,6 +219,8 @@ class NumberService:
             changes["label"] = body.label
         if body.channels is not None:
             changes["channels"] = body.channels
+        if "record" in body.model_fields_set:
+            changes["record"] = body.record  # null: back to the tenant's policy
         attempt = 0
         while True:
             attempt += 1

@@ -44,3 +44,6 @@ class VoicemailRow(Base):
     key: Mapped[str] = mapped_column(String(1024))  # object store key (vpbx_common.storage)
     created_at: Mapped[dt.datetime]  # when the message was left (the event's time)
     listened_at: Mapped[dt.datetime | None]
+    # Deleted through the API: the audio is gone, the row stays as a tombstone so that the
+    # same voicemail.new delivered again (at least once) cannot bring the message back.
+    deleted_at: Mapped[dt.datetime | None]
