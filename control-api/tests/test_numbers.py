@@ -77,6 +77,7 @@ async def test_provision_read_update_release(api: ApiHarness) -> None:
         "label": "yandex-direct",
         "entry": {"type": "group", "group_id": str(sales)},
         "channels": 2,
+        "record": None,
         "status": {"ready": None, "node": None, "conditions": []},
     }
     assert created.headers["Location"] == "/v1/numbers/acme-74950000001"
