@@ -25,7 +25,8 @@ from vpbx_common.storage import RECORDING_CONTENT_TYPE, recording_key, voicemail
 from vpbx_control.auth.principal import Role
 from vpbx_control.voicemails.inbox import VoicemailInbox
 from vpbx_control.voicemails.models import voicemail_id
-from vpbx_control.webhooks.delivery import WebhookDispatcher
+from vpbx_control.webhooks.delivery import WebhookDispatcher, call_payload, webhook_events
+from vpbx_control.webhooks.schemas import WebhookEvent
 
 MONO = opus_ogg((440.0,))
 AT_MS = 1_800_000_000_000
@@ -368,3 +369,15 @@ async def test_voicemail_and_recording_webhooks(
         b"voicemail/acme" not in raw and b"recordings/" not in raw for _, raw in receiver.bodies
     )
     assert uuid.UUID(message)
+
+
+def test_every_call_event_type_maps_to_webhooks_without_failing() -> None:
+    """A type the bridge has no webhook for maps to none (acknowledged, nothing sent)."""
+    for kind in CallEventType:
+        names = webhook_events(_event(kind, "c-1"))
+        assert all(name.value == kind.value or kind is CallEventType.ENDED for name in names)
+        call_payload(_event(kind, "c-1"))  # every type has a payload
+    assert webhook_events(_event(CallEventType.RECORDING_READY, "c")) == [
+        WebhookEvent.RECORDING_READY
+    ]
+    assert webhook_events(_event(CallEventType.VOICEMAIL_NEW, "c")) == [WebhookEvent.VOICEMAIL_NEW]
