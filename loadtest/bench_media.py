@@ -59,6 +59,8 @@ from . import media_streams
 
 REPO = Path(__file__).resolve().parents[1]
 FREQUENCIES = DTMF_LOW_HZ + DTMF_HIGH_HZ
+
+
 def per_call_us(function: Callable[[], object], calls: int, repeats: int = 5) -> float:
     timings = []
     for _ in range(repeats):
@@ -158,7 +160,7 @@ def bench_recording(calls: int, workdir: Path) -> None:
     flush_payload = payload * 50  # one second of one leg
 
     def flush() -> None:
-        caller._pending += flush_payload  # noqa: SLF001 - a second's worth, as a call would
+        caller._pending += flush_payload
         caller.flush()
 
     flush_us = per_call_us(flush, 200)

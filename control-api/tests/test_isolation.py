@@ -27,7 +27,9 @@ from vpbx_common.cdr import (
     now_ms,
     open_cdr_store,
 )
+from vpbx_common.events import CallEvent, CallEventType
 from vpbx_control.auth.principal import Role
+from vpbx_control.voicemails.models import voicemail_id
 
 # Routes that are not tenant-scoped: the platform admin's and the media nodes'.
 NOT_TENANT_SCOPED = ("/v1/platform", "/internal/")
@@ -37,6 +39,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/v1/users/{user_id}/presence"): {"presence": "away"},
     ("PATCH", "/v1/users/{user_id}/presence"): {"presence": "away"},
     ("POST", "/v1/users/{user_id}/devices"): {"name": "stolen"},
+    ("PATCH", "/v1/voicemails/{voicemail_id}"): {"listened": True},
 }
 
 
@@ -101,6 +104,7 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
     assert pool.status_code == 201, pool.text
     number = await _created(api, "/v1/numbers", {"city": "msk"}, admin)
     call_id = _acme_call(api)
+    voicemail_id = await _acme_voicemail(api)
     return {
         "user_id": user["id"],
         "device_id": device["id"],
@@ -115,7 +119,30 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         # Not an id: no route takes it, but no listing may show it (the leak check).
         "decision_secret": decision["secret"],
         "call_id": call_id,
+        "voicemail_id": voicemail_id,
     }
+
+
+async def _acme_voicemail(api: ApiHarness) -> str:
+    """A voice message in acme's box 101, stored as the inbox stores a voicemail.new."""
+    event = CallEvent(
+        type=CallEventType.VOICEMAIL_NEW,
+        call_id="acme-vm-1@carrier",
+        tenant="acme",
+        city="msk",
+        node="acme-msk-0",
+        number="+74950000001",
+        caller="+79130000001",
+        callee="101",
+        at_ms=now_ms(),
+        key="voicemail/acme/101/2026/12/07/acme-vm-1_carrier.ogg",
+        duration_ms=1_000,
+        size_bytes=100,
+        box="101",
+    )
+    inbox = api.app.state.voicemail_inbox
+    assert await inbox.handle(event)
+    return str(voicemail_id("acme", event.call_id))
 
 
 def _acme_call(api: ApiHarness) -> str:
@@ -213,6 +240,7 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
         ("number_id", "/v1/numbers/{number_id}"),
         ("key_id", "/v1/api-keys/{key_id}"),
         ("call_id", "/v1/calls/{call_id}"),
+        ("voicemail_id", "/v1/voicemails/{voicemail_id}"),
     ):
         response = await api.client.get(path.format(**ids), headers=acme)
         assert response.status_code == 200, (name, response.text)

@@ -78,6 +78,7 @@ async def test_provision_read_update_release(api: ApiHarness) -> None:
         "entry": {"type": "group", "group_id": str(sales)},
         "channels": 2,
         "greeting": None,
+        "record": None,
         "status": {"ready": None, "node": None, "conditions": []},
     }
     assert created.headers["Location"] == "/v1/numbers/acme-74950000001"

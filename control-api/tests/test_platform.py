@@ -92,7 +92,7 @@ async def test_tenant_conflicts_and_validation_name_the_field(api: ApiHarness) -
 
 async def test_change_a_tenant_mirrors_to_its_resource(api: ApiHarness) -> None:
     await api.client.post("/v1/platform/tenants", json=ACME, headers=api.platform)
-    # The operator's own settings on the resource (replicas, recording) are not the API's.
+    # The operator's own settings on the resource (replicas) are not the API's.
     resource = stored_tenants(api)["acme"]
     tuned = resource.model_copy(
         update={

@@ -61,6 +61,7 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
         "forward_after_s": 15,
         "wrap_up_s": 0,
         "voicemail": True,
+        "record": None,
     }
     assert user["presence"] == "available"
     assert user["has_password"] is True

@@ -7,6 +7,7 @@ so a test of one resource does not depend on the endpoints of another.
 from __future__ import annotations
 
 import secrets
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,9 @@ def control_settings(**overrides: Any) -> ControlSettings:
         # The tests' webhook receivers listen on loopback; test_outbound.py and the
         # "outside_local_mode" tests check the refusal.
         "outbound_private_allowed": True,
+        # Outside local mode the API refuses to start without one; tests that keep audio
+        # give the app a store of their own (``api.context.objects``).
+        "storage_url": (Path(tempfile.gettempdir()) / "vpbx-test-objects").as_uri(),
     }
     values.update(overrides)
     return ControlSettings(**values)
@@ -180,6 +184,7 @@ async def api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> AsyncIte
         local_numbers_file=tmp_path / "numbers.yaml",
         chdb_path=tmp_path / "chdb",
         speech_cache_dir=tmp_path / "speech",
+        storage_url=(tmp_path / "objects").as_uri(),
     )
     async with serve_api(settings) as harness:
         yield harness

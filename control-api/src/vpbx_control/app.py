@@ -11,8 +11,12 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from vpbx_common.storage import ObjectStore
+
 from . import health
 from .apikeys.router import router as api_keys_router
+from .audio.serve import MAX_DECODES
+from .audio.store import open_objects
 from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter, MemoryFailureCounter, RedisFailureCounter
@@ -44,6 +48,8 @@ from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
 from .users.router import router as users_router
+from .voicemails.inbox import VoicemailInbox
+from .voicemails.router import router as voicemails_router
 from .webhooks.delivery import webhook_dispatcher
 from .webhooks.router import router as webhooks_router
 
@@ -62,6 +68,7 @@ ROUTERS = (
     webhooks_router,
     api_keys_router,
     calls_router,
+    voicemails_router,
     platform_router,
     nodeconfig_router,
 )
@@ -69,7 +76,7 @@ ROUTERS = (
 DESCRIPTION = """\
 Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
 ring groups, schedules, IVR menus, route plans, webhooks and API keys; the tenant's
-call records.
+call records, call recordings and voice messages.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is a user access
 token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform
@@ -80,7 +87,10 @@ somebody else changed the object in between.
 
 
 def build_context(
-    settings: ControlSettings, metrics: Metrics, number_store: NumberStore | None = None
+    settings: ControlSettings,
+    metrics: Metrics,
+    number_store: NumberStore | None = None,
+    object_store: ObjectStore | None = None,
 ) -> AppContext:
     redis_client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     counter = RedisFailureCounter(redis_client) if redis_client else MemoryFailureCounter()
@@ -116,6 +126,8 @@ def build_context(
         phrases=SpokenPhrases(speech, settings.speech_cache_dir),
         metrics=metrics,
         calls=CdrReader.from_settings(settings),
+        objects=object_store or open_objects(settings),
+        audio_decodes=asyncio.Semaphore(MAX_DECODES),
     )
 
 
@@ -123,6 +135,7 @@ def create_app(
     settings: ControlSettings,
     *,
     number_store: NumberStore | None = None,
+    object_store: ObjectStore | None = None,
     migrate: bool = True,
 ) -> FastAPI:
     settings.check_secrets()
@@ -132,7 +145,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await upgrade(settings.database_url)
-        context = build_context(settings, metrics, number_store)
+        context = build_context(settings, metrics, number_store, object_store)
         app.state.context = context
         await context.numbers.start()
         rewriting = None
@@ -144,15 +157,23 @@ def create_app(
             )
         app.state.webhook_dispatcher = dispatcher = webhook_dispatcher(context)
         await dispatcher.start()
+        # The voicemail inbox reads the call events like the webhook bridge, in its own group.
+        inbox = None
+        if context.redis is not None:
+            app.state.voicemail_inbox = inbox = VoicemailInbox(context.database, context.redis)
+            await inbox.start()
         try:
             yield
         finally:
             stop_rewriting.set()
             if rewriting is not None:
                 await rewriting
+            if inbox is not None:
+                await inbox.stop()
             await dispatcher.stop()
             await context.numbers.stop()
             await context.calls.close()
+            await context.objects.close()
             await context.database.dispose()
             if context.redis is not None:
                 await context.redis.aclose()

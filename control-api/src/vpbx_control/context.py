@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import redis.asyncio as redis
 
 from vpbx_common.outbound import OutboundPolicy
+from vpbx_common.storage import ObjectStore
 
 from .auth.credentials import CredentialVerifier
 from .auth.passwords import Passwords
@@ -40,3 +42,5 @@ class AppContext:
     phrases: SpokenPhrases  # the platform's own spoken phrases (queue announcements)
     metrics: Metrics
     calls: CdrReader  # the CDR store /v1/calls reads
+    objects: ObjectStore  # call recordings and voice messages (audio/store.py)
+    audio_decodes: asyncio.Semaphore  # bounds WAV decodes at once (audio/serve.py)

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .audio.serve import AudioFiles
 from .auth.principal import (
     MEDIA_NODE,
     PLATFORM_ADMIN,
@@ -42,6 +43,14 @@ async def get_session(context: Context) -> AsyncIterator[AsyncSession]:
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_audio_files(context: Context) -> AudioFiles:
+    return AudioFiles(context.objects, context.audio_decodes)
+
+
+# Serves stored audio (recordings, voice messages) from the context's object store.
+Audio = Annotated[AudioFiles, Depends(get_audio_files)]
 
 _bearer = HTTPBearer(auto_error=False, description="user access token, API key or service token")
 

@@ -72,6 +72,7 @@ class _TenantSeed:
             numbers=spec.plan.numbers,
             concurrent_calls=spec.plan.concurrent_calls,
             suspended=spec.suspended,
+            recording_policy=spec.recording.policy.value,
             revision=1,
         )
         # In insert order: the tables have foreign keys but no relationships, so

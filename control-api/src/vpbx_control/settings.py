@@ -12,6 +12,7 @@ from vpbx_common.settings import (
     OutboundSettings,
     require_real_secret,
 )
+from vpbx_common.storage.settings import StorageSettings
 
 
 class NumberStoreKind(enum.StrEnum):
@@ -19,7 +20,7 @@ class NumberStoreKind(enum.StrEnum):
     KUBERNETES = "kubernetes"  # Number custom resources through the Kubernetes API
 
 
-class ControlSettings(OutboundSettings):
+class ControlSettings(OutboundSettings, StorageSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     database_url: str = "sqlite+aiosqlite:///var/control.db"

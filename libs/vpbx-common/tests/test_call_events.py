@@ -127,6 +127,11 @@ async def test_one_xadd_per_event_with_tenant_type_and_the_event_json(
         "at_ms": 1_800_000_000_000,
         "end_reason": "no-answer",
         "label": "yandex",
+        "key": "",
+        "duration_ms": 0,
+        "size_bytes": 0,
+        "box": "",
+        "box_user_id": "",
     }
     assert event_from_fields(fields) == ended
 

@@ -12,6 +12,29 @@ class CallNotFound(NotFound):
         super().__init__("call not found")
 
 
+class RecordingNotFound(NotFound):
+    """The call exists (and the caller may hear it) but was not recorded."""
+
+    error_id = "recording-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("the call was not recorded")
+
+
+class RecordingNotReady(NotFound):
+    """The call was recorded (its CDR names the object) but the audio is not stored yet:
+    the node encodes and uploads it after the call ends (recording.ready says when)."""
+
+    error_id = "recording-not-ready"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the call was recorded but its audio is not stored yet; retry shortly "
+            "(the recording.ready webhook says when it is)",
+            headers={"Retry-After": "5"},
+        )
+
+
 class TimeRangeInverted(InvalidInput):
     error_id = "time-range-inverted"
 

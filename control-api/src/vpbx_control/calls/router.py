@@ -5,15 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import AwareDatetime
 
 from vpbx_common.cdr import Direction
 
-from ..deps import Context, Paging, Session, TenantMember
+from ..audio.serve import AUDIO_RESPONSES, AudioFormat
+from ..deps import Audio, Context, Paging, Session, TenantMember
 from ..errors import error_responses
 from ..paging import Page
 from ..targets import E164
+from .errors import RecordingNotReady
 from .schemas import CallDetailOut, CallOut, CallStatus
 from .service import CallQuery, CallService
 
@@ -21,7 +23,8 @@ router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
 VISIBILITY = (
     "Supervisors and tenant admins see all of the tenant's calls; an agent only the calls "
-    "their extension answered, was offered (rung, or offered by a queue) or placed."
+    "their extension answered, was offered (rung, or offered by a queue) or placed. "
+    "`recording` links the call's recording when there is one the caller may hear."
 )
 
 
@@ -89,6 +92,61 @@ async def list_calls(
     return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 
+CallId = Annotated[
+    str, Path(min_length=1, max_length=1024, description="the call's SIP Call-ID ('/' as %2F)")
+]
+AudioFormatQuery = Annotated[
+    AudioFormat,
+    Query(
+        alias="format",
+        description="`ogg` (default): the stored Ogg/Opus; `wav`: decoded to 8 kHz 16-bit PCM "
+        "WAV (stereo for calls)",
+    ),
+]
+RangeHeader = Annotated[
+    str | None,
+    Header(alias="Range", description="one byte range, e.g. `bytes=0-1023` or `bytes=-100`"),
+]
+IfRangeHeader = Annotated[
+    str | None, Header(alias="If-Range", description="present: the Range is ignored (200)")
+]
+
+
+# Declared before the catch-all /{call_id:path}, which would otherwise take
+# ".../recording" as part of a call id.
+@router.get(
+    "/{call_id:path}/recording",
+    response_class=Response,
+    summary="Download a call's recording",
+    description="The call's recording: Ogg/Opus as stored (stereo: the caller on the left, "
+    "the agent who answered on the right) with HTTP Range (206, 416), or `format=wav` for "
+    "8 kHz 16-bit PCM WAV (Range works on the WAV too). Supervisors and tenant admins hear "
+    "every recording, an agent those of the calls they answered or placed. 404 "
+    "`call-not-found` for another tenant's call or one the caller may not hear; 404 "
+    "`recording-not-found` when the call was not recorded; 404 `recording-not-ready` "
+    "(with Retry-After) when it was but the audio is not stored yet.",
+    responses=AUDIO_RESPONSES,
+)
+async def get_recording(
+    _: TenantMember,
+    service: Service,
+    audio: Audio,
+    call_id: CallId,
+    audio_format: AudioFormatQuery = AudioFormat.OGG,
+    range_header: RangeHeader = None,
+    if_range: IfRangeHeader = None,
+) -> Response:
+    key = await service.recording_key(call_id)
+    return await audio.respond(
+        key,
+        audio_format=audio_format,
+        range_header=range_header,
+        if_range=if_range,
+        filename=f"call-{key.rsplit('/', 1)[-1].removesuffix('.ogg')}",
+        missing=RecordingNotReady,
+    )
+
+
 @router.get(
     "/{call_id:path}",
     response_model=CallDetailOut,
@@ -100,8 +158,6 @@ async def list_calls(
 async def get_call(
     _: TenantMember,
     service: Service,
-    call_id: Annotated[
-        str, Path(min_length=1, max_length=1024, description="the call's SIP Call-ID")
-    ],
+    call_id: CallId,
 ) -> CallDetailOut:
     return await service.get(call_id)

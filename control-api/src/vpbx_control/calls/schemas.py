@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
@@ -70,6 +71,28 @@ class RouteStepOut(BaseModel):
         )
 
 
+def recording_url(call_id: str) -> str:
+    """The API path of a call's recording ('/' in the Call-ID as %2F, like every call path)."""
+    return f"/v1/calls/{quote(call_id, safe='@')}/recording"
+
+
+class RecordingLink(BaseModel):
+    url: str = Field(
+        description="the recording as stored, Ogg/Opus (stereo: caller left, answering "
+        "agent right); path on this API, Range supported",
+        examples=["/v1/calls/a84b4c76e66710%40carrier/recording"],
+    )
+    wav_url: str = Field(
+        description="the same decoded to 8 kHz 16-bit PCM WAV",
+        examples=["/v1/calls/a84b4c76e66710%40carrier/recording?format=wav"],
+    )
+
+    @classmethod
+    def of(cls, call_id: str) -> RecordingLink:
+        url = recording_url(call_id)
+        return cls(url=url, wav_url=f"{url}?format=wav")
+
+
 class CallOut(BaseModel):
     call_id: str = Field(description="SIP Call-ID of the inbound leg", examples=["a84b4c76e66710"])
     direction: Direction
@@ -105,16 +128,19 @@ class CallOut(BaseModel):
     )
     hangup_by: HangupBy
     city: str = Field(description="city whose media node handled the call", examples=["msk"])
-    recording: None = Field(
+    recording: RecordingLink | None = Field(
         default=None,
-        description="not yet recorded by the platform: always null for now (a tenant's "
-        "recording policy is stored but not yet running). A later version puts the call's "
-        "recording here; the field is kept so that clients can rely on it.",
+        description="where to fetch the call's recording, when the call was recorded and the "
+        "caller may hear it (supervisors and tenant admins: every recording; an agent: the "
+        "calls they answered or placed); null otherwise. The audio is stored shortly after "
+        "the call ends: until then the URL answers 404 `recording-not-ready`.",
     )
 
     @classmethod
-    def of(cls, record: CallRecord, user_ids: dict[str, uuid.UUID]) -> CallOut:
-        return cls.model_validate(_fields(record, user_ids))
+    def of(
+        cls, record: CallRecord, user_ids: dict[str, uuid.UUID], *, may_hear: bool = True
+    ) -> CallOut:
+        return cls.model_validate(_fields(record, user_ids, may_hear))
 
 
 class CallDetailOut(CallOut):
@@ -124,12 +150,16 @@ class CallDetailOut(CallOut):
     )
 
     @classmethod
-    def of(cls, record: CallRecord, user_ids: dict[str, uuid.UUID]) -> CallDetailOut:
+    def of(
+        cls, record: CallRecord, user_ids: dict[str, uuid.UUID], *, may_hear: bool = True
+    ) -> CallDetailOut:
         route = [RouteStepOut.of(step) for step in record.route]
-        return cls.model_validate({**_fields(record, user_ids), "route": route})
+        return cls.model_validate({**_fields(record, user_ids, may_hear), "route": route})
 
 
-def _fields(record: CallRecord, user_ids: dict[str, uuid.UUID]) -> dict[str, object]:
+def _fields(
+    record: CallRecord, user_ids: dict[str, uuid.UUID], may_hear: bool
+) -> dict[str, object]:
     answer_ms = record.answer_ms
     return {
         "call_id": record.call_id,
@@ -148,5 +178,5 @@ def _fields(record: CallRecord, user_ids: dict[str, uuid.UUID]) -> dict[str, obj
         "sip_status": record.sip_status,
         "hangup_by": record.hangup_by,
         "city": record.city,
-        "recording": None,
+        "recording": RecordingLink.of(record.call_id) if record.recording and may_hear else None,
     }

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,15 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.cdr import CallRecord, Direction
 
+from ..audio.store import belongs_to
 from ..auth.principal import MANAGERS, Principal
 from ..paging import PageParams
 from ..users.repository import UserRepository
-from .errors import CallNotFound, TimeRangeInverted
+from .errors import CallNotFound, RecordingNotFound, TimeRangeInverted
 from .repository import EVERYTHING, CallFilters, CallRepository, Visibility
 from .schemas import CallDetailOut, CallOut, CallStatus, epoch_ms
 from .store import CdrReader
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_PERIOD = dt.timedelta(days=7)
+RECORDINGS_PREFIX = "recordings"  # vpbx_common.storage.recording_key
 _LATEST_MS = 2**63 - 1  # far beyond any datetime; keeps the bound a valid UInt64
 
 
@@ -42,6 +47,19 @@ class CallQuery:
         return max(0, epoch_ms(start)), min(_LATEST_MS, max(0, epoch_ms(end)))
 
 
+def may_hear(visibility: Visibility, record: CallRecord) -> bool:
+    """Whether the caller may hear the call's recording: supervisors and tenant admins
+    every call; an agent the calls their extension answered, or placed (internal and
+    outbound calls from it), not the ones only offered to them."""
+    if visibility.all_calls:
+        return True
+    extension = visibility.extension
+    if not extension:
+        return False
+    placed = record.caller == extension and record.direction is not Direction.INBOUND
+    return record.answered_by == extension or placed
+
+
 class CallService:
     def __init__(self, session: AsyncSession, principal: Principal, reader: CdrReader) -> None:
         self.principal = principal
@@ -64,20 +82,50 @@ class CallService:
             status=query.status,
             label=query.label,
         )
-        calls = await self._repository()
+        visibility = await self._visibility()
+        calls = self._repository(visibility)
         records, total = await calls.page(filters, paging)
         user_ids = await self._user_ids(records)
-        return [CallOut.of(record, user_ids) for record in records], total
+        return [
+            CallOut.of(record, user_ids, may_hear=may_hear(visibility, record))
+            for record in records
+        ], total
 
     async def get(self, call_id: str) -> CallDetailOut:
-        calls = await self._repository()
-        record = await calls.find(call_id)
+        visibility = await self._visibility()
+        record = await self._repository(visibility).find(call_id)
         if record is None:
             raise CallNotFound()
-        return CallDetailOut.of(record, await self._user_ids([record]))
+        return CallDetailOut.of(
+            record, await self._user_ids([record]), may_hear=may_hear(visibility, record)
+        )
 
-    async def _repository(self) -> CallRepository:
-        return CallRepository(self.reader, self.principal.tenant, await self._visibility())
+    async def recording_key(self, call_id: str) -> str:
+        """The storage key of the call's recording, if the caller may hear it.
+
+        Raises CallNotFound (no such call in the tenant, or one the caller may not hear:
+        an agent hears the calls they answered or placed, not those merely offered to
+        them) or RecordingNotFound (the call was not recorded).
+        """
+        visibility = await self._visibility()
+        record = await self._repository(visibility).find(call_id)
+        if record is None or not may_hear(visibility, record):
+            raise CallNotFound()
+        if not record.recording:
+            raise RecordingNotFound()
+        if not belongs_to(record.recording, RECORDINGS_PREFIX, self.principal.tenant):
+            # Never serve another tenant's object, whatever a node wrote into the CDR.
+            logger.error(
+                "call=%s tenant=%s CDR recording key %r is outside the tenant's recordings",
+                call_id,
+                self.principal.tenant,
+                record.recording,
+            )
+            raise RecordingNotFound()
+        return record.recording
+
+    def _repository(self, visibility: Visibility) -> CallRepository:
+        return CallRepository(self.reader, self.principal.tenant, visibility)
 
     async def _visibility(self) -> Visibility:
         """Supervisors and tenant admins see every call; an agent the calls of their extension."""

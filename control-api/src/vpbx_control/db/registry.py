@@ -11,6 +11,7 @@ from ..routeplans.models import RoutePlanRow
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
 from ..users.models import DeviceRow, UserRow
+from ..voicemails.models import VoicemailRow
 from ..webhooks.models import WebhookDeliveryRow, WebhookRow
 from .base import Base
 
@@ -29,6 +30,7 @@ __all__ = [
     "ScheduleRow",
     "TenantRow",
     "UserRow",
+    "VoicemailRow",
     "WebhookDeliveryRow",
     "WebhookRow",
 ]

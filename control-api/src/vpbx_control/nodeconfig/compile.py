@@ -7,11 +7,12 @@ platform file; this module only reads rows into a ``TenantSource``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpbx_common.manifests import Number
+from vpbx_common.manifests import Number, RecordingPolicy
 from vpbx_common.nodeconfig import (
     NodeConfig,
     SourceDevice,
@@ -31,6 +32,8 @@ from ..routeplans.models import RoutePlanRow
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
 from ..users.models import DeviceRow, UserRow
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,17 @@ def _members_by_group(snapshot: TenantSnapshot) -> dict[str, list[tuple[str, int
     }
 
 
+def _recording_policy(tenant: TenantRow) -> RecordingPolicy:
+    try:
+        return RecordingPolicy(tenant.recording_policy)
+    except ValueError:
+        # Only a hand-edited row can hold anything else; recording nothing is the safe side.
+        logger.error(
+            "tenant=%s unknown recording policy %r; off", tenant.id, tenant.recording_policy
+        )
+        return RecordingPolicy.OFF
+
+
 def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
     tenant = snapshot.tenant
     members = _members_by_group(snapshot)
@@ -78,6 +92,7 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
         cities=[str(name) for name in tenant.cities or ()],
         suspended=tenant.suspended,
         concurrent_calls=tenant.concurrent_calls,
+        recording_policy=_recording_policy(tenant),
         users=[
             SourceUser(
                 extension=user.extension,

@@ -124,6 +124,14 @@ Label = Annotated[
 Channels = Annotated[
     int, Field(ge=0, le=10_000, description="calls the number may carry at once; 0 = unlimited")
 ]
+Record = Annotated[
+    bool | None,
+    Field(
+        description="record calls to this number: true or false; null follows the tenant's "
+        "recording policy. A user's own `record` setting wins over it (most specific wins)",
+        examples=[True],
+    ),
+]
 
 
 class NumberProvision(StrictInput):
@@ -140,6 +148,7 @@ class NumberProvision(StrictInput):
     entry: EntryTarget | None = None
     label: Label | None = None
     channels: Channels = 0
+    record: Record = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -157,11 +166,11 @@ class NumberProvision(StrictInput):
 
 
 class NumberUpdate(StrictInput):
-    """Set a number's entry route, ad-channel label, channel limit or greeting.
+    """Set a number's entry route, ad-channel label, channel limit, greeting or recording.
 
     ``entry: null`` leaves the number unrouted (calls are refused); ``label:
-    null`` removes the label; ``greeting: null`` removes the greeting; a field
-    left out is not changed.
+    null`` removes the label; ``greeting: null`` removes the greeting; ``record:
+    null`` follows the tenant's policy again; a field left out is not changed.
     """
 
     entry: EntryTarget | None = None
@@ -176,6 +185,7 @@ class NumberUpdate(StrictInput):
             "uploaded prompts"
         ),
     )
+    record: Record = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -224,6 +234,9 @@ class NumberOut(BaseModel):
     greeting: MenuPrompt | None = Field(
         default=None, description="what callers hear before routing; null: no greeting"
     )
+    record: bool | None = Field(
+        description="whether its calls are recorded; null: the tenant's policy decides"
+    )
     status: NumberStatusOut
 
     @classmethod
@@ -237,6 +250,7 @@ class NumberOut(BaseModel):
             entry=entry_document(spec.entry),
             channels=spec.channels,
             greeting=greeting,
+            record=spec.record,
             status=_status(number.status),
         )
 

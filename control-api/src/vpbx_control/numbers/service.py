@@ -181,6 +181,7 @@ class NumberService:
                     "tenant": self.tenant,
                     "city": city,
                     "channels": body.channels,
+                    "record": body.record,
                     "label": body.label,
                     "entry": stored_entry(body.entry),
                 },
@@ -272,6 +273,8 @@ class NumberService:
             greeting = await prompt_document(
                 self.prompts, self.speech, body.greeting, None, "body.greeting"
             )
+        if "record" in body.model_fields_set:
+            changes["record"] = body.record  # null: back to the tenant's policy
         attempt = 0
         while True:
             attempt += 1

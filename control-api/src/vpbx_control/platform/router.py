@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from vpbx_common.manifests import RecordingPolicy
+
 from ..deps import Context, Paging, PlatformAdmin, Session
 from ..errors import error_responses
 from ..numbers.models import PoolNumberRow
@@ -54,6 +56,7 @@ def _tenant(row: TenantRow, response: Response | None = None) -> TenantOut:
             seats=row.seats, numbers=row.numbers, concurrent_calls=row.concurrent_calls
         ),
         suspended=row.suspended,
+        recording_policy=RecordingPolicy(row.recording_policy),
         revision=row.revision,
         created_at=row.created_at,
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from vpbx_common.manifests import DnsLabel, Email, SipDomain
+from vpbx_common.manifests import DnsLabel, Email, RecordingPolicy, SipDomain
 
 from ..schema_base import StrictInput
 from ..targets import E164
@@ -35,6 +35,12 @@ Cities = Annotated[
     ),
     AfterValidator(_unique),
 ]
+
+
+RECORDING_POLICY_DOC = (
+    "whether the tenant's calls are recorded: `off`, `all` or `on-demand` (the Tenant's "
+    "spec.recording.policy); a number's or a user's own `record` setting wins over it"
+)
 
 
 class PlanLimits(StrictInput):
@@ -67,6 +73,11 @@ class TenantCreate(StrictInput):
     cities: Cities
     plan: PlanLimits = Field(default_factory=PlanLimits)
     suspended: bool = False
+    recording_policy: RecordingPolicy | None = Field(
+        default=None,
+        description=RECORDING_POLICY_DOC + "; left out: what an existing Tenant resource of "
+        "that name says, else `off`",
+    )
     admin: FirstAdmin | None = None
 
 
@@ -77,6 +88,7 @@ class TenantUpdate(StrictInput):
     plan: PlanLimitsUpdate | None = None
     cities: Cities | None = None
     suspended: bool | None = None
+    recording_policy: RecordingPolicy | None = Field(default=None, description=RECORDING_POLICY_DOC)
 
 
 class TenantOut(BaseModel):
@@ -86,6 +98,7 @@ class TenantOut(BaseModel):
     cities: list[str]
     plan: PlanLimits
     suspended: bool
+    recording_policy: RecordingPolicy = Field(description=RECORDING_POLICY_DOC)
     revision: int
     created_at: dt.datetime
 

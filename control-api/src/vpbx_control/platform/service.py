@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
-from vpbx_common.manifests import PLATFORM_API_VERSION, Tenant
+from vpbx_common.manifests import PLATFORM_API_VERSION, RecordingPolicy, Tenant
 
 from ..auth.passwords import Passwords
 from ..auth.principal import Role
@@ -54,9 +54,10 @@ def tenant_etag(row: TenantRow) -> str:
 
 def tenant_manifest(row: TenantRow, existing: Tenant | None) -> Tenant:
     """The Tenant resource for a row; fields this API does not manage (a city's
-    replicas and resources, recording) are kept from the resource as it is."""
+    replicas and resources, the recording storage quota) are kept from the resource as it
+    is. The recording policy is the row's: the API writes it into the resource."""
     placements: dict[str, dict[str, Any]] = {}
-    recording: dict[str, Any] = {"policy": "off"}
+    recording: dict[str, Any] = {}
     storage_gib = 0
     labels: dict[str, str] = {}
     if existing is not None:
@@ -68,6 +69,7 @@ def tenant_manifest(row: TenantRow, existing: Tenant | None) -> Tenant:
         storage_gib = existing.spec.plan.recording_storage_gib
         labels = dict(existing.metadata.labels)
     labels[MANAGED_BY_LABEL] = MANAGED_BY
+    recording["policy"] = row.recording_policy
     return Tenant.model_validate(
         {
             "apiVersion": PLATFORM_API_VERSION,
@@ -137,6 +139,11 @@ class TenantService:
             raise SipDomainTaken(body.sip_domain)
         if body.admin is not None and await self._email_taken(body.admin.email):
             raise EmailTaken("body.admin.email")
+        existing = await store_read(self.store.get_tenant(body.id))
+        policy = body.recording_policy
+        if policy is None:
+            # A Tenant applied with kubectl before the API knew it keeps its policy.
+            policy = existing.spec.recording.policy if existing else RecordingPolicy.OFF
         row = TenantRow(
             id=body.id,
             display_name=body.display_name,
@@ -146,6 +153,7 @@ class TenantService:
             numbers=body.plan.numbers,
             concurrent_calls=body.plan.concurrent_calls,
             suspended=body.suspended,
+            recording_policy=policy.value,
             revision=1,
         )
         self.session.add(row)
@@ -167,7 +175,6 @@ class TenantService:
                 )
             )
         await self._flush("the tenant, its SIP domain or the admin's e-mail was just taken")
-        existing = await store_read(self.store.get_tenant(body.id))
         await self._apply(row, existing)
         try:
             await TenantWork(self.session, row.id, self.publisher).commit(moves_phones=True)
@@ -191,6 +198,8 @@ class TenantService:
             row.cities = list(body.cities)
         if body.suspended is not None:
             row.suspended = body.suspended
+        if body.recording_policy is not None:
+            row.recording_policy = body.recording_policy.value
         row.revision += 1
         await self._flush("the tenant changed meanwhile")
         existing = await store_read(self.store.get_tenant(row.id))

@@ -23,6 +23,9 @@ class TenantRow(Base):
     numbers: Mapped[int] = mapped_column(Integer, default=0)
     concurrent_calls: Mapped[int] = mapped_column(Integer, default=0)
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The Tenant's spec.recording.policy (vpbx_common.manifests.RecordingPolicy values): the
+    # nodes record per it unless a number or a user says otherwise.
+    recording_policy: Mapped[str] = mapped_column(String(16), default="off", server_default="off")
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(
         default=utcnow, server_default=func.current_timestamp()

@@ -83,6 +83,16 @@ WrapUp = Annotated[
 ]
 
 
+Record = Annotated[
+    bool | None,
+    Field(
+        description="record this user's calls: true or false, winning over the number's "
+        "setting and the tenant's policy; null follows them. Set by tenant admins only",
+        examples=[True],
+    ),
+]
+
+
 class UserSettings(StrictInput):
     """Personal settings; the user may change them themself."""
 
@@ -92,6 +102,7 @@ class UserSettings(StrictInput):
     forward_after_s: ForwardAfter = 20
     wrap_up_s: WrapUp = 0
     voicemail: bool = Field(default=True, description="unanswered calls go to voicemail")
+    record: Record = None
 
     @classmethod
     def stored(cls, document: dict[str, Any] | None) -> UserSettings:
@@ -107,9 +118,12 @@ class UserSettingsPatch(StrictInput):
     forward_after_s: ForwardAfter | None = None
     wrap_up_s: WrapUp | None = None
     voicemail: bool | None = None
+    record: Record = None
 
     def merged(self, current: UserSettings) -> UserSettings:
         changes = {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+        if "record" in self.model_fields_set:
+            changes["record"] = self.record  # null is a value here: back to number and tenant
         return UserSettings.model_validate({**current.model_dump(), **changes})
 
 

@@ -26,7 +26,7 @@ from vpbx_common.sipauth import ha1_pair
 
 from ..auth.principal import MANAGERS, Principal, Role
 from ..context import AppContext
-from ..errors import Forbidden, InvalidInput, TooManyRequests
+from ..errors import FieldProblem, Forbidden, InvalidInput, TooManyRequests
 from ..paging import PageParams, check_if_match
 from ..references import refuse_if_referenced
 from ..repository import TenantWork
@@ -190,6 +190,12 @@ class UserService:
         given = body.model_fields_set
         if not given:
             return row
+        if body.settings is not None and "record" in body.settings.model_fields_set:
+            # Whether calls are recorded is the company's decision, not the agent's.
+            raise Forbidden(
+                "settings.record is set by a tenant admin (PATCH /v1/users/{id})",
+                details=[FieldProblem(field="body.settings.record", message="tenant admins only")],
+            )
         if body.password is not None:
             await self._check_current_password(row, body.current_password or "", address)
             row.password_hash = await self._hash(body.password)

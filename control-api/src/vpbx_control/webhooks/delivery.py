@@ -19,7 +19,9 @@ due deliveries, POSTs them signed (vpbx_common.signing) and records every attemp
 With a Redis client, the dispatcher also reads the media nodes' call events from
 the stream ``vpbx:call-events`` as a consumer of the group ``webhooks``
 (vpbx_common.events) and queues ``call.ringing``, ``call.answered``, ``call.ended``
-and, for calls nobody answered, ``call.missed`` (CallEventBridge). An event is
+and, for calls nobody answered, ``call.missed``, plus ``recording.ready`` and
+``voicemail.new`` (CallEventBridge); event types without a webhook are acknowledged
+and ignored. An event is
 acknowledged on the stream once its deliveries are committed; one read twice (a
 replica died before acknowledging) finds them queued already and adds none.
 
@@ -55,9 +57,13 @@ from vpbx_common.events import WEBHOOKS_GROUP, CallEvent, CallEventConsumer, Cal
 from vpbx_common.outbound import OutboundPolicy, OutboundRefusedError, pin
 from vpbx_common.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 
+from ..calls.schemas import RecordingLink
 from ..context import AppContext
 from ..db.base import as_utc, utcnow
 from ..db.session import Database
+from ..voicemails.inbox import box_owner
+from ..voicemails.models import voicemail_id
+from ..voicemails.schemas import audio_url as voicemail_audio_url
 from .models import WebhookDeliveryRow, WebhookRow
 from .repository import DeliveryQueue, DeliveryRepository, WebhookRepository
 from .schemas import PING_EVENT, DeliveryStatus, WebhookEvent
@@ -453,7 +459,8 @@ async def _read_some(response: httpx.Response, limit: int) -> str:
 
 
 def webhook_events(event: CallEvent) -> list[WebhookEvent]:
-    """The webhook events a media node's call event stands for."""
+    """The webhook events a media node's call event stands for (none for a type that has
+    no webhook: the entry is acknowledged and nothing is sent)."""
     match event.type:
         case CallEventType.RINGING:
             return [WebhookEvent.CALL_RINGING]
@@ -461,12 +468,20 @@ def webhook_events(event: CallEvent) -> list[WebhookEvent]:
             return [WebhookEvent.CALL_ANSWERED]
         case CallEventType.ENDED if event.end_reason in UNANSWERED_REASONS:
             return [WebhookEvent.CALL_ENDED, WebhookEvent.CALL_MISSED]
-        case _:
+        case CallEventType.ENDED:
             return [WebhookEvent.CALL_ENDED]
+        case CallEventType.RECORDING_READY:
+            return [WebhookEvent.RECORDING_READY]
+        case CallEventType.VOICEMAIL_NEW:
+            return [WebhookEvent.VOICEMAIL_NEW]
+        case _:
+            return []
 
 
-def call_payload(event: CallEvent) -> dict[str, Any]:
-    """The ``data`` of a call webhook."""
+def call_payload(event: CallEvent, box_user_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """The ``data`` of a call webhook. Audio is named by its API URL (relative to the API's
+    base), never by its storage key: the key is the platform's business, and the URL is
+    what a receiver can fetch with its API key."""
     payload: dict[str, Any] = {
         "call_id": event.call_id,
         "number": event.number,
@@ -476,8 +491,27 @@ def call_payload(event: CallEvent) -> dict[str, Any]:
         "label": event.label or None,
         "at": dt.datetime.fromtimestamp(event.at_ms / 1000, dt.UTC).isoformat(),
     }
-    if event.type is CallEventType.ENDED:
-        payload["end_reason"] = event.end_reason
+    match event.type:
+        case CallEventType.ENDED:
+            payload["end_reason"] = event.end_reason
+        case CallEventType.RECORDING_READY:
+            link = RecordingLink.of(event.call_id)
+            payload.update(
+                duration_s=event.duration_ms / 1000,
+                size_bytes=event.size_bytes,
+                recording={"url": link.url, "wav_url": link.wav_url},
+            )
+        case CallEventType.VOICEMAIL_NEW:
+            message = voicemail_id(event.tenant, event.call_id)
+            url = voicemail_audio_url(message)
+            payload.update(
+                voicemail_id=str(message),
+                box=event.box or None,
+                user_id=None if box_user_id is None else str(box_user_id),
+                duration_s=event.duration_ms / 1000,
+                size_bytes=event.size_bytes,
+                audio={"url": url, "wav_url": f"{url}?format=wav"},
+            )
     return payload
 
 
@@ -518,14 +552,21 @@ class CallEventBridge:
 
     async def handle(self, event: CallEvent) -> int:
         """Queue and commit the deliveries for one call event; the number queued."""
+        names = webhook_events(event)
+        if not names:
+            return 0
         queued = 0
         async with self.dispatcher.database.session() as session:
-            for name in webhook_events(event):
+            owner = None
+            if event.type is CallEventType.VOICEMAIL_NEW:
+                owner = await box_owner(session, event.tenant, event)
+            payload = call_payload(event, owner)
+            for name in names:
                 rows = await self.dispatcher.enqueue(
                     session,
                     event.tenant,
                     name.value,
-                    call_payload(event),
+                    payload,
                     dedupe_key=call_dedupe_key(event, name),
                 )
                 queued += len(rows)

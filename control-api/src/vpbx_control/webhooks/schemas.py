@@ -17,6 +17,7 @@ class WebhookEvent(enum.StrEnum):
     CALL_ENDED = "call.ended"
     CALL_MISSED = "call.missed"
     RECORDING_READY = "recording.ready"
+    VOICEMAIL_NEW = "voicemail.new"
 
 
 # Sent by POST /v1/webhooks/{id}/test only; nobody subscribes to it.

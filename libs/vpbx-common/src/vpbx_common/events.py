@@ -10,7 +10,8 @@ node appends one entry per event (``CallEventPublisher.publish``: a single XADD)
 Fields of an entry:
 
 - ``tenant``: the tenant id (the same as the event's; lets a reader filter without parsing);
-- ``type``: the event type (``call.ringing``, ``call.answered``, ``call.ended``);
+- ``type``: the event type (``call.ringing``, ``call.answered``, ``call.ended``,
+  ``recording.ready``, ``voicemail.new``);
 - ``event``: the ``CallEvent`` as JSON, the source of truth. Its shape only grows: new
   fields get defaults, none is removed, and readers ignore fields they do not know.
 
@@ -21,12 +22,12 @@ entries.
 
 The consumers
 -------------
-Every kind of consumer has its own consumer group (``webhooks`` now; ``crm`` and
-``board`` later), so each kind sees every event; the processes of one kind share
-their group, so each event is handled by one of them. ``CallEventConsumer`` is the
-reading loop they all use: it creates the group if missing (from the start of the
-stream, so nothing published before the first consumer started is lost), reads with
-a bounded BLOCK, acknowledges an entry only after its handler returned, retries
+Every kind of consumer has its own consumer group (``webhooks`` and ``voicemails`` in
+the control API now; ``crm`` and ``board`` later), so each kind sees every event; the
+processes of one kind share their group, so each event is handled by one of them.
+``CallEventConsumer`` is the reading loop they all use: it creates the group if missing
+(from the start of the stream, so nothing published before the first consumer started is
+lost), reads with a bounded BLOCK, acknowledges an entry only after its handler returned, retries
 failed entries, reclaims entries a dead consumer left pending, and acknowledges and
 skips entries that are not valid events. Delivery is at least once: a handler must
 tolerate seeing an event twice (a consumer that dies between its handler and the
@@ -60,6 +61,8 @@ DEFAULT_STREAM_MAX_LEN = 1_000_000
 
 # Consumer groups, one per kind of consumer.
 WEBHOOKS_GROUP = "webhooks"
+# The control API's voicemail inbox: one row per voicemail.new.
+VOICEMAILS_GROUP = "voicemails"
 CRM_GROUP = "crm"
 BOARD_GROUP = "board"
 

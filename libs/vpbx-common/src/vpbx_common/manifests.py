@@ -240,6 +240,12 @@ class NumberSpec(_Spec):
             "user, group, ivr, route-plan) or `unrouted`"
         ),
     )
+    # Record calls to this number: None (left out) follows the tenant's recording policy;
+    # a user's own setting wins over it (vpbx_common.nodeconfig: user, number, tenant).
+    record: bool | None = Field(
+        default=None,
+        description="record calls to this number; left out: the tenant's policy decides",
+    )
 
 
 class Number(_Resource):

@@ -6,6 +6,7 @@ import logging
 
 from vpbx_common.cdr.store import open_cdr_store
 from vpbx_common.events import CallEventPublisher
+from vpbx_common.storage import ObjectStore
 from vpbx_common.storage.s3 import S3ObjectStore
 from vpbx_common.storage.settings import open_object_store
 
@@ -78,9 +79,14 @@ async def run_node(settings: NodeSettings) -> None:
     decisions = DecisionClient.from_settings(settings, tenant)
     await decisions.start()
     events = CallEventPublisher(redis_client, max_len=settings.call_events_max_len)
-    store = open_object_store(settings)
-    if isinstance(store, S3ObjectStore):
-        await store.ensure_bucket()
+    store: ObjectStore | None = None
+    if settings.storage_url or settings.is_local:
+        store = open_object_store(settings)
+        if isinstance(store, S3ObjectStore):
+            await store.ensure_bucket()
+    else:
+        # A cluster installed without object storage still takes calls.
+        logger.warning("no VPBX_STORAGE_URL: calls are not recorded and nobody has voicemail")
     recordings = RecordingService(settings.spool_dir, store, events.publish)
     service = NodeService(
         identity,
@@ -127,7 +133,8 @@ async def run_node(settings: NodeSettings) -> None:
         await service.stop()
         await transport.stop()
         await recordings.stop()
-        await store.close()
+        if store is not None:
+            await store.close()
         await shipper.stop()
         await redis_client.aclose()
 

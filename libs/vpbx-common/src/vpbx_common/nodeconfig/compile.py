@@ -476,6 +476,7 @@ def _numbers(source: TenantSource, resolver: _Resolver) -> list[NumberEntry]:
                 channels=spec.channels,
                 target=target,
                 greeting=_prompt(greeting) if greeting else None,
+                record=spec.record,
             )
         )
     return sorted(entries, key=lambda entry: entry.number)

@@ -1,0 +1,1 @@
+"""Voice messages: the inbox rows the call-event consumer writes, and /v1/voicemails."""
