@@ -270,22 +270,23 @@ def test_bad_credentials_get_no_binding(
     assert result.all_succeeded, result.describe()
 
 
-def test_nobody_registered_gets_a_final_answer_and_a_cdr(
+def test_a_user_with_no_phone_registered_gets_the_call_in_voicemail_and_a_cdr(
     platform_factory: Any, sipp_factory: SippFactory
 ) -> None:
     platform: RunningPlatform = platform_factory()
 
-    result = call(
-        sipp_factory, platform, GLOBEX_MAIN, "uac_expect.xml", variables={"expected_status": "480"}
-    )
+    # globex's number rings Hank (101), who has no phone registered and voicemail on.
+    result = call(sipp_factory, platform, GLOBEX_MAIN, "uac_call.xml")
 
     assert result.all_succeeded, result.describe()
     [record] = platform.calls(1, wait_for=1)
     assert record["tenant"] == "globex"
-    assert record["end_reason"] == "unavailable"
-    assert record["sip_status"] == 480
-    assert record["answered_by"] == ""
-    assert record["talk_ms"] == 0
+    assert record["sip_status"] == 200  # voicemail answered
+    assert record["answered_by"] == ""  # nobody did
+    # sipp hung up without a word: no message is kept, a missed call.
+    assert record["end_reason"] == "cancelled", record
+    outcomes = [(step["subject"], step["outcome"]) for step in record["route"]]
+    assert ("voicemail:101", "no-message") in outcomes, outcomes
 
 
 def test_caller_cancel_while_ringing_cancels_every_fork(

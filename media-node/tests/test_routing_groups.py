@@ -14,6 +14,7 @@ from vpbx_media.node.routing import (
     AgentState,
     Answer,
     CallContext,
+    CallerHungUp,
     CallRouter,
     Connect,
     Done,
@@ -327,6 +328,26 @@ def test_no_answer_goes_to_the_overflow_target() -> None:
     ]
     sim.send(VoicemailFinished(), at=75.0)
     assert hangup(sim) == Hangup(200, EndReason.VOICEMAIL, "voicemail recorded", True)
+
+
+def test_a_voicemail_with_nothing_said_ends_unavailable_and_the_route_says_so() -> None:
+    sim = simulate(config(group(overflow={"type": "voicemail"})))
+    sim.advance(30.0)
+    sim.send(VoicemailFinished(kept=False), at=40.0)
+    assert hangup(sim) == Hangup(200, EndReason.UNAVAILABLE, "no voice message", True)
+    assert (Outcome.NO_MESSAGE, "voicemail") in [
+        (entry.outcome, entry.subject) for entry in sim.router.route
+    ]
+
+
+def test_a_caller_hanging_up_after_the_message_keeps_it() -> None:
+    sim = simulate(config(group(overflow={"type": "voicemail"})))
+    sim.advance(30.0)
+    sim.send(CallerHungUp(voicemail_kept=True), at=45.0)
+    assert sim.router.result is RouteResult.CALLER_LEFT
+    assert (Outcome.RECORDED, "voicemail") in [
+        (entry.outcome, entry.subject) for entry in sim.router.route
+    ]
 
 
 def test_no_free_member_goes_straight_to_the_overflow() -> None:

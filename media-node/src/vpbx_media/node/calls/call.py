@@ -426,7 +426,7 @@ class Call:
             meta,
             (greeting,),
             action.max_s,
-            on_finished=lambda: self.events.put_nowait(_ForRouter(VoicemailFinished())),
+            on_finished=lambda kept: self.events.put_nowait(_ForRouter(VoicemailFinished(kept))),
         )
         self.media.collecting = True
         self._spawn(self._voicemail.run())
@@ -648,7 +648,11 @@ class Call:
         if request.method == "BYE":
             transaction.respond(make_response(request, 200))
             self.facts.end_ms = now_ms()
-            await self._feed(CallerHungUp())
+            kept = True
+            if self._voicemail is not None:  # hanging up is how most messages end
+                self._voicemail.end(VoicemailEnd.CALLER_LEFT)
+                kept = self._voicemail.kept
+            await self._feed(CallerHungUp(voicemail_kept=kept))
             if self.state is CallState.ROUTING:  # the router had finished already
                 self._done(RouteResult.CALLER_LEFT)
         elif request.method == "INFO" and (answer := self._info_digit(request)) is not None:
@@ -842,10 +846,8 @@ class Call:
             leg.stop()
         if self._voicemail is not None:
             self._voicemail.end(VoicemailEnd.CALLER_LEFT)
-            if self._voicemail.kept:
+            if self._voicemail.kept:  # also when the caller hung up to end the message
                 self.facts.end_reason = EndReason.VOICEMAIL
-            elif self.facts.end_reason is EndReason.VOICEMAIL:  # nothing was said
-                self.facts.end_reason = EndReason.UNAVAILABLE
         self._stop_recording()
         for task in list(self._tasks):
             task.cancel()

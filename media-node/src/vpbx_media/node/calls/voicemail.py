@@ -55,7 +55,7 @@ class VoicemailTaker:
         meta: RecordingMeta,
         greeting: Sequence[Prompt | Sound | SpokenPhrase],
         max_s: float,
-        on_finished: Callable[[], None],
+        on_finished: Callable[[bool], None],
     ) -> None:
         self.media = media
         self.recordings = recordings
@@ -121,4 +121,4 @@ class VoicemailTaker:
             "kept" if self.kept else "not kept",
         )
         if why is not VoicemailEnd.CALLER_LEFT:
-            self._on_finished()
+            self._on_finished(self.kept)

@@ -78,12 +78,12 @@ class QueueStatus:
 
 @dataclass(frozen=True, slots=True)
 class VoicemailFinished:
-    pass
+    kept: bool = True  # False: nobody spoke, no message was stored
 
 
 @dataclass(frozen=True, slots=True)
 class CallerHungUp:
-    pass
+    voicemail_kept: bool = True  # hung up while recording: was a message stored?
 
 
 Event = (

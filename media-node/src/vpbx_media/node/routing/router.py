@@ -278,8 +278,8 @@ class CallRouter:
     def _handle(self, event: Event, now: float) -> None:
         session = self._session
         match event:
-            case CallerHungUp():
-                self._caller_left(now)
+            case CallerHungUp(voicemail_kept=kept):
+                self._caller_left(now, kept)
                 return
             case MemberAnswered(extension=extension):
                 won = False
@@ -314,9 +314,9 @@ class CallRouter:
             case QueueStatus(position=position, expected_wait_s=expected_wait_s):
                 if isinstance(session, QueueSession):
                     session.on_status(position, expected_wait_s, now)
-            case VoicemailFinished():
+            case VoicemailFinished(kept=kept):
                 if isinstance(session, VoicemailSession):
-                    session.on_finished(now)
+                    session.on_finished(now, kept)
             case TimerFired():
                 pass
         if session is not None:
@@ -369,7 +369,10 @@ class CallRouter:
                 if session.state is VoicemailState.ENDED:
                     self._session = None
                     # A message left is the call's outcome for the CDR: voicemail, not completed.
-                    hangup = Hangup(200, EndReason.VOICEMAIL, "voicemail recorded", answered=True)
+                    if session.kept:
+                        hangup = Hangup(200, EndReason.VOICEMAIL, "voicemail recorded", True)
+                    else:
+                        hangup = Hangup(200, EndReason.UNAVAILABLE, "no voice message", True)
                     self._finish_with(hangup, now)
             case GreetingSession():
                 if session.state is GreetingState.ENDED:
@@ -649,14 +652,14 @@ class CallRouter:
         self._out.note(now, subject, Outcome.HUNG_UP, detail=f"{hangup.status} {hangup.detail}")
         self._done(RouteResult.HUNG_UP, RouterState.ENDED)
 
-    def _caller_left(self, now: float) -> None:
+    def _caller_left(self, now: float, voicemail_kept: bool = True) -> None:
         session = self._session
         why = "caller hung up"
         match session:
             case RingSession() | QueueSession():
                 session.stop(now, why)
             case VoicemailSession():
-                session.on_finished(now)  # hanging up is how a message ends
+                session.on_finished(now, voicemail_kept)  # hanging up is how a message ends
             case IvrSession() | DecisionSession() | GreetingSession():
                 session.stop()
             case None:

@@ -25,7 +25,8 @@ class Outcome(enum.StrEnum):
     DECIDED = "decided"  # an HTTP decision, an IVR digit or a timeout chose where to go
     PROMPTED = "prompted"  # an IVR menu played (again)
     QUEUED = "queued"  # joined, offered to an agent, back at its place, left
-    RECORDED = "recorded"  # voicemail
+    RECORDED = "recorded"  # voicemail: a message was left
+    NO_MESSAGE = "no-message"  # voicemail: the caller said nothing
     HUNG_UP = "hung-up"  # the router ended the call
     CALLER_LEFT = "caller-left"
 

@@ -26,6 +26,7 @@ class VoicemailSession:
         self.subject = subject
         self.env = env
         self.state = VoicemailState.IDLE
+        self.kept = False
         self._deadline = 0.0
 
     @property
@@ -38,10 +39,11 @@ class VoicemailSession:
         self.state = VoicemailState.RECORDING
         self._deadline = now + VOICEMAIL_MAX_S + VOICEMAIL_GUARD_S
 
-    def on_finished(self, now: float) -> None:
+    def on_finished(self, now: float, kept: bool = True) -> None:
         if self.state is VoicemailState.RECORDING:
             self.state = VoicemailState.ENDED
-            self.env.out.note(now, self.subject, Outcome.RECORDED)
+            self.kept = kept
+            self.env.out.note(now, self.subject, Outcome.RECORDED if kept else Outcome.NO_MESSAGE)
 
     def on_timer(self, now: float) -> None:
         if self.state is VoicemailState.RECORDING and now >= self._deadline:
