@@ -418,10 +418,12 @@ async def test_a_deleted_webhook_takes_its_log_along(
     assert (await api.client.get(ping.headers["Location"], headers=admin)).status_code == 404
 
 
-def _call_event(kind: CallEventType, end_reason: str = "", tenant: str = "acme") -> CallEvent:
+def _call_event(
+    kind: CallEventType, end_reason: str = "", tenant: str = "acme", call_id: str = "call-42"
+) -> CallEvent:
     return CallEvent(
         type=kind,
-        call_id="call-42",
+        call_id=call_id,
         tenant=tenant,
         city="msk",
         node=f"{tenant}-msk-0",
@@ -606,3 +608,30 @@ async def test_outside_local_mode_webhooks_cannot_reach_internal_hosts(
         "not sent: the host does not resolve to an address on the Internet"
     ), delivery
     assert receiver.requests == []  # and the tenant learns no internal address
+
+
+async def test_the_bridge_reads_subscriptions_once_and_sees_a_change_at_once(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    """Events of a tenant without webhooks cost no database work; a webhook made (by
+    any replica) is used from the next event on."""
+    assert dispatcher.bridge is not None
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    bridge = dispatcher.bridge
+    cache = bridge.subscriptions
+    for _ in range(20):
+        assert await bridge.handle(_call_event(CallEventType.ANSWERED)) == 0
+    assert cache.loads == 1  # the first event read the (empty) subscriptions, the rest none
+
+    webhook = await _webhook(api, admin, receiver.url, ["call.answered"])
+    assert await bridge.handle(_call_event(CallEventType.ANSWERED)) == 1
+    loads = cache.loads
+    assert await bridge.handle(_call_event(CallEventType.ANSWERED, call_id="call-43")) == 1
+    assert cache.loads == loads
+
+    changed = await api.client.patch(
+        f"/v1/webhooks/{webhook['id']}", json={"active": False}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
+    assert await bridge.handle(_call_event(CallEventType.ANSWERED, call_id="call-44")) == 0

@@ -67,6 +67,7 @@ from ..voicemails.schemas import audio_url as voicemail_audio_url
 from .models import WebhookDeliveryRow, WebhookRow
 from .repository import DeliveryQueue, DeliveryRepository, WebhookRepository
 from .schemas import PING_EVENT, DeliveryStatus, WebhookEvent
+from .subscriptions import SubscriptionCache
 
 logger = logging.getLogger(__name__)
 
@@ -540,6 +541,7 @@ class CallEventBridge:
         **tuning: Any,
     ) -> None:
         self.dispatcher = dispatcher
+        self.subscriptions = SubscriptionCache(client, dispatcher.database)
         self.consumer = CallEventConsumer(
             client, WEBHOOKS_GROUP, self.handle, consumer=consumer, **tuning
         )
@@ -555,6 +557,10 @@ class CallEventBridge:
         names = webhook_events(event)
         if not names:
             return 0
+        subscribed = await self.subscriptions.events(event.tenant)
+        names = [name for name in names if name.value in subscribed]
+        if not names:
+            return 0  # the usual case: nobody listens, no database work
         queued = 0
         async with self.dispatcher.database.session() as session:
             owner = None

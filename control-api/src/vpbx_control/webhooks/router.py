@@ -58,7 +58,7 @@ delivery fails (see `GET /v1/webhooks/{id}/deliveries`).
 
 
 def webhook_service(session: Session, principal: TenantAdmin, context: Context) -> WebhookService:
-    return WebhookService(session, principal, context.publisher, context.outbound)
+    return WebhookService(session, principal, context.publisher, context.outbound, context.redis)
 
 
 def running_dispatcher(request: Request) -> WebhookDispatcher | None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.outbound import OutboundPolicy
@@ -25,6 +26,7 @@ from .schemas import (
     WebhookEvent,
     WebhookUpdate,
 )
+from .subscriptions import bump_revision
 
 MAX_WEBHOOKS_PER_TENANT = 20
 
@@ -36,8 +38,11 @@ class WebhookService:
         principal: Principal,
         publisher: ConfigPublisher,
         outbound: OutboundPolicy,
+        redis_client: redis.Redis | None = None,
     ) -> None:
         self.outbound = outbound
+        self.tenant_id = principal.tenant
+        self.redis = redis_client
         self.repository = WebhookRepository(session, principal.tenant)
         self.deliveries = DeliveryRepository(session, principal.tenant)
         self.work = TenantWork(session, principal.tenant, publisher)
@@ -66,7 +71,7 @@ class WebhookService:
                 revision=1,
             )
         )
-        await self.work.commit(affects_nodes=False)
+        await self._committed()
         return row, secret
 
     async def update(
@@ -84,8 +89,13 @@ class WebhookService:
         if "description" in body.model_fields_set:
             row.description = body.description
         self.repository.touch(row)
-        await self.work.commit(affects_nodes=False)
+        await self._committed()
         return row
+
+    async def _committed(self) -> None:
+        """Commit a change of the tenant's webhooks and tell every replica's bridge."""
+        await self.work.commit(affects_nodes=False)
+        await bump_revision(self.redis, self.tenant_id)
 
     def _check_url(self, url: str) -> None:
         problem = self.outbound.problem(url)
@@ -96,7 +106,7 @@ class WebhookService:
         row = await self.repository.get(webhook_id)
         check_if_match(if_match, row.etag())
         await self.repository.delete(row)  # its delivery log goes with it (ON DELETE CASCADE)
-        await self.work.commit(affects_nodes=False)
+        await self._committed()
 
     async def rotate_secret(
         self, webhook_id: uuid.UUID, body: RotateSecret | None, if_match: str | None
