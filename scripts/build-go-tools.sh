@@ -23,18 +23,9 @@ if [[ -x "${bin_dir}/helm" && -x "${bin_dir}/kubeconform" ]]; then
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    for candidate in /usr/local/go/bin /usr/lib/go/bin; do
-        if [[ -x "${candidate}/go" ]]; then
-            PATH="${candidate}:${PATH}"
-            break
-        fi
-    done
-fi
-command -v go >/dev/null 2>&1 || {
-    say "the Go toolchain is required (go not found on PATH)"
-    exit 1
-}
+# shellcheck source=lib/go.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go.sh"
+use_go_toolchain
 
 mkdir -p "${bin_dir}"
 # Two test sessions starting at once must not build the same tools twice.

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.services.ports import free_port
+from tests.services.toolbuild import BuildBeforeTests, run_build_script
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -39,15 +40,11 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-k8s-tools.sh"
-BUILD_TIMEOUT_SECONDS = 40 * 60
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 20.0
 KUBECTL_TIMEOUT_SECONDS = 60.0
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 ADMIN_USER = "vpbx-test-admin"
-
-_binaries_key = pytest.StashKey[Path]()
-_build_error_key = pytest.StashKey[str]()
 
 
 class KubeError(RuntimeError):
@@ -64,53 +61,22 @@ class KubectlError(subprocess.CalledProcessError):
 
 def build_k8s_tools(echo: bool = True) -> Path:
     """Build (or find cached) kube-apiserver, kube-controller-manager, kubectl; their dir."""
-    started = time.monotonic()
-    try:
-        completed = subprocess.run(
-            [str(BUILD_SCRIPT)],
-            stdout=subprocess.PIPE,
-            stderr=None if echo else subprocess.PIPE,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise KubeError(f"{BUILD_SCRIPT} did not finish in {BUILD_TIMEOUT_SECONDS}s") from error
-    if completed.returncode != 0:
-        raise KubeError(
-            f"{BUILD_SCRIPT} failed with exit code {completed.returncode}: {completed.stderr or ''}"
-        )
-    lines = completed.stdout.strip().splitlines()
-    if not lines:
-        raise KubeError(f"{BUILD_SCRIPT} printed no directory")
-    directory = Path(lines[-1])
-    logger.info("k8s tools in %s after %.1fs", directory, time.monotonic() - started)
-    return directory
+    return run_build_script(BUILD_SCRIPT, "k8s tools", echo=echo)
+
+
+_BUILD = BuildBeforeTests(
+    fixture="kube_api",
+    announcement=(
+        "kube: building kube-apiserver, kube-controller-manager and kubectl unless cached"
+        " (a cold build takes about 5 minutes on 2 cores)"
+    ),
+    build=build_k8s_tools,
+)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build before the first test so a cold build never counts against a test timeout."""
-    config = session.config
-    if config.option.collectonly:
-        return
-    if not any("kube_api" in getattr(item, "fixturenames", ()) for item in session.items):
-        return
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            "kube: building kube-apiserver, kube-controller-manager and kubectl unless cached"
-            " (a cold build takes about 5 minutes on 2 cores)"
-        )
-    try:
-        if capture is None:
-            config.stash[_binaries_key] = build_k8s_tools()
-        else:
-            with capture.global_and_fixture_disabled():
-                config.stash[_binaries_key] = build_k8s_tools()
-    except KubeError as error:
-        # Fail the tests that need the cluster, not the whole session.
-        config.stash[_build_error_key] = str(error)
+    _BUILD.collection_finished(session)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -376,10 +342,7 @@ def kube_api(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KubeAPI]:
     """kube-apiserver + embedded etcd + GC/namespace controllers on loopback."""
-    build_error = request.config.stash.get(_build_error_key, None)
-    if build_error is not None:
-        pytest.fail(f"cannot build the Kubernetes test binaries: {build_error}")
-    bin_dir = request.config.stash.get(_binaries_key, None) or build_k8s_tools()
+    bin_dir = _BUILD.directory(request.config)
     with running_kube_api(tmp_path_factory.mktemp("kube"), bin_dir) as api:
         yield api
 

@@ -25,20 +25,17 @@ from pathlib import Path
 import pytest
 
 from tests.services.ports import free_port
+from tests.services.toolbuild import BuildBeforeTests, run_build_script
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-seaweedfs.sh"
-BUILD_TIMEOUT_SECONDS = 40 * 60
 READY_TIMEOUT_SECONDS = 90.0
 TERM_GRACE_SECONDS = 3.0
 KILL_WAIT_SECONDS = 10.0
 # Buckets the fixture creates and checks writable before handing the server out.
 TEST_BUCKET = "vpbx-test"
-
-_bin_dir_key = pytest.StashKey[Path]()
-_build_error_key = pytest.StashKey[str]()
 
 
 class SeaweedFSError(RuntimeError):
@@ -56,54 +53,21 @@ class SeaweedS3:
 
 def build_seaweedfs(echo: bool = True) -> Path:
     """Build (or find cached) ``weed``; the directory holding it."""
-    started = time.monotonic()
-    try:
-        completed = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)],
-            stdout=subprocess.PIPE,
-            stderr=None if echo else subprocess.PIPE,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise SeaweedFSError(
-            f"{BUILD_SCRIPT} did not finish in {BUILD_TIMEOUT_SECONDS}s"
-        ) from error
-    if completed.returncode != 0:
-        raise SeaweedFSError(
-            f"{BUILD_SCRIPT} failed with exit code {completed.returncode}: {completed.stderr or ''}"
-        )
-    lines = completed.stdout.strip().splitlines()
-    if not lines:
-        raise SeaweedFSError(f"{BUILD_SCRIPT} printed no directory")
-    directory = Path(lines[-1])
-    logger.info("weed in %s after %.1fs", directory, time.monotonic() - started)
-    return directory
+    return run_build_script(BUILD_SCRIPT, "weed", echo=echo)
+
+
+_BUILD = BuildBeforeTests(
+    fixture="seaweedfs_s3",
+    announcement=(
+        "seaweedfs: building weed unless cached (a cold build takes 5-15 minutes on 2 cores)"
+    ),
+    build=build_seaweedfs,
+)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build before the first test so a cold build never counts against a test timeout."""
-    config = session.config
-    if config.option.collectonly:
-        return
-    if not any("seaweedfs_s3" in getattr(item, "fixturenames", ()) for item in session.items):
-        return
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            "seaweedfs: building weed unless cached (a cold build takes 5-15 minutes on 2 cores)"
-        )
-    try:
-        if capture is None:
-            config.stash[_bin_dir_key] = build_seaweedfs()
-        else:
-            with capture.global_and_fixture_disabled():
-                config.stash[_bin_dir_key] = build_seaweedfs()
-    except SeaweedFSError as error:
-        # Fail the tests that need the server, not the whole session.
-        config.stash[_build_error_key] = str(error)
+    _BUILD.collection_finished(session)
 
 
 def _server_args(
@@ -265,11 +229,8 @@ def seaweedfs_s3(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SeaweedS3]:
     """A SeaweedFS S3 endpoint with the bucket TEST_BUCKET, for the whole session."""
-    build_error = request.config.stash.get(_build_error_key, None)
-    if build_error is not None:
-        pytest.fail(f"cannot build SeaweedFS: {build_error}")
+    bin_dir = _BUILD.directory(request.config)
     try:
-        bin_dir = request.config.stash.get(_bin_dir_key, None) or build_seaweedfs()
         with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), bin_dir) as server:
             yield server
     except SeaweedFSError as error:

@@ -91,26 +91,19 @@ class ConfigClient:
 
     async def fetch_prompt(self, prompt_id: str) -> bytes:
         """The WAV of one of the tenant's prompts (OSError when it cannot be had)."""
-        try:
-            response = await self._http.get(f"/internal/v1/prompts/{self.tenant}/{prompt_id}")
-        except httpx.HTTPError as exc:
-            raise ConfigFetchError(f"control API unreachable: {exc!r}") from exc
-        if response.status_code != 200:
-            raise ConfigFetchError(
-                f"prompt {prompt_id}: control API answered {response.status_code}"
-            )
-        return response.content
+        return await self._audio(f"/internal/v1/prompts/{self.tenant}/{prompt_id}", "prompt")
 
     async def fetch_speech(self, language: str, phrase: str) -> bytes:
         """The WAV of one of the platform's spoken phrases (OSError when it cannot be had)."""
+        return await self._audio(f"/internal/v1/speech/{language}/{phrase}", "phrase")
+
+    async def _audio(self, path: str, what: str) -> bytes:
         try:
-            response = await self._http.get(f"/internal/v1/speech/{language}/{phrase}")
+            response = await self._http.get(path)
         except httpx.HTTPError as exc:
             raise ConfigFetchError(f"control API unreachable: {exc!r}") from exc
         if response.status_code != 200:
-            raise ConfigFetchError(
-                f"phrase {language}/{phrase}: control API answered {response.status_code}"
-            )
+            raise ConfigFetchError(f"{what} {path}: control API answered {response.status_code}")
         return response.content
 
     async def fetch_initial(
