@@ -304,3 +304,21 @@ def test_a_voicemail_is_mono_and_cut_to_its_length(tmp_path: Path, codec: Codec)
     pcm, channels = decode_ogg(encoded.path.read_bytes())
     assert channels == 1
     assert abs(dominant_hz(pcm[1000:7000, 0]) - 700) < 10
+
+
+async def test_a_stopping_node_stores_what_has_ended_before_it_goes(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "store")
+    published: list[CallEvent] = []
+
+    async def publish(event: CallEvent) -> None:
+        published.append(event)
+
+    service = RecordingService(tmp_path / "spool", store, publish)
+    await service.start()
+    clock = Clock()
+    recording = service.begin(call_meta(tmp_path), clock)
+    feed(recording.writer(Channel.CALLER), clock, tone_frames(440, 50))
+    service.finish(recording)
+    await service.stop()  # a pod being removed: no next start here
+    assert [event.type for event in published] == [CallEventType.RECORDING_READY]
+    assert (await store.stat("recordings/acme/2026/12/07/c1.ogg")).size > 0

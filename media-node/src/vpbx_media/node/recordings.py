@@ -88,8 +88,19 @@ class RecordingService:
         ]
         self.state = RecordingServiceState.RUNNING
 
-    async def stop(self) -> None:
-        """Flush what is in progress (it stays on disk for the next start) and stop."""
+    async def stop(self, upload_timeout: float = 10.0) -> None:
+        """Store what has ended (a pod being removed may never start again here), for at
+        most ``upload_timeout`` seconds; flush what is in progress. What is left stays on
+        disk for the next start."""
+        if self.state is RecordingServiceState.RUNNING and self._store is not None:
+            try:
+                await asyncio.wait_for(self._jobs.join(), upload_timeout)
+            except TimeoutError:
+                logger.warning(
+                    "recordings: %d not stored before stopping; kept in %s for the next start",
+                    len(self._queued),
+                    self.root,
+                )
         for recording in self._active:
             recording.flush()
         for task in self._tasks:
