@@ -55,7 +55,7 @@ class RoutePlanTarget(_Target):
 
 
 class VoicemailTarget(_Target):
-    """Not yet running: the media node ends the call with 480 instead."""
+    """A voice mailbox: the caller leaves a message (listed at /v1/voicemails)."""
 
     type: Literal["voicemail"] = "voicemail"
     user_id: uuid.UUID | None = Field(default=None, description="whose box; null = general box")

@@ -201,7 +201,9 @@ class UserStep(_Step):
 
 
 class VoicemailStep(_Step):
-    """Take a voice message. Not yet running: the media node ends the call with 480."""
+    """Take a voice message: the box owner's greeting (else the platform's), a beep, the
+    message until #, 5 s of silence, 120 s or the caller hanging up; listed at
+    /v1/voicemails."""
 
     type: Literal["voicemail"] = "voicemail"
     user_id: uuid.UUID | None = Field(default=None, description="whose box; null = general box")
