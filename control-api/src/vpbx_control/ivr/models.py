@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, TenantOwned
@@ -45,3 +55,6 @@ class PromptRow(TenantOwned, Base):
     # Rendered speech only (migration 0006): the text and its BCP 47 language.
     text: Mapped[str | None] = mapped_column(Text, default=None)
     language: Mapped[str | None] = mapped_column(String(35), default=None)
+    # Uploaded to the tenant's prompt library (/v1/prompts, migration 0011): kept until the
+    # tenant deletes it, never by the clean-up of prompts nothing plays any more.
+    library: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
