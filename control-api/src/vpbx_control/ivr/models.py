@@ -18,6 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from vpbx_common.audio import ConvertedPrompt
+
 from ..db.base import Base, TenantOwned
 
 
@@ -58,3 +60,16 @@ class PromptRow(TenantOwned, Base):
     # Uploaded to the tenant's prompt library (/v1/prompts, migration 0011): kept until the
     # tenant deletes it, never by the clean-up of prompts nothing plays any more.
     library: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    @classmethod
+    def converted(cls, audio: ConvertedPrompt, name: str, **fields: Any) -> PromptRow:
+        """A new prompt holding ``audio`` (an upload or speech, in the node's format)."""
+        return cls(
+            id=uuid.uuid4(),
+            name=name[:100],
+            duration_ms=audio.duration_ms,
+            audio=audio.wav,
+            sha256=audio.sha256,
+            revision=1,
+            **fields,
+        )

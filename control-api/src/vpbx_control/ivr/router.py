@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFil
 from ..deps import Context, Paging, Session, TenantAdmin, TenantMember
 from ..errors import error_responses
 from ..paging import IfMatchHeader, Page
-from ..prompts.upload import ACCEPTED_AUDIO, MENU_PROMPT_LIMITS, read_upload, wav_response
+from ..prompts.upload import (
+    ACCEPTED_AUDIO,
+    MENU_PROMPT_LIMITS,
+    WAV_RESPONSES,
+    read_upload,
+    wav_response,
+)
 from .models import IvrMenuRow, PromptRow
 from .schemas import IvrMenuCreate, IvrMenuOut, IvrMenuUpdate, PromptOut
 from .service import IvrMenuService
@@ -169,14 +175,7 @@ async def upload_prompt(
         "The converted recording or the rendered speech: 8 kHz mono 16-bit PCM WAV. "
         "404 when the menu plays a tone."
     ),
-    responses={
-        200: {
-            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "the prompt",
-        },
-        304: {"description": "If-None-Match matches: unchanged"},
-        **error_responses(404),
-    },
+    responses={**WAV_RESPONSES, **error_responses(404)},
 )
 async def download_prompt(
     _: TenantMember,

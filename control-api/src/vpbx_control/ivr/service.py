@@ -96,16 +96,12 @@ async def prompt_document(
         with speech_errors(at):
             spoken = await speech.render(prompt.text, prompt.language)
         rendered = prompts.add(
-            PromptRow(
-                id=uuid.uuid4(),
-                name=f"text-to-speech-{spoken.voice}.wav",
+            PromptRow.converted(
+                spoken.audio,
+                f"text-to-speech-{spoken.voice}.wav",
                 ivr_menu_id=menu_id,
-                duration_ms=spoken.audio.duration_ms,
-                audio=spoken.audio.wav,
-                sha256=spoken.audio.sha256,
                 text=prompt.text,
                 language=prompt.language,
-                revision=1,
             )
         )
         prompt_id = rendered.id
@@ -220,15 +216,7 @@ class IvrMenuService:
         check_if_match(if_match, row.etag())
         converted = await convert_upload(data, MENU_PROMPT_LIMITS)
         prompt = self.prompts.add(
-            PromptRow(
-                id=uuid.uuid4(),
-                name=(filename or "prompt.wav")[:100],
-                ivr_menu_id=row.id,
-                duration_ms=converted.duration_ms,
-                audio=converted.wav,
-                sha256=converted.sha256,
-                revision=1,
-            )
+            PromptRow.converted(converted, filename or "prompt.wav", ivr_menu_id=row.id)
         )
         row.prompt = AudioPrompt(prompt_id=prompt.id).model_dump(mode="json")
         self.repository.touch(row)

@@ -12,7 +12,7 @@ from ..errors import error_responses
 from ..paging import IfMatchHeader, Page
 from .schemas import PromptName, PromptOut, SpeechCreate
 from .service import PromptLibraryService
-from .upload import ACCEPTED_AUDIO, LIBRARY_PROMPT_LIMITS, read_upload, wav_response
+from .upload import ACCEPTED_AUDIO, LIBRARY_PROMPT_LIMITS, WAV_RESPONSES, read_upload, wav_response
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 
@@ -122,14 +122,7 @@ async def get_prompt(
     response_class=Response,
     summary="Download a prompt as the nodes play it",
     description="8 kHz mono 16-bit PCM WAV; `ETag` is its SHA-256 (`If-None-Match` -> 304).",
-    responses={
-        200: {
-            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "the prompt",
-        },
-        304: {"description": "If-None-Match matches: unchanged"},
-        **error_responses(404),
-    },
+    responses={**WAV_RESPONSES, **error_responses(404)},
 )
 async def download_prompt(
     _: TenantMember,

@@ -55,17 +55,8 @@ class PromptLibraryService:
 
     async def upload(self, filename: str | None, name: str | None, data: bytes) -> PromptRow:
         converted = await convert_upload(data, LIBRARY_PROMPT_LIMITS)
-        row = self.prompts.add(
-            PromptRow(
-                id=uuid.uuid4(),
-                name=name or (filename or "prompt.wav")[:100],
-                duration_ms=converted.duration_ms,
-                audio=converted.wav,
-                sha256=converted.sha256,
-                library=True,
-                revision=1,
-            )
-        )
+        name = name or filename or "prompt.wav"
+        row = self.prompts.add(PromptRow.converted(converted, name, library=True))
         # Nothing plays it yet: the nodes' config does not change.
         await self.work.commit(affects_nodes=False)
         return row
@@ -73,17 +64,10 @@ class PromptLibraryService:
     async def speak(self, body: SpeechCreate) -> PromptRow:
         with speech_errors("body"):
             spoken = await self.speech.render(body.text, body.language)
+        name = body.name or body.text.strip()[:_NAME_FROM_TEXT]
         row = self.prompts.add(
-            PromptRow(
-                id=uuid.uuid4(),
-                name=body.name or body.text.strip()[:_NAME_FROM_TEXT],
-                duration_ms=spoken.audio.duration_ms,
-                audio=spoken.audio.wav,
-                sha256=spoken.audio.sha256,
-                text=body.text,
-                language=body.language,
-                library=True,
-                revision=1,
+            PromptRow.converted(
+                spoken.audio, name, text=body.text, language=body.language, library=True
             )
         )
         await self.work.commit(affects_nodes=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Response, UploadFile, status
 
@@ -57,6 +58,16 @@ async def convert_upload(data: bytes, limits: UploadLimits) -> ConvertedPrompt:
         )
     except AudioError as exc:
         raise InvalidAudio(str(exc)) from exc
+
+
+# OpenAPI ``responses=`` of a route answering with wav_response.
+WAV_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the prompt",
+    },
+    304: {"description": "If-None-Match matches: unchanged"},
+}
 
 
 def wav_response(audio: bytes, sha256: str, if_none_match: str | None) -> Response:
