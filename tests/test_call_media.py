@@ -33,6 +33,7 @@ from tests.test_call_routing import (
     settled_calls,
     wait_for_reload,
 )
+from tests.wavs import pcm16_wav
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +70,20 @@ def peak_hz(samples: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
 
 
-def loud_part(samples: np.ndarray, rate: int) -> np.ndarray:
-    """The samples from the first 20 ms frame with sound to the last, to measure a tone
-    without the silence around it."""
+def loud_frames(samples: np.ndarray, rate: int) -> list[int]:
+    """Indexes of the 20 ms frames with sound in them (at least one)."""
     frame = rate // 50
     levels = [np.abs(samples[i : i + frame]).max() for i in range(0, len(samples) - frame, frame)]
     loud = [index for index, level in enumerate(levels) if level > 1000]
     assert loud, "no sound at all"
+    return loud
+
+
+def loud_part(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The samples from the first 20 ms frame with sound to the last, to measure a tone
+    without the silence around it."""
+    frame = rate // 50
+    loud = loud_frames(samples, rate)
     return samples[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
@@ -131,6 +139,59 @@ def test_a_caller_leaves_a_voice_message_that_the_box_owner_lists_and_plays(
         for i in range(0, len(heard_mono) - heard_rate // 5, heard_rate // 10)
     ]
     assert any(abs(hz - 1000) < 20 for hz in beeps), beeps
+
+
+GREETING_HZ = 500  # the box owner's own greeting: a tone no other sound of the call has
+
+
+def test_the_box_owners_own_greeting_is_what_the_caller_hears_before_the_beep(
+    platform_factory: Any, baresip_factory: BaresipFactory
+) -> None:
+    platform: RunningPlatform = platform_factory()
+    maria_password = "maria-greets-her-callers"
+    with admin_api(platform) as api:
+        users = ids_by_extension(api)
+        uploaded = api.post(
+            "/v1/prompts",
+            files={"file": ("maria.wav", pcm16_wav(16000, 1, 1.5, GREETING_HZ), "audio/wav")},
+            data={"name": "Maria's greeting"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        given = api.patch(f"/v1/users/{users['102']}", json={"password": maria_password})
+        assert given.status_code == 200, given.text
+        # 102 has no phone registered: the call goes straight to 102's voicemail.
+        route_main_number(api, {"type": "user", "user_id": users["102"]})
+    # Maria picks her greeting herself.
+    maria = platform.login("maria.sokolova@acme.example", maria_password)
+    with platform.api(maria) as api:
+        greeting = {"kind": "audio", "prompt_id": uploaded.json()["id"]}
+        chosen = api.patch("/v1/users/me", json={"settings": {"voicemail_greeting": greeting}})
+        assert chosen.status_code == 200, chosen.text
+    wait_for_reload(platform)
+    caller = caller_phone(baresip_factory, platform)
+
+    caller.dial(f"sip:{ACME_MAIN}@{platform.host}")
+    caller.wait_call_state("ESTABLISHED", timeout=15)  # voicemail answers
+    time.sleep(4.0)  # the 1.5 s greeting, the beep, then a moment of message
+    caller.send_digits("#")
+    caller.wait_no_calls(timeout=10)
+
+    [record] = settled_calls(platform, 1)
+    assert record["end_reason"] == "voicemail", record
+    [heard] = caller.heard()
+    rate, [mono] = wav_channels(heard.read_bytes())
+    # From the first sound the caller heard: one second of Maria's greeting, not the
+    # platform's spoken one.
+    first = loud_frames(mono, rate)[0] * (rate // 50)
+    assert abs(peak_hz(mono[first : first + rate], rate) - GREETING_HZ) < 15
+    # Then the beep (1 kHz), after the greeting's 1.5 s.
+    beeps = [
+        i
+        for i in range(first, len(mono) - rate // 5, rate // 20)
+        if abs(peak_hz(mono[i : i + rate // 5], rate) - 1000) < 20
+    ]
+    assert beeps, "no beep heard"
+    assert 1.3 <= (beeps[0] - first) / rate <= 2.5, (beeps[0] - first) / rate
 
 
 def record_main_number(platform: RunningPlatform) -> None:

@@ -97,6 +97,11 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
     deliveries = await api.client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=admin)
     [delivery, *_] = deliveries.json()["items"]
     key = await _created(api, "/v1/api-keys", {"name": "crm"}, admin)
+    uploaded = await api.client.post(
+        "/v1/prompts", files={"file": ("music.wav", _wav(), "audio/wav")}, headers=admin
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    prompt = uploaded.json()
     decision = await _created(api, "/v1/route-plans/decision-secret", {}, admin)
     pool = await api.client.post(
         "/v1/platform/pool", json={"city": "msk", "numbers": ["+74950000001"]}, headers=api.platform
@@ -116,6 +121,7 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "delivery_id": delivery["id"],
         "key_id": key["id"],
         "number_id": number["id"],
+        "prompt_id": prompt["id"],
         # Not an id: no route takes it, but no listing may show it (the leak check).
         "decision_secret": decision["secret"],
         "call_id": call_id,
@@ -241,6 +247,7 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
         ("key_id", "/v1/api-keys/{key_id}"),
         ("call_id", "/v1/calls/{call_id}"),
         ("voicemail_id", "/v1/voicemails/{voicemail_id}"),
+        ("prompt_id", "/v1/prompts/{prompt_id}"),
     ):
         response = await api.client.get(path.format(**ids), headers=acme)
         assert response.status_code == 200, (name, response.text)

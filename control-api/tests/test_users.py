@@ -62,6 +62,7 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
         "wrap_up_s": 0,
         "voicemail": True,
         "record": None,
+        "voicemail_greeting": None,
     }
     assert user["presence"] == "available"
     assert user["has_password"] is True

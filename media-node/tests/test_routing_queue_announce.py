@@ -1,10 +1,10 @@
-"""The queue step's announcements, exit digit and length limit; a number's greeting."""
+"""The queue step's announcements, exit digit, length limit and music; a number's greeting."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vpbx_common.nodeconfig import NodeConfig, RoutePlanTarget, TtsPrompt
+from vpbx_common.nodeconfig import AudioPrompt, NodeConfig, RoutePlanTarget, TonePrompt, TtsPrompt
 from vpbx_media.node.routing import (
     AgentSnapshot,
     Answer,
@@ -242,3 +242,70 @@ def test_a_greeting_whose_end_is_never_heard_gives_way() -> None:
     sim = simulate(config(greeting=GREETING))
     sim.advance(300.0)
     assert sim.of(JoinQueue)
+
+
+# --- the queue's own music ---------------------------------------------------
+
+TENANT_MUSIC = AudioPrompt(prompt_id="2b8e0c6e-7f0e-4d8b-9c43-6f1f5e2a7d10")
+TENANT_PLAY = Play(TENANT_MUSIC, loop=True)
+MUSIC_STEP = {"music": {"kind": "audio", "prompt_id": TENANT_MUSIC.prompt_id}}
+ANNOUNCING_WITH_MUSIC = {**MUSIC_STEP, "announce_position": True, "announce_every_s": 30}
+
+
+def music_played(sim: Simulator) -> list[object]:
+    return [action.sound for _, action in sim.of(Play)]
+
+
+def test_the_caller_waits_with_the_tenants_music_looped() -> None:
+    sim = simulate(config(MUSIC_STEP))
+    assert TENANT_PLAY in [action for _, action in sim.timeline]
+    sim.advance(200.0)
+    assert music_played(sim) == [TENANT_MUSIC]
+    assert Play(Sound.MUSIC_ON_HOLD, loop=True) not in [a for _, a in sim.timeline]
+
+
+def test_a_tone_may_be_the_music() -> None:
+    tone = {"kind": "tone", "frequency_hz": 600, "duration_ms": 800}
+    sim = simulate(config({"music": tone}))
+    assert Play(TonePrompt(frequency_hz=600, duration_ms=800), loop=True) in [
+        action for _, action in sim.timeline
+    ]
+
+
+def test_without_music_the_platform_default_plays() -> None:
+    sim = simulate(config())
+    assert music_played(sim) == [Sound.MUSIC_ON_HOLD]
+
+
+def test_the_tenants_music_resumes_after_each_announcement() -> None:
+    sim = simulate(config(ANNOUNCING_WITH_MUSIC))
+    assert sim.send(QueueStatus(3, 200.0), at=0.1) == [Play(QueueAnnouncement("ru-RU", 3, 4))]
+    assert sim.send(PromptFinished(), at=6.0) == [TENANT_PLAY]
+    sim.advance(36.0)
+    sim.send(QueueStatus(2, 90.0), at=36.1)
+    assert sim.send(PromptFinished(), at=40.0) == [TENANT_PLAY]
+    assert music_played(sim) == [
+        TENANT_MUSIC,
+        QueueAnnouncement("ru-RU", 3, 4),
+        TENANT_MUSIC,
+        QueueAnnouncement("ru-RU", 2, 2),
+        TENANT_MUSIC,
+    ]
+
+
+def test_an_announcement_cut_by_an_offer_gives_back_the_tenants_music() -> None:
+    sim = simulate(config(ANNOUNCING_WITH_MUSIC))
+    sim.send(QueueStatus(2, 100.0), at=0.1)
+    assert sim.send(QueueOffer("101"), at=2.0)[0] == TENANT_PLAY
+    # The agent is busy: the caller waits on, still with the tenant's music, and the cut
+    # announcement is made at once, then the same music again.
+    sim.send(MemberFailed("101", MemberFailure.BUSY), at=3.0)
+    sim.send(QueueStatus(1, 30.0), at=3.1)
+    assert sim.send(PromptFinished(), at=7.0) == [TENANT_PLAY]
+    assert Sound.MUSIC_ON_HOLD not in music_played(sim)
+
+
+def test_an_announcement_whose_end_is_never_heard_gives_way_to_the_tenants_music() -> None:
+    sim = simulate(config(ANNOUNCING_WITH_MUSIC))
+    sim.send(QueueStatus(2, 100.0), at=0.1)
+    assert sim.advance(60.1) == [TENANT_PLAY]

@@ -44,6 +44,7 @@ from .numbers.router import router as numbers_router
 from .numbers.store import NumberStore
 from .observability import Metrics, ObservabilityMiddleware
 from .platform.router import router as platform_router
+from .prompts.router import router as prompts_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
@@ -63,6 +64,7 @@ ROUTERS = (
     groups_router,
     schedules_router,
     ivr_router,
+    prompts_router,
     decision_secret_router,  # before /v1/route-plans/{route_plan_id}
     route_plans_router,
     webhooks_router,

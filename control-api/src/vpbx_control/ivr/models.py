@@ -5,8 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
+
+from vpbx_common.audio import ConvertedPrompt
 
 from ..db.base import Base, TenantOwned
 
@@ -45,3 +57,19 @@ class PromptRow(TenantOwned, Base):
     # Rendered speech only (migration 0006): the text and its BCP 47 language.
     text: Mapped[str | None] = mapped_column(Text, default=None)
     language: Mapped[str | None] = mapped_column(String(35), default=None)
+    # Uploaded to the tenant's prompt library (/v1/prompts, migration 0011): kept until the
+    # tenant deletes it, never by the clean-up of prompts nothing plays any more.
+    library: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    @classmethod
+    def converted(cls, audio: ConvertedPrompt, name: str, **fields: Any) -> PromptRow:
+        """A new prompt holding ``audio`` (an upload or speech, in the node's format)."""
+        return cls(
+            id=uuid.uuid4(),
+            name=name[:100],
+            duration_ms=audio.duration_ms,
+            audio=audio.wav,
+            sha256=audio.sha256,
+            revision=1,
+            **fields,
+        )

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from sqlalchemy import Select, delete, select
 
-from ..numbers.models import NumberGreetingRow
+from ..prompts.uses import prompt_users
 from ..repository import NamedRepository, TenantRepository
 from .models import IvrMenuRow, PromptRow
 
@@ -55,22 +55,16 @@ class PromptRepository(TenantRepository[PromptRow]):
         }
 
     async def prune(self) -> None:
-        """Delete the tenant's prompts that no menu or number greeting plays any more (ids
-        only, no audio read)."""
+        """Delete the tenant's prompts that nothing plays any more (prompts/uses.py says
+        what plays them: menus, number greetings, queue music, voicemail greetings), ids
+        only, no audio read. Prompts in the tenant's library stay until the tenant deletes
+        them: an upload that nothing plays yet is what the library is for."""
         prompts = await self.session.scalars(
-            select(PromptRow.id).where(PromptRow.tenant_id == self.tenant_id)
+            select(PromptRow.id).where(
+                PromptRow.tenant_id == self.tenant_id, PromptRow.library.is_(False)
+            )
         )
-        menus = await self.session.scalars(
-            select(IvrMenuRow.prompt).where(IvrMenuRow.tenant_id == self.tenant_id)
-        )
-        greetings = await self.session.scalars(
-            select(NumberGreetingRow.greeting).where(NumberGreetingRow.tenant_id == self.tenant_id)
-        )
-        in_use = {
-            str(prompt.get("prompt_id"))
-            for prompt in [*menus, *greetings]
-            if prompt.get("kind") == "audio"
-        }
+        in_use = await prompt_users(self.session, self.tenant_id)
         unused = [prompt_id for prompt_id in prompts if str(prompt_id) not in in_use]
         if unused:
             await self.session.execute(

@@ -10,14 +10,18 @@ from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFil
 from ..deps import Context, Paging, Session, TenantAdmin, TenantMember
 from ..errors import error_responses
 from ..paging import IfMatchHeader, Page
-from .errors import PromptTooLarge
+from ..prompts.upload import (
+    ACCEPTED_AUDIO,
+    MENU_PROMPT_LIMITS,
+    WAV_RESPONSES,
+    read_upload,
+    wav_response,
+)
 from .models import IvrMenuRow, PromptRow
 from .schemas import IvrMenuCreate, IvrMenuOut, IvrMenuUpdate, PromptOut
 from .service import IvrMenuService
 
 router = APIRouter(prefix="/v1/ivr-menus", tags=["ivr-menus"])
-
-MAX_PROMPT_BYTES = 10 * 1024 * 1024
 
 _TTS = (
     "A `tts` prompt is rendered with espeak-ng when the menu is saved, converted like an "
@@ -142,11 +146,10 @@ async def delete_ivr_menu(
     status_code=status.HTTP_201_CREATED,
     summary="Upload the menu's prompt recording",
     description=(
-        "Multipart upload, field `file`, at most 10 MB and 5 minutes. Accepted: WAV with "
-        "PCM 8/16/24/32-bit, IEEE float, or G.711 mu-law/A-law samples, mono or stereo, "
-        "any sample rate. The recording is converted to what the media nodes play "
-        "(8 kHz mono 16-bit PCM WAV) and becomes the menu's prompt "
-        "(`{kind: audio, prompt_id}`). Anything else is a 422 naming `file`."
+        f"Multipart upload, field `file`, {MENU_PROMPT_LIMITS.describe()}. Accepted: "
+        f"{ACCEPTED_AUDIO} The recording becomes the menu's prompt "
+        "(`{kind: audio, prompt_id}`); longer audio (hold music) goes to the prompt "
+        "library, `POST /v1/prompts`."
     ),
     responses=error_responses(404, 412, 413, 422),
 )
@@ -158,9 +161,7 @@ async def upload_prompt(
     response: Response,
     if_match: IfMatchHeader = None,
 ) -> PromptOut:
-    data = await file.read(MAX_PROMPT_BYTES + 1)
-    if len(data) > MAX_PROMPT_BYTES:
-        raise PromptTooLarge(MAX_PROMPT_BYTES)
+    data = await read_upload(file, MENU_PROMPT_LIMITS)
     prompt = await service.upload_prompt(menu_id, file.filename, data, if_match)
     response.headers["Location"] = f"/v1/ivr-menus/{menu_id}/prompt"
     return _prompt_out(prompt)
@@ -174,14 +175,7 @@ async def upload_prompt(
         "The converted recording or the rendered speech: 8 kHz mono 16-bit PCM WAV. "
         "404 when the menu plays a tone."
     ),
-    responses={
-        200: {
-            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "the prompt",
-        },
-        304: {"description": "If-None-Match matches: unchanged"},
-        **error_responses(404),
-    },
+    responses={**WAV_RESPONSES, **error_responses(404)},
 )
 async def download_prompt(
     _: TenantMember,
@@ -190,8 +184,4 @@ async def download_prompt(
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     prompt = await service.prompt_audio(menu_id)
-    etag = f'"{prompt.sha256}"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(content=prompt.audio, media_type="audio/wav", headers=headers)
+    return wav_response(prompt.audio, prompt.sha256, if_none_match)

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from ..schema_base import StrictInput
 from ..targets import Target
@@ -15,7 +15,8 @@ Options = dict[Digit, Target]
 
 
 class AudioPrompt(StrictInput):
-    """An uploaded recording (POST /v1/ivr-menus/{id}/prompt sets this for you)."""
+    """One of the tenant's prompts: an upload to the library (POST /v1/prompts), or the
+    menu's own recording (POST /v1/ivr-menus/{id}/prompt sets this for you)."""
 
     kind: Literal["audio"] = "audio"
     prompt_id: uuid.UUID = Field(description="an uploaded prompt of this tenant")
@@ -42,7 +43,19 @@ Language = Annotated[
         examples=["ru-RU", "en-US"],
     ),
 ]
-SpokenText = Annotated[str, Field(min_length=1, max_length=1000, examples=["Press 1 for sales."])]
+
+
+def _something_to_say(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain something to say, not only white space")
+    return value
+
+
+SpokenText = Annotated[
+    str,
+    Field(min_length=1, max_length=1000, examples=["Press 1 for sales."]),
+    AfterValidator(_something_to_say),
+]
 
 
 class TtsPrompt(StrictInput):
@@ -52,13 +65,6 @@ class TtsPrompt(StrictInput):
     kind: Literal["tts"] = "tts"
     text: SpokenText
     language: Language = "ru-RU"
-
-    @field_validator("text")
-    @classmethod
-    def _something_to_say(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must contain something to say, not only white space")
-        return value
 
 
 Prompt = Annotated[

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
@@ -8,19 +7,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpbx_common.audio import AudioError, ConvertedPrompt, convert_prompt
-
 from ..auth.principal import Principal
 from ..nodeconfig.publisher import ConfigPublisher
 from ..numbers.store import NumberStore
 from ..paging import PageParams, check_if_match
+from ..prompts.upload import MENU_PROMPT_LIMITS, convert_upload
 from ..references import refuse_if_number_entry, refuse_if_referenced
 from ..repository import TenantWork
 from ..routeplans.graph import NodeKind, NodeRef, ProposedChange, ivr_menu_edges
 from ..routeplans.service import refuse_cycles
 from ..targets import Target, check_target
 from .errors import (
-    InvalidAudio,
     IvrMenuIsNumberEntry,
     IvrMenuNameTaken,
     NoAudioPrompt,
@@ -57,7 +54,7 @@ def _document(target: Target | None) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _speech_errors(at: str = "body.prompt") -> Iterator[None]:
+def speech_errors(at: str = "body.prompt") -> Iterator[None]:
     """espeak-ng's problems as the API's errors (422 naming the field, or 503)."""
     try:
         yield
@@ -79,7 +76,7 @@ async def check_prompt(
     if isinstance(prompt, AudioPrompt):
         await prompts.referenced(prompt.prompt_id, f"{at}.prompt_id")
     elif isinstance(prompt, TtsPrompt):
-        with _speech_errors(at):
+        with speech_errors(at):
             await speech.voice(prompt.language)
 
 
@@ -96,19 +93,15 @@ async def prompt_document(
         return prompt.model_dump(mode="json")
     prompt_id = await prompts.speaking(prompt.text, prompt.language)
     if prompt_id is None:
-        with _speech_errors(at):
+        with speech_errors(at):
             spoken = await speech.render(prompt.text, prompt.language)
         rendered = prompts.add(
-            PromptRow(
-                id=uuid.uuid4(),
-                name=f"text-to-speech-{spoken.voice}.wav",
+            PromptRow.converted(
+                spoken.audio,
+                f"text-to-speech-{spoken.voice}.wav",
                 ivr_menu_id=menu_id,
-                duration_ms=spoken.audio.duration_ms,
-                audio=spoken.audio.wav,
-                sha256=spoken.audio.sha256,
                 text=prompt.text,
                 language=prompt.language,
-                revision=1,
             )
         )
         prompt_id = rendered.id
@@ -221,20 +214,9 @@ class IvrMenuService:
     ) -> PromptRow:
         row = await self.repository.get(menu_id)
         check_if_match(if_match, row.etag())
-        try:
-            converted: ConvertedPrompt = await asyncio.to_thread(convert_prompt, data)
-        except AudioError as exc:
-            raise InvalidAudio(str(exc)) from exc
+        converted = await convert_upload(data, MENU_PROMPT_LIMITS)
         prompt = self.prompts.add(
-            PromptRow(
-                id=uuid.uuid4(),
-                name=(filename or "prompt.wav")[:100],
-                ivr_menu_id=row.id,
-                duration_ms=converted.duration_ms,
-                audio=converted.wav,
-                sha256=converted.sha256,
-                revision=1,
-            )
+            PromptRow.converted(converted, filename or "prompt.wav", ivr_menu_id=row.id)
         )
         row.prompt = AudioPrompt(prompt_id=prompt.id).model_dump(mode="json")
         self.repository.touch(row)

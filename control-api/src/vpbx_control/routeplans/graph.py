@@ -39,6 +39,7 @@ class RefKind(enum.StrEnum):
     IVR_MENU = "ivr-menu"
     USER = "user"
     SCHEDULE = "schedule"
+    PROMPT = "prompt"
 
     @property
     def label(self) -> str:
@@ -51,6 +52,7 @@ _LABELS = {
     RefKind.IVR_MENU: "IVR menu",
     RefKind.USER: "user",
     RefKind.SCHEDULE: "schedule",
+    RefKind.PROMPT: "prompt",
 }
 
 # The id fields of steps and Target documents, and what each names.
@@ -60,6 +62,7 @@ ID_FIELDS: Mapping[str, RefKind] = {
     "ivr_menu_id": RefKind.IVR_MENU,
     "user_id": RefKind.USER,
     "schedule_id": RefKind.SCHEDULE,
+    "prompt_id": RefKind.PROMPT,  # a queue's music
 }
 
 
@@ -136,6 +139,9 @@ def step_references(steps: object, at: str) -> Iterator[Reference]:
             for category, target in categories.items():
                 yield from target_references(target, f"{here}.categories.{category}")
         yield from target_references(step.get("fallback"), f"{here}.fallback")
+        music = step.get("music")
+        if isinstance(music, Mapping):
+            yield from _id_references(music, f"{here}.music")
 
 
 def _edges(references: Iterable[Reference]) -> tuple[Edge, ...]:

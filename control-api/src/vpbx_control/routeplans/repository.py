@@ -8,7 +8,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..groups.models import GroupRow
-from ..ivr.models import IvrMenuRow
+from ..ivr.models import IvrMenuRow, PromptRow
 from ..repository import NamedRepository
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
@@ -30,6 +30,7 @@ _MODELS: dict[RefKind, type[Any]] = {
     RefKind.IVR_MENU: IvrMenuRow,
     RefKind.USER: UserRow,
     RefKind.SCHEDULE: ScheduleRow,
+    RefKind.PROMPT: PromptRow,
 }
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from ..prompts.schemas import AudioOrTone
 from ..targets import E164, Target
 
 MAX_STEPS_PER_LIST = 50
@@ -149,7 +150,8 @@ class GroupStep(_Step):
 class QueueStep(_Step):
     """Hold the call in the group's queue until a member is free, then the next step.
 
-    The caller is answered and hears music on hold; free members are offered the
+    The caller is answered and hears ``music`` (the platform's music on hold unless
+    set); free members are offered the
     queue's callers first come, first served across all the tenant's cities, in the
     group's strategy. The call goes on with the next step after ``max_wait_s``, when
     the caller presses ``exit_digit``, or at once when ``max_length`` callers wait
@@ -182,6 +184,14 @@ class QueueStep(_Step):
         description=(
             "callers waiting (in all cities) beyond which a new caller goes on to the next "
             "step at once; null: no limit"
+        ),
+    )
+    music: AudioOrTone | None = Field(
+        default=None,
+        description=(
+            "what the caller hears while waiting, looped and resumed after each "
+            "announcement: one of the tenant's prompts (`{kind: audio, prompt_id}`, "
+            "e.g. from `POST /v1/prompts`) or a tone; null: the platform's music on hold"
         ),
     )
 

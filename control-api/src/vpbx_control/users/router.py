@@ -87,7 +87,7 @@ async def list_users(
     response_model=UserOut,
     status_code=status.HTTP_201_CREATED,
     summary="Create a user",
-    responses=error_responses(409, 422),
+    responses=error_responses(404, 409, 422),
 )
 async def create_user(
     _: TenantAdmin, service: Service, body: UserCreate, response: Response

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from vpbx_common.pbx import Presence
 
 from ..auth.principal import Role
+from ..prompts.schemas import AudioOrTone
 from ..schema_base import StrictInput
 from ..targets import E164
 from .models import UserRow
@@ -93,6 +94,18 @@ Record = Annotated[
 ]
 
 
+VoicemailGreeting = Annotated[
+    AudioOrTone | None,
+    Field(
+        description=(
+            "what callers hear in this user's voicemail before the beep: one of the "
+            "tenant's prompts (`{kind: audio, prompt_id}`, from `POST /v1/prompts`) or a "
+            "tone; null: the platform's greeting, spoken in the tenant's language"
+        ),
+    ),
+]
+
+
 class UserSettings(StrictInput):
     """Personal settings; the user may change them themself."""
 
@@ -103,6 +116,7 @@ class UserSettings(StrictInput):
     wrap_up_s: WrapUp = 0
     voicemail: bool = Field(default=True, description="unanswered calls go to voicemail")
     record: Record = None
+    voicemail_greeting: VoicemailGreeting = None
 
     @classmethod
     def stored(cls, document: dict[str, Any] | None) -> UserSettings:
@@ -119,11 +133,15 @@ class UserSettingsPatch(StrictInput):
     wrap_up_s: WrapUp | None = None
     voicemail: bool | None = None
     record: Record = None
+    voicemail_greeting: VoicemailGreeting = None
 
     def merged(self, current: UserSettings) -> UserSettings:
-        changes = {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
-        if "record" in self.model_fields_set:
-            changes["record"] = self.record  # null is a value here: back to number and tenant
+        given = self.model_dump(exclude_unset=True)
+        changes = {k: v for k, v in given.items() if v is not None}
+        # null is a value for these: back to number and tenant; back to the default greeting.
+        for key in ("record", "voicemail_greeting"):
+            if key in self.model_fields_set:
+                changes[key] = given[key]
         return UserSettings.model_validate({**current.model_dump(), **changes})
 
 

@@ -27,7 +27,10 @@ from vpbx_common.sipauth import ha1_pair
 from ..auth.principal import MANAGERS, Principal, Role
 from ..context import AppContext
 from ..errors import FieldProblem, Forbidden, InvalidInput, TooManyRequests
+from ..ivr.repository import PromptRepository
+from ..ivr.schemas import AudioPrompt
 from ..paging import PageParams, check_if_match
+from ..prompts.schemas import AudioOrTone
 from ..references import refuse_if_referenced
 from ..repository import TenantWork
 from ..tenants.models import TenantRow
@@ -89,6 +92,7 @@ class UserService:
         self.numbers = context.numbers
         self.users = UserRepository(session, principal.tenant)
         self.devices = DeviceRepository(session, principal.tenant)
+        self.prompts = PromptRepository(session, principal.tenant)
         self.work = TenantWork(session, principal.tenant, context.publisher)
         self.agents = AgentStateStore(context.redis) if context.redis is not None else None
 
@@ -123,6 +127,7 @@ class UserService:
         tenant = await self.users.tenant(for_update=body.extension is not None)
         self._check_city(tenant, body.city)
         self._check_forwarding(body.settings, body.mobile, "body.settings.forward_to_mobile")
+        await self._check_greeting(body.settings.voicemail_greeting)
         if await self.users.email_in_use(body.email):
             raise EmailTaken()
         if body.extension is not None:
@@ -139,7 +144,7 @@ class UserService:
                 rank=body.rank,
                 skills=list(body.skills),
                 presence=body.presence,
-                settings=body.settings.model_dump(),
+                settings=body.settings.model_dump(mode="json"),
                 password_hash=password_hash,
                 revision=1,
                 token_generation=1,
@@ -177,6 +182,8 @@ class UserService:
         if body.password is not None:
             row.password_hash = await self._hash(body.password)
             row.token_generation += 1
+        if body.settings is not None:
+            await self._check_greeting(body.settings.voicemail_greeting)
         self._apply_personal(row, given, body.presence, body.settings, body.mobile)
         self.users.touch(row)
         await self.work.commit(moves_phones=True)
@@ -196,6 +203,8 @@ class UserService:
                 "settings.record is set by a tenant admin (PATCH /v1/users/{id})",
                 details=[FieldProblem(field="body.settings.record", message="tenant admins only")],
             )
+        if body.settings is not None:
+            await self._check_greeting(body.settings.voicemail_greeting)
         if body.password is not None:
             await self._check_current_password(row, body.current_password or "", address)
             row.password_hash = await self._hash(body.password)
@@ -320,6 +329,13 @@ class UserService:
             cities = ", ".join(str(c) for c in tenant.cities) or "none"
             raise InvalidInput.at("body.city", f"not one of the tenant's cities ({cities})")
 
+    async def _check_greeting(self, greeting: AudioOrTone | None) -> None:
+        """A greeting naming a prompt: one of this tenant's (404 naming the field)."""
+        if isinstance(greeting, AudioPrompt):
+            await self.prompts.referenced(
+                greeting.prompt_id, "body.settings.voicemail_greeting.prompt_id"
+            )
+
     @staticmethod
     def _check_forwarding(settings: UserSettings, mobile: str | None, field: str) -> None:
         if settings.forward_to_mobile and mobile is None:
@@ -361,7 +377,7 @@ class UserService:
         merged = UserSettings.stored(row.settings)
         if settings is not None:
             merged = settings.merged(merged)
-            row.settings = merged.model_dump()
+            row.settings = merged.model_dump(mode="json")
         if settings is not None or "mobile" in given:
             field = "body.settings.forward_to_mobile" if settings is not None else "body.mobile"
             self._check_forwarding(merged, row.mobile, field)

@@ -1,6 +1,7 @@
 """The typed node-config contract: what the control API compiles and the media node reads.
 
 - ``targets``: where a call goes (typed, references resolved);
+- ``prompts``: what a node plays (stored audio, a tone, speech);
 - ``steps``: route-plan steps as the node runs them;
 - ``model``: the NodeConfig document and its entries;
 - ``compile``: the one compiler, from a ``TenantSource``;
@@ -23,7 +24,6 @@ from .compile import (
 )
 from .manifest import manifest_source
 from .model import (
-    AudioPrompt,
     Credentials,
     DeviceEntry,
     GroupEntry,
@@ -31,16 +31,14 @@ from .model import (
     IvrMenuEntry,
     NodeConfig,
     NumberEntry,
-    Prompt,
     RoutePlanEntry,
     ScheduleEntry,
     SpecialDayEntry,
-    TonePrompt,
-    TtsPrompt,
     UserEntry,
     UserSettingsEntry,
     WeeklyHoursEntry,
 )
+from .prompts import AudioPrompt, Prompt, TonePrompt, TtsPrompt
 from .targets import (
     ExternalTarget,
     GroupTarget,

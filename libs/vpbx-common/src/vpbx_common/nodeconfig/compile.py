@@ -31,15 +31,14 @@ from .model import (
     IvrMenuEntry,
     NodeConfig,
     NumberEntry,
-    Prompt,
     RoutePlanEntry,
     ScheduleEntry,
     SpecialDayEntry,
-    TonePrompt,
     UserEntry,
     UserSettingsEntry,
     WeeklyHoursEntry,
 )
+from .prompts import Prompt, TonePrompt
 from .targets import (
     ExternalTarget,
     GroupTarget,
@@ -266,6 +265,9 @@ class _Resolver:
                 announce_every_s=int(document.get("announce_every_s") or 30),
                 exit_digit=str(document["exit_digit"]) if document.get("exit_digit") else None,
                 max_length=int(document["max_length"]) if document.get("max_length") else None,
+                music=_prompt(music)
+                if isinstance(music := document.get("music"), Mapping)
+                else None,
             )
         if kind == "user":
             return compiled.UserStep(
@@ -343,10 +345,17 @@ def _users(source: TenantSource, default_city: str) -> list[UserEntry]:
 
 
 def _settings(document: Document) -> UserSettingsEntry:
+    # The greeting is read on its own: a prompt this node version cannot read must not
+    # cost the user their other settings (voicemail on, recording), only the greeting.
+    values = dict(document)
+    greeting = values.pop("voicemail_greeting", None)
     try:
-        return UserSettingsEntry.model_validate(dict(document))
+        settings = UserSettingsEntry.model_validate(values)
     except ValidationError:
-        return UserSettingsEntry()
+        settings = UserSettingsEntry()
+    if not greeting or not isinstance(greeting, Mapping):
+        return settings
+    return settings.model_copy(update={"voicemail_greeting": _prompt(greeting)})
 
 
 def _devices(source: TenantSource, resolver: _Resolver) -> list[DeviceEntry]:

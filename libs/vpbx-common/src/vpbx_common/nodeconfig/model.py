@@ -14,13 +14,14 @@ through indexes built once per document.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import Field, PrivateAttr, model_validator
 
 from vpbx_common.manifests import RecordingPolicy
 from vpbx_common.pbx import Presence, RingStrategy
 
+from .prompts import Prompt, TonePrompt
 from .steps import Step
 from .targets import ConfigModel, Target, UnroutedTarget
 
@@ -133,31 +134,6 @@ class ScheduleEntry(ConfigModel):
     time_zone: str
     weekly: list[WeeklyHoursEntry] = Field(default_factory=list)
     special_days: list[SpecialDayEntry] = Field(default_factory=list)
-
-
-class AudioPrompt(ConfigModel):
-    """Audio stored by the control API (an upload, or speech rendered from text)."""
-
-    kind: Literal["audio"] = "audio"
-    prompt_id: str
-
-
-class TonePrompt(ConfigModel):
-    kind: Literal["tone"] = "tone"
-    frequency_hz: int = 440
-    duration_ms: int = 500
-
-
-class TtsPrompt(ConfigModel):
-    """Text to speech; ``prompt_id`` is the audio the control API rendered from it."""
-
-    kind: Literal["tts"] = "tts"
-    text: str
-    language: str = "ru-RU"
-    prompt_id: str | None = None
-
-
-Prompt = Annotated[AudioPrompt | TonePrompt | TtsPrompt, Field(discriminator="kind")]
 
 
 class IvrMenuEntry(ConfigModel):

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from .prompts import Prompt
 from .targets import (
     ConfigModel,
     GroupOrUnrouted,
@@ -70,6 +71,8 @@ class QueueStep(ConfigModel):
     announce_every_s: int = 30
     exit_digit: str | None = None  # 0-9, *, #: the caller leaves for the next step
     max_length: int | None = None  # a caller finding this many waiting goes on at once
+    # What the caller hears while waiting, looped; None: the platform's music on hold.
+    music: Prompt | None = None
 
 
 class UserStep(ConfigModel):

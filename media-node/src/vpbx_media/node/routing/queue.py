@@ -12,7 +12,10 @@ then goes on with its next step.
 Announcements (``announce_position``): on joining and then every
 ``announce_every_s`` of waiting, the router asks the executor where the caller
 stands (``AskQueueStatus`` -> ``QueueStatus``) and plays a ``QueueAnnouncement``
-in place of the music, which comes back when it has been said. Never while an
+in place of the music, which comes back when it has been said. The music is the
+step's ``music`` (the tenant's prompt, looped) when set, else the platform's
+``Sound.MUSIC_ON_HOLD``; whatever interrupts it (an announcement, one cut short)
+resumes that same music. Never while an
 offer rings: an offer cuts an announcement short, and one that falls due during
 an offer (or was cut) is made as soon as the caller waits again.
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 import enum
 import math
 
-from vpbx_common.nodeconfig import GroupEntry
+from vpbx_common.nodeconfig import GroupEntry, Prompt
 from vpbx_common.nodeconfig.steps import QueueStep
 
 from .actions import (
@@ -82,6 +85,7 @@ class QueueSession:
         self.announce_every_s = float(max(1, step.announce_every_s))
         self.exit_digit = step.exit_digit
         self.max_length = step.max_length
+        self.music: Prompt | Sound = step.music if step.music is not None else Sound.MUSIC_ON_HOLD
         self.subject = subject
         self.env = env
         self.state = QueueState.IDLE
@@ -108,7 +112,7 @@ class QueueSession:
     def start(self, now: float) -> None:
         if self.exit_digit is not None:
             self.env.out.act(CollectDigits(max_digits=1))
-        self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
+        self._play_music()
         self.env.out.act(
             JoinQueue(self.group.name, self.max_wait_s, self.announce_position, self.max_length)
         )
@@ -137,7 +141,7 @@ class QueueSession:
 
     def on_prompt_finished(self, now: float) -> None:
         if self.state is QueueState.WAITING and self._announcing is _Announcing.PLAYING:
-            self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
+            self._play_music()
             self._announced(now)
 
     def on_digit(self, digit: str, now: float) -> None:
@@ -195,7 +199,7 @@ class QueueSession:
                 self._announced(now)
             elif self._announcing is _Announcing.PLAYING and now >= self._guard:
                 self.env.out.note(now, self.subject, Outcome.PROMPTED, detail="end not heard")
-                self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
+                self._play_music()
                 self._announced(now)
             elif self._announce_at is not None and now >= self._announce_at:
                 self._ask(now)
@@ -231,6 +235,9 @@ class QueueSession:
         if now >= self._expires:
             self._leave(now, f"waited {self.max_wait_s} s")
 
+    def _play_music(self) -> None:
+        self.env.play(self.music, loop=True)
+
     def _ask(self, now: float) -> None:
         self.env.out.act(AskQueueStatus(self.group.name))
         self._announcing = _Announcing.ASKING
@@ -246,7 +253,7 @@ class QueueSession:
         if self._announcing is None:
             return
         if self._announcing is _Announcing.PLAYING:
-            self.env.play(Sound.MUSIC_ON_HOLD, loop=True)
+            self._play_music()
             self.env.out.note(now, self.subject, Outcome.PROMPTED, detail="announcement cut")
         self._announcing = None
         self._announce_at = now

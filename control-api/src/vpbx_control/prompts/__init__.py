@@ -1,0 +1,1 @@
+"""The tenant's prompt library (/v1/prompts) and what every prompt upload shares."""
