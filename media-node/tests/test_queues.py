@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_common.pbx import Presence
+from vpbx_media.node.bindings import Binding, BindingStore
 from vpbx_media.node.queues import (
     ALIVE_S,
     RETRY_SAME_AGENT_AFTER_S,
@@ -247,6 +248,33 @@ async def test_busy_dnd_away_and_wrap_up_agents_are_never_offered(
     await msk.join("c2")
     await msk.store.set_presence("acme", "102", Presence.AVAILABLE)
     assert await msk.dispatch() == {"c2": "102"}
+
+
+async def test_an_agent_with_no_phone_registered_is_not_offered_callers(
+    clients: list[redis.Redis], clock: Clock
+) -> None:
+    bindings = BindingStore(clients[0])
+    msk = Node(
+        clients[0],
+        "acme-msk",
+        clock,
+        config(members=("101", "102")),
+        reachable=lambda extensions: bindings.registered("acme", extensions),
+    )
+    await bindings.put(
+        Binding(
+            tenant="acme",
+            extension="102",
+            contact="sip:102@127.0.0.1:5099",
+            path=(),
+            expires_at=time.time() + 3600,
+            call_id="reg-102",
+            cseq=1,
+        )
+    )
+    await msk.join("c1")
+    # 101 is first in ring order and free, but has no phone: 102 gets the caller.
+    assert await msk.dispatch() == {"c1": "102"}
 
 
 async def test_an_agent_of_two_groups_gets_one_call(nodes: tuple[Node, Node]) -> None:

@@ -174,5 +174,14 @@ class BindingStore:
             now=time.time(),
         )
 
+    async def registered(self, tenant: str, extensions: Sequence[str]) -> set[str]:
+        """Those of ``extensions`` with a registration (one round trip; a hash lives as
+        long as its longest binding)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for extension in extensions:
+                pipe.exists(self._key(tenant, extension))
+            found = await pipe.execute()
+        return {extension for extension, hit in zip(extensions, found, strict=True) if hit}
+
     async def remove_all(self, tenant: str, extension: str) -> None:
         await self._redis.delete(self._key(tenant, extension))

@@ -111,7 +111,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -138,6 +138,10 @@ WAITS_WINDOW_S = 3600.0
 DEFAULT_HANDLE_S = 120.0  # the guess per caller and agent before any wait is known
 _KEY_TTL_S = 24 * 3600  # keys of a queue nobody touches go away on their own
 _RETRY_S = 1.0  # after a Redis error in the loops
+
+
+# Extensions -> those of them with a registered device.
+Reachable = Callable[[list[str]], Awaitable[set[str]]]
 
 
 class QueueFullError(Exception):
@@ -425,8 +429,12 @@ class QueueDispatcher:
         refresh_s: float = REFRESH_S,
         settle_s: float = SETTLE_S,
         retry_agent_after_s: float = RETRY_SAME_AGENT_AFTER_S,
+        reachable: Reachable | None = None,
     ) -> None:
         self._redis = client
+        # Which of these extensions have a device registered now (None: assume all): an
+        # agent who is free but logged out of every phone is not offered callers.
+        self._reachable = reachable
         self.tenant = tenant
         self.node_name = node_name
         self._config = config
@@ -649,6 +657,9 @@ class QueueDispatcher:
                     for extension in ring_order(group, snapshot, ranks)
                     if extension not in leased and self._free(config, snapshot, extension, now)
                 ]
+                if free and self._reachable is not None:
+                    registered = await self._reachable(free)
+                    free = [extension for extension in free if extension in registered]
                 waiters.sort(key=lambda w: (w.joined, w.call_id))
                 made += await self._offer_round(group, waiters, free, leased, now)
         if made:

@@ -107,7 +107,12 @@ class NodeService:
         # Without a client (tests), HTTP decision steps fall back as if the URL were down.
         self.decisions = decisions
         self.queues = QueueDispatcher(
-            redis_client, identity.tenant, identity.node_name, config, self.agents
+            redis_client,
+            identity.tenant,
+            identity.node_name,
+            config,
+            self.agents,
+            reachable=lambda extensions: bindings.registered(identity.tenant, extensions),
         )
         # Shipping per CDR would open the CDR store once per call; the shipper batches
         # on its own interval instead.
