@@ -20,6 +20,7 @@ from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import DEMO, RunningPlatform
 from tests.services.ports import free_port
 from tests.services.sipp import Sipp, SippFactory, SippResult, uas_reject_scenario
+from tests.test_call_routing import wait_for_reload
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +62,17 @@ def platform_with_ring_timeout(
     config = tmp_path / "demo-ring-timeout.yaml"
     config.write_text(text.replace("ringTimeoutSeconds: 30", f"ringTimeoutSeconds: {seconds}"))
     return platform_factory(file=config)
+
+
+def without_voicemail(platform: RunningPlatform, extension: str = "101") -> None:
+    """Hank (globex 101) without voicemail: an unanswered call ends with what his
+    phone said instead of going to his box."""
+    with platform.api(platform.login("admin@globex.vpbx.local", "globex-admin-secret")) as api:
+        users = api.get("/v1/users", params={"limit": 200}).json()["items"]
+        [user] = [user for user in users if user["extension"] == extension]
+        changed = api.patch(f"/v1/users/{user['id']}", json={"settings": {"voicemail": False}})
+        assert changed.status_code == 200, changed.text
+    wait_for_reload(platform, tenant="globex")
 
 
 def phone(
@@ -351,6 +363,7 @@ def test_device_declining_a_ringing_call_makes_the_caller_hear_decline(
     tmp_path: Path,
 ) -> None:
     platform = platform_factory()
+    without_voicemail(platform)
     device_port = free_port(socket.SOCK_DGRAM)
     registering = sipp_factory(
         "register.xml",
@@ -385,6 +398,7 @@ def test_after_the_agent_unregisters_calls_get_480(
     baresip_factory: BaresipFactory,
 ) -> None:
     platform = platform_factory()
+    without_voicemail(platform)
     agent = phone(baresip_factory, platform, "101", GLOBEX)
     assert expect_status(sipp_factory, platform, 200, GLOBEX_MAIN).all_succeeded
 
@@ -511,7 +525,8 @@ def test_one_extension_keeps_several_bindings_refreshes_them_and_removes_all(
     assert 100 <= second[mobile] <= first[mobile], refreshed
     assert contact_expiries(removed) == {}, removed
     assert "Contact" not in removed, removed
-    # Nothing is left to ring.
+    # Nothing is left to ring (and Hank takes no voice messages).
+    without_voicemail(platform)
     assert expect_status(sipp_factory, platform, 480, GLOBEX_MAIN).all_succeeded
     [record] = calls_when_settled(platform, 1)
     assert record["end_reason"] == "unavailable"

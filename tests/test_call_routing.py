@@ -99,17 +99,20 @@ def created(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any
     return dict(response.json())
 
 
-def wait_for_reload(platform: RunningPlatform, timeout: float = 10) -> None:
-    """Until the acme/msk node runs the config the control API serves now."""
+def wait_for_reload(
+    platform: RunningPlatform, timeout: float = 10, tenant: str = "acme", city: str = "msk"
+) -> None:
+    """Until the tenant's node in ``city`` runs the config the control API serves now."""
     headers = {"Authorization": f"Bearer {platform.service_token}"}
     with platform.api(headers) as client:
-        current = client.get("/internal/v1/node-config/acme/msk").headers["ETag"].strip('"')
+        served = client.get(f"/internal/v1/node-config/{tenant}/{city}")
+        current = served.headers["ETag"].strip('"')
     deadline = time.monotonic() + timeout
-    while "tenant=acme city=msk config version " not in platform.log() or (
+    while f"tenant={tenant} city={city} config version " not in platform.log() or (
         f"-> {current}" not in platform.log()
     ):
         if time.monotonic() > deadline:
-            raise AssertionError(f"the msk node never loaded config {current}")
+            raise AssertionError(f"the {tenant}/{city} node never loaded config {current}")
         time.sleep(0.05)
 
 
