@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..rtp.packet import payload_bounds
 from .g711 import SAMPLE_RATE, Codec, transcode
 
 META_FILE = "meta.json"
 _TIMESTAMP_SSRC = struct.Struct("!II")
-_EXTENSION_LENGTH = struct.Struct("!H")
 # A timestamp that strays this far from the arrival time is a jump (hold, a new
 # stream after a re-INVITE, a broken sender): the packet is placed by its arrival.
 _MAX_DRIFT_SAMPLES = 2 * SAMPLE_RATE
@@ -143,16 +143,11 @@ class ChannelWriter:
 
     def feed(self, packet: bytes) -> None:
         """Place one RTP packet (as received; anything malformed is ignored)."""
-        first = packet[0]
-        header = 12 + 4 * (first & 0x0F)
-        if first & 0x10:  # header extension (RFC 3550 5.3.1)
-            if len(packet) < header + 4:
-                return
-            (words,) = _EXTENSION_LENGTH.unpack_from(packet, header + 2)
-            header += 4 + 4 * words
-        end = len(packet)
-        if first & 0x20:  # padding
-            end -= packet[-1]
+        header, end = payload_bounds(packet)
+        self.place(packet, header, end)
+
+    def place(self, packet: bytes, header: int, end: int) -> None:
+        """``feed`` for a caller that found the payload's bounds already."""
         payload_type = packet[1] & 0x7F
         if end <= header or (
             payload_type != self._codec.payload_type and payload_type != self._translate
@@ -216,10 +211,6 @@ class Recording:
 
     def writer(self, channel: Channel) -> ChannelWriter:
         return self.writers[channel]
-
-    @property
-    def length(self) -> int:
-        return max((writer.length for writer in self.writers.values()), default=0)
 
     def flush(self) -> None:
         for writer in self.writers.values():

@@ -67,7 +67,6 @@ class RecordingService:
         self._queued: set[Path] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.state = RecordingServiceState.NEW
-        self.stored = 0  # recordings stored since start (for tests and metrics)
 
     @property
     def enabled(self) -> bool:
@@ -124,7 +123,7 @@ class RecordingService:
         """Drop a recording nobody wants (a voice message of no length)."""
         recording.close()
         self._active.discard(recording)
-        shutil.rmtree(recording.directory, ignore_errors=True)
+        _remove(recording.directory)
 
     def _enqueue(self, directory: Path) -> None:
         if directory not in self._queued:
@@ -189,8 +188,7 @@ class RecordingService:
                 meta.call_id,
             )
         await self._announce(meta, encoded)
-        shutil.rmtree(directory, ignore_errors=True)
-        self.stored += 1
+        _remove(directory)
 
     async def _announce(self, meta: RecordingMeta, encoded: EncodedAudio) -> None:
         try:
@@ -212,3 +210,12 @@ class RecordingService:
             size_bytes=encoded.size_bytes,
         )
         await self._publish(event)
+
+
+def _remove(directory: Path) -> None:
+    """Remove a spool directory that is done with; one left behind is stored again (the
+    same key, and consumers deduplicate), so a failure is worth a warning, not more."""
+    try:
+        shutil.rmtree(directory)
+    except OSError as exc:
+        logger.warning("recording spool %s not removed: %s", directory, exc)

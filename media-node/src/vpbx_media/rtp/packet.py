@@ -454,3 +454,23 @@ class RtcpPacket:
 
     def __bytes__(self) -> bytes:
         return b"".join(bytes(packet) for packet in self.packets)
+
+
+_EXTENSION_WORDS = struct.Struct("!H")
+
+
+def payload_bounds(packet: bytes) -> tuple[int, int]:
+    """(start, end) of the payload of a received RTP packet, past the CSRCs and any header
+    extension (RFC 3550 5.3.1), before any padding; end <= start: no payload. For the
+    node's per-packet consumers (DTMF, recording), which must not build a packet object."""
+    first = packet[0]
+    start = 12 + 4 * (first & 0x0F)
+    if first & 0x10:
+        if len(packet) < start + 4:
+            return start, start
+        (words,) = _EXTENSION_WORDS.unpack_from(packet, start + 2)
+        start += 4 + 4 * words
+    end = len(packet)
+    if first & 0x20:  # padding: the last octet says how much
+        end -= packet[-1]
+    return start, end

@@ -22,7 +22,6 @@ stalls the event loop that also carries SIP and RTP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import shutil
@@ -156,14 +155,14 @@ class LocalObjectStore:
 
     def _delete(self, key: str, path: Path) -> None:
         # The data first: once it is gone the object is gone, whatever happens to the sidecar.
+        if not path.parent.is_dir():
+            return  # a parent is missing or a file: there is no such object to delete
+        if path.is_dir():
+            # A key naming a directory of other objects is no object of its own.
+            raise ObjectNotFoundError(f"no object {key!r}")
         for victim in (path, self._sidecar(path)):
             try:
-                victim.unlink()
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except IsADirectoryError as exc:
-                # A key naming a directory of other objects is no object of its own.
-                raise ObjectNotFoundError(f"no object {key!r}") from exc
+                victim.unlink(missing_ok=True)  # gone already is what delete promises
             except OSError as exc:
                 raise StorageError(f"cannot delete object {key!r}: {exc}") from exc
 
@@ -188,8 +187,7 @@ def _replace_atomically(target: Path, fill: Callable[[IO[bytes]], object]) -> in
             size = file.tell()
         os.replace(temporary, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        temporary.unlink(missing_ok=True)
         raise
     return size
 

@@ -22,13 +22,13 @@ from ...media.player import Loop, PlayOnce
 from ...media.recorder import ChannelWriter
 from ...media.rtpout import RtpStream
 from ...media.scheduler import PacedScheduler, Playback
+from ...rtp.packet import payload_bounds
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import Negotiation
 from ..prompts import PromptLibrary
 from ..routing.actions import QueueAnnouncement, Sound, SpokenPhrase
 
 _TIMESTAMP = struct.Struct("!I")
-_EXTENSION_LENGTH = struct.Struct("!H")
 
 
 class CallerMedia:
@@ -133,21 +133,13 @@ class CallerMedia:
             self._on_digit(digit)
 
     def _on_rtp(self, packet: bytes) -> None:
-        header = 12 + 4 * (packet[0] & 0x0F)
-        if packet[0] & 0x10:  # header extension (RFC 3550 5.3.1)
-            if len(packet) < header + 4:
-                return
-            (words,) = _EXTENSION_LENGTH.unpack_from(packet, header + 2)
-            header += 4 + 4 * words
-        end = len(packet)
-        if packet[0] & 0x20:  # padding: the last octet says how much
-            end -= packet[-1]
+        header, end = payload_bounds(packet)
         if end <= header:
             return
         payload_type = packet[1] & 0x7F
         recorder = self._recorder
         if recorder is not None:
-            recorder.feed(packet)
+            recorder.place(packet, header, end)
             if payload_type == self._audio_type and max(
                 packet[header:end].translate(self._loudness)
             ):
