@@ -29,11 +29,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.models import StrictModel
 from vpbx_common.pbx import RingStrategy
+from vpbx_common.trunks import TrunkUriError, parse_networks, parse_trunk_uri
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +194,32 @@ class Recording(_Spec):
     policy: RecordingPolicy = RecordingPolicy.OFF
 
 
+class OutboundPolicy(_Spec):
+    """What a tenant may dial out (fraud protection: the operator pays the carrier)."""
+
+    country: str = Field(
+        default="RU",
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166 country of the national forms people dial (8 916..., 916...)",
+    )
+    international: bool = Field(default=False, description="calls to other countries allowed")
+    premium: bool = Field(default=False, description="premium-rate and shared-cost numbers allowed")
+    max_concurrent: int = Field(
+        default=0, ge=0, alias="maxConcurrent", description="outbound calls at once; 0 = plan limit"
+    )
+    max_minutes_per_day: int = Field(
+        default=0,
+        ge=0,
+        alias="maxMinutesPerDay",
+        description="outbound minutes per day; 0 = no cap",
+    )
+    default_caller_id: E164Number | None = Field(
+        default=None,
+        alias="defaultCallerId",
+        description="shown when no number is in or near the callee's region",
+    )
+
+
 class TenantSpec(_Spec):
     display_name: str = Field(alias="displayName", min_length=1)
     sip_domain: SipDomain = Field(alias="sipDomain")
@@ -199,6 +227,7 @@ class TenantSpec(_Spec):
     cities: list[CityPlacement] = Field(min_length=1)
     suspended: bool = False
     recording: Recording = Field(default_factory=Recording)
+    outbound: OutboundPolicy = Field(default_factory=OutboundPolicy)
 
     @field_validator("cities")
     @classmethod
@@ -253,6 +282,59 @@ class Number(_Resource):
     kind: Literal["Number"]
     metadata: SubdomainMeta
     spec: NumberSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --- Trunk (the operator's carriers: platform file, Helm values) --------------
+
+
+class TrunkSpec(_Spec):
+    uri: str = Field(description="sip:HOST[:PORT][;transport=udp|tcp]")
+    registers: bool = Field(
+        default=False, alias="register", description="register with digest auth"
+    )
+    username: str | None = Field(default=None, min_length=1, max_length=128)
+    password: SecretStr | None = None
+    allowed_addresses: list[str] = Field(
+        default_factory=list,
+        alias="allowedAddresses",
+        description="CIDRs its calls come from; empty: the addresses the host resolves to",
+    )
+    priority: int = Field(default=100, ge=0, le=10_000)
+    passes_caller_id: bool = Field(
+        default=False,
+        alias="passesCallerId",
+        description="accepts a caller number that is not the tenant's (forwarded calls)",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _trunk_uri(cls, value: str) -> str:
+        try:
+            return str(parse_trunk_uri(value))
+        except TrunkUriError as error:
+            raise ValueError(str(error)) from error
+
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(network) for network in parse_networks(value)]
+
+    @model_validator(mode="after")
+    def _credentials_to_register(self) -> TrunkSpec:
+        if self.registers and (self.username is None or self.password is None):
+            raise ValueError("a registering trunk needs username and password")
+        return self
+
+
+class Trunk(_Resource):
+    api_version: Literal["config.vpbx.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Trunk"]
+    metadata: LabelMeta
+    spec: TrunkSpec
 
     @property
     def name(self) -> str:
@@ -316,12 +398,13 @@ class PbxConfig(_Resource):
         return self.metadata.name
 
 
-Manifest = Tenant | Number | PbxConfig
+Manifest = Tenant | Number | PbxConfig | Trunk
 
-_KINDS: dict[str, type[Tenant] | type[Number] | type[PbxConfig]] = {
+_KINDS: dict[str, type[Tenant] | type[Number] | type[PbxConfig] | type[Trunk]] = {
     "Tenant": Tenant,
     "Number": Number,
     "PbxConfig": PbxConfig,
+    "Trunk": Trunk,
 }
 
 
@@ -354,6 +437,7 @@ class PlatformFile:
     tenants: list[Tenant] = field(default_factory=list)
     numbers: list[Number] = field(default_factory=list)
     configs: list[PbxConfig] = field(default_factory=list)
+    trunks: list[Trunk] = field(default_factory=list)
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:
@@ -429,6 +513,8 @@ def parse_platform_documents(documents: Iterable[object]) -> PlatformFile:
             platform.tenants.append(manifest)
         elif isinstance(manifest, Number):
             platform.numbers.append(manifest)
+        elif isinstance(manifest, Trunk):
+            platform.trunks.append(manifest)
         else:
             platform.configs.append(manifest)
     return platform
@@ -561,6 +647,9 @@ def validate_platform(platform: PlatformFile) -> list[str]:
     ]
     problems += [
         f"PbxConfig/{name}: defined twice" for name in _repeated(c.tenant for c in platform.configs)
+    ]
+    problems += [
+        f"Trunk/{name}: defined twice" for name in _repeated(t.name for t in platform.trunks)
     ]
     domains: dict[str, list[str]] = {}
     for tenant in platform.tenants:

@@ -14,12 +14,13 @@ through indexes built once per document.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
 from vpbx_common.manifests import RecordingPolicy
 from vpbx_common.pbx import Presence, RingStrategy
+from vpbx_common.trunks import TrunkTransport
 
 from .prompts import Prompt, TonePrompt
 from .steps import Step
@@ -36,6 +37,9 @@ class UserSettingsEntry(ConfigModel):
     record: bool | None = None
     # The user's own voicemail greeting; None: the platform's default greeting.
     voicemail_greeting: Prompt | None = None
+    # The number this user's outbound calls show (E.164, one of the tenant's numbers);
+    # None: chosen by the callee's region (local presence).
+    caller_id: str | None = None
 
 
 class UserEntry(ConfigModel):
@@ -153,6 +157,46 @@ class RoutePlanEntry(ConfigModel):
     steps: list[Step] = Field(default_factory=list)
 
 
+class TrunkEntry(ConfigModel):
+    """A carrier trunk the node may send calls through (and take calls from).
+
+    The password is in clear: the node answers the carrier's digest challenges with
+    it, and the realm that would make an HA1 is only known from the challenge.
+    Serve node configs to nodes only.
+    """
+
+    id: str
+    name: str
+    scope: Literal["tenant", "platform"] = "tenant"
+    host: str
+    port: int = 5060
+    transport: TrunkTransport = TrunkTransport.UDP
+    registers: bool = False  # registers with digest auth; else IP-authenticated both ways
+    username: str | None = None
+    password: str | None = None
+    register_expires_s: int = 300
+    # CIDRs calls from this trunk may come from; empty: the addresses ``host`` resolves to.
+    allowed_addresses: list[str] = Field(default_factory=list)
+    # Lower goes first; the next trunk is tried on a 5xx, 408 or no answer.
+    priority: int = 100
+    # The carrier accepts a From/P-Asserted-Identity number that is not the tenant's
+    # (a forwarded call shows its original caller); else the tenant's number is shown.
+    passes_caller_id: bool = False
+
+
+class OutboundEntry(ConfigModel):
+    """The tenant's outbound policy as the node enforces it (see manifests.OutboundPolicy)."""
+
+    country: str = "RU"  # national forms people dial are read with this country
+    international: bool = False
+    premium: bool = False
+    max_concurrent: int = 0  # 0: only the plan's concurrent_calls limit
+    max_minutes_per_day: int = 0  # 0: no daily cap
+    # Shown when no number of the tenant is in or near the callee's region; None: the
+    # tenant's first number.
+    default_caller_id: str | None = None
+
+
 class Credentials(ConfigModel):
     """What the registrar needs to check a digest: the HA1s and the extension they ring."""
 
@@ -182,6 +226,9 @@ class NodeConfig(ConfigModel):
     decision_secret: str | None = None
     # The language of the platform's spoken phrases (queue announcements), BCP 47.
     language: str = "ru-RU"
+    # Tenant trunks first, then the platform's, each by priority: the order calls try them.
+    trunks: list[TrunkEntry] = Field(default_factory=list)
+    outbound: OutboundEntry = Field(default_factory=OutboundEntry)
     version: str = ""
 
     _users: dict[str, UserEntry] = PrivateAttr(default_factory=dict)
