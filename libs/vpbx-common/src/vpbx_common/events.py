@@ -76,6 +76,9 @@ class CallEventType(StrEnum):
     # A voice message was left in ``box`` (an extension; '' for the tenant's general box)
     # and stored under ``key``.
     VOICEMAIL_NEW = "voicemail.new"
+    # An outbound call the tenant's policy refused before it reached a carrier;
+    # ``end_reason`` names the rule (vpbx_media.node.outbound.OutboundRefusal values).
+    REFUSED = "call.refused"
 
 
 class CallEventError(ValueError):

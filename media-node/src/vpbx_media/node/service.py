@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from vpbx_common.agents import AgentStateStore
 from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
-from vpbx_common.nodeconfig import NodeConfig, Target, UserTarget
+from vpbx_common.nodeconfig import ExternalTarget, NodeConfig, Target, UserEntry, UserTarget
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
@@ -40,6 +41,7 @@ from .calls.facts import CallFacts, NodeRef
 from .decisions import DecisionClient
 from .journal import SpoolWriter
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
+from .outbound import OutboundCall, OutboundGate, OutboundRefusal
 from .prompts import PromptLibrary
 from .queues import QueueDispatcher
 from .recordings import RecordingService
@@ -49,6 +51,15 @@ from .routing import AgentSnapshot, DecisionFailed, DecisionReply
 logger = logging.getLogger(__name__)
 
 ALLOW = f"{ALLOW_IN_CALL}, REGISTER"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCall:
+    """Where a new call starts, and for a call out what was decided about it."""
+
+    facts: CallFacts
+    target: Target
+    outbound: OutboundCall | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +138,7 @@ class NodeService:
         self.layer = layer_factory(self)
         self.calls: dict[str, Call] = {}
         self.call_limit = TenantCallLimit(redis_client)
+        self.outbound = OutboundGate(redis_client, identity.tenant)
         # Calls holding one of the plan's lines (concurrent_calls), released when they end.
         self._counted_calls: set[str] = set()
         # Calls past the number's channel check but not in self.calls yet (Call-ID ->
@@ -254,8 +266,13 @@ class NodeService:
             self._arriving.pop(request.call_id, None)
         if planned is None:
             return
-        facts, target = planned
-        call = Call(self, SipUasLeg(request, transaction), facts, target)
+        call = Call(
+            self,
+            SipUasLeg(request, transaction),
+            planned.facts,
+            planned.target,
+            outbound=planned.outbound,
+        )
         self.calls[call.call_id] = call
         self._idle.clear()
         self._by_transaction[id(transaction)] = call
@@ -263,7 +280,7 @@ class NodeService:
 
     async def _plan(
         self, request: SipRequest, transaction: ServerTransaction
-    ) -> tuple[CallFacts, Target] | None:
+    ) -> PlannedCall | None:
         """Where the call starts (the number's entry, the extension dialled), or answer the
         request and return None."""
         config = self.config()
@@ -278,12 +295,11 @@ class NodeService:
             if extension is None:  # the device was removed a moment ago
                 transaction.respond(make_response(request, 403))
                 return None
-            dialled = uri.user or ""
-            if dialled == "" or config.user(dialled) is None:
-                transaction.respond(make_response(request, 404))
-                return None
-            callee = config.user(dialled)
+            dialled = uri.user_unescaped or ""
+            callee = config.user(dialled) if dialled else None
             user = config.user(extension)
+            if callee is None:
+                return await self._plan_outbound(request, transaction, extension, user, dialled)
             facts = CallFacts(
                 call_id=request.call_id,
                 node=self.identity.ref,
@@ -293,8 +309,7 @@ class NodeService:
                 caller=extension,
                 caller_display=user.name if user else None,
             )
-            assert callee is not None
-            return facts, UserTarget(extension=dialled, user_id=callee.id)
+            return PlannedCall(facts, UserTarget(extension=dialled, user_id=callee.id))
         try:
             number = normalize_e164(uri.user_unescaped or "")
         except InvalidPhoneNumber:
@@ -333,7 +348,79 @@ class NodeService:
             caller=_outside_caller(request),
             caller_display=request.from_.display_name,
         )
-        return facts, entry.target
+        return PlannedCall(facts, entry.target)
+
+    async def _plan_outbound(
+        self,
+        request: SipRequest,
+        transaction: ServerTransaction,
+        extension: str,
+        user: UserEntry | None,
+        dialled: str,
+    ) -> PlannedCall | None:
+        """A tenant phone dialled something that is no extension: a call out, if allowed."""
+        config = self.config()
+        number = self.outbound.destination(dialled, config) if dialled else None
+        if number is None:
+            transaction.respond(make_response(request, 404))
+            return None
+        facts = CallFacts(
+            call_id=request.call_id,
+            node=self.identity.ref,
+            direction=Direction.OUTBOUND,
+            number=number,
+            label="",
+            caller=extension,
+            caller_display=user.name if user else None,
+        )
+        entry = config.number(number)
+        if entry is not None:
+            # The tenant's own number: its route, without a round trip through a carrier.
+            facts.direction = Direction.INTERNAL
+            return PlannedCall(facts, entry.target)
+        refusal = self.outbound.policy_refusal(number, config)
+        caller_id = self.outbound.caller_id(config, user, number)
+        if refusal is None and caller_id is not None:
+            admission = await self.outbound.admit(request.call_id, config)
+            if not isinstance(admission, OutboundRefusal):
+                privacy = (request.header("Privacy") or "").lower().replace(" ", "").split(";")
+                outbound = OutboundCall(number, caller_id, "id" in privacy, admission.max_talk_s)
+                return PlannedCall(facts, ExternalTarget(number=number), outbound)
+            refusal = admission
+        self._refuse_outbound(request, transaction, facts, refusal or OutboundRefusal.NO_CALLER_ID)
+        return None
+
+    def _refuse_outbound(
+        self,
+        request: SipRequest,
+        transaction: ServerTransaction,
+        facts: CallFacts,
+        refusal: OutboundRefusal,
+    ) -> None:
+        """Refuse a call out with a SIP answer that says why, a CDR, an event and a count."""
+        status, phrase = refusal.sip_status
+        logger.info(
+            "call=%s tenant=%s call out to %s refused: %s",
+            facts.call_id,
+            self.tenant,
+            facts.number,
+            refusal,
+        )
+        transaction.respond(make_response(request, status, phrase))
+        facts.end_reason = EndReason.REJECTED
+        facts.sip_status = status
+        facts.end_ms = facts.start_ms
+        record = facts.record()
+        self.spool_writer.submit(lambda: self.spool.append(record))
+        event = facts.event(CallEventType.REFUSED)
+        self._spawn(self._publish(dataclasses.replace(event, end_reason=str(refusal))))
+        self._spawn(self._count_refusal(refusal))
+
+    async def _count_refusal(self, refusal: OutboundRefusal) -> None:
+        try:
+            await self.outbound.count_refusal(refusal)
+        except redis.RedisError as exc:
+            logger.warning("tenant=%s refusal not counted: %s", self.tenant, exc)
 
     def _refuse_inbound(
         self,
@@ -439,6 +526,10 @@ class NodeService:
         record = call.facts.record()
         self.spool_writer.submit(lambda: self.spool.finish_call(record))
         self._free_line(call.call_id)
+        if call.outbound is not None:
+            answered, ended = call.facts.answer_ms, call.facts.end_ms
+            talked_s = (ended - answered) / 1000 if answered and ended else 0.0
+            self._spawn(self._release_outbound(call.call_id, talked_s))
         self.calls.pop(call.call_id, None)
         if not self.calls:
             self._idle.set()
@@ -451,6 +542,15 @@ class NodeService:
         if call_id in self._counted_calls:
             self._counted_calls.discard(call_id)
             self._spawn(self._release_line(call_id))
+
+    async def _release_outbound(self, call_id: str, talked_s: float) -> None:
+        try:
+            await self.outbound.release(call_id, talked_s)
+        except redis.RedisError as exc:
+            # The places free themselves when stale; the minutes are lost to the count.
+            logger.warning(
+                "call=%s tenant=%s outbound counters not updated: %s", call_id, self.tenant, exc
+            )
 
     async def _release_line(self, call_id: str) -> None:
         try:

@@ -66,6 +66,8 @@ from ..legs.sip import (
     SipUasLeg,
     send_bye,
 )
+from ..legs.trunk import OutboundIdentity, TrunkUacLeg
+from ..outbound import OutboundCall
 from ..queues import QueueFullError
 from ..routing import (
     Action,
@@ -162,8 +164,11 @@ class Call:
         caller: SipUasLeg,
         facts: CallFacts,
         start_target: Target,
+        *,
+        outbound: OutboundCall | None = None,
     ) -> None:
         self.host = host
+        self.outbound = outbound  # a call out: the number, caller ID and time allowed
         self.caller = caller
         self.facts = facts
         self.start_target = start_target
@@ -188,6 +193,7 @@ class Call:
         self._queue_answered = False  # the wait ended by an answer (Connect follows)
         self._voicemail: VoicemailTaker | None = None
         self._recording: Recording | None = None  # of the connected conversation
+        self._routing_started = 0.0  # loop time
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -260,6 +266,7 @@ class Call:
         self.relay.set_remote(Leg.A, *negotiation.endpoint)
         self._fork_sdp = self._sdp_for(Leg.B, offer, keep_codecs=negotiation.codec_names)
         loop = asyncio.get_running_loop()
+        self._routing_started = loop.time()
         self.router = CallRouter(
             CallContext(
                 call_id=self.call_id,
@@ -350,6 +357,13 @@ class Call:
     async def _ring(self, action: Ring, later: list[RouterEvent]) -> None:
         first = not self.facts.ringing
         for extension in action.extensions:
+            if extension.startswith("+"):  # a number outside, through the trunks
+                leg = self._fork_trunk(extension)
+                if leg is None:
+                    later.append(MemberFailed(extension, MemberFailure.UNAVAILABLE))
+                else:
+                    self._ringing[extension] = [leg]
+                continue
             devices = await self.host.devices(extension)
             if not devices:
                 later.append(MemberFailed(extension, MemberFailure.UNAVAILABLE))
@@ -373,6 +387,41 @@ class Call:
         self.host.register_leg(self, leg.call_id)
         leg.start(self.host.layer, self.events.put_nowait)
         return leg
+
+    def _fork_trunk(self, number: str) -> TrunkUacLeg | None:
+        """A leg to ``number`` through the tenant's trunks; None when none may carry it."""
+        config = self.host.config()
+        identity = self._outbound_identity(number)
+        if identity is None or not config.trunks:
+            self._log(logging.WARNING, "cannot call %s out: no trunk or no number to show", number)
+            return None
+        leg = TrunkUacLeg.to_number(
+            number,
+            tuple(config.trunks),
+            node_address=self.host.sip_address,
+            contact=self.host.contact_uri,
+            identity=identity,
+            sdp=self._fork_sdp,
+        )
+        self.legs.append(leg)
+        self.host.register_leg(self, leg.call_id)
+        leg.start(self.host.layer, self.events.put_nowait)
+        return leg
+
+    def _outbound_identity(self, number: str) -> OutboundIdentity | None:
+        if self.outbound is not None:
+            return OutboundIdentity(self.outbound.caller_id.number, self.outbound.withheld)
+        # A call forwarded out: its original caller where the carrier lets us show them,
+        # else the tenant number they called (a forward of an internal call: local presence).
+        config = self.host.config()
+        caller = self.facts.caller
+        if caller.startswith("+") and config.trunks and config.trunks[0].passes_caller_id:
+            return OutboundIdentity(caller)
+        if self.facts.number.startswith("+") and config.number(self.facts.number) is not None:
+            return OutboundIdentity(self.facts.number)
+        user = config.user(caller)
+        chosen = self.host.outbound.caller_id(config, user, number)
+        return OutboundIdentity(chosen.number) if chosen is not None else None
 
     def _answer_caller(self) -> None:
         """The node answers the caller itself (IVR, queue, voicemail) and serves their media."""
@@ -542,7 +591,21 @@ class Call:
             await send_bye(self.host.layer, self.caller.dialog, None)
             self._set_state(CallState.ENDED)
         else:
-            self._reject(action.status, self.facts.end_reason, action.detail[:80] or None)
+            status = action.status
+            carrier = self._carrier_answer()
+            if carrier is not None:  # a call out: the caller hears what the callee's side said
+                status = carrier
+            self._reject(status, self.facts.end_reason, action.detail[:80] or None)
+
+    def _carrier_answer(self) -> int | None:
+        """The final failure of a call out's trunk leg (404 no such number, 486 busy...)."""
+        if self.outbound is None:
+            return None
+        for leg in self.legs:
+            status = leg.final_status
+            if isinstance(leg, TrunkUacLeg) and status is not None and 400 <= status < 700:
+                return 480 if status in (401, 407, 487) else status
+        return None
 
     def _done(self, result: RouteResult) -> None:
         if result is RouteResult.CALLER_LEFT:
@@ -573,9 +636,11 @@ class Call:
     def _capture_route(self) -> None:
         """The route so far into the call's facts (the CDR, and the journal after a crash)."""
         if self.router is not None:
-            self.facts.route = bounded_route(
-                RouteStep.from_json(entry.as_dict()) for entry in self.router.route
-            )
+            steps = [RouteStep.from_json(entry.as_dict()) for entry in self.router.route]
+            for leg in self.legs:
+                if isinstance(leg, TrunkUacLeg):
+                    steps += leg.route_steps(self._routing_started)
+            self.facts.route = bounded_route(steps)
 
     def _stop_media(self) -> None:
         if self.media is not None:
@@ -585,6 +650,8 @@ class Call:
 
     async def _on_routing_event(self, event: _Event) -> None:
         if isinstance(event, Provisional):
+            if self._early_media(event):
+                return
             if event.response.status in (180, 183) and not event.leg.ringing:
                 event.leg.ringing = True
                 if self.caller.state.value == "new" and not self._caller_answered:
@@ -610,6 +677,27 @@ class Call:
                 await self._feed(event.event)
         else:
             await self._on_caller_request_while_routing(event)
+
+    def _early_media(self, event: Provisional) -> bool:
+        """A carrier's 183 with SDP on a call out: the caller hears it (ringback, "the
+        number is not in service") through the relay. True when it was taken so."""
+        response, leg = event.response, event.leg
+        if not (isinstance(leg, TrunkUacLeg) and response.status == 183 and response.body):
+            return False
+        if self.outbound is None or self._caller_answered or self.caller.is_final:
+            return False
+        assert self.relay is not None
+        try:
+            early = SessionDescription.parse(response.body)
+            endpoint = media_endpoint(early)
+            body = self._sdp_for(Leg.A, early)
+        except SdpError as exc:
+            self._log(logging.WARNING, "unusable early-media SDP from the carrier: %s", exc)
+            return False
+        self.relay.set_remote(Leg.B, *endpoint)
+        leg.ringing = True
+        self.caller.progress(self.host.contact_uri, body)
+        return True
 
     async def _on_leg_answered(self, leg: SipUacLeg, response: SipResponse) -> None:
         leg.final_status = response.status
@@ -724,8 +812,17 @@ class Call:
             self._spawn(self.host.queues.connected(self.call_id, group, extension))
 
     async def _talk(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = self.outbound.max_talk_s if self.outbound is not None else None
+        deadline = None if limit is None else loop.time() + limit
         while self.state is CallState.CONNECTED:
-            event = await self.events.get()
+            try:
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                event = await asyncio.wait_for(self.events.get(), timeout)
+            except TimeoutError:
+                self._log(logging.INFO, "the tenant's outbound minutes for today are used up")
+                await self._end_connected(HangupBy.SYSTEM)
+                return
             if isinstance(event, _InDialog):
                 await self._on_in_dialog(event)
             elif isinstance(event, Answered) and event.leg is not self.winner:
@@ -748,16 +845,9 @@ class Call:
             return
         if request.method == "BYE":
             transaction.respond(make_response(request, 200))
-            self.facts.end_ms = now_ms()
-            self.facts.hangup_by = HangupBy.CALLER if event.side is Side.CALLER else HangupBy.CALLEE
-            self.facts.end_reason = EndReason.COMPLETED
-            self._set_state(CallState.ENDED)
-            other = (
-                self.winner.dialog
-                if event.side is Side.CALLER and self.winner
-                else self.caller.dialog
+            await self._end_connected(
+                HangupBy.CALLER if event.side is Side.CALLER else HangupBy.CALLEE
             )
-            await send_bye(self.host.layer, other, self.winner.flow if self.winner else None)
         elif request.method == "INVITE":
             await self._relay_reinvite(event.side, request, transaction)
         elif request.method == "OPTIONS":
@@ -766,6 +856,18 @@ class Call:
             # REFER, INFO, UPDATE, MESSAGE...: a 200 would tell the phone that a transfer
             # or a DTMF INFO was acted on when nothing happened (RFC 3261 8.2.1).
             transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
+
+    async def _end_connected(self, hangup_by: HangupBy) -> None:
+        """The conversation ends: one side hung up (the other gets a BYE), or the node did."""
+        self.facts.end_ms = now_ms()
+        self.facts.hangup_by = hangup_by
+        self.facts.end_reason = EndReason.COMPLETED
+        self._set_state(CallState.ENDED)
+        flow = self.winner.flow if self.winner else None
+        if hangup_by is not HangupBy.CALLEE and self.winner is not None:
+            await send_bye(self.host.layer, self.winner.dialog, flow)
+        if hangup_by is not HangupBy.CALLER:
+            await send_bye(self.host.layer, self.caller.dialog, flow)
 
     def _sdp_for(
         self, leg: Leg, sdp: SessionDescription, keep_codecs: tuple[str, ...] | None = None

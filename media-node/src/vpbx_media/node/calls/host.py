@@ -18,6 +18,7 @@ from ...sip.transaction import TransactionLayer
 from ...sip.transport import Address
 from ...sip.uri import SipUri
 from ..legs.sip import DeviceTarget
+from ..outbound import OutboundGate
 from ..prompts import PromptLibrary
 from ..queues import QueueDispatcher
 from ..recordings import RecordingService
@@ -51,6 +52,11 @@ class CallHost(Protocol):
     @property
     def queues(self) -> QueueDispatcher:
         """The tenant's group queues, shared with its nodes in every city."""
+        ...
+
+    @property
+    def outbound(self) -> OutboundGate:
+        """The tenant's outbound policy, caps and caller-ID choice."""
         ...
 
     @property

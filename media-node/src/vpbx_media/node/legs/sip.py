@@ -98,6 +98,20 @@ class SipUasLeg:
         )
         self.state = LegState.RINGING
 
+    def progress(self, contact: SipUri, sdp: bytes) -> None:
+        """183 with our SDP: the caller hears early media (a carrier's ringback or notice)."""
+        self.transaction.respond(
+            make_response(
+                self.request,
+                183,
+                to_tag=self.local_tag,
+                extra=[*self._record_route(), ("Contact", f"<{contact}>")],
+                body=sdp,
+                content_type=SDP,
+            )
+        )
+        self.state = LegState.RINGING
+
     def answer(self, contact: SipUri, sdp: bytes) -> None:
         """200 OK with our SDP: the caller's dialog is confirmed from now on."""
         contact_header = f"<{contact}>"
@@ -132,7 +146,7 @@ class SipUasLeg:
 class SipUacLeg:
     """An INVITE the node sends to one registered device, and the dialog if it answers."""
 
-    target: DeviceTarget
+    member: str  # what the router rang: an extension, or an E.164 number (trunk legs)
     request: SipRequest
     flow: Flow
     transaction: ClientTransaction | None = None
@@ -148,7 +162,7 @@ class SipUacLeg:
 
     @property
     def extension(self) -> str:
-        return self.target.extension
+        return self.member
 
     @classmethod
     def invite(
@@ -184,7 +198,7 @@ class SipUacLeg:
         request = SipRequest("INVITE", device, headers, sdp)
         first_hop = NameAddr.parse(binding.path[0]).uri if binding.path else device
         assert isinstance(first_hop, SipUri)
-        return cls(target=target, request=request, flow=flow_to(first_hop))
+        return cls(member=target.extension, request=request, flow=flow_to(first_hop))
 
     def start(self, layer: TransactionLayer, report: Callable[[LegEvent], None]) -> None:
         self.task = asyncio.get_running_loop().create_task(self._drive(layer, report))

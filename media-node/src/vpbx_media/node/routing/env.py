@@ -43,6 +43,8 @@ class RouterEnv:
     def availability(self, extension: str, now: float, *, handed_out: bool = True) -> Availability:
         if extension == self.call.internal_caller:
             return Availability.CALLER
+        if extension.startswith("+"):
+            return Availability.FREE  # a number outside: only its carrier knows
         user = self.config.user(extension)
         if user is None:
             return Availability.UNKNOWN

@@ -111,7 +111,10 @@ MAX_PLAN_JUMPS = 8
 # session on, so reaching this is a bug, not a busy call.
 _MAX_TIMER_ROUNDS = 10_000
 
-OUTBOUND_NOT_RUNNING = "outbound calls not yet running"
+# A number outside rings this long at most (the carrier or the caller usually ends it first).
+EXTERNAL_RING_S = 120
+# A forward step rings the number this long before the plan goes on.
+FORWARD_RING_S = 30
 CRM_NOT_RUNNING = "CRM lookups not yet running"
 
 
@@ -430,7 +433,8 @@ class CallRouter:
             case VoicemailTarget(extension=extension):
                 self._voicemail(extension, subject, now)
             case ExternalTarget(number=number):
-                self._unavailable(now, subject, f"forward to {number}: {OUTBOUND_NOT_RUNNING}")
+                spec = _external_spec(number, EXTERNAL_RING_S, subject)
+                self._ring(spec, None, now)
             case HangupTarget(reason=reason):
                 self._finish_with(
                     hangup_for(reason, subject, answered=self._answered), now, subject
@@ -439,7 +443,7 @@ class CallRouter:
                 why = f"{missing} no longer exists" if missing else "no route set"
                 self._unavailable(now, subject, why)
 
-    def _ring(self, spec: RingSpec, after: _AfterRinging, now: float) -> None:
+    def _ring(self, spec: RingSpec, after: _AfterRinging | None, now: float) -> None:
         session = RingSession(spec, self._env)
         self._session = session
         self._after_ringing = after
@@ -552,8 +556,10 @@ class CallRouter:
                 case CrmLookupStep():
                     self._out.note(now, subject, Outcome.FELL_THROUGH, detail=CRM_NOT_RUNNING)
                 case ForwardStep(number=number):
-                    why = f"forward to {number}: {OUTBOUND_NOT_RUNNING}"
-                    self._out.note(now, subject, Outcome.FELL_THROUGH, detail=why)
+                    self._out.note(now, subject, Outcome.ENTERED, detail=f"forward to {number}")
+                    spec = _external_spec(number, FORWARD_RING_S, subject)
+                    self._ring(spec, _ToNextStep(None), now)
+                    return
                 case HttpDecisionStep():
                     self._out.note(now, subject, Outcome.ENTERED)
                     decision = DecisionSession(
@@ -688,6 +694,11 @@ def _user_spec(extension: str, ring_s: int, subject: str) -> RingSpec:
         ring_s=float(ring_s),
         handed_out=False,  # a call to this person, not one handed out by a group
     )
+
+
+def _external_spec(number: str, ring_s: int, subject: str) -> RingSpec:
+    """Ringing a phone number outside through the tenant's trunks (the member is E.164)."""
+    return RingSpec(subject=subject, members=(number,), mode=RingMode.ALL, ring_s=float(ring_s))
 
 
 def _missing(step: object) -> str:
