@@ -103,7 +103,9 @@ async def run_node(settings: NodeSettings) -> None:
         decisions=decisions,
         events=events,
         recordings=recordings,
+        url_policy=settings.outbound_policy(),
     )
+    config.listen(service.config_changed)
     service.registrar.retry_after_s = settings.overload_retry_after
     recovered = service.recover()
     await transport.start()

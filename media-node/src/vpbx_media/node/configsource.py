@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,13 +29,35 @@ logger = logging.getLogger(__name__)
 
 
 class ConfigHolder:
-    """The node's current config; replaced whole when a new version arrives."""
+    """The node's current config; replaced whole when a new version arrives.
+
+    Parts of the node that act on a change rather than read the config per call (the
+    trunk registrations) ``listen``: each listener is called with every new config.
+    """
 
     def __init__(self, config: NodeConfig) -> None:
-        self.current = config
+        self._current = config
+        self._listeners: list[Callable[[NodeConfig], None]] = []
 
     def __call__(self) -> NodeConfig:
-        return self.current
+        return self._current
+
+    @property
+    def current(self) -> NodeConfig:
+        return self._current
+
+    @current.setter
+    def current(self, config: NodeConfig) -> None:
+        self._current = config
+        for listener in list(self._listeners):
+            try:
+                listener(config)
+            except Exception:
+                # The new config is current regardless; one listener must not stop the rest.
+                logger.exception("tenant=%s config listener %r failed", config.tenant, listener)
+
+    def listen(self, listener: Callable[[NodeConfig], None]) -> None:
+        self._listeners.append(listener)
 
 
 class ConfigFetchError(OSError):

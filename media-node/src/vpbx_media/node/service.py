@@ -24,6 +24,8 @@ from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
 from vpbx_common.nodeconfig import ExternalTarget, NodeConfig, Target, UserEntry, UserTarget
+from vpbx_common.outbound import OutboundPolicy
+from vpbx_common.trunks import TrunkStatusStore
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
@@ -47,6 +49,7 @@ from .queues import QueueDispatcher
 from .recordings import RecordingService
 from .registrar import Authenticator, Registrar
 from .routing import AgentSnapshot, DecisionFailed, DecisionReply
+from .trunks import TrunkRegistrations
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ class NodeService:
         prompts: PromptLibrary | None = None,
         decisions: DecisionClient | None = None,
         recordings: RecordingService | None = None,
+        url_policy: OutboundPolicy | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -136,6 +140,19 @@ class NodeService:
             max_expires=registrar_limits[1],
         )
         self.layer = layer_factory(self)
+        # Tenant trunks' hosts pass the outbound URL policy (registrations and calls);
+        # without one given, the strict one.
+        self.url_policy = (
+            url_policy if url_policy is not None else OutboundPolicy(allow_private=False)
+        )
+        self.trunks = TrunkRegistrations(
+            self.layer,
+            tenant=identity.tenant,
+            city=identity.city,
+            contact=identity.sip_address,
+            store=TrunkStatusStore(redis_client),
+            outbound=self.url_policy,
+        )
         self.calls: dict[str, Call] = {}
         self.call_limit = TenantCallLimit(redis_client)
         self.outbound = OutboundGate(redis_client, identity.tenant)
@@ -214,6 +231,8 @@ class NodeService:
             transaction.respond(make_response(transaction.request, 487))
 
     def on_stray_response(self, response: SipResponse, flow: Flow) -> None:
+        # Responses to the trunk REGISTERs reach their client transactions (self.trunks);
+        # only a copy arriving after the transaction ended comes here, and is dropped.
         if response.is_success and response.cseq.method == "INVITE":
             call = self._legs.get(response.call_id)
             if call is not None:
@@ -565,7 +584,12 @@ class NodeService:
         self.spool_writer.start()
         self.scheduler.start()
         self.queues.start()
+        self.trunks.start(self.config())
         self._spawn(self._touch_journal())
+
+    def config_changed(self, config: NodeConfig) -> None:
+        """A new config became current (ConfigHolder listener)."""
+        self.trunks.update(config)
 
     async def _touch_journal(self) -> None:
         """Keep open calls' journal entries and their agents' talking state fresh: a crash
@@ -592,6 +616,8 @@ class NodeService:
             await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def stop(self) -> None:
+        # First, while the transport still runs: the trunks unregister (bounded wait).
+        await self.trunks.stop()
         await self.queues.stop()
         self.scheduler.stop()
         if self.decisions is not None:

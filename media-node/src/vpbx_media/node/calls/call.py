@@ -402,6 +402,7 @@ class Call:
             contact=self.host.contact_uri,
             identity=identity,
             sdp=self._fork_sdp,
+            url_policy=self.host.url_policy,
         )
         self.legs.append(leg)
         self.host.register_leg(self, leg.call_id)

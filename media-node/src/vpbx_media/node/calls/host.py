@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from vpbx_common.events import CallEventType
 from vpbx_common.nodeconfig import NodeConfig
+from vpbx_common.outbound import OutboundPolicy
 
 from ...media.scheduler import PacedScheduler
 from ...rtp.relay import MediaRelay
@@ -52,6 +53,11 @@ class CallHost(Protocol):
     @property
     def queues(self) -> QueueDispatcher:
         """The tenant's group queues, shared with its nodes in every city."""
+        ...
+
+    @property
+    def url_policy(self) -> OutboundPolicy:
+        """Where tenant-chosen destinations (their own trunks) may be."""
         ...
 
     @property

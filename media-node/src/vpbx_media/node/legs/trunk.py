@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vpbx_common.cdr import RouteStep
 from vpbx_common.nodeconfig import TrunkEntry
+from vpbx_common.outbound import OutboundPolicy
 from vpbx_common.trunks import TrunkTransport
 
 from ...sip.digest import DigestChallenge, DigestParseError, build_credentials, preferred_challenge
@@ -33,6 +33,7 @@ from ...sip.message import Headers, SipRequest, SipResponse
 from ...sip.transaction import TransactionLayer, new_call_id, new_tag
 from ...sip.transport import Address, Flow, TransportKind
 from ...sip.uri import SipUri
+from ..trunks.destination import TrunkUnreachableError, trunk_destination
 from .sip import ALLOW_IN_CALL, SDP, Answered, Failed, LegEvent, Provisional, SipUacLeg
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class TrunkUacLeg(SipUacLeg):
     """An INVITE to ``member`` (E.164) through ``trunks`` in order, with failover."""
 
     trunks: tuple[TrunkEntry, ...] = ()
+    url_policy: OutboundPolicy = field(default_factory=lambda: OutboundPolicy(allow_private=False))
     identity: OutboundIdentity | None = None
     contact: SipUri | None = None
     sdp: bytes = b""
@@ -86,6 +88,7 @@ class TrunkUacLeg(SipUacLeg):
         contact: SipUri,
         identity: OutboundIdentity,
         sdp: bytes,
+        url_policy: OutboundPolicy,
     ) -> TrunkUacLeg:
         # A placeholder request until the first attempt is built: the call registers the
         # leg by its Call-ID before the task runs.
@@ -101,6 +104,7 @@ class TrunkUacLeg(SipUacLeg):
             request=placeholder,
             flow=Flow(TransportKind.UDP, Address("0.0.0.0", 0)),
             trunks=trunks,
+            url_policy=url_policy,
             identity=identity,
             contact=contact,
             sdp=sdp,
@@ -118,10 +122,11 @@ class TrunkUacLeg(SipUacLeg):
                 break
             self.trunk = trunk
             try:
-                self.flow = await _resolve(trunk)
-            except OSError as exc:
-                logger.warning("trunk=%s cannot resolve %s: %s", trunk.name, trunk.host, exc)
-                self._note(trunk, 503, "unresolvable host")
+                self.flow = await trunk_destination(trunk, self.url_policy)
+            except TrunkUnreachableError as exc:
+                logger.warning("trunk=%s unreachable: %s", trunk.name, exc)
+                self._note(trunk, 503, str(exc))
+                last_status = 503
                 continue
             seq += 1
             self.request = self._invite(layer, trunk, seq)
@@ -228,17 +233,3 @@ class TrunkUacLeg(SipUacLeg):
         request = self._invite(layer, trunk, seq)
         name = "Proxy-Authorization" if proxy else "Authorization"
         return request.with_headers(request.headers.add(name, str(credentials)))
-
-
-async def _resolve(trunk: TrunkEntry) -> Flow:
-    """The trunk's address (a name is looked up at each call: carriers move)."""
-    kind = TransportKind.TCP if trunk.transport is TrunkTransport.TCP else TransportKind.UDP
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        trunk.host,
-        trunk.port,
-        type=socket.SOCK_DGRAM if kind is TransportKind.UDP else socket.SOCK_STREAM,
-    )
-    if not infos:
-        raise OSError(f"{trunk.host} has no address")
-    host = str(infos[0][4][0])
-    return Flow(kind, Address(host, trunk.port))
