@@ -66,6 +66,7 @@ def test_garbage_is_rejected_with_a_reason(text: str, reason: str) -> None:
         ("74950000001", False),
         ("+7 495 000 00 01", False),
         ("+74950000001\n", False),
+        ("+7４９５０００００01", False),  # full-width digits
     ],
 )
 def test_is_e164(text: str, expected: bool) -> None:

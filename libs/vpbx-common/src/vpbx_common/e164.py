@@ -11,7 +11,8 @@ import re
 
 import phonenumbers
 
-E164_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
+# ASCII digits only: "\d" would also accept full-width and other scripts' digits.
+E164_PATTERN = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 # Characters people and carriers put between digits; anything else is garbage,
 # which phonenumbers would otherwise try hard to make sense of.
@@ -97,9 +98,10 @@ def country_of(e164: str) -> str | None:
 def region_of(e164: str, language: str = "en") -> str | None:
     """Geographic area of an E.164 number (``"Moscow"``, ``"Ekaterinburg"``).
 
-    Used to choose a local-presence caller ID. Mobile numbers usually only
-    resolve to their country (``"Russia"``); toll-free and unknown numbers give
-    None.
+    The text of phonenumbers' geocoder. Mobile numbers usually only resolve to their
+    country (``"Russia"``); toll-free and unknown numbers give None. Local
+    presence uses ``vpbx_common.phoneregion.region_for`` instead, which places
+    Russian mobile numbers too, from the numbering plan.
     """
     parsed = _parse_e164(e164)
     if parsed is None:
