@@ -21,6 +21,7 @@ import redis.asyncio as redis
 from tests.services.ports import free_port_block
 from vpbx_common.cdr import CallRecord
 from vpbx_common.nodeconfig import NodeConfig
+from vpbx_common.outbound import OutboundPolicy
 from vpbx_media.cdr.spool import CdrSpool
 from vpbx_media.node.bindings import Binding, BindingStore
 from vpbx_media.node.configsource import ConfigHolder
@@ -303,6 +304,7 @@ async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Any]
             PortAllocator(low, low + 19),
             spool,
             client,
+            url_policy=OutboundPolicy(allow_private=True),  # peers on loopback, as in local mode
         )
         await transport.start()
         service.start()

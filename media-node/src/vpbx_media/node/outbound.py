@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
-from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
+from vpbx_common.e164 import InvalidPhoneNumber, country_of, normalize_e164
 from vpbx_common.nodeconfig import NodeConfig, UserEntry
 from vpbx_common.phoneregion import DestinationClass, LocalPresence, destination_class
 
@@ -184,12 +184,21 @@ class OutboundGate:
         presence = self._local_presence(config)
         if presence is None:
             return None
+        if country_of(callee) != config.outbound.country:
+            # Abroad nobody is "local"; and the geocoder of foreign numbers takes seconds
+            # to load, which the node's event loop must never wait for.
+            return CallerId(presence.default, "default")
         choice = presence.choose(callee)
         return CallerId(choice.number, choice.reason)
 
     def _local_presence(self, config: NodeConfig) -> LocalPresence | None:
         if self._presence is None or self._presence[0] != config.version:
-            numbers = [entry.number for entry in config.numbers]
+            # Foreign numbers of the tenant would load the geocoder (seconds); they are
+            # never local to a callee in the tenant's country anyway.
+            country = config.outbound.country
+            numbers = [
+                entry.number for entry in config.numbers if country_of(entry.number) == country
+            ]
             default = config.outbound.default_caller_id
             presence = LocalPresence(numbers, default) if numbers or default else None
             self._presence = (config.version, presence)
