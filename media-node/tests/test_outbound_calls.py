@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from tests.services.sippeers import HOST, Dialler, Trunk
+from tests.services.sippeers import HOST, Dialler, Phone, Trunk
 
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_media.sip.digest import DigestAuthenticator, DigestCredentials, NonceService
@@ -163,7 +163,10 @@ async def test_a_trunk_challenge_is_answered_with_the_trunks_credentials(
     retried = await carrier.invite()
     credentials = DigestCredentials.parse(retried.headers.get("Proxy-Authorization") or "")
     ha1 = _ha1("acme-trunk", realm, "trunk-pass-1", "md5")
-    assert digest.verify(credentials, "INVITE", ha1).ok
+    result = digest.verify(
+        credentials, "INVITE", lambda _user, _algorithm: ha1, request_uri=str(retried.uri)
+    )
+    assert result.ok
     assert retried.cseq.seq == invite.cseq.seq + 1
     carrier.answer(retried)
     assert (await phone.final()).status == 200
@@ -266,4 +269,63 @@ async def test_a_caller_asking_for_privacy_is_anonymous_but_asserted(
     assert invite.headers.get("Privacy") == "id"
     carrier.reply(invite, 480)
     assert (await phone.final()).status == 480
+    await node.records(1)
+
+
+def follow_me_config(carrier: Trunk, settings: dict[str, Any]) -> NodeConfig:
+    base = outbound_config([carrier]).model_dump(mode="json")
+    base["users"].append(
+        {
+            "extension": "102",
+            "name": "Boris",
+            "city": "msk",
+            "mobile": "+79161234567",
+            "settings": {"voicemail": False, **settings},
+        }
+    )
+    return NodeConfig.model_validate(base).with_version()
+
+
+async def test_follow_me_rings_the_mobile_after_the_delay_and_counts_the_user_as_answering(
+    node_factory: Any, peers: Any
+) -> None:
+    carrier = await peers(Trunk("carrier"))
+    node = await node_factory(
+        follow_me_config(carrier, {"forward_to_mobile": True, "forward_after_s": 1})
+    )
+    desk = await peers(Phone("102"))
+    await node.register(desk)
+    phone = await peers(Dialler("101", PASSWORD))
+
+    await phone.dial(node.address, "102")
+    await desk.ringing()
+    loop = asyncio.get_running_loop()
+    desk_rang_at = loop.time()
+    invite = await carrier.invite(timeout=5)
+    assert loop.time() - desk_rang_at >= 0.8  # the desk phone's head start
+    assert invite.uri.user == "+79161234567"
+    carrier.answer(invite)
+    await desk.answers_cancel()  # the desk phone stops ringing once the mobile answered
+    assert (await phone.final()).status == 200
+
+    phone.bye()
+    await carrier.bye_answered()
+    [record] = await node.records(1)
+    assert (record.answered_by, record.direction) == ("102", "internal")
+
+
+async def test_forward_all_sends_calls_to_the_number_only(node_factory: Any, peers: Any) -> None:
+    carrier = await peers(Trunk("carrier"))
+    node = await node_factory(follow_me_config(carrier, {"forward_all_to": "+79169876543"}))
+    desk = await peers(Phone("102"))
+    await node.register(desk)
+    phone = await peers(Dialler("101", PASSWORD))
+
+    await phone.dial(node.address, "102")
+    invite = await carrier.invite()
+    assert invite.uri.user == "+79169876543"
+    carrier.reply(invite, 486)
+
+    assert (await phone.final()).status == 486
+    assert desk.seen == []
     await node.records(1)

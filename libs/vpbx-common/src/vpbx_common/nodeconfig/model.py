@@ -28,8 +28,11 @@ from .targets import ConfigModel, Target, UnroutedTarget
 
 
 class UserSettingsEntry(ConfigModel):
-    forward_to_mobile: bool = False
-    forward_after_s: int = 20
+    forward_to_mobile: bool = False  # follow-me: the mobile rings too
+    forward_after_s: int = 20  # ... this long after the devices started
+    mobile_parallel: bool = False  # ... or together with the devices
+    # Every call to the user goes to this E.164 number instead of their devices.
+    forward_all_to: str | None = None
     wrap_up_s: int = 0  # after a call, no new call is offered for this long
     voicemail: bool = True
     # Record this user's calls: None follows the number and the tenant's policy; set, it

@@ -598,6 +598,19 @@ class Call:
                 status = carrier
             self._reject(status, self.facts.end_reason, action.detail[:80] or None)
 
+    def _person_of(self, member: str) -> str:
+        """Who answered: a number outside that is a user's mobile or forward counts as
+        that user (one rung on this call first); any other member is itself."""
+        if not member.startswith("+"):
+            return member
+        owners = [
+            user.extension
+            for user in self.host.config().users
+            if member in (user.mobile, user.settings.forward_all_to)
+        ]
+        rung = [owner for owner in owners if owner in self.facts.ringing]
+        return (rung or owners or [member])[0]
+
     def _carrier_answer(self) -> int | None:
         """The final failure of a call out's trunk leg (404 no such number, 486 busy...)."""
         if self.outbound is None:
@@ -796,7 +809,8 @@ class Call:
         self._stop_media()
         self.relay.set_remote(Leg.B, *endpoint)
         self.facts.answer_ms = now_ms()
-        self.facts.answered_by = extension
+        person = self._person_of(extension)
+        self.facts.answered_by = person
         self.facts.sip_status = 200
         if not self._caller_answered:
             self.caller.answer(self.host.contact_uri, caller_answer)
@@ -807,7 +821,7 @@ class Call:
         self.host.publish(self, CallEventType.ANSWERED)
         self._capture_route()
         self.host.journal_answer(self)
-        self.host.agent_talking(extension, self.call_id)
+        self.host.agent_talking(person, self.call_id)
         if self._queued is not None and self._queue_answered:
             group, self._queued = self._queued, None
             self._spawn(self.host.queues.connected(self.call_id, group, extension))

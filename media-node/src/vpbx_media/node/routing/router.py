@@ -95,7 +95,15 @@ from .hangup import hangup_for
 from .ivr import IvrSession, IvrState
 from .plan import PlanCursor
 from .queue import QueueSession, QueueState
-from .ringing import RingMode, RingResult, RingSession, RingSpec, RingState, group_spec
+from .ringing import (
+    DEFAULT_ESCALATION_S,
+    RingMode,
+    RingResult,
+    RingSession,
+    RingSpec,
+    RingState,
+    group_spec,
+)
 from .schedule import schedule_state
 from .trace import Outcome, Output, RouteEntry
 from .voicemail import VoicemailSession, VoicemailState
@@ -115,6 +123,8 @@ _MAX_TIMER_ROUNDS = 10_000
 EXTERNAL_RING_S = 120
 # A forward step rings the number this long before the plan goes on.
 FORWARD_RING_S = 30
+# A user's mobile rings at least this long once its turn came (follow-me).
+MOBILE_RING_S = 25
 CRM_NOT_RUNNING = "CRM lookups not yet running"
 
 
@@ -410,7 +420,7 @@ class CallRouter:
                 if user is None:
                     self._unavailable(now, subject, "no such extension")
                 else:
-                    spec = _user_spec(extension, DEFAULT_USER_RING_S, subject)
+                    spec = _user_spec(user, DEFAULT_USER_RING_S, subject)
                     self._ring(spec, _ToUserFallback(user), now)
             case GroupTarget(name=name):
                 group = config.group(name)
@@ -587,10 +597,12 @@ class CallRouter:
                     self._set_state(RouterState.QUEUED)
                     queue.start(now)
                     return
-                case UserStep(target=UserTarget(extension=extension)) if config.user(extension):
+                case UserStep(target=UserTarget(extension=extension)) if user := config.user(
+                    extension
+                ):
                     self._out.note(now, subject, Outcome.ENTERED, detail=f"user:{extension}")
                     ring_s = step.ring_timeout_s or DEFAULT_USER_RING_S
-                    self._ring(_user_spec(extension, ring_s, subject), _ToNextStep(None), now)
+                    self._ring(_user_spec(user, ring_s, subject), _ToNextStep(None), now)
                     return
                 case VoicemailStep(target=VoicemailTarget(extension=box)):
                     self._out.note(now, subject, Outcome.ENTERED, detail=f"voicemail:{box or ''}")
@@ -686,12 +698,28 @@ class CallRouter:
             self.state = state
 
 
-def _user_spec(extension: str, ring_s: int, subject: str) -> RingSpec:
+def _user_spec(user: UserEntry, ring_s: int, subject: str) -> RingSpec:
+    """Ringing one person wherever they are (follow-me): their devices, and per their
+    settings their mobile after ``forward_after_s`` or at once, or only the number they
+    forward everything to. A mobile's turn starts at once when no device of theirs
+    rings (not registered, away)."""
+    settings = user.settings
+    members: tuple[str, ...] = (user.extension,)
+    mode, escalation_s = RingMode.ALL, DEFAULT_ESCALATION_S
+    if settings.forward_all_to:
+        members = (settings.forward_all_to,)
+    elif settings.forward_to_mobile and user.mobile:
+        members = (user.extension, user.mobile)
+        if not settings.mobile_parallel:
+            mode, escalation_s = RingMode.ESCALATING, float(settings.forward_after_s)
+            # The mobile gets a fair ring of its own after the desk phone's head start.
+            ring_s = max(ring_s, settings.forward_after_s + MOBILE_RING_S)
     return RingSpec(
         subject=subject,
-        members=(extension,),
-        mode=RingMode.ALL,
+        members=members,
+        mode=mode,
         ring_s=float(ring_s),
+        escalation_s=escalation_s,
         handed_out=False,  # a call to this person, not one handed out by a group
     )
 
