@@ -7,13 +7,15 @@ as the carrier and baresip as the phones, all on loopback.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
+import redis
 
 from tests.services.baresip import Baresip, BaresipFactory
-from tests.services.platform import RunningPlatform
+from tests.services.platform import RunningPlatform, sip_options
 from tests.services.sipp import SippFactory
 
 pytestmark = pytest.mark.integration
@@ -335,3 +337,129 @@ def test_a_numbers_channel_limit_set_through_the_api_busies_the_extra_caller(
     ]
     [busied] = [r for r in records if r["end_reason"] == "busy"]
     assert (busied["caller"], busied["dialled"], busied["answered_by"]) == (CALLER, ACME_MAIN, "")
+
+
+# --- tenants managed through the platform API ------------------------------------------
+
+PLATFORM_TOKEN = "test-platform-admin-a1b2c3d4e5f6a7b8"
+INITECH = "initech.vpbx.local"
+INITECH_NUMBER = "+78120000001"
+INITECH_ADMIN = ("boss@initech.example", "initech-admin-secret")
+
+
+def wait_for_answer(platform: RunningPlatform, uri: str, status: int, timeout: float) -> None:
+    """Until the edge answers ``status`` to an OPTIONS for ``uri`` (routed as a call is)."""
+    deadline = time.monotonic() + timeout
+    answer = sip_options(platform.host, platform.sip_port, uri=uri)
+    while answer != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"OPTIONS {uri}: {answer}, not {status} after {timeout}s")
+        time.sleep(0.1)
+        answer = sip_options(platform.host, platform.sip_port, uri=uri)
+
+
+def node_address(platform: RunningPlatform, node: str, *, since: int = 0) -> str:
+    """host:port the launcher gave a node started while it ran (from its log)."""
+    wait_for_node_log(platform, f"  node {node}: ", timeout=20, since=since)
+    [line] = [x for x in platform.log()[since:].splitlines() if x.startswith(f"  node {node}: ")]
+    return line.rsplit(" ", 1)[1]
+
+
+def route(platform: RunningPlatform, key: str) -> dict[str, Any] | None:
+    """An entry of the edge routing table: ``number:<e164>`` or ``domain:<domain>``."""
+    client = redis.Redis.from_url(platform.env["VPBX_REDIS_URL"])
+    try:
+        raw = client.get(f"vpbx:route:{key}")
+    finally:
+        client.close()
+    return None if raw is None else dict(json.loads(raw))
+
+
+def test_a_tenant_created_through_the_platform_api_gets_its_nodes_and_routes(
+    platform_factory: Any,
+) -> None:
+    """Initech is created, given a number, suspended, given a city and deleted, all
+    through the API while `vpbx up` runs: its node processes and edge routes follow."""
+    platform: RunningPlatform = platform_factory(
+        # Room in the test's port blocks for the two nodes added here.
+        rtp_ports_per_node=100,
+        extra_env={"VPBX_PLATFORM_ADMIN_TOKEN": PLATFORM_TOKEN},
+    )
+    number_uri = f"sip:{INITECH_NUMBER}@{platform.host}"
+    domain_uri = f"sip:{INITECH}"
+    wait_for_answer(platform, number_uri, 404, timeout=5)
+    wait_for_answer(platform, domain_uri, 404, timeout=5)
+    platform_admin = {"Authorization": f"Bearer {PLATFORM_TOKEN}"}
+    before = len(platform.log())
+    with platform.api(platform_admin) as api:
+        created = api.post(
+            "/v1/platform/tenants",
+            json={
+                "id": "initech",
+                "display_name": "Initech",
+                "sip_domain": INITECH,
+                "cities": ["spb"],
+                "admin": {"email": INITECH_ADMIN[0], "password": INITECH_ADMIN[1]},
+            },
+        )
+        assert created.status_code == 201, created.text
+        pooled = api.post("/v1/platform/pool", json={"numbers": [INITECH_NUMBER], "city": "spb"})
+        assert pooled.status_code == 201, pooled.text
+    with platform.api(platform.login(*INITECH_ADMIN)) as admin:
+        provisioned = admin.post("/v1/numbers", json={"number": INITECH_NUMBER})
+        assert provisioned.status_code == 201, provisioned.text
+    number_id = provisioned.json()["id"]
+
+    # Its own node: the edge routes the number and the domain to it.
+    spb = node_address(platform, "vpbx-node-initech-spb", since=before)
+    assert spb not in [f"{platform.host}:{port}" for port in platform.node_ports]
+    wait_for_answer(platform, number_uri, 200, timeout=20)
+    wait_for_answer(platform, domain_uri, 200, timeout=5)
+    routed = route(platform, f"number:{INITECH_NUMBER}")
+    assert routed is not None
+    assert (routed["tenant"], routed["city"], routed["address"]) == ("initech", "spb", spb)
+    node_pid = platform.pid_of("vpbx-node-initech-spb")
+
+    # Suspended: refused at the edge; the node, its settings and number stay.
+    with platform.api(platform_admin) as api:
+        patched = api.patch("/v1/platform/tenants/initech", json={"suspended": True})
+        assert patched.status_code == 200, patched.text
+    wait_for_answer(platform, number_uri, 403, timeout=10)
+    wait_for_answer(platform, domain_uri, 403, timeout=5)
+    with platform.api(platform_admin) as api:
+        patched = api.patch("/v1/platform/tenants/initech", json={"suspended": False})
+        assert patched.status_code == 200, patched.text
+    wait_for_answer(platform, number_uri, 200, timeout=10)
+    assert platform.pid_of("vpbx-node-initech-spb") == node_pid
+    with platform.api(platform.login(*INITECH_ADMIN)) as admin:
+        assert admin.get(f"/v1/numbers/{number_id}").status_code == 200
+
+    # A second city gets a second node (on ports of its own, the first one kept) and
+    # the domain route names it; given up again, the node is stopped.
+    since = len(platform.log())
+    with platform.api(platform_admin) as api:
+        patched = api.patch("/v1/platform/tenants/initech", json={"cities": ["spb", "kzn"]})
+        assert patched.status_code == 200, patched.text
+    kzn = node_address(platform, "vpbx-node-initech-kzn", since=since)
+    assert kzn not in (spb, *[f"{platform.host}:{port}" for port in platform.node_ports])
+    deadline = time.monotonic() + 10  # the routes are written just after the node starts
+    while (route(platform, f"domain:{INITECH}") or {}).get("nodes") != {"spb": spb, "kzn": kzn}:
+        assert time.monotonic() < deadline, route(platform, f"domain:{INITECH}")
+        time.sleep(0.05)
+    with platform.api(platform_admin) as api:
+        patched = api.patch("/v1/platform/tenants/initech", json={"cities": ["spb"]})
+        assert patched.status_code == 200, patched.text
+    wait_for_node_log(platform, "  stopped vpbx-node-initech-kzn", timeout=20, since=since)
+    wait_for_answer(platform, domain_uri, 200, timeout=5)
+
+    # Deleted (its number released first): no node, and the edge knows it no more.
+    with platform.api(platform.login(*INITECH_ADMIN)) as admin:
+        assert admin.delete(f"/v1/numbers/{number_id}").status_code == 204
+    with platform.api(platform_admin) as api:
+        deleted = api.delete("/v1/platform/tenants/initech")
+        assert deleted.status_code == 204, deleted.text
+    wait_for_answer(platform, domain_uri, 404, timeout=10)
+    wait_for_answer(platform, number_uri, 404, timeout=5)
+    wait_for_node_log(platform, "  stopped vpbx-node-initech-spb", timeout=20, since=since)
+    # The demo's tenants were never touched.
+    wait_for_answer(platform, f"sip:{ACME_MAIN}@{platform.host}", 200, timeout=5)

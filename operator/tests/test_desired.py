@@ -8,7 +8,13 @@ from typing import Any
 
 from vpbx_common.manifests import Number, PbxConfig, Tenant, load_platform_file, parse_manifest
 from vpbx_common.routing import RejectionReason
-from vpbx_operator.desired import accept_numbers, desired_nodes, desired_routes, node_name
+from vpbx_operator.desired import (
+    accept_numbers,
+    desired_nodes,
+    desired_routes,
+    node_name,
+    placed_routes,
+)
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -172,6 +178,25 @@ def test_suspended_tenant_keeps_nodes_and_routes_marked_suspended() -> None:
     routes = desired_routes([suspended], [number("main", "+74950000001")], address)
     assert routes.numbers["+74950000001"].suspended is True
     assert routes.domains["acme.vpbx.local"].suspended is True
+
+
+# --- placement -------------------------------------------------------------------
+
+
+def test_only_tenants_with_every_city_placed_get_routes() -> None:
+    """A tenant one of whose nodes has no address yet gets no route at all."""
+    tenants = [tenant("acme", ("msk", "ekb")), tenant("globex")]
+    numbers = [number("acme-main", "+74950000001"), number("gx", "+74950000009", "globex")]
+
+    def partly(name: str, city: str) -> str:
+        return "" if (name, city) == ("acme", "ekb") else address(name, city)
+
+    routes = placed_routes(desired_routes(tenants, numbers, partly), tenants, partly)
+    assert set(routes.numbers) == {"+74950000009"}
+    assert set(routes.domains) == {"globex.vpbx.local"}
+    every = placed_routes(desired_routes(tenants, numbers, address), tenants, address)
+    assert set(every.numbers) == {"+74950000001", "+74950000009"}
+    assert set(every.domains) == {"acme.vpbx.local", "globex.vpbx.local"}
 
 
 # --- rejected numbers ------------------------------------------------------------

@@ -24,18 +24,22 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "examples" / "demo.yaml"
 
 
-def sip_options(host: str, port: int, timeout: float = 0.5) -> int | None:
-    """Send one OPTIONS over UDP; the status code of the answer, or None."""
+def sip_options(host: str, port: int, timeout: float = 0.5, uri: str | None = None) -> int | None:
+    """Send one OPTIONS over UDP to host:port; the status code of the answer, or None.
+
+    ``uri`` is the Request-URI (and To), by default ``sip:host:port``: through the
+    edge, ``sip:<number>@host`` or ``sip:<tenant domain>`` is routed like a call."""
+    target = uri or f"sip:{host}:{port}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         local_port = sock.getsockname()[1]
         sock.settimeout(timeout)
         branch = "z9hG4bK" + secrets.token_hex(6)
         message = (
-            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"OPTIONS {target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {host}:{local_port};branch={branch};rport\r\n"
             f"Max-Forwards: 70\r\nFrom: <sip:probe@{host}>;tag={secrets.token_hex(4)}\r\n"
-            f"To: <sip:{host}:{port}>\r\nCall-ID: {secrets.token_hex(8)}@probe\r\n"
+            f"To: <{target}>\r\nCall-ID: {secrets.token_hex(8)}@probe\r\n"
             "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         ).encode()
         sock.sendto(message, (host, port))

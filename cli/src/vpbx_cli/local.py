@@ -4,18 +4,19 @@ The control API starts first (SQLite in the var directory, seeded from the
 platform file once), then the media nodes, which fetch their config from it and
 reload it live, and the SIP edge.
 
-Which node processes run is decided by the operator's pure desired-state
-functions, exactly as in a cluster: one per tenant and city of the platform
-file. `vpbx up` also plays the operator for numbers: the control API's local
-number store (a manifest file) announces every change on Redis, and the edge
-routing table is rewritten from the platform file's tenants and the store's
-numbers.
+`vpbx up` plays the operator: the control API keeps the Tenant and Number
+resources in its local store (a manifest file, seeded from the platform file,
+then written by the platform and numbers APIs) and announces every change on
+Redis. On each change the launcher asks the operator's pure desired-state
+functions which nodes must run (one per tenant and city) and what the edge
+routing table holds, starts and stops node processes to match, and rewrites the
+table: a tenant created, suspended, given a new city or deleted through the API
+gets its nodes and routes as it would in a cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -29,6 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -38,62 +40,42 @@ from vpbx_common.manifests import (
     ManifestError,
     Number,
     PlatformFile,
+    Tenant,
     load_platform_file,
     parse_platform_yaml,
     validate_platform,
 )
-from vpbx_common.routing import PLATFORM_CHANGED_CHANNEL, RoutingTable
+from vpbx_common.routing import (
+    PLATFORM_CHANGED_CHANNEL,
+    RoutingSnapshot,
+    RoutingTable,
+    RoutingTableError,
+)
 from vpbx_common.settings import CommonSettings
-from vpbx_operator.desired import NodePlan, desired_nodes, desired_routes
+from vpbx_operator.desired import (
+    NodePlan,
+    desired_nodes,
+    desired_routes,
+    node_name,
+    placed_routes,
+)
+
+from .layout import (
+    LaunchError,
+    LocalLayout,
+    NodeChanges,
+    PortFree,
+    plan_node_changes,
+    sip_port_free,
+)
 
 logger = logging.getLogger(__name__)
 
-# A call through a node takes 4 ports (2 legs x RTP+RTCP): 4000 ports carry 1000
-# concurrent calls per node (VPBX_RTP_PORT_MIN/MAX; see docs/architecture.md).
-RTP_PORTS_PER_NODE = 4000
 CONTROL_API = "control-api"
-
-
-class LaunchError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class LocalLayout:
-    host: str = "127.0.0.1"
-    sip_port: int = 5060
-    node_port_base: int = 5070
-    rtp_port_base: int = 20000
-    rtp_ports_per_node: int = RTP_PORTS_PER_NODE
-    redis_port: int = 6390
-    var_dir: Path = Path("var")
-    sip_t1: float = 0.5
-    control_port: int = 8000
-
-    @property
-    def control_url(self) -> str:
-        return f"http://{self.host}:{self.control_port}"
-
-    @property
-    def numbers_file(self) -> Path:
-        """The control API's local number store."""
-        return self.var_dir.resolve() / "numbers.yaml"
-
-    def node_port(self, index: int) -> int:
-        return self.node_port_base + index
-
-    def rtp_range(self, index: int) -> tuple[int, int]:
-        """The RTP ports of the node at `index`: rtp_ports_per_node from the base on."""
-        if self.rtp_ports_per_node < 2:
-            raise LaunchError("a node needs at least 2 RTP ports (one RTP/RTCP pair)")
-        start = self.rtp_port_base + index * self.rtp_ports_per_node
-        end = start + self.rtp_ports_per_node - 1
-        if end > 65_535:
-            raise LaunchError(
-                f"RTP ports {start}-{end} of node {index + 1} go past 65535: lower "
-                "--rtp-port-base or --rtp-ports-per-node"
-            )
-        return start, end
+EDGE = "edge"
+# How long a node no longer planned may drain before it is killed (its drain
+# timeout, VPBX_DRAIN_TIMEOUT, defaults to 10 s).
+NODE_STOP_TIMEOUT = 20.0
 
 
 @dataclass
@@ -113,9 +95,23 @@ class Supervised:
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
+    def terminate(self) -> None:
+        """SIGTERM: a node drains its calls, then exits."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def crash_looping(self, now: float, window: float = 60.0, limit: int = 5) -> bool:
         self.restarts = [t for t in self.restarts if now - t < window]
         return len(self.restarts) >= limit
+
+
+@dataclass
+class Retiring:
+    """A node no longer planned: stopping, its slot held until it has exited."""
+
+    child: Supervised
+    slot: int
+    deadline: float
 
 
 @dataclass
@@ -123,28 +119,29 @@ class LocalPlatform:
     platform: PlatformFile
     layout: LocalLayout
     path: Path = Path("examples/demo.yaml")
+    # The nodes the store asks for now, and the slot of each running node.
     plans: list[NodePlan] = field(default_factory=list)
+    slots: dict[str, int] = field(default_factory=dict)
     children: dict[str, Supervised] = field(default_factory=dict)
+    retiring: list[Retiring] = field(default_factory=list)
     redis_url: str = ""
     # What the nodes show the control API. Generated per run unless VPBX_SERVICE_TOKEN
     # is set: the local default would be the platform admin token's default too.
     service_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def node_address(self, tenant: str, city: str) -> str:
-        for index, plan in enumerate(self.plans):
-            if plan.tenant == tenant and plan.city == city:
-                return f"{self.layout.host}:{self.layout.node_port(index)}"
-        raise LaunchError(f"no node planned for tenant {tenant} in {city}")
+        """host:port of the running node of a tenant's city; "" when none runs."""
+        slot = self.slots.get(node_name(tenant, city))
+        return "" if slot is None else self.layout.node_address(slot)
 
 
 def plan_platform(path: Path, layout: LocalLayout) -> LocalPlatform:
+    """Read and check the platform file (the control API seeds its store from it)."""
     platform = load_platform_file(path)
     problems = validate_platform(platform)
     if problems:
         raise LaunchError("the platform file has problems:\n  " + "\n  ".join(problems))
-    local = LocalPlatform(platform=platform, layout=layout, path=path.resolve())
-    local.plans = desired_nodes(platform.tenants, platform.numbers, platform.configs)
-    return local
+    return LocalPlatform(platform=platform, layout=layout, path=path.resolve())
 
 
 def _start_private_redis(layout: LocalLayout) -> tuple[subprocess.Popen[bytes], str]:
@@ -189,46 +186,70 @@ async def _wait_redis(url: str, timeout: float = 15.0) -> None:
         await client.aclose()
 
 
-def stored_numbers(local: LocalPlatform) -> list[Number]:
-    """The numbers in the control API's local store (the file's, seeded, plus the API's)."""
+def stored_platform(local: LocalPlatform) -> PlatformFile:
+    """The Tenants and Numbers in the control API's local store (seeded from the
+    platform file, then written by the API)."""
     path = local.layout.numbers_file
     if not path.exists():
-        return []
-    return parse_platform_yaml(path.read_text(encoding="utf-8")).numbers
+        return PlatformFile()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc}") from exc
+    return parse_platform_yaml(text)
 
 
-async def publish_routes(local: LocalPlatform, numbers: list[Number] | None = None) -> int:
-    """Write the edge routing table; the number of numbers routed."""
-    if numbers is None:
-        numbers = stored_numbers(local)
-    snapshot = desired_routes(
-        local.platform.tenants, numbers, local.node_address, local.platform.configs
-    )
+async def publish_routes(
+    local: LocalPlatform, tenants: list[Tenant], numbers: list[Number]
+) -> RoutingSnapshot:
+    """Write the edge routing table of the tenants whose nodes run; what was written."""
+    snapshot = desired_routes(tenants, numbers, local.node_address, local.platform.configs)
     for rejected in snapshot.rejected:
         logger.warning(
             "Number %s not routed: %s (%s)", rejected.name, rejected.reason, rejected.message
         )
+    placed = placed_routes(snapshot, tenants, local.node_address)
     client = aioredis.Redis.from_url(local.redis_url)
     try:
-        await RoutingTable(client).replace(snapshot)
+        await RoutingTable(client).replace(placed)
     finally:
         await client.aclose()
-    return len(snapshot.numbers)
+    return placed
 
 
-class RouteSync:
-    """Rewrites the edge routing table when the local number store changes.
+class NodeProcesses(Protocol):
+    """The node processes as the sync drives them (a test stands in for real ones)."""
+
+    def start(self, plan: NodePlan, slot: int) -> None: ...
+
+    def stop(self, name: str, slot: int) -> None: ...
+
+    def held_slots(self) -> set[int]:
+        """The slots of nodes that were stopped but have not exited yet."""
+        ...
+
+
+class PlatformSync:
+    """Makes the node processes and the edge routing table follow the local store.
 
     The store announces each change on Redis; the file's modification time is
-    checked as well, so a change whose announcement was lost still arrives.
+    checked as well, so a change whose announcement was lost still arrives. A
+    sync starts the nodes of new tenants and cities first, then writes the routes
+    (only tenants all of whose nodes run are routed; suspended ones marked so),
+    then stops the nodes no tenant needs any more, once the edge no longer sends
+    them anything.
     """
 
-    def __init__(self, local: LocalPlatform) -> None:
+    def __init__(
+        self, local: LocalPlatform, nodes: NodeProcesses, port_free: PortFree | None = None
+    ) -> None:
         self.local = local
+        self.nodes = nodes
+        self.port_free = port_free or sip_port_free(local.layout.host)
         self.client = redis.Redis.from_url(local.redis_url)
         self.pubsub: redis.client.PubSub | None = None
         self.mtime: float | None = None
-        self.routed = 0
+        self.routed = RoutingSnapshot()
 
     def _subscribe(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -244,18 +265,39 @@ class RouteSync:
         self.mtime = mtime
         return changed
 
-    def sync(self) -> None:
-        """Publish the routes now (keeps the old table if the store is unreadable)."""
+    def sync(self) -> NodeChanges | None:
+        """Apply the store now; None (nodes and routes kept) if it is unreadable."""
         try:
-            numbers = stored_numbers(self.local)
+            stored = stored_platform(self.local)
         except ManifestError as exc:
-            logger.error("number store unreadable, routes kept: %s", exc)
-            return
-        self.routed = asyncio.run(publish_routes(self.local, numbers))
-        print(f"  edge routes: {self.routed} number(s)", flush=True)
+            logger.error("platform store unreadable, nodes and routes kept: %s", exc)
+            return None
+        local = self.local
+        # Which nodes exist depends on the tenants alone. The nodes fetch their configs
+        # from the control API, so the plans' configs are not used here; compiling the
+        # API's numbers (entries naming users the manifests do not hold) would only warn.
+        plans = desired_nodes(stored.tenants, [], [])
+        changes = plan_node_changes(
+            plans, local.slots, self.nodes.held_slots(), local.layout, self.port_free
+        )
+        for unplaced in changes.unplaced:
+            print(f"  cannot start node {unplaced.plan.name}: {unplaced.reason}", flush=True)
+        for start in changes.start:
+            self.nodes.start(start.plan, start.slot)
+            local.slots[start.plan.name] = start.slot
+        local.plans = plans
+        self.routed = asyncio.run(publish_routes(local, stored.tenants, stored.numbers))
+        for name in changes.stop:
+            self.nodes.stop(name, local.slots.pop(name))
+        print(
+            f"  edge routes: {len(self.routed.numbers)} number(s), "
+            f"{len(self.routed.domains)} domain(s); {len(local.slots)} media node(s)",
+            flush=True,
+        )
+        return changes
 
-    def wait(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for a change; publish the routes when one came."""
+    def wait(self, timeout: float) -> NodeChanges | None:
+        """Wait up to ``timeout`` s for a change; sync when one came (what changed)."""
         changed = False
         try:
             if self.pubsub is None:
@@ -272,15 +314,18 @@ class RouteSync:
             time.sleep(timeout)
         if self._file_changed() or changed:
             try:
-                self.sync()
-            except (aioredis.RedisError, OSError) as exc:
-                logger.warning("routes not written (will retry): %s", exc)
+                return self.sync()
+            except (redis.RedisError, RoutingTableError, OSError) as exc:
+                logger.warning("platform not synced, nodes or routes (will retry): %s", exc)
                 self.mtime = None
+        return None
 
     def close_pubsub(self) -> None:
         if self.pubsub is not None:
-            with contextlib.suppress(redis.RedisError, OSError):
+            try:
                 self.pubsub.close()
+            except (redis.RedisError, OSError) as exc:
+                logger.debug("closing the announcement subscription: %s", exc)
             self.pubsub = None
 
     def close(self) -> None:
@@ -356,38 +401,78 @@ def wait_until_ready(
     return False
 
 
-def start_processes(local: LocalPlatform) -> None:
-    """The media nodes (config from the control API) and the SIP edge."""
+def node_child(local: LocalPlatform, plan: NodePlan, slot: int) -> Supervised:
+    """A media node process in ``slot`` (its config comes from the control API)."""
     layout = local.layout
     var = layout.var_dir.resolve()
-    for index, plan in enumerate(local.plans):
-        rtp_min, rtp_max = layout.rtp_range(index)
-        env = _child_env(
-            local,
-            {
-                "VPBX_NODE_NAME": plan.name,
-                "VPBX_TENANT": plan.tenant,
-                "VPBX_CITY": plan.city,
-                "VPBX_CONFIG_URL": layout.control_url,
-                "VPBX_SIP_HOST": layout.host,
-                "VPBX_SIP_PORT": str(layout.node_port(index)),
-                "VPBX_MEDIA_HOST": layout.host,
-                "VPBX_RTP_PORT_MIN": str(rtp_min),
-                "VPBX_RTP_PORT_MAX": str(rtp_max),
-                "VPBX_SPOOL_DIR": str(var / "spool" / plan.name),
-                "VPBX_CHDB_PATH": str(var / "chdb"),
-            },
-        )
-        local.children[plan.name] = Supervised(
-            plan.name, [sys.executable, "-m", "vpbx_media.node"], env
-        )
-    edge_env = _child_env(
-        local, {"VPBX_SIP_HOST": layout.host, "VPBX_SIP_PORT": str(layout.sip_port)}
+    rtp_min, rtp_max = layout.rtp_range(slot)
+    env = _child_env(
+        local,
+        {
+            "VPBX_NODE_NAME": plan.name,
+            "VPBX_TENANT": plan.tenant,
+            "VPBX_CITY": plan.city,
+            "VPBX_CONFIG_URL": layout.control_url,
+            "VPBX_SIP_HOST": layout.host,
+            "VPBX_SIP_PORT": str(layout.node_port(slot)),
+            "VPBX_MEDIA_HOST": layout.host,
+            "VPBX_RTP_PORT_MIN": str(rtp_min),
+            "VPBX_RTP_PORT_MAX": str(rtp_max),
+            "VPBX_SPOOL_DIR": str(var / "spool" / plan.name),
+            "VPBX_CHDB_PATH": str(var / "chdb"),
+        },
     )
-    local.children["edge"] = Supervised("edge", [sys.executable, "-m", "vpbx_media.edge"], edge_env)
-    for name, child in local.children.items():
-        if name != CONTROL_API:
-            child.start()
+    return Supervised(plan.name, [sys.executable, "-m", "vpbx_media.node"], env)
+
+
+def reap_retired(local: LocalPlatform, now: float | None = None) -> None:
+    """Forget the stopped nodes that have exited; kill those past their deadline."""
+    now = time.monotonic() if now is None else now
+    for retiring in list(local.retiring):
+        child = retiring.child
+        if not child.exited() and now > retiring.deadline and child.process is not None:
+            logger.warning("node %s did not drain in time; killing it", child.name)
+            child.process.kill()
+            child.process.wait()
+        if child.exited():
+            local.retiring.remove(retiring)
+            print(f"  stopped {child.name}", flush=True)
+
+
+class SupervisedNodes:
+    """Node processes as children of the launcher, restarted by ``supervise``."""
+
+    def __init__(self, local: LocalPlatform, stop_timeout: float = NODE_STOP_TIMEOUT) -> None:
+        self.local = local
+        self.stop_timeout = stop_timeout
+
+    def start(self, plan: NodePlan, slot: int) -> None:
+        child = node_child(self.local, plan, slot)
+        self.local.children[plan.name] = child
+        child.start()
+        print(f"  node {plan.name}: {self.local.layout.node_address(slot)}", flush=True)
+
+    def stop(self, name: str, slot: int) -> None:
+        child = self.local.children.pop(name, None)
+        if child is None:
+            return
+        print(f"  stopping {name}: no tenant city needs it any more", flush=True)
+        child.terminate()
+        deadline = time.monotonic() + self.stop_timeout
+        self.local.retiring.append(Retiring(child, slot, deadline))
+
+    def held_slots(self) -> set[int]:
+        reap_retired(self.local)
+        return {retiring.slot for retiring in self.local.retiring}
+
+
+def start_edge(local: LocalPlatform) -> Supervised:
+    layout = local.layout
+    env = _child_env(local, {"VPBX_SIP_HOST": layout.host, "VPBX_SIP_PORT": str(layout.sip_port)})
+    child = Supervised(EDGE, [sys.executable, "-m", "vpbx_media.edge"], env)
+    local.children[EDGE] = child
+    child.start()
+    return child
 
 
 def supervise(local: LocalPlatform) -> str | None:
@@ -408,7 +493,8 @@ def supervise(local: LocalPlatform) -> str | None:
 def stop_processes(local: LocalPlatform, timeout: float = 20.0) -> None:
     """SIGTERM every child (nodes drain their calls) and wait for them, the control API last."""
     ordered = sorted(local.children.items(), key=lambda item: item[0] == CONTROL_API)
-    running = [child.process for _, child in ordered if child.process is not None]
+    children = [retiring.child for retiring in local.retiring] + [child for _, child in ordered]
+    running = [child.process for child in children if child.process is not None]
     for process in running:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -452,40 +538,44 @@ def run_local(path: Path, layout: LocalLayout) -> int:
         stop_requested = True
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    routes: RouteSync | None = None
+    sync: PlatformSync | None = None
     try:
         asyncio.run(_wait_redis(local.redis_url))
         migrate_cdr_store(layout.var_dir)
         control = start_control_api(local)
         if not wait_until_ready(control, f"{layout.control_url}/readyz", lambda: stop_requested):
             return 0
-        routes = RouteSync(local)
-        routes.wait(0)  # subscribe, then write the routes of the (seeded) store
-        start_processes(local)
+        sync = PlatformSync(local, SupervisedNodes(local))
+        # Subscribe, then start the nodes and write the routes of the (seeded) store.
+        sync.wait(0)
+        start_edge(local)
         print(
             f"vpbx is up: SIP edge {layout.host}:{layout.sip_port} (UDP+TCP), "
-            f"{len(local.plans)} media node(s), {routes.routed} number(s) routed, "
+            f"{len(local.slots)} media node(s), {len(sync.routed.numbers)} number(s) routed, "
             f"Redis {local.redis_url}",
             flush=True,
         )
         print(f"  control API: {layout.control_url} (docs at /docs)", flush=True)
-        for index, plan in enumerate(local.plans):
-            print(f"  node {plan.name}: {layout.host}:{layout.node_port(index)}", flush=True)
         while not stop_requested:
             looping = supervise(local)
             if looping is not None:
                 print(f"{looping} keeps exiting; stopping", file=sys.stderr, flush=True)
                 return 1
-            routes.wait(0.2)
+            reap_retired(local)
+            sync.wait(0.2)
         return 0
     finally:
-        if routes is not None:
-            routes.close()
+        if sync is not None:
+            sync.close()
         stop_processes(local)
         if redis_process is not None:
             redis_process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 redis_process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                logger.warning("the private Redis did not stop in 10 s; killing it")
+                redis_process.kill()
+                redis_process.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("vpbx stopped", flush=True)

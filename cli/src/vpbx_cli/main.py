@@ -11,7 +11,8 @@ import typer
 
 from vpbx_common.cdr import CallRecord
 
-from .local import RTP_PORTS_PER_NODE, LaunchError, LocalLayout, open_local_cdr_store, run_local
+from .layout import RTP_PORTS_PER_NODE, LaunchError, LocalLayout
+from .local import open_local_cdr_store, run_local
 
 app = typer.Typer(help="vpbx: cloud virtual PBX with a built-in CRM", no_args_is_help=True)
 

@@ -47,6 +47,7 @@ __all__ = [
     "desired_nodes",
     "desired_routes",
     "node_name",
+    "placed_routes",
 ]
 
 
@@ -257,4 +258,24 @@ def desired_routes(
         numbers=number_routes,
         domains=_domain_routes(by_name.values(), configs, node_address),
         rejected=rejected,
+    )
+
+
+def placed_routes(
+    snapshot: RoutingSnapshot, tenants: Iterable[Tenant], node_address: NodeAddress
+) -> RoutingSnapshot:
+    """The routes of the tenants every city of which has a node address (not "").
+
+    A tenant whose nodes are not all placed yet (no Service address in a cluster,
+    no free port locally) gets no route at all rather than a route to nowhere.
+    """
+    placed = {
+        tenant.name
+        for tenant in tenants
+        if all(node_address(tenant.name, city) for city in tenant.spec.city_names)
+    }
+    return RoutingSnapshot(
+        numbers={key: route for key, route in snapshot.numbers.items() if route.tenant in placed},
+        domains={key: route for key, route in snapshot.domains.items() if route.tenant in placed},
+        rejected=snapshot.rejected,
     )

@@ -27,7 +27,7 @@ from vpbx_common.manifests import ManifestError, Number, Tenant, parse_manifest
 from vpbx_common.routing import RoutingSnapshot
 
 from .conditions import CityObservation, number_status, same_status, tenant_status
-from .desired import desired_nodes, desired_routes
+from .desired import desired_nodes, desired_routes, placed_routes
 from .render import (
     LABEL_COMPONENT,
     LABEL_MANAGED_BY,
@@ -212,13 +212,7 @@ class Reconciler:
 
         full = desired_routes(tenants, numbers, node_address)
         # Redis gets a tenant's routes once every city of it has a Service address.
-        ready_tenants = {
-            t.name for t in tenants if all(addresses.get((t.name, c)) for c in t.spec.city_names)
-        }
-        snapshot = RoutingSnapshot(
-            numbers={k: r for k, r in full.numbers.items() if r.tenant in ready_tenants},
-            domains={k: r for k, r in full.domains.items() if r.tenant in ready_tenants},
-        )
+        snapshot = placed_routes(full, tenants, node_address)
         if self.routing is not None:
             await self.routing.replace(snapshot)
         await self._write_statuses(

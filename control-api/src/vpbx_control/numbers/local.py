@@ -1,8 +1,8 @@
 """The local-mode number store: Tenant and Number manifests in one YAML file.
 
-`vpbx up` plays the operator in local mode: it reads this file beside the
-platform file and rewrites the edge routing table when the store announces a
-change on Redis (``vpbx:platform:changed``).
+`vpbx up` plays the operator in local mode: when the store announces a change
+on Redis (``vpbx:platform:changed``) it reads this file, starts and stops media
+node processes to match its Tenants, and rewrites the edge routing table.
 
 A resource's version is a hash of its manifest, so a write made from a stale
 read is refused just as the Kubernetes API refuses a stale resourceVersion.

@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 _REPLACE_ATTEMPTS = 5
 
-# Local mode: the control API's number store file changed; `vpbx up` rewrites the routes.
+# Local mode: the control API's store of Tenants and Numbers changed; `vpbx up` starts and
+# stops node processes to match and rewrites the routes.
 PLATFORM_CHANGED_CHANNEL = "vpbx:platform:changed"
 
 
