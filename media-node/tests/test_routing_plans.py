@@ -27,6 +27,8 @@ from vpbx_media.node.routing import (
     Done,
     Hangup,
     MemberAnswered,
+    MemberFailed,
+    MemberFailure,
     Outcome,
     RecordVoicemail,
     Ring,
@@ -35,6 +37,7 @@ from vpbx_media.node.routing import (
     hangup_status,
     schedule_state,
 )
+from vpbx_media.node.routing.router import FORWARD_RING_S
 from vpbx_media.node.routing.simulator import Simulator
 
 MONDAY_0630_UTC = dt.datetime(2025, 3, 3, 6, 30, tzinfo=dt.UTC)  # 09:30 in Moscow
@@ -211,7 +214,7 @@ def test_an_empty_branch_goes_on_after_the_schedule_step() -> None:
 # --- steps that cannot run yet ---------------------------------------------------------
 
 
-def test_crm_lookup_and_forward_fall_through_with_the_reason_on_the_route() -> None:
+def test_crm_lookup_falls_through_and_forward_rings_the_number_then_the_plan_goes_on() -> None:
     cfg = config(
         plan(
             "main",
@@ -221,11 +224,19 @@ def test_crm_lookup_and_forward_fall_through_with_the_reason_on_the_route() -> N
         )
     )
     sim = simulate(cfg)
-    assert rang(sim) == [(0.0, ("101", "102"))]
-    assert details(sim, Outcome.FELL_THROUGH) == [
-        "CRM lookups not yet running",
-        "forward to +74951112233: outbound calls not yet running",
-    ]
+    assert details(sim, Outcome.FELL_THROUGH) == ["CRM lookups not yet running"]
+    assert rang(sim) == [(0.0, ("+74951112233",))]
+
+    sim.send(MemberFailed("+74951112233", MemberFailure.BUSY), at=2.0)
+
+    assert rang(sim) == [(0.0, ("+74951112233",)), (2.0, ("101", "102"))]
+
+
+def test_an_unanswered_forward_goes_on_after_its_ring_time() -> None:
+    cfg = config(plan("main", {"type": "forward", "number": "+74951112233"}, group_step("sales")))
+    sim = simulate(cfg)
+    sim.advance(FORWARD_RING_S + 0.5)
+    assert rang(sim) == [(0.0, ("+74951112233",)), (float(FORWARD_RING_S), ("101", "102"))]
 
 
 def test_running_off_the_end_of_a_plan_is_480() -> None:
@@ -351,16 +362,19 @@ def test_a_normal_hangup_of_an_answered_caller_is_a_plain_bye() -> None:
         (UnroutedTarget(), "no route set"),
         (UnroutedTarget(missing="ivr:x"), "ivr:x no longer exists"),
         (RoutePlanTarget(name="gone"), "no such route plan"),
-        (
-            ExternalTarget(number="+74951112233"),
-            "forward to +74951112233: outbound calls not yet running",
-        ),
     ],
 )
 def test_targets_that_lead_nowhere_are_480_with_the_reason(target: Target, why: str) -> None:
     sim = simulate(config(), target=target)
     assert ended(sim) == Hangup(480, EndReason.UNAVAILABLE, why, False)
     assert details(sim, Outcome.FELL_THROUGH) == [why]
+
+
+def test_an_external_target_rings_the_number_and_its_busy_ends_the_call() -> None:
+    sim = simulate(config(), target=ExternalTarget(number="+74951112233"))
+    assert rang(sim) == [(0.0, ("+74951112233",))]
+    sim.send(MemberFailed("+74951112233", MemberFailure.BUSY), at=1.0)
+    assert ended(sim).status == 486
 
 
 # --- the caller hanging up -----------------------------------------------------------------
