@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as redis
 from tests.services.sippeers import HOST, Dialler, Phone, Trunk
 
+from vpbx_common.commands import NodeCommand, Originate, ReplyStatus, send_command
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_media.sip.digest import DigestAuthenticator, DigestCredentials, NonceService
 from vpbx_media.sip.headers import NameAddr
@@ -329,3 +330,68 @@ async def test_forward_all_sends_calls_to_the_number_only(node_factory: Any, pee
     assert (await phone.final()).status == 486
     assert desk.seen == []
     await node.records(1)
+
+
+async def test_click_to_call_rings_the_user_first_then_the_number(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    carrier = await peers(Trunk("carrier"))
+    node = await node_factory(outbound_config([carrier]))
+    desk = await peers(Phone("101"))
+    await node.register(desk)
+    await asyncio.wait_for(node.service.commands.subscribed.wait(), 5)
+    client = redis.Redis.from_url(flushed_redis)
+    try:
+        command = NodeCommand(
+            tenant="acme",
+            by_user="u-1",
+            body=Originate(city="msk", extension="101", to="8 383 200 00 99"),
+        )
+        reply = await send_command(client, command, 5)
+    finally:
+        await client.aclose()
+    assert reply is not None
+    assert reply.status is ReplyStatus.ACCEPTED
+
+    ringing = await desk.ringing()
+    assert shown_number(ringing, "From") == "+73832000099"  # the phone shows whom it calls
+    assert carrier.invites == []  # nobody else rings before the user answers
+    desk.answer()
+    invite = await carrier.invite()
+    assert invite.uri.user == "+73832000099"
+    assert shown_number(invite, "P-Asserted-Identity") == NOVOSIBIRSK
+    carrier.reply(invite, 180)
+    carrier.answer(invite)
+    await asyncio.sleep(0.2)
+    carrier.hang_up(invite)
+    await desk.bye_answered()
+
+    [record] = await node.records(1)
+    assert record.call_id == reply.call_id
+    assert (record.direction, record.caller, record.dialled) == ("outbound", "101", "+73832000099")
+    assert record.end_reason == "completed"
+    assert record.route[0].subject == "click-to-call"
+
+
+async def test_click_to_call_abroad_is_refused_before_anything_rings(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    carrier = await peers(Trunk("carrier"))
+    node = await node_factory(outbound_config([carrier]))
+    desk = await peers(Phone("101"))
+    await node.register(desk)
+    await asyncio.wait_for(node.service.commands.subscribed.wait(), 5)
+    client = redis.Redis.from_url(flushed_redis)
+    try:
+        command = NodeCommand(
+            tenant="acme", body=Originate(city="msk", extension="101", to="+493012345678")
+        )
+        reply = await send_command(client, command, 5)
+    finally:
+        await client.aclose()
+
+    assert reply is not None
+    assert (reply.status, reply.detail) == (ReplyStatus.REFUSED, "international")
+    assert desk.seen == []
+    [record] = await node.records(1)
+    assert record.end_reason == "rejected"

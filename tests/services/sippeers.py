@@ -441,3 +441,15 @@ class Trunk(Peer):
         bye = await self.next(method="BYE")
         assert isinstance(bye, SipRequest)
         self.send(response_text(bye, 200, self.tag), self.last_from)
+
+    def hang_up(self, invite: SipRequest) -> None:
+        """BYE on the dialog this trunk answered (the callee hangs up)."""
+        to = invite.headers.get("To") or ""
+        head = (
+            f"BYE {(invite.headers.get('Contact') or '').strip('<>') or invite.uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:{self.port};branch=z9hG4bK-t-{next(_ids)};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: {to};tag={self.tag}\r\nTo: {invite.headers.get('From')}\r\n"
+            f"Call-ID: {invite.call_id}\r\nCSeq: 50 BYE\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.send(head, self.last_from)

@@ -21,6 +21,7 @@ import redis.asyncio as redis
 
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
+from vpbx_common.commands import CommandReply, NodeCommand, Originate, ReplyStatus, Transfer
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
 from vpbx_common.nodeconfig import ExternalTarget, NodeConfig, Target, UserEntry, UserTarget
@@ -40,8 +41,11 @@ from .bindings import BindingStore
 from .calllimit import TenantCallLimit
 from .calls.call import Call
 from .calls.facts import CallFacts, NodeRef
+from .calls.originate import Originator
+from .commands import CommandListener
 from .decisions import DecisionClient
 from .journal import SpoolWriter
+from .legs.originator import OriginatorLeg
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
 from .outbound import OutboundCall, OutboundGate, OutboundRefusal
 from .prompts import PromptLibrary
@@ -162,6 +166,12 @@ class NodeService:
         # number): planning awaits Redis, and a second INVITE must count the first.
         self._arriving: dict[str, str] = {}
         self._legs: dict[str, Call] = {}
+        # Calls the node placed, by the Call-ID of the device that took them (its requests).
+        self._originators: dict[str, Call] = {}
+        self.originator = Originator(self)
+        self.commands = CommandListener(
+            redis_client, identity.tenant, identity.city, identity.node_name, self, self._spawn
+        )
         self._by_transaction: dict[int, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
@@ -251,7 +261,7 @@ class NodeService:
         transaction.respond(response)
 
     def _in_dialog(self, request: SipRequest, transaction: ServerTransaction) -> None:
-        call = self.calls.get(request.call_id)
+        call = self.calls.get(request.call_id) or self._originators.get(request.call_id)
         if call is not None:
             call.on_in_dialog(Side.CALLER, request, transaction)
             return
@@ -416,8 +426,13 @@ class NodeService:
         facts: CallFacts,
         refusal: OutboundRefusal,
     ) -> None:
-        """Refuse a call out with a SIP answer that says why, a CDR, an event and a count."""
+        """Refuse a call out with a SIP answer that says why (and a CDR, event, count)."""
         status, phrase = refusal.sip_status
+        transaction.respond(make_response(request, status, phrase))
+        self.record_refusal(facts, refusal)
+
+    def record_refusal(self, facts: CallFacts, refusal: OutboundRefusal) -> None:
+        """A refused call out: its CDR, a call.refused event naming the rule, the count."""
         logger.info(
             "call=%s tenant=%s call out to %s refused: %s",
             facts.call_id,
@@ -425,9 +440,8 @@ class NodeService:
             facts.number,
             refusal,
         )
-        transaction.respond(make_response(request, status, phrase))
         facts.end_reason = EndReason.REJECTED
-        facts.sip_status = status
+        facts.sip_status = refusal.sip_status[0]
         facts.end_ms = facts.start_ms
         record = facts.record()
         self.spool_writer.submit(lambda: self.spool.append(record))
@@ -555,12 +569,47 @@ class NodeService:
         self._by_transaction.pop(id(call.transaction), None)
         for leg in call.legs:
             self._legs.pop(leg.call_id, None)
+        if isinstance(call.caller, OriginatorLeg):
+            self._originators.pop(call.caller.device_call_id, None)
 
     def _free_line(self, call_id: str) -> None:
         """Give back the plan line the call held, if it held one."""
         if call_id in self._counted_calls:
             self._counted_calls.discard(call_id)
             self._spawn(self._release_line(call_id))
+
+    # --- calls the control API asks for (vpbx_common.commands) ---------------------
+
+    async def originate(self, command: NodeCommand, body: Originate) -> CommandReply:
+        if self.draining:
+            return CommandReply(status=ReplyStatus.FAILED, detail="the node is draining")
+        return await self.originator.originate(command, body)
+
+    async def transfer(self, command: NodeCommand, body: Transfer) -> CommandReply:
+        if body.call_id not in self.calls:
+            return CommandReply(status=ReplyStatus.NOT_FOUND)
+        return CommandReply(status=ReplyStatus.REFUSED, detail="transfers are not running yet")
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._spawn(coroutine)
+
+    def publish_facts(self, facts: CallFacts, event_type: CallEventType) -> None:
+        self._spawn(self._publish(facts.event(event_type)))
+
+    def finish_facts(self, facts: CallFacts) -> None:
+        """The CDR and the end event of a call that never became a ``Call``."""
+        record = facts.record()
+        self.spool_writer.submit(lambda: self.spool.append(record))
+        self.publish_facts(facts, CallEventType.ENDED)
+
+    async def run_originated(self, call: Call, device_call_id: str) -> None:
+        self.calls[call.call_id] = call
+        self._originators[device_call_id] = call
+        self._idle.clear()
+        await call.run()
+
+    async def release_outbound(self, call_id: str, talked_s: float) -> None:
+        await self._release_outbound(call_id, talked_s)
 
     async def _release_outbound(self, call_id: str, talked_s: float) -> None:
         try:
@@ -581,6 +630,7 @@ class NodeService:
     # --- lifecycle --------------------------------------------------------
 
     def start(self) -> None:
+        self._spawn(self.commands.run())
         self.spool_writer.start()
         self.scheduler.start()
         self.queues.start()

@@ -52,6 +52,7 @@ from ...sip.dialog import Dialog
 from ...sip.message import SipRequest, SipResponse, make_response
 from ...sip.transaction import ServerTransaction
 from ...sip.transport import TransportKind
+from ..legs.originator import OriginatorLeg
 from ..legs.sip import (
     ALLOW_IN_CALL,
     SDP,
@@ -161,11 +162,14 @@ class Call:
     def __init__(
         self,
         host: CallHost,
-        caller: SipUasLeg,
+        caller: SipUasLeg | OriginatorLeg,
         facts: CallFacts,
         start_target: Target,
         *,
         outbound: OutboundCall | None = None,
+        relay: MediaRelay | None = None,
+        caller_origin: SdpOriginator | None = None,
+        first_steps: list[RouteStep] | None = None,
     ) -> None:
         self.host = host
         self.outbound = outbound  # a call out: the number, caller ID and time allowed
@@ -176,10 +180,16 @@ class Call:
         self.state = CallState.ROUTING
         self.legs: list[SipUacLeg] = []
         self.winner: SipUacLeg | None = None
-        self.relay: MediaRelay | None = None
+        # A call the node places itself comes with the relay its first offer named.
+        self.relay: MediaRelay | None = relay
+        self.originated = isinstance(caller, OriginatorLeg)
+        if isinstance(caller, OriginatorLeg):
+            caller.on_alerting = self._ringback
         self.media: CallerMedia | None = None
         self.router: CallRouter | None = None
-        self.caller_origin = SdpOriginator(host.media_address)
+        self.caller_origin = caller_origin or SdpOriginator(host.media_address)
+        # What happened before routing (a click-to-call's devices), first on the route.
+        self._first_steps = first_steps or []
         self.callee_origin = SdpOriginator(host.media_address)
         self.events: asyncio.Queue[_Event] = asyncio.Queue()
         self._offer: SessionDescription | None = None
@@ -197,7 +207,7 @@ class Call:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def transaction(self) -> ServerTransaction:
+    def transaction(self) -> ServerTransaction | None:
         return self.caller.transaction
 
     # --- logging and state ------------------------------------------------
@@ -262,7 +272,8 @@ class Call:
             self._reject(exc.status_code, EndReason.FAILED, f"{prefix}{exc}"[:80])
             return
         self._offer, self._negotiation = offer, negotiation
-        self.relay = await self.host.open_relay(self.call_id)
+        if self.relay is None:
+            self.relay = await self.host.open_relay(self.call_id)
         self.relay.set_remote(Leg.A, *negotiation.endpoint)
         self._fork_sdp = self._sdp_for(Leg.B, offer, keep_codecs=negotiation.codec_names)
         loop = asyncio.get_running_loop()
@@ -589,6 +600,7 @@ class Call:
         if self.caller.is_final:
             self._stop_media()
             self.facts.hangup_by = HangupBy.SYSTEM
+            self.facts.sip_status = self._carrier_answer() or self.facts.sip_status
             await send_bye(self.host.layer, self.caller.dialog, None)
             self._set_state(CallState.ENDED)
         else:
@@ -650,7 +662,8 @@ class Call:
     def _capture_route(self) -> None:
         """The route so far into the call's facts (the CDR, and the journal after a crash)."""
         if self.router is not None:
-            steps = [RouteStep.from_json(entry.as_dict()) for entry in self.router.route]
+            steps = [*self._first_steps]
+            steps += [RouteStep.from_json(entry.as_dict()) for entry in self.router.route]
             for leg in self.legs:
                 if isinstance(leg, TrunkUacLeg):
                     steps += leg.route_steps(self._routing_started)
@@ -698,7 +711,9 @@ class Call:
         response, leg = event.response, event.leg
         if not (isinstance(leg, TrunkUacLeg) and response.status == 183 and response.body):
             return False
-        if self.outbound is None or self._caller_answered or self.caller.is_final:
+        if self.outbound is None:
+            return False
+        if not self.originated and (self._caller_answered or self.caller.is_final):
             return False
         assert self.relay is not None
         try:
@@ -708,10 +723,17 @@ class Call:
         except SdpError as exc:
             self._log(logging.WARNING, "unusable early-media SDP from the carrier: %s", exc)
             return False
+        self._stop_media()  # our own ringback gives way to the carrier's
         self.relay.set_remote(Leg.B, *endpoint)
         leg.ringing = True
         self.caller.progress(self.host.contact_uri, body)
         return True
+
+    def _ringback(self) -> None:
+        """The person who placed the call hears ringing while the callee's phone rings."""
+        self._answer_caller()
+        if self.media is not None:
+            self._spawn(self.media.play(Sound.RINGBACK, loop=True))
 
     async def _on_leg_answered(self, leg: SipUacLeg, response: SipResponse) -> None:
         leg.final_status = response.status

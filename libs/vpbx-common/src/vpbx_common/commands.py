@@ -1,0 +1,126 @@
+"""Commands from the control API to the media nodes (click-to-call, transfers...).
+
+A command is published on the tenant's Redis channel; every node of the tenant
+hears it and the one it concerns acts: for a live call, the node that has the
+call; for a new call, a node of the city it names, the first of them to claim the
+command (``SET NX``), so a city with two replicas places one call. That node
+answers on the command's reply list, which the API waits on for a few seconds.
+
+Pub/sub, not a stream: a command is interactive. A node that misses it (it was
+reconnecting) does not answer, the API says so (504) and the person tries
+again; a command acted on minutes later would surprise everybody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import secrets
+from typing import Literal
+
+import redis.asyncio as redis
+from pydantic import BaseModel, Field
+
+REPLY_TTL_S = 60
+CLAIM_TTL_S = 60
+
+
+def commands_channel(tenant: str) -> str:
+    return f"vpbx:commands:{tenant}"
+
+
+def _reply_key(command_id: str) -> str:
+    return f"vpbx:command-reply:{command_id}"
+
+
+def _claim_key(command_id: str) -> str:
+    return f"vpbx:command-claim:{command_id}"
+
+
+class Originate(BaseModel):
+    """Click-to-call: ring the user's devices, then the number once the user answers."""
+
+    kind: Literal["originate"] = "originate"
+    city: str  # the user's home city: its node places the call
+    extension: str
+    to: str  # E.164
+    caller_id: str | None = None  # one of the tenant's numbers; None: the usual choice
+
+
+class Transfer(BaseModel):
+    """Hand a live call's ``side`` over to ``target`` (an extension or an E.164 number)."""
+
+    kind: Literal["transfer"] = "transfer"
+    call_id: str
+    target: str
+    # Which party goes to the target: the person who answered keeps the line and the
+    # caller is transferred ("caller"), or the answerer is ("answerer").
+    moves: Literal["caller", "answerer"] = "caller"
+
+
+CommandBody = Originate | Transfer
+
+
+class NodeCommand(BaseModel):
+    id: str = Field(default_factory=lambda: secrets.token_hex(12))
+    tenant: str
+    by_user: str | None = None  # the user id of who asked, for the CDR
+    body: CommandBody = Field(discriminator="kind")
+
+
+class ReplyStatus(enum.StrEnum):
+    ACCEPTED = "accepted"  # acted on; ``call_id`` names the call
+    NOT_FOUND = "not-found"  # no such live call (this node's answer is only for its calls)
+    REFUSED = "refused"  # the tenant's policy or the call's state does not allow it
+    FAILED = "failed"
+
+
+class CommandReply(BaseModel):
+    status: ReplyStatus
+    call_id: str = ""
+    detail: str = ""
+
+
+async def send_command(
+    client: redis.Redis, command: NodeCommand, timeout_s: float, *, nodes: int = 1
+) -> CommandReply | None:
+    """Publish ``command`` and wait for the reply that settles it; None: none in time.
+
+    A live-call command is answered by every node that heard it (``not-found`` by
+    those without the call): the first answer other than ``not-found`` settles it,
+    else ``not-found`` once ``nodes`` nodes said so.
+    """
+    heard = await client.publish(commands_channel(command.tenant), command.model_dump_json())
+    if heard == 0:
+        return None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    not_found: CommandReply | None = None
+    answers = 0
+    while answers < max(1, min(nodes, heard)):
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        answer = await client.blpop([_reply_key(command.id)], timeout=left)
+        if answer is None:
+            break
+        answers += 1
+        parsed = CommandReply.model_validate(json.loads(answer[1]))
+        if parsed.status is not ReplyStatus.NOT_FOUND:
+            return parsed
+        not_found = parsed
+    return not_found
+
+
+async def claim(client: redis.Redis, command: NodeCommand, node_name: str) -> bool:
+    """True for the first node to claim ``command`` (the others leave it)."""
+    return bool(await client.set(_claim_key(command.id), node_name, nx=True, ex=CLAIM_TTL_S))
+
+
+async def reply(client: redis.Redis, command: NodeCommand, answer: CommandReply) -> None:
+    key = _reply_key(command.id)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.rpush(key, answer.model_dump_json())
+        pipe.expire(key, REPLY_TTL_S)
+        await pipe.execute()
