@@ -39,6 +39,7 @@ from ...overload import retry_after
 from ...rtp.ports import PortsExhaustedError
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import (
+    TELEPHONE_EVENT,
     Negotiation,
     NotAcceptableError,
     SdpError,
@@ -108,6 +109,7 @@ from ..routing.actions import Sound, SpokenPhrase
 from .facts import CallFacts
 from .host import CallHost
 from .media import CallerMedia
+from .transfer import PendingTransfer, TransferError, notify_progress, refer_target
 from .voicemail import VoicemailEnd, VoicemailTaker
 
 logger = logging.getLogger(__name__)
@@ -204,6 +206,9 @@ class Call:
         self._voicemail: VoicemailTaker | None = None
         self._recording: Recording | None = None  # of the connected conversation
         self._routing_started = 0.0  # loop time
+        self._transfer: PendingTransfer | None = None
+        self._departed: list[SipUacLeg] = []  # parties transferred away (their late requests)
+        self._later_steps: list[RouteStep] = []  # after routing: transfers
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -384,7 +389,7 @@ class Call:
         if first:
             self.host.publish(self, CallEventType.RINGING)
 
-    def _fork(self, target: DeviceTarget) -> SipUacLeg:
+    def _fork(self, target: DeviceTarget, sdp: bytes | None = None) -> SipUacLeg:
         leg = SipUacLeg.invite(
             target,
             layer=self.host.layer,
@@ -392,14 +397,14 @@ class Call:
             node_address=self.host.sip_address,
             contact=self.host.contact_uri,
             caller=Caller(self.facts.caller, self.facts.caller_display, self.facts.label),
-            sdp=self._fork_sdp,
+            sdp=sdp or self._fork_sdp,
         )
         self.legs.append(leg)
         self.host.register_leg(self, leg.call_id)
         leg.start(self.host.layer, self.events.put_nowait)
         return leg
 
-    def _fork_trunk(self, number: str) -> TrunkUacLeg | None:
+    def _fork_trunk(self, number: str, sdp: bytes | None = None) -> TrunkUacLeg | None:
         """A leg to ``number`` through the tenant's trunks; None when none may carry it."""
         config = self.host.config()
         identity = self._outbound_identity(number)
@@ -412,7 +417,7 @@ class Call:
             node_address=self.host.sip_address,
             contact=self.host.contact_uri,
             identity=identity,
-            sdp=self._fork_sdp,
+            sdp=sdp or self._fork_sdp,
             url_policy=self.host.url_policy,
         )
         self.legs.append(leg)
@@ -441,7 +446,19 @@ class Call:
             return
         assert self._offer is not None
         assert self._negotiation is not None
+        self._serve_caller()
+        body = self._sdp_for(Leg.A, self._offer, keep_codecs=self._negotiation.codec_names)
+        self.caller.answer(self.host.contact_uri, body)
+        self._caller_answered = True
+        self.facts.sip_status = 200
+
+    def _serve_caller(self) -> CallerMedia:
+        """The node serves the caller's media (prompts, music, digits) from now on."""
+        assert self._negotiation is not None
         assert self.relay is not None
+        if self.media is not None:
+            self.media.start()
+            return self.media
         self.media = CallerMedia(
             self.relay,
             self._negotiation,
@@ -451,10 +468,7 @@ class Call:
             on_prompt_end=lambda: self.events.put_nowait(_ForRouter(PromptFinished())),
         )
         self.media.start()
-        body = self._sdp_for(Leg.A, self._offer, keep_codecs=self._negotiation.codec_names)
-        self.caller.answer(self.host.contact_uri, body)
-        self._caller_answered = True
-        self.facts.sip_status = 200
+        return self.media
 
     def _take_voicemail(self, action: RecordVoicemail) -> None:
         assert self.media is not None
@@ -667,6 +681,7 @@ class Call:
             for leg in self.legs:
                 if isinstance(leg, TrunkUacLeg):
                     steps += leg.route_steps(self._routing_started)
+            steps += self._later_steps
             self.facts.route = bounded_route(steps)
 
     def _stop_media(self) -> None:
@@ -851,17 +866,28 @@ class Call:
     async def _talk(self) -> None:
         loop = asyncio.get_running_loop()
         limit = self.outbound.max_talk_s if self.outbound is not None else None
-        deadline = None if limit is None else loop.time() + limit
+        talk_deadline = None if limit is None else loop.time() + limit
         while self.state is CallState.CONNECTED:
+            transfer = self._transfer
+            deadlines = [d for d in (talk_deadline, transfer and transfer.deadline) if d]
+            timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
             try:
-                timeout = None if deadline is None else max(0.0, deadline - loop.time())
                 event = await asyncio.wait_for(self.events.get(), timeout)
             except TimeoutError:
+                if transfer is not None and loop.time() >= transfer.deadline:
+                    await self._fail_transfer(480, "Temporarily Unavailable")
+                    continue
                 self._log(logging.INFO, "the tenant's outbound minutes for today are used up")
                 await self._end_connected(HangupBy.SYSTEM)
                 return
             if isinstance(event, _InDialog):
                 await self._on_in_dialog(event)
+            elif (
+                isinstance(event, Provisional | Answered | Failed)
+                and transfer is not None
+                and event.leg in transfer.legs
+            ):
+                await self._on_transfer_leg(event)
             elif isinstance(event, Answered) and event.leg is not self.winner:
                 # A device answered after another was connected: acknowledge and hang up.
                 event.leg.final_status = event.response.status
@@ -872,19 +898,35 @@ class Call:
 
     async def _on_in_dialog(self, event: _InDialog) -> None:
         request, transaction = event.request, event.transaction
-        dialog = (
-            self.caller.dialog
-            if event.side is Side.CALLER
-            else (self.winner.dialog if self.winner else None)
-        )
+        departed = next((leg for leg in self._departed if leg.call_id == request.call_id), None)
+        party = departed or self.winner
+        if event.side is Side.CALLER:
+            dialog = self.caller.dialog
+        else:
+            dialog = party.dialog if party is not None else None
         if dialog is None or not dialog.accept_remote_request(request):
             transaction.respond(make_response(request, 500 if dialog else 481))
             return
-        if request.method == "BYE":
+        if departed is not None:  # a party transferred away: only its goodbye matters
+            status = 200 if request.method == "BYE" else 481
+            transaction.respond(make_response(request, status))
+            return
+        transfer = self._transfer
+        if request.method == "BYE" and transfer is not None and event.side is Side.CALLEE:
+            # The transferor hangs up while the target rings (a blind transfer does).
             transaction.respond(make_response(request, 200))
+            transfer.transferor_gone = True
+        elif request.method == "BYE":
+            transaction.respond(make_response(request, 200))
+            if transfer is not None:
+                self._abandon_transfer()
             await self._end_connected(
                 HangupBy.CALLER if event.side is Side.CALLER else HangupBy.CALLEE
             )
+        elif request.method == "REFER":
+            await self._on_refer(event)
+        elif request.method == "INVITE" and transfer is not None:
+            transaction.respond(make_response(request, 491))
         elif request.method == "INVITE":
             await self._relay_reinvite(event.side, request, transaction)
         elif request.method == "OPTIONS":
@@ -901,10 +943,178 @@ class Call:
         self.facts.end_reason = EndReason.COMPLETED
         self._set_state(CallState.ENDED)
         flow = self.winner.flow if self.winner else None
-        if hangup_by is not HangupBy.CALLEE and self.winner is not None:
+        transferor_gone = self._transfer is not None and self._transfer.transferor_gone
+        if hangup_by is not HangupBy.CALLEE and self.winner is not None and not transferor_gone:
             await send_bye(self.host.layer, self.winner.dialog, flow)
         if hangup_by is not HangupBy.CALLER:
             await send_bye(self.host.layer, self.caller.dialog, flow)
+
+    # --- transfers (transfer.py) ------------------------------------------------------
+
+    async def _on_refer(self, event: _InDialog) -> None:
+        """A blind transfer asked by the person who answered (RFC 3515)."""
+        request, transaction = event.request, event.transaction
+        if event.side is not Side.CALLEE or self.winner is None:
+            transaction.respond(make_response(request, 403, "Only The Answering Party Transfers"))
+            return
+        if self._transfer is not None:
+            transaction.respond(make_response(request, 491, "Transfer In Progress"))
+            return
+        try:
+            target = refer_target(request)
+        except TransferError as exc:
+            transaction.respond(make_response(request, exc.status, exc.reason))
+            return
+        if target.replaces is not None:
+            transaction.respond(make_response(request, 501, "Attended Transfer Not Running Yet"))
+            return
+        winner = self.winner
+        refused = await self.start_transfer(target.user, by=self._person_of(winner.extension))
+        if refused is not None:
+            transaction.respond(make_response(request, *refused))
+            return
+        transaction.respond(make_response(request, 202))
+        assert self._transfer is not None
+        self._transfer.notify_dialog = winner.dialog
+        self._transfer.notify_flow = winner.flow
+        notify_progress(self.host.layer, self._transfer, 100, "Trying")
+
+    async def start_transfer(self, target: str, *, by: str) -> tuple[int, str] | None:
+        """Hand the caller to ``target`` (an extension or a number); the answering party
+        leaves once the target answers. The SIP status and reason why not, or None."""
+        if self.state is not CallState.CONNECTED or self.winner is None:
+            return 481, "Call Not Connected"
+        if self._transfer is not None:
+            return 491, "Transfer In Progress"
+        config = self.host.config()
+        sdp = self._transfer_offer()
+        legs: list[SipUacLeg] = []
+        if config.user(target) is not None:
+            devices = await self.host.devices(target)
+            legs = [self._fork(device, sdp) for device in devices]
+            if not legs:
+                return 480, "Target Not Reachable"
+        else:
+            number = self.host.outbound.destination(target, config)
+            if number is None:
+                return 404, "No Such Transfer Target"
+            refusal = self.host.outbound.policy_refusal(number, config)
+            if refusal is not None:
+                return refusal.sip_status
+            leg = self._fork_trunk(number, sdp)
+            if leg is None:
+                return 503, "No Carrier Trunk"
+            legs = [leg]
+            target = number
+        loop = asyncio.get_running_loop()
+        self._transfer = PendingTransfer(
+            target=target,
+            by=by,
+            started=loop.time(),
+            notify_dialog=None,
+            notify_flow=None,
+            transferor=self.winner,
+            legs=legs,
+        )
+        self._note_transfer("entered", target, f"blind transfer by {by}")
+        self._log(logging.INFO, "transfer to %s by %s", target, by)
+        self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
+        return None
+
+    def _transfer_offer(self) -> bytes:
+        """The offer to a transfer target: the codec the caller talks in now (the relay
+        passes audio through untouched), and telephone-event."""
+        assert self._offer is not None
+        assert self._negotiation is not None
+        codec = self._negotiation.codec.name
+        if self.winner is not None and (answer := self._answers.get(self.winner.call_id)):
+            try:
+                codec = negotiate(SessionDescription.parse(answer)).codec.name
+            except SdpError as exc:  # the negotiation's choice is as good a guess
+                self._log(logging.DEBUG, "the answerer's SDP names no codec: %s", exc)
+        return self._sdp_for(Leg.B, self._offer, keep_codecs=(codec, TELEPHONE_EVENT))
+
+    async def _on_transfer_leg(self, event: LegEvent) -> None:
+        transfer = self._transfer
+        assert transfer is not None
+        if isinstance(event, Provisional):
+            if event.response.status in (180, 183) and not event.leg.ringing:
+                event.leg.ringing = True
+                notify_progress(self.host.layer, transfer, 180, "Ringing")
+        elif isinstance(event, Failed):
+            event.leg.final_status = event.status
+            if all(leg.final_status is not None for leg in transfer.legs):
+                statuses = [leg.final_status or 480 for leg in transfer.legs]
+                status = 486 if member_failure(statuses) is MemberFailure.BUSY else statuses[0]
+                await self._fail_transfer(status, "Transfer Target Did Not Answer")
+        else:
+            await self._complete_transfer(event.leg, event.response)
+
+    async def _complete_transfer(self, leg: SipUacLeg, response: SipResponse) -> None:
+        transfer = self._transfer
+        assert transfer is not None
+        assert self.relay is not None
+        leg.final_status = response.status
+        leg.dialog = Dialog.as_uac(leg.request, response)
+        leg.send_ack(self.host.layer, response.cseq.seq)
+        for other in transfer.legs:
+            if other is not leg:
+                other.cancel()
+        try:
+            endpoint = media_endpoint(SessionDescription.parse(response.body))
+        except SdpError as exc:
+            self._log(logging.WARNING, "transfer target answered with unusable SDP: %s", exc)
+            await send_bye(self.host.layer, leg.dialog, None)
+            await self._fail_transfer(488, "Not Acceptable Here")
+            return
+        self._stop_media()
+        self.relay.set_remote(Leg.B, *endpoint)
+        self._answers[leg.call_id] = response.body
+        old = transfer.transferor
+        self.winner = leg
+        self._transfer = None
+        person = self._person_of(leg.extension)
+        notify_progress(self.host.layer, transfer, 200, "OK")
+        if old is not None:
+            self._departed.append(old)
+            self.host.agent_free(self._person_of(old.extension), self.call_id)
+            if not transfer.transferor_gone:
+                self._spawn(send_bye(self.host.layer, old.dialog, old.flow))
+        self.host.agent_talking(person, self.call_id)
+        self._note_transfer("answered", person, f"transferred by {transfer.by}")
+        self._log(logging.INFO, "transferred by %s to %s", transfer.by, person)
+
+    async def _fail_transfer(self, status: int, reason: str) -> None:
+        """The target did not take the call: back to the transferor if they are still
+        there, else the caller is told goodbye."""
+        transfer = self._transfer
+        assert transfer is not None
+        for leg in transfer.legs:
+            leg.cancel()
+        notify_progress(self.host.layer, transfer, status, reason)
+        self._transfer = None
+        self._note_transfer("failed", transfer.target, f"{status} {reason}")
+        self._stop_media()
+        if transfer.transferor_gone:
+            self._transfer = transfer  # _end_connected must not BYE the gone transferor
+            await self._end_connected(HangupBy.SYSTEM)
+            self._transfer = None
+
+    def _abandon_transfer(self) -> None:
+        transfer = self._transfer
+        if transfer is None:
+            return
+        for leg in transfer.legs:
+            leg.cancel()
+        self._note_transfer("abandoned", transfer.target, "the caller hung up")
+
+    def _note_transfer(self, outcome: str, member: str, detail: str) -> None:
+        after = max(0.0, asyncio.get_running_loop().time() - self._routing_started)
+        self._later_steps.append(
+            RouteStep(
+                after_s=after, subject="transfer", outcome=outcome, member=member, detail=detail
+            )
+        )
 
     def _sdp_for(
         self, leg: Leg, sdp: SessionDescription, keep_codecs: tuple[str, ...] | None = None
