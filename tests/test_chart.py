@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from tests.services.kube import KubeAPI
+from vpbx_common.manifests import parse_platform_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "vpbx"
@@ -47,6 +48,8 @@ NAMESPACE = "telephony"
 # its data in PostgreSQL, whose URL comes from an existing Secret.
 DATABASE_SECRET = "postgresql.urlSecret.name=vpbx-postgresql"
 LOCAL_VALUES = CHART / "values-local.yaml"
+# One platform trunk in the values (`trunks`).
+TRUNK = ["trunks[0].name=main", "trunks[0].uri=sip:sip.carrier.example:5060;transport=udp"]
 
 Manifest = dict[str, Any]
 
@@ -484,6 +487,18 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
             ["mediaNode.rtpPortMin=30000", "mediaNode.rtpPortMax=29999"],
             "mediaNode.rtpPortMin..rtpPortMax (30000-29999) must hold at least 4 ports",
         ),
+        (["trunks[0].name=main", "trunks[0].uri=http://x"], "at '/trunks/0/uri'"),
+        (["trunks[0].name=Main", "trunks[0].uri=sip:x"], "at '/trunks/0/name'"),
+        (["trunks[0].name=main", "trunks[0].uri=sip:x", "trunks[0].colour=red"], "colour"),
+        (
+            ["trunks[0].name=main", "trunks[0].uri=sip:x", "trunks[0].register=true"],
+            "trunks[0] (main): register: true needs username and password",
+        ),
+        (
+            [*TRUNK, "trunks[1].name=main", "trunks[1].uri=sip:y"],
+            'trunks[1]: the name "main" is used twice',
+        ),
+        ([*TRUNK, "trunksSecret.name=carriers"], "set either trunks or trunksSecret.name"),
     ],
 )
 def test_bad_values_fail_with_a_message_naming_the_value(
@@ -523,6 +538,77 @@ def test_without_the_control_api_no_database_is_needed_and_nodes_are_not_pointed
 
 
 # --- rendered objects ----------------------------------------------------------
+
+
+PLATFORM_TRUNKS = [
+    "trunks[0].name=main-carrier",
+    "trunks[0].uri=sip:sip.carrier.example",
+    "trunks[0].register=true",
+    "trunks[0].username=operator",
+    "trunks[0].password=carrier-password",
+    "trunks[0].priority=10",
+    "trunks[1].name=backup-carrier",
+    "trunks[1].uri=sip:198.51.100.20:5060;transport=tcp",
+    "trunks[1].allowedAddresses[0]=198.51.100.0/24",
+    "trunks[1].passesCallerId=true",
+]
+
+
+def _trunks_volume(manifests: Sequence[Manifest]) -> tuple[str, str, Manifest]:
+    """(VPBX_PLATFORM_TRUNKS_FILE, the Secret mounted there, the control API's pod)."""
+    deployment = by_kind(manifests, "Deployment")[f"{RELEASE}-control-api"]
+    pod = deployment["spec"]["template"]
+    container = control_api_container(manifests)
+    path = env_of(container)["VPBX_PLATFORM_TRUNKS_FILE"]["value"]
+    [mount] = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount would never see the Secret change"
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    return path, volume["secret"]["secretName"], pod
+
+
+@integration
+def test_platform_trunks_reach_the_control_api_from_a_secret(
+    go_tools: GoTools, default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    assert "VPBX_PLATFORM_TRUNKS_FILE" not in env_of(control_api_container(default_manifests))
+    assert f"{RELEASE}-trunks" not in by_kind(default_manifests, "Secret")
+
+    manifests = render(go_tools, settings=PLATFORM_TRUNKS)
+    path, secret_name, pod = _trunks_volume(manifests)
+    assert (path, secret_name) == ("/etc/vpbx/trunks/trunks.yaml", f"{RELEASE}-trunks")
+    secret = by_kind(manifests, "Secret")[secret_name]
+    text = base64.b64decode(secret["data"]["trunks.yaml"]).decode()
+    # What the control API reads: Trunk manifests, as the platform file has them.
+    platform = parse_platform_yaml(text)
+    assert (platform.tenants, platform.numbers, platform.configs) == ([], [], [])
+    main, backup = platform.trunks
+    assert (main.name, main.spec.registers, main.spec.username, main.spec.priority) == (
+        "main-carrier",
+        True,
+        "operator",
+        10,
+    )
+    assert main.spec.password is not None
+    assert main.spec.password.get_secret_value() == "carrier-password"
+    assert (backup.name, backup.spec.uri, backup.spec.passes_caller_id) == (
+        "backup-carrier",
+        "sip:198.51.100.20:5060;transport=tcp",
+        True,
+    )
+    assert backup.spec.allowed_addresses == ["198.51.100.0/24"]
+    # The pods roll when the trunks change, and only then.
+    again = _trunks_volume(render(go_tools, settings=PLATFORM_TRUNKS))[2]
+    assert again["metadata"]["annotations"] == pod["metadata"]["annotations"]
+    changed = _trunks_volume(render(go_tools, settings=[*PLATFORM_TRUNKS, "trunks[0].priority=5"]))
+    annotations = changed[2]["metadata"]["annotations"]
+    assert annotations["checksum/trunks"] != pod["metadata"]["annotations"]["checksum/trunks"]
+    assert annotations["checksum/config"] == pod["metadata"]["annotations"]["checksum/config"]
+
+    # An existing Secret: mounted as it is, its key the file; the chart makes none.
+    path, secret_name, pod = _trunks_volume(full_manifests)
+    assert (path, secret_name) == ("/etc/vpbx/trunks/carriers.yaml", "vpbx-carriers")
+    assert "checksum/trunks" not in pod["metadata"]["annotations"]
 
 
 @integration

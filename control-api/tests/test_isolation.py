@@ -103,6 +103,18 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
     assert uploaded.status_code == 201, uploaded.text
     prompt = uploaded.json()
     decision = await _created(api, "/v1/route-plans/decision-secret", {}, admin)
+    trunk = await _created(
+        api,
+        "/v1/trunks",
+        {
+            "name": "carrier",
+            "uri": "sip:127.0.0.1:5090",
+            "register": True,
+            "username": "acme",
+            "password": "acme-trunk-password",
+        },
+        admin,
+    )
     pool = await api.client.post(
         "/v1/platform/pool", json={"city": "msk", "numbers": ["+74950000001"]}, headers=api.platform
     )
@@ -122,8 +134,10 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "key_id": key["id"],
         "number_id": number["id"],
         "prompt_id": prompt["id"],
-        # Not an id: no route takes it, but no listing may show it (the leak check).
+        "trunk_id": trunk["id"],
+        # Not ids: no route takes them, but no listing may show them (the leak check).
         "decision_secret": decision["secret"],
+        "trunk_password": "acme-trunk-password",
         "call_id": call_id,
         "voicemail_id": voicemail_id,
     }
@@ -248,6 +262,7 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
         ("call_id", "/v1/calls/{call_id}"),
         ("voicemail_id", "/v1/voicemails/{voicemail_id}"),
         ("prompt_id", "/v1/prompts/{prompt_id}"),
+        ("trunk_id", "/v1/trunks/{trunk_id}"),
     ):
         response = await api.client.get(path.format(**ids), headers=acme)
         assert response.status_code == 200, (name, response.text)

@@ -97,6 +97,7 @@ async def test_provisioning_flow_through_the_kubernetes_api(
             "sip_domain": f"{tenant_name}.vpbx.test",
             "cities": ["msk"],
             "plan": {"numbers": 5},
+            "outbound": {"international": True, "max_minutes_per_day": 600},
             "admin": {"email": f"admin@{tenant_name}.example", "password": "kube-admin-secret"},
         },
         headers=api.platform,
@@ -107,6 +108,14 @@ async def test_provisioning_flow_through_the_kubernetes_api(
     assert tenant["spec"]["displayName"] == "Kube Tenant"
     assert tenant["spec"]["plan"]["numbers"] == 5
     assert tenant["spec"]["cities"] == [{"name": "msk", "replicas": 1}]
+    # The outbound policy, as the CRD's schema takes it (its defaults filled in).
+    assert tenant["spec"]["outbound"] == {
+        "country": "RU",
+        "international": True,
+        "premium": False,
+        "maxConcurrent": 0,
+        "maxMinutesPerDay": 600,
+    }
 
     # Someone scales the city's node with kubectl; a later API change keeps that.
     kube.kubectl(

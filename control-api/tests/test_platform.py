@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.services.control_api import ApiHarness
 
-from vpbx_common.manifests import Tenant, parse_platform_yaml
+from vpbx_common.manifests import PLATFORM_API_VERSION, Number, Tenant, parse_platform_yaml
 from vpbx_control.auth.principal import Role
 
 ACME: dict[str, Any] = {
@@ -260,3 +260,162 @@ async def test_a_page_past_the_end_is_empty(api: ApiHarness) -> None:
         assert response.status_code == 200, (path, response.text)
         assert response.json()["items"] == []
         assert response.json()["total"] == (1 if path.endswith("tenants") else 0)
+
+
+# --- the outbound policy ------------------------------------------------------------------
+
+
+async def _own_number(api: ApiHarness, tenant: str, number: str) -> None:
+    await api.context.numbers.create_number(
+        Number.model_validate(
+            {
+                "apiVersion": PLATFORM_API_VERSION,
+                "kind": "Number",
+                "metadata": {"name": f"{tenant}-{number.lstrip('+')}"},
+                "spec": {"number": number, "tenant": tenant, "city": "msk", "entry": "unrouted"},
+            }
+        )
+    )
+
+
+OUTBOUND_DEFAULTS = {
+    "country": "RU",
+    "international": False,
+    "premium": False,
+    "max_concurrent": 0,
+    "max_minutes_per_day": 0,
+    "default_caller_id": None,
+}
+
+
+async def test_the_outbound_policy_is_the_operators_and_mirrors_to_the_resource(
+    api: ApiHarness,
+) -> None:
+    plain = await api.client.post("/v1/platform/tenants", json=ACME, headers=api.platform)
+    assert plain.json()["outbound"] == OUTBOUND_DEFAULTS
+    assert stored_tenants(api)["acme"].spec.outbound.international is False
+    body = {
+        **ACME,
+        "id": "globex",
+        "sip_domain": "globex.vpbx.example",
+        "outbound": {"country": "KZ", "international": True, "max_minutes_per_day": 900},
+    }
+    created = await api.client.post("/v1/platform/tenants", json=body, headers=api.platform)
+    assert created.status_code == 201, created.text
+    assert created.json()["outbound"] == {
+        **OUTBOUND_DEFAULTS,
+        "country": "KZ",
+        "international": True,
+        "max_minutes_per_day": 900,
+    }
+    spec = stored_tenants(api)["globex"].spec.outbound
+    assert (spec.country, spec.international, spec.max_minutes_per_day) == ("KZ", True, 900)
+
+    # A partial change keeps the fields left out; the caller ID must be the tenant's.
+    await _own_number(api, "globex", "+77010000001")
+    await _own_number(api, "acme", "+74950000009")
+    for number in ("+74950000009", "+77010000002"):
+        foreign = await api.client.patch(
+            "/v1/platform/tenants/globex",
+            json={"outbound": {"default_caller_id": number}},
+            headers=api.platform,
+        )
+        assert foreign.status_code == 422, foreign.text
+        assert fields(foreign) == ["body.outbound.default_caller_id"]
+    changed = await api.client.patch(
+        "/v1/platform/tenants/globex",
+        json={"outbound": {"premium": True, "default_caller_id": "8 701 000 00 01"}},
+        headers=api.platform,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["outbound"] == {
+        **created.json()["outbound"],
+        "premium": True,
+        "default_caller_id": "+77010000001",
+    }
+    spec = stored_tenants(api)["globex"].spec.outbound
+    assert (spec.premium, spec.default_caller_id, spec.country) == (True, "+77010000001", "KZ")
+    read = await api.client.get("/v1/platform/tenants/globex", headers=api.platform)
+    assert read.json()["outbound"] == changed.json()["outbound"]
+    # Other changes leave it alone; null goes back to the tenant's first number.
+    renamed = await api.client.patch(
+        "/v1/platform/tenants/globex", json={"display_name": "Globex"}, headers=api.platform
+    )
+    assert renamed.json()["outbound"] == changed.json()["outbound"]
+    cleared = await api.client.patch(
+        "/v1/platform/tenants/globex",
+        json={"outbound": {"default_caller_id": None}},
+        headers=api.platform,
+    )
+    assert cleared.json()["outbound"]["default_caller_id"] is None
+    assert cleared.json()["outbound"]["premium"] is True
+
+    # The tenant's admin reads it, and cannot change it.
+    admin = await api.as_role("globex")
+    policy = await api.client.get("/v1/outbound-policy", headers=admin)
+    assert policy.status_code == 200
+    assert policy.json() == cleared.json()["outbound"]
+    for method in ("PATCH", "PUT", "POST"):
+        refused = await api.client.request(
+            method, "/v1/outbound-policy", json={"premium": False}, headers=admin
+        )
+        assert refused.status_code == 405, method
+    assert (
+        await api.client.patch(
+            "/v1/platform/tenants/globex", json={"outbound": {"premium": False}}, headers=admin
+        )
+    ).status_code == 403
+
+
+async def test_outbound_policy_validation_names_the_field(api: ApiHarness) -> None:
+    await api.client.post("/v1/platform/tenants", json=ACME, headers=api.platform)
+    for outbound, field in (
+        ({"country": "ru"}, "body.outbound.country"),
+        ({"max_concurrent": -1}, "body.outbound.max_concurrent"),
+        ({"max_minutes_per_day": "lots"}, "body.outbound.max_minutes_per_day"),
+        ({"international": "maybe"}, "body.outbound.international"),
+        ({"default_caller_id": "not a number"}, "body.outbound.default_caller_id"),
+        ({"default_caller_id": "+74950000001"}, "body.outbound.default_caller_id"),  # not acme's
+        ({"maxConcurrent": 3}, "body.outbound.maxConcurrent"),
+    ):
+        changed = await api.client.patch(
+            "/v1/platform/tenants/acme", json={"outbound": outbound}, headers=api.platform
+        )
+        assert changed.status_code == 422, (outbound, changed.text)
+        assert fields(changed) == [field], outbound
+        created = await api.client.post(
+            "/v1/platform/tenants",
+            json={**ACME, "id": "initech", "sip_domain": "initech.example", "outbound": outbound},
+            headers=api.platform,
+        )
+        assert created.status_code == 422, (outbound, created.text)
+        assert fields(created) == [field], outbound
+    assert "initech" not in stored_tenants(api)
+
+
+async def test_a_tenant_keeps_the_outbound_policy_of_its_existing_resource(
+    api: ApiHarness,
+) -> None:
+    """A Tenant applied with kubectl before the API knew it: its policy is taken over."""
+    await api.context.numbers.apply_tenant(
+        Tenant.model_validate(
+            {
+                "apiVersion": PLATFORM_API_VERSION,
+                "kind": "Tenant",
+                "metadata": {"name": "acme"},
+                "spec": {
+                    "displayName": "Acme",
+                    "sipDomain": "acme.vpbx.example",
+                    "cities": [{"name": "msk"}],
+                    "outbound": {"international": True, "maxConcurrent": 2},
+                },
+            }
+        )
+    )
+    created = await api.client.post("/v1/platform/tenants", json=ACME, headers=api.platform)
+    assert created.status_code == 201, created.text
+    assert created.json()["outbound"] == {
+        **OUTBOUND_DEFAULTS,
+        "international": True,
+        "max_concurrent": 2,
+    }

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from tests.services.control_api import ApiHarness
 
 from vpbx_common.agents import AgentStateStore
+from vpbx_common.manifests import PLATFORM_API_VERSION, Number
 from vpbx_common.pbx import Presence
 from vpbx_common.sipauth import DigestAlgorithm, ha1
 from vpbx_control.auth.principal import Role
@@ -63,6 +64,7 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
         "voicemail": True,
         "record": None,
         "voicemail_greeting": None,
+        "caller_id": None,
     }
     assert user["presence"] == "available"
     assert user["has_password"] is True
@@ -672,3 +674,78 @@ async def test_changes_are_announced_to_the_tenants_nodes(api: ApiHarness) -> No
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
             assert message is not None, url
             assert message["data"] == b"acme"
+
+
+async def test_a_users_caller_id_is_one_of_the_tenants_numbers(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    await api.add_tenant("globex")
+    for tenant, number in (
+        ("acme", "+74950000001"),
+        ("acme", "+74950000002"),
+        ("globex", "+74950000003"),
+    ):
+        await api.context.numbers.create_number(
+            Number.model_validate(
+                {
+                    "apiVersion": PLATFORM_API_VERSION,
+                    "kind": "Number",
+                    "metadata": {"name": f"{tenant}-{number.lstrip('+')}"},
+                    "spec": {
+                        "number": number,
+                        "tenant": tenant,
+                        "city": "msk",
+                        "entry": "unrouted",
+                    },
+                }
+            )
+        )
+    admin = await api.as_role("acme")
+
+    async def node_caller_id(extension: str) -> Any:
+        config = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+        [user] = [u for u in config.json()["users"] if u["extension"] == extension]
+        return user["settings"]["caller_id"]
+
+    anna = await _create(api, admin, extension="101", settings={"caller_id": "8 495 000-00-01"})
+    assert anna["settings"]["caller_id"] == "+74950000001"
+    assert await node_caller_id("101") == "+74950000001"
+    url = f"/v1/users/{anna['id']}"
+    for number in ("+74950000003", "+74959999999"):  # globex's, nobody's
+        refused = await api.client.patch(
+            url, json={"settings": {"caller_id": number}}, headers=admin
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["details"][0]["field"] == "body.settings.caller_id"
+        created = await api.client.post(
+            "/v1/users",
+            json={"email": "x@acme.example", "name": "X", "settings": {"caller_id": number}},
+            headers=admin,
+        )
+        assert created.status_code == 422
+        assert created.json()["details"][0]["field"] == "body.settings.caller_id"
+    invalid = await api.client.patch(url, json={"settings": {"caller_id": "abc"}}, headers=admin)
+    assert invalid.status_code == 422
+    assert invalid.json()["details"][0]["field"] == "body.settings.caller_id"
+
+    changed = await api.client.patch(
+        url, json={"settings": {"caller_id": "+74950000002"}}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
+    assert await node_caller_id("101") == "+74950000002"
+    # Other settings left out keep it; null goes back to the caller ID by region.
+    kept = await api.client.patch(url, json={"settings": {"wrap_up_s": 5}}, headers=admin)
+    assert kept.json()["settings"]["caller_id"] == "+74950000002"
+    cleared = await api.client.patch(url, json={"settings": {"caller_id": None}}, headers=admin)
+    assert cleared.json()["settings"]["caller_id"] is None
+    assert await node_caller_id("101") is None
+
+    # Which of the company's numbers a call shows is not the agent's own choice.
+    row = await api.add_user("acme", email="ivan@acme.example", password=PASSWORD, extension="102")
+    ivan = await api.login("ivan@acme.example", PASSWORD)
+    refused = await api.client.patch(
+        "/v1/users/me", json={"settings": {"caller_id": "+74950000001"}}, headers=ivan
+    )
+    assert refused.status_code == 403
+    assert refused.json()["details"][0]["field"] == "body.settings.caller_id"
+    read = await api.client.get(f"/v1/users/{row.id}", headers=admin)
+    assert read.json()["settings"]["caller_id"] is None

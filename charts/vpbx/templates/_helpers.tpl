@@ -79,6 +79,41 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The platform trunks (the operator's carriers) the control API reads: "true" when
+there are any, from `trunks` (rendered into a Secret of the chart's) or from an
+existing Secret (`trunksSecret.name`). Fails on values the API would refuse at start.
+*/}}
+{{- define "vpbx.platformTrunks" -}}
+{{- $trunks := .Values.trunks | default list -}}
+{{- if and $trunks .Values.trunksSecret.name -}}
+{{- fail "set either trunks or trunksSecret.name, not both: the control API reads one file of Trunk manifests" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $index, $trunk := $trunks -}}
+{{- if hasKey $seen $trunk.name -}}
+{{- fail (printf "trunks[%d]: the name %q is used twice" $index $trunk.name) -}}
+{{- end -}}
+{{- $_ := set $seen $trunk.name true -}}
+{{- if and $trunk.register (not (and $trunk.username $trunk.password)) -}}
+{{- fail (printf "trunks[%d] (%s): register: true needs username and password (or keep the passwords out of the values with trunksSecret.name)" $index $trunk.name) -}}
+{{- end -}}
+{{- end -}}
+{{- if or $trunks .Values.trunksSecret.name -}}true{{- end -}}
+{{- end -}}
+
+{{- define "vpbx.trunksSecretName" -}}
+{{- if .Values.trunksSecret.name -}}
+{{- .Values.trunksSecret.name -}}
+{{- else -}}
+{{- include "vpbx.componentName" (dict "root" . "suffix" "trunks") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "vpbx.trunksSecretKey" -}}
+{{- if .Values.trunksSecret.name -}}{{ .Values.trunksSecret.key }}{{- else -}}trunks.yaml{{- end -}}
+{{- end -}}
+
 {{- define "vpbx.operatorName" -}}
 {{- include "vpbx.componentName" (dict "root" . "suffix" "operator") -}}
 {{- end -}}

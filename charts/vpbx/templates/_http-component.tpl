@@ -5,7 +5,8 @@ Arguments: root (the top context), component, command, image, values; optional:
 serviceAccount (runs under it with its token mounted; else no token at all),
 env (extra container env, a YAML list), readinessPath (default /healthz),
 startupSeconds (a startup probe on /healthz allowing that long, e.g. for
-database migrations, before liveness counts).
+database migrations, before liveness counts), volumes and volumeMounts (extra
+ones, YAML lists), annotations (extra pod annotations, a YAML map).
 */}}
 {{- define "vpbx.httpComponent" -}}
 {{- $root := .root -}}
@@ -30,6 +31,9 @@ spec:
         {{- $labels | nindent 8 }}
       annotations:
         checksum/config: {{ include "vpbx.configChecksum" $root }}
+        {{- with .annotations }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with $values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -101,9 +105,15 @@ spec:
           volumeMounts:
             {{- include "vpbx.tmpVolumeMount" $root | nindent 12 }}
             {{- include "vpbx.recordingsVolumeMount" $root | nindent 12 }}
+            {{- with .volumeMounts }}
+            {{- . | nindent 12 }}
+            {{- end }}
       volumes:
         {{- include "vpbx.tmpVolume" $root | nindent 8 }}
         {{- include "vpbx.recordingsVolume" $root | nindent 8 }}
+        {{- with .volumes }}
+        {{- . | nindent 8 }}
+        {{- end }}
       {{- with $values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

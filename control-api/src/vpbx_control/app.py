@@ -43,11 +43,14 @@ from .numbers.backends import open_number_store
 from .numbers.router import router as numbers_router
 from .numbers.store import NumberStore
 from .observability import Metrics, ObservabilityMiddleware
+from .outbound.router import router as outbound_router
 from .platform.router import router as platform_router
 from .prompts.router import router as prompts_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
+from .trunks.platform import PlatformTrunks
+from .trunks.router import router as trunks_router
 from .users.router import router as users_router
 from .voicemails.inbox import VoicemailInbox
 from .voicemails.router import router as voicemails_router
@@ -68,6 +71,8 @@ ROUTERS = (
     decision_secret_router,  # before /v1/route-plans/{route_plan_id}
     route_plans_router,
     webhooks_router,
+    trunks_router,
+    outbound_router,
     api_keys_router,
     calls_router,
     voicemails_router,
@@ -77,8 +82,8 @@ ROUTERS = (
 
 DESCRIPTION = """\
 Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
-ring groups, schedules, IVR menus, route plans, webhooks and API keys; the tenant's
-call records, call recordings and voice messages.
+ring groups, schedules, IVR menus, route plans, webhooks, carrier trunks and API keys;
+the tenant's outbound policy, call records, call recordings and voice messages.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is a user access
 token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform
@@ -94,6 +99,8 @@ def build_context(
     number_store: NumberStore | None = None,
     object_store: ObjectStore | None = None,
 ) -> AppContext:
+    # First: a broken trunks file stops the start before anything is opened.
+    platform_trunks = PlatformTrunks(settings.platform_trunks_path)
     redis_client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     counter = RedisFailureCounter(redis_client) if redis_client else MemoryFailureCounter()
     signer = TokenSigner(
@@ -130,6 +137,7 @@ def build_context(
         calls=CdrReader.from_settings(settings),
         objects=object_store or open_objects(settings),
         audio_decodes=asyncio.Semaphore(MAX_DECODES),
+        platform_trunks=platform_trunks,
     )
 
 

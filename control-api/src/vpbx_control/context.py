@@ -23,6 +23,7 @@ from .nodeconfig.publisher import ConfigPublisher
 from .numbers.store import NumberStore
 from .observability import Metrics
 from .settings import ControlSettings
+from .trunks.platform import PlatformTrunks
 
 
 @dataclass
@@ -44,3 +45,4 @@ class AppContext:
     calls: CdrReader  # the CDR store /v1/calls reads
     objects: ObjectStore  # call recordings and voice messages (audio/store.py)
     audio_decodes: asyncio.Semaphore  # bounds WAV decodes at once (audio/serve.py)
+    platform_trunks: PlatformTrunks  # the operator's carriers, in every tenant's node config

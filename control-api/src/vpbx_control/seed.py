@@ -38,6 +38,7 @@ from .groups.models import GroupMemberRow, GroupRow
 from .nodeconfig.publisher import ConfigPublisher
 from .numbers.models import PoolNumberRow
 from .numbers.store import NumberStore
+from .outbound.service import set_outbound
 from .tenants.models import TenantRow
 from .users.models import DeviceRow, UserRow
 
@@ -75,6 +76,7 @@ class _TenantSeed:
             recording_policy=spec.recording.policy.value,
             revision=1,
         )
+        set_outbound(self.row, spec.outbound)
         # In insert order: the tables have foreign keys but no relationships, so
         # the session would not order the inserts by itself.
         self.users: list[UserRow] = []

@@ -76,6 +76,18 @@ class ControlSettings(OutboundSettings, StorageSettings):
     # Local mode seeds the database from a platform file (examples/demo.yaml).
     seed_file: Path | None = None
 
+    # The platform's trunks (the operator's carriers): a YAML file of Trunk manifests, in
+    # a cluster mounted from a Secret by the Helm chart (values `trunks`). Unset: in local
+    # mode the Trunk documents of the seed file, elsewhere none.
+    platform_trunks_file: Path | None = None
+
+    @property
+    def platform_trunks_path(self) -> Path | None:
+        """Where the platform's Trunk manifests are read from, if anywhere."""
+        if self.platform_trunks_file is not None:
+            return self.platform_trunks_file
+        return self.seed_file if self.is_local else None
+
     @property
     def cdr_chdb_path(self) -> Path | None:
         """The chdb data dir to read CDRs from when no ClickHouse URL is set, if any."""

@@ -63,6 +63,30 @@ def test_internet_destinations_are_allowed(url: str) -> None:
     assert STRICT.problem(url) is None
 
 
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "[::1]", "10.0.0.7", "2130706433", "localhost", "pbx.vpbx.svc"]
+)
+def test_a_bare_host_is_judged_as_a_urls_host(host: str) -> None:
+    """A trunk's host (sip:HOST:PORT) passes the same checks, named as the caller says."""
+    problem = STRICT.host_problem(host, "the trunk's host")
+    assert problem is not None
+    assert problem.startswith("the trunk's host must be reachable on the Internet")
+    assert LOCAL.host_problem(host) is None
+    assert STRICT.host_problem("sip.carrier.example") is None
+    assert STRICT.host_problem("93.184.216.34") is None
+
+
+async def test_a_bare_host_is_resolved_and_every_address_checked() -> None:
+    assert [str(a) for a in await STRICT.public_addresses("93.184.216.34", 5060)] == [
+        "93.184.216.34"
+    ]
+    with pytest.raises(OutboundRefusedError, match="not resolve to an address on the Internet"):
+        await STRICT.public_addresses("127.0.0.1", 5060, kind=socket.SOCK_DGRAM)
+    with pytest.raises(OutboundRefusedError, match="could not be resolved"):
+        await STRICT.public_addresses("no-such-carrier.invalid", 5060)
+    assert [str(a) for a in await LOCAL.public_addresses("127.0.0.1", 5060)] == ["127.0.0.1"]
+
+
 def test_credentials_in_a_url_are_refused_in_every_mode() -> None:
     for policy in (STRICT, LOCAL):
         assert policy.problem("https://user:pass@crm.example.com/") is not None

@@ -10,6 +10,7 @@ from ..numbers.models import NumberGreetingRow, PoolNumberRow
 from ..routeplans.models import RoutePlanRow
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
+from ..trunks.models import TrunkRow
 from ..users.models import DeviceRow, UserRow
 from ..voicemails.models import VoicemailRow
 from ..webhooks.models import WebhookDeliveryRow, WebhookRow
@@ -29,6 +30,7 @@ __all__ = [
     "RoutePlanRow",
     "ScheduleRow",
     "TenantRow",
+    "TrunkRow",
     "UserRow",
     "VoicemailRow",
     "WebhookDeliveryRow",

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpbx_common.manifests import Number, RecordingPolicy
+from vpbx_common.manifests import Number, RecordingPolicy, Trunk
 from vpbx_common.nodeconfig import (
     NodeConfig,
     SourceDevice,
@@ -20,17 +20,21 @@ from vpbx_common.nodeconfig import (
     SourceIvrMenu,
     SourceRoutePlan,
     SourceSchedule,
+    SourceTrunk,
     SourceUser,
     TenantSource,
     compile_node_config,
+    platform_trunk_source,
 )
 from vpbx_common.pbx import Presence, RingStrategy
 
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow
+from ..outbound.service import outbound_policy
 from ..routeplans.models import RoutePlanRow
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
+from ..trunks.models import TrunkRow
 from ..users.models import DeviceRow, UserRow
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ class TenantSnapshot:
     # E.164 -> the stored greeting (prompt document) of each number that has one.
     number_greetings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     language: str = "ru-RU"  # of the platform's spoken phrases (tenant_language)
+    trunks: Sequence[TrunkRow] = ()  # the tenant's own
+    platform_trunks: Sequence[Trunk] = ()  # the operator's carriers (Trunk manifests)
 
 
 def _members_by_group(snapshot: TenantSnapshot) -> dict[str, list[tuple[str, int]]]:
@@ -80,6 +86,20 @@ def _recording_policy(tenant: TenantRow) -> RecordingPolicy:
             "tenant=%s unknown recording policy %r; off", tenant.id, tenant.recording_policy
         )
         return RecordingPolicy.OFF
+
+
+def _tenant_trunk(row: TrunkRow) -> SourceTrunk:
+    return SourceTrunk(
+        id=str(row.id),
+        name=row.name,
+        uri=row.uri,
+        registers=row.registers,
+        username=row.username,
+        password=row.password,
+        allowed_addresses=[str(cidr) for cidr in row.allowed_addresses or ()],
+        priority=row.priority,
+        passes_caller_id=row.passes_caller_id,
+    )
 
 
 def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
@@ -164,6 +184,11 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
         decision_secret=snapshot.decision_secret,
         number_greetings=snapshot.number_greetings,
         language=snapshot.language,
+        trunks=[
+            *(_tenant_trunk(row) for row in snapshot.trunks),
+            *(platform_trunk_source(trunk) for trunk in snapshot.platform_trunks),
+        ],
+        outbound=outbound_policy(tenant),
     )
 
 

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
 
 def node_config_service(session: Session, context: Context) -> NodeConfigService:
-    return NodeConfigService(session, context.numbers)
+    return NodeConfigService(session, context.numbers, context.platform_trunks.current())
 
 
 Service = Annotated[NodeConfigService, Depends(node_config_service)]
@@ -61,7 +61,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="The compiled config of a tenant's media node in one city",
     description=(
         "Users with their extensions, devices' digest HA1s, groups with ordered members, "
-        "schedules, IVR menus, route plans and the tenant's numbers with resolved entries. "
+        "schedules, IVR menus, route plans and the tenant's numbers with resolved entries; "
+        "the trunks calls go out through (the tenant's own, then the platform's, each by "
+        "priority, with their passwords in clear: the node answers the carriers' digest "
+        "challenges) and the tenant's outbound policy. "
         "The ETag is the config's content version; send it back in If-None-Match to get "
         "304 while nothing changed. Media nodes fetch this on start, on every invalidation "
         "on Redis (`vpbx:config:<tenant>`) and on a slow poll."

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vpbx_common.manifests import Trunk
 from vpbx_common.nodeconfig import NodeConfig
 
 from ..decisions.repository import DecisionSecretRepository
@@ -21,6 +22,7 @@ from ..numbers.store import NumberStore, NumberStoreError
 from ..routeplans.models import RoutePlanRow
 from ..schedules.models import ScheduleRow
 from ..tenants.models import TenantRow
+from ..trunks.models import TrunkRow
 from ..users.models import DeviceRow, UserRow
 from .compile import TenantSnapshot, compile_tenant_config
 
@@ -36,9 +38,12 @@ class NodeConfigNotFound(NotFound):
 
 
 class NodeConfigService:
-    def __init__(self, session: AsyncSession, numbers: NumberStore) -> None:
+    def __init__(
+        self, session: AsyncSession, numbers: NumberStore, platform_trunks: Sequence[Trunk] = ()
+    ) -> None:
         self.session = session
         self.numbers = numbers
+        self.platform_trunks = platform_trunks
 
     async def _tenant_rows(self, model: type[RowT], tenant_id: str) -> Sequence[RowT]:
         owned: Any = model
@@ -74,6 +79,8 @@ class NodeConfigService:
             decision_secret=decision_secret.secret if decision_secret is not None else None,
             number_greetings={row.number: row.greeting for row in greetings},
             language=await self._language(tenant.id),
+            trunks=await self._tenant_rows(TrunkRow, tenant.id),
+            platform_trunks=self.platform_trunks,
         )
 
     async def _language(self, tenant_id: str) -> str:

@@ -11,6 +11,7 @@ from vpbx_common.manifests import RecordingPolicy
 from ..deps import Context, Paging, PlatformAdmin, Session
 from ..errors import error_responses
 from ..numbers.models import PoolNumberRow
+from ..outbound.service import outbound_out
 from ..paging import IfMatchHeader, Page
 from ..tenants.models import TenantRow
 from .schemas import (
@@ -57,6 +58,7 @@ def _tenant(row: TenantRow, response: Response | None = None) -> TenantOut:
         ),
         suspended=row.suspended,
         recording_policy=RecordingPolicy(row.recording_policy),
+        outbound=outbound_out(row),
         revision=row.revision,
         created_at=row.created_at,
     )
@@ -121,7 +123,7 @@ async def get_tenant(
 @router.patch(
     "/tenants/{tenant_id}",
     response_model=TenantOut,
-    summary="Change a tenant's name, plan limits, cities or suspension",
+    summary="Change a tenant's name, plan limits, cities, suspension or policies",
     responses=error_responses(404, 409, 412, 422, 503),
 )
 async def update_tenant(

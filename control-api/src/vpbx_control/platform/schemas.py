@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from vpbx_common.manifests import DnsLabel, Email, RecordingPolicy, SipDomain
 
+from ..outbound.schemas import OutboundPolicyIn, OutboundPolicyOut, OutboundPolicyPatch
 from ..schema_base import StrictInput
 from ..targets import E164
 
@@ -36,6 +37,12 @@ Cities = Annotated[
     AfterValidator(_unique),
 ]
 
+
+OUTBOUND_DOC = (
+    "what the tenant's people may dial out (the Tenant's spec.outbound): calls abroad and "
+    "to premium-rate numbers are off until allowed, and the caps bound what a stolen SIP "
+    "password can cost; `default_caller_id` must be one of the tenant's numbers"
+)
 
 RECORDING_POLICY_DOC = (
     "whether the tenant's calls are recorded: `off`, `all` or `on-demand` (the Tenant's "
@@ -78,6 +85,11 @@ class TenantCreate(StrictInput):
         description=RECORDING_POLICY_DOC + "; left out: what an existing Tenant resource of "
         "that name says, else `off`",
     )
+    outbound: OutboundPolicyIn | None = Field(
+        default=None,
+        description=OUTBOUND_DOC + "; left out: what an existing Tenant resource of that name "
+        "says, else national calls only without caps",
+    )
     admin: FirstAdmin | None = None
 
 
@@ -89,6 +101,9 @@ class TenantUpdate(StrictInput):
     cities: Cities | None = None
     suspended: bool | None = None
     recording_policy: RecordingPolicy | None = Field(default=None, description=RECORDING_POLICY_DOC)
+    outbound: OutboundPolicyPatch | None = Field(
+        default=None, description=OUTBOUND_DOC + "; fields left out keep their value"
+    )
 
 
 class TenantOut(BaseModel):
@@ -99,6 +114,7 @@ class TenantOut(BaseModel):
     plan: PlanLimits
     suspended: bool
     recording_policy: RecordingPolicy = Field(description=RECORDING_POLICY_DOC)
+    outbound: OutboundPolicyOut = Field(description=OUTBOUND_DOC)
     revision: int
     created_at: dt.datetime
 

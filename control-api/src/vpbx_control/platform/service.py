@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
-from vpbx_common.manifests import PLATFORM_API_VERSION, RecordingPolicy, Tenant
+from vpbx_common.manifests import PLATFORM_API_VERSION, OutboundPolicy, RecordingPolicy, Tenant
 
 from ..auth.passwords import Passwords
 from ..auth.principal import Role
@@ -30,6 +30,7 @@ from ..numbers.models import PoolNumberRow
 from ..numbers.pool import PoolRepository
 from ..numbers.service import store_read
 from ..numbers.store import MANAGED_BY, MANAGED_BY_LABEL, NumberStore, NumberStoreError
+from ..outbound.service import outbound_policy, patch_outbound, require_own_number, set_outbound
 from ..paging import PageParams, check_if_match, fetch_page, revision_etag
 from ..repository import TenantWork
 from ..tenants.models import TenantRow
@@ -55,7 +56,8 @@ def tenant_etag(row: TenantRow) -> str:
 def tenant_manifest(row: TenantRow, existing: Tenant | None) -> Tenant:
     """The Tenant resource for a row; fields this API does not manage (a city's
     replicas and resources, the recording storage quota) are kept from the resource as it
-    is. The recording policy is the row's: the API writes it into the resource."""
+    is. The recording and outbound policies are the row's: the API writes them into the
+    resource."""
     placements: dict[str, dict[str, Any]] = {}
     recording: dict[str, Any] = {}
     storage_gib = 0
@@ -87,6 +89,9 @@ def tenant_manifest(row: TenantRow, existing: Tenant | None) -> Tenant:
                 "cities": [placements.get(city, {"name": city}) for city in row.cities],
                 "suspended": row.suspended,
                 "recording": recording,
+                "outbound": outbound_policy(row).model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                ),
             },
         }
     )
@@ -144,6 +149,10 @@ class TenantService:
         if policy is None:
             # A Tenant applied with kubectl before the API knew it keeps its policy.
             policy = existing.spec.recording.policy if existing else RecordingPolicy.OFF
+        outbound = body.outbound or (existing.spec.outbound if existing else OutboundPolicy())
+        await require_own_number(
+            self.store, body.id, outbound.default_caller_id, "body.outbound.default_caller_id"
+        )
         row = TenantRow(
             id=body.id,
             display_name=body.display_name,
@@ -156,6 +165,7 @@ class TenantService:
             recording_policy=policy.value,
             revision=1,
         )
+        set_outbound(row, outbound)
         self.session.add(row)
         if body.admin is not None:
             password_hash = await asyncio.to_thread(self.passwords.hash, body.admin.password)
@@ -200,6 +210,15 @@ class TenantService:
             row.suspended = body.suspended
         if body.recording_policy is not None:
             row.recording_policy = body.recording_policy.value
+        if body.outbound is not None:
+            patch_outbound(row, body.outbound)
+            if "default_caller_id" in body.outbound.model_fields_set:
+                await require_own_number(
+                    self.store,
+                    row.id,
+                    row.outbound_default_caller_id,
+                    "body.outbound.default_caller_id",
+                )
         row.revision += 1
         await self._flush("the tenant changed meanwhile")
         existing = await store_read(self.store.get_tenant(row.id))

@@ -94,6 +94,17 @@ Record = Annotated[
 ]
 
 
+CallerId = Annotated[
+    E164 | None,
+    Field(
+        description="the number this user's outbound calls show: one of the tenant's "
+        "numbers; null: chosen per call by the callee's region (local presence), else the "
+        "tenant's default caller ID. Set by tenant admins only",
+        examples=["+74951234567"],
+    ),
+]
+
+
 VoicemailGreeting = Annotated[
     AudioOrTone | None,
     Field(
@@ -117,6 +128,7 @@ class UserSettings(StrictInput):
     voicemail: bool = Field(default=True, description="unanswered calls go to voicemail")
     record: Record = None
     voicemail_greeting: VoicemailGreeting = None
+    caller_id: CallerId = None
 
     @classmethod
     def stored(cls, document: dict[str, Any] | None) -> UserSettings:
@@ -134,12 +146,14 @@ class UserSettingsPatch(StrictInput):
     voicemail: bool | None = None
     record: Record = None
     voicemail_greeting: VoicemailGreeting = None
+    caller_id: CallerId = None
 
     def merged(self, current: UserSettings) -> UserSettings:
         given = self.model_dump(exclude_unset=True)
         changes = {k: v for k, v in given.items() if v is not None}
-        # null is a value for these: back to number and tenant; back to the default greeting.
-        for key in ("record", "voicemail_greeting"):
+        # null is a value for these: back to number and tenant; back to the default greeting;
+        # back to the caller ID by region.
+        for key in ("record", "voicemail_greeting", "caller_id"):
             if key in self.model_fields_set:
                 changes[key] = given[key]
         return UserSettings.model_validate({**current.model_dump(), **changes})

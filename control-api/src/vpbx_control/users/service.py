@@ -29,6 +29,7 @@ from ..context import AppContext
 from ..errors import FieldProblem, Forbidden, InvalidInput, TooManyRequests
 from ..ivr.repository import PromptRepository
 from ..ivr.schemas import AudioPrompt
+from ..outbound.service import require_own_number
 from ..paging import PageParams, check_if_match
 from ..prompts.schemas import AudioOrTone
 from ..references import refuse_if_referenced
@@ -128,6 +129,7 @@ class UserService:
         self._check_city(tenant, body.city)
         self._check_forwarding(body.settings, body.mobile, "body.settings.forward_to_mobile")
         await self._check_greeting(body.settings.voicemail_greeting)
+        await self._check_caller_id(body.settings.caller_id)
         if await self.users.email_in_use(body.email):
             raise EmailTaken()
         if body.extension is not None:
@@ -184,6 +186,7 @@ class UserService:
             row.token_generation += 1
         if body.settings is not None:
             await self._check_greeting(body.settings.voicemail_greeting)
+            await self._check_caller_id(body.settings.caller_id)
         self._apply_personal(row, given, body.presence, body.settings, body.mobile)
         self.users.touch(row)
         await self.work.commit(moves_phones=True)
@@ -197,12 +200,19 @@ class UserService:
         given = body.model_fields_set
         if not given:
             return row
-        if body.settings is not None and "record" in body.settings.model_fields_set:
-            # Whether calls are recorded is the company's decision, not the agent's.
-            raise Forbidden(
-                "settings.record is set by a tenant admin (PATCH /v1/users/{id})",
-                details=[FieldProblem(field="body.settings.record", message="tenant admins only")],
-            )
+        if body.settings is not None:
+            # Whether calls are recorded and which of the company's numbers they show are
+            # the company's decisions, not the agent's.
+            for name in ("record", "caller_id"):
+                if name in body.settings.model_fields_set:
+                    raise Forbidden(
+                        f"settings.{name} is set by a tenant admin (PATCH /v1/users/{{id}})",
+                        details=[
+                            FieldProblem(
+                                field=f"body.settings.{name}", message="tenant admins only"
+                            )
+                        ],
+                    )
         if body.settings is not None:
             await self._check_greeting(body.settings.voicemail_greeting)
         if body.password is not None:
@@ -335,6 +345,12 @@ class UserService:
             await self.prompts.referenced(
                 greeting.prompt_id, "body.settings.voicemail_greeting.prompt_id"
             )
+
+    async def _check_caller_id(self, caller_id: str | None) -> None:
+        """A caller ID must be one of the tenant's numbers (422 naming the field)."""
+        await require_own_number(
+            self.numbers, self.principal.tenant, caller_id, "body.settings.caller_id"
+        )
 
     @staticmethod
     def _check_forwarding(settings: UserSettings, mobile: str | None, field: str) -> None:

@@ -1,4 +1,4 @@
-"""Which URLs the platform may call on a tenant's behalf (webhooks, HTTP decisions).
+"""Which URLs the platform may call on a tenant's behalf (webhooks, HTTP decisions, trunks).
 
 A tenant chooses these URLs, but the platform's own machines make the requests,
 from inside the cluster. Without a rule a tenant could point them at the
@@ -11,6 +11,10 @@ the name is resolved, every address checked, and the request goes to the
 checked address itself, so a DNS answer that changes between the check and the
 connection cannot redirect it. Local mode allows internal hosts: there the
 tenant's CRM usually runs on the same machine.
+
+The same checks apply to a bare host that is not in a URL (a tenant's SIP trunk,
+``sip:HOST:PORT``): ``host_problem`` judges its text, ``public_addresses``
+resolves it and checks every address.
 """
 
 from __future__ import annotations
@@ -96,21 +100,48 @@ class OutboundPolicy:
         parts = urlsplit(url)
         if parts.username or parts.password:
             return "put no credentials in the URL; the request is signed instead"
+        return self.host_problem(parts.hostname or "", "the URL")
+
+    def host_problem(self, host: str, subject: str = "the host") -> str | None:
+        """Why ``host`` (a name or an address) may not be called, judged from its text
+        alone; None when fine. ``subject`` names it in the message ("the URL")."""
         if self.allow_private:
             return None
-        host = (parts.hostname or "").lower().rstrip(".")
+        host = host.strip("[]").lower().rstrip(".")
         address = parse_address(host)
         if address is not None:
             if is_internal(address):
-                return "the URL must be reachable on the Internet, not a private address"
+                return f"{subject} must be reachable on the Internet, not a private address"
             return None
         if host in _INTERNAL_NAMES or host.endswith(_INTERNAL_SUFFIXES):
-            return "the URL must be reachable on the Internet, not an internal name"
+            return f"{subject} must be reachable on the Internet, not an internal name"
         try:
             host.encode("idna")
         except UnicodeError:
-            return "the URL's host is not a valid domain name"
+            return f"{subject} does not name a valid host"
         return None
+
+    async def public_addresses(
+        self, host: str, port: int, *, kind: socket.SocketKind = socket.SOCK_STREAM
+    ) -> list[IpAddress]:
+        """Every address ``host`` resolves to, each checked; raises OutboundRefusedError
+        (with a message fit for the tenant's eyes) when one of them is not on the Internet
+        or the name does not resolve. Call it after ``host_problem`` found nothing."""
+        literal = parse_address(host)
+        if literal is not None:
+            if not self.allow_private and is_internal(literal):
+                raise OutboundRefusedError(_NOT_ON_THE_INTERNET)
+            return [literal]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise OutboundRefusedError(f"the host {host} could not be resolved") from exc
+        addresses = [address for info in infos if (address := parse_address(str(info[4][0])))]
+        internal = [address for address in addresses if is_internal(address)]
+        if not addresses or (internal and not self.allow_private):
+            logger.warning("outbound request to %s refused: it resolves to %s", host, addresses)
+            raise OutboundRefusedError(_NOT_ON_THE_INTERNET)
+        return addresses
 
     async def destination(self, url: str) -> Destination:
         """The checked address to connect to for ``url``, right before a request.
@@ -128,17 +159,7 @@ class OutboundPolicy:
         if literal is not None:
             return Destination(host, literal)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except (OSError, UnicodeError, ValueError) as exc:
-            raise OutboundRefusedError(f"the host {host} could not be resolved") from exc
-        addresses = [address for info in infos if (address := parse_address(str(info[4][0])))]
-        internal = [address for address in addresses if is_internal(address)]
-        if internal or not addresses:
-            logger.warning("outbound request to %s refused: it resolves to %s", host, addresses)
-            raise OutboundRefusedError(_NOT_ON_THE_INTERNET)
+        addresses = await self.public_addresses(host, port)
         return Destination(host, addresses[0])
 
 

@@ -45,7 +45,8 @@ class TrunkAddress:
     transport: TrunkTransport
 
     def __str__(self) -> str:
-        return f"sip:{self.host}:{self.port};transport={self.transport}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"sip:{host}:{self.port};transport={self.transport}"
 
 
 def parse_trunk_uri(text: str) -> TrunkAddress:

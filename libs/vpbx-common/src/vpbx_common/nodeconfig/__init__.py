@@ -18,11 +18,12 @@ from .compile import (
     SourceIvrMenu,
     SourceRoutePlan,
     SourceSchedule,
+    SourceTrunk,
     SourceUser,
     TenantSource,
     compile_node_config,
 )
-from .manifest import manifest_source
+from .manifest import manifest_source, platform_trunk_source
 from .model import (
     Credentials,
     DeviceEntry,
@@ -89,6 +90,7 @@ __all__ = [
     "SourceIvrMenu",
     "SourceRoutePlan",
     "SourceSchedule",
+    "SourceTrunk",
     "SourceUser",
     "SpecialDayEntry",
     "Target",
@@ -106,4 +108,5 @@ __all__ = [
     "config_channel",
     "describe",
     "manifest_source",
+    "platform_trunk_source",
 ]

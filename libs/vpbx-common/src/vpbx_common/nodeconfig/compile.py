@@ -16,12 +16,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from vpbx_common.manifests import UNROUTED_ENTRY, Number, RecordingPolicy, entry_reference
+from vpbx_common.manifests import (
+    UNROUTED_ENTRY,
+    Number,
+    OutboundPolicy,
+    RecordingPolicy,
+    entry_reference,
+)
 from vpbx_common.pbx import Presence, RingStrategy
+from vpbx_common.trunks import TrunkUriError, parse_trunk_uri
 
 from . import steps as compiled
 from .model import (
@@ -31,9 +38,11 @@ from .model import (
     IvrMenuEntry,
     NodeConfig,
     NumberEntry,
+    OutboundEntry,
     RoutePlanEntry,
     ScheduleEntry,
     SpecialDayEntry,
+    TrunkEntry,
     UserEntry,
     UserSettingsEntry,
     WeeklyHoursEntry,
@@ -124,6 +133,22 @@ class SourceRoutePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceTrunk:
+    """A carrier trunk: the tenant's own (``/v1/trunks``) or the platform's (Trunk manifest)."""
+
+    id: str
+    name: str
+    uri: str  # sip:HOST[:PORT][;transport=udp|tcp]
+    scope: Literal["tenant", "platform"] = "tenant"
+    registers: bool = False
+    username: str | None = None
+    password: str | None = None  # in clear: the node answers digest challenges with it
+    allowed_addresses: Sequence[str] = ()
+    priority: int = 100
+    passes_caller_id: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TenantSource:
     """Everything of one tenant a node config is made of, as its owner stores it."""
 
@@ -145,6 +170,9 @@ class TenantSource:
     # Number (E.164) -> the stored Prompt document its callers hear before routing.
     number_greetings: Mapping[str, Document] = field(default_factory=dict)
     language: str = "ru-RU"  # of the platform's spoken phrases
+    # The tenant's own trunks and the platform's, in any order (the compiler sorts them).
+    trunks: Sequence[SourceTrunk] = ()
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
 
 _PROMPT = TypeAdapter[Prompt](Prompt)
@@ -337,11 +365,82 @@ def _users(source: TenantSource, default_city: str) -> list[UserEntry]:
             rank=user.rank,
             skills=[str(skill) for skill in user.skills],
             presence=user.presence,
-            settings=_settings(user.settings),
+            settings=_user_settings(source, user),
         )
         for user in source.users
     ]
     return sorted(entries, key=lambda entry: entry.extension)
+
+
+def _own_number(source: TenantSource, number: str | None, what: str) -> str | None:
+    """``number`` when it is one of the tenant's numbers; a caller ID the tenant no
+    longer holds (released since it was set) is dropped rather than shown."""
+    if number is None:
+        return None
+    if any(n.spec.number == number and n.spec.tenant == source.tenant for n in source.numbers):
+        return number
+    logger.warning(
+        "tenant=%s %s %s is not one of its numbers; caller ID by region instead",
+        source.tenant,
+        what,
+        number,
+    )
+    return None
+
+
+def _trunks(source: TenantSource) -> list[TrunkEntry]:
+    """The tenant's trunks, then the platform's, each by priority (then name): the order
+    outbound calls try them in."""
+    entries: list[TrunkEntry] = []
+    for trunk in source.trunks:
+        try:
+            address = parse_trunk_uri(trunk.uri)
+        except TrunkUriError as error:
+            # Stored trunks were checked when saved; only a hand-edited row gets here.
+            logger.error(
+                "tenant=%s trunk %s (%s) left out: %s", source.tenant, trunk.name, trunk.id, error
+            )
+            continue
+        entries.append(
+            TrunkEntry(
+                id=trunk.id,
+                name=trunk.name,
+                scope=trunk.scope,
+                host=address.host,
+                port=address.port,
+                transport=address.transport,
+                registers=trunk.registers,
+                username=trunk.username,
+                password=trunk.password,
+                allowed_addresses=list(trunk.allowed_addresses),
+                priority=trunk.priority,
+                passes_caller_id=trunk.passes_caller_id,
+            )
+        )
+    scope_order = {"tenant": 0, "platform": 1}
+    return sorted(
+        entries, key=lambda entry: (scope_order[entry.scope], entry.priority, entry.name, entry.id)
+    )
+
+
+def _outbound(source: TenantSource) -> OutboundEntry:
+    policy = source.outbound
+    return OutboundEntry(
+        country=policy.country,
+        international=policy.international,
+        premium=policy.premium,
+        max_concurrent=policy.max_concurrent,
+        max_minutes_per_day=policy.max_minutes_per_day,
+        default_caller_id=_own_number(source, policy.default_caller_id, "default caller ID"),
+    )
+
+
+def _user_settings(source: TenantSource, user: SourceUser) -> UserSettingsEntry:
+    settings = _settings(user.settings)
+    caller_id = settings.caller_id
+    if caller_id is None or _own_number(source, caller_id, f"user {user.extension}'s caller ID"):
+        return settings
+    return settings.model_copy(update={"caller_id": None})
 
 
 def _settings(document: Document) -> UserSettingsEntry:
@@ -518,5 +617,7 @@ def compile_node_config(source: TenantSource, city: str) -> NodeConfig:
         route_plans=_route_plans(source, resolver),
         decision_secret=source.decision_secret,
         language=source.language,
+        trunks=_trunks(source),
+        outbound=_outbound(source),
     )
     return compiled_config.with_version()

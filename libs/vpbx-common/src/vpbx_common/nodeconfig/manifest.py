@@ -1,4 +1,4 @@
-"""The platform file's PBX config (Tenant, Number and PbxConfig manifests) as a compiler source.
+"""The platform file's PBX config (Tenant, Number, PbxConfig, Trunk manifests) as a compiler source.
 
 Nodes without a control API (the operator's ConfigMap) get their config from
 here; the control API seeds its database from the same manifests.
@@ -8,15 +8,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vpbx_common.manifests import Number, PbxConfig, Tenant
+from vpbx_common.manifests import Number, PbxConfig, Tenant, Trunk
 from vpbx_common.sipauth import ha1_pair
 
-from .compile import SourceGroup, SourceUser, TenantSource
+from .compile import SourceGroup, SourceTrunk, SourceUser, TenantSource
+
+PLATFORM_TRUNK_PREFIX = "platform:"
+
+
+def platform_trunk_source(trunk: Trunk) -> SourceTrunk:
+    """One of the operator's carriers, as every tenant's nodes get it (id ``platform:<name>``)."""
+    spec = trunk.spec
+    return SourceTrunk(
+        id=PLATFORM_TRUNK_PREFIX + trunk.name,
+        name=trunk.name,
+        uri=spec.uri,
+        scope="platform",
+        registers=spec.registers,
+        username=spec.username,
+        password=spec.password.get_secret_value() if spec.password is not None else None,
+        allowed_addresses=list(spec.allowed_addresses),
+        priority=spec.priority,
+        passes_caller_id=spec.passes_caller_id,
+    )
 
 
 def manifest_source(
-    tenant: Tenant, numbers: Iterable[Number], config: PbxConfig | None
+    tenant: Tenant,
+    numbers: Iterable[Number],
+    config: PbxConfig | None,
+    trunks: Iterable[Trunk] = (),
 ) -> TenantSource:
+    """``trunks``: the platform's (Trunk manifests), which every tenant may call out through."""
     if config is not None and config.tenant != tenant.name:
         raise ValueError(f"PbxConfig {config.tenant!r} is not the config of {tenant.name!r}")
     spec = tenant.spec
@@ -55,4 +78,6 @@ def manifest_source(
         users=users,
         groups=groups,
         numbers=[number for number in numbers if number.spec.tenant == tenant.name],
+        trunks=[platform_trunk_source(trunk) for trunk in trunks],
+        outbound=spec.outbound,
     )

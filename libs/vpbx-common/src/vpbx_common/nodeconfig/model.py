@@ -168,6 +168,8 @@ class TrunkEntry(ConfigModel):
     Serve node configs to nodes only.
     """
 
+    # A tenant trunk's UUID; a platform trunk's is ``platform:<name>``. Registration
+    # status is reported under it (vpbx_common.trunks.TrunkStatusStore).
     id: str
     name: str
     scope: Literal["tenant", "platform"] = "tenant"
