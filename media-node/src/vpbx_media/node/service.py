@@ -586,9 +586,14 @@ class NodeService:
         return await self.originator.originate(command, body)
 
     async def transfer(self, command: NodeCommand, body: Transfer) -> CommandReply:
-        if body.call_id not in self.calls:
+        call = self.calls.get(body.call_id)
+        if call is None:
             return CommandReply(status=ReplyStatus.NOT_FOUND)
-        return CommandReply(status=ReplyStatus.REFUSED, detail="transfers are not running yet")
+        refused = await call.start_transfer(body.target, by=f"api:{command.by_user or '-'}")
+        if refused is not None:
+            _status, reason = refused
+            return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=reason)
+        return CommandReply(status=ReplyStatus.ACCEPTED, call_id=call.call_id)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         self._spawn(coroutine)
