@@ -113,6 +113,14 @@ class Peer(asyncio.DatagramProtocol):
                 if method is None or (isinstance(message, SipRequest) and message.method == method):
                     return message
 
+    async def next_response(self, timeout: float = 5.0) -> SipResponse:
+        """The next response, skipping requests."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.inbox.get()
+                if isinstance(message, SipResponse):
+                    return message
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
@@ -158,6 +166,28 @@ class Phone(Peer):
         bye = await self.next(method="BYE")
         assert isinstance(bye, SipRequest)
         self.send(response_text(bye, 200, self.tag), self.node)
+
+    def request(self, method: str, extra: str = "", seq: int = 20) -> None:
+        """A request of this phone inside the dialog it answered (REFER, BYE...)."""
+        assert self.invite is not None
+        contact = (self.invite.headers.get("Contact") or "").strip("<>")
+        to = self.invite.headers.get("From") or ""
+        own = (self.invite.headers.get("To") or "") + f";tag={self.tag}"
+        self.send(
+            f"{method} {contact} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:{self.port};branch=z9hG4bK-p-{next(_ids)};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: {own}\r\nTo: {to}\r\n"
+            f"Call-ID: {self.invite.call_id}\r\nCSeq: {seq} {method}\r\n"
+            f"Contact: <{self.contact}>\r\n{extra}Content-Length: 0\r\n\r\n",
+            self.node,
+        )
+
+    async def notified(self) -> str:
+        """The next NOTIFY's body (acknowledged with 200)."""
+        notify = await self.next(method="NOTIFY")
+        assert isinstance(notify, SipRequest)
+        self.send(response_text(notify, 200, self.tag), self.node)
+        return notify.body.decode()
 
 
 def response_text(
