@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ..errors import FieldProblem, InvalidInput, NotFound, Unavailable
+from ..errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound, Unavailable
 
 
 class CallNotFound(NotFound):
@@ -62,3 +62,28 @@ class CdrStoreUnavailable(Unavailable):
         super().__init__(
             "the CDR store does not answer right now; retry later", headers={"Retry-After": "5"}
         )
+
+
+class OutboundRefused(Forbidden):
+    """The node refused the call: the tenant's policy or caps (international, premium,
+    concurrent calls, daily minutes, no trunk, no number to show)."""
+
+    error_id = "outbound-refused"
+
+
+class UserUnreachable(Conflict):
+    """The user has no registered phone to ring first."""
+
+    error_id = "user-unreachable"
+
+
+class CallNotLive(NotFound):
+    """No live call with that id in the tenant (or not one of the agent's)."""
+
+    error_id = "call-not-live"
+
+
+class TransferRefused(Conflict):
+    """The node would not start the transfer; the message says why."""
+
+    error_id = "transfer-refused"

@@ -15,7 +15,9 @@ from ..deps import Audio, Context, Paging, Session, TenantMember
 from ..errors import error_responses
 from ..paging import Page
 from ..targets import E164
+from ..users.repository import UserRepository
 from .errors import RecordingNotReady
+from .placing import CallPlacer, PlaceCall, PlacedCall, TransferCall, TransferStarted
 from .schemas import CallDetailOut, CallOut, CallStatus
 from .service import CallQuery, CallService
 
@@ -114,6 +116,55 @@ IfRangeHeader = Annotated[
 
 # Declared before the catch-all /{call_id:path}, which would otherwise take
 # ".../recording" as part of a call id.
+def call_placer(principal: TenantMember, session: Session, context: Context) -> CallPlacer:
+    return CallPlacer(
+        principal, UserRepository(session, principal.tenant), context.numbers, context.redis
+    )
+
+
+Placer = Annotated[CallPlacer, Depends(call_placer)]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=PlacedCall,
+    summary="Click-to-call: ring a user's phones, then the number",
+    description="The user's phones (desk, browser, mobile per their follow-me) ring first, "
+    "showing the number about to be called; when the user answers, the number is called "
+    "through the tenant's trunks with the caller ID chosen as for any call out (the "
+    "tenant's number in or nearest to the callee's region, the user's own, or `caller_id`). "
+    "202 once the user's node took the call: `call_id` names it in events, webhooks and "
+    "`GET /v1/calls` (direction `outbound`, `caller` the user's extension, the route starts "
+    "with `click-to-call`). 403 `outbound-refused` when the tenant's policy or caps refuse "
+    "the number (the detail names the rule); 409 `user-unreachable` when the user has no "
+    "registered phone; 422 naming the field; 503 when no media node answered.",
+    responses=error_responses(403, 404, 409, 422, 503),
+)
+async def place_call(placer: Placer, body: PlaceCall) -> PlacedCall:
+    return await placer.place(body)
+
+
+@router.post(
+    "/{call_id:path}/transfer",
+    status_code=202,
+    response_model=TransferStarted,
+    summary="Transfer a live call (blind)",
+    description="The caller of a live call is handed to `target` (an extension, or a "
+    "number through the trunks, which the outbound policy must allow): they hear music "
+    "while it rings, and once it answers the person who had the call is let go. If the "
+    "target does not answer within 30 s the caller stays with (or, if they left, is hung "
+    "up by) the person who had the call. The call's route records the transfer. Supervisors "
+    "and tenant admins transfer any live call of the tenant, an agent only a call they are "
+    "talking on. 404 `call-not-live` when no such call is in progress (or it is not the "
+    "agent's); 409 `transfer-refused` (no such target, not reachable, another transfer "
+    "going on, or refused by the policy); 503 when no media node answered.",
+    responses=error_responses(404, 409, 503),
+)
+async def transfer_call(placer: Placer, call_id: CallId, body: TransferCall) -> TransferStarted:
+    return await placer.transfer(call_id, body)
+
+
 @router.get(
     "/{call_id:path}/recording",
     response_class=Response,

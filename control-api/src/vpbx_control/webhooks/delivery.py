@@ -475,6 +475,8 @@ def webhook_events(event: CallEvent) -> list[WebhookEvent]:
             return [WebhookEvent.RECORDING_READY]
         case CallEventType.VOICEMAIL_NEW:
             return [WebhookEvent.VOICEMAIL_NEW]
+        case CallEventType.REFUSED:
+            return [WebhookEvent.CALL_REFUSED]
         case _:
             return []
 
@@ -493,7 +495,7 @@ def call_payload(event: CallEvent, box_user_id: uuid.UUID | None = None) -> dict
         "at": dt.datetime.fromtimestamp(event.at_ms / 1000, dt.UTC).isoformat(),
     }
     match event.type:
-        case CallEventType.ENDED:
+        case CallEventType.ENDED | CallEventType.REFUSED:
             payload["end_reason"] = event.end_reason
         case CallEventType.RECORDING_READY:
             link = RecordingLink.of(event.call_id)

@@ -18,6 +18,7 @@ class WebhookEvent(enum.StrEnum):
     CALL_MISSED = "call.missed"
     RECORDING_READY = "recording.ready"
     VOICEMAIL_NEW = "voicemail.new"
+    CALL_REFUSED = "call.refused"  # a call out the tenant's policy refused (end_reason: the rule)
 
 
 # Sent by POST /v1/webhooks/{id}/test only; nobody subscribes to it.

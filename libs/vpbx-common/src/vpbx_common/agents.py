@@ -91,6 +91,11 @@ class AgentStateStore:
             pipe.expire(key, _KEY_TTL_S)
             await pipe.execute()
 
+    async def is_talking_on(self, tenant: str, extension: str, call_id: str) -> bool:
+        """True while ``extension`` talks on ``call_id`` (its entry is fresh)."""
+        score = await self._redis.zscore(self.key(tenant, "talking"), f"{extension}|{call_id}")
+        return score is not None and float(score) > self._clock()
+
     async def calls_go_on(self, tenant: str, talking: Iterable[tuple[str, str]]) -> None:
         """Keep the talking entries of calls still in progress (extension, call id) fresh."""
         members = {

@@ -1,0 +1,157 @@
+"""Calls the API places and steers: click-to-call and transfers of live calls.
+
+The control API asks the tenant's media nodes over Redis (vpbx_common.commands) and
+answers with what the node answered: 202 once the node took the request (the call
+then runs like any call: events, webhooks, a CDR), a refusal naming the rule, or 503
+when no node answered in time.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import redis.asyncio as redis
+from pydantic import BaseModel, Field
+
+from vpbx_common.agents import AgentStateStore
+from vpbx_common.commands import (
+    CommandReply,
+    NodeCommand,
+    Originate,
+    ReplyStatus,
+    Transfer,
+    send_command,
+)
+from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
+
+from ..auth.principal import MANAGERS, Principal, PrincipalKind
+from ..errors import Forbidden, InvalidInput, ReferenceNotFound, Unavailable
+from ..numbers.store import NumberStore
+from ..outbound.service import require_own_number
+from ..users.models import UserRow
+from ..users.repository import UserRepository
+from .errors import CallNotLive, OutboundRefused, TransferRefused, UserUnreachable
+
+# How long the API waits for the node's answer (it answers before anything rings long).
+COMMAND_TIMEOUT_S = 5.0
+
+
+class PlaceCall(BaseModel):
+    to: str = Field(
+        description="the number to call, in any common form (+7 916..., 8 916..., 916...); "
+        "read with the tenant's country",
+        examples=["+79161234567"],
+    )
+    from_user: uuid.UUID | None = Field(
+        default=None,
+        description="the user whose phones ring first (default: the caller of the API, "
+        "required for API keys); agents may only call as themselves",
+    )
+    caller_id: str | None = Field(
+        default=None, description="one of the tenant's numbers to show; default: the usual choice"
+    )
+
+
+class PlacedCall(BaseModel):
+    call_id: str = Field(description="the call's id in events, webhooks and GET /v1/calls")
+    status: str = Field(description="`ringing-user`: the user's phones ring first")
+
+
+class TransferCall(BaseModel):
+    target: str = Field(
+        description="an extension of the tenant, or a number in any common form", examples=["102"]
+    )
+
+
+class TransferStarted(BaseModel):
+    call_id: str
+    status: str = Field(description="`transferring`: the target rings, the caller hears music")
+
+
+class CallPlacer:
+    def __init__(
+        self,
+        principal: Principal,
+        users: UserRepository,
+        numbers: NumberStore,
+        client: redis.Redis | None,
+    ) -> None:
+        self.principal = principal
+        self.users = users
+        self.numbers = numbers
+        self.client = client
+
+    def _redis(self) -> redis.Redis:
+        if self.client is None:
+            raise Unavailable("no Redis: calls cannot be placed or steered")
+        return self.client
+
+    async def place(self, body: PlaceCall) -> PlacedCall:
+        principal = self.principal
+        tenant = await self.users.tenant()
+        user_id = body.from_user or principal.user_id
+        if user_id is None:
+            raise InvalidInput.at("body.from_user", "an API key must say whose phones ring")
+        agent = principal.kind is PrincipalKind.USER and principal.role not in MANAGERS
+        if agent and user_id != principal.user_id:
+            raise Forbidden("agents place calls as themselves only")
+        user: UserRow | None = await self.users.find(user_id)
+        if user is None:
+            raise ReferenceNotFound("body.from_user", "user")
+        if user.extension is None or user.city is None:
+            raise InvalidInput.at("body.from_user", "the user has no extension")
+        try:
+            number = normalize_e164(body.to, tenant.outbound_country)
+        except InvalidPhoneNumber as exc:
+            raise InvalidInput.at("body.to", str(exc)) from exc
+        await require_own_number(self.numbers, tenant.id, body.caller_id, "body.caller_id")
+        command = NodeCommand(
+            tenant=tenant.id,
+            by_user=str(principal.user_id or principal.api_key_id or ""),
+            body=Originate(
+                city=user.city, extension=user.extension, to=number, caller_id=body.caller_id
+            ),
+        )
+        reply = await self._send(command, nodes=1)
+        if reply.status is ReplyStatus.ACCEPTED:
+            return PlacedCall(call_id=reply.call_id, status="ringing-user")
+        if reply.status is ReplyStatus.REFUSED and "registered phone" in reply.detail:
+            raise UserUnreachable("the user has no registered phone to ring first")
+        if reply.status is ReplyStatus.REFUSED:
+            raise OutboundRefused(f"the call is not allowed: {reply.detail}")
+        raise Unavailable(f"the media node could not place the call: {reply.detail or 'failed'}")
+
+    async def transfer(self, call_id: str, body: TransferCall) -> TransferStarted:
+        principal = self.principal
+        tenant = await self.users.tenant()
+        if principal.kind is PrincipalKind.USER and principal.role not in MANAGERS:
+            me = await self.users.find(principal.user_id) if principal.user_id else None
+            on_it = me is not None and me.extension is not None
+            if on_it and me is not None and me.extension is not None:
+                on_it = await AgentStateStore(self._redis()).is_talking_on(
+                    tenant.id, me.extension, call_id
+                )
+            if not on_it:
+                raise CallNotLive("no live call of yours with this id")
+        command = NodeCommand(
+            tenant=tenant.id,
+            by_user=str(principal.user_id or principal.api_key_id or ""),
+            body=Transfer(call_id=call_id, target=body.target.strip()),
+        )
+        reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
+        if reply.status is ReplyStatus.ACCEPTED:
+            return TransferStarted(call_id=call_id, status="transferring")
+        if reply.status is ReplyStatus.NOT_FOUND:
+            raise CallNotLive("no live call with this id in the tenant")
+        if reply.status is ReplyStatus.REFUSED:
+            raise TransferRefused(f"the call cannot be transferred: {reply.detail}")
+        raise Unavailable(f"the media node could not transfer the call: {reply.detail}")
+
+    async def _send(self, command: NodeCommand, *, nodes: int) -> CommandReply:
+        try:
+            reply = await send_command(self._redis(), command, COMMAND_TIMEOUT_S, nodes=nodes)
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis unavailable: {exc}") from exc
+        if reply is None:
+            raise Unavailable("no media node of the tenant answered; try again")
+        return reply

@@ -1,0 +1,217 @@
+"""POST /v1/calls (click-to-call) and POST /v1/calls/{id}/transfer: what the API asks the
+media nodes over Redis, and how it answers what a node replied.
+
+A stand-in node subscribes to the tenant's command channel in a real Redis and replies
+as the test tells it; the node's own handling is in media-node/tests (in process) and
+tests/test_calls_out.py (real peers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as redis
+from tests.services.control_api import ApiHarness
+
+from vpbx_common.agents import AgentStateStore
+from vpbx_common.commands import (
+    CommandReply,
+    NodeCommand,
+    Originate,
+    ReplyStatus,
+    Transfer,
+    commands_channel,
+    reply,
+)
+from vpbx_control.auth.principal import Role
+
+
+class FakeNode:
+    """Answers the tenant's commands with ``answer(command)``; keeps what it heard."""
+
+    def __init__(self, client: redis.Redis, tenant: str) -> None:
+        self.client = client
+        self.tenant = tenant
+        self.heard: list[NodeCommand] = []
+        self.answer: Callable[[NodeCommand], CommandReply | None] = lambda _: CommandReply(
+            status=ReplyStatus.ACCEPTED, call_id="call-1"
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.ready.wait(), 5)
+
+    async def _run(self) -> None:
+        pubsub = self.client.pubsub()
+        await pubsub.subscribe(commands_channel(self.tenant))
+        self.ready.set()
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                command = NodeCommand.model_validate_json(message["data"])
+                self.heard.append(command)
+                answer = self.answer(command)
+                if answer is not None:
+                    await reply(self.client, command, answer)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+@pytest.fixture
+async def node(api: ApiHarness, flushed_redis: str) -> AsyncIterator[FakeNode]:
+    await api.add_tenant("acme", cities=("msk", "ekb"))
+    await api.add_tenant("globex")
+    client = redis.Redis.from_url(flushed_redis)
+    fake = FakeNode(client, "acme")
+    await fake.start()
+    yield fake
+    await fake.stop()
+    await client.aclose()
+
+
+async def test_click_to_call_asks_the_users_city_node_and_answers_202(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    agent = await api.add_user("acme", extension="101", city="ekb", password="agent-pass-123")
+    headers = await api.login(agent.email, "agent-pass-123")
+
+    response = await api.client.post("/v1/calls", json={"to": "8 916 123-45-67"}, headers=headers)
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"call_id": "call-1", "status": "ringing-user"}
+    [command] = node.heard
+    assert isinstance(command.body, Originate)
+    assert (command.body.city, command.body.extension, command.body.to) == (
+        "ekb",
+        "101",
+        "+79161234567",
+    )
+    assert command.by_user == str(agent.id)
+
+
+async def test_refusals_and_silence_become_clear_errors(api: ApiHarness, node: FakeNode) -> None:
+    agent = await api.add_user("acme", extension="101", password="agent-pass-123")
+    headers = await api.login(agent.email, "agent-pass-123")
+
+    node.answer = lambda _: CommandReply(status=ReplyStatus.REFUSED, detail="international")
+    refused = await api.client.post("/v1/calls", json={"to": "+493012345678"}, headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["error_id"] == "outbound-refused"
+    assert "international" in refused.json()["message"]
+
+    node.answer = lambda _: CommandReply(
+        status=ReplyStatus.REFUSED, detail="the user has no registered phone"
+    )
+    unreachable = await api.client.post("/v1/calls", json={"to": "+79161234567"}, headers=headers)
+    assert (unreachable.status_code, unreachable.json()["error_id"]) == (409, "user-unreachable")
+
+
+async def test_bad_input_is_a_422_naming_the_field_and_nothing_is_asked(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    agent = await api.add_user("acme", extension="101", password="agent-pass-123")
+    headers = await api.login(agent.email, "agent-pass-123")
+
+    not_a_number = await api.client.post("/v1/calls", json={"to": "call me"}, headers=headers)
+    foreign_id = await api.client.post(
+        "/v1/calls", json={"to": "+79161234567", "caller_id": "+74959999999"}, headers=headers
+    )
+
+    assert not_a_number.status_code == 422
+    assert not_a_number.json()["details"][0]["field"] == "body.to"
+    assert foreign_id.status_code == 422
+    assert foreign_id.json()["details"][0]["field"] == "body.caller_id"
+    assert node.heard == []
+
+
+async def test_agents_call_as_themselves_and_other_tenants_users_do_not_exist(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    agent = await api.add_user("acme", extension="101", password="agent-pass-123")
+    colleague = await api.add_user("acme", extension="102")
+    stranger = await api.add_user("globex", extension="101")
+    headers = await api.login(agent.email, "agent-pass-123")
+    admin = await api.as_role("acme", Role.TENANT_ADMIN)
+
+    as_colleague = await api.client.post(
+        "/v1/calls", json={"to": "+79161234567", "from_user": str(colleague.id)}, headers=headers
+    )
+    for_colleague = await api.client.post(
+        "/v1/calls", json={"to": "+79161234567", "from_user": str(colleague.id)}, headers=admin
+    )
+    for_stranger = await api.client.post(
+        "/v1/calls", json={"to": "+79161234567", "from_user": str(stranger.id)}, headers=admin
+    )
+
+    assert as_colleague.status_code == 403
+    assert for_colleague.status_code == 202
+    assert for_stranger.status_code == 404
+    assert [c.body.extension for c in node.heard if isinstance(c.body, Originate)] == ["102"]
+
+
+async def test_no_node_answering_is_503(api: ApiHarness, node: FakeNode) -> None:
+    agent = await api.add_user("acme", extension="101", password="agent-pass-123")
+    headers = await api.login(agent.email, "agent-pass-123")
+    node.answer = lambda _: None
+
+    response = await api.client.post("/v1/calls", json={"to": "+79161234567"}, headers=headers)
+
+    assert response.status_code == 503
+
+
+async def test_transfers_go_to_the_node_with_the_call(
+    api: ApiHarness, node: FakeNode, flushed_redis: str
+) -> None:
+    supervisor = await api.as_role("acme", Role.SUPERVISOR)
+
+    def answer(command: NodeCommand) -> CommandReply:
+        assert isinstance(command.body, Transfer)
+        if command.body.call_id == "live@node":
+            return CommandReply(status=ReplyStatus.ACCEPTED, call_id="live@node")
+        return CommandReply(status=ReplyStatus.NOT_FOUND)
+
+    node.answer = answer
+    started = await api.client.post(
+        "/v1/calls/live@node/transfer", json={"target": "102"}, headers=supervisor
+    )
+    missing = await api.client.post(
+        "/v1/calls/gone@node/transfer", json={"target": "102"}, headers=supervisor
+    )
+
+    assert started.status_code == 202, started.text
+    assert started.json() == {"call_id": "live@node", "status": "transferring"}
+    assert missing.status_code == 404
+    assert missing.json()["error_id"] == "call-not-live"
+
+
+async def test_an_agent_transfers_only_the_call_they_talk_on(
+    api: ApiHarness, node: FakeNode, flushed_redis: str
+) -> None:
+    agent = await api.add_user("acme", extension="101", password="agent-pass-123")
+    headers = await api.login(agent.email, "agent-pass-123")
+    client = redis.Redis.from_url(flushed_redis)
+    try:
+        await AgentStateStore(client).call_answered("acme", "101", "mine@node")
+    finally:
+        await client.aclose()
+
+    mine = await api.client.post(
+        "/v1/calls/mine@node/transfer", json={"target": "102"}, headers=headers
+    )
+    theirs = await api.client.post(
+        "/v1/calls/theirs@node/transfer", json={"target": "102"}, headers=headers
+    )
+
+    assert mine.status_code == 202, mine.text
+    assert theirs.status_code == 404
+    assert [c.body.call_id for c in node.heard if isinstance(c.body, Transfer)] == ["mine@node"]
