@@ -112,11 +112,12 @@ def test_calls_out_show_the_callees_region_number_and_go_to_the_next_trunk_on_fa
     platform_factory: Any, sipp_factory: SippFactory, tmp_path: Path
 ) -> None:
     platform = platform_factory(extra_env={"VPBX_PLATFORM_ADMIN_TOKEN": PLATFORM_TOKEN})
-    # One registration and five calls, the last one after the flaky trunk's 503.
+    # Two registrations (acme's nodes in msk and ekb each register) and five calls, the
+    # last one after the flaky trunk's 503.
     carrier = sipp_factory(
         "uas_carrier.xml",
         keys={"realm": REALM, "user": TRUNK_USER, "password": TRUNK_PASSWORD, "expires": "3600"},
-        calls=6,
+        calls=7,
         timeout=150,
     )
     carrier.start()
