@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-phoneregion clean
+.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -44,6 +44,10 @@ bench-api: deps
 BENCH_MEDIA_ARGS ?=
 bench-media: deps
 	uv run python -m loadtest.bench_media $(BENCH_MEDIA_ARGS)
+
+## Conference mixer: CPU per 20 ms tick for 2-32 parties, and per packet taken.
+bench-mixer: deps
+	uv run python -m loadtest.bench_mixer
 
 ## Region look-up and local-presence caller ID: one-off data load, then us per call.
 bench-phoneregion:

@@ -378,6 +378,40 @@ async def test_hold_address_stops_media_towards_the_leg(
     await wait_until(lambda: len(phone_b.received) == 5, "media after resume")
 
 
+async def test_served_legs_go_to_the_node_and_back_to_the_relay(
+    relay: MediaRelay, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    phone_a, phone_b = phones
+    relay.set_remote(Leg.A, LOOPBACK, phone_a.port)
+    relay.set_remote(Leg.B, LOOPBACK, phone_b.port)
+    port_a, port_b = (relay.local_endpoint(leg).rtp_port for leg in Leg)
+    to_node: dict[Leg, list[bytes]] = {Leg.A: [], Leg.B: []}
+    # The node serves A (a prompt): A's RTP comes to it, B's reaches nobody.
+    relay.serve(Leg.A, to_node[Leg.A].append)
+    phone_a.send(rtp(1, 0xA), port_a)
+    phone_b.send(rtp(1, 0xB), port_b)
+    await wait_until(lambda: len(to_node[Leg.A]) == 1, "A's packet at the node")
+    await wait_until(lambda: relay.stats().b.packets_in == 1, "B's packet in")
+    # Both legs served (a conference): each to its own consumer, nothing forwarded.
+    relay.serve(Leg.B, to_node[Leg.B].append)
+    phone_a.send(rtp(2, 0xA), port_a)
+    phone_b.send(rtp(2, 0xB), port_b)
+    await wait_until(lambda: len(to_node[Leg.B]) == 1, "B's packet at the node")
+    await wait_until(lambda: len(to_node[Leg.A]) == 2, "A's second packet at the node")
+    # A handed back while B is still served: A's RTP must not reach B's peer.
+    relay.serve(Leg.A, None)
+    phone_a.send(rtp(3, 0xA), port_a)
+    await wait_until(lambda: relay.stats().a.packets_in == 3, "A's third packet in")
+    relay.serve(Leg.B, None)  # both back: bridged again
+    phone_a.send(rtp(4, 0xA), port_a)
+    phone_b.send(rtp(4, 0xB), port_b)
+    await wait_until(lambda: len(phone_b.received) == 1, "A's packet at B")
+    await wait_until(lambda: len(phone_a.received) == 1, "B's packet at A")
+    assert [data for data, _ in phone_b.received] == [rtp(4, 0xA)]
+    assert [data for data, _ in phone_a.received] == [rtp(4, 0xB)]
+    assert to_node == {Leg.A: [rtp(1, 0xA), rtp(2, 0xA)], Leg.B: [rtp(2, 0xB)]}
+
+
 async def test_stop_closes_sockets_and_releases_ports(ports: PortAllocator) -> None:
     relay = MediaRelay(LOOPBACK, ports, rtcp_interval=0.05)
     await relay.start()

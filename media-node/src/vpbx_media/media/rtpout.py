@@ -82,8 +82,10 @@ class RtpStream:
         """Whether the next packet will carry the marker bit."""
         return self._mark
 
-    def packet(self, payload: bytes) -> bytes:
-        """The datagram for the next frame; sequence + 1, timestamp + one frame."""
+    def packet(self, payload: bytes | bytearray | memoryview) -> bytes:
+        """The datagram for the next frame; sequence + 1, timestamp + one frame.
+
+        `payload` may be any flat byte buffer (a mixer hands a view of its output row)."""
         buffer = self._buffer
         sequence = self.sequence
         timestamp = self.timestamp

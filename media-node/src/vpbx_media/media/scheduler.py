@@ -59,6 +59,23 @@ Send = Callable[[bytes], object]
 OnFinished = Callable[["Playback"], object]
 
 
+class Paced(Protocol):
+    """What the scheduler ticks: a `Playback`, or a conference mixer sending one frame to
+    each of its parties per tick.
+
+    `tick()` sends this frame time's packets and returns how many; `skip(frames)` lets
+    frame times pass without ticks (dropped ticks, or time spent removed). `removed_at`
+    belongs to the scheduler: the loop time it last removed the stream (None: never, or
+    added again since).
+    """
+
+    removed_at: float | None
+
+    def tick(self) -> int: ...
+
+    def skip(self, frames: int) -> None: ...
+
+
 class Playback:
     """One leg's generated audio: an `RtpStream` fed from a `FrameSource`.
 
@@ -69,14 +86,14 @@ class Playback:
     switch sources or schedule work); a source it starts plays from the same tick.
     """
 
-    __slots__ = ("_on_finished", "_removed_at", "_send", "_source", "rtp")
+    __slots__ = ("_on_finished", "_send", "_source", "removed_at", "rtp")
 
     def __init__(self, rtp: RtpStream, send: Send) -> None:
         self.rtp = rtp
         self._send = send
         self._source: FrameSource | None = None
         self._on_finished: OnFinished | None = None
-        self._removed_at: float | None = None
+        self.removed_at: float | None = None
 
     @property
     def frames_sent(self) -> int:
@@ -147,7 +164,8 @@ class SchedulerStats:
 
 
 class PacedScheduler:
-    """The node's one 20 ms clock for every `Playback`; `start()` it on the running loop."""
+    """The node's one 20 ms clock for every `Playback` (and every other `Paced` stream, such
+    as a conference mixer); `start()` it on the running loop."""
 
     def __init__(
         self,
@@ -165,8 +183,8 @@ class PacedScheduler:
         self.late_threshold = late_threshold
         self._loop: TimerLoop | None = None
         self._handle: TimerHandle | None = None
-        self._streams: dict[Playback, None] = {}
-        self._snapshot: tuple[Playback, ...] | None = None
+        self._streams: dict[Paced, None] = {}
+        self._snapshot: tuple[Paced, ...] | None = None
         # Tick n is due at _origin + n * interval; _next is the next tick's n.
         self._origin = 0.0
         self._next = 0
@@ -200,28 +218,28 @@ class PacedScheduler:
             self._handle = None
         self._loop = None
 
-    def add(self, playback: Playback) -> None:
+    def add(self, playback: Paced) -> None:
         """Start ticking `playback` (from the next tick on)."""
         if playback in self._streams:
             return
         loop = self._loop
-        if playback._removed_at is not None and loop is not None:
+        if playback.removed_at is not None and loop is not None:
             # Back after a pause: its clock has to cover the time it was away.
-            away = round((loop.time() - playback._removed_at) / self.interval)
+            away = round((loop.time() - playback.removed_at) / self.interval)
             if away > 0:
                 playback.skip(away)
-        playback._removed_at = None
+        playback.removed_at = None
         self._streams[playback] = None
         self._snapshot = None
         if loop is not None and self._handle is None:
             self._arm(loop)
 
-    def remove(self, playback: Playback) -> None:
+    def remove(self, playback: Paced) -> None:
         """Stop ticking `playback`; safe inside a tick or a completion callback."""
         if playback in self._streams:
             del self._streams[playback]
             self._snapshot = None
-            playback._removed_at = self._loop.time() if self._loop is not None else None
+            playback.removed_at = self._loop.time() if self._loop is not None else None
 
     def stats(self) -> SchedulerStats:
         return SchedulerStats(

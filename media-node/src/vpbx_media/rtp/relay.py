@@ -183,6 +183,7 @@ class _LegState:
         "rtp_transport",
         "sdp_rtcp",
         "sdp_rtp",
+        "served",
         "sink",
         "ssrc",
         "tap",
@@ -200,6 +201,9 @@ class _LegState:
         # While the node itself serves this leg (a prompt, an IVR, a queue), its RTP goes
         # to the sink instead of the other leg.
         self.sink: Callable[[bytes], None] | None = None
+        # The node's own consumer of this leg's RTP (`serve()`); `sink` is derived from
+        # both legs' `served`.
+        self.served: Callable[[bytes], None] | None = None
         # Sees every RTP packet of this leg as well (a recording), wherever it goes next.
         self.tap: Callable[[bytes], None] | None = None
         # Latched sources are kept as the exact tuples the loop reports, so the per-packet
@@ -600,10 +604,21 @@ class MediaRelay:
 
     def serve(self, leg: Leg, sink: Callable[[bytes], None] | None) -> None:
         """Let the node serve ``leg``: its RTP goes to ``sink`` (None: back to the other leg),
-        and nothing of the other leg's reaches it meanwhile."""
+        and nothing of the other leg's reaches it meanwhile.
+
+        Both legs may be served at once (each by its own sink: both sit in a conference);
+        a leg handed back while the other is still served is heard by nobody until the
+        other is handed back too."""
         state = self._legs[leg]
-        state.sink = sink
-        self._legs[leg.other].sink = None if sink is None else _discard
+        other = self._legs[leg.other]
+        state.served = sink
+        for this, that in ((state, other), (other, state)):
+            # What the node serves goes to the node; the rest is forwarded to the other
+            # leg, unless the node serves that one (then it would hear two sources).
+            served = this.served
+            this.sink = (
+                served if served is not None else (_discard if that.served is not None else None)
+            )
 
     def tap(self, leg: Leg, listener: Callable[[bytes], None] | None) -> None:
         """Show every RTP packet ``leg``'s peer sends to ``listener`` too (None: stop)."""
