@@ -3,7 +3,7 @@
 # only when tests were expected, which is always here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-uv run pytest "$@"
+uv run pytest --durations=40 "$@"
 code=$?
 if [[ $code -eq 5 ]]; then
     echo "pytest collected no tests" >&2
