@@ -9,12 +9,16 @@ and the call's route keeps who transferred to whom.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
+from urllib.parse import quote
 
 import redis.asyncio as redis
-from tests.services.sippeers import Carrier, Phone, config
+from tests.services.sippeers import HOST, Carrier, Dialler, Phone, config, sdp
 
 from vpbx_common.commands import NodeCommand, ReplyStatus, Transfer, send_command
+from vpbx_common.nodeconfig import NodeConfig
+from vpbx_media.sip.message import SipRequest
 
 
 def sales(members: list[str]) -> Any:
@@ -125,3 +129,90 @@ async def test_the_api_transfers_a_live_call(
     [record] = await node.records(1)
     details = [s.detail for s in record.route if s.subject == "transfer"]
     assert details[0] == "blind transfer by api:u-7"
+
+
+def with_password(cfg: NodeConfig, extension: str, password: str) -> NodeConfig:
+    document = cfg.model_dump(mode="json")
+    document["devices"] = [
+        {
+            "username": extension,
+            "extension": extension,
+            "ha1_md5": hashlib.md5(f"{extension}:acme.test:{password}".encode()).hexdigest(),
+            "ha1_sha256": hashlib.sha256(f"{extension}:acme.test:{password}".encode()).hexdigest(),
+        }
+    ]
+    return NodeConfig.model_validate(document).with_version()
+
+
+async def test_holding_the_caller_plays_them_music_instead_of_silence(
+    node_factory: Any, peers: Any
+) -> None:
+    node = await node_factory(sales(["101"]))
+    carrier, anna = await connected(node, peers)
+    received: list[bytes] = []
+
+    class Sink(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            received.append(data)
+
+    loop = asyncio.get_running_loop()
+    media, _ = await loop.create_datagram_endpoint(Sink, local_addr=(HOST, carrier.port + 1000))
+    try:
+        hold = sdp(anna.port + 1000).replace(b"a=sendrecv", b"a=sendonly")
+        anna.request("INVITE", "Content-Type: application/sdp\r\n", seq=21, body=hold)
+        answer = await anna.next_response()
+        assert answer.status == 200
+        anna.request("ACK", seq=21)
+        assert b"a=recvonly" in answer.body
+        await asyncio.sleep(0.5)
+        assert len(received) >= 15  # music on hold: 50 packets a second
+        assert not any(m.method == "INVITE" for m in carrier.seen if isinstance(m, SipRequest))
+
+        anna.request(
+            "INVITE", "Content-Type: application/sdp\r\n", seq=22, body=sdp(anna.port + 1000)
+        )
+        resumed = await anna.next_response()
+        while resumed.cseq.seq != 22:  # the hold's 200 again, sent before our ACK arrived
+            resumed = await anna.next_response()
+        anna.request("ACK", seq=22)
+        assert resumed.status == 200
+        assert b"a=sendrecv" in resumed.body
+    finally:
+        media.close()
+    carrier.bye()
+    await anna.bye_answered()
+
+
+async def test_an_attended_transfer_joins_the_caller_and_the_consulted_colleague(
+    node_factory: Any, peers: Any
+) -> None:
+    node = await node_factory(with_password(sales(["101"]), "101", "anna-secret-101"))
+    carrier, anna = await connected(node, peers)
+    boris = await peers(Phone("102"))
+    await node.register(boris)
+    consult = await peers(Dialler("101", "anna-secret-101", domain="acme.test"))
+
+    # Anna asks Boris first, on a call of her own.
+    await consult.dial(node.address, "102")
+    await boris.ringing()
+    boris.answer()
+    consulted = await consult.final()
+    assert consulted.status == 200
+    replaces = quote(f"{consult.call_id};to-tag={consulted.to.tag};from-tag=dialler-101")
+
+    anna.request("REFER", f"Refer-To: <sip:102@acme.test?Replaces={replaces}>\r\n")
+    assert (await anna.next_response()).status == 202
+    assert "100 Trying" in await anna.notified()
+    reinvite = await boris.next(method="INVITE")
+    assert isinstance(reinvite, SipRequest)
+    boris.answer_request(reinvite, 200, sdp(boris.port + 1000))
+    assert "200 OK" in await anna.notified()
+    await anna.bye_answered()  # Anna leaves the caller's call...
+    await consult.bye_answered()  # ...and her consultation call ends
+
+    carrier.bye()  # the caller talked to Boris and hangs up: Boris is told
+    await boris.bye_answered()
+    records = await node.records(2)
+    first = next(r for r in records if r.call_id == carrier.call_id)
+    steps = [(s.outcome, s.detail) for s in first.route if s.subject == "transfer"]
+    assert steps == [("answered", "attended transfer by 101")]

@@ -114,11 +114,11 @@ class Peer(asyncio.DatagramProtocol):
                     return message
 
     async def next_response(self, timeout: float = 5.0) -> SipResponse:
-        """The next response, skipping requests."""
+        """The next final response, skipping requests and provisional answers."""
         async with asyncio.timeout(timeout):
             while True:
                 message = await self.inbox.get()
-                if isinstance(message, SipResponse):
+                if isinstance(message, SipResponse) and message.status >= 200:
                     return message
 
     def close(self) -> None:
@@ -167,8 +167,8 @@ class Phone(Peer):
         assert isinstance(bye, SipRequest)
         self.send(response_text(bye, 200, self.tag), self.node)
 
-    def request(self, method: str, extra: str = "", seq: int = 20) -> None:
-        """A request of this phone inside the dialog it answered (REFER, BYE...)."""
+    def request(self, method: str, extra: str = "", seq: int = 20, body: bytes = b"") -> None:
+        """A request of this phone inside the dialog it answered (REFER, BYE, re-INVITE)."""
         assert self.invite is not None
         contact = (self.invite.headers.get("Contact") or "").strip("<>")
         to = self.invite.headers.get("From") or ""
@@ -178,9 +178,15 @@ class Phone(Peer):
             f"Via: SIP/2.0/UDP {HOST}:{self.port};branch=z9hG4bK-p-{next(_ids)};rport\r\n"
             f"Max-Forwards: 70\r\nFrom: {own}\r\nTo: {to}\r\n"
             f"Call-ID: {self.invite.call_id}\r\nCSeq: {seq} {method}\r\n"
-            f"Contact: <{self.contact}>\r\n{extra}Content-Length: 0\r\n\r\n",
+            f"Contact: <{self.contact}>\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+            + body.decode(),
             self.node,
         )
+
+    def answer_request(self, request: SipRequest, status: int = 200, body: bytes = b"") -> None:
+        """Answer an in-dialog request from the node (a re-INVITE, a NOTIFY)."""
+        extra = f"Contact: <{self.contact}>\r\n" if request.method == "INVITE" else ""
+        self.send(response_text(request, status, self.tag, extra, body), self.node)
 
     async def notified(self) -> str:
         """The next NOTIFY's body (acknowledged with 200)."""
@@ -439,6 +445,11 @@ class Dialler(Peer):
                         ack_head = self._head("ACK", message.cseq.seq, branch, self.to_tag)
                         self.send(ack_head + "Content-Length: 0\r\n\r\n", self.node)
                     return message
+
+    async def bye_answered(self) -> None:
+        bye = await self.next(method="BYE")
+        assert isinstance(bye, SipRequest)
+        self.send(response_text(bye, 200, f"dialler-{self.extension}"), self.node)
 
     def bye(self) -> None:
         self.seq += 1

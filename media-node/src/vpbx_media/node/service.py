@@ -533,6 +533,9 @@ class NodeService:
         await relay.start()
         return relay
 
+    def call_by_dialog(self, call_id: str) -> Call | None:
+        return self.calls.get(call_id) or self._legs.get(call_id) or self._originators.get(call_id)
+
     def register_leg(self, call: Call, call_id: str) -> None:
         self._legs[call_id] = call
 

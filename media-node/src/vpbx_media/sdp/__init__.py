@@ -25,7 +25,7 @@ from .model import (
 )
 from .negotiate import MediaEndpoint, Negotiation, media_endpoint, negotiate
 from .origin import SdpOriginator
-from .rewrite import rewrite_for_relay
+from .rewrite import mirrored_directions, rewrite_for_relay
 
 __all__ = [
     "MAX_SDP_SIZE",
@@ -48,6 +48,7 @@ __all__ = [
     "SessionDescription",
     "Timing",
     "media_endpoint",
+    "mirrored_directions",
     "negotiate",
     "rewrite_for_relay",
 ]

@@ -11,6 +11,7 @@ from .model import (
     TELEPHONE_EVENT,
     Attribute,
     Connection,
+    Direction,
     MediaDescription,
     NotAcceptableError,
     SessionDescription,
@@ -130,3 +131,27 @@ def rewrite_for_relay(
         extra_lines=tuple(line for line in sdp.extra_lines if line.type != "c"),
     )
     return origin.stamp(rewritten)
+
+
+_ANSWER_DIRECTION = {
+    Direction.SENDRECV: Direction.SENDRECV,
+    Direction.SENDONLY: Direction.RECVONLY,
+    Direction.RECVONLY: Direction.SENDONLY,
+    Direction.INACTIVE: Direction.INACTIVE,
+}
+
+
+def _mirror(attributes: tuple[Attribute, ...]) -> tuple[Attribute, ...]:
+    return tuple(
+        Attribute(_ANSWER_DIRECTION[Direction(attr.name)].value, None)
+        if attr.value is None and attr.name in DIRECTION_NAMES
+        else attr
+        for attr in attributes
+    )
+
+
+def mirrored_directions(sdp: SessionDescription) -> SessionDescription:
+    """``sdp`` with every direction as an answer to it states it (sendonly -> recvonly):
+    for answering an offer the node takes itself (a hold it serves with music)."""
+    media = tuple(replace(stream, attributes=_mirror(stream.attributes)) for stream in sdp.media)
+    return replace(sdp, attributes=_mirror(sdp.attributes), media=media)

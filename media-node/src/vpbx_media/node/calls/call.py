@@ -46,13 +46,14 @@ from ...sdp import (
     SdpOriginator,
     SessionDescription,
     media_endpoint,
+    mirrored_directions,
     negotiate,
     rewrite_for_relay,
 )
 from ...sip.dialog import Dialog
 from ...sip.message import SipRequest, SipResponse, make_response
 from ...sip.transaction import ServerTransaction
-from ...sip.transport import TransportKind
+from ...sip.transport import Flow, TransportKind
 from ..legs.originator import OriginatorLeg
 from ..legs.sip import (
     ALLOW_IN_CALL,
@@ -148,7 +149,14 @@ class _ForRouter:
     event: RouterEvent
 
 
-_Event = LegEvent | _CallerCancelled | _InDialog | _QueueOffer | _ForRouter
+@dataclass(frozen=True, slots=True)
+class _HandedOver:
+    """Another call took this call's answering party (an attended transfer): end here."""
+
+    to_call: str
+
+
+_Event = LegEvent | _CallerCancelled | _InDialog | _QueueOffer | _ForRouter | _HandedOver
 
 
 def member_failure(statuses: list[int]) -> MemberFailure:
@@ -209,6 +217,7 @@ class Call:
         self._transfer: PendingTransfer | None = None
         self._departed: list[SipUacLeg] = []  # parties transferred away (their late requests)
         self._later_steps: list[RouteStep] = []  # after routing: transfers
+        self._held_by_callee = False  # the answering party holds: the caller hears music
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -717,8 +726,9 @@ class Call:
                 self._voicemail.digit(event.event.digit)
             else:
                 await self._feed(event.event)
-        else:
+        elif isinstance(event, _InDialog):
             await self._on_caller_request_while_routing(event)
+        # _HandedOver only comes to a connected call.
 
     def _early_media(self, event: Provisional) -> bool:
         """A carrier's 183 with SDP on a call out: the caller hears it (ringback, "the
@@ -882,6 +892,11 @@ class Call:
                 return
             if isinstance(event, _InDialog):
                 await self._on_in_dialog(event)
+            elif isinstance(event, _HandedOver):
+                self._note_transfer(
+                    "handed-over", "", f"the answering party went to {event.to_call}"
+                )
+                await self._end_connected(HangupBy.CALLEE)
             elif (
                 isinstance(event, Provisional | Answered | Failed)
                 and transfer is not None
@@ -927,6 +942,8 @@ class Call:
             await self._on_refer(event)
         elif request.method == "INVITE" and transfer is not None:
             transaction.respond(make_response(request, 491))
+        elif request.method == "INVITE" and event.side is Side.CALLEE and request.body:
+            await self._callee_reinvite(request, transaction)
         elif request.method == "INVITE":
             await self._relay_reinvite(event.side, request, transaction)
         elif request.method == "OPTIONS":
@@ -966,7 +983,7 @@ class Call:
             transaction.respond(make_response(request, exc.status, exc.reason))
             return
         if target.replaces is not None:
-            transaction.respond(make_response(request, 501, "Attended Transfer Not Running Yet"))
+            await self._attended_transfer(event, target.replaces)
             return
         winner = self.winner
         refused = await self.start_transfer(target.user, by=self._person_of(winner.extension))
@@ -978,6 +995,133 @@ class Call:
         self._transfer.notify_dialog = winner.dialog
         self._transfer.notify_flow = winner.flow
         notify_progress(self.host.layer, self._transfer, 100, "Trying")
+
+    async def _attended_transfer(self, event: _InDialog, replaces: str) -> None:
+        """REFER with Replaces (RFC 3891): the answering party talked to someone on a call
+        of their own (the consultation) and joins the two: this call's caller now talks
+        to the person they consulted, and the transferor leaves both calls."""
+        request, transaction = event.request, event.transaction
+        assert self.winner is not None
+        transferor = self.winner
+        consult_id = replaces.split(";", 1)[0].strip()
+        donor = self.host.call_by_dialog(consult_id)
+        party = donor.consulted_party(consult_id) if donor is not None else None
+        if donor is None or donor is self or party is None:
+            transaction.respond(make_response(request, 481, "Consultation Call Not Found"))
+            return
+        transaction.respond(make_response(request, 202))
+        by = self._person_of(transferor.extension)
+        pending = PendingTransfer(
+            target=party.extension,
+            by=by,
+            started=asyncio.get_running_loop().time(),
+            notify_dialog=transferor.dialog,
+            notify_flow=transferor.flow,
+            transferor=transferor,
+        )
+        notify_progress(self.host.layer, pending, 100, "Trying")
+        answer = await self._reinvite(party.dialog, party.flow, self._transfer_offer())
+        endpoint = None
+        if answer is not None and answer.is_success:
+            try:
+                endpoint = media_endpoint(SessionDescription.parse(answer.body))
+            except SdpError as exc:
+                self._log(logging.WARNING, "consulted party answered unusable SDP: %s", exc)
+        if answer is None or endpoint is None or self.relay is None:
+            status = answer.status if answer is not None and answer.status >= 300 else 500
+            notify_progress(self.host.layer, pending, status, "Consulted Party Did Not Move")
+            self._note_transfer("failed", party.extension, f"attended transfer by {by}")
+            return
+        self._stop_media()
+        self._held_by_callee = False
+        self.relay.set_remote(Leg.B, *endpoint)
+        assert answer is not None
+        self._answers[party.call_id] = answer.body
+        donor.hand_over(party, self.call_id)
+        self.legs.append(party)
+        self.host.register_leg(self, party.call_id)
+        self.winner = party
+        self._departed.append(transferor)
+        notify_progress(self.host.layer, pending, 200, "OK")
+        self._spawn(send_bye(self.host.layer, transferor.dialog, transferor.flow))
+        person = self._person_of(party.extension)
+        self.host.agent_free(self._person_of(transferor.extension), self.call_id)
+        self.host.agent_talking(person, self.call_id)
+        self._note_transfer("answered", person, f"attended transfer by {by}")
+        self._log(logging.INFO, "attended transfer by %s to %s", by, person)
+
+    def consulted_party(self, dialog_call_id: str) -> SipUacLeg | None:
+        """The party the caller of this call talks to, when ``dialog_call_id`` is the
+        caller's dialog (the transferor placed this consultation call); else None."""
+        if self.state is not CallState.CONNECTED or self.caller.call_id != dialog_call_id:
+            return None
+        return self.winner
+
+    def hand_over(self, party: SipUacLeg, to_call: str) -> None:
+        """``party`` now belongs to another call: forget it here and end this call."""
+        if party in self.legs:
+            self.legs.remove(party)
+        if self.winner is party:
+            self.winner = None
+        self.events.put_nowait(_HandedOver(to_call))
+
+    async def _callee_reinvite(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        """The answering party holds or resumes: the node answers itself and plays the
+        caller music on hold, instead of passing the silence on. Other re-INVITEs (a
+        codec change) go to the caller as before."""
+        try:
+            offer = SessionDescription.parse(request.body)
+            index = offer.audio_index()
+            hold = index is not None and offer.is_on_hold(offer.media[index])
+        except SdpError as exc:
+            transaction.respond(make_response(request, 488, str(exc)[:80]))
+            return
+        if not hold and not self._held_by_callee:
+            await self._relay_reinvite(Side.CALLEE, request, transaction)
+            return
+        assert self.relay is not None
+        try:
+            if not hold:
+                self.relay.set_remote(Leg.B, *media_endpoint(offer))
+            local = SessionDescription.parse(self._sdp_for(Leg.B, offer))
+        except SdpError as exc:
+            transaction.respond(make_response(request, 488, str(exc)[:80]))
+            return
+        body = str(mirrored_directions(local)).encode()
+        transaction.respond(
+            make_response(
+                request,
+                200,
+                extra=[("Contact", f"<{self.host.contact_uri}>")],
+                body=body,
+                content_type=SDP,
+            )
+        )
+        if hold and not self._held_by_callee:
+            self._held_by_callee = True
+            self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
+            self._log(logging.INFO, "on hold by the answering party: music to the caller")
+        elif not hold:
+            self._held_by_callee = False
+            self._stop_media()
+            self._log(logging.INFO, "resumed by the answering party")
+
+    async def _reinvite(
+        self, dialog: Dialog | None, flow: Flow | None, body: bytes
+    ) -> SipResponse | None:
+        """A re-INVITE with ``body`` on ``dialog`` (ACKed when answered); its final answer."""
+        if dialog is None:
+            return None
+        layer = self.host.layer
+        hop = dialog.next_hop(flow)
+        via = str(layer.via_for(TransportKind.UDP))
+        invite = dialog.create_request("INVITE", via, body=body, content_type=SDP)
+        final = await layer.send_request(invite, hop).final
+        if final.is_success:
+            via = str(layer.via_for(TransportKind.UDP))
+            ack = dialog.create_request("ACK", via, seq=invite.cseq.seq)
+            await layer.send_stateless(ack, hop)
+        return final
 
     async def start_transfer(self, target: str, *, by: str) -> tuple[int, str] | None:
         """Hand the caller to ``target`` (an extension or a number); the answering party

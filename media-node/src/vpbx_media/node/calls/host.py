@@ -97,6 +97,10 @@ class CallHost(Protocol):
 
     async def open_relay(self, call_id: str) -> MediaRelay: ...
 
+    def call_by_dialog(self, call_id: str) -> Call | None:
+        """The live call one of whose dialogs has SIP Call-ID ``call_id``."""
+        ...
+
     def register_leg(self, call: Call, call_id: str) -> None:
         """Route in-dialog requests and stray responses of this outgoing leg to ``call``."""
 
