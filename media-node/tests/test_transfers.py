@@ -9,15 +9,13 @@ and the call's route keeps who transferred to whom.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 from urllib.parse import quote
 
 import redis.asyncio as redis
-from tests.services.sippeers import HOST, Carrier, Dialler, Phone, config, sdp
+from tests.services.sippeers import HOST, Carrier, Dialler, Phone, config, sdp, with_devices
 
 from vpbx_common.commands import NodeCommand, ReplyStatus, Transfer, send_command
-from vpbx_common.nodeconfig import NodeConfig
 from vpbx_media.sip.message import SipRequest
 
 
@@ -131,19 +129,6 @@ async def test_the_api_transfers_a_live_call(
     assert details[0] == "blind transfer by api:u-7"
 
 
-def with_password(cfg: NodeConfig, extension: str, password: str) -> NodeConfig:
-    document = cfg.model_dump(mode="json")
-    document["devices"] = [
-        {
-            "username": extension,
-            "extension": extension,
-            "ha1_md5": hashlib.md5(f"{extension}:acme.test:{password}".encode()).hexdigest(),
-            "ha1_sha256": hashlib.sha256(f"{extension}:acme.test:{password}".encode()).hexdigest(),
-        }
-    ]
-    return NodeConfig.model_validate(document).with_version()
-
-
 async def test_holding_the_caller_plays_them_music_instead_of_silence(
     node_factory: Any, peers: Any
 ) -> None:
@@ -186,7 +171,7 @@ async def test_holding_the_caller_plays_them_music_instead_of_silence(
 async def test_an_attended_transfer_joins_the_caller_and_the_consulted_colleague(
     node_factory: Any, peers: Any
 ) -> None:
-    node = await node_factory(with_password(sales(["101"]), "101", "anna-secret-101"))
+    node = await node_factory(with_devices(sales(["101"]), {"101": "anna-secret-101"}))
     carrier, anna = await connected(node, peers)
     boris = await peers(Phone("102"))
     await node.register(boris)

@@ -9,6 +9,7 @@ NodeConfig) and ``peers`` (open peers, closed after the test).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -75,6 +76,22 @@ def sdp(port: int) -> bytes:
         f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
         "a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
     ).encode()
+
+
+def with_devices(cfg: NodeConfig, passwords: dict[str, str]) -> NodeConfig:
+    """``cfg`` with a SIP device per extension (username = extension) and its password."""
+    document = cfg.model_dump(mode="json")
+    realm = cfg.sip_domain
+    document["devices"] = [
+        {
+            "username": extension,
+            "extension": extension,
+            "ha1_md5": hashlib.md5(f"{extension}:{realm}:{password}".encode()).hexdigest(),
+            "ha1_sha256": hashlib.sha256(f"{extension}:{realm}:{password}".encode()).hexdigest(),
+        }
+        for extension, password in passwords.items()
+    ]
+    return NodeConfig.model_validate(document).with_version()
 
 
 class Peer(asyncio.DatagramProtocol):

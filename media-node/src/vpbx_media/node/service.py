@@ -41,6 +41,7 @@ from .bindings import BindingStore
 from .calllimit import TenantCallLimit
 from .calls.call import Call
 from .calls.facts import CallFacts, NodeRef
+from .calls.features import PARK_SLOTS, Feature, FeatureKind, parse_feature
 from .calls.originate import Originator
 from .commands import CommandListener
 from .decisions import DecisionClient
@@ -168,6 +169,7 @@ class NodeService:
         self._legs: dict[str, Call] = {}
         # Calls the node placed, by the Call-ID of the device that took them (its requests).
         self._originators: dict[str, Call] = {}
+        self._parked: dict[str, Call] = {}  # park slot -> the call waiting there
         self.originator = Originator(self)
         self.commands = CommandListener(
             redis_client, identity.tenant, identity.city, identity.node_name, self, self._spawn
@@ -327,6 +329,10 @@ class NodeService:
             dialled = uri.user_unescaped or ""
             callee = config.user(dialled) if dialled else None
             user = config.user(extension)
+            feature = parse_feature(dialled, config.feature_codes) if callee is None else None
+            if feature is not None:
+                self._feature(request, transaction, extension, feature)
+                return None
             if callee is None:
                 return await self._plan_outbound(request, transaction, extension, user, dialled)
             facts = CallFacts(
@@ -378,6 +384,61 @@ class NodeService:
             caller_display=request.from_.display_name,
         )
         return PlannedCall(facts, entry.target)
+
+    def _feature(
+        self, request: SipRequest, transaction: ServerTransaction, extension: str, feature: Feature
+    ) -> None:
+        """A phone dialled a feature code: take a ringing or parked call to it."""
+        config = self.config()
+        call: Call | None = None
+        how = "pickup"
+        if feature.kind is FeatureKind.PICKUP_GROUP:
+            colleagues = {
+                member
+                for group in config.groups
+                if extension in group.members
+                for member in group.members
+                if member != extension
+            }
+            call = self._oldest_ringing(lambda member: member in colleagues)
+        elif feature.kind is FeatureKind.PICKUP_DIRECTED:
+            call = self._oldest_ringing(lambda member: member == feature.argument)
+        elif feature.kind is FeatureKind.PARK:
+            call, how = self._parked.get(feature.argument), "retrieve"
+        else:
+            transaction.respond(make_response(request, 501, "Monitoring Not Running Yet"))
+            return
+        if call is None:
+            phrase = "Nothing Parked There" if how == "retrieve" else "Nothing To Pick Up"
+            transaction.respond(make_response(request, 404, phrase))
+            return
+        logger.info(
+            "call=%s tenant=%s %s by %s (%s)", call.call_id, self.tenant, how, extension, feature
+        )
+        call.on_take(request, transaction, extension, how)
+
+    def _oldest_ringing(self, wanted: Callable[[str], bool]) -> Call | None:
+        ringing = [
+            call
+            for call in self.calls.values()
+            if any(
+                wanted(member) and call.ringing_for(member) for member in call.ringing_extensions
+            )
+        ]
+        return min(ringing, key=lambda call: call.facts.start_ms, default=None)
+
+    def park(self, call: Call, slot: str) -> str | None:
+        free = [str(n) for n in PARK_SLOTS if str(n) not in self._parked]
+        chosen = slot or (free[0] if free else "")
+        if not chosen or chosen in self._parked:
+            return None
+        self._parked[chosen] = call
+        return chosen
+
+    def unpark(self, call: Call) -> None:
+        for slot, parked in list(self._parked.items()):
+            if parked is call:
+                del self._parked[slot]
 
     async def _plan_outbound(
         self,
@@ -574,6 +635,7 @@ class NodeService:
             self._legs.pop(leg.call_id, None)
         if isinstance(call.caller, OriginatorLeg):
             self._originators.pop(call.caller.device_call_id, None)
+        self.unpark(call)
 
     def _free_line(self, call_id: str) -> None:
         """Give back the plan line the call held, if it held one."""

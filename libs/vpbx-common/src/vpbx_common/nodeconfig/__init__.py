@@ -27,6 +27,7 @@ from .manifest import manifest_source, platform_trunk_source
 from .model import (
     Credentials,
     DeviceEntry,
+    FeatureCodesEntry,
     GroupEntry,
     HoursEntry,
     IvrMenuEntry,
@@ -71,6 +72,7 @@ __all__ = [
     "Credentials",
     "DeviceEntry",
     "ExternalTarget",
+    "FeatureCodesEntry",
     "GroupEntry",
     "GroupTarget",
     "HangupReason",

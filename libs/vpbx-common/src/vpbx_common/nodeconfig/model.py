@@ -202,6 +202,17 @@ class OutboundEntry(ConfigModel):
     default_caller_id: str | None = None
 
 
+class FeatureCodesEntry(ConfigModel):
+    """What a tenant's phones dial for the PBX's features (each tenant may choose its own)."""
+
+    pickup_group: str = "*8"  # answer a call ringing someone of the caller's groups
+    pickup_directed: str = "**"  # + extension: answer a call ringing that extension
+    park: str = "*7"  # + slot 1-9: transfer there to park, dial it to take the call back
+    listen: str = "*33"  # + extension: a supervisor listens to their call
+    whisper: str = "*34"  # + extension: ... and talks to the agent only
+    barge: str = "*35"  # + extension: ... and joins the conversation
+
+
 class Credentials(ConfigModel):
     """What the registrar needs to check a digest: the HA1s and the extension they ring."""
 
@@ -234,6 +245,7 @@ class NodeConfig(ConfigModel):
     # Tenant trunks first, then the platform's, each by priority: the order calls try them.
     trunks: list[TrunkEntry] = Field(default_factory=list)
     outbound: OutboundEntry = Field(default_factory=OutboundEntry)
+    feature_codes: FeatureCodesEntry = Field(default_factory=FeatureCodesEntry)
     version: str = ""
 
     _users: dict[str, UserEntry] = PrivateAttr(default_factory=dict)

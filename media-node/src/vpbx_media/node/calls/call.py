@@ -14,6 +14,7 @@ goes into its ``CallFacts``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -108,6 +109,7 @@ from ..routing import (
 from ..routing import Event as RouterEvent
 from ..routing.actions import Sound, SpokenPhrase
 from .facts import CallFacts
+from .features import FeatureKind, parse_feature
 from .host import CallHost
 from .media import CallerMedia
 from .transfer import PendingTransfer, TransferError, notify_progress, refer_target
@@ -156,7 +158,19 @@ class _HandedOver:
     to_call: str
 
 
-_Event = LegEvent | _CallerCancelled | _InDialog | _QueueOffer | _ForRouter | _HandedOver
+@dataclass(frozen=True, slots=True)
+class _TakeCall:
+    """A phone takes this call: a pickup while it rings, or a retrieval from park."""
+
+    request: SipRequest
+    transaction: ServerTransaction
+    person: str  # the extension taking it
+    how: str  # "pickup" or "retrieve"
+
+
+_Event = (
+    LegEvent | _CallerCancelled | _InDialog | _QueueOffer | _ForRouter | _HandedOver | _TakeCall
+)
 
 
 def member_failure(statuses: list[int]) -> MemberFailure:
@@ -218,6 +232,7 @@ class Call:
         self._departed: list[SipUacLeg] = []  # parties transferred away (their late requests)
         self._later_steps: list[RouteStep] = []  # after routing: transfers
         self._held_by_callee = False  # the answering party holds: the caller hears music
+        self.parked_slot: str | None = None  # parked: the slot a phone dials to take it back
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -728,6 +743,8 @@ class Call:
                 await self._feed(event.event)
         elif isinstance(event, _InDialog):
             await self._on_caller_request_while_routing(event)
+        elif isinstance(event, _TakeCall):
+            await self._take_call(event)
         # _HandedOver only comes to a connected call.
 
     def _early_media(self, event: Provisional) -> bool:
@@ -855,23 +872,110 @@ class Call:
             return
         self._stop_media()
         self.relay.set_remote(Leg.B, *endpoint)
+        self._now_connected(self._person_of(extension), caller_answer)
+        if self._queued is not None and self._queue_answered:
+            group, self._queued = self._queued, None
+            self._spawn(self.host.queues.connected(self.call_id, group, extension))
+
+    def _now_connected(self, person: str, caller_answer: bytes) -> None:
+        """The caller talks to ``person`` from now on (media already points at them)."""
         self.facts.answer_ms = now_ms()
-        person = self._person_of(extension)
         self.facts.answered_by = person
         self.facts.sip_status = 200
         if not self._caller_answered:
             self.caller.answer(self.host.contact_uri, caller_answer)
             self._caller_answered = True
-        if self._should_record(extension):
-            self._start_recording(extension)
+        if self._should_record(person):
+            self._start_recording(person)
         self._set_state(CallState.CONNECTED)
         self.host.publish(self, CallEventType.ANSWERED)
         self._capture_route()
         self.host.journal_answer(self)
         self.host.agent_talking(person, self.call_id)
-        if self._queued is not None and self._queue_answered:
-            group, self._queued = self._queued, None
-            self._spawn(self.host.queues.connected(self.call_id, group, extension))
+
+    # --- pickup and park (features.py) -------------------------------------------------
+
+    def on_take(
+        self, request: SipRequest, transaction: ServerTransaction, person: str, how: str
+    ) -> None:
+        self.events.put_nowait(_TakeCall(request, transaction, person, how))
+
+    def ringing_for(self, extension: str) -> bool:
+        """The call rings ``extension``'s phones now (it may be picked up for them)."""
+        return self.state is CallState.ROUTING and bool(self._ringing.get(extension))
+
+    @property
+    def ringing_extensions(self) -> list[str]:
+        return [ext for ext, legs in self._ringing.items() if legs and not ext.startswith("+")]
+
+    async def _take_call(self, take: _TakeCall) -> None:
+        request, transaction = take.request, take.transaction
+        parked = take.how == "retrieve" and self.parked_slot is not None
+        ringing = take.how == "pickup" and self.state is CallState.ROUTING and self._ringing
+        if not (parked or ringing):
+            transaction.respond(make_response(request, 480, "Call Already Taken"))
+            return
+        assert self.relay is not None
+        try:
+            offer = SessionDescription.parse(request.body)
+            endpoint = media_endpoint(offer)
+            body = self._sdp_for(Leg.B, offer, keep_codecs=self._active_codecs())
+            caller_answer = self._sdp_for(Leg.A, offer)
+        except SdpError as exc:
+            transaction.respond(make_response(request, 488, str(exc)[:80]))
+            return
+        leg = SipUacLeg.answering(request, transaction, take.person, self.host.contact_uri, body)
+        self.legs.append(leg)
+        self.host.register_leg(self, leg.call_id)
+        self._stop_media()
+        self.relay.set_remote(Leg.B, *endpoint)
+        self.winner = leg
+        if parked:
+            self.parked_slot = None
+            self.host.unpark(self)
+            self._note_transfer("retrieved", take.person, "taken back from park")
+            self.host.agent_talking(take.person, self.call_id)
+            self._log(logging.INFO, "retrieved from park by %s", take.person)
+            return
+        self._cancel_forks(keep=leg)
+        if self._queued is not None:
+            self._leave_queue()
+        self._later_steps.append(
+            RouteStep(
+                after_s=max(0.0, asyncio.get_running_loop().time() - self._routing_started),
+                subject="pickup",
+                outcome="answered",
+                member=take.person,
+                detail="picked up while it rang " + ",".join(sorted(self.ringing_extensions)),
+            )
+        )
+        self._now_connected(take.person, caller_answer)
+        self._log(logging.INFO, "picked up by %s", take.person)
+
+    def _active_codecs(self) -> tuple[str, ...]:
+        assert self._negotiation is not None
+        codec = self._negotiation.codec.name
+        if self.winner is not None and (answer := self._answers.get(self.winner.call_id)):
+            with contextlib.suppress(SdpError):  # the negotiation's choice is as good
+                codec = negotiate(SessionDescription.parse(answer)).codec.name
+        return (codec, TELEPHONE_EVENT)
+
+    async def _park(self, slot: str, by: str) -> tuple[int, str] | None:
+        """The caller waits with music on ``slot`` until a phone dials the slot's code;
+        the answering party is let go."""
+        taken = self.host.park(self, slot)
+        if taken is None:
+            return 486, "Park Slot In Use"
+        self.parked_slot = taken
+        old = self.winner
+        self.winner = None
+        if old is not None:
+            self._departed.append(old)
+            self.host.agent_free(self._person_of(old.extension), self.call_id)
+        self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
+        self._note_transfer("parked", taken, f"parked by {by}")
+        self._log(logging.INFO, "parked on slot %s by %s", taken, by)
+        return None
 
     async def _talk(self) -> None:
         loop = asyncio.get_running_loop()
@@ -892,6 +996,8 @@ class Call:
                 return
             if isinstance(event, _InDialog):
                 await self._on_in_dialog(event)
+            elif isinstance(event, _TakeCall):
+                await self._take_call(event)
             elif isinstance(event, _HandedOver):
                 self._note_transfer(
                     "handed-over", "", f"the answering party went to {event.to_call}"
@@ -991,7 +1097,11 @@ class Call:
             transaction.respond(make_response(request, *refused))
             return
         transaction.respond(make_response(request, 202))
-        assert self._transfer is not None
+        if self._transfer is None:  # parked at once: nothing rings
+            done = PendingTransfer("", "", 0.0, winner.dialog, winner.flow, winner)
+            notify_progress(self.host.layer, done, 200, "OK")
+            self._spawn(send_bye(self.host.layer, winner.dialog, winner.flow))
+            return
         self._transfer.notify_dialog = winner.dialog
         self._transfer.notify_flow = winner.flow
         notify_progress(self.host.layer, self._transfer, 100, "Trying")
@@ -1131,6 +1241,9 @@ class Call:
         if self._transfer is not None:
             return 491, "Transfer In Progress"
         config = self.host.config()
+        feature = parse_feature(target, config.feature_codes)
+        if feature is not None and feature.kind is FeatureKind.PARK:
+            return await self._park(feature.argument, by)
         sdp = self._transfer_offer()
         legs: list[SipUacLeg] = []
         if config.user(target) is not None:
@@ -1169,14 +1282,7 @@ class Call:
         """The offer to a transfer target: the codec the caller talks in now (the relay
         passes audio through untouched), and telephone-event."""
         assert self._offer is not None
-        assert self._negotiation is not None
-        codec = self._negotiation.codec.name
-        if self.winner is not None and (answer := self._answers.get(self.winner.call_id)):
-            try:
-                codec = negotiate(SessionDescription.parse(answer)).codec.name
-            except SdpError as exc:  # the negotiation's choice is as good a guess
-                self._log(logging.DEBUG, "the answerer's SDP names no codec: %s", exc)
-        return self._sdp_for(Leg.B, self._offer, keep_codecs=(codec, TELEPHONE_EVENT))
+        return self._sdp_for(Leg.B, self._offer, keep_codecs=self._active_codecs())
 
     async def _on_transfer_leg(self, event: LegEvent) -> None:
         transfer = self._transfer

@@ -200,6 +200,41 @@ class SipUacLeg:
         assert isinstance(first_hop, SipUri)
         return cls(member=target.extension, request=request, flow=flow_to(first_hop))
 
+    @classmethod
+    def answering(
+        cls,
+        request: SipRequest,
+        transaction: ServerTransaction,
+        member: str,
+        contact: SipUri,
+        sdp: bytes,
+    ) -> SipUacLeg:
+        """A phone that called in to take a call (pickup, park retrieval): the node answers
+        its INVITE, and from then on it is the call's answering party like any other."""
+        local_tag = new_tag()
+        contact_header = f"<{contact}>"
+        record_route = [("Record-Route", value) for value in request.headers.values("Record-Route")]
+        transaction.respond(
+            make_response(
+                request,
+                200,
+                to_tag=local_tag,
+                extra=[*record_route, ("Contact", contact_header), ("Allow", ALLOW_IN_CALL)],
+                body=sdp,
+                content_type=SDP,
+            )
+        )
+        dialog = Dialog.as_uas(request, local_tag, contact_header)
+        dialog.state = DialogState.CONFIRMED
+        return cls(
+            member=member,
+            request=request,
+            flow=transaction.flow,
+            dialog=dialog,
+            final_status=200,
+            state=LegState.ANSWERED,
+        )
+
     def start(self, layer: TransactionLayer, report: Callable[[LegEvent], None]) -> None:
         self.task = asyncio.get_running_loop().create_task(self._drive(layer, report))
 
