@@ -25,7 +25,7 @@ from .base import LegState
 
 SDP = "application/sdp"
 # Methods a call leg of the node acts on (the node as a whole also takes REGISTER).
-ALLOW_IN_CALL = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW_IN_CALL = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER"
 
 
 class Side(enum.Enum):
