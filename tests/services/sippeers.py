@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import redis.asyncio as redis
 
@@ -24,6 +25,7 @@ from vpbx_common.cdr import CallRecord
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_common.outbound import OutboundPolicy
 from vpbx_media.cdr.spool import CdrSpool
+from vpbx_media.media.g711 import Codec
 from vpbx_media.node.bindings import Binding, BindingStore
 from vpbx_media.node.configsource import ConfigHolder
 from vpbx_media.node.registrar import Authenticator
@@ -511,3 +513,65 @@ class Trunk(Peer):
             f"Call-ID: {invite.call_id}\r\nCSeq: 50 BYE\r\nContent-Length: 0\r\n\r\n"
         )
         self.send(head, self.last_from)
+
+
+class TonePeer(asyncio.DatagramProtocol):
+    """A phone's media: sends a PCMU tone in paced 20 ms RTP packets to where its call's
+    SDP says, and keeps the payloads it receives (to tell which tones it hears)."""
+
+    def __init__(self, port: int, hz: float) -> None:
+        self.port = port
+        self.hz = hz
+        self.received: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=(HOST, self.port)
+        )
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) > 12 and data[1] & 0x7F in (0, 8):
+            self.received.append(data[12:] if data[1] & 0x7F == 0 else b"")
+
+    def talk_to(self, sdp_body: bytes) -> None:
+        """Start sending the tone to the audio address of ``sdp_body``."""
+        text = sdp_body.decode()
+        address = text.split("c=IN IP4 ", 1)[1].split()[0]
+        port = int(text.split("m=audio ", 1)[1].split()[0])
+        self._task = asyncio.get_running_loop().create_task(self._send((address, port)))
+
+    async def _send(self, target: tuple[str, int]) -> None:
+        samples = np.arange(160 * 500)
+        pcm = np.round(6000 * np.sin(2 * np.pi * self.hz * samples / 8000)).astype(np.int16)
+        codes = Codec.PCMU.encode(pcm.tobytes())
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for frame in range(500):
+            header = bytes([0x80, 0, (frame >> 8) & 0xFF, frame & 0xFF])
+            header += (frame * 160).to_bytes(4, "big") + (0x1234 + self.port).to_bytes(4, "big")
+            assert self.transport is not None
+            self.transport.sendto(header + codes[frame * 160 : (frame + 1) * 160], target)
+            await asyncio.sleep(max(0.0, start + (frame + 1) * 0.02 - loop.time()))
+
+    def shares(self, frequencies: list[float], last_packets: int = 40) -> dict[float, float]:
+        """Each frequency's share of the energy of the last packets received."""
+        payload = b"".join(p for p in self.received[-last_packets:] if p)
+        assert payload, "nothing received"
+        pcm = np.frombuffer(Codec.PCMU.decode(payload).tobytes(), dtype=np.int16).astype(float)
+        spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2
+        bins = np.fft.rfftfreq(len(pcm), 1 / 8000)
+        total = float(spectrum.sum()) or 1.0
+        return {
+            hz: float(spectrum[(bins > hz - 15) & (bins < hz + 15)].sum()) / total
+            for hz in frequencies
+        }
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.transport is not None:
+            self.transport.close()

@@ -59,6 +59,8 @@ from .trunks import TrunkRegistrations
 logger = logging.getLogger(__name__)
 
 ALLOW = f"{ALLOW_IN_CALL}, REGISTER"
+# Who may listen to, whisper into or barge into the tenant's calls (agents may not).
+SUPERVISING_ROLES = frozenset({"supervisor", "tenant-admin"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,10 +408,16 @@ class NodeService:
         elif feature.kind is FeatureKind.PARK:
             call, how = self._parked.get(feature.argument), "retrieve"
         else:
-            transaction.respond(make_response(request, 501, "Monitoring Not Running Yet"))
-            return
+            user = config.user(extension)
+            if user is None or user.role not in SUPERVISING_ROLES:
+                transaction.respond(make_response(request, 403, "Supervisors Only"))
+                return
+            how = str(feature.kind)
+            call = next((c for c in self.calls.values() if c.talking_with(feature.argument)), None)
         if call is None:
-            phrase = "Nothing Parked There" if how == "retrieve" else "Nothing To Pick Up"
+            phrase = {"retrieve": "Nothing Parked There", "pickup": "Nothing To Pick Up"}.get(
+                how, "No Call To Monitor"
+            )
             transaction.respond(make_response(request, 404, phrase))
             return
         logger.info(

@@ -112,6 +112,7 @@ from .facts import CallFacts
 from .features import FeatureKind, parse_feature
 from .host import CallHost
 from .media import CallerMedia
+from .monitor import Monitor, MonitorMode
 from .transfer import PendingTransfer, TransferError, notify_progress, refer_target
 from .voicemail import VoicemailEnd, VoicemailTaker
 
@@ -233,6 +234,7 @@ class Call:
         self._later_steps: list[RouteStep] = []  # after routing: transfers
         self._held_by_callee = False  # the answering party holds: the caller hears music
         self.parked_slot: str | None = None  # parked: the slot a phone dials to take it back
+        self._monitor: Monitor | None = None  # a supervisor on the call
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -900,6 +902,12 @@ class Call:
     ) -> None:
         self.events.put_nowait(_TakeCall(request, transaction, person, how))
 
+    def talking_with(self, extension: str) -> bool:
+        """``extension`` is on this call now (answered it, or placed it)."""
+        if self.state is not CallState.CONNECTED:
+            return False
+        return extension in (self.facts.answered_by, self.facts.caller)
+
     def ringing_for(self, extension: str) -> bool:
         """The call rings ``extension``'s phones now (it may be picked up for them)."""
         return self.state is CallState.ROUTING and bool(self._ringing.get(extension))
@@ -910,6 +918,9 @@ class Call:
 
     async def _take_call(self, take: _TakeCall) -> None:
         request, transaction = take.request, take.transaction
+        if take.how in MonitorMode.__members__.values():
+            await self._start_monitor(take, MonitorMode(take.how))
+            return
         parked = take.how == "retrieve" and self.parked_slot is not None
         ringing = take.how == "pickup" and self.state is CallState.ROUTING and self._ringing
         if not (parked or ringing):
@@ -951,6 +962,57 @@ class Call:
         )
         self._now_connected(take.person, caller_answer)
         self._log(logging.INFO, "picked up by %s", take.person)
+
+    async def _start_monitor(self, take: _TakeCall, mode: MonitorMode) -> None:
+        """A supervisor's phone called in to listen, whisper or barge."""
+        request, transaction = take.request, take.transaction
+        busy = self._transfer is not None or self._held_by_callee or self._monitor is not None
+        if self.state is not CallState.CONNECTED or self.winner is None or busy:
+            transaction.respond(make_response(request, 486, "Call Cannot Be Monitored Now"))
+            return
+        assert self.relay is not None
+        relay = await self.host.open_relay(f"{self.call_id}/supervisor")
+        try:
+            offer = SessionDescription.parse(request.body)
+            chosen = negotiate(offer)
+            local = relay.local_endpoint(Leg.A)
+            body = str(
+                rewrite_for_relay(
+                    offer,
+                    local.ip,
+                    local.rtp_port,
+                    origin=SdpOriginator(self.host.media_address),
+                    rtcp_port=local.rtcp_port,
+                    keep_codecs=chosen.codec_names,
+                )
+            ).encode()
+        except SdpError as exc:
+            await relay.stop()
+            transaction.respond(make_response(request, exc.status_code, str(exc)[:80]))
+            return
+        relay.set_remote(Leg.A, *chosen.endpoint)
+        leg = SipUacLeg.answering(request, transaction, take.person, self.host.contact_uri, body)
+        self.host.register_leg(self, leg.call_id)
+        talking = Codec.from_name(self._active_codecs()[0])
+        self._monitor = Monitor.start(
+            mode,
+            self.relay,
+            (talking, talking, Codec.from_name(chosen.codec.name)),
+            leg,
+            relay,
+            self.host.scheduler,
+            self.call_id,
+        )
+        self._note_transfer(str(mode), take.person, f"supervisor {take.person} {mode}s")
+        self._log(logging.INFO, "supervisor %s %ss", take.person, mode)
+
+    async def _stop_monitor(self, *, hang_up: bool) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is None or self.relay is None:
+            return
+        await monitor.stop(self.relay)
+        if hang_up:
+            await send_bye(self.host.layer, monitor.supervisor.dialog, monitor.supervisor.flow)
 
     def _active_codecs(self) -> tuple[str, ...]:
         assert self._negotiation is not None
@@ -1019,6 +1081,10 @@ class Call:
 
     async def _on_in_dialog(self, event: _InDialog) -> None:
         request, transaction = event.request, event.transaction
+        monitor = self._monitor
+        if monitor is not None and request.call_id == monitor.supervisor.call_id:
+            await self._on_supervisor_request(event, monitor)
+            return
         departed = next((leg for leg in self._departed if leg.call_id == request.call_id), None)
         party = departed or self.winner
         if event.side is Side.CALLER:
@@ -1174,6 +1240,18 @@ class Call:
         if self.winner is party:
             self.winner = None
         self.events.put_nowait(_HandedOver(to_call))
+
+    async def _on_supervisor_request(self, event: _InDialog, monitor: Monitor) -> None:
+        request, transaction = event.request, event.transaction
+        dialog = monitor.supervisor.dialog
+        if dialog is None or not dialog.accept_remote_request(request):
+            transaction.respond(make_response(request, 500))
+        elif request.method == "BYE":
+            transaction.respond(make_response(request, 200))
+            await self._stop_monitor(hang_up=False)
+            self._note_transfer("left", monitor.supervisor.extension, "the supervisor left")
+        else:
+            transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
 
     async def _callee_reinvite(self, request: SipRequest, transaction: ServerTransaction) -> None:
         """The answering party holds or resumes: the node answers itself and plays the
@@ -1440,6 +1518,7 @@ class Call:
     async def _finish(self) -> None:
         if self.facts.end_ms is None:
             self.facts.end_ms = now_ms()
+        await self._stop_monitor(hang_up=True)
         self._cancel_forks()
         for leg in self.legs:
             leg.stop()
