@@ -60,6 +60,8 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
     assert user["settings"] == {
         "forward_to_mobile": True,
         "forward_after_s": 15,
+        "mobile_parallel": False,
+        "forward_all_to": None,
         "wrap_up_s": 0,
         "voicemail": True,
         "record": None,
@@ -749,3 +751,36 @@ async def test_a_users_caller_id_is_one_of_the_tenants_numbers(api: ApiHarness) 
     assert refused.json()["details"][0]["field"] == "body.settings.caller_id"
     read = await api.client.get(f"/v1/users/{row.id}", headers=admin)
     assert read.json()["settings"]["caller_id"] is None
+
+
+async def test_follow_me_settings_reach_the_node(api: ApiHarness) -> None:
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    anna = await _create(
+        api,
+        admin,
+        extension="101",
+        mobile="+79161234567",
+        settings={"forward_to_mobile": True, "mobile_parallel": True},
+    )
+    url = f"/v1/users/{anna['id']}"
+    forwarded = await api.client.patch(
+        url, json={"settings": {"forward_all_to": "8 916 765-43-21"}}, headers=admin
+    )
+    assert forwarded.status_code == 200, forwarded.text
+    assert forwarded.json()["settings"]["forward_all_to"] == "+79167654321"
+    bad = await api.client.patch(
+        url, json={"settings": {"forward_all_to": "nowhere"}}, headers=admin
+    )
+    assert bad.status_code == 422
+    assert bad.json()["details"][0]["field"] == "body.settings.forward_all_to"
+
+    config = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+    [user] = [u for u in config.json()["users"] if u["extension"] == "101"]
+    assert user["mobile"] == "+79161234567"
+    assert (user["settings"]["mobile_parallel"], user["settings"]["forward_all_to"]) == (
+        True,
+        "+79167654321",
+    )
+    off = await api.client.patch(url, json={"settings": {"forward_all_to": None}}, headers=admin)
+    assert off.json()["settings"]["forward_all_to"] is None

@@ -30,6 +30,7 @@ from .db.session import Database
 from .decisions.router import router as decision_secret_router
 from .deps import route_policy
 from .errors import ErrorBody, install_error_handlers
+from .features.router import router as feature_codes_router
 from .groups.router import router as groups_router
 from .inputs import RefuseNulMiddleware
 from .ivr.router import router as ivr_router
@@ -73,6 +74,7 @@ ROUTERS = (
     webhooks_router,
     trunks_router,
     outbound_router,
+    feature_codes_router,
     api_keys_router,
     calls_router,
     voicemails_router,
@@ -83,7 +85,8 @@ ROUTERS = (
 DESCRIPTION = """\
 Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
 ring groups, schedules, IVR menus, route plans, webhooks, carrier trunks and API keys;
-the tenant's outbound policy, call records, call recordings and voice messages.
+the tenant's outbound policy and feature codes; click-to-call and transfers; call
+records, call recordings and voice messages.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is a user access
 token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform

@@ -28,6 +28,7 @@ from vpbx_common.nodeconfig import (
 )
 from vpbx_common.pbx import Presence, RingStrategy
 
+from ..features.service import stored_codes
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow
 from ..outbound.service import outbound_policy
@@ -189,6 +190,7 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
             *(platform_trunk_source(trunk) for trunk in snapshot.platform_trunks),
         ],
         outbound=outbound_policy(tenant),
+        feature_codes=stored_codes(tenant).entry(),
     )
 
 

@@ -39,6 +39,9 @@ class TenantRow(Base):
     )
     # E.164, one of the tenant's numbers; None: the tenant's first number.
     outbound_default_caller_id: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The codes the tenant's phones dial for pickup, park and monitoring
+    # (vpbx_common.nodeconfig.FeatureCodesEntry fields); None: the platform's defaults.
+    feature_codes: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(
         default=utcnow, server_default=func.current_timestamp()

@@ -84,6 +84,17 @@ WrapUp = Annotated[
 ]
 
 
+ForwardAllTo = Annotated[
+    E164 | None,
+    Field(
+        description="unconditional forward: every call to the user goes to this number "
+        "(through the tenant's trunks, subject to the outbound policy) instead of their "
+        "phones; null: off",
+        examples=["+79161234567"],
+    ),
+]
+
+
 Record = Annotated[
     bool | None,
     Field(
@@ -121,9 +132,16 @@ class UserSettings(StrictInput):
     """Personal settings; the user may change them themself."""
 
     forward_to_mobile: bool = Field(
-        default=False, description="ring the user's mobile when they do not answer"
+        default=False,
+        description="follow-me: a call to the user rings their mobile (through the tenant's "
+        "trunks) too, `forward_after_s` after their phones, or together with them when "
+        "`mobile_parallel`; answering on the mobile counts as the user answering",
     )
     forward_after_s: ForwardAfter = 20
+    mobile_parallel: bool = Field(
+        default=False, description="ring the mobile together with the phones, not after them"
+    )
+    forward_all_to: ForwardAllTo = None
     wrap_up_s: WrapUp = 0
     voicemail: bool = Field(default=True, description="unanswered calls go to voicemail")
     record: Record = None
@@ -142,6 +160,8 @@ class UserSettingsPatch(StrictInput):
 
     forward_to_mobile: bool | None = None
     forward_after_s: ForwardAfter | None = None
+    mobile_parallel: bool | None = None
+    forward_all_to: ForwardAllTo = None
     wrap_up_s: WrapUp | None = None
     voicemail: bool | None = None
     record: Record = None
@@ -153,7 +173,7 @@ class UserSettingsPatch(StrictInput):
         changes = {k: v for k, v in given.items() if v is not None}
         # null is a value for these: back to number and tenant; back to the default greeting;
         # back to the caller ID by region.
-        for key in ("record", "voicemail_greeting", "caller_id"):
+        for key in ("record", "voicemail_greeting", "caller_id", "forward_all_to"):
             if key in self.model_fields_set:
                 changes[key] = given[key]
         return UserSettings.model_validate({**current.model_dump(), **changes})

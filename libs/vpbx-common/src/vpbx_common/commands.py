@@ -93,7 +93,10 @@ async def send_command(
     """
     heard = await client.publish(commands_channel(command.tenant), command.model_dump_json())
     if heard == 0:
-        return None
+        if isinstance(command.body, Originate):
+            return None  # nobody to place it
+        # No node of the tenant runs, so none of its calls is live.
+        return CommandReply(status=ReplyStatus.NOT_FOUND, detail="no media node is running")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     not_found: CommandReply | None = None

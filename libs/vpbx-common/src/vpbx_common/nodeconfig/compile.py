@@ -33,6 +33,7 @@ from vpbx_common.trunks import TrunkUriError, parse_trunk_uri
 from . import steps as compiled
 from .model import (
     DeviceEntry,
+    FeatureCodesEntry,
     GroupEntry,
     HoursEntry,
     IvrMenuEntry,
@@ -173,6 +174,7 @@ class TenantSource:
     # The tenant's own trunks and the platform's, in any order (the compiler sorts them).
     trunks: Sequence[SourceTrunk] = ()
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    feature_codes: FeatureCodesEntry = field(default_factory=FeatureCodesEntry)
 
 
 _PROMPT = TypeAdapter[Prompt](Prompt)
@@ -619,5 +621,6 @@ def compile_node_config(source: TenantSource, city: str) -> NodeConfig:
         language=source.language,
         trunks=_trunks(source),
         outbound=_outbound(source),
+        feature_codes=source.feature_codes,
     )
     return compiled_config.with_version()
