@@ -40,6 +40,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/users/{user_id}/presence"): {"presence": "away"},
     ("POST", "/v1/users/{user_id}/devices"): {"name": "stolen"},
     ("PATCH", "/v1/voicemails/{voicemail_id}"): {"listened": True},
+    # A live acme call cannot be steered from globex: no globex node has it.
+    ("POST", "/v1/calls/{call_id:path}/transfer"): {"target": "102"},
 }
 
 
