@@ -25,6 +25,7 @@ from vpbx_common.commands import (
     commands_channel,
     reply,
 )
+from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
 from vpbx_control.auth.principal import Role
 
 
@@ -215,3 +216,28 @@ async def test_an_agent_transfers_only_the_call_they_talk_on(
     assert mine.status_code == 202, mine.text
     assert theirs.status_code == 404
     assert [c.body.call_id for c in node.heard if isinstance(c.body, Transfer)] == ["mine@node"]
+
+
+async def test_refused_calls_out_are_counted_for_the_operators_alerts(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    refused = CallEvent(
+        type=CallEventType.REFUSED,
+        call_id="out-1@node",
+        tenant="acme",
+        city="msk",
+        node="vpbx-node-acme-msk",
+        number="+493012345678",
+        caller="101",
+        callee="",
+        at_ms=1_800_000_000_000,
+        end_reason="international",
+    )
+    await CallEventPublisher(api.context.redis).publish(refused)
+    line = 'vpbx_outbound_refused_total{reason="international",tenant="acme"} 1.0'
+    for _ in range(100):
+        metrics = (await api.client.get("/metrics")).text
+        if line in metrics:
+            break
+        await asyncio.sleep(0.1)
+    assert line in metrics

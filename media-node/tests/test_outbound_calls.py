@@ -395,3 +395,21 @@ async def test_click_to_call_abroad_is_refused_before_anything_rings(
     assert desk.seen == []
     [record] = await node.records(1)
     assert record.end_reason == "rejected"
+
+
+async def test_a_forward_abroad_is_refused_by_the_same_policy(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    carrier = await peers(Trunk("carrier"))
+    node = await node_factory(follow_me_config(carrier, {"forward_all_to": "+442079460000"}))
+    phone = await peers(Dialler("101", PASSWORD))
+
+    await phone.dial(node.address, "102")
+
+    assert (await phone.final()).status == 480
+    assert carrier.invites == []
+    [record] = await node.records(1)
+    refused = [s for s in record.route if s.outcome == "refused"]
+    assert [(s.member, s.detail) for s in refused] == [
+        ("+442079460000", "call out refused: international")
+    ]

@@ -38,6 +38,15 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
 
+        # Alerting on toll fraud: counted from the nodes' call.refused events (one API
+        # replica handles each event, so a query sums the replicas).
+        self.outbound_refused = Counter(
+            "vpbx_outbound_refused",
+            "Calls out refused by the tenant's outbound policy, by tenant and rule",
+            ["tenant", "reason"],
+            registry=self.registry,
+        )
+
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -61,6 +61,7 @@ from ..calls.schemas import RecordingLink
 from ..context import AppContext
 from ..db.base import as_utc, utcnow
 from ..db.session import Database
+from ..observability import Metrics
 from ..voicemails.inbox import box_owner
 from ..voicemails.models import voicemail_id
 from ..voicemails.schemas import audio_url as voicemail_audio_url
@@ -156,9 +157,12 @@ class WebhookDispatcher:
         retention: dt.timedelta = dt.timedelta(days=30),
         clock: Callable[[], dt.datetime] = utcnow,
         redis_client: redis.Redis | None = None,
+        on_event: Callable[[CallEvent], None] | None = None,
     ) -> None:
         self.database = database
         self.outbound = outbound
+        # Sees every call event the bridge handles (metrics), subscribed to or not.
+        self.on_event = on_event
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
@@ -556,6 +560,8 @@ class CallEventBridge:
 
     async def handle(self, event: CallEvent) -> int:
         """Queue and commit the deliveries for one call event; the number queued."""
+        if self.dispatcher.on_event is not None:
+            self.dispatcher.on_event(event)
         names = webhook_events(event)
         if not names:
             return 0
@@ -600,4 +606,11 @@ def webhook_dispatcher(context: AppContext) -> WebhookDispatcher:
         max_attempts=settings.webhook_max_attempts,
         retry_base_s=settings.webhook_retry_base_s,
         redis_client=context.redis,
+        on_event=lambda event: count_event(context.metrics, event),
     )
+
+
+def count_event(metrics: Metrics, event: CallEvent) -> None:
+    """What the operator's alerts read from the call events."""
+    if event.type is CallEventType.REFUSED:
+        metrics.outbound_refused.labels(event.tenant, event.end_reason).inc()

@@ -7,7 +7,7 @@ command (``SET NX``), so a city with two replicas places one call. That node
 answers on the command's reply list, which the API waits on for a few seconds.
 
 Pub/sub, not a stream: a command is interactive. A node that misses it (it was
-reconnecting) does not answer, the API says so (504) and the person tries
+reconnecting) does not answer, the API says so (503) and the person tries
 again; a command acted on minutes later would surprise everybody.
 """
 
@@ -49,14 +49,12 @@ class Originate(BaseModel):
 
 
 class Transfer(BaseModel):
-    """Hand a live call's ``side`` over to ``target`` (an extension or an E.164 number)."""
+    """Hand a live call's caller over to ``target`` (an extension, an E.164 number or a
+    park code); the person who answered leaves once the target answers."""
 
     kind: Literal["transfer"] = "transfer"
     call_id: str
     target: str
-    # Which party goes to the target: the person who answered keeps the line and the
-    # caller is transferred ("caller"), or the answerer is ("answerer").
-    moves: Literal["caller", "answerer"] = "caller"
 
 
 CommandBody = Originate | Transfer

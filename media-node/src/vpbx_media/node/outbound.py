@@ -129,7 +129,8 @@ _DAY_KEY_TTL_S = 2 * 24 * 3600
 
 
 def outbound_counters_key(tenant: str) -> str:
-    """Refused outbound calls by reason (a hash), exported as a metric by the control API."""
+    """Refused outbound calls by reason (a hash per tenant): the count an operator's alert
+    reads (the control API exports ``call.refused`` events as a metric as well)."""
     return f"vpbx:outbound:refused:{tenant}"
 
 

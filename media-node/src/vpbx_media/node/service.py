@@ -686,8 +686,11 @@ class NodeService:
         self._idle.clear()
         await call.run()
 
-    async def release_outbound(self, call_id: str, talked_s: float) -> None:
-        await self._release_outbound(call_id, talked_s)
+    def release_outbound(self, key: str, talked_s: float) -> None:
+        self._spawn(self._release_outbound(key, talked_s))
+
+    def count_refusal(self, refusal: OutboundRefusal) -> None:
+        self._spawn(self._count_refusal(refusal))
 
     async def _release_outbound(self, call_id: str, talked_s: float) -> None:
         try:

@@ -71,7 +71,7 @@ from ..legs.sip import (
     send_bye,
 )
 from ..legs.trunk import OutboundIdentity, TrunkUacLeg
-from ..outbound import OutboundCall
+from ..outbound import OutboundCall, OutboundRefusal
 from ..queues import QueueFullError
 from ..routing import (
     Action,
@@ -235,6 +235,7 @@ class Call:
         self._held_by_callee = False  # the answering party holds: the caller hears music
         self.parked_slot: str | None = None  # parked: the slot a phone dials to take it back
         self._monitor: Monitor | None = None  # a supervisor on the call
+        self._admitted: list[str] = []  # legs out counted against the tenant's caps
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -400,11 +401,11 @@ class Call:
         first = not self.facts.ringing
         for extension in action.extensions:
             if extension.startswith("+"):  # a number outside, through the trunks
-                leg = self._fork_trunk(extension)
-                if leg is None:
-                    later.append(MemberFailed(extension, MemberFailure.UNAVAILABLE))
-                else:
+                leg = await self._fork_trunk(extension)
+                if isinstance(leg, TrunkUacLeg):
                     self._ringing[extension] = [leg]
+                else:
+                    later.append(MemberFailed(extension, MemberFailure.UNAVAILABLE))
                 continue
             devices = await self.host.devices(extension)
             if not devices:
@@ -430,13 +431,33 @@ class Call:
         leg.start(self.host.layer, self.events.put_nowait)
         return leg
 
-    def _fork_trunk(self, number: str, sdp: bytes | None = None) -> TrunkUacLeg | None:
-        """A leg to ``number`` through the tenant's trunks; None when none may carry it."""
+    async def _fork_trunk(
+        self, number: str, sdp: bytes | None = None
+    ) -> TrunkUacLeg | OutboundRefusal:
+        """A leg to ``number`` through the tenant's trunks, or why it may not go.
+
+        A call out was judged by the outbound policy before it started; a leg this call
+        adds (a forward, a user's mobile, a transfer to a number) is judged here, by the
+        same rules and caps, so no setting can dial what the tenant may not."""
         config = self.host.config()
+        if self.outbound is None:
+            refusal = self.host.outbound.policy_refusal(number, config)
+            if refusal is None:
+                key = f"{self.call_id}>{number}"
+                admission = await self.host.outbound.admit(key, config)
+                if isinstance(admission, OutboundRefusal):
+                    refusal = admission
+                else:
+                    self._admitted.append(key)
+            if refusal is not None:
+                self._log(logging.INFO, "%s may not be called out: %s", number, refusal)
+                self._note_transfer("refused", number, f"call out refused: {refusal}")
+                self.host.count_refusal(refusal)
+                return refusal
         identity = self._outbound_identity(number)
         if identity is None or not config.trunks:
             self._log(logging.WARNING, "cannot call %s out: no trunk or no number to show", number)
-            return None
+            return OutboundRefusal.NO_TRUNK if not config.trunks else OutboundRefusal.NO_CALLER_ID
         leg = TrunkUacLeg.to_number(
             number,
             tuple(config.trunks),
@@ -450,6 +471,15 @@ class Call:
         self.host.register_leg(self, leg.call_id)
         leg.start(self.host.layer, self.events.put_nowait)
         return leg
+
+    def _release_admitted(self) -> None:
+        """Give back the places the legs out took; the one that talked adds its minutes."""
+        talking = self.winner.member if isinstance(self.winner, TrunkUacLeg) else None
+        answered, ended = self.facts.answer_ms, self.facts.end_ms or now_ms()
+        for key in self._admitted:
+            talked = (ended - answered) / 1000 if answered and key.endswith(f">{talking}") else 0.0
+            self.host.release_outbound(key, talked)
+        self._admitted.clear()
 
     def _outbound_identity(self, number: str) -> OutboundIdentity | None:
         if self.outbound is not None:
@@ -1022,7 +1052,7 @@ class Call:
                 codec = negotiate(SessionDescription.parse(answer)).codec.name
         return (codec, TELEPHONE_EVENT)
 
-    async def _park(self, slot: str, by: str) -> tuple[int, str] | None:
+    async def _park(self, slot: str, by: str, *, let_go: bool) -> tuple[int, str] | None:
         """The caller waits with music on ``slot`` until a phone dials the slot's code;
         the answering party is let go."""
         taken = self.host.park(self, slot)
@@ -1034,6 +1064,8 @@ class Call:
         if old is not None:
             self._departed.append(old)
             self.host.agent_free(self._person_of(old.extension), self.call_id)
+            if let_go:
+                self._spawn(send_bye(self.host.layer, old.dialog, old.flow))
         self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
         self._note_transfer("parked", taken, f"parked by {by}")
         self._log(logging.INFO, "parked on slot %s by %s", taken, by)
@@ -1158,7 +1190,8 @@ class Call:
             await self._attended_transfer(event, target.replaces)
             return
         winner = self.winner
-        refused = await self.start_transfer(target.user, by=self._person_of(winner.extension))
+        by = self._person_of(winner.extension)
+        refused = await self.start_transfer(target.user, by=by, by_refer=True)
         if refused is not None:
             transaction.respond(make_response(request, *refused))
             return
@@ -1311,7 +1344,9 @@ class Call:
             await layer.send_stateless(ack, hop)
         return final
 
-    async def start_transfer(self, target: str, *, by: str) -> tuple[int, str] | None:
+    async def start_transfer(
+        self, target: str, *, by: str, by_refer: bool = False
+    ) -> tuple[int, str] | None:
         """Hand the caller to ``target`` (an extension or a number); the answering party
         leaves once the target answers. The SIP status and reason why not, or None."""
         if self.state is not CallState.CONNECTED or self.winner is None:
@@ -1321,7 +1356,8 @@ class Call:
         config = self.host.config()
         feature = parse_feature(target, config.feature_codes)
         if feature is not None and feature.kind is FeatureKind.PARK:
-            return await self._park(feature.argument, by)
+            # A REFER's sender is told by NOTIFY and let go by its handler.
+            return await self._park(feature.argument, by, let_go=not by_refer)
         sdp = self._transfer_offer()
         legs: list[SipUacLeg] = []
         if config.user(target) is not None:
@@ -1333,12 +1369,9 @@ class Call:
             number = self.host.outbound.destination(target, config)
             if number is None:
                 return 404, "No Such Transfer Target"
-            refusal = self.host.outbound.policy_refusal(number, config)
-            if refusal is not None:
-                return refusal.sip_status
-            leg = self._fork_trunk(number, sdp)
-            if leg is None:
-                return 503, "No Carrier Trunk"
+            leg = await self._fork_trunk(number, sdp)
+            if not isinstance(leg, TrunkUacLeg):
+                return leg.sip_status
             legs = [leg]
             target = number
         loop = asyncio.get_running_loop()
@@ -1519,6 +1552,7 @@ class Call:
         if self.facts.end_ms is None:
             self.facts.end_ms = now_ms()
         await self._stop_monitor(hang_up=True)
+        self._release_admitted()
         self._cancel_forks()
         for leg in self.legs:
             leg.stop()

@@ -19,7 +19,7 @@ from ...sip.transaction import TransactionLayer
 from ...sip.transport import Address
 from ...sip.uri import SipUri
 from ..legs.sip import DeviceTarget
-from ..outbound import OutboundGate
+from ..outbound import OutboundGate, OutboundRefusal
 from ..prompts import PromptLibrary
 from ..queues import QueueDispatcher
 from ..recordings import RecordingService
@@ -102,6 +102,14 @@ class CallHost(Protocol):
         ...
 
     def unpark(self, call: Call) -> None: ...
+
+    def count_refusal(self, refusal: OutboundRefusal) -> None:
+        """Count a call out the tenant's policy refused (metrics)."""
+        ...
+
+    def release_outbound(self, key: str, talked_s: float) -> None:
+        """Give back an outbound place taken with ``OutboundGate.admit``."""
+        ...
 
     def call_by_dialog(self, call_id: str) -> Call | None:
         """The live call one of whose dialogs has SIP Call-ID ``call_id``."""

@@ -109,7 +109,7 @@ class Originator:
         assert not isinstance(admission, OutboundRefusal)
         devices = await service.devices(body.extension)
         if not devices:
-            await service.release_outbound(call_id, 0.0)
+            service.release_outbound(call_id, 0.0)
             return CommandReply(
                 status=ReplyStatus.REFUSED, detail="the user has no registered phone"
             )
@@ -148,7 +148,7 @@ class Originator:
         winner, answer = await self._first_answer(legs, events)
         if winner is None or answer is None:
             await relay.stop()
-            await service.release_outbound(facts.call_id, 0.0)
+            service.release_outbound(facts.call_id, 0.0)
             facts.end_reason = _unanswered([leg.final_status for leg in legs])
             facts.hangup_by = HangupBy.SYSTEM
             facts.end_ms = now_ms()

@@ -7,8 +7,8 @@ unless the status is 200.
 - hangup step/target, reason ``busy``: 486 (answered: cause 486); CDR busy
 - hangup, reason ``unavailable``: 480 (cause 480); unavailable
 - hangup, reason ``normal``: 603 Decline; answered: plain BYE (200); rejected / completed
-- unrouted, a deleted object, an external target (outbound calls not yet
-  running), the end of a route plan, a routing loop: 480; unavailable
+- unrouted, a deleted object, an external number the outbound policy refuses or
+  no trunk carries, the end of a route plan, a routing loop: 480; unavailable
 - a group or user nobody answered: 480; no-answer (busy / unavailable when
   nobody could be rung because they were busy / away, dnd, not registered)
 - a user busy (on a call, or their phone said 486) without voicemail: 486; busy
