@@ -45,7 +45,8 @@ class PlaceCall(BaseModel):
     from_user: uuid.UUID | None = Field(
         default=None,
         description="the user whose phones ring first (default: the caller of the API, "
-        "required for API keys); agents may only call as themselves",
+        "required for API keys); agents may only call as themselves, managers and API keys "
+        "for any user of the tenant",
     )
     caller_id: str | None = Field(
         default=None, description="one of the tenant's numbers to show; default: the usual choice"

@@ -130,7 +130,7 @@ Placer = Annotated[CallPlacer, Depends(call_placer)]
     status_code=202,
     response_model=PlacedCall,
     summary="Click-to-call: ring a user's phones, then the number",
-    description="The user's phones (desk, browser, mobile per their follow-me) ring first, "
+    description="The user's registered SIP phones ring first (their mobile does not), "
     "showing the number about to be called; when the user answers, the number is called "
     "through the tenant's trunks with the caller ID chosen as for any call out (the "
     "tenant's number in or nearest to the callee's region, the user's own, or `caller_id`). "
