@@ -15,6 +15,7 @@ from typing import Any
 from vpbx_common.manifests import Number, RecordingPolicy, Trunk
 from vpbx_common.nodeconfig import (
     NodeConfig,
+    SourceConferenceRoom,
     SourceDevice,
     SourceGroup,
     SourceIvrMenu,
@@ -28,6 +29,7 @@ from vpbx_common.nodeconfig import (
 )
 from vpbx_common.pbx import Presence, RingStrategy
 
+from ..conferences.models import ConferenceRoomRow
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow
 from ..outbound.service import outbound_policy
@@ -59,6 +61,7 @@ class TenantSnapshot:
     language: str = "ru-RU"  # of the platform's spoken phrases (tenant_language)
     trunks: Sequence[TrunkRow] = ()  # the tenant's own
     platform_trunks: Sequence[Trunk] = ()  # the operator's carriers (Trunk manifests)
+    conference_rooms: Sequence[ConferenceRoomRow] = ()
 
 
 def _members_by_group(snapshot: TenantSnapshot) -> dict[str, list[tuple[str, int]]]:
@@ -189,6 +192,16 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
             *(platform_trunk_source(trunk) for trunk in snapshot.platform_trunks),
         ],
         outbound=outbound_policy(tenant),
+        conference_rooms=[
+            SourceConferenceRoom(
+                id=str(room.id),
+                extension=room.extension,
+                name=room.name,
+                pin=room.pin,
+                max_participants=room.max_participants,
+            )
+            for room in snapshot.conference_rooms
+        ],
     )
 
 
