@@ -104,6 +104,9 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
     )
     assert uploaded.status_code == 201, uploaded.text
     prompt = uploaded.json()
+    room = await _created(
+        api, "/v1/conference-rooms", {"extension": "800", "name": "board", "pin": "8642"}, admin
+    )
     decision = await _created(api, "/v1/route-plans/decision-secret", {}, admin)
     trunk = await _created(
         api,
@@ -137,6 +140,7 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "number_id": number["id"],
         "prompt_id": prompt["id"],
         "trunk_id": trunk["id"],
+        "room_id": room["id"],
         # Not ids: no route takes them, but no listing may show them (the leak check).
         "decision_secret": decision["secret"],
         "trunk_password": "acme-trunk-password",
@@ -265,6 +269,7 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
         ("voicemail_id", "/v1/voicemails/{voicemail_id}"),
         ("prompt_id", "/v1/prompts/{prompt_id}"),
         ("trunk_id", "/v1/trunks/{trunk_id}"),
+        ("room_id", "/v1/conference-rooms/{room_id}"),
     ):
         response = await api.client.get(path.format(**ids), headers=acme)
         assert response.status_code == 200, (name, response.text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,12 +26,15 @@ from vpbx_common.cdr import CallRecord
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_common.outbound import OutboundPolicy
 from vpbx_media.cdr.spool import CdrSpool
+from vpbx_media.media.dtmf import TelephoneEvent
 from vpbx_media.media.g711 import Codec
 from vpbx_media.node.bindings import Binding, BindingStore
 from vpbx_media.node.configsource import ConfigHolder
 from vpbx_media.node.registrar import Authenticator
 from vpbx_media.node.service import NodeIdentity, NodeService
+from vpbx_media.rtp.packet import RtpPacket
 from vpbx_media.rtp.ports import PortAllocator
+from vpbx_media.sdp import SessionDescription, media_endpoint
 from vpbx_media.sip.digest import (
     DigestAuthenticator,
     DigestChallenge,
@@ -72,10 +76,11 @@ def config(group: dict[str, Any]) -> NodeConfig:
     ).with_version()
 
 
-def sdp(port: int) -> bytes:
+def sdp(port: int, codec: str = "PCMU") -> bytes:
+    payload_type = {"PCMU": 0, "PCMA": 8}[codec]
     return (
         f"v=0\r\no=peer 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        f"m=audio {port} RTP/AVP {payload_type} 101\r\na=rtpmap:{payload_type} {codec}/8000\r\n"
         "a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
     ).encode()
 
@@ -94,6 +99,88 @@ def with_devices(cfg: NodeConfig, passwords: dict[str, str]) -> NodeConfig:
         for extension, password in passwords.items()
     ]
     return NodeConfig.model_validate(document).with_version()
+
+
+class RtpMedia(asyncio.DatagramProtocol):
+    """A phone's RTP socket: keeps what it receives (with the loop time), sends RTP of one
+    stream of its own (audio in ``codec``, RFC 4733 keys as payload type 101)."""
+
+    EVENT_PAYLOAD_TYPE = 101
+
+    def __init__(self, codec: Codec = Codec.PCMU) -> None:
+        self.codec = codec
+        self.received: list[tuple[float, bytes]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.ssrc = random.getrandbits(32)
+        self._seq = random.getrandbits(16)
+        self._timestamp = random.getrandbits(32)
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(HOST, 0))
+        self.transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.append((asyncio.get_running_loop().time(), data))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _send(self, to: tuple[str, int], payload_type: int, payload: bytes, marker: bool) -> None:
+        assert self.transport is not None
+        packet = RtpPacket(
+            payload_type, self._seq, self._timestamp, self.ssrc, payload, marker=marker
+        )
+        self._seq = (self._seq + 1) & 0xFFFF
+        self.transport.sendto(bytes(packet), to)
+
+    def send_frame(self, to: tuple[str, int], payload: bytes, *, marker: bool = False) -> None:
+        """One frame of audio; the stream's clock moves on by its length."""
+        self._send(to, self.codec.payload_type, payload, marker)
+        self._timestamp = (self._timestamp + len(payload)) & 0xFFFFFFFF
+
+    async def send_key(self, to: tuple[str, int], digit: str) -> None:
+        """One key as RFC 4733 events (start, one update, the end three times), paced."""
+        packets = [
+            TelephoneEvent.for_digit(digit, duration=160),
+            TelephoneEvent.for_digit(digit, duration=320),
+            *[TelephoneEvent.for_digit(digit, end=True, duration=480)] * 3,
+        ]
+        for index, event in enumerate(packets):
+            self._send(to, self.EVENT_PAYLOAD_TYPE, bytes(event), index == 0)
+            await asyncio.sleep(0.02)
+        self._timestamp = (self._timestamp + 480) & 0xFFFFFFFF
+
+    def packets(self, since: float = 0.0) -> list[RtpPacket]:
+        return [RtpPacket.parse(data) for at, data in self.received if at >= since]
+
+
+def tone_frames(hz: float, frames: int, codec: Codec, amplitude: float = 6000.0) -> list[bytes]:
+    """``frames`` 20 ms payloads of a continuous sine in ``codec``."""
+    n = np.arange(frames * 160)
+    pcm = np.round(amplitude * np.sin(2 * np.pi * hz * n / 8000)).astype(np.int16)
+    codes = codec.encode(pcm.tobytes())
+    return [codes[i * 160 : (i + 1) * 160] for i in range(frames)]
+
+
+def band_shares(packets: list[RtpPacket], frequencies: list[float]) -> dict[float, float]:
+    """Each frequency's share (+-15 Hz) of the energy of the audio in ``packets`` (one
+    stream, in sequence order; Hann window)."""
+    codec = Codec.from_payload_type(packets[0].payload_type)
+    first = packets[0].sequence_number
+    ordered = sorted(packets, key=lambda p: (p.sequence_number - first) & 0xFFFF)
+    codes = b"".join(packet.payload for packet in ordered)
+    pcm = np.frombuffer(codec.decode(codes).tobytes(), dtype=np.int16).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2
+    bins = np.fft.rfftfreq(len(pcm), 1 / 8000)
+    total = float(spectrum.sum())
+    assert total > 0, "nothing but digital silence received"
+    return {
+        hz: float(spectrum[(bins > hz - 15) & (bins < hz + 15)].sum()) / total for hz in frequencies
+    }
 
 
 class Peer(asyncio.DatagramProtocol):
@@ -281,8 +368,9 @@ class Carrier(Peer):
                     self.send(ack + "Content-Length: 0\r\n\r\n", self.node)
                     return message
 
-    def bye(self) -> None:
-        head = self._head("BYE", 2, f"z9hG4bK-{next(_ids)}", self.to_tag)
+    def bye(self, seq: int = 2) -> None:
+        """BYE; ``seq`` above any CSeq sent in the dialog before (an INFO's)."""
+        head = self._head("BYE", seq, f"z9hG4bK-{next(_ids)}", self.to_tag)
         self.send(head + "Content-Length: 0\r\n\r\n", self.node)
 
     def info(self, content_type: str, body: str) -> int:
@@ -376,9 +464,9 @@ async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Any]
 
 @pytest.fixture
 async def peers() -> AsyncIterator[Any]:
-    opened: list[Peer] = []
+    opened: list[Peer | RtpMedia] = []
 
-    async def make(peer: Peer) -> Any:
+    async def make(peer: Peer | RtpMedia) -> Any:
         await peer.open()
         opened.append(peer)
         return peer
@@ -392,7 +480,14 @@ class Dialler(Peer):
     """A tenant phone placing a call: INVITE to the tenant's domain, answering the
     node's digest challenge with its password."""
 
-    def __init__(self, extension: str, password: str, domain: str = "acme.test") -> None:
+    def __init__(
+        self,
+        extension: str,
+        password: str,
+        domain: str = "acme.test",
+        *,
+        media: RtpMedia | None = None,
+    ) -> None:
         super().__init__(f"dialler-{extension}")
         self.extension = extension
         self.password = password
@@ -403,6 +498,15 @@ class Dialler(Peer):
         self.target = ""
         self.node: tuple[str, int] = (HOST, 0)
         self.extra = ""
+        # With a media socket the SDP offers its port (and its codec): the phone talks.
+        self.media = media
+        self.answer_body = b""  # the SDP of the 200 OK (or 183) the node sent
+
+    @property
+    def node_media(self) -> tuple[str, int]:
+        """Where the node wants this phone's RTP (from its answer)."""
+        endpoint = media_endpoint(SessionDescription.parse(self.answer_body))
+        return endpoint.ip, endpoint.rtp_port
 
     def _head(self, method: str, seq: int, branch: str, to_tag: str | None = None) -> str:
         to = f"<sip:{self.target}@{self.domain}>" + (f";tag={to_tag}" if to_tag else "")
@@ -416,7 +520,10 @@ class Dialler(Peer):
         )
 
     def _invite(self, authorization: str = "") -> None:
-        body = sdp(self.port + 1000)
+        if self.media is not None:
+            body = sdp(self.media.port, self.media.codec.value)
+        else:
+            body = sdp(self.port + 1000)
         head = self._head("INVITE", self.seq, f"z9hG4bK-d-{next(_ids)}")
         self.send(
             head
@@ -450,6 +557,8 @@ class Dialler(Peer):
         async with asyncio.timeout(timeout):
             while True:
                 message = await self.inbox.get()
+                if isinstance(message, SipResponse) and message.body:
+                    self.answer_body = message.body
                 if (
                     isinstance(message, SipResponse)
                     and message.cseq.method == "INVITE"
@@ -474,6 +583,26 @@ class Dialler(Peer):
         self.seq += 1
         head = self._head("BYE", self.seq, f"z9hG4bK-{next(_ids)}", self.to_tag)
         self.send(head + "Content-Length: 0\r\n\r\n", self.node)
+
+    def info(self, digit: str) -> int:
+        """A key as an in-dialog INFO (application/dtmf-relay); its CSeq number."""
+        self.seq += 1
+        body = f"Signal={digit}\r\nDuration=160\r\n"
+        head = self._head("INFO", self.seq, f"z9hG4bK-{next(_ids)}", self.to_tag)
+        self.send(
+            head
+            + f"Content-Type: application/dtmf-relay\r\nContent-Length: {len(body)}\r\n\r\n"
+            + body,
+            self.node,
+        )
+        return self.seq
+
+    async def response_to(self, seq: int, timeout: float = 5.0) -> SipResponse:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.inbox.get()
+                if isinstance(message, SipResponse) and message.cseq.seq == seq:
+                    return message
 
 
 class Trunk(Peer):

@@ -24,6 +24,7 @@ from .auth.router import router as auth_router
 from .auth.tokens import TokenSigner
 from .calls.router import router as calls_router
 from .calls.store import CdrReader
+from .conferences.router import router as conference_rooms_router
 from .context import AppContext
 from .db.migrate import upgrade
 from .db.session import Database
@@ -71,6 +72,7 @@ ROUTERS = (
     prompts_router,
     decision_secret_router,  # before /v1/route-plans/{route_plan_id}
     route_plans_router,
+    conference_rooms_router,
     webhooks_router,
     trunks_router,
     outbound_router,
@@ -84,9 +86,9 @@ ROUTERS = (
 
 DESCRIPTION = """\
 Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
-ring groups, schedules, IVR menus, route plans, webhooks, carrier trunks and API keys;
-the tenant's outbound policy and feature codes; click-to-call and transfers; call
-records, call recordings and voice messages.
+ring groups, schedules, IVR menus, route plans, conference rooms, webhooks, carrier
+trunks and API keys; the tenant's outbound policy and feature codes; click-to-call and
+transfers; call records, call recordings and voice messages.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is a user access
 token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform

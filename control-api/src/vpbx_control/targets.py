@@ -61,6 +61,13 @@ class VoicemailTarget(_Target):
     user_id: uuid.UUID | None = Field(default=None, description="whose box; null = general box")
 
 
+class ConferenceTarget(_Target):
+    """A conference room (/v1/conference-rooms): the caller joins it."""
+
+    type: Literal["conference"] = "conference"
+    room_id: uuid.UUID
+
+
 class ExternalTarget(_Target):
     """Not yet running (outbound calls come later): the media node ends the call with 480."""
 
@@ -78,6 +85,7 @@ Target = Annotated[
     | IvrTarget
     | RoutePlanTarget
     | VoicemailTarget
+    | ConferenceTarget
     | ExternalTarget
     | HangupTarget,
     Field(discriminator="type"),
@@ -94,6 +102,7 @@ async def check_target(
 ) -> None:
     """Raise ReferenceNotFound (404, naming ``field``) unless the target exists in the tenant."""
     # Imported here: the domain packages import this module for the Target types.
+    from .conferences.models import ConferenceRoomRow
     from .groups.models import GroupRow
     from .ivr.models import IvrMenuRow
     from .routeplans.models import RoutePlanRow
@@ -109,6 +118,8 @@ async def check_target(
             model, label, key = IvrMenuRow, "IVR menu", "ivr_menu_id"
         case RoutePlanTarget(route_plan_id=row_id):
             model, label, key = RoutePlanRow, "route plan", "route_plan_id"
+        case ConferenceTarget(room_id=row_id):
+            model, label, key = ConferenceRoomRow, "conference room", "room_id"
         case _:
             return
     if not await _exists(session, model, tenant_id, row_id):

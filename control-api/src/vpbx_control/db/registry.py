@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..apikeys.models import ApiKeyRow
+from ..conferences.models import ConferenceRoomRow
 from ..decisions.models import DecisionSecretRow
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow, PromptRow
@@ -19,6 +20,7 @@ from .base import Base
 __all__ = [
     "ApiKeyRow",
     "Base",
+    "ConferenceRoomRow",
     "DecisionSecretRow",
     "DeviceRow",
     "GroupMemberRow",

@@ -15,6 +15,7 @@ from typing import Any
 from vpbx_common.manifests import Number, RecordingPolicy, Trunk
 from vpbx_common.nodeconfig import (
     NodeConfig,
+    SourceConferenceRoom,
     SourceDevice,
     SourceGroup,
     SourceIvrMenu,
@@ -28,6 +29,7 @@ from vpbx_common.nodeconfig import (
 )
 from vpbx_common.pbx import Presence, RingStrategy
 
+from ..conferences.models import ConferenceRoomRow
 from ..features.service import stored_codes
 from ..groups.models import GroupMemberRow, GroupRow
 from ..ivr.models import IvrMenuRow
@@ -60,6 +62,7 @@ class TenantSnapshot:
     language: str = "ru-RU"  # of the platform's spoken phrases (tenant_language)
     trunks: Sequence[TrunkRow] = ()  # the tenant's own
     platform_trunks: Sequence[Trunk] = ()  # the operator's carriers (Trunk manifests)
+    conference_rooms: Sequence[ConferenceRoomRow] = ()
 
 
 def _members_by_group(snapshot: TenantSnapshot) -> dict[str, list[tuple[str, int]]]:
@@ -191,6 +194,16 @@ def tenant_source(snapshot: TenantSnapshot) -> TenantSource:
         ],
         outbound=outbound_policy(tenant),
         feature_codes=stored_codes(tenant).entry(),
+        conference_rooms=[
+            SourceConferenceRoom(
+                id=str(room.id),
+                extension=room.extension,
+                name=room.name,
+                pin=room.pin,
+                max_participants=room.max_participants,
+            )
+            for room in snapshot.conference_rooms
+        ],
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vpbx_common.manifests import Trunk
 from vpbx_common.nodeconfig import NodeConfig
 
+from ..conferences.models import ConferenceRoomRow
 from ..decisions.repository import DecisionSecretRepository
 from ..errors import NotFound, Unavailable
 from ..groups.models import GroupMemberRow, GroupRow
@@ -81,6 +82,7 @@ class NodeConfigService:
             language=await self._language(tenant.id),
             trunks=await self._tenant_rows(TrunkRow, tenant.id),
             platform_trunks=self.platform_trunks,
+            conference_rooms=await self._tenant_rows(ConferenceRoomRow, tenant.id),
         )
 
     async def _language(self, tenant_id: str) -> str:

@@ -1,7 +1,8 @@
 """Request and response documents of /v1/numbers, and the Number entry reference codec.
 
 A Number's ``spec.entry`` is a string (docs: helpers' entry format):
-``<kind>:<uuid>`` with kind ``user``, ``group``, ``ivr`` or ``route-plan`` for
+``<kind>:<uuid>`` with kind ``user``, ``group``, ``ivr``, ``route-plan`` or
+``conference`` for
 numbers set up through this API, the literal ``unrouted`` for a number with no
 entry yet, or a plain name (a group name such as ``sales`` or an extension such
 as ``"101"``) in numbers written by hand in a platform file. The API shows it as
@@ -20,15 +21,22 @@ from vpbx_common.manifests import UNROUTED_ENTRY, DnsLabel, Number, entry_refere
 
 from ..ivr.schemas import MenuPrompt, Prompt
 from ..schema_base import StrictInput
-from ..targets import E164, GroupTarget, IvrTarget, RoutePlanTarget, UserTarget
+from ..targets import (
+    E164,
+    ConferenceTarget,
+    GroupTarget,
+    IvrTarget,
+    RoutePlanTarget,
+    UserTarget,
+)
 
 UNROUTED = UNROUTED_ENTRY
 
 # The Targets a number's entry can be: the kinds of ``<kind>:<uuid>``.
-AnyEntryTarget = UserTarget | GroupTarget | IvrTarget | RoutePlanTarget
+AnyEntryTarget = UserTarget | GroupTarget | IvrTarget | RoutePlanTarget | ConferenceTarget
 
 EntryTarget = Annotated[
-    UserTarget | GroupTarget | IvrTarget | RoutePlanTarget,
+    UserTarget | GroupTarget | IvrTarget | RoutePlanTarget | ConferenceTarget,
     Field(
         discriminator="type",
         description="where calls to the number enter the PBX; null = not routed yet",
@@ -41,6 +49,7 @@ ENTRY_KINDS: dict[str, tuple[type[AnyEntryTarget], str]] = {
     "group": (GroupTarget, "group_id"),
     "ivr": (IvrTarget, "ivr_menu_id"),
     "route-plan": (RoutePlanTarget, "route_plan_id"),
+    "conference": (ConferenceTarget, "room_id"),
 }
 
 
@@ -52,7 +61,7 @@ class LegacyEntry(BaseModel):
 
 
 EntryOut = Annotated[
-    UserTarget | GroupTarget | IvrTarget | RoutePlanTarget | LegacyEntry,
+    UserTarget | GroupTarget | IvrTarget | RoutePlanTarget | ConferenceTarget | LegacyEntry,
     Field(discriminator="type"),
 ]
 
@@ -70,6 +79,8 @@ def stored_entry(target: AnyEntryTarget | None) -> str:
             return f"ivr:{object_id}"
         case RoutePlanTarget(route_plan_id=object_id):
             return f"route-plan:{object_id}"
+        case ConferenceTarget(room_id=object_id):
+            return f"conference:{object_id}"
     raise TypeError(f"not an entry target: {target!r}")
 
 

@@ -40,6 +40,7 @@ class RefKind(enum.StrEnum):
     USER = "user"
     SCHEDULE = "schedule"
     PROMPT = "prompt"
+    CONFERENCE_ROOM = "conference-room"
 
     @property
     def label(self) -> str:
@@ -53,6 +54,7 @@ _LABELS = {
     RefKind.USER: "user",
     RefKind.SCHEDULE: "schedule",
     RefKind.PROMPT: "prompt",
+    RefKind.CONFERENCE_ROOM: "conference room",
 }
 
 # The id fields of steps and Target documents, and what each names.
@@ -63,6 +65,7 @@ ID_FIELDS: Mapping[str, RefKind] = {
     "user_id": RefKind.USER,
     "schedule_id": RefKind.SCHEDULE,
     "prompt_id": RefKind.PROMPT,  # a queue's music
+    "room_id": RefKind.CONFERENCE_ROOM,
 }
 
 

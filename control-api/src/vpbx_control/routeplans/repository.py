@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..conferences.models import ConferenceRoomRow
 from ..groups.models import GroupRow
 from ..ivr.models import IvrMenuRow, PromptRow
 from ..repository import NamedRepository
@@ -31,6 +32,7 @@ _MODELS: dict[RefKind, type[Any]] = {
     RefKind.USER: UserRow,
     RefKind.SCHEDULE: ScheduleRow,
     RefKind.PROMPT: PromptRow,
+    RefKind.CONFERENCE_ROOM: ConferenceRoomRow,
 }
 
 

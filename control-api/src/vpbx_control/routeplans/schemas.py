@@ -234,6 +234,13 @@ class RoutePlanStep(_Step):
     route_plan_id: uuid.UUID
 
 
+class ConferenceStep(_Step):
+    """Take the caller into a conference room (the plan does not go on after it)."""
+
+    type: Literal["conference"] = "conference"
+    room_id: uuid.UUID
+
+
 class HangupStep(_Step):
     type: Literal["hangup"] = "hangup"
     reason: HangupReason = HangupReason.NORMAL
@@ -250,6 +257,7 @@ Step = Annotated[
     | VoicemailStep
     | ForwardStep
     | RoutePlanStep
+    | ConferenceStep
     | HangupStep,
     Field(discriminator="type"),
 ]

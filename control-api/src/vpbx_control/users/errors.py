@@ -16,12 +16,14 @@ class EmailTaken(Conflict):
 
 
 class ExtensionTaken(Conflict):
+    """The extension is a user's or a conference room's already (one plan of extensions)."""
+
     error_id = "extension-taken"
 
-    def __init__(self, extension: str) -> None:
+    def __init__(self, extension: str, owner: str = "another user") -> None:
         super().__init__(
-            f"extension {extension} already belongs to another user",
-            details=[FieldProblem(field="body.extension", message="already used")],
+            f"extension {extension} already belongs to {owner}",
+            details=[FieldProblem(field="body.extension", message=f"used by {owner}")],
         )
 
 

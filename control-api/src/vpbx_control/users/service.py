@@ -25,6 +25,7 @@ from vpbx_common.pbx import Presence
 from vpbx_common.sipauth import ha1_pair
 
 from ..auth.principal import MANAGERS, Principal, Role
+from ..conferences.repository import ConferenceRoomRepository
 from ..context import AppContext
 from ..errors import FieldProblem, Forbidden, InvalidInput, TooManyRequests
 from ..ivr.repository import PromptRepository
@@ -363,6 +364,11 @@ class UserService:
         owner = await self.users.extension_owner(extension)
         if owner is not None and (user is None or owner != user.id):
             raise ExtensionTaken(extension)
+        room = await ConferenceRoomRepository(
+            self.users.session, self.principal.tenant
+        ).extension_owner(extension)
+        if room is not None:
+            raise ExtensionTaken(extension, f"conference room {room.name!r}")
         takes_a_seat = user is None or user.extension is None
         if takes_a_seat and tenant.seats and await self.users.seats_used() >= tenant.seats:
             raise SeatLimitReached(tenant.seats)

@@ -266,7 +266,7 @@ class NumberSpec(_Spec):
         min_length=1,
         description=(
             "group name, extension number, `<kind>:<uuid>` (a control API object: "
-            "user, group, ivr, route-plan) or `unrouted`"
+            "user, group, ivr, route-plan, conference) or `unrouted`"
         ),
     )
     # Record calls to this number: None (left out) follows the tenant's recording policy;
@@ -603,7 +603,7 @@ def _config_problems(config: PbxConfig, tenant: Tenant | None) -> list[str]:
 # group never breaks a number), and `unrouted` is a number without an entry yet
 # (its calls are refused with 480).
 UNROUTED_ENTRY = "unrouted"
-ENTRY_REFERENCE_KINDS = ("user", "group", "ivr", "route-plan")
+ENTRY_REFERENCE_KINDS = ("user", "group", "ivr", "route-plan", "conference")
 
 
 def entry_reference(entry: str) -> tuple[str, uuid.UUID] | None:

@@ -23,6 +23,9 @@ EXPECTED_WAIT: Final = "expected-wait"
 LESS_THAN_A_MINUTE: Final = "less-than-a-minute"
 PLEASE_HOLD: Final = "please-hold"
 VOICEMAIL_GREETING: Final = "voicemail-greeting"  # a box without its own greeting
+CONFERENCE_PIN: Final = "conference-pin"  # a room with a PIN asks for it
+CONFERENCE_WRONG_PIN: Final = "conference-wrong-pin"
+CONFERENCE_FULL: Final = "conference-full"  # the room has no free place
 
 _FIXED: Final[dict[str, dict[str, str]]] = {
     "ru": {
@@ -31,6 +34,9 @@ _FIXED: Final[dict[str, dict[str, str]]] = {
         LESS_THAN_A_MINUTE: "менее минуты",
         PLEASE_HOLD: "Пожалуйста, оставайтесь на линии.",
         VOICEMAIL_GREETING: "Абонент не может ответить. Оставьте сообщение после сигнала.",
+        CONFERENCE_PIN: "Введите пин-код конференции и нажмите решётку.",
+        CONFERENCE_WRONG_PIN: "Неверный пин-код.",
+        CONFERENCE_FULL: "Конференция заполнена. Попробуйте позже.",
     },
     "en": {
         YOU_ARE_NUMBER: "You are number",
@@ -40,6 +46,9 @@ _FIXED: Final[dict[str, dict[str, str]]] = {
         VOICEMAIL_GREETING: (
             "The person you are calling cannot answer. Please leave a message after the tone."
         ),
+        CONFERENCE_PIN: "Please enter the conference PIN, then the hash key.",
+        CONFERENCE_WRONG_PIN: "That PIN is not correct.",
+        CONFERENCE_FULL: "The conference is full. Please try again later.",
     },
 }
 

@@ -61,6 +61,15 @@ def _beep() -> array[int]:
     return tones.VOICEMAIL_BEEP.render()
 
 
+def conference_join() -> array[int]:
+    """The join tone of a conference room: two short rising notes (about 0.3 s)."""
+    tone = array("h")
+    tone.extend(tones.sine(660.0, tones.samples_for(120), -12.0, ramp_ms=5.0))
+    tone.extend(tones.silence(tones.samples_for(40)))
+    tone.extend(tones.sine(880.0, tones.samples_for(160), -12.0, ramp_ms=5.0))
+    return tone
+
+
 class PromptLibrary:
     def __init__(
         self,
@@ -162,6 +171,8 @@ class PromptLibrary:
             return self.cache.from_pcm("music-on-hold", codec, music_on_hold)
         if sound is Sound.BEEP:
             return self.cache.from_pcm("beep", codec, _beep)
+        if sound is Sound.CONFERENCE_JOIN:
+            return self.cache.from_pcm("conference-join", codec, conference_join)
         # The default greeting is spoken in the tenant's language: the call asks for a
         # SpokenPhrase; without a language this is all there is.
         return self._tone(_FALLBACK, codec)

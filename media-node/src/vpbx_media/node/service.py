@@ -24,7 +24,14 @@ from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
 from vpbx_common.commands import CommandReply, NodeCommand, Originate, ReplyStatus, Transfer
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
-from vpbx_common.nodeconfig import ExternalTarget, NodeConfig, Target, UserEntry, UserTarget
+from vpbx_common.nodeconfig import (
+    ConferenceTarget,
+    ExternalTarget,
+    NodeConfig,
+    Target,
+    UserEntry,
+    UserTarget,
+)
 from vpbx_common.outbound import OutboundPolicy
 from vpbx_common.trunks import TrunkStatusStore
 
@@ -44,6 +51,7 @@ from .calls.facts import CallFacts, NodeRef
 from .calls.features import PARK_SLOTS, Feature, FeatureKind, parse_feature
 from .calls.originate import Originator
 from .commands import CommandListener
+from .conference import ConferenceRooms
 from .decisions import DecisionClient
 from .journal import SpoolWriter
 from .legs.originator import OriginatorLeg
@@ -118,6 +126,8 @@ class NodeService:
         self.journal_touch_interval = journal_touch_interval
         self.agents = AgentStateStore(redis_client)
         self.scheduler = PacedScheduler()
+        # The tenant's conference rooms on this node (one mixer per room in use).
+        self.rooms = ConferenceRooms(self.scheduler, identity.tenant)
         self.prompts = prompts if prompts is not None else PromptLibrary()
         # Without one (tests, a node without an object store) nothing is recorded and
         # nobody has voicemail.
@@ -330,12 +340,14 @@ class NodeService:
                 return None
             dialled = uri.user_unescaped or ""
             callee = config.user(dialled) if dialled else None
+            room = config.conference_room(dialled) if dialled and callee is None else None
             user = config.user(extension)
-            feature = parse_feature(dialled, config.feature_codes) if callee is None else None
+            nobody = callee is None and room is None
+            feature = parse_feature(dialled, config.feature_codes) if nobody else None
             if feature is not None:
                 self._feature(request, transaction, extension, feature)
                 return None
-            if callee is None:
+            if nobody:
                 return await self._plan_outbound(request, transaction, extension, user, dialled)
             facts = CallFacts(
                 call_id=request.call_id,
@@ -346,6 +358,9 @@ class NodeService:
                 caller=extension,
                 caller_display=user.name if user else None,
             )
+            if room is not None:  # a conference room's extension: the phone joins it
+                return PlannedCall(facts, ConferenceTarget(room=dialled, room_id=room.id))
+            assert callee is not None
             return PlannedCall(facts, UserTarget(extension=dialled, user_id=callee.id))
         try:
             number = normalize_e164(uri.user_unescaped or "")
@@ -714,6 +729,7 @@ class NodeService:
         self._spawn(self.commands.run())
         self.spool_writer.start()
         self.scheduler.start()
+        self.rooms.start()
         self.queues.start()
         self.trunks.start(self.config())
         self._spawn(self._touch_journal())
@@ -750,6 +766,7 @@ class NodeService:
         # First, while the transport still runs: the trunks unregister (bounded wait).
         await self.trunks.stop()
         await self.queues.stop()
+        self.rooms.stop()
         self.scheduler.stop()
         if self.decisions is not None:
             await self.decisions.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from vpbx_common.manifests import UNROUTED_ENTRY
 
 from .compile import (
+    SourceConferenceRoom,
     SourceDevice,
     SourceGroup,
     SourceIvrMenu,
@@ -25,6 +26,8 @@ from .compile import (
 )
 from .manifest import manifest_source, platform_trunk_source
 from .model import (
+    MAX_ROOM_PARTICIPANTS,
+    ConferenceRoomEntry,
     Credentials,
     DeviceEntry,
     FeatureCodesEntry,
@@ -44,6 +47,7 @@ from .model import (
 )
 from .prompts import AudioPrompt, Prompt, TonePrompt, TtsPrompt
 from .targets import (
+    ConferenceTarget,
     ExternalTarget,
     GroupTarget,
     HangupReason,
@@ -67,8 +71,11 @@ def config_channel(tenant: str) -> str:
 
 __all__ = [
     "CONFIG_CHANNEL_PREFIX",
+    "MAX_ROOM_PARTICIPANTS",
     "UNROUTED_ENTRY",
     "AudioPrompt",
+    "ConferenceRoomEntry",
+    "ConferenceTarget",
     "Credentials",
     "DeviceEntry",
     "ExternalTarget",
@@ -87,6 +94,7 @@ __all__ = [
     "RoutePlanEntry",
     "RoutePlanTarget",
     "ScheduleEntry",
+    "SourceConferenceRoom",
     "SourceDevice",
     "SourceGroup",
     "SourceIvrMenu",

@@ -32,6 +32,7 @@ from vpbx_common.trunks import TrunkUriError, parse_trunk_uri
 
 from . import steps as compiled
 from .model import (
+    ConferenceRoomEntry,
     DeviceEntry,
     FeatureCodesEntry,
     GroupEntry,
@@ -50,6 +51,7 @@ from .model import (
 )
 from .prompts import Prompt, TonePrompt
 from .targets import (
+    ConferenceTarget,
     ExternalTarget,
     GroupTarget,
     HangupReason,
@@ -150,6 +152,17 @@ class SourceTrunk:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceConferenceRoom:
+    """A conference room (``/v1/conference-rooms``): its extension rings no user."""
+
+    id: str
+    extension: str
+    name: str
+    pin: str | None = None  # in clear: the node compares what callers key in
+    max_participants: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class TenantSource:
     """Everything of one tenant a node config is made of, as its owner stores it."""
 
@@ -175,6 +188,7 @@ class TenantSource:
     trunks: Sequence[SourceTrunk] = ()
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     feature_codes: FeatureCodesEntry = field(default_factory=FeatureCodesEntry)
+    conference_rooms: Sequence[SourceConferenceRoom] = ()
 
 
 _PROMPT = TypeAdapter[Prompt](Prompt)
@@ -191,6 +205,7 @@ class _Resolver:
         self.ivr_menus = {menu.id: menu for menu in source.ivr_menus}
         self.route_plans = {plan.id: plan for plan in source.route_plans}
         self.schedules = {schedule.id: schedule for schedule in source.schedules}
+        self.rooms = {room.id: room for room in _usable_rooms(source)}
 
     def target(self, document: Document | None) -> Target | None:
         """A stored Target document as the node sees it (None stays None)."""
@@ -225,6 +240,10 @@ class _Resolver:
             plan = self.route_plans.get(ident)
             if plan is not None:
                 return RoutePlanTarget(name=plan.name, route_plan_id=plan.id)
+        elif kind == "conference":
+            room = self.rooms.get(ident)
+            if room is not None:
+                return ConferenceTarget(room=room.extension, room_id=room.id)
         return UnroutedTarget(missing=f"{kind}:{ident}" if kind else None)
 
     def entry(self, entry: str) -> Target:
@@ -239,6 +258,9 @@ class _Resolver:
             return resolved
         if entry.isdigit():
             user = self.extensions.get(entry)
+            room = next((r for r in self.rooms.values() if r.extension == entry), None)
+            if user is None and room is not None:
+                return ConferenceTarget(room=room.extension, room_id=room.id)
             if user is None:
                 return UnroutedTarget(missing=f"extension:{entry}")
             return UserTarget(extension=entry, user_id=user.id)
@@ -307,6 +329,8 @@ class _Resolver:
             return compiled.VoicemailStep(target=_narrow(target, VoicemailTarget))
         if kind == "route-plan":
             return compiled.RoutePlanStep(target=_narrow(target, RoutePlanTarget))
+        if kind == "conference":
+            return compiled.ConferenceStep(target=_narrow(target, ConferenceTarget))
         return None
 
     def steps(self, documents: Iterable[Any]) -> list[compiled.Step]:
@@ -329,6 +353,7 @@ _ID_KEYS = {
     "group": "group_id",
     "ivr": "ivr_menu_id",
     "route-plan": "route_plan_id",
+    "conference": "room_id",
 }
 # Route-plan steps that name one object: the kind of Target they refer to.
 _STEP_TARGET_KIND = {
@@ -338,6 +363,7 @@ _STEP_TARGET_KIND = {
     "user": "user",
     "voicemail": "voicemail",
     "route-plan": "route-plan",
+    "conference": "conference",
 }
 
 
@@ -563,6 +589,39 @@ def _route_plans(source: TenantSource, resolver: _Resolver) -> list[RoutePlanEnt
     return sorted(entries, key=lambda entry: entry.name)
 
 
+def _usable_rooms(source: TenantSource) -> list[SourceConferenceRoom]:
+    """The rooms whose extension is no user's: the control API refuses the clash, so only
+    a hand-edited row gets here, and the user keeps the extension."""
+    users = {user.extension for user in source.users}
+    rooms = []
+    for room in source.conference_rooms:
+        if room.extension in users:
+            logger.error(
+                "tenant=%s conference room %s (%s) left out: extension %s is a user's",
+                source.tenant,
+                room.name,
+                room.id,
+                room.extension,
+            )
+            continue
+        rooms.append(room)
+    return rooms
+
+
+def _conference_rooms(source: TenantSource) -> list[ConferenceRoomEntry]:
+    entries = [
+        ConferenceRoomEntry(
+            id=room.id,
+            extension=room.extension,
+            name=room.name,
+            pin=room.pin,
+            max_participants=room.max_participants,
+        )
+        for room in _usable_rooms(source)
+    ]
+    return sorted(entries, key=lambda entry: entry.extension)
+
+
 def _numbers(source: TenantSource, resolver: _Resolver) -> list[NumberEntry]:
     entries = []
     for number in source.numbers:
@@ -622,5 +681,6 @@ def compile_node_config(source: TenantSource, city: str) -> NodeConfig:
         trunks=_trunks(source),
         outbound=_outbound(source),
         feature_codes=source.feature_codes,
+        conference_rooms=_conference_rooms(source),
     )
     return compiled_config.with_version()

@@ -160,6 +160,26 @@ class RoutePlanEntry(ConfigModel):
     steps: list[Step] = Field(default_factory=list)
 
 
+# A room holds at most this many participants (one mixer tick mixes them all).
+MAX_ROOM_PARTICIPANTS = 32
+
+
+class ConferenceRoomEntry(ConfigModel):
+    """A conference room: dial its extension (or route a call to it) to join.
+
+    Rooms live in the media node: each node of the tenant has its own room per
+    extension, so callers served by another city's node meet in that node's room.
+    The PIN is in clear (the node compares what the caller keys in): serve node
+    configs to nodes only.
+    """
+
+    extension: str
+    name: str
+    id: str | None = None
+    pin: str | None = None  # 4-8 digits; None: anyone who reaches the room joins
+    max_participants: int = Field(default=10, ge=2, le=MAX_ROOM_PARTICIPANTS)
+
+
 class TrunkEntry(ConfigModel):
     """A carrier trunk the node may send calls through (and take calls from).
 
@@ -246,6 +266,7 @@ class NodeConfig(ConfigModel):
     trunks: list[TrunkEntry] = Field(default_factory=list)
     outbound: OutboundEntry = Field(default_factory=OutboundEntry)
     feature_codes: FeatureCodesEntry = Field(default_factory=FeatureCodesEntry)
+    conference_rooms: list[ConferenceRoomEntry] = Field(default_factory=list)
     version: str = ""
 
     _users: dict[str, UserEntry] = PrivateAttr(default_factory=dict)
@@ -254,6 +275,7 @@ class NodeConfig(ConfigModel):
     _schedules: dict[str, ScheduleEntry] = PrivateAttr(default_factory=dict)
     _ivr_menus: dict[str, IvrMenuEntry] = PrivateAttr(default_factory=dict)
     _route_plans: dict[str, RoutePlanEntry] = PrivateAttr(default_factory=dict)
+    _conference_rooms: dict[str, ConferenceRoomEntry] = PrivateAttr(default_factory=dict)
     _credentials: dict[str, Credentials] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any, /) -> None:
@@ -263,6 +285,7 @@ class NodeConfig(ConfigModel):
         self._schedules = {schedule.name: schedule for schedule in self.schedules}
         self._ivr_menus = {menu.name: menu for menu in self.ivr_menus}
         self._route_plans = {plan.name: plan for plan in self.route_plans}
+        self._conference_rooms = {room.extension: room for room in self.conference_rooms}
         credentials: dict[str, Credentials] = {}
         for user in self.users:
             if user.ha1_md5 is not None and user.ha1_sha256 is not None:
@@ -306,6 +329,9 @@ class NodeConfig(ConfigModel):
 
     def route_plan(self, name: str) -> RoutePlanEntry | None:
         return self._route_plans.get(name)
+
+    def conference_room(self, extension: str) -> ConferenceRoomEntry | None:
+        return self._conference_rooms.get(extension)
 
     def credentials(self, username: str) -> Credentials | None:
         """The digest credentials of a SIP username: a device's, else an old-style user's."""

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from .prompts import Prompt
 from .targets import (
+    ConferenceOrUnrouted,
     ConfigModel,
     GroupOrUnrouted,
     HangupReason,
@@ -96,6 +97,13 @@ class RoutePlanStep(ConfigModel):
     target: RoutePlanOrUnrouted
 
 
+class ConferenceStep(ConfigModel):
+    """Put the caller into a conference room (the plan does not go on after it)."""
+
+    type: Literal["conference"] = "conference"
+    target: ConferenceOrUnrouted
+
+
 class HangupStep(ConfigModel):
     type: Literal["hangup"] = "hangup"
     reason: HangupReason = HangupReason.NORMAL
@@ -112,6 +120,7 @@ Step = Annotated[
     | VoicemailStep
     | ForwardStep
     | RoutePlanStep
+    | ConferenceStep
     | HangupStep,
     Field(discriminator="type"),
 ]

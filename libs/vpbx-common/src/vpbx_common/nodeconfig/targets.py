@@ -65,6 +65,15 @@ class VoicemailTarget(ConfigModel):
     user_id: str | None = None
 
 
+class ConferenceTarget(ConfigModel):
+    """The tenant's conference room with this extension (a room per node: callers of
+    another city's node meet in that node's room)."""
+
+    type: Literal["conference"] = "conference"
+    room: str  # the room's extension
+    room_id: str | None = None
+
+
 class ExternalTarget(ConfigModel):
     type: Literal["external"] = "external"
     number: str  # E.164
@@ -88,6 +97,7 @@ Target = Annotated[
     | IvrTarget
     | RoutePlanTarget
     | VoicemailTarget
+    | ConferenceTarget
     | ExternalTarget
     | HangupTarget
     | UnroutedTarget,
@@ -99,6 +109,7 @@ GroupOrUnrouted = Annotated[GroupTarget | UnroutedTarget, Field(discriminator="t
 IvrOrUnrouted = Annotated[IvrTarget | UnroutedTarget, Field(discriminator="type")]
 RoutePlanOrUnrouted = Annotated[RoutePlanTarget | UnroutedTarget, Field(discriminator="type")]
 VoicemailOrUnrouted = Annotated[VoicemailTarget | UnroutedTarget, Field(discriminator="type")]
+ConferenceOrUnrouted = Annotated[ConferenceTarget | UnroutedTarget, Field(discriminator="type")]
 
 
 def describe(target: Target) -> str:
@@ -110,6 +121,8 @@ def describe(target: Target) -> str:
             return f"{target.type}:{name}"
         case VoicemailTarget(extension=extension):
             return f"voicemail:{extension}" if extension else "voicemail"
+        case ConferenceTarget(room=room):
+            return f"conference:{room}"
         case ExternalTarget(number=number):
             return f"external:{number}"
         case HangupTarget(reason=reason):

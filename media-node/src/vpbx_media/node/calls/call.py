@@ -86,6 +86,7 @@ from ..routing import (
     Digit,
     Done,
     Hangup,
+    JoinConference,
     JoinQueue,
     LeaveQueue,
     MemberAnswered,
@@ -113,6 +114,7 @@ from .features import FeatureKind, parse_feature
 from .host import CallHost
 from .media import CallerMedia
 from .monitor import Monitor, MonitorMode
+from .room import RoomLine, RoomVisit
 from .transfer import PendingTransfer, TransferError, notify_progress, refer_target
 from .voicemail import VoicemailEnd, VoicemailTaker
 
@@ -122,6 +124,7 @@ logger = logging.getLogger(__name__)
 class CallState(Enum):
     ROUTING = "routing"  # the router is at work; the caller may be served by the node
     CONNECTED = "connected"  # bridged to the person who answered
+    CONFERENCE = "conference"  # in a conference room (or on the way in: room.py)
     ENDED = "ended"
 
 
@@ -396,6 +399,8 @@ class Call:
                 self._leave_queue()
         elif isinstance(action, RecordVoicemail):
             self._take_voicemail(action)
+        elif isinstance(action, JoinConference):
+            await self._join_conference(action)
 
     async def _ring(self, action: Ring, later: list[RouterEvent]) -> None:
         first = not self.facts.ringing
@@ -525,6 +530,42 @@ class Call:
         )
         self.media.start()
         return self.media
+
+    async def _join_conference(self, action: JoinConference) -> None:
+        """The caller visits a conference room (room.py) until one side hangs up."""
+        assert self.relay is not None
+        assert self._offer is not None
+        assert self._negotiation is not None
+        sdp = self._sdp_for(Leg.A, self._offer, keep_codecs=self._negotiation.codec_names)
+        line = RoomLine(self, self.host, self.relay, sdp, self._serve_caller, self._routing_started)
+        room = self.host.config().conference_room(action.room) or action.room
+        visit = RoomVisit(line, room, answered=self._caller_answered)
+        self._set_state(CallState.CONFERENCE)
+        loop = asyncio.get_running_loop()
+        try:
+            await visit.start()
+            while not visit.ended:
+                deadline = visit.deadline
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                try:
+                    event = await asyncio.wait_for(self.events.get(), timeout)
+                except TimeoutError:
+                    visit.on_timer()
+                    continue
+                if isinstance(event, _InDialog) and event.side is Side.CALLER:
+                    await visit.on_request(event.request, event.transaction)
+                elif isinstance(event, _InDialog):  # a leg rung before: it is long gone
+                    event.transaction.respond(make_response(event.request, 481))
+                elif isinstance(event, _CallerCancelled):
+                    visit.on_cancel()
+                elif isinstance(event, _ForRouter) and isinstance(event.event, Digit):
+                    visit.on_digit(event.event.digit)
+                elif isinstance(event, _ForRouter) and isinstance(event.event, PromptFinished):
+                    visit.on_prompt_finished()
+        finally:
+            await visit.close()
+            self._later_steps += visit.route
+            self._set_state(CallState.ENDED)
 
     def _take_voicemail(self, action: RecordVoicemail) -> None:
         assert self.media is not None

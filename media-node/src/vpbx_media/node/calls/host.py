@@ -18,6 +18,7 @@ from ...rtp.relay import MediaRelay
 from ...sip.transaction import TransactionLayer
 from ...sip.transport import Address
 from ...sip.uri import SipUri
+from ..conference import ConferenceRooms
 from ..legs.sip import DeviceTarget
 from ..outbound import OutboundGate, OutboundRefusal
 from ..prompts import PromptLibrary
@@ -53,6 +54,11 @@ class CallHost(Protocol):
     @property
     def queues(self) -> QueueDispatcher:
         """The tenant's group queues, shared with its nodes in every city."""
+        ...
+
+    @property
+    def rooms(self) -> ConferenceRooms:
+        """The tenant's conference rooms on this node."""
         ...
 
     @property

@@ -83,7 +83,9 @@ class CallerMedia:
             self._scheduler.remove(self._playback)
             self._relay.serve(Leg.A, None)
 
-    async def play(self, sound: Prompt | Sound | QueueAnnouncement, *, loop: bool) -> None:
+    async def play(
+        self, sound: Prompt | Sound | QueueAnnouncement | SpokenPhrase, *, loop: bool
+    ) -> None:
         self._generation += 1
         generation = self._generation
         frames = await self._prompts.frames(sound, self.codec)

@@ -8,7 +8,8 @@ status mapping.
 
 One module per kind of work: ``ringing`` (groups, users, strategies),
 ``ivr``, ``queue``, ``decision`` (HTTP decisions), ``voicemail``,
-``schedule``, ``plan`` (where the call is in a route plan).
+``schedule``, ``plan`` (where the call is in a route plan). A conference
+room is the executor's (``JoinConference``): the router only sends the call there.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .actions import (
     Connect,
     Done,
     Hangup,
+    JoinConference,
     JoinQueue,
     LeaveQueue,
     Play,
@@ -89,6 +91,7 @@ __all__ = [
     "Event",
     "FallbackDecision",
     "Hangup",
+    "JoinConference",
     "JoinQueue",
     "LeaveQueue",
     "MemberAnswered",

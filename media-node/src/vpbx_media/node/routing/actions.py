@@ -32,6 +32,7 @@ class Sound(enum.StrEnum):
     MUSIC_ON_HOLD = "music-on-hold"
     VOICEMAIL_GREETING = "voicemail-greeting"  # the platform's default voicemail greeting
     BEEP = "beep"  # the voicemail beep: speak now
+    CONFERENCE_JOIN = "conference-join"  # two rising notes: you are in the room now
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class RouteResult(enum.StrEnum):
     CONNECTED = "connected"  # bridged to a person (``Connect`` came before)
     HUNG_UP = "hung-up"  # the router ended the call (``Hangup`` came before)
     CALLER_LEFT = "caller-left"  # the caller hung up while the router was at work
+    CONFERENCE = "conference"  # handed to a conference room (``JoinConference`` came before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,18 @@ class RememberLastMember:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinConference:
+    """Take the caller into the tenant's conference room ``room`` (its extension).
+
+    The executor does the rest without the router: a full room is refused (486), a
+    PIN is asked for, the caller joins and stays until they hang up. The router
+    ends with ``Done(CONFERENCE)`` right after it.
+    """
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     """End the call.
 
@@ -222,6 +236,7 @@ Action = (
     | RecordVoicemail
     | RequestDecision
     | RememberLastMember
+    | JoinConference
     | Hangup
     | Done
 )

@@ -15,7 +15,7 @@ here (``parse_decision``). A 2xx JSON object is one of::
   ringing, as for a group. The ringing obeys the group rules (busy, away, dnd
   and wrap-up members are skipped); nobody answering: the step's fallback.
 - ``target``: ``<kind>:<uuid>`` with kind ``user``, ``group``, ``ivr``,
-  ``route-plan`` or ``voicemail`` (a user's box; a bare ``voicemail`` is the
+  ``route-plan``, ``conference`` or ``voicemail`` (a user's box; a bare ``voicemail`` is the
   general box), the id of an object of the tenant; unknown: the fallback.
 - ``hangup``: ``reason`` ``busy`` (486), ``unavailable`` (480) or ``normal``
   (603); default ``normal``.
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpbx_common.nodeconfig import (
+    ConferenceTarget,
     GroupTarget,
     HangupReason,
     HangupTarget,
@@ -140,6 +141,7 @@ class _Kind(enum.StrEnum):
     IVR = "ivr"
     ROUTE_PLAN = "route-plan"
     VOICEMAIL = "voicemail"
+    CONFERENCE = "conference"
 
 
 def _same_id(stored: str | None, wanted: str) -> bool:
@@ -182,6 +184,10 @@ def _target(reference: object, config: NodeConfig) -> Decision:
             plan = next((p for p in config.route_plans if _same_id(p.id, wanted)), None)
             if plan is not None:
                 target = RoutePlanTarget(name=plan.name, route_plan_id=plan.id)
+        case _Kind.CONFERENCE:
+            room = next((r for r in config.conference_rooms if _same_id(r.id, wanted)), None)
+            if room is not None:
+                target = ConferenceTarget(room=room.extension, room_id=room.id)
     if target is None:
         return FallbackDecision(f"target: no {kind} with id {wanted}")
     return TargetDecision(target, f"target {reference}")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from vpbx_common.cdr import EndReason
 from vpbx_common.nodeconfig import (
+    ConferenceTarget,
     ExternalTarget,
     GroupEntry,
     GroupTarget,
@@ -51,6 +52,7 @@ from vpbx_common.nodeconfig import (
     describe,
 )
 from vpbx_common.nodeconfig.steps import (
+    ConferenceStep,
     CrmLookupStep,
     ForwardStep,
     GroupStep,
@@ -64,7 +66,7 @@ from vpbx_common.nodeconfig.steps import (
     VoicemailStep,
 )
 
-from .actions import Action, Answer, Connect, Done, Hangup, RouteResult, Sound
+from .actions import Action, Answer, Connect, Done, Hangup, JoinConference, RouteResult, Sound
 from .agents import AgentSnapshot
 from .context import CallContext
 from .decision import (
@@ -137,10 +139,11 @@ class RouterState(enum.Enum):
     DECIDING = "deciding"  # waiting for the tenant's HTTP decision
     VOICEMAIL = "voicemail"
     CONNECTED = "connected"  # done: bridged to a person
+    CONFERENCE = "conference"  # done: handed to a conference room
     ENDED = "ended"  # done: hung up, or the caller left
 
 
-_FINISHED = (RouterState.CONNECTED, RouterState.ENDED)
+_FINISHED = (RouterState.CONNECTED, RouterState.CONFERENCE, RouterState.ENDED)
 
 
 # What follows a ringing that nobody answered.
@@ -442,6 +445,8 @@ class CallRouter:
                     self._enter_plan(plan, now)
             case VoicemailTarget(extension=extension):
                 self._voicemail(extension, subject, now)
+            case ConferenceTarget(room=room):
+                self._conference(room, subject, now)
             case ExternalTarget(number=number):
                 spec = _external_spec(number, EXTERNAL_RING_S, subject)
                 self._ring(spec, None, now)
@@ -536,6 +541,16 @@ class CallRouter:
         self._set_state(RouterState.VOICEMAIL)
         session.start(now)
 
+    def _conference(self, room: str, subject: str, now: float) -> None:
+        """Hand the call to a conference room: the executor takes it from here."""
+        if self._env.config.conference_room(room) is None:
+            self._unavailable(now, subject, "no such conference room")
+            return
+        self._session = None
+        self._env.stop_playback()
+        self._out.act(JoinConference(room))
+        self._done(RouteResult.CONFERENCE, RouterState.CONFERENCE)
+
     # --- route plans -------------------------------------------------------------
 
     def _enter_plan(self, plan: RoutePlanEntry, now: float) -> None:
@@ -614,6 +629,13 @@ class CallRouter:
                 ):
                     self._out.note(now, subject, Outcome.ENTERED, detail=f"plan:{name}")
                     self._enter_plan(plan, now)
+                    return
+                case ConferenceStep(target=ConferenceTarget(room=room)) if config.conference_room(
+                    room
+                ):
+                    self._out.note(now, subject, Outcome.ENTERED, detail=f"conference:{room}")
+                    self._cursor = None
+                    self._conference(room, f"conference:{room}", now)
                     return
                 case HangupStep(reason=reason):
                     hangup = hangup_for(reason, f"hangup:{reason}", answered=self._answered)

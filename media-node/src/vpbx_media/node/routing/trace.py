@@ -28,6 +28,13 @@ class Outcome(enum.StrEnum):
     RECORDED = "recorded"  # voicemail: a message was left
     NO_MESSAGE = "no-message"  # voicemail: the caller said nothing
     HUNG_UP = "hung-up"  # the router ended the call
+    # Conference rooms (the executor's, vpbx_media.node.calls.room): the caller joined a
+    # room, left it (the detail says how long they were in it), found it full, or was
+    # refused (wrong PIN).
+    JOINED = "joined"
+    LEFT = "left"
+    FULL = "full"
+    REFUSED = "refused"
     CALLER_LEFT = "caller-left"
 
 
