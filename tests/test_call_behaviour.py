@@ -418,6 +418,48 @@ def test_after_the_agent_unregisters_calls_get_480(
     assert latest["answered_by"] == ""
 
 
+# --- 6b. only carriers call numbers -------------------------------------------------
+
+
+def test_calls_to_numbers_come_from_carriers_addresses_only(
+    platform_factory: Callable[..., RunningPlatform], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """The demo's platform carrier narrowed to 127.0.0.1: a sipp carrier on 127.0.0.2 is
+    refused at the edge (and straight at a node), the same sipp on 127.0.0.1 gets through."""
+    text = DEMO.read_text()
+    wide = 'allowedAddresses: ["127.0.0.0/8"]'
+    assert wide in text, "examples/demo.yaml no longer lets loopback carriers call"
+    narrowed = tmp_path / "platform.yaml"
+    narrowed.write_text(text.replace(wide, 'allowedAddresses: ["127.0.0.1/32"]'))
+    platform = platform_factory(file=narrowed)
+    without_voicemail(platform)
+
+    def dial(local_ip: str, status: int, remote: tuple[str, int] | None = None) -> SippResult:
+        options: dict[str, Any] = {"local_ip": local_ip}
+        if remote is not None:
+            options["remote"] = remote
+        return carrier(
+            sipp_factory,
+            platform,
+            "uac_expect.xml",
+            GLOBEX_MAIN,
+            variables={"expected_status": str(status)},
+            **options,
+        ).run()
+
+    refused = dial("127.0.0.2", 403)
+    assert refused.all_succeeded, refused.describe() + platform.log()[-3000:]
+    assert "answered 403 Not From A Carrier" in platform.log()
+    # Around the edge, straight at the node: refused there too (no edge proof, no trunk).
+    direct = dial("127.0.0.2", 403, remote=(platform.host, platform.node_ports[-1]))
+    assert direct.all_succeeded, direct.describe() + platform.log()[-3000:]
+    # The carrier's own address: routed to globex's node, where nobody answers.
+    taken = dial("127.0.0.1", 480)
+    assert taken.all_succeeded, taken.describe() + platform.log()[-3000:]
+    [record] = calls_when_settled(platform, 1)
+    assert (record["tenant"], record["dialled"]) == ("globex", GLOBEX_MAIN)
+
+
 # --- 7. hold and resume -------------------------------------------------------------
 
 

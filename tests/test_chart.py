@@ -554,11 +554,15 @@ PLATFORM_TRUNKS = [
 ]
 
 
-def _trunks_volume(manifests: Sequence[Manifest]) -> tuple[str, str, Manifest]:
-    """(VPBX_PLATFORM_TRUNKS_FILE, the Secret mounted there, the control API's pod)."""
-    deployment = by_kind(manifests, "Deployment")[f"{RELEASE}-control-api"]
+def _trunks_volume(
+    manifests: Sequence[Manifest], component: str = "control-api"
+) -> tuple[str, str, Manifest]:
+    """(VPBX_PLATFORM_TRUNKS_FILE, the Secret mounted there, the component's pod): the
+    control API (the trunks go into node configs) or the operator (their networks go
+    into the edge routing table)."""
+    deployment = by_kind(manifests, "Deployment")[f"{RELEASE}-{component}"]
     pod = deployment["spec"]["template"]
-    container = control_api_container(manifests)
+    (container,) = pod["spec"]["containers"]
     path = env_of(container)["VPBX_PLATFORM_TRUNKS_FILE"]["value"]
     [mount] = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
     assert mount["readOnly"] is True
@@ -604,11 +608,28 @@ def test_platform_trunks_reach_the_control_api_from_a_secret(
     annotations = changed[2]["metadata"]["annotations"]
     assert annotations["checksum/trunks"] != pod["metadata"]["annotations"]["checksum/trunks"]
     assert annotations["checksum/config"] == pod["metadata"]["annotations"]["checksum/config"]
+    # The operator reads the same file: it writes where the carriers call from into the
+    # edge routing table. It rolls with the trunks too.
+    operator = _trunks_volume(manifests, "operator")
+    assert operator[:2] == ("/etc/vpbx/trunks/trunks.yaml", f"{RELEASE}-trunks")
+    changed_operator = _trunks_volume(
+        render(go_tools, settings=[*PLATFORM_TRUNKS, "trunks[0].priority=5"]), "operator"
+    )
+    assert (
+        changed_operator[2]["metadata"]["annotations"]["checksum/trunks"]
+        != operator[2]["metadata"]["annotations"]["checksum/trunks"]
+    )
+    assert "VPBX_PLATFORM_TRUNKS_FILE" not in env_of(
+        by_kind(default_manifests, "Deployment")[f"{RELEASE}-operator"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+    )
 
     # An existing Secret: mounted as it is, its key the file; the chart makes none.
-    path, secret_name, pod = _trunks_volume(full_manifests)
-    assert (path, secret_name) == ("/etc/vpbx/trunks/carriers.yaml", "vpbx-carriers")
-    assert "checksum/trunks" not in pod["metadata"]["annotations"]
+    for component in ("control-api", "operator"):
+        path, secret_name, pod = _trunks_volume(full_manifests, component)
+        assert (path, secret_name) == ("/etc/vpbx/trunks/carriers.yaml", "vpbx-carriers")
+        assert "checksum/trunks" not in pod["metadata"]["annotations"]
 
 
 @integration
@@ -793,6 +814,20 @@ def test_media_nodes_fetch_their_config_from_the_control_api_with_the_service_to
     assert by_kind(elsewhere, "Service")["acme-vpbx-control-api"]["spec"]["ports"][0]["port"] == (
         9100
     )
+
+
+@integration
+def test_media_nodes_share_the_edges_secret_to_know_what_came_through_an_edge(
+    default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    for manifests in (default_manifests, full_manifests):
+        node_env = env_of(media_node_template(manifests)["container"])
+        for name, spec in pod_specs(manifests).items():
+            if name.startswith(f"{RELEASE}-edge-"):
+                (container,) = spec["containers"]
+                assert secret_ref(node_env, "VPBX_EDGE_SECRET") == secret_ref(
+                    env_of(container), "VPBX_EDGE_SECRET"
+                )
 
 
 def _edge(manifests: Sequence[Manifest], city: str, kind: str = "Deployment") -> Manifest:

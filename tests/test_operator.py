@@ -65,8 +65,15 @@ class Operator:
         self.kube = kube
         self.namespace = namespace
         self.metrics_port = free_port()
+        # The platform trunks, as the chart mounts them from their Secret.
+        trunks = workdir / "trunks.yaml"
+        trunks.write_text(
+            "apiVersion: config.vpbx.io/v1alpha1\nkind: Trunk\nmetadata: {name: main}\n"
+            "spec: {uri: 'sip:198.51.100.20', allowedAddresses: [198.51.100.0/24]}\n"
+        )
         env = dict(os.environ)
         env.update(
+            VPBX_PLATFORM_TRUNKS_FILE=str(trunks),
             KUBECONFIG=str(kube.kubeconfig),
             VPBX_NAMESPACE=namespace,
             VPBX_REDIS_URL=redis_url,
@@ -169,6 +176,8 @@ def test_operator_turns_a_tenant_into_nodes_routes_and_honest_status(
     )
     assert number == "vpbx-node-acme-msk"
     assert eventually(lambda: routes.exists("vpbx:route:number:+74950000001"), what="Redis route")
+    # Where the platform's carriers call from: the edges take calls to numbers from there.
+    assert routes.get("vpbx:route:carriers") == b'["198.51.100.0/24"]'
 
     # A city taken out of the Tenant takes its children with it.
     kube_api.kubectl("apply", "-f", "-", input=tenant_yaml("acme", ["msk"]))
@@ -185,6 +194,7 @@ def test_operator_turns_a_tenant_into_nodes_routes_and_honest_status(
     assert eventually(
         lambda: routes.exists("vpbx:route:number:+74950000001"), what="repaired route"
     )
+    assert eventually(lambda: routes.exists("vpbx:route:carriers"), what="repaired carriers")
 
     # Deleting the Tenant removes its children and its routes.
     kube_api.kubectl("delete", "number", "acme-main")

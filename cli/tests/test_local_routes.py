@@ -344,6 +344,46 @@ def test_an_unreadable_store_keeps_nodes_and_routes(harness: Harness) -> None:
     assert harness.routed() == DEMO_NUMBERS
 
 
+def test_the_platform_carriers_networks_are_written_and_kept_current(
+    tmp_path: Path, flushed_redis: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The platform file's Trunks say where calls to numbers may come from; the launcher
+    reads them again on every sync and at least every refresh_s (host names resolved
+    again), without printing a summary when nothing else changed."""
+    platform_file = tmp_path / "platform.yaml"
+    platform_file.write_text(DEMO.read_text())
+    layout = LocalLayout(var_dir=tmp_path / "var", node_port_base=5170)
+    harness = start_harness(layout, flushed_redis)
+    harness.local.path = platform_file
+    try:
+        harness.sync.wait(0)
+        carriers = harness.run(lambda client: RoutingTable(client).platform_carriers())
+        assert carriers == ["127.0.0.0/8"]  # the demo's local-carrier
+        allowed = harness.run(
+            lambda client: RoutingTable(client).lookup_number_from("+74950000001", "127.0.0.5")
+        )
+        assert allowed[0] is not None
+        assert allowed[1] is True
+
+        platform_file.write_text(
+            DEMO.read_text().replace('allowedAddresses: ["127.0.0.0/8"]', "allowedAddresses: []")
+        )
+        capsys.readouterr()
+        harness.sync.refresh_s = 0.0  # the periodic pass is due at once
+        assert harness.sync.wait(0) is not None
+        # No allowedAddresses: the host's own address (sip:127.0.0.1:5090).
+        carriers = harness.run(lambda client: RoutingTable(client).platform_carriers())
+        assert carriers == ["127.0.0.1/32"]
+        assert "edge routes:" not in capsys.readouterr().out
+
+        platform_file.write_text("kind: [unclosed\n")  # broken: the last trunks are kept
+        assert harness.sync.wait(0) is not None
+        carriers = harness.run(lambda client: RoutingTable(client).platform_carriers())
+        assert carriers == ["127.0.0.1/32"]
+    finally:
+        harness.sync.close()
+
+
 # --- stopping real processes ----------------------------------------------------------
 
 

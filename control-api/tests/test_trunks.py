@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.services.control_api import ApiHarness, control_settings, serve_api
 
 from vpbx_common.manifests import PLATFORM_API_VERSION, Number
+from vpbx_common.routing import RoutingTable
 from vpbx_common.trunks import RegistrationState, TrunkRegistrationStatus, TrunkStatusStore
 from vpbx_control.auth.principal import Role
 from vpbx_control.db.migrate import downgrade, upgrade
@@ -637,6 +638,58 @@ async def test_outbound_policy_and_caller_ids_reach_the_node_config(api: ApiHarn
     assert config["outbound"]["default_caller_id"] is None
 
 
+# --- where the tenant's carriers call from (the edge routing table) -----------------------------
+
+
+async def test_the_edge_learns_where_the_tenants_trunks_call_from_with_every_change(
+    api: ApiHarness,
+) -> None:
+    """The edge takes calls to the tenant's numbers from its trunks' networks: written with
+    each trunk change (allowed_addresses, else the host's address), dropped with the
+    last trunk, and with the tenant."""
+    await api.add_tenant("acme")
+    await api.add_tenant("globex")
+    admin = await api.as_role("acme")
+    assert api.context.redis is not None
+    table = RoutingTable(api.context.redis)
+
+    beeline = await _trunk(api, admin, BEELINE)
+    assert await table.tenant_carriers("acme") == ["192.0.2.0/24", "198.51.100.7/32"]
+    ip_trunk = await _trunk(api, admin, IP_TRUNK)  # no allowed_addresses: its host's address
+    assert await table.tenant_carriers("acme") == [
+        "127.0.0.1/32",
+        "192.0.2.0/24",
+        "198.51.100.7/32",
+    ]
+    assert await table.tenant_carriers("globex") == []
+
+    changed = await api.client.patch(
+        f"/v1/trunks/{beeline['id']}",
+        json={"allowed_addresses": ["203.0.113.0/28"]},
+        headers=admin,
+    )
+    assert changed.status_code == 200, changed.text
+    assert await table.tenant_carriers("acme") == ["127.0.0.1/32", "203.0.113.0/28"]
+
+    for trunk in (beeline, ip_trunk):
+        current = await api.client.get(f"/v1/trunks/{trunk['id']}", headers=admin)
+        deleted = await api.client.delete(
+            f"/v1/trunks/{trunk['id']}", headers={**admin, "If-Match": current.headers["ETag"]}
+        )
+        assert deleted.status_code == 204, deleted.text
+    assert await api.context.redis.exists(table.tenant_carriers_key("acme")) == 0
+
+    # A tenant gone (deleted behind the API's back here): the periodic pass drops its entry,
+    # and writes the others again (a Redis that lost them).
+    await _trunk(api, admin, IP_TRUNK)
+    await api.context.redis.set(table.tenant_carriers_key("initech"), b'["192.0.2.1/32"]')
+    await api.context.redis.delete(table.tenant_carriers_key("acme"))
+    assert api.context.carriers is not None
+    assert await api.context.carriers.rewrite_all() == 2
+    assert await table.tenant_carriers("acme") == ["127.0.0.1/32"]
+    assert await api.context.redis.exists(table.tenant_carriers_key("initech")) == 0
+
+
 # --- where platform trunks come from -----------------------------------------------------------
 
 
@@ -657,7 +710,11 @@ def test_platform_trunks_come_from_the_seed_file_in_local_mode_or_their_own_file
 
     demo = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
     seed.write_text(demo.read_text() + "\n---\n" + PLATFORM_TRUNKS)
-    assert [t.name for t in PlatformTrunks(seed).current()] == ["backup-carrier", "main-carrier"]
+    assert [t.name for t in PlatformTrunks(seed).current()] == [
+        "local-carrier",  # the demo's own: where its callers send from
+        "backup-carrier",
+        "main-carrier",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -58,8 +58,8 @@ class Routes:
             default_city="msk",
         )
 
-    async def lookup_number(self, e164: str) -> NumberRoute | None:
-        return None
+    async def lookup_number_from(self, e164: str, source: str) -> tuple[NumberRoute | None, bool]:
+        return None, False
 
     async def lookup_domain_user(
         self, domain: str, username: str | None

@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+from vpbx_common.carriers import platform_networks
+from vpbx_common.manifests import Tenant, parse_manifest
+from vpbx_common.platformtrunks import PlatformTrunks
 from vpbx_common.routing import RoutingTable
+from vpbx_operator.desired import NodePlan, desired_nodes
 from vpbx_operator.reconciler import Reconciler
-from vpbx_operator.render import LABEL_TENANT, NodeTemplate
+from vpbx_operator.render import LABEL_TENANT, NodeTemplate, render_node
 
 NAMESPACE = "vpbx"
 
@@ -222,3 +226,65 @@ async def test_periodic_pass_repairs_a_flushed_routing_table(
     assert cluster.applies == applies, "unchanged children are not re-applied"
     labels = cluster.objects[("Deployment", "vpbx-node-acme-msk")]["metadata"]["labels"]
     assert labels[LABEL_TENANT] == "acme"
+
+
+async def test_every_pass_writes_where_the_platform_carriers_call_from(
+    routing: Any, tmp_path: Any
+) -> None:
+    """The networks of the platform trunks (the file the control API reads too), read again
+    when the file changes and resolved again on every pass (the periodic one included)."""
+    path = tmp_path / "trunks.yaml"
+    path.write_text(
+        "apiVersion: config.vpbx.io/v1alpha1\nkind: Trunk\nmetadata: {name: main}\n"
+        "spec: {uri: 'sip:carrier.example', allowedAddresses: [198.51.100.0/24]}\n---\n"
+        "apiVersion: config.vpbx.io/v1alpha1\nkind: Trunk\nmetadata: {name: backup}\n"
+        "spec: {uri: 'sip:203.0.113.5:5060'}\n"
+    )
+    trunks = PlatformTrunks(path)
+    passes = 0
+
+    async def carriers() -> list[str]:
+        nonlocal passes
+        passes += 1
+        return await platform_networks(trunks.current())
+
+    reconciler = Reconciler(
+        MemoryCluster(), routing, namespace=NAMESPACE, template=NodeTemplate(), carriers=carriers
+    )
+    reconciler.observe("tenants", tenant("acme", ["msk"]), deleted=False)
+    await reconciler.reconcile_once()
+    assert await routing.platform_carriers() == ["198.51.100.0/24", "203.0.113.5/32"]
+    found, from_carrier = await routing.lookup_number_from("+74950000001", "203.0.113.5")
+    assert (found, from_carrier) == (None, True)
+
+    path.write_text(path.read_text().replace("203.0.113.5", "203.0.113.6"))
+    await reconciler.reconcile_once()
+    assert await routing.platform_carriers() == ["198.51.100.0/24", "203.0.113.6/32"]
+    assert passes == 2
+
+
+def test_media_nodes_get_the_edge_secret_to_check_what_the_edge_relayed() -> None:
+    plan = desired_nodes_for("acme", "msk")
+    template = NodeTemplate(nonce_secret="signing", edge_secret="signing")
+    env = render_node(plan, NAMESPACE, {}, template).deployment["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in env
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+    }
+    assert refs["VPBX_EDGE_SECRET"] == {"name": "signing", "key": "secret"}
+    assert "VPBX_EDGE_SECRET" not in {
+        e["name"]
+        for e in render_node(plan, NAMESPACE, {}, NodeTemplate()).deployment["spec"]["template"][
+            "spec"
+        ]["containers"][0]["env"]
+    }
+
+
+def desired_nodes_for(name: str, city: str) -> NodePlan:
+    parsed = parse_manifest(tenant(name, [city]))
+    assert isinstance(parsed, Tenant)
+    (plan,) = desired_nodes([parsed], [], [])
+    return plan

@@ -28,6 +28,7 @@ from vpbx_common.outbound import OutboundPolicy
 from vpbx_media.cdr.spool import CdrSpool
 from vpbx_media.media.dtmf import TelephoneEvent
 from vpbx_media.media.g711 import Codec
+from vpbx_media.edge.relayproof import RelayProofs
 from vpbx_media.node.bindings import Binding, BindingStore
 from vpbx_media.node.configsource import ConfigHolder
 from vpbx_media.node.registrar import Authenticator
@@ -42,12 +43,16 @@ from vpbx_media.sip.digest import (
     build_credentials,
     preferred_challenge,
 )
+from vpbx_media.sip.headers import Via
 from vpbx_media.sip.message import SipMessage, SipRequest, SipResponse, parse_message
 from vpbx_media.sip.transaction import Timers, TransactionLayer
 from vpbx_media.sip.transport import SipTransport
 
 HOST = "127.0.0.1"
 NUMBER = "+74950000001"
+# The edge secret of the harness: a Carrier "behind the edge" signs its INVITEs' Via as
+# the edge would (vpbx_media.edge.relayproof), and the node checks it.
+EDGE_SECRET = b"test-edge-secret"
 _ids = itertools.count(1)
 
 
@@ -320,31 +325,72 @@ def response_text(
 
 
 class Carrier(Peer):
-    """The caller: INVITEs the node's number, ACKs, CANCELs and hangs up."""
+    """The caller: INVITEs the node's number, ACKs, CANCELs and hangs up.
 
-    def __init__(self, node: tuple[str, int]) -> None:
+    By default it stands for a carrier behind the edge: its INVITE's top Via carries
+    the edge's signed proof (``via_edge``). Without it, it is a trunk sending straight
+    to the node (or a stranger). ``uri_user``/``to_user``: the Request-URI's and To's
+    user (the number by default); ``caller``: From's; ``extra``: more header lines of
+    the INVITE (P-Asserted-Identity, Privacy...).
+    """
+
+    def __init__(
+        self,
+        node: tuple[str, int],
+        *,
+        via_edge: bool = True,
+        uri_user: str = NUMBER,
+        to_user: str = NUMBER,
+        caller: str = "+79130000001",
+        extra: str = "",
+        host: str = HOST,
+    ) -> None:
         super().__init__("carrier")
         self.node = node
+        self.via_edge = via_edge
+        self.uri_user = uri_user
+        self.to_user = to_user
+        self.caller = caller
+        self.extra = extra
+        self.host = host
         self.call_id = f"carrier-{next(_ids)}@{HOST}"
         self.branch = f"z9hG4bK-carrier-{next(_ids)}"
         self.to_tag: str | None = None
+        # The route set of the dialog: the 2xx's Record-Route reversed (an edge in the path).
+        self.route: list[str] = []
 
-    def _head(self, method: str, seq: int, branch: str, to_tag: str | None = None) -> str:
-        to = f"<sip:{NUMBER}@{HOST}>" + (f";tag={to_tag}" if to_tag else "")
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, 0))
+        self.transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def _via(self, branch: str, *, signed: bool = False) -> str:
+        via = Via.parse(f"SIP/2.0/UDP {self.host}:{self.port};branch={branch};rport")
+        if signed:
+            via = RelayProofs(EDGE_SECRET).sign(via, self.call_id)
+        return str(via)
+
+    def _head(
+        self, method: str, seq: int, branch: str, to_tag: str | None = None, *, signed: bool = False
+    ) -> str:
+        to = f"<sip:{self.to_user}@{HOST}>" + (f";tag={to_tag}" if to_tag else "")
+        routes = "".join(f"Route: {entry}\r\n" for entry in self.route) if to_tag else ""
         return (
-            f"{method} sip:{NUMBER}@{HOST} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {HOST}:{self.port};branch={branch};rport\r\n"
+            f"{method} sip:{self.uri_user}@{HOST} SIP/2.0\r\n"
+            f"Via: {self._via(branch, signed=signed)}\r\n{routes}"
             "Max-Forwards: 70\r\n"
-            f"From: <sip:+79130000001@{HOST}>;tag=carrier\r\nTo: {to}\r\n"
+            f"From: <sip:{self.caller}@{HOST}>;tag=carrier\r\nTo: {to}\r\n"
             f"Call-ID: {self.call_id}\r\nCSeq: {seq} {method}\r\n"
-            f"Contact: <sip:carrier@{HOST}:{self.port}>\r\n"
+            f"Contact: <sip:carrier@{self.host}:{self.port}>\r\n"
         )
 
     def invite(self) -> None:
         body = sdp(self.port + 1000)
-        head = self._head("INVITE", 1, self.branch)
+        head = self._head("INVITE", 1, self.branch, signed=self.via_edge)
         self.send(
             head
+            + self.extra
             + f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n"
             + body.decode(),
             self.node,
@@ -363,6 +409,8 @@ class Carrier(Peer):
                     and message.status >= 200
                 ):
                     self.to_tag = message.to.tag
+                    if message.status < 300:
+                        self.route = list(reversed(message.headers.values("Record-Route")))
                     ack_branch = self.branch if message.status >= 300 else f"z9hG4bK-{next(_ids)}"
                     ack = self._head("ACK", 1, ack_branch, self.to_tag)
                     self.send(ack + "Content-Length: 0\r\n\r\n", self.node)
@@ -448,6 +496,7 @@ async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Any]
             spool,
             client,
             url_policy=OutboundPolicy(allow_private=True),  # peers on loopback, as in local mode
+            relay_proofs=RelayProofs(EDGE_SECRET),
         )
         await transport.start()
         service.start()

@@ -12,6 +12,12 @@ functions which nodes must run (one per tenant and city) and what the edge
 routing table holds, starts and stops node processes to match, and rewrites the
 table: a tenant created, suspended, given a new city or deleted through the API
 gets its nodes and routes as it would in a cluster.
+
+The routing table also says where the platform's carriers call from (the networks
+of the platform file's Trunks, vpbx_common.carriers): the launcher writes them with
+the routes, reading the file's Trunks again and resolving their host names on every
+sync and at least every ``CARRIERS_REFRESH_S`` seconds, so a changed DNS answer
+reaches the edge within that time.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ from typing import Protocol
 import redis
 import redis.asyncio as aioredis
 
+from vpbx_common.carriers import platform_networks
 from vpbx_common.cdr.store import CdrStore, open_cdr_store
 from vpbx_common.manifests import (
     ManifestError,
     Number,
     PlatformFile,
     Tenant,
+    Trunk,
     load_platform_file,
     parse_platform_yaml,
     validate_platform,
@@ -76,6 +84,9 @@ EDGE = "edge"
 # How long a node no longer planned may drain before it is killed (its drain
 # timeout, VPBX_DRAIN_TIMEOUT, defaults to 10 s).
 NODE_STOP_TIMEOUT = 20.0
+# The routes (with the platform carriers' networks, host names resolved again) are
+# rewritten at least this often even when nothing changed.
+CARRIERS_REFRESH_S = 60.0
 
 
 @dataclass
@@ -128,6 +139,8 @@ class LocalPlatform:
     # What the nodes show the control API. Generated per run unless VPBX_SERVICE_TOKEN
     # is set: the local default would be the platform admin token's default too.
     service_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # The platform file's Trunks as last read (platform_trunks); None: not read again yet.
+    trunks: list[Trunk] | None = None
 
     def node_address(self, tenant: str, city: str) -> str:
         """host:port of the running node of a tenant's city; "" when none runs."""
@@ -199,11 +212,29 @@ def stored_platform(local: LocalPlatform) -> PlatformFile:
     return parse_platform_yaml(text)
 
 
+def platform_trunks(local: LocalPlatform) -> list[Trunk]:
+    """The platform file's Trunks as the file holds them now (the control API reads them
+    again too); the ones read last when the file cannot be read."""
+    try:
+        trunks = load_platform_file(local.path).trunks
+    except ManifestError as exc:
+        logger.error("platform trunks not read again, the last ones kept: %s", exc)
+        return local.trunks if local.trunks is not None else local.platform.trunks
+    local.trunks = trunks
+    return trunks
+
+
 async def publish_routes(
     local: LocalPlatform, tenants: list[Tenant], numbers: list[Number]
 ) -> RoutingSnapshot:
     """Write the edge routing table of the tenants whose nodes run; what was written."""
-    snapshot = desired_routes(tenants, numbers, local.node_address, local.platform.configs)
+    snapshot = desired_routes(
+        tenants,
+        numbers,
+        local.node_address,
+        local.platform.configs,
+        carriers=await platform_networks(platform_trunks(local)),
+    )
     for rejected in snapshot.rejected:
         logger.warning(
             "Number %s not routed: %s (%s)", rejected.name, rejected.reason, rejected.message
@@ -250,6 +281,8 @@ class PlatformSync:
         self.pubsub: redis.client.PubSub | None = None
         self.mtime: float | None = None
         self.routed = RoutingSnapshot()
+        self.synced_at: float | None = None
+        self.refresh_s = CARRIERS_REFRESH_S
 
     def _subscribe(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -265,8 +298,11 @@ class PlatformSync:
         self.mtime = mtime
         return changed
 
-    def sync(self) -> NodeChanges | None:
-        """Apply the store now; None (nodes and routes kept) if it is unreadable."""
+    def sync(self, *, quiet: bool = False) -> NodeChanges | None:
+        """Apply the store now; None (nodes and routes kept) if it is unreadable.
+
+        ``quiet``: a periodic pass (nothing announced): the summary is printed only if
+        nodes started or stopped."""
         try:
             stored = stored_platform(self.local)
         except ManifestError as exc:
@@ -289,6 +325,9 @@ class PlatformSync:
         self.routed = asyncio.run(publish_routes(local, stored.tenants, stored.numbers))
         for name in changes.stop:
             self.nodes.stop(name, local.slots.pop(name))
+        self.synced_at = time.monotonic()
+        if quiet and not (changes.start or changes.stop):
+            return changes
         print(
             f"  edge routes: {len(self.routed.numbers)} number(s), "
             f"{len(self.routed.domains)} domain(s); {len(local.slots)} media node(s)",
@@ -312,9 +351,11 @@ class PlatformSync:
             logger.warning("platform change announcements unavailable: %s", exc)
             self.close_pubsub()
             time.sleep(timeout)
-        if self._file_changed() or changed:
+        changed = self._file_changed() or changed
+        due = self.synced_at is not None and time.monotonic() - self.synced_at >= self.refresh_s
+        if changed or due:
             try:
-                return self.sync()
+                return self.sync(quiet=not changed)
             except (redis.RedisError, RoutingTableError, OSError) as exc:
                 logger.warning("platform not synced, nodes or routes (will retry): %s", exc)
                 self.mtime = None

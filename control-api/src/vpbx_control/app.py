@@ -51,6 +51,7 @@ from .prompts.router import router as prompts_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
+from .trunks.carriers import TenantCarriers
 from .trunks.platform import PlatformTrunks
 from .trunks.router import router as trunks_router
 from .users.router import router as users_router
@@ -113,12 +114,14 @@ def build_context(
     )
     database = Database(settings.database_url, echo=settings.database_echo)
     homes = HomeDirectory(redis_client, database) if redis_client is not None else None
-    publisher = ConfigPublisher(redis_client, homes)
+    carriers = TenantCarriers(redis_client, database) if redis_client is not None else None
+    publisher = ConfigPublisher(redis_client, homes, carriers)
     speech = SpeechEngine(settings.espeak_ng_command, timeout_s=settings.tts_timeout_s)
     return AppContext(
         settings=settings,
         database=database,
         homes=homes,
+        carriers=carriers,
         redis=redis_client,
         passwords=Passwords(),
         credentials=CredentialVerifier(
@@ -163,12 +166,23 @@ def create_app(
         context = build_context(settings, metrics, number_store, object_store)
         app.state.context = context
         await context.numbers.start()
-        rewriting = None
+        rewriting: list[asyncio.Task[None]] = []
         stop_rewriting = asyncio.Event()
         if context.homes is not None:
-            rewriting = asyncio.create_task(
-                context.homes.keep_rewriting(settings.home_directory_rewrite_s, stop_rewriting),
-                name="home-directory",
+            rewriting.append(
+                asyncio.create_task(
+                    context.homes.keep_rewriting(settings.home_directory_rewrite_s, stop_rewriting),
+                    name="home-directory",
+                )
+            )
+        if context.carriers is not None:
+            rewriting.append(
+                asyncio.create_task(
+                    context.carriers.keep_rewriting(
+                        settings.carrier_networks_rewrite_s, stop_rewriting
+                    ),
+                    name="carrier-networks",
+                )
             )
         app.state.webhook_dispatcher = dispatcher = webhook_dispatcher(context)
         await dispatcher.start()
@@ -181,8 +195,8 @@ def create_app(
             yield
         finally:
             stop_rewriting.set()
-            if rewriting is not None:
-                await rewriting
+            for task in rewriting:
+                await task
             if inbox is not None:
                 await inbox.stop()
             await dispatcher.stop()

@@ -23,6 +23,7 @@ from .nodeconfig.publisher import ConfigPublisher
 from .numbers.store import NumberStore
 from .observability import Metrics
 from .settings import ControlSettings
+from .trunks.carriers import TenantCarriers
 from .trunks.platform import PlatformTrunks
 
 
@@ -36,6 +37,7 @@ class AppContext:
     login_limiter: LoginLimiter
     publisher: ConfigPublisher
     homes: HomeDirectory | None  # None without Redis (nothing to route by)
+    carriers: TenantCarriers | None  # tenants' trunks' networks for the edge; None without Redis
     node_configs: NodeConfigCache
     numbers: NumberStore
     outbound: OutboundPolicy

@@ -25,6 +25,7 @@ from .nodeconfig.publisher import ConfigPublisher
 from .numbers.backends import open_number_store
 from .seed import SeedError, seed_file
 from .settings import ControlSettings
+from .trunks.carriers import TenantCarriers
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,13 @@ async def seed(settings: ControlSettings) -> list[str]:
     await store.start()
     try:
         homes = HomeDirectory(client, database) if client is not None else None
+        carriers = TenantCarriers(client, database) if client is not None else None
         return await seed_file(
-            str(settings.seed_file), database, store, Passwords(), ConfigPublisher(client, homes)
+            str(settings.seed_file),
+            database,
+            store,
+            Passwords(),
+            ConfigPublisher(client, homes, carriers),
         )
     finally:
         await store.stop()

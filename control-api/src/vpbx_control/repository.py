@@ -98,13 +98,19 @@ class TenantWork:
         self.tenant_id = tenant_id
         self.publisher = publisher
 
-    async def commit(self, *, affects_nodes: bool = True, moves_phones: bool = False) -> None:
+    async def commit(
+        self, *, affects_nodes: bool = True, moves_phones: bool = False, carriers: bool = False
+    ) -> None:
         """Commit; ``moves_phones``: users, devices or cities changed, so the
-        home directory (which node each phone registers with) is rewritten too."""
+        home directory (which node each phone registers with) is rewritten too;
+        ``carriers``: trunks changed, so the edge's entry of where the tenant's
+        carriers call from is rewritten too."""
         try:
             await self.session.commit()
         except IntegrityError as exc:
             await self.session.rollback()
             raise Conflict("the change conflicts with another object (name already used?)") from exc
         if affects_nodes:
-            await self.publisher.changed(self.tenant_id, moves_phones=moves_phones)
+            await self.publisher.changed(
+                self.tenant_id, moves_phones=moves_phones, carriers=carriers
+            )

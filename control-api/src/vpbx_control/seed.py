@@ -245,7 +245,7 @@ async def seed_platform(
             added = await _seed_numbers(session, store, seed, platform.numbers)
             await store.apply_tenant(tenant)
             await session.commit()
-        await publisher.changed(tenant.name, moves_phones=True)
+        await publisher.changed(tenant.name, moves_phones=True, carriers=True)
         logger.info(
             "seeded tenant %s: %d users, %d groups, %d admins, %d numbers",
             tenant.name,

@@ -61,6 +61,9 @@ class ControlSettings(OutboundSettings, StorageSettings):
 
     # Every replica rewrites every tenant's home directory this often (and at start).
     home_directory_rewrite_s: float = Field(default=300.0, ge=5, le=86400)
+    # ... and where every tenant's own trunks call from (the edge takes calls to its numbers
+    # from there), host names resolved again: a changed DNS answer reaches the edge this late.
+    carrier_networks_rewrite_s: float = Field(default=120.0, ge=5, le=86400)
 
     # Webhook delivery.
     webhook_timeout_s: float = 5.0

@@ -333,3 +333,118 @@ async def test_a_changed_domain_route_is_seen_at_the_next_lookup(
         suspended,
         None,
     )
+
+
+# --- carriers: where calls to numbers may come from ------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_number_is_called_from_platform_carriers_and_its_own_tenants_only(
+    client: redis.asyncio.Redis,
+) -> None:
+    table = RoutingTable(client)
+    routes = snapshot(number_route("+74950000001"), number_route("+74950000009", tenant="globex"))
+    await table.replace(
+        routes.model_copy(update={"carriers": ["198.51.100.0/24", "2001:db8::/32"]})
+    )
+    async with client.pipeline(transaction=True) as pipe:
+        table.replace_tenant_carriers(pipe, "acme", ["203.0.113.7/32"])
+        await pipe.execute()
+    assert await table.platform_carriers() == ["198.51.100.0/24", "2001:db8::/32"]
+    assert await table.tenant_carriers("acme") == ["203.0.113.7/32"]
+
+    acme, globex = routes.numbers["+74950000001"], routes.numbers["+74950000009"]
+    # A platform carrier calls any number; IPv6, and IPv4 as a dual-stack socket shows it.
+    for source in ("198.51.100.20", "2001:db8::5", "::ffff:198.51.100.20"):
+        assert await table.lookup_number_from("+74950000001", source) == (acme, True)
+        assert await table.lookup_number_from("+74950000009", source) == (globex, True)
+    # A tenant's own trunk calls that tenant's numbers only.
+    assert await table.lookup_number_from("+74950000001", "203.0.113.7") == (acme, True)
+    assert await table.lookup_number_from("+74950000009", "203.0.113.7") == (globex, False)
+    # Anybody else calls nothing; an unknown number says whether the source is a carrier.
+    assert await table.lookup_number_from("+74950000001", "192.0.2.1") == (acme, False)
+    assert await table.lookup_number_from("+74950000002", "192.0.2.1") == (None, False)
+    assert await table.lookup_number_from("+74950000002", "198.51.100.1") == (None, True)
+    assert await table.lookup_number_from("+74950000001", "not-an-address") == (acme, False)
+
+    # No own trunks left: the entry goes.
+    async with client.pipeline(transaction=True) as pipe:
+        table.replace_tenant_carriers(pipe, "acme", [])
+        await pipe.execute()
+    assert await client.exists(table.tenant_carriers_key("acme")) == 0
+    assert await table.lookup_number_from("+74950000001", "203.0.113.7") == (acme, False)
+
+
+async def test_platform_carriers_are_read_at_most_every_few_seconds(
+    client: redis.asyncio.Redis,
+) -> None:
+    clock = Clock()
+    writer = RoutingTable(client)
+    edge = RoutingTable(client, carriers_ttl_s=5.0, clock=clock)
+    await writer.replace(
+        snapshot(number_route("+74950000001")).model_copy(update={"carriers": ["198.51.100.0/24"]})
+    )
+    assert (await edge.lookup_number_from("+74950000001", "198.51.100.1"))[1] is True
+    # The carrier moves: the edge goes by its copy for up to carriers_ttl_s.
+    await writer.replace(
+        snapshot(number_route("+74950000001")).model_copy(update={"carriers": ["192.0.2.0/24"]})
+    )
+    clock.now += 4.9
+    assert (await edge.lookup_number_from("+74950000001", "198.51.100.1"))[1] is True
+    clock.now += 0.2
+    assert (await edge.lookup_number_from("+74950000001", "198.51.100.1"))[1] is False
+    assert (await edge.lookup_number_from("+74950000001", "192.0.2.9"))[1] is True
+    # No platform carriers at all: the key is gone, and nobody is one.
+    await writer.replace(snapshot(number_route("+74950000001")))
+    assert await client.exists(writer.carriers_key) == 0
+    clock.now += 10
+    assert (await edge.lookup_number_from("+74950000001", "192.0.2.9"))[1] is False
+
+
+async def test_a_carrier_lookup_is_one_round_trip(client: redis.asyncio.Redis) -> None:
+    """The edge's per-call cost: one command to Redis, whoever the source is."""
+    clock = Clock()
+    table = RoutingTable(client, clock=clock)
+    await table.replace(
+        snapshot(number_route("+74950000001")).model_copy(update={"carriers": ["198.51.100.0/24"]})
+    )
+    await client.script_flush()
+    # The first call loads the script into Redis (once per Redis, not per call).
+    await table.lookup_number_from("+74950000001", "192.0.2.1")
+    sent: list[tuple[object, ...]] = []
+    original = client.execute_command
+
+    async def counting(*args: object, **options: object) -> object:
+        sent.append(args)
+        return await original(*args, **options)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    try:
+        for source in ("198.51.100.1", "198.51.100.1", "192.0.2.1"):
+            clock.now += 10  # each time with the platform's copy stale, the worst case
+            sent.clear()
+            await table.lookup_number_from("+74950000001", source)
+            assert len(sent) == 1, sent
+        sent.clear()
+        await table.lookup_number_from("+74950000001", "198.51.100.1")  # copy fresh
+        assert [args[0] for args in sent] == ["GET"]
+    finally:
+        client.execute_command = original  # type: ignore[method-assign]
+
+
+async def test_unreadable_carrier_networks_make_nobody_a_carrier(
+    table: RoutingTable, client: redis.asyncio.Redis
+) -> None:
+    await table.replace(snapshot(number_route("+74950000001")))
+    await client.set(table.carriers_key, b"{not json")
+    await client.set(table.tenant_carriers_key("acme"), b'["203.0.113.0/24", "nonsense"]')
+    assert (await table.lookup_number_from("+74950000001", "198.51.100.1"))[1] is False
+    # A bad entry is skipped, the good ones still count.
+    assert (await table.lookup_number_from("+74950000001", "203.0.113.4"))[1] is True

@@ -20,7 +20,10 @@ def retry_after(base_s: int) -> str:
 
 
 class ShedLog:
-    """Counts shed requests; logs one line per `interval` seconds instead of one per request."""
+    """Counts shed requests; logs one line per `interval` seconds instead of one per request.
+
+    Also used for other refusals a flood could make numerous (`answered`, `level`).
+    """
 
     def __init__(
         self,
@@ -29,11 +32,15 @@ class ShedLog:
         *,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        level: int = logging.WARNING,
+        answered: str = "503",
     ) -> None:
         self.logger = logger
         self.what = what
         self.interval = interval
         self.clock = clock
+        self.level = level
+        self.answered = answered
         self.total = 0
         self._since_log = 0
         self._logged_at: float | None = None
@@ -43,10 +50,12 @@ class ShedLog:
         self._since_log += 1
         now = self.clock()
         if self._logged_at is None or now - self._logged_at >= self.interval:
-            self.logger.warning(
-                "%s: %d request(s) answered 503 since the last report (%d in all); latest: %s",
+            self.logger.log(
+                self.level,
+                "%s: %d request(s) answered %s since the last report (%d in all); latest: %s",
                 self.what,
                 self._since_log,
+                self.answered,
                 self.total,
                 reason,
             )

@@ -26,12 +26,15 @@ class SipSettings(CommonSettings):
     # Base of Retry-After (seconds) in 503s for overload; each answer draws from
     # base..2*base so the refused phones do not all come back in the same second.
     overload_retry_after: int = Field(default=5, ge=1)
+    # Shared by the edge and the nodes: signs the flow tokens the edge puts into
+    # Record-Route/Path (prevents open relaying) and the proof on the Via of INVITEs it
+    # relays to nodes, by which a node tells them from INVITEs that went around the
+    # edge (edge/relayproof.py).
+    edge_secret: SecretStr = SecretStr("local-dev-secret")
 
 
 class EdgeSettings(SipSettings):
     city: str | None = None
-    # Signs the flow tokens the edge puts into Record-Route/Path (prevents open relaying).
-    edge_secret: SecretStr = SecretStr("local-dev-secret")
     # Requests per second one source address may send before the edge stops answering it.
     source_rate: float = 200.0
     source_burst: float = 400.0
@@ -41,6 +44,10 @@ class EdgeSettings(SipSettings):
     # A node that has not answered a REGISTER within this many seconds is overloaded
     # or gone: the edge answers the phone 503 + Retry-After instead of letting it time out.
     register_timeout: float = Field(default=5.0, gt=0)
+    # The platform carriers' networks are read from the routing table at most this
+    # often (a changed list reaches the edge this much later); a tenant's own carriers'
+    # networks are read with every call's number route.
+    carriers_cache_s: float = Field(default=5.0, ge=0)
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)
@@ -85,5 +92,6 @@ class NodeSettings(SipSettings, OutboundSettings, StorageSettings):
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_NONCE_SECRET", self.nonce_secret, local=self.is_local)
+        require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)
         if self.config_url:
             require_real_secret("VPBX_SERVICE_TOKEN", self.service_token, local=self.is_local)

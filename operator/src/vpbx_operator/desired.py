@@ -229,8 +229,14 @@ def desired_routes(
     numbers: Sequence[Number],
     node_address: NodeAddress,
     configs: Sequence[PbxConfig] = (),
+    *,
+    carriers: Sequence[str] = (),
 ) -> RoutingSnapshot:
     """The edge routing table: number routes, domain routes and rejected Numbers.
+
+    ``carriers``: the networks the platform's carriers call from (CIDRs, resolved by
+    the caller: vpbx_common.carriers.platform_networks); the edge takes calls to
+    numbers from these and from the networks of the number's tenant's own trunks.
 
     ``configs`` gives each user's home city so REGISTERs reach it; without a
     tenant's config its users register in the tenant's first city. Suspended
@@ -257,6 +263,7 @@ def desired_routes(
     return RoutingSnapshot(
         numbers=number_routes,
         domains=_domain_routes(by_name.values(), configs, node_address),
+        carriers=sorted(set(carriers)),
         rejected=rejected,
     )
 
@@ -277,5 +284,6 @@ def placed_routes(
     return RoutingSnapshot(
         numbers={key: route for key, route in snapshot.numbers.items() if route.tenant in placed},
         domains={key: route for key, route in snapshot.domains.items() if route.tenant in placed},
+        carriers=snapshot.carriers,
         rejected=snapshot.rejected,
     )

@@ -12,6 +12,8 @@ import redis.asyncio as redis
 from kubernetes import client, config
 from prometheus_client import start_http_server
 
+from vpbx_common.carriers import platform_networks
+from vpbx_common.platformtrunks import PlatformTrunks
 from vpbx_common.routing import RoutingTable
 
 from .kube import KubeCluster
@@ -49,12 +51,24 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         logger.warning("VPBX_REDIS_URL unset: the edge routing table is not maintained")
     if operator_settings.metrics_port:
         start_http_server(operator_settings.metrics_port)
+    # A broken trunks file stops the start (as it does the control API's).
+    trunks = PlatformTrunks(operator_settings.platform_trunks_file)
+    if operator_settings.platform_trunks_file is None:
+        logger.warning(
+            "VPBX_PLATFORM_TRUNKS_FILE unset: no platform carriers, the edges take calls to "
+            "numbers only from tenants' own trunks"
+        )
+
+    async def carriers() -> list[str]:
+        return await platform_networks(trunks.current())
+
     reconciler = Reconciler(
         KubeCluster(_api_client()),
         routing,
         namespace=operator_settings.namespace,
         template=operator_settings.node_template(),
         resync_interval=operator_settings.resync_interval,
+        carriers=carriers,
     )
     _state["reconciler"] = reconciler
     _state["task"] = asyncio.get_running_loop().create_task(reconciler.run())

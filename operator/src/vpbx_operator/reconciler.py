@@ -6,6 +6,10 @@ one loop recomputes the whole desired state with the pure functions
 periodic pass repairs drift (a Redis restart, a child deleted by hand).
 Children are applied with server-side apply, so a pass that changes nothing
 writes nothing but is still cheap to repeat.
+
+The routing table also holds where the platform's carriers call from (``carriers``:
+the networks of the platform trunks, host names resolved on every pass, so a
+changed DNS answer reaches the edges within one resync interval).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -65,6 +69,15 @@ class RoutingWriter(Protocol):
     async def replace(self, snapshot: RoutingSnapshot) -> None: ...
 
 
+CarrierNetworksSource = Callable[[], Awaitable[Sequence[str]]]
+"""The platform carriers' networks now (CIDRs): vpbx_common.carriers.platform_networks
+of the platform trunks."""
+
+
+async def _no_carriers() -> Sequence[str]:
+    return ()
+
+
 @dataclass
 class Observed:
     """The CRs as last seen by the watches."""
@@ -87,9 +100,11 @@ class Reconciler:
         template: NodeTemplate,
         resync_interval: float = 30.0,
         debounce: float = 0.2,
+        carriers: CarrierNetworksSource = _no_carriers,
     ) -> None:
         self.cluster = cluster
         self.routing = routing
+        self.carriers = carriers
         self.namespace = namespace
         self.template = template
         self.resync_interval = resync_interval
@@ -214,7 +229,8 @@ class Reconciler:
         # Redis gets a tenant's routes once every city of it has a Service address.
         snapshot = placed_routes(full, tenants, node_address)
         if self.routing is not None:
-            await self.routing.replace(snapshot)
+            carriers = sorted(set(await self.carriers()))
+            await self.routing.replace(snapshot.model_copy(update={"carriers": carriers}))
         await self._write_statuses(
             observed, tenants, numbers, plans, ready, addresses, full, invalid
         )

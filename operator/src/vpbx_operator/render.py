@@ -44,6 +44,7 @@ class NodeTemplate:
     redis_url: str | None = None
     clickhouse_secret: str | None = None  # Secret with key `url`
     nonce_secret: str | None = None  # Secret with key `secret`
+    edge_secret: str | None = None  # Secret with key `secret` (the edges' VPBX_EDGE_SECRET)
     host_network: bool = False
     # From the Helm chart's media-node.json: ready-made pod and container fields,
     # extra labels and annotations, the node label naming a city, the PDB policy.
@@ -142,6 +143,8 @@ def _environment(plan: NodePlan, template: NodeTemplate) -> list[Manifest]:
         env.append(_secret_env("VPBX_CLICKHOUSE_URL", template.clickhouse_secret, "url"))
     if template.nonce_secret:
         env.append(_secret_env("VPBX_NONCE_SECRET", template.nonce_secret, "secret"))
+    if template.edge_secret:
+        env.append(_secret_env("VPBX_EDGE_SECRET", template.edge_secret, "secret"))
     return env
 
 

@@ -27,6 +27,10 @@ class OperatorSettings(CommonSettings):
     node_redis_secret: str | None = None
     node_clickhouse_secret: str | None = None
     node_nonce_secret: str | None = None
+    node_edge_secret: str | None = None
+    # The platform trunks (Trunk manifests, the file the control API reads too): their
+    # networks go into the edge routing table, host names resolved on every pass.
+    platform_trunks_file: Path | None = None
 
     def node_template(self) -> NodeTemplate:
         base = self._base_template()
@@ -44,5 +48,6 @@ class OperatorSettings(CommonSettings):
             redis_url=None if self.node_redis_secret else self.redis_url,
             clickhouse_secret=self.node_clickhouse_secret,
             nonce_secret=self.node_nonce_secret,
+            edge_secret=self.node_edge_secret,
             host_network=self.node_host_network,
         )

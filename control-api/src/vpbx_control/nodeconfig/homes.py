@@ -42,6 +42,21 @@ return 0
 """
 
 
+async def acquire_lock(client: redis.Redis, key: str, token: str) -> bool:
+    """Take the lock ``key`` (waiting up to LOCK_WAIT_S); False if another holder kept it."""
+    deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
+    while not await client.set(key, token, nx=True, px=int(LOCK_TTL_S * 1000)):
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def release_lock(client: redis.Redis, key: str, token: str) -> None:
+    """Give the lock back, if it is still ours."""
+    await client.eval(_RELEASE, 1, key, token)
+
+
 async def load_homes(session: AsyncSession, tenant_id: str) -> dict[str, str]:
     users = await session.execute(
         select(UserRow.id, UserRow.extension, UserRow.city).where(
@@ -76,7 +91,7 @@ class HomeDirectory:
         lock_key = f"{self._table.home_key(tenant_id)}:lock"
         token = secrets.token_hex(16)
         try:
-            if not await self._acquire(lock_key, token):
+            if not await acquire_lock(self._redis, lock_key, token):
                 raise TimeoutError(f"another replica held {lock_key} for {LOCK_WAIT_S:g} s")
             try:
                 async with self._database.session() as session:
@@ -85,19 +100,11 @@ class HomeDirectory:
                     self._table.replace_homes(pipe, tenant_id, homes)
                     await pipe.execute()
             finally:
-                await self._redis.eval(_RELEASE, 1, lock_key, token)
+                await release_lock(self._redis, lock_key, token)
         except (RedisError, SQLAlchemyError, TimeoutError) as exc:
             # The periodic pass will write it; until then phones may register in another city.
             logger.warning("tenant=%s home directory not rewritten: %s", tenant_id, exc)
             return False
-        return True
-
-    async def _acquire(self, key: str, token: str) -> bool:
-        deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
-        while not await self._redis.set(key, token, nx=True, px=int(LOCK_TTL_S * 1000)):
-            if asyncio.get_running_loop().time() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
         return True
 
     async def rewrite_all(self) -> int:

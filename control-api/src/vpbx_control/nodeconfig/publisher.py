@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from vpbx_common.nodeconfig import config_channel
 
 if TYPE_CHECKING:
+    from ..trunks.carriers import TenantCarriers
     from .homes import HomeDirectory
 
 logger = logging.getLogger(__name__)
@@ -34,23 +35,35 @@ def revision_key(tenant_id: str) -> str:
 
 
 class ConfigPublisher:
-    def __init__(self, client: redis.Redis | None, homes: HomeDirectory | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis | None,
+        homes: HomeDirectory | None = None,
+        carriers: TenantCarriers | None = None,
+    ) -> None:
         self._redis = client
         self._homes = homes
+        self._carriers = carriers
         # Without Redis there is a single process, so its own count is the truth.
         self._local_revisions: Counter[str] = Counter()
         self.published = 0
 
-    async def changed(self, tenant_id: str, *, moves_phones: bool = False) -> None:
+    async def changed(
+        self, tenant_id: str, *, moves_phones: bool = False, carriers: bool = False
+    ) -> None:
         """Announce a committed change.
 
         ``moves_phones``: users, devices or the tenant's cities changed, so the
         home directory (which node each phone registers with) is rewritten first.
+        ``carriers``: the tenant's trunks changed (or the tenant came or went), so
+        the edge's entry of where its carriers call from is rewritten first.
         """
         self.published += 1
         self._local_revisions[tenant_id] += 1
         if moves_phones and self._homes is not None:
             await self._homes.rewrite(tenant_id)
+        if carriers and self._carriers is not None:
+            await self._carriers.rewrite(tenant_id)
         if self._redis is None:
             return
         try:

@@ -187,7 +187,9 @@ class TenantService:
         await self._flush("the tenant, its SIP domain or the admin's e-mail was just taken")
         await self._apply(row, existing)
         try:
-            await TenantWork(self.session, row.id, self.publisher).commit(moves_phones=True)
+            await TenantWork(self.session, row.id, self.publisher).commit(
+                moves_phones=True, carriers=True
+            )
         except Exception:
             if existing is None:
                 await self._forget_resource(row.id)
@@ -243,7 +245,9 @@ class TenantService:
         except NumberStoreError as exc:
             await self.session.rollback()
             raise NumberStoreUnavailable(f"the tenant was not deleted: {exc}") from exc
-        await TenantWork(self.session, row.id, self.publisher).commit(moves_phones=True)
+        await TenantWork(self.session, row.id, self.publisher).commit(
+            moves_phones=True, carriers=True
+        )
         logger.info("tenant=%s deleted", row.id)
 
     # --- helpers ----------------------------------------------------------------

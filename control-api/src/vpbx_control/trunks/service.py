@@ -7,7 +7,10 @@
 - A registering trunk needs a username and a password. The password is kept in clear
   for the nodes (they answer the carrier's digest challenges), is never returned and
   never logged.
-- Every change is a config change: the tenant's nodes reload.
+- Every change is a config change: the tenant's nodes reload. It also rewrites where
+  the tenant's carriers call from in the edge routing table (carriers.py): the edge
+  takes calls to the tenant's numbers from its trunks' ``allowed_addresses``, or the
+  addresses a trunk's host resolves to when it has none.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ class TrunkService:
                 revision=1,
             )
         )
-        await self.work.commit()
+        await self.work.commit(carriers=True)
         logger.info(
             "tenant=%s trunk %s (%s) created: %s, register=%s",
             self.tenant_id,
@@ -130,7 +133,7 @@ class TrunkService:
             row.passes_caller_id = body.passes_caller_id
         _check_credentials(row.registers, row.username, row.password)
         self.repository.touch(row)
-        await self.work.commit()
+        await self.work.commit(carriers=True)
         logger.info(
             "tenant=%s trunk %s (%s) changed: %s",
             self.tenant_id,
@@ -144,7 +147,7 @@ class TrunkService:
         row = await self.repository.get(trunk_id)
         check_if_match(if_match, row.etag())
         await self.repository.delete(row)
-        await self.work.commit()
+        await self.work.commit(carriers=True)
         await self.statuses.forget(str(row.id))
         logger.info("tenant=%s trunk %s (%s) deleted", self.tenant_id, row.name, row.id)
 

@@ -12,13 +12,23 @@ Redis layout (``prefix`` defaults to ``vpbx:route``)::
     <prefix>:index:domains      set of the domains written by the last replace
     <prefix>:home:<tenant>      hash SIP username -> home city (the control API's
                                 home directory; REGISTERs go to the home city's node)
+    <prefix>:carriers           JSON array of CIDRs: where the platform's carriers (platform
+                                trunks) send calls from; written by every replace
+                                (absent: the platform has no carrier)
+    <prefix>:carriers:<tenant>  JSON array of CIDRs: where the tenant's own trunks send
+                                calls from (the control API; absent: no own trunks)
+
+The edge takes a call to a number only from a carrier: a source inside the platform
+carriers' networks or the number's tenant's (``lookup_number_from``; see
+vpbx_common.carriers for how a trunk's networks are found).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio
@@ -26,6 +36,7 @@ import redis.exceptions
 from pydantic import Field, ValidationError, model_validator
 from redis.asyncio.client import Pipeline
 
+from vpbx_common.carriers import CarrierNetworks, encode_networks
 from vpbx_common.models import StrictModel
 
 logger = logging.getLogger(__name__)
@@ -95,6 +106,9 @@ class RejectedNumber(StrictModel):
 class RoutingSnapshot(StrictModel):
     numbers: dict[str, NumberRoute] = Field(default_factory=dict)
     domains: dict[str, DomainRoute] = Field(default_factory=dict)
+    carriers: list[str] = Field(
+        default_factory=list, description="CIDRs the platform's carriers call from"
+    )
     # Not written to Redis: the operator turns these into status conditions.
     rejected: list[RejectedNumber] = Field(default_factory=list)
 
@@ -143,11 +157,51 @@ return {route, home, sha}
 """
 
 
+# KEYS[1]: a number route, KEYS[2]: the platform carriers' networks. ARGV[1]: the tenant
+# carriers key prefix, ARGV[2]: "1" to read KEYS[2] too. Returns {route JSON or nil,
+# platform networks or nil, the networks of the route's tenant or nil}. The tenant's key
+# depends on the route, so it cannot be declared in KEYS: fine on one Redis, not on a
+# cluster (as the domain script above).
+_NUMBER_AND_CARRIERS_SCRIPT = """
+local route = redis.call('GET', KEYS[1])
+local platform = false
+if ARGV[2] == '1' then
+  platform = redis.call('GET', KEYS[2])
+end
+local own = false
+if route then
+  local ok, decoded = pcall(cjson.decode, route)
+  if ok and type(decoded) == 'table' and type(decoded.tenant) == 'string' then
+    own = redis.call('GET', ARGV[1] .. decoded.tenant)
+  end
+end
+return {route, platform, own}
+"""
+
+# Parsed tenant network lists kept by their JSON (cleared when this many are held).
+_TENANT_NETWORKS_KEPT = 1024
+
+
 class RoutingTable:
-    def __init__(self, redis_client: redis.asyncio.Redis, prefix: str = "vpbx:route") -> None:
+    def __init__(
+        self,
+        redis_client: redis.asyncio.Redis,
+        prefix: str = "vpbx:route",
+        *,
+        carriers_ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = redis_client
         self._prefix = prefix
         self._domain_and_home = redis_client.register_script(_DOMAIN_AND_HOME_SCRIPT)
+        self._number_and_carriers = redis_client.register_script(_NUMBER_AND_CARRIERS_SCRIPT)
+        # The platform carriers' networks, read at most every carriers_ttl_s seconds: a
+        # changed list reaches the edge that much later.
+        self._carriers_ttl_s = carriers_ttl_s
+        self._clock = clock
+        self._platform: CarrierNetworks | None = None
+        self._platform_read_at = 0.0
+        self._tenant_networks: dict[bytes | str, CarrierNetworks] = {}
         # Domain key -> (SHA-1 of its JSON, parsed route), for lookup_domain_user.
         self._domains: dict[str, tuple[str, DomainRoute]] = {}
         self._number_index = f"{prefix}:index:numbers"
@@ -158,6 +212,15 @@ class RoutingTable:
 
     def _domain_key(self, domain: str) -> str:
         return f"{self._prefix}:domain:{normalize_domain(domain)}"
+
+    @property
+    def carriers_key(self) -> str:
+        """The platform carriers' networks."""
+        return f"{self._prefix}:carriers"
+
+    def tenant_carriers_key(self, tenant: str) -> str:
+        """The networks of the tenant's own trunks."""
+        return f"{self._prefix}:carriers:{tenant}"
 
     async def replace(self, snapshot: RoutingSnapshot) -> None:
         """Make Redis hold exactly the snapshot's routes.
@@ -171,6 +234,7 @@ class RoutingTable:
             normalize_domain(domain): route.model_dump_json()
             for domain, route in snapshot.domains.items()
         }
+        carriers = encode_networks(snapshot.carriers)
         for attempt in range(1, _REPLACE_ATTEMPTS + 1):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
@@ -189,6 +253,10 @@ class RoutingTable:
                     if domains:
                         pipe.mset({self._domain_key(d): value for d, value in domains.items()})
                         pipe.sadd(self._domain_index, *domains)
+                    if snapshot.carriers:
+                        pipe.set(self.carriers_key, carriers)
+                    else:
+                        pipe.delete(self.carriers_key)
                     await pipe.execute()
                 except redis.exceptions.WatchError:
                     logger.warning(
@@ -196,9 +264,11 @@ class RoutingTable:
                     )
                     continue
             logger.info(
-                "routing table replaced: %d numbers, %d domains, %d stale entries removed",
+                "routing table replaced: %d numbers, %d domains, %d platform carrier "
+                "networks, %d stale entries removed",
                 len(numbers),
                 len(domains),
+                len(snapshot.carriers),
                 len(stale_keys),
             )
             return
@@ -215,6 +285,68 @@ class RoutingTable:
             return NumberRoute.model_validate_json(raw)
         except ValidationError as error:
             raise RoutingTableError(f"unreadable route for number {e164}: {error}") from error
+
+    async def lookup_number_from(self, e164: str, source: str) -> tuple[NumberRoute | None, bool]:
+        """The number's route, and whether ``source`` (an IP address) is one of its carriers.
+
+        A carrier sends from the networks of a platform trunk or of one of the number's
+        tenant's own trunks. The edge's hot path (every call from outside): one round
+        trip. The platform networks are kept for ``carriers_ttl_s``; a source inside them
+        costs a plain GET, any other source one script that reads the route and the
+        tenant's networks together (and the platform's, when the copy held is old).
+        Without a route the answer says whether ``source`` is a platform carrier.
+        """
+        platform = self._platform
+        fresh = (
+            platform is not None and self._clock() - self._platform_read_at < self._carriers_ttl_s
+        )
+        if fresh and platform is not None and platform.contains(source):
+            return await self.lookup_number(e164), True
+        raw, raw_platform, raw_own = await self._number_and_carriers(
+            keys=[self._number_key(e164), self.carriers_key],
+            args=[self.tenant_carriers_key(""), "0" if fresh else "1"],
+        )
+        if not fresh or platform is None:
+            platform = CarrierNetworks.decode(raw_platform)
+            self._platform, self._platform_read_at = platform, self._clock()
+        route = None
+        if raw is not None:
+            try:
+                route = NumberRoute.model_validate_json(raw)
+            except ValidationError as error:
+                raise RoutingTableError(f"unreadable route for number {e164}: {error}") from error
+        if platform.contains(source):
+            return route, True
+        return route, raw_own is not None and self._own_networks(raw_own).contains(source)
+
+    def _own_networks(self, raw: bytes | str) -> CarrierNetworks:
+        networks = self._tenant_networks.get(raw)
+        if networks is None:
+            if len(self._tenant_networks) >= _TENANT_NETWORKS_KEPT:
+                self._tenant_networks.clear()
+            networks = self._tenant_networks[raw] = CarrierNetworks.decode(raw)
+        return networks
+
+    async def platform_carriers(self) -> list[str]:
+        """The platform carriers' networks as written (for diagnostics and tests)."""
+        return [
+            str(n)
+            for n in CarrierNetworks.decode(await self._redis.get(self.carriers_key)).networks
+        ]
+
+    async def tenant_carriers(self, tenant: str) -> list[str]:
+        """The networks of the tenant's own trunks as written."""
+        raw = await self._redis.get(self.tenant_carriers_key(tenant))
+        return [str(n) for n in CarrierNetworks.decode(raw).networks]
+
+    def replace_tenant_carriers(self, pipe: Pipeline, tenant: str, cidrs: Sequence[str]) -> None:
+        """Queue, on a MULTI pipeline, the replacement of the tenant's carrier networks
+        (deleted when it has none)."""
+        key = self.tenant_carriers_key(tenant)
+        if cidrs:
+            pipe.set(key, encode_networks(cidrs))
+        else:
+            pipe.delete(key)
 
     async def lookup_domain(self, domain: str) -> DomainRoute | None:
         """The route of a tenant SIP domain, compared case-insensitively."""

@@ -10,6 +10,7 @@ from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_st
 from ..settings import EdgeSettings
 from .flowtoken import EdgeTokens
 from .proxy import EdgeProxy, SourceLimiter
+from .relayproof import RelayProofs
 
 logger = logging.getLogger(__name__)
 
@@ -21,12 +22,14 @@ async def run_edge(settings: EdgeSettings) -> None:
     redis_client = open_redis(settings)
     transport, layer_factory = sip_stack(settings)
 
+    secret = settings.edge_secret.get_secret_value().encode()
     proxy = EdgeProxy(
         transport,
         layer_factory,
-        RoutingTable(redis_client),
-        EdgeTokens(settings.edge_secret.get_secret_value().encode()),
+        RoutingTable(redis_client, carriers_ttl_s=settings.carriers_cache_s),
+        EdgeTokens(secret),
         limiter=SourceLimiter(settings.source_rate, settings.source_burst),
+        proofs=RelayProofs(secret),
         max_registers_in_flight=settings.max_registers_in_flight,
         register_timeout=settings.register_timeout,
         retry_after_s=settings.overload_retry_after,

@@ -31,6 +31,11 @@ class EdgeTokens:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
 
+    @property
+    def secret(self) -> bytes:
+        """The edge secret (relayproof.RelayProofs signs with it too)."""
+        return self._secret
+
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 

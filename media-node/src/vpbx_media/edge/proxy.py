@@ -5,6 +5,14 @@ registering or calling) goes to that tenant's node, a dialled number
 (carriers) goes to the node of the number's tenant in the number's city.
 In-dialog requests follow the signed token in the edge's own Record-Route
 entry (see flowtoken.py). The edge keeps no call state beyond transactions.
+
+Calls to a number come from carriers only: the source address must be inside the
+networks of a platform trunk or of one of the number's tenant's own trunks, read
+with the number's route in one Redis round trip (``RouteLookup.lookup_number_from``,
+vpbx_common.routing); any other source is answered 403 "Not From A Carrier",
+whether the number exists or not. Each initial INVITE relayed to a node carries a
+signed proof on the edge's Via (relayproof.py) by which the node tells it from
+INVITEs that went around the edge.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from ..sip.transaction import (
 from ..sip.transport import Address, Flow, SipTransport, TransportKind, response_destination
 from ..sip.uri import SipUri
 from .flowtoken import EdgeToken, EdgeTokens
+from .relayproof import RelayProofs
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +51,9 @@ SCANNER_AGENTS = ("friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sunda
 
 
 class RouteLookup(Protocol):
-    async def lookup_number(self, e164: str) -> NumberRoute | None: ...
+    async def lookup_number_from(self, e164: str, source: str) -> tuple[NumberRoute | None, bool]:
+        """The number's route, and whether ``source`` (an IP address) is one of its carriers."""
+        ...
 
     async def lookup_domain_user(
         self, domain: str, username: str | None
@@ -95,6 +106,9 @@ class Forwarding:
     target: Flow
     token: EdgeToken | None  # what to write into Record-Route / Path
     add_path: bool = False
+    # Routed by the edge's own checks (number or domain), not by a token a sender gave:
+    # an INVITE then gets the signed Via (relayproof.py) that tells the node so.
+    checked: bool = False
 
 
 class EdgeProxy:
@@ -106,6 +120,7 @@ class EdgeProxy:
         tokens: EdgeTokens,
         *,
         limiter: SourceLimiter | None = None,
+        proofs: RelayProofs | None = None,
         max_registers_in_flight: int = 128,
         register_timeout: float = 5.0,
         retry_after_s: int = 5,
@@ -114,6 +129,8 @@ class EdgeProxy:
         self.routes = routes
         self.tokens = tokens
         self.limiter = limiter
+        # Signs the Via of INVITEs relayed to nodes; without one given, with the token secret.
+        self.proofs = proofs if proofs is not None else RelayProofs(tokens.secret)
         self.max_registers_in_flight = max_registers_in_flight
         self.register_timeout = register_timeout
         self.retry_after_s = retry_after_s
@@ -123,6 +140,11 @@ class EdgeProxy:
         self.dropped = 0
         self.registers_in_flight = 0
         self.shed_log = ShedLog(logger, "edge")
+        # Calls to numbers from sources that are no carrier: answered 403, counted, and
+        # logged at most once per interval (a scanner must not flood the log).
+        self.not_carriers = ShedLog(
+            logger, "edge", level=logging.INFO, answered="403 Not From A Carrier"
+        )
 
     # --- TransactionUser -------------------------------------------------
 
@@ -310,6 +332,7 @@ class EdgeProxy:
                 Flow(TransportKind.UDP, node),
                 EdgeToken(flow, node),
                 add_path=request.method == "REGISTER",
+                checked=True,
             )
         if request.method == "OPTIONS" and uri.user is None and self._is_own_uri(uri):
             raise RouteRejectedError(200)
@@ -321,12 +344,16 @@ class EdgeProxy:
             number = normalize_e164(uri.user_unescaped or "")
         except InvalidPhoneNumber as exc:
             raise RouteRejectedError(404) from exc
-        number_route = await self.routes.lookup_number(number)
+        number_route, from_carrier = await self.routes.lookup_number_from(number, flow.remote.host)
+        if not from_carrier:
+            # Before "not found" or "suspended": a stranger learns nothing about the number.
+            self.not_carriers.shed(f"{request.method} for {number} from {flow.remote}")
+            raise RouteRejectedError(403, "Not From A Carrier")
         if number_route is None:
             raise RouteRejectedError(404)
         self._refuse_suspended(number_route.suspended)
         node = Address.parse(number_route.address)
-        return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node))
+        return Forwarding(Flow(TransportKind.UDP, node), EdgeToken(flow, node), checked=True)
 
     @staticmethod
     def _refuse_suspended(suspended: bool) -> None:
@@ -336,7 +363,10 @@ class EdgeProxy:
     def _prepare(self, request: SipRequest, forwarding: Forwarding) -> SipRequest:
         headers = request.headers
         headers = headers.set("Max-Forwards", str(request.max_forwards - 1))
-        headers = headers.prepend("Via", str(self.layer.via_for(forwarding.target.transport)))
+        via = self.layer.via_for(forwarding.target.transport)
+        if forwarding.checked and request.method == "INVITE":
+            via = self.proofs.sign(via, request.call_id)
+        headers = headers.prepend("Via", str(via))
         if forwarding.token is not None and request.method in (
             "INVITE",
             "SUBSCRIBE",

@@ -12,6 +12,7 @@ from vpbx_common.storage.settings import open_object_store
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
+from ..edge.relayproof import RelayProofs
 from ..rtp.ports import PortAllocator
 from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_stop_signal
 from ..settings import NodeSettings
@@ -104,6 +105,7 @@ async def run_node(settings: NodeSettings) -> None:
         events=events,
         recordings=recordings,
         url_policy=settings.outbound_policy(),
+        relay_proofs=RelayProofs(settings.edge_secret.get_secret_value().encode()),
     )
     config.listen(service.config_changed)
     service.registrar.retry_after_s = settings.overload_retry_after

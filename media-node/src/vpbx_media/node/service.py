@@ -3,6 +3,23 @@
 `NodeService` is the transaction user of the node's SIP stack: it decides
 what every request means (registration, a new call, a request inside a call)
 and hands calls to `Call` objects, one task each.
+
+Calls from outside (an INVITE whose Request-URI is not the tenant's SIP domain)
+are taken from two places only:
+
+- through the SIP edge, which took them from a carrier and routed them by the
+  Request-URI's number; the edge signs the Via it adds (edge/relayproof.py);
+- straight from one of the tenant's trunks (its own or the platform's), known by
+  the source address (node/trunks/sources.py). A registered trunk sends its calls
+  to the Contact the node registered, ``sip:USERNAME@NODE``: the number dialled is
+  then in the To header (read in the tenant's country, ``outbound.country``).
+
+Anything else is answered 403. The caller of a call from a carrier is the number
+in P-Asserted-Identity when there is one (the carrier is a trusted peer, RFC 3325),
+else the From header's. ``Privacy: id`` does not hide it from the tenant: the
+tenant's PBX is inside the trust domain (RFC 3325 section 7), so the number reaches
+its routing, CDRs, events and CRM; the privacy request binds what is shown to
+parties outside it.
 """
 
 from __future__ import annotations
@@ -37,9 +54,13 @@ from vpbx_common.trunks import TrunkStatusStore
 
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
+from ..edge.relayproof import RelayProofs
 from ..media.scheduler import PacedScheduler
+from ..overload import ShedLog
 from ..rtp.ports import PortAllocator
 from ..rtp.relay import MediaRelay
+from ..sip.errors import SipParseError
+from ..sip.headers import NameAddr, split_list
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import ServerTransaction, TransactionLayer, TransactionUser
 from ..sip.transport import Address, Flow
@@ -63,6 +84,7 @@ from .recordings import RecordingService
 from .registrar import Authenticator, Registrar
 from .routing import AgentSnapshot, DecisionFailed, DecisionReply
 from .trunks import TrunkRegistrations
+from .trunks.sources import TrunkSources
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +135,8 @@ class NodeService:
         decisions: DecisionClient | None = None,
         recordings: RecordingService | None = None,
         url_policy: OutboundPolicy | None = None,
+        relay_proofs: RelayProofs | None = None,
+        trunk_sources: TrunkSources | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -169,6 +193,15 @@ class NodeService:
             contact=identity.sip_address,
             store=TrunkStatusStore(redis_client),
             outbound=self.url_policy,
+        )
+        # Checks the edge's signed Via on calls from outside; without one (tests), no
+        # INVITE counts as relayed by the edge: calls come from the tenant's trunks only.
+        self.relay_proofs = relay_proofs
+        self.trunk_sources = trunk_sources if trunk_sources is not None else TrunkSources()
+        # Calls from outside that came neither through the edge nor from a trunk: counted,
+        # logged at most once per interval (a scanner must not flood the log).
+        self.not_from_trunks = ShedLog(
+            logger, f"tenant={identity.tenant} node", level=logging.INFO, answered="403"
         )
         self.calls: dict[str, Call] = {}
         self.call_limit = TenantCallLimit(redis_client)
@@ -362,9 +395,17 @@ class NodeService:
                 return PlannedCall(facts, ConferenceTarget(room=dialled, room_id=room.id))
             assert callee is not None
             return PlannedCall(facts, UserTarget(extension=dialled, user_id=callee.id))
-        try:
-            number = normalize_e164(uri.user_unescaped or "")
-        except InvalidPhoneNumber:
+        relayed = self.relay_proofs is not None and self.relay_proofs.verify(request)
+        trunk = None if relayed else self.trunk_sources.match(transaction.flow.remote.host)
+        if not relayed and trunk is None:
+            self.not_from_trunks.shed(
+                f"call={request.call_id} INVITE {uri} from {transaction.flow.remote}: "
+                "neither through the edge nor from a trunk"
+            )
+            transaction.respond(make_response(request, 403, "Not From A Trunk"))
+            return None
+        number = _called_number(request, config, from_trunk=trunk is not None)
+        if number is None:
             transaction.respond(make_response(request, 404))
             return None
         entry = config.number(number)
@@ -391,15 +432,25 @@ class NodeService:
                 )
                 return None
             self._counted_calls.add(request.call_id)
+        caller, caller_display = _outside_caller(request, config.outbound.country)
         facts = CallFacts(
             call_id=request.call_id,
             node=self.identity.ref,
             direction=Direction.INBOUND,
             number=number,
             label=entry.label or "",
-            caller=_outside_caller(request),
-            caller_display=request.from_.display_name,
+            caller=caller,
+            caller_display=caller_display,
         )
+        if trunk is not None:
+            logger.info(
+                "call=%s tenant=%s from trunk %s (%s) for %s",
+                request.call_id,
+                self.tenant,
+                trunk.name,
+                transaction.flow.remote,
+                number,
+            )
         return PlannedCall(facts, entry.target)
 
     def _feature(
@@ -549,13 +600,14 @@ class NodeService:
     ) -> None:
         """Busy a customer's call before anyone rings; the tenant still sees it as missed."""
         transaction.respond(make_response(request, 486, phrase))
+        caller, _display = _outside_caller(request, self.config().outbound.country)
         facts = CallFacts(
             call_id=request.call_id,
             node=self.identity.ref,
             direction=Direction.INBOUND,
             number=number,
             label=label or "",
-            caller=_outside_caller(request),
+            caller=caller,
             end_reason=EndReason.BUSY,
             sip_status=486,
             hangup_by=HangupBy.SYSTEM,
@@ -732,11 +784,13 @@ class NodeService:
         self.rooms.start()
         self.queues.start()
         self.trunks.start(self.config())
+        self.trunk_sources.start(self.config().trunks)
         self._spawn(self._touch_journal())
 
     def config_changed(self, config: NodeConfig) -> None:
         """A new config became current (ConfigHolder listener)."""
         self.trunks.update(config)
+        self.trunk_sources.update(config.trunks)
 
     async def _touch_journal(self) -> None:
         """Keep open calls' journal entries and their agents' talking state fresh: a crash
@@ -765,6 +819,7 @@ class NodeService:
     async def stop(self) -> None:
         # First, while the transport still runs: the trunks unregister (bounded wait).
         await self.trunks.stop()
+        await self.trunk_sources.stop()
         await self.queues.stop()
         self.rooms.stop()
         self.scheduler.stop()
@@ -791,13 +846,67 @@ class NodeService:
         return len(recovered)
 
 
-def _outside_caller(request: SipRequest) -> str:
-    """The caller of a call from outside, in E.164 when it is a phone number.
+def _e164(text: str, country: str) -> str | None:
+    try:
+        return normalize_e164(text, country)
+    except InvalidPhoneNumber:
+        return None
 
-    A caller ID that is no phone number (anonymous, a SIP name) stays as sent.
+
+def _uri_number_text(uri: object) -> str:
+    """The part of a URI a phone number would be in: a SIP URI's user, a tel: URI."""
+    if isinstance(uri, SipUri):
+        return uri.user_unescaped or ""
+    text = str(uri)
+    return text if text.lower().startswith("tel:") else ""
+
+
+def _called_number(request: SipRequest, config: NodeConfig, *, from_trunk: bool) -> str | None:
+    """The number a call from outside is for, in E.164; None when there is none.
+
+    Through the edge: the Request-URI's user, which the edge routed by. Straight from a
+    trunk: that too when it is one of the tenant's numbers, else the To header's (a
+    registered trunk sends to ``sip:USERNAME@NODE``, the dialled number only in To),
+    both read in the tenant's country.
     """
+    dialled = request.sip_uri.user_unescaped or ""
+    if not from_trunk:
+        return _e164(dialled, "RU")  # as the edge read it
+    country = config.outbound.country
+    number = _e164(dialled, country)
+    if number is not None and config.number(number) is not None:
+        return number
+    return _e164(_uri_number_text(request.to.uri), country) or number
+
+
+def _asserted_identity(request: SipRequest, country: str) -> tuple[str, str | None] | None:
+    """The first phone number in P-Asserted-Identity (RFC 3325) and its display name."""
+    for line in request.headers.lines("P-Asserted-Identity"):
+        for value in split_list(line):
+            try:
+                identity = NameAddr.parse(value)
+            except SipParseError:
+                continue  # a malformed entry asserts nothing; the next one may
+            number = _e164(_uri_number_text(identity.uri), country)
+            if number is not None:
+                return number, identity.display_name
+    return None
+
+
+def _outside_caller(request: SipRequest, country: str = "RU") -> tuple[str, str | None]:
+    """The caller of a call from outside and its display name.
+
+    Only carriers send these calls (the edge and the node refuse anyone else), so the
+    number in P-Asserted-Identity is trusted when there is one; else the From header's.
+    In E.164 when it is a phone number; a caller ID that is none (anonymous, a SIP
+    name) stays as sent.
+    """
+    asserted = _asserted_identity(request, country)
+    if asserted is not None:
+        number, display = asserted
+        return number, display or request.from_.display_name
     caller_uri = request.from_.uri
     caller = (caller_uri.user_unescaped if isinstance(caller_uri, SipUri) else None) or "anonymous"
     with contextlib.suppress(InvalidPhoneNumber):
-        caller = normalize_e164(caller)
-    return caller
+        caller = normalize_e164(caller, country)
+    return caller, request.from_.display_name
