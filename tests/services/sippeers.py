@@ -26,9 +26,9 @@ from vpbx_common.cdr import CallRecord
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_common.outbound import OutboundPolicy
 from vpbx_media.cdr.spool import CdrSpool
+from vpbx_media.edge.relayproof import RelayProofs
 from vpbx_media.media.dtmf import TelephoneEvent
 from vpbx_media.media.g711 import Codec
-from vpbx_media.edge.relayproof import RelayProofs
 from vpbx_media.node.bindings import Binding, BindingStore
 from vpbx_media.node.configsource import ConfigHolder
 from vpbx_media.node.registrar import Authenticator
