@@ -212,9 +212,10 @@ async def test_a_burst_bigger_than_the_pool_waits_for_connections(
 async def test_a_burst_nobody_can_wait_for_is_shed_with_503_and_retry_after(
     node_factory: NodeFactory,
 ) -> None:
-    # One connection for the queue dispatcher's subscription, one for the burst.
+    # One connection each for the subscriptions of the queue dispatcher and of the
+    # control API's commands, one for the burst.
     node = await node_factory(
-        redis_max_connections=2, redis_pool_timeout=0.0, overload_retry_after=7
+        redis_max_connections=3, redis_pool_timeout=0.0, overload_retry_after=7
     )
     node.service.registrar.retry_after_s = node.settings.overload_retry_after
 
