@@ -53,7 +53,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -102,9 +102,12 @@ STEP_OVERHEAD_S = 5.0
 # How long the judged peers (the transfer's agents) may take to finish their last calls
 # after the caller finished.
 PEER_TAIL_S = 10.0
-# Seconds the system's idle CPU is measured before each search: subtracted from the CPU
-# per call (a node's timers and the control API cost the same with or without calls).
+# Seconds the system's idle CPU is measured once it is up, before any call: subtracted
+# from the CPU per call (a node's timers cost the same with or without calls).
 IDLE_SECONDS = 3.0
+# Between two scenarios on the same `vpbx up`: the last, failing step's backlog (queued
+# requests, CDRs to ship) must not be measured as the next scenario's.
+SETTLE_SECONDS = 10.0
 
 # The edge ignores a source address sending more than 200 requests/s (anti-flood).
 # On loopback every sender, including the media node relaying through the edge, is
@@ -153,6 +156,8 @@ class Target:
     labels: Mapping[int, str]
     # The processes whose CPU per call the summary shows (vpbx: node, edge, Redis).
     focus: tuple[str, ...]
+    # CPU % (100 = one core) of each process with no calls, measured once it was up.
+    idle_percent: Mapping[str, float] = field(default_factory=dict)
 
 
 class StepVerdict(enum.Enum):
@@ -199,7 +204,7 @@ class StepResult:
     # sipp UAC + UAS together: near 100% means the load generator is the limit.
     sipp_cpu_percent: float
     # CPU ms each process of the system used during the step per call of the step, its
-    # idle rate (measured before the search) taken off, busiest first.
+    # idle rate (measured once the system was up) taken off, busiest first.
     cpu_ms_per_call: tuple[tuple[str, float], ...] = ()
     # The judged peers (transfer agents): their own counts of the step's calls.
     peers: tuple[PeerOutcome, ...] = ()
@@ -234,7 +239,7 @@ class SystemResult:
     end: SearchEnd
     scenario: Scenario = Scenario.INBOUND
     focus: tuple[str, ...] = ()
-    # CPU % (100 = one core) of each process with no calls, before the search.
+    # CPU % (100 = one core) of each process with no calls, measured once it was up.
     idle_cpu_percent: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -516,12 +521,12 @@ def cpu_ms_per_call(
     return tuple(sorted(per_call, key=lambda item: -item[1]))
 
 
-def idle_cpu_percent(target: Target, seconds: float) -> dict[str, float]:
-    """CPU % of each process of the system over `seconds` without calls."""
-    before = tree_cpu_seconds(target.root_pid, target.labels)
+def idle_cpu_percent(root_pid: int, labels: Mapping[int, str], seconds: float) -> dict[str, float]:
+    """CPU % of each process of a system over `seconds` without calls."""
+    before = tree_cpu_seconds(root_pid, labels)
     started = time.monotonic()
     time.sleep(seconds)
-    after = tree_cpu_seconds(target.root_pid, target.labels)
+    after = tree_cpu_seconds(root_pid, labels)
     elapsed = time.monotonic() - started
     return {
         label: 100.0 * max(0.0, spent - before.get(label, 0.0)) / elapsed
@@ -532,7 +537,7 @@ def idle_cpu_percent(target: Target, seconds: float) -> dict[str, float]:
 def search(target: Target, description: str, config: BenchConfig, workdir: Path) -> SystemResult:
     """Climb the rate ladder until a step fails, the ladder ends or time runs out."""
     started = time.monotonic()
-    idle = idle_cpu_percent(target, IDLE_SECONDS)
+    idle = target.idle_percent
     warmup = run_step(
         target,
         WARMUP_RATE,
@@ -676,6 +681,7 @@ class VpbxSystem:
     labels: Mapping[int, str]
     phone: Phone
     ports: Ports
+    idle_percent: Mapping[str, float]
 
     def target(self, scenario: Scenario) -> Target:
         node = f"vpbx-node-{self.phone.tenant}-{self.phone.city}"
@@ -687,6 +693,7 @@ class VpbxSystem:
             root_pid=self.root_pid,
             labels=self.labels,
             focus=(node, "edge", "redis-server"),
+            idle_percent=self.idle_percent,
         )
 
 
@@ -755,7 +762,8 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[VpbxSystem]:
         register(
             workdir / "register-b", edge, ports.target, phone.domain, AGENT_B, AGENT_B_PASSWORD
         )
-        yield VpbxSystem(edge, process.pid, labels, phone, ports)
+        idle = idle_cpu_percent(process.pid, labels, IDLE_SECONDS)
+        yield VpbxSystem(edge, process.pid, labels, phone, ports, idle)
     finally:
         stop_process(process, signal.SIGINT, timeout=40)
 
@@ -819,6 +827,7 @@ def running_kamailio(
         )
     try:
         wait_answers_options(port, 20, log_path)
+        labels = all_as(process.pid, "kamailio")
         yield Target(
             name="kamailio",
             scenario=scenario,
@@ -826,8 +835,9 @@ def running_kamailio(
             plan=kamailio_plan(scenario, ports, phone),
             root_pid=process.pid,
             # One label for the main process and its workers: the proxy as a whole.
-            labels=all_as(process.pid, "kamailio"),
+            labels=labels,
             focus=("kamailio",),
+            idle_percent=idle_cpu_percent(process.pid, labels, IDLE_SECONDS),
         )
     finally:
         # SIGTERM makes kamailio's main process stop its children too.
@@ -924,7 +934,7 @@ def scenario_summary_lines(results: Sequence[SystemResult]) -> list[str]:
         lines.append(f"CPU per call at the highest passing rate: {'; '.join(best_cpu)}")
     idle = [idle_text(result) for result in results if result.idle_cpu_percent]
     if idle:
-        lines.append(f"idle CPU before the search (taken off the CPU per call): {'; '.join(idle)}")
+        lines.append(f"idle CPU (taken off the CPU per call): {'; '.join(idle)}")
     if vpbx is not None and kamailio is not None:
         lines.append(ratio_line(vpbx, kamailio))
         common = _highest_common_rate(vpbx, kamailio)
@@ -1092,7 +1102,9 @@ def run_vpbx(
 ) -> Iterator[SystemResult]:
     """One `vpbx up` for every scenario: results as each search ends."""
     with running_vpbx(config, workdir) as system:
-        for scenario in scenarios:
+        for index, scenario in enumerate(scenarios):
+            if index:
+                time.sleep(SETTLE_SECONDS)
             print_scenario_header(scenario)
             description = VPBX_DESCRIPTIONS[scenario].format(file=config.platform_file.name)
             yield search(system.target(scenario), description, config, workdir / scenario.value)

@@ -283,7 +283,7 @@ def test_the_summary_shows_each_scenario_with_cpu_per_call_beside_kamailio() -> 
         "edge 4.00 ms, redis-server 0.50 ms; kamailio (2000/s): kamailio 0.31 ms"
     ) in lines
     assert (
-        "idle CPU before the search (taken off the CPU per call): vpbx: "
+        "idle CPU (taken off the CPU per call): vpbx: "
         "vpbx-node-globex-msk 4.2%, edge 0.5%, redis-server 0.0%"
     ) in lines
     assert "ratio vpbx/kamailio (highest passing rates): 0.025" in lines
