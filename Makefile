@@ -23,9 +23,12 @@ test: deps
 lint:
 	uv run ruff check . && uv run ruff format --check . && uv run mypy
 
-## Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio.
+## Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio, per scenario
+## (inbound, outbound through a trunk, blind transfer).
+## Options: make bench-sip BENCH_SIP_ARGS="--scenario transfer --rates 20,50,80"
+BENCH_SIP_ARGS ?=
 bench-sip: deps
-	uv run python -m loadtest.bench_sip
+	uv run python -m loadtest.bench_sip $(BENCH_SIP_ARGS)
 
 ## Stepped sipp search of digest-authenticated REGISTERs/s: vpbx edge+node vs Kamailio.
 bench-register: deps

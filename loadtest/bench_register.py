@@ -52,7 +52,6 @@ from tests.services.ports import free_port, free_port_pair
 from tests.services.sipp import Sipp, SippResult, scenario_path
 
 from loadtest.bench_sip import (
-    HOST,
     REPO,
     BenchConfig,
     BenchError,
@@ -70,6 +69,7 @@ from loadtest.bench_sip import (
     wait_answers_options,
     wait_vpbx_up,
 )
+from loadtest.sip_scenarios import HOST
 from vpbx_common.manifests import load_platform_file
 
 logger = logging.getLogger(__name__)

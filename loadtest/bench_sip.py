@@ -1,19 +1,34 @@
 """`make bench-sip`: a stepped sipp search of the highest call rate, vpbx vs Kamailio.
 
-For each system under test the search offers rising call rates (calls per second),
-each step a fixed number of short calls (INVITE, 200, ACK, 1 s hold, BYE; SDP but no
-RTP) answered by one sipp UAS. A step passes when every call succeeded, sipp had
-to retransmit (almost) nothing and the 200 OKs came back at the offered rate; the
-search stops at the first failing step, at the top of the ladder or when the time
-budget is spent. Reported per system: the highest passing rate with its p50/p99
-time from INVITE to 200 OK, and the ratio vpbx/Kamailio.
+For each scenario and each system under test the search offers rising call rates
+(calls per second), each step a fixed number of short calls (SDP but no RTP) between
+sipp peers. A step passes when every call succeeded (at the caller, and at the peers
+the caller cannot see: the transfer's agents), sipp had to retransmit (almost)
+nothing and the 200 OKs came back at the offered rate; the search stops at the first
+failing step, at the top of the ladder or when the time budget is spent. Reported per
+scenario and system: the highest passing rate with its p50/p99 time from INVITE to
+200 OK, the CPU per call of the busiest processes (vpbx: the node, the edge), and the
+ratio vpbx/Kamailio.
+
+The scenarios (loadtest/sip_scenarios.py has the details):
+  inbound   a carrier calls the tenant's number, the registered phone answers
+            (INVITE, 200, ACK, 1 s hold, BYE).
+  outbound  a tenant phone (digest-authenticated) calls a number outside the PBX,
+            which a carrier trunk answers.
+  transfer  a carrier calls the tenant's number, agent A answers and hands the caller
+            to agent B with a blind transfer (REFER); B answers, A is let go.
 
 The systems:
-  vpbx      `vpbx up -f examples/demo.yaml` on free loopback ports; the UAS registers
-            as globex extension 101 and sipp calls globex's number, which routes
-            straight to that extension: sipp -> edge -> media node -> edge -> UAS.
+  vpbx      `vpbx up` with a bench platform file (the --platform-file, by default
+            examples/demo.yaml, plus agent B and a platform Trunk to the carrier sipp)
+            on free loopback ports, started once for all scenarios; the agents register
+            as globex extensions 101 and 102. Inbound and transfer: sipp -> edge ->
+            media node -> edge -> agent(s). Outbound: sipp -> edge -> media node ->
+            carrier.
   kamailio  Debian's kamailio with loadtest/kamailio/kamailio.cfg, a plain stateful
-            (tm) record-routing relay to the UAS: sipp -> kamailio -> UAS.
+            (tm) record-routing relay, started per scenario: to the UAS (inbound), with
+            a digest check of the phone (outbound), to agent A and for B's extension to
+            B, the caller carrying out the transfer itself (transfer).
 
 Everything runs on loopback in this one process tree and stops by itself.
 """
@@ -38,32 +53,45 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
 from tests.services.platform import sip_options
 from tests.services.ports import free_port, free_port_pair
 from tests.services.sipp import Sipp, SippExit, SippResult, scenario_path
 
-from vpbx_common.manifests import PlatformFile, load_platform_file
+from loadtest.sip_scenarios import (
+    AGENT_B,
+    AGENT_B_PASSWORD,
+    BENCH_NUMBER,
+    HOLD_MS,
+    HOST,
+    Phone,
+    PlatformFileError,
+    Ports,
+    Scenario,
+    ScenarioError,
+    StepPlan,
+    bench_platform_documents,
+    kamailio_defines,
+    kamailio_plan,
+    parse_scenarios,
+    vpbx_plan,
+)
+from vpbx_common.manifests import ManifestError, PlatformFile, load_platform_file
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "demo.yaml"
 KAMAILIO_CFG = Path(__file__).resolve().parent / "kamailio" / "kamailio.cfg"
-HOST = "127.0.0.1"
 
 DEFAULT_RATES = (
     *(20, 30, 40, 50, 60, 70, 80, 100, 120, 150, 200, 250, 300, 400, 500, 700),
     *(1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000, 8000),
 )
-# The number the benchmark calls: it routes straight to one extension, so exactly
-# one UAS answers (a ring group would fork to several).
-BENCH_NUMBER = "+74950000009"
-CALLER = "+79130000001"
-HOLD_MS = 1000
 WARMUP_RATE = 10
 WARMUP_CALLS = 20
 # sipp gives up on a call that hears nothing for this long (the step then fails).
@@ -71,6 +99,15 @@ RECV_TIMEOUT_MS = 8000
 REGISTER_EXPIRES_S = 3600
 # Rough time a step needs besides offering its calls: UAS start, hold, tail.
 STEP_OVERHEAD_S = 5.0
+# How long the judged peers (the transfer's agents) may take to finish their last calls
+# after the caller finished.
+PEER_TAIL_S = 10.0
+# Seconds the system's idle CPU is measured once it is up, before any call: subtracted
+# from the CPU per call (a node's timers cost the same with or without calls).
+IDLE_SECONDS = 3.0
+# Between two scenarios on the same `vpbx up`: the last, failing step's backlog (queued
+# requests, CDRs to ship) must not be measured as the next scenario's.
+SETTLE_SECONDS = 10.0
 
 # The edge ignores a source address sending more than 200 requests/s (anti-flood).
 # On loopback every sender, including the media node relaying through the edge, is
@@ -107,16 +144,20 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Target:
-    """Where the caller sends its INVITEs and where the answering UAS must listen."""
+    """One system under test, set up for one scenario: where the caller sends its
+    INVITEs, and the sipp peers of a step."""
 
     name: str
+    scenario: Scenario
     remote: tuple[str, int]
-    uas_port: int
-    domain: str
-    service: str
+    plan: StepPlan
     # The system's process tree, for CPU accounting: its root and names for pids.
     root_pid: int
     labels: Mapping[int, str]
+    # The processes whose CPU per call the summary shows (vpbx: node, edge, Redis).
+    focus: tuple[str, ...]
+    # CPU % (100 = one core) of each process with no calls, measured once it was up.
+    idle_percent: Mapping[str, float] = field(default_factory=dict)
 
 
 class StepVerdict(enum.Enum):
@@ -126,6 +167,21 @@ class StepVerdict(enum.Enum):
     RETRANSMISSIONS = "too many retransmissions"
     SLOW = "200 OKs slower than the offered rate"
     LATENCY = "p99 time to 200 OK over the limit"
+    PEER_FAILED = "calls failed at an answering peer"
+
+
+@dataclass(frozen=True)
+class PeerOutcome:
+    """What a judged peer (a transfer agent) counted for the step."""
+
+    role: str
+    succeeded: int
+    failed: int
+    retransmissions: int
+    exit: str
+
+    def complete(self, planned: int) -> bool:
+        return self.failed == 0 and self.succeeded >= planned
 
 
 @dataclass(frozen=True)
@@ -147,10 +203,24 @@ class StepResult:
     cpu_percent: tuple[tuple[str, float], ...]
     # sipp UAC + UAS together: near 100% means the load generator is the limit.
     sipp_cpu_percent: float
+    # CPU ms each process of the system used during the step per call of the step, its
+    # idle rate (measured once the system was up) taken off, busiest first.
+    cpu_ms_per_call: tuple[tuple[str, float], ...] = ()
+    # The judged peers (transfer agents): their own counts of the step's calls.
+    peers: tuple[PeerOutcome, ...] = ()
+    # Transfer: REFER sent to BYE received at agent A (the transferor let go).
+    transfer_p50_ms: float | None = None
+    transfer_p99_ms: float | None = None
 
     @property
     def passed(self) -> bool:
         return self.verdict is StepVerdict.PASSED
+
+    def cpu_ms(self, label: str) -> float | None:
+        for name, value in self.cpu_ms_per_call:
+            if name == label:
+                return value
+        return None
 
 
 class SearchEnd(enum.Enum):
@@ -167,6 +237,10 @@ class SystemResult:
     warmup: StepResult
     steps: tuple[StepResult, ...]
     end: SearchEnd
+    scenario: Scenario = Scenario.INBOUND
+    focus: tuple[str, ...] = ()
+    # CPU % (100 = one core) of each process with no calls, measured once it was up.
+    idle_cpu_percent: tuple[tuple[str, float], ...] = ()
 
     @property
     def best(self) -> StepResult | None:
@@ -222,7 +296,12 @@ def judge(
     rate_seen: float | None,
     p99_ms: float | None,
     config: BenchConfig,
+    *,
+    warmup: bool = False,
 ) -> StepVerdict:
+    """The step's verdict. A warm-up is judged on its calls only, not on their speed:
+    the first calls on a fresh system pay one-time costs (imports, caches, the first CDR
+    shipment) that a slow 200 OK would otherwise turn into the end of the search."""
     stats = result.stats
     if result.exit is SippExit.KILLED_AT_DEADLINE or stats.created_calls < planned:
         return StepVerdict.INCOMPLETE
@@ -230,6 +309,8 @@ def judge(
         return StepVerdict.FAILED_CALLS
     if stats.retransmissions > config.max_retransmission_ratio * planned:
         return StepVerdict.RETRANSMISSIONS
+    if warmup:
+        return StepVerdict.PASSED
     # One call cannot show a rate; a step of a few calls is judged on failures only.
     if planned >= 10 and (rate_seen is None or rate_seen < config.min_answer_rate_ratio * rate):
         return StepVerdict.SLOW
@@ -303,29 +384,47 @@ def tree_cpu_seconds(root_pid: int, labels: Mapping[int, str]) -> dict[str, floa
 
 
 def run_step(
-    target: Target, rate: int, calls: int, workdir: Path, config: BenchConfig
+    target: Target,
+    rate: int,
+    calls: int,
+    workdir: Path,
+    config: BenchConfig,
+    *,
+    warmup: bool = False,
+    idle_percent: Mapping[str, float] | None = None,
 ) -> StepResult:
+    caller = target.plan.caller
     offer_s = calls / rate
-    sipp_timeout = offer_s + HOLD_MS / 1000 + RECV_TIMEOUT_MS / 1000 + 20
-    uas = Sipp(
-        scenario_path("uas_bench.xml"),
-        workdir=workdir / "uas",
-        local_ip=HOST,
-        local_port=target.uas_port,
-        calls=calls,
-        timeout=sipp_timeout + 10,
-        trace_messages=False,
-    )
+    sipp_timeout = offer_s + caller.hold_ms / 1000 + RECV_TIMEOUT_MS / 1000 + 20
+    peers = [
+        (
+            peer,
+            Sipp(
+                scenario_path(peer.scenario),
+                workdir=workdir / peer.role,
+                local_ip=HOST,
+                local_port=peer.port,
+                keys=peer.keys,
+                pause_ms=peer.pause_ms,
+                calls=calls,
+                timeout=sipp_timeout + 10,
+                trace_messages=False,
+                extra_args=peer.extra_args,
+            ),
+        )
+        for peer in target.plan.peers
+    ]
     uac = Sipp(
-        scenario_path("uac_bench.xml"),
+        scenario_path(caller.scenario),
         workdir=workdir / "uac",
         remote=target.remote,
         local_ip=HOST,
-        service=target.service,
-        keys={"domain": target.domain, "caller": CALLER},
+        service=caller.service,
+        keys=caller.keys,
+        credentials=caller.credentials,
         calls=calls,
         call_rate=rate,
-        pause_ms=HOLD_MS,
+        pause_ms=caller.hold_ms,
         recv_timeout_ms=RECV_TIMEOUT_MS,
         timeout=sipp_timeout,
         trace_messages=False,
@@ -333,30 +432,43 @@ def run_step(
     cpu_before = tree_cpu_seconds(target.root_pid, target.labels)
     sipp_before = reaped_children_cpu_seconds()
     started = time.monotonic()
-    uas.start()
+    outcomes: list[PeerOutcome] = []
     try:
+        for _, runner in peers:
+            runner.start()
         result = uac.run()
+        for peer, runner in peers:
+            if peer.judged:
+                outcomes.append(_outcome(peer.role, runner.wait(timeout=PEER_TAIL_S)))
     finally:
-        uas.stop()
+        for _, runner in peers:
+            runner.stop()
     seconds = time.monotonic() - started
     cpu_after = tree_cpu_seconds(target.root_pid, target.labels)
+    used = {label: spent - cpu_before.get(label, 0.0) for label, spent in cpu_after.items()}
     cpu_percent = sorted(
-        (
-            (label, 100.0 * (used - cpu_before.get(label, 0.0)) / seconds)
-            for label, used in cpu_after.items()
-        ),
+        ((label, 100.0 * spent / seconds) for label, spent in used.items()),
         key=lambda item: -item[1],
     )
-    # Both sipp processes of the step have been reaped by now; the systems under
-    # test have not (they are not finished), so this delta is sipp's alone.
+    cpu_ms = cpu_ms_per_call(used, calls, seconds, idle_percent or {})
+    # Every sipp process of the step has been reaped by now; the systems under test
+    # have not (they are not finished), so this delta is sipp's alone.
     sipp_percent = 100.0 * (reaped_children_cpu_seconds() - sipp_before) / seconds
     rows = read_rtt_rows(workdir / "uac")
     times = [response for _, response in rows]
     rate_seen = answer_rate(rows)
     p99_ms = percentile(times, 0.99)
-    verdict = judge(result, rate, calls, rate_seen, p99_ms, config)
+    verdict = judge(result, rate, calls, rate_seen, p99_ms, config, warmup=warmup)
+    if verdict is StepVerdict.PASSED and not all(o.complete(calls) for o in outcomes):
+        verdict = StepVerdict.PEER_FAILED
     if verdict is not StepVerdict.PASSED:
         logger.info("step %d/s on %s: %s\n%s", rate, target.name, verdict.value, result.describe())
+    transfer_times = [
+        response
+        for peer in target.plan.peers
+        if peer.times_transfer
+        for _, response in read_rtt_rows(workdir / peer.role)
+    ]
     return StepResult(
         rate=rate,
         planned=calls,
@@ -373,25 +485,96 @@ def run_step(
         workdir=str(workdir),
         cpu_percent=tuple(cpu_percent),
         sipp_cpu_percent=sipp_percent,
+        cpu_ms_per_call=cpu_ms,
+        peers=tuple(outcomes),
+        transfer_p50_ms=percentile(transfer_times, 0.50),
+        transfer_p99_ms=percentile(transfer_times, 0.99),
     )
+
+
+def _outcome(role: str, result: SippResult) -> PeerOutcome:
+    return PeerOutcome(
+        role=role,
+        succeeded=result.stats.successful_calls,
+        failed=result.stats.failed_calls,
+        retransmissions=result.stats.retransmissions,
+        exit=result.exit.name,
+    )
+
+
+def cpu_ms_per_call(
+    used_s: Mapping[str, float],
+    calls: int,
+    seconds: float = 0.0,
+    idle_percent: Mapping[str, float] | None = None,
+) -> tuple[tuple[str, float], ...]:
+    """CPU ms per call of each process, busiest first: the CPU seconds it used in a step
+    of `seconds`, less what it uses idle in that time (`idle_percent`, 100 = one core),
+    over the step's calls."""
+    if calls <= 0:
+        return ()
+    idle = idle_percent or {}
+    per_call = (
+        (label, 1000.0 * max(0.0, spent - idle.get(label, 0.0) / 100.0 * seconds) / calls)
+        for label, spent in used_s.items()
+    )
+    return tuple(sorted(per_call, key=lambda item: -item[1]))
+
+
+def idle_cpu_percent(root_pid: int, labels: Mapping[int, str], seconds: float) -> dict[str, float]:
+    """CPU % of each process of a system over `seconds` without calls."""
+    before = tree_cpu_seconds(root_pid, labels)
+    started = time.monotonic()
+    time.sleep(seconds)
+    after = tree_cpu_seconds(root_pid, labels)
+    elapsed = time.monotonic() - started
+    return {
+        label: 100.0 * max(0.0, spent - before.get(label, 0.0)) / elapsed
+        for label, spent in after.items()
+    }
 
 
 def search(target: Target, description: str, config: BenchConfig, workdir: Path) -> SystemResult:
     """Climb the rate ladder until a step fails, the ladder ends or time runs out."""
     started = time.monotonic()
-    warmup = run_step(target, WARMUP_RATE, WARMUP_CALLS, workdir / "warmup", config)
+    idle = target.idle_percent
+    warmup = run_step(
+        target,
+        WARMUP_RATE,
+        WARMUP_CALLS,
+        workdir / "warmup",
+        config,
+        warmup=True,
+        idle_percent=idle,
+    )
     print_step(target.name, warmup, label="warm-up")
+
+    def result(steps: Sequence[StepResult], end: SearchEnd) -> SystemResult:
+        return SystemResult(
+            target.name,
+            description,
+            warmup,
+            tuple(steps),
+            end,
+            target.scenario,
+            target.focus,
+            tuple(sorted(idle.items(), key=lambda item: -item[1])),
+        )
+
     if not warmup.passed:
-        return SystemResult(target.name, description, warmup, (), SearchEnd.WARMUP_FAILED)
+        return result((), SearchEnd.WARMUP_FAILED)
     steps: list[StepResult] = []
     end = SearchEnd.LADDER_TOP
+    hold_s = target.plan.caller.hold_ms / 1000
     for rate in config.rates:
         calls = config.calls_for(rate)
-        needed = calls / rate + HOLD_MS / 1000 + STEP_OVERHEAD_S
+        needed = calls / rate + hold_s + STEP_OVERHEAD_S
         if time.monotonic() - started + needed > config.budget_per_system_s:
             end = SearchEnd.TIME_BUDGET
             break
-        step = run_step(target, rate, calls, workdir / f"step-{rate:05d}", config)
+        step = run_step(
+            target, rate, calls, workdir / f"step-{rate:05d}", config, idle_percent=idle
+        )
         steps.append(step)
         print_step(target.name, step)
         if not step.passed:
@@ -399,7 +582,7 @@ def search(target: Target, description: str, config: BenchConfig, workdir: Path)
             break
         # Let the previous step's last transactions and timers drain.
         time.sleep(2.0)
-    return SystemResult(target.name, description, warmup, tuple(steps), end)
+    return result(steps, end)
 
 
 # --- systems under test -----------------------------------------------------------
@@ -450,17 +633,9 @@ def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout:
         process.wait(timeout=10)
 
 
-@dataclass(frozen=True)
-class DemoExtension:
-    """The demo file's extension behind BENCH_NUMBER, with what registering needs."""
-
-    tenant: str
-    domain: str
-    extension: str
-    password: str
-
-
-def bench_extension(platform: PlatformFile) -> DemoExtension:
+def bench_phone(platform: PlatformFile) -> Phone:
+    """The extension BENCH_NUMBER routes to: the inbound UAS, transfer agent A, and the
+    phone that calls out."""
     for number in platform.numbers:
         if number.spec.number != BENCH_NUMBER:
             continue
@@ -468,8 +643,9 @@ def bench_extension(platform: PlatformFile) -> DemoExtension:
         config = next(c for c in platform.configs if c.metadata.name == number.spec.tenant)
         for user in config.spec.users:
             if user.extension == number.spec.entry:
-                return DemoExtension(
+                return Phone(
                     tenant=tenant.metadata.name,
+                    city=user.city,
                     domain=tenant.spec.sip_domain,
                     extension=user.extension,
                     password=user.sip_password.get_secret_value(),
@@ -477,10 +653,80 @@ def bench_extension(platform: PlatformFile) -> DemoExtension:
     raise BenchError(f"{BENCH_NUMBER} must route straight to one extension in the platform file")
 
 
+def write_bench_platform_file(source: Path, target: Path, phone: Phone, carrier_port: int) -> Path:
+    """`source` plus agent B and the carrier trunk (sip_scenarios.bench_platform_documents),
+    checked as `vpbx up` will check it."""
+    try:
+        documents = list(yaml.safe_load_all(source.read_text()))
+        extended = bench_platform_documents(
+            documents, tenant=phone.tenant, city=phone.city, carrier_port=carrier_port
+        )
+    except (OSError, yaml.YAMLError, PlatformFileError) as exc:
+        raise BenchError(f"cannot make the bench platform file from {source}: {exc}") from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump_all(extended, sort_keys=False))
+    try:
+        load_platform_file(target)
+    except ManifestError as exc:
+        raise BenchError(f"the bench platform file {target} does not load: {exc}") from exc
+    return target
+
+
+@dataclass(frozen=True)
+class VpbxSystem:
+    """`vpbx up` running with the agents registered: a Target per scenario."""
+
+    remote: tuple[str, int]
+    root_pid: int
+    labels: Mapping[int, str]
+    phone: Phone
+    ports: Ports
+    idle_percent: Mapping[str, float]
+
+    def target(self, scenario: Scenario) -> Target:
+        node = f"vpbx-node-{self.phone.tenant}-{self.phone.city}"
+        return Target(
+            name="vpbx",
+            scenario=scenario,
+            remote=self.remote,
+            plan=vpbx_plan(scenario, self.ports, self.phone),
+            root_pid=self.root_pid,
+            labels=self.labels,
+            focus=(node, "edge", "redis-server"),
+            idle_percent=self.idle_percent,
+        )
+
+
+def register(
+    workdir: Path, edge: tuple[str, int], port: int, domain: str, user: str, password: str
+) -> None:
+    """Bind `user` to sipp on `port` (the UAS that later listens there takes its calls)."""
+    result = Sipp(
+        scenario_path("register.xml"),
+        workdir=workdir,
+        remote=edge,
+        local_ip=HOST,
+        local_port=port,
+        keys={"domain": domain, "user": user, "expires": str(REGISTER_EXPIRES_S)},
+        credentials=(user, password),
+        timeout=30,
+    ).run()
+    if not result.all_succeeded:
+        raise BenchError(f"extension {user} could not register:\n{result.describe()}")
+
+
 @contextlib.contextmanager
-def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[Target]:
-    extension = bench_extension(load_platform_file(config.platform_file))
+def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[VpbxSystem]:
+    phone = bench_phone(load_platform_file(config.platform_file))
     workdir.mkdir(parents=True, exist_ok=True)
+    ports = Ports(
+        agent=free_port(socket.SOCK_DGRAM, HOST),
+        target=free_port(socket.SOCK_DGRAM, HOST),
+        carrier=free_port(socket.SOCK_DGRAM, HOST),
+    )
+    platform_file = write_bench_platform_file(
+        config.platform_file, workdir / "platform.yaml", phone, ports.carrier
+    )
     sip_port = free_port_pair(HOST)
     node_base = free_port_block(8, 30000, 40000)
     rtp_base = free_port_block(16, 40000, 50000)
@@ -492,7 +738,7 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[Target]:
     env.update(VPBX_BENCH_ENV)
     command = [
         sys.executable, "-m", "vpbx_cli.main", "up",
-        "-f", str(config.platform_file),
+        "-f", str(platform_file),
         "--host", HOST,
         "--sip-port", str(sip_port),
         "--node-port-base", str(node_base),
@@ -509,32 +755,15 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[Target]:
         labels = {process.pid: "vpbx-up", **started_children(log_path)}
         for port in (sip_port, *node_ports):
             wait_answers_options(port, 60, log_path)
-        uas_port = free_port(socket.SOCK_DGRAM, HOST)
-        register = Sipp(
-            scenario_path("register.xml"),
-            workdir=workdir / "register",
-            remote=(HOST, sip_port),
-            local_ip=HOST,
-            local_port=uas_port,
-            keys={
-                "domain": extension.domain,
-                "user": extension.extension,
-                "expires": str(REGISTER_EXPIRES_S),
-            },
-            credentials=(extension.extension, extension.password),
-            timeout=30,
-        ).run()
-        if not register.all_succeeded:
-            raise BenchError(f"the UAS could not register:\n{register.describe()}")
-        yield Target(
-            name="vpbx",
-            remote=(HOST, sip_port),
-            uas_port=uas_port,
-            domain=HOST,
-            service=BENCH_NUMBER,
-            root_pid=process.pid,
-            labels=labels,
+        edge = (HOST, sip_port)
+        register(
+            workdir / "register", edge, ports.agent, phone.domain, phone.extension, phone.password
         )
+        register(
+            workdir / "register-b", edge, ports.target, phone.domain, AGENT_B, AGENT_B_PASSWORD
+        )
+        idle = idle_cpu_percent(process.pid, labels, IDLE_SECONDS)
+        yield VpbxSystem(edge, process.pid, labels, phone, ports, idle)
     finally:
         stop_process(process, signal.SIGINT, timeout=40)
 
@@ -565,7 +794,9 @@ def wait_vpbx_up(process: subprocess.Popen[bytes], log_path: Path, timeout: floa
 
 
 @contextlib.contextmanager
-def running_kamailio(workdir: Path) -> Iterator[Target]:
+def running_kamailio(
+    workdir: Path, scenario: Scenario, ports: Ports, phone: Phone
+) -> Iterator[Target]:
     binary = shutil.which("kamailio")
     if binary is None:
         raise BenchError("kamailio is not installed (Debian package kamailio)")
@@ -573,13 +804,17 @@ def running_kamailio(workdir: Path) -> Iterator[Target]:
     run_dir = workdir / "run"
     run_dir.mkdir(exist_ok=True)
     port = free_port_pair(HOST)
-    uas_port = free_port(socket.SOCK_DGRAM, HOST)
     children = max(1, os.cpu_count() or 1)
+    defines = [
+        part
+        for name, value in kamailio_defines(scenario, ports, phone).items()
+        for part in ("-A", f"{name}={value}")
+    ]
     command = [
         binary, "-DD", "-E",
         "-f", str(KAMAILIO_CFG),
         "-l", f"udp:{HOST}:{port}",
-        "-A", f'UAS_URI="sip:{HOST}:{uas_port}"',
+        *defines,
         "-A", f"CHILDREN={children}",
         "-m", "1024", "-M", "16",
         "-Y", str(run_dir),
@@ -592,15 +827,17 @@ def running_kamailio(workdir: Path) -> Iterator[Target]:
         )
     try:
         wait_answers_options(port, 20, log_path)
+        labels = all_as(process.pid, "kamailio")
         yield Target(
             name="kamailio",
+            scenario=scenario,
             remote=(HOST, port),
-            uas_port=uas_port,
-            domain=HOST,
-            service=BENCH_NUMBER,
+            plan=kamailio_plan(scenario, ports, phone),
             root_pid=process.pid,
             # One label for the main process and its workers: the proxy as a whole.
-            labels=all_as(process.pid, "kamailio"),
+            labels=labels,
+            focus=("kamailio",),
+            idle_percent=idle_cpu_percent(process.pid, labels, IDLE_SECONDS),
         )
     finally:
         # SIGTERM makes kamailio's main process stop its children too.
@@ -630,7 +867,7 @@ def step_line(system: str, step: StepResult, label: str = "step") -> str:
         f"{system:<9} {label:<8} {step.rate:>6} {step.planned:>6} {step.succeeded:>6} "
         f"{step.failed:>6} {step.retransmissions:>7} {_rate(step.answer_rate):>7} "
         f"{_ms(step.p50_ms):>6} {_ms(step.p99_ms):>6} {_ms(step.max_ms):>6}  "
-        f"{step.verdict.value}; {_cpu(step)}"
+        f"{step.verdict.value}; {_cpu(step)}{_peers(step)}"
     )
 
 
@@ -639,11 +876,47 @@ def _cpu(step: StepResult, count: int = 2) -> str:
     return ", ".join([*busiest, f"sipp {step.sipp_cpu_percent:.0f}%"])
 
 
+def _peers(step: StepResult) -> str:
+    """The transfer's own figures (nothing for the other scenarios)."""
+    parts = [
+        f"{peer.role} {peer.succeeded} ok {peer.failed} failed"
+        for peer in step.peers
+        if not peer.complete(step.planned)
+    ]
+    if step.transfer_p50_ms is not None:
+        parts.append(
+            f"transfer p50 {_ms(step.transfer_p50_ms)} / p99 {_ms(step.transfer_p99_ms)} ms"
+        )
+    return "".join(f"; {part}" for part in parts)
+
+
 def print_step(system: str, step: StepResult, label: str = "step") -> None:
     print(step_line(system, step, label), flush=True)
 
 
+SCENARIO_TITLES = {
+    Scenario.INBOUND: "a carrier calls the tenant's number, the registered phone answers",
+    Scenario.OUTBOUND: "a tenant phone (digest) calls out through a carrier trunk",
+    Scenario.TRANSFER: "agent A answers a carrier's call and transfers it to agent B (REFER)",
+}
+
+
+def print_scenario_header(scenario: Scenario) -> None:
+    print(f"--- scenario {scenario.value}: {SCENARIO_TITLES[scenario]}", flush=True)
+
+
 def summary_lines(results: Sequence[SystemResult]) -> list[str]:
+    """Per scenario: the highest passing rates, the ratio, times and CPU per call."""
+    lines: list[str] = []
+    for scenario in Scenario:
+        group = [result for result in results if result.scenario is scenario]
+        if group:
+            lines.append(f"scenario {scenario.value}: {SCENARIO_TITLES[scenario]}")
+            lines.extend(scenario_summary_lines(group))
+    return lines
+
+
+def scenario_summary_lines(results: Sequence[SystemResult]) -> list[str]:
     lines = [
         f"{'system':<9} {'highest passing rate':>21} {'p50 ms':>7} {'p99 ms':>7}  search ended",
     ]
@@ -656,6 +929,12 @@ def summary_lines(results: Sequence[SystemResult]) -> list[str]:
         )
     by_name = {result.name: result for result in results}
     vpbx, kamailio = by_name.get("vpbx"), by_name.get("kamailio")
+    best_cpu = [cpu_text(result, result.best) for result in results if result.best is not None]
+    if best_cpu:
+        lines.append(f"CPU per call at the highest passing rate: {'; '.join(best_cpu)}")
+    idle = [idle_text(result) for result in results if result.idle_cpu_percent]
+    if idle:
+        lines.append(f"idle CPU (taken off the CPU per call): {'; '.join(idle)}")
     if vpbx is not None and kamailio is not None:
         lines.append(ratio_line(vpbx, kamailio))
         common = _highest_common_rate(vpbx, kamailio)
@@ -668,7 +947,36 @@ def summary_lines(results: Sequence[SystemResult]) -> list[str]:
                     f"kamailio p50 {_ms(theirs.p50_ms)} / p99 {_ms(theirs.p99_ms)} ms "
                     "(sipp measures whole milliseconds)"
                 )
+                if ours.transfer_p50_ms is not None or theirs.transfer_p50_ms is not None:
+                    lines.append(
+                        f"transfer time (REFER to BYE at agent A) at {common} calls/s: "
+                        f"vpbx p50 {_ms(ours.transfer_p50_ms)} / p99 "
+                        f"{_ms(ours.transfer_p99_ms)} ms, kamailio p50 "
+                        f"{_ms(theirs.transfer_p50_ms)} / p99 {_ms(theirs.transfer_p99_ms)} ms"
+                    )
+                lines.append(
+                    f"CPU per call at {common} calls/s: "
+                    f"{cpu_text(vpbx, ours)}; {cpu_text(kamailio, theirs)}"
+                )
     return lines
+
+
+def _cpu_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def cpu_text(result: SystemResult, step: StepResult) -> str:
+    """`vpbx (80/s): vpbx-node-globex-msk 9.31 ms, edge 5.02 ms, ...` for the focus."""
+    parts = [f"{label} {_cpu_ms(step.cpu_ms(label))} ms" for label in result.focus]
+    return f"{result.name} ({step.rate}/s): {', '.join(parts)}"
+
+
+def idle_text(result: SystemResult) -> str:
+    idle = dict(result.idle_cpu_percent)
+    parts = [f"{label} {idle.get(label, 0.0):.1f}%" for label in result.focus]
+    return f"{result.name}: {', '.join(parts)}"
 
 
 def ratio_line(vpbx: SystemResult, kamailio: SystemResult) -> str:
@@ -688,7 +996,12 @@ def _highest_common_rate(first: SystemResult, second: SystemResult) -> int | Non
     return max(common) if common else None
 
 
-def write_json(path: Path, config: BenchConfig, results: Sequence[SystemResult]) -> None:
+def write_json(
+    path: Path,
+    config: BenchConfig,
+    results: Sequence[SystemResult],
+    scenarios: Sequence[Scenario] = (Scenario.INBOUND,),
+) -> None:
     def encode(value: object) -> object:
         if isinstance(value, enum.Enum):
             return value.name
@@ -699,6 +1012,7 @@ def write_json(path: Path, config: BenchConfig, results: Sequence[SystemResult])
     document = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": asdict(config),
+        "scenarios": [scenario.value for scenario in scenarios],
         "results": [
             {**asdict(result), "best_rate": result.best.rate if result.best else None}
             for result in results
@@ -716,6 +1030,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio.",
     )
     parser.add_argument(
+        "--scenario",
+        default="all",
+        help="inbound, outbound, transfer, a comma-separated list of them, or all (default)",
+    )
+    parser.add_argument(
         "--rates",
         default=",".join(str(rate) for rate in DEFAULT_RATES),
         help="comma-separated ladder of call rates (calls/s), climbed in order",
@@ -730,7 +1049,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fewer calls, hence shorter steps, at the top of the ladder (default 15000)",
     )
     parser.add_argument(
-        "--budget", type=float, default=300.0, help="seconds of search per system (default 300)"
+        "--budget",
+        type=float,
+        default=300.0,
+        help="seconds of search per system and scenario (default 300)",
     )
     parser.add_argument(
         "--systems", default="vpbx,kamailio", help="comma-separated: vpbx, kamailio (default both)"
@@ -744,7 +1066,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=500.0,
         help="a step fails when p99 time to 200 OK exceeds this (default 500 ms = SIP T1)",
     )
-    parser.add_argument("--platform-file", type=Path, default=DEMO)
+    parser.add_argument(
+        "--platform-file",
+        type=Path,
+        default=DEMO,
+        help="the platform the bench file is made from (default examples/demo.yaml)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log sipp failures in full")
     return parser.parse_args(argv)
 
@@ -756,6 +1083,50 @@ def _parse_rates(text: str) -> tuple[int, ...]:
     return rates
 
 
+VPBX_DESCRIPTIONS = {
+    Scenario.INBOUND: "vpbx edge + media node ({file}, globex)",
+    Scenario.OUTBOUND: "vpbx edge + media node: extension 101 calls out through a platform trunk",
+    Scenario.TRANSFER: "vpbx edge + media node: extension 101 transfers the caller to 102 (REFER)",
+}
+KAMAILIO_DESCRIPTIONS = {
+    Scenario.INBOUND: "Kamailio stateful relay (loadtest/kamailio/kamailio.cfg)",
+    Scenario.OUTBOUND: "Kamailio stateful relay with a digest check of the phone (AUTH_*)",
+    Scenario.TRANSFER: (
+        "Kamailio stateful relay (TARGET_*); the caller carries out the transfer itself"
+    ),
+}
+
+
+def run_vpbx(
+    config: BenchConfig, scenarios: Sequence[Scenario], workdir: Path
+) -> Iterator[SystemResult]:
+    """One `vpbx up` for every scenario: results as each search ends."""
+    with running_vpbx(config, workdir) as system:
+        for index, scenario in enumerate(scenarios):
+            if index:
+                time.sleep(SETTLE_SECONDS)
+            print_scenario_header(scenario)
+            description = VPBX_DESCRIPTIONS[scenario].format(file=config.platform_file.name)
+            yield search(system.target(scenario), description, config, workdir / scenario.value)
+
+
+def run_kamailio(
+    config: BenchConfig, scenarios: Sequence[Scenario], workdir: Path
+) -> Iterator[SystemResult]:
+    """Kamailio started per scenario (its defines differ): results as each search ends."""
+    phone = bench_phone(load_platform_file(config.platform_file))
+    ports = Ports(
+        agent=free_port(socket.SOCK_DGRAM, HOST),
+        target=free_port(socket.SOCK_DGRAM, HOST),
+        carrier=free_port(socket.SOCK_DGRAM, HOST),
+    )
+    for scenario in scenarios:
+        print_scenario_header(scenario)
+        scenario_dir = workdir / scenario.value
+        with running_kamailio(scenario_dir, scenario, ports, phone) as target:
+            yield search(target, KAMAILIO_DESCRIPTIONS[scenario], config, scenario_dir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -764,7 +1135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         rates = _parse_rates(args.rates)
-    except (BenchError, ValueError) as exc:
+        scenarios = parse_scenarios(args.scenario)
+    except (BenchError, ScenarioError, ValueError) as exc:
         print(f"bench-sip: {exc}", file=sys.stderr)
         return 2
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
@@ -786,7 +1158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         platform_file=args.platform_file.resolve(),
     )
     print(
-        f"bench-sip: ladder {','.join(map(str, rates))} calls/s, {config.step_seconds:g} s "
+        f"bench-sip: scenarios {','.join(scenario.value for scenario in scenarios)}; ladder "
+        f"{','.join(map(str, rates))} calls/s, {config.step_seconds:g} s "
         f"per step (at most {config.max_calls_per_step} calls), {HOLD_MS} ms hold, no RTP; "
         f"{os.cpu_count()} CPUs shared by everything; files in {workdir}",
         flush=True,
@@ -802,21 +1175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[SystemResult] = []
     try:
         for name in systems:
-            system_dir = workdir / name
-            if name == "vpbx":
-                with running_vpbx(config, system_dir) as target:
-                    description = "vpbx edge + media node (examples/demo.yaml, globex)"
-                    results.append(search(target, description, config, system_dir))
-            else:
-                with running_kamailio(system_dir) as target:
-                    description = "Kamailio stateful relay (loadtest/kamailio/kamailio.cfg)"
-                    results.append(search(target, description, config, system_dir))
+            run = run_vpbx if name == "vpbx" else run_kamailio
+            results.extend(run(config, scenarios, workdir / name))
     except BenchError as exc:
         print(f"bench-sip: {exc}", file=sys.stderr)
         return 1
     finally:
         if results:
-            write_json(workdir / "results.json", config, results)
+            write_json(workdir / "results.json", config, results, scenarios)
     print(flush=True)
     for line in summary_lines(results):
         print(line, flush=True)
