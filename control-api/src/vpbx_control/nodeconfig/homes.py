@@ -5,56 +5,18 @@ their calls' media stays close to them. The SIP edge sees only the username in
 a REGISTER (an extension or a device username), so the control API publishes
 username -> city for every user and device (``vpbx:route:home:<tenant>``).
 
-Two replicas committing at once could otherwise write their snapshots in the
-wrong order and leave an old directory behind. Each rewrite therefore reads
-the database and writes Redis under one per-tenant lock: the last writer has
-read after the last commit. A periodic pass rewrites every tenant's directory,
-which also heals a write that failed or a Redis that lost its data.
+Rewritten under a per-tenant lock and by a periodic pass (rewriter.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import secrets
+from typing import Any
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vpbx_common.routing import RoutingTable
-
-from ..db.session import Database
-from ..tenants.models import TenantRow
 from ..users.models import DeviceRow, UserRow
-
-logger = logging.getLogger(__name__)
-
-LOCK_TTL_S = 10.0
-LOCK_WAIT_S = 5.0
-# Delete the lock only if it is still ours (it may have expired and been taken).
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-
-async def acquire_lock(client: redis.Redis, key: str, token: str) -> bool:
-    """Take the lock ``key`` (waiting up to LOCK_WAIT_S); False if another holder kept it."""
-    deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
-    while not await client.set(key, token, nx=True, px=int(LOCK_TTL_S * 1000)):
-        if asyncio.get_running_loop().time() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
-async def release_lock(client: redis.Redis, key: str, token: str) -> None:
-    """Give the lock back, if it is still ours."""
-    await client.eval(_RELEASE, 1, key, token)
+from .rewriter import TenantEntryRewriter
 
 
 async def load_homes(session: AsyncSession, tenant_id: str) -> dict[str, str]:
@@ -80,53 +42,16 @@ async def load_homes(session: AsyncSession, tenant_id: str) -> dict[str, str]:
     return homes
 
 
-class HomeDirectory:
-    def __init__(self, client: redis.Redis, database: Database) -> None:
-        self._redis = client
-        self._database = database
-        self._table = RoutingTable(client)
+class HomeDirectory(TenantEntryRewriter):
+    entry = "home directory"
+    meanwhile = "phones may register in another city until the next pass"
 
-    async def rewrite(self, tenant_id: str) -> bool:
-        """Read the tenant's users and devices and replace its directory; False if it failed."""
-        lock_key = f"{self._table.home_key(tenant_id)}:lock"
-        token = secrets.token_hex(16)
-        try:
-            if not await acquire_lock(self._redis, lock_key, token):
-                raise TimeoutError(f"another replica held {lock_key} for {LOCK_WAIT_S:g} s")
-            try:
-                async with self._database.session() as session:
-                    homes = await load_homes(session, tenant_id)
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    self._table.replace_homes(pipe, tenant_id, homes)
-                    await pipe.execute()
-            finally:
-                await release_lock(self._redis, lock_key, token)
-        except (RedisError, SQLAlchemyError, TimeoutError) as exc:
-            # The periodic pass will write it; until then phones may register in another city.
-            logger.warning("tenant=%s home directory not rewritten: %s", tenant_id, exc)
-            return False
-        return True
+    def _lock_key(self, tenant_id: str) -> str:
+        return f"{self._table.home_key(tenant_id)}:lock"
 
-    async def rewrite_all(self) -> int:
-        """Rewrite every tenant's directory; the number rewritten."""
-        try:
-            async with self._database.session() as session:
-                tenants = (await session.execute(select(TenantRow.id))).scalars().all()
-        except SQLAlchemyError as exc:
-            logger.warning("home directories not rewritten: %s", exc)
-            return 0
-        return sum([await self.rewrite(tenant_id) for tenant_id in tenants])
+    async def _read(self, tenant_id: str) -> dict[str, str]:
+        async with self._database.session() as session:
+            return await load_homes(session, tenant_id)
 
-    async def keep_rewriting(self, interval_s: float, stop: asyncio.Event) -> None:
-        """Rewrite every directory now and then every ``interval_s``, until ``stop`` is set.
-
-        Stopped by the event, not by cancelling: a database query cancelled in
-        flight makes the driver tear its connection down slowly (seconds).
-        """
-        while not stop.is_set():
-            try:
-                await self.rewrite_all()
-            except Exception:  # a pass that failed unexpectedly must not end the next ones
-                logger.exception("home directory pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+    def _write(self, pipe: Any, tenant_id: str, value: Any) -> None:
+        self._table.replace_homes(pipe, tenant_id, value)

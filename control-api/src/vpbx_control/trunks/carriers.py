@@ -15,28 +15,23 @@ answer changed is known to the edge again within one pass
 (``VPBX_CARRIER_NETWORKS_REWRITE_S``). A trunk with ``allowed_addresses`` never
 depends on DNS.
 
-As for the home directory, each rewrite reads the database and writes Redis under a
-per-tenant lock, so the last writer has read after the last commit.
+Rewritten under a per-tenant lock and by a periodic pass, as the home directory is
+(nodeconfig/rewriter.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import secrets
+from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_common.carriers import networks_of
-from vpbx_common.routing import RoutingTable
 
-from ..db.session import Database
-from ..nodeconfig.homes import LOCK_WAIT_S, acquire_lock, release_lock
+from ..nodeconfig.rewriter import TenantEntryRewriter
 from ..tenants.models import TenantRow
 from .models import TrunkRow
 
@@ -53,49 +48,24 @@ async def load_trunk_addresses(
     return [(uri, [str(cidr) for cidr in allowed or ()]) for uri, allowed in rows.all()]
 
 
-class TenantCarriers:
-    def __init__(self, client: redis.Redis, database: Database) -> None:
-        self._redis = client
-        self._database = database
-        self._table = RoutingTable(client)
+class TenantCarriers(TenantEntryRewriter):
+    entry = "carrier networks"
+    meanwhile = "the edge goes by the old entry until the next pass"
 
     def _lock_key(self, tenant_id: str) -> str:
         # Not under the entries' own prefix: the pass scans that for stale entries.
         return f"vpbx:lock:carriers:{tenant_id}"
 
-    async def rewrite(self, tenant_id: str) -> bool:
-        """Read the tenant's trunks, resolve and write their networks; False if it failed."""
-        lock_key = self._lock_key(tenant_id)
-        token = secrets.token_hex(16)
-        try:
-            if not await acquire_lock(self._redis, lock_key, token):
-                raise TimeoutError(f"another replica held {lock_key} for {LOCK_WAIT_S:g} s")
-            try:
-                async with self._database.session() as session:
-                    trunks = await load_trunk_addresses(session, tenant_id)
-                networks = await networks_of(trunks)
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    self._table.replace_tenant_carriers(pipe, tenant_id, networks)
-                    await pipe.execute()
-            finally:
-                await release_lock(self._redis, lock_key, token)
-        except (RedisError, SQLAlchemyError, TimeoutError) as exc:
-            # The periodic pass will write it; until then the edge goes by the old entry.
-            logger.warning("tenant=%s carrier networks not rewritten: %s", tenant_id, exc)
-            return False
-        return True
+    async def _read(self, tenant_id: str) -> Any:
+        async with self._database.session() as session:
+            trunks = await load_trunk_addresses(session, tenant_id)
+        return await networks_of(trunks)
 
-    async def rewrite_all(self) -> int:
-        """Rewrite every tenant's networks and drop those of tenants gone; how many written."""
-        try:
-            async with self._database.session() as session:
-                tenants = set((await session.execute(select(TenantRow.id))).scalars().all())
-        except SQLAlchemyError as exc:
-            logger.warning("carrier networks not rewritten: %s", exc)
-            return 0
-        written = sum([await self.rewrite(tenant_id) for tenant_id in sorted(tenants)])
+    def _write(self, pipe: Any, tenant_id: str, value: Any) -> None:
+        self._table.replace_tenant_carriers(pipe, tenant_id, value)
+
+    async def _after_pass(self, tenants: set[str]) -> None:
         await self._forget_gone(tenants)
-        return written
 
     async def _forget_gone(self, tenants: set[str]) -> None:
         """Delete the entries of tenants that no longer exist."""
@@ -119,14 +89,3 @@ class TenantCarriers:
                 logger.info("carrier networks of %d deleted tenant(s) removed", len(gone))
         except (RedisError, SQLAlchemyError) as exc:
             logger.warning("stale carrier networks not removed: %s", exc)
-
-    async def keep_rewriting(self, interval_s: float, stop: asyncio.Event) -> None:
-        """Rewrite every tenant's networks now and then every ``interval_s``, until ``stop``
-        is set (stopped by the event, not by cancelling: see HomeDirectory)."""
-        while not stop.is_set():
-            try:
-                await self.rewrite_all()
-            except Exception:  # a pass that failed unexpectedly must not end the next ones
-                logger.exception("carrier networks pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
