@@ -56,7 +56,11 @@ async def seed(settings: ControlSettings) -> list[str]:
     try:
         homes = HomeDirectory(client, database) if client is not None else None
         return await seed_file(
-            str(settings.seed_file), database, store, Passwords(), ConfigPublisher(client, homes)
+            str(settings.seed_file),
+            database,
+            store,
+            Passwords.from_settings(settings),
+            ConfigPublisher(client, homes),
         )
     finally:
         await store.stop()
