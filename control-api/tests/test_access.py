@@ -2,17 +2,22 @@
 
 The routes are enumerated from the app itself, so a route added later without
 an access policy, or with a policy that is not enforced, fails here.
+
+One app serves all the cases (``module_api``): each case works in a tenant of its
+own, with callers of its own, and asks about ids nobody has, so no case sees
+another's effects.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from functools import cache
 from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
-from tests.services.control_api import ApiHarness, control_settings
+from tests.services.control_api import ApiHarness, control_settings, unique_tenant
 
 from vpbx_control.app import create_app
 from vpbx_control.auth.principal import AccessPolicy, Role
@@ -22,9 +27,10 @@ from vpbx_control.deps import route_policy
 FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
-def _api_routes() -> list[APIRoute]:
+@cache
+def _api_routes() -> tuple[APIRoute, ...]:
     app = create_app(control_settings())
-    return [route for route in app.routes if isinstance(route, APIRoute)]
+    return tuple(route for route in app.routes if isinstance(route, APIRoute))
 
 
 def _route_policy(route: APIRoute) -> AccessPolicy:
@@ -75,7 +81,7 @@ def _cases() -> list[Any]:
 CALLERS = ("anonymous", "agent", "supervisor", "tenant-admin", "agent-key", "platform", "node")
 
 
-async def _headers(api: ApiHarness, caller: str) -> dict[str, str]:
+async def _headers(api: ApiHarness, tenant: str, caller: str) -> dict[str, str]:
     if caller == "anonymous":
         return {}
     if caller == "platform":
@@ -83,8 +89,8 @@ async def _headers(api: ApiHarness, caller: str) -> dict[str, str]:
     if caller == "node":
         return api.node
     if caller == "agent-key":
-        return await api.api_key("acme", Role.AGENT)
-    return await api.as_role("acme", Role(caller))
+        return await api.api_key(tenant, Role.AGENT)
+    return await api.as_role(tenant, Role(caller))
 
 
 def _admitted(policy: AccessPolicy, caller: str) -> bool:
@@ -99,14 +105,17 @@ def _admitted(policy: AccessPolicy, caller: str) -> bool:
             return Role(caller) in policy.roles
 
 
+@pytest.mark.asyncio(loop_scope="module")  # module_api's loop
 @pytest.mark.parametrize(("method", "path", "policy"), _cases())
 async def test_policy_is_enforced(
-    api: ApiHarness, method: str, path: str, policy: AccessPolicy
+    module_api: ApiHarness, method: str, path: str, policy: AccessPolicy
 ) -> None:
-    await api.add_tenant("acme")
+    api = module_api
+    tenant = unique_tenant("acme")
+    await api.add_tenant(tenant)
     url = _concrete_path(path)
     for caller in CALLERS:
-        headers = await _headers(api, caller)
+        headers = await _headers(api, tenant, caller)
         response = await api.client.request(method, url, headers=headers, json={})
         if caller == "anonymous":
             assert response.status_code == 401, (caller, response.text)

@@ -137,6 +137,49 @@ def test_default_secrets_are_refused_outside_local_mode() -> None:
         )
 
 
+def test_weak_password_hashing_is_refused_outside_test_mode() -> None:
+    import pytest
+    from pydantic import SecretStr
+
+    from vpbx_control.app import create_app
+    from vpbx_control.settings import ControlSettings, WeakPasswordHashingError
+
+    secrets = {
+        "platform_admin_token": SecretStr("a-long-random-platform-token-0123456789"),
+        "service_token": SecretStr("a-long-random-service-token-0123456789"),
+        "token_secret": SecretStr("a-long-random-signing-secret-0123456789"),
+    }
+    for weak in ({"password_hash_time_cost": 1}, {"password_hash_memory_kib": 1024}):
+        for mode in ("local", "cluster"):
+            with pytest.raises(WeakPasswordHashingError, match="only in test mode"):
+                create_app(ControlSettings(mode=mode, **secrets, **weak))
+        create_app(ControlSettings(mode="test", **secrets, **weak))  # the suites' own hashing
+    create_app(ControlSettings(mode="cluster", **secrets))  # the default is OWASP's floor
+
+
+async def test_a_hash_of_other_parameters_is_replaced_at_login(api: ApiHarness) -> None:
+    from sqlalchemy import select
+
+    from vpbx_control.auth.passwords import Passwords
+    from vpbx_control.users.models import UserRow
+
+    await api.add_tenant("acme")
+    user = await api.add_user("acme", email="old@acme.example", password="an old password")
+    old = Passwords(time_cost=3, memory_cost=1024).hash("an old password")
+    async with api.context.database.session() as session:
+        row = await session.get(UserRow, user.id)
+        assert row is not None
+        row.password_hash = old
+        await session.commit()
+    await api.login("old@acme.example", "an old password")
+    async with api.context.database.session() as session:
+        stored = await session.scalar(select(UserRow.password_hash).where(UserRow.id == user.id))
+    assert stored is not None
+    assert stored != old
+    assert not api.context.passwords.needs_rehash(stored)
+    assert api.context.passwords.verify(stored, "an old password")
+
+
 async def test_nul_characters_are_refused_naming_where(api: ApiHarness) -> None:
     await api.add_tenant("acme")
     admin = await api.as_role("acme")

@@ -160,6 +160,9 @@ async def test_agents_call_as_themselves_and_other_tenants_users_do_not_exist(
     assert [c.body.extension for c in node.heard if isinstance(c.body, Originate)] == ["102"]
 
 
+# A node that hears the command and never answers: the API gives up after
+# VPBX_COMMAND_TIMEOUT_S (5 s by default).
+@pytest.mark.control_settings(command_timeout_s=0.3)
 async def test_no_node_answering_is_503(api: ApiHarness, node: FakeNode) -> None:
     agent = await api.add_user("acme", extension="101", password="agent-pass-123")
     headers = await api.login(agent.email, "agent-pass-123")

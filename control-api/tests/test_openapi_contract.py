@@ -59,6 +59,9 @@ CITY = "msk"
 ADMIN_EMAIL = "admin@acme.vpbx.local"
 ADMIN_PASSWORD = "acme-admin-secret"
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# The tenant admin's token is looked up again at least this often (see TenantAdminToken).
+RECHECK_S = 30.0
 AST_RACE_NOTE = (
     "(a CPython 3.11 race, not a bug of the API: Hypothesis parsed source here while the "
     "app's thread formatted the traceback of a 500 it had just answered; fix the 500s "
@@ -96,6 +99,32 @@ def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, 
 # --- the app under test -----------------------------------------------------------------
 
 
+class StatusCounter:
+    """ASGI wrapper counting the responses the app sent, by status code, and the requests
+    that may have changed something (an unsafe method answered below 400)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.statuses: Counter[int] = Counter()
+        self.changes = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        unsafe = scope["method"] not in SAFE_METHODS
+
+        async def counting_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.statuses[message["status"]] += 1
+                # Counted before the client can see the answer, so before its next request.
+                if unsafe and message["status"] < 400:
+                    self.changes += 1
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
 @dataclass
 class TenantAdminToken:
     """A valid tenant-admin token, renewed when the run revoked the previous one.
@@ -103,14 +132,21 @@ class TenantAdminToken:
     Generated requests may change the password or role of the very admin they
     authenticate as, or delete it; the next request then gets a fresh admin
     instead of a 401 that would only say the harness lost its credential.
+
+    The token is looked up again (in the database, as the app does) only when a
+    request may have revoked it since the last look: one that changed something
+    (``StatusCounter.changes``), or ``RECHECK_S`` later (tokens expire). A look-up
+    before every one of the thousands of requests took a quarter of the run.
     """
 
     app: FastAPI
     served: ServedApp
+    counter: StatusCounter
     token: str = field(default="", repr=False)
     issued: set[str] = field(default_factory=set, repr=False)
     tokens_issued: int = 0
     _numbers: Iterator[int] = field(default_factory=itertools.count)
+    _checked: tuple[int, float] | None = field(default=None, repr=False)
 
     async def _current(self) -> str:
         context = self.app.state.context
@@ -135,27 +171,15 @@ class TenantAdminToken:
         return self.token
 
     def get(self) -> str:
-        return self.served.run(self._current())
-
-
-class StatusCounter:
-    """ASGI wrapper counting the responses the app sent, by status code."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.statuses: Counter[int] = Counter()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def counting_send(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                self.statuses[message["status"]] += 1
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
+        if self._checked is not None:
+            changes, at = self._checked
+            if changes == self.counter.changes and time.monotonic() - at < RECHECK_S:
+                return self.token
+        # Read before the look-up: a change made while it runs is looked at next time.
+        changes = self.counter.changes
+        token = self.served.run(self._current())
+        self._checked = (changes, time.monotonic())
+        return token
 
 
 @dataclass
@@ -223,7 +247,7 @@ def live_api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> Iterator[
             counter=counter,
             document=document,
             policies=_policy_by_operation(app),
-            tenant_admin=TenantAdminToken(app=app, served=served),
+            tenant_admin=TenantAdminToken(app=app, served=served, counter=counter),
         )
 
 

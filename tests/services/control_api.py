@@ -6,6 +6,7 @@ so a test of one resource does not depend on the endpoints of another.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import tempfile
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -46,6 +48,14 @@ def control_settings(**overrides: Any) -> ControlSettings:
         # Outside local mode the API refuses to start without one; tests that keep audio
         # give the app a store of their own (``api.context.objects``).
         "storage_url": (Path(tempfile.gettempdir()) / "vpbx-test-objects").as_uri(),
+        # Real argon2id at its least cost (test mode only): the suites hash and verify
+        # passwords for thousands of users and logins. test_auth.py checks that a hash of
+        # other parameters is replaced at login and that outside test mode this is refused.
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 8,
+        # Stopping an app waits for its call-event readers' blocking reads: short ones make
+        # the hundreds of app stops of the suites cheap.
+        "call_events_block_s": 0.05,
     }
     values.update(overrides)
     return ControlSettings(**values)
@@ -173,18 +183,59 @@ async def serve_api(settings: ControlSettings) -> AsyncIterator[ApiHarness]:
             yield ApiHarness(app=app, client=client, settings=settings)
 
 
-@pytest.fixture
-async def api(postgres_url: str, flushed_redis: str, tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    """A running control API on a fresh, migrated PostgreSQL database and an empty Redis; its
-    CDR store is a chdb dir of the test's own (``settings.chdb_path``)."""
+def harness_settings(
+    database_url: str, redis_url: str, workdir: Path, **overrides: Any
+) -> ControlSettings:
+    """Settings of an app on ``database_url`` and ``redis_url`` keeping its files in
+    ``workdir`` (numbers file, chdb, speech cache, object store)."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "local_numbers_file": workdir / "numbers.yaml",
+        "chdb_path": workdir / "chdb",
+        "speech_cache_dir": workdir / "speech",
+        "storage_url": (workdir / "objects").as_uri(),
+    }
+    values.update(overrides)
+    return control_settings(**values)
 
-    settings = control_settings(
-        database_url=postgres_url,
-        redis_url=flushed_redis,
-        local_numbers_file=tmp_path / "numbers.yaml",
-        chdb_path=tmp_path / "chdb",
-        speech_cache_dir=tmp_path / "speech",
-        storage_url=(tmp_path / "objects").as_uri(),
-    )
+
+@pytest.fixture
+async def api(
+    request: pytest.FixtureRequest, postgres_url: str, flushed_redis: str, tmp_path: Path
+) -> AsyncIterator[ApiHarness]:
+    """A running control API on a fresh, migrated PostgreSQL database and an empty Redis; its
+    CDR store is a chdb dir of the test's own (``settings.chdb_path``).
+
+    ``@pytest.mark.control_settings(name=value, ...)`` on a test changes its app's settings.
+    """
+    marker = request.node.get_closest_marker("control_settings")
+    overrides = dict(marker.kwargs) if marker is not None else {}
+    settings = harness_settings(postgres_url, flushed_redis, tmp_path, **overrides)
     async with serve_api(settings) as harness:
         yield harness
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_api(
+    module_postgres_url: str, module_flushed_redis: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ApiHarness]:
+    """One running control API shared by the tests of a module, on a fresh, migrated database
+    and an emptied Redis: for modules whose tests cannot interfere (each works in a tenant of
+    its own, see ``unique_tenant``), where starting an app per test would cost most of the
+    time. Its tests run on the module's event loop
+    (``@pytest.mark.asyncio(loop_scope="module")``); the module must not use the
+    function-scoped ``flushed_redis`` (it would empty the shared app's Redis).
+    """
+    workdir = tmp_path_factory.mktemp("module-api")
+    settings = harness_settings(module_postgres_url, module_flushed_redis, workdir)
+    async with serve_api(settings) as harness:
+        yield harness
+
+
+_tenant_numbers = itertools.count(1)
+
+
+def unique_tenant(prefix: str) -> str:
+    """A tenant id no other test of the session uses (``prefix`` and a number)."""
+    return f"{prefix}{next(_tenant_numbers)}"

@@ -192,12 +192,26 @@ def postgres_template(postgres_server: PostgresServer) -> str:
     return TEMPLATE_DATABASE
 
 
-@pytest.fixture
-def postgres_url(postgres_server: PostgresServer, postgres_template: str) -> Iterator[str]:
-    """A fresh, migrated database for one test (SQLAlchemy async URL)."""
+@contextmanager
+def fresh_database(server: PostgresServer, template: str) -> Iterator[str]:
+    """A copy of the migrated template, dropped afterwards (SQLAlchemy async URL)."""
     name = f"vpbx_test_{os.getpid()}_{next(_database_numbers)}"
-    url = postgres_server.create_database(name, template=postgres_template)
+    url = server.create_database(name, template=template)
     try:
         yield url
     finally:
-        postgres_server.drop_database(name)
+        server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test (SQLAlchemy async URL)."""
+    with fresh_database(postgres_server, postgres_template) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_server: PostgresServer, postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated database shared by the tests of one module (SQLAlchemy async URL)."""
+    with fresh_database(postgres_server, postgres_template) as url:
+        yield url

@@ -59,12 +59,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(f"{exc} (run the tests through `make test`)")
 
 
-@pytest.fixture
-def flushed_redis(redis_url: str) -> str:
-    """The session Redis, emptied before the test."""
+def _flush(redis_url: str) -> str:
     import redis
 
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     client.close()
     return redis_url
+
+
+@pytest.fixture
+def flushed_redis(redis_url: str) -> str:
+    """The session Redis, emptied before the test."""
+    return _flush(redis_url)
+
+
+@pytest.fixture(scope="module")
+def module_flushed_redis(redis_url: str) -> str:
+    """The session Redis, emptied before the module's first test (and not between its tests)."""
+    return _flush(redis_url)

@@ -123,7 +123,7 @@ def build_context(
         homes=homes,
         carriers=carriers,
         redis=redis_client,
-        passwords=Passwords(),
+        passwords=Passwords.from_settings(settings),
         credentials=CredentialVerifier(
             platform_token=settings.platform_admin_token.get_secret_value(),
             service_token=settings.service_token.get_secret_value(),
@@ -189,7 +189,9 @@ def create_app(
         # The voicemail inbox reads the call events like the webhook bridge, in its own group.
         inbox = None
         if context.redis is not None:
-            app.state.voicemail_inbox = inbox = VoicemailInbox(context.database, context.redis)
+            app.state.voicemail_inbox = inbox = VoicemailInbox(
+                context.database, context.redis, block_s=settings.call_events_block_s
+            )
             await inbox.start()
         try:
             yield

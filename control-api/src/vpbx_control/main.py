@@ -61,7 +61,7 @@ async def seed(settings: ControlSettings) -> list[str]:
             str(settings.seed_file),
             database,
             store,
-            Passwords(),
+            Passwords.from_settings(settings),
             ConfigPublisher(client, homes, carriers),
         )
     finally:

@@ -14,6 +14,17 @@ from vpbx_common.settings import (
 )
 from vpbx_common.storage.settings import StorageSettings
 
+# OWASP's argon2id floor: 2 iterations of 19 MiB.
+PASSWORD_TIME_COST_FLOOR = 2
+PASSWORD_MEMORY_KIB_FLOOR = 19 * 1024
+# The mode of the test suites (tests/services/control_api.py), the only one allowed weaker
+# password hashing than the floor.
+TEST_MODE = "test"
+
+
+class WeakPasswordHashingError(ValueError):
+    """Password hashing below OWASP's floor was configured outside test mode."""
+
 
 class NumberStoreKind(enum.StrEnum):
     LOCAL = "local"  # a manifest file on disk, used by `vpbx up`
@@ -33,6 +44,15 @@ class ControlSettings(OutboundSettings, StorageSettings):
     # Signs user access tokens (HS256).
     token_secret: SecretStr = SecretStr("local-dev-secret")
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
+
+    # Password hashing (argon2id): iterations and memory (KiB) of new hashes. The default is
+    # OWASP's floor (2 iterations, 19 MiB); lower values are refused outside test mode, where
+    # they keep the suites that create and log in hundreds of users fast. Stored hashes with
+    # other parameters are rehashed at the next login.
+    password_hash_time_cost: int = Field(default=PASSWORD_TIME_COST_FLOOR, ge=1, le=16)
+    password_hash_memory_kib: int = Field(
+        default=PASSWORD_MEMORY_KIB_FLOOR, ge=8, le=4 * 1024 * 1024
+    )
 
     # Login brute-force limits: failures per window before 429.
     login_failures_per_account: int = 5
@@ -64,6 +84,14 @@ class ControlSettings(OutboundSettings, StorageSettings):
     # ... and where every tenant's own trunks call from (the edge takes calls to its numbers
     # from there), host names resolved again: a changed DNS answer reaches the edge this late.
     carrier_networks_rewrite_s: float = Field(default=120.0, ge=5, le=86400)
+
+    # Click-to-call and transfers: how long the API waits for a media node's answer to a
+    # command (nodes answer before anything rings long); then 503.
+    command_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    # The readers of the call-event stream (webhooks, voice messages) block this long on
+    # one read; stopping the app waits for the reads in flight.
+    call_events_block_s: float = Field(default=0.5, gt=0, le=10)
 
     # Webhook delivery.
     webhook_timeout_s: float = 5.0
@@ -99,6 +127,8 @@ class ControlSettings(OutboundSettings, StorageSettings):
         return Path("var/chdb") if self.is_local else None
 
     def check_secrets(self) -> None:
+        """Refuse to start on development secrets outside local mode, and on password
+        hashing below the floor outside test mode."""
         for name, value in (
             ("VPBX_PLATFORM_ADMIN_TOKEN", self.platform_admin_token),
             ("VPBX_SERVICE_TOKEN", self.service_token),
@@ -109,4 +139,13 @@ class ControlSettings(OutboundSettings, StorageSettings):
             # One would shadow the other: every node would act as the platform admin.
             raise InsecureDefaultSecretError(
                 "VPBX_PLATFORM_ADMIN_TOKEN and VPBX_SERVICE_TOKEN must differ"
+            )
+        weak = (
+            self.password_hash_time_cost < PASSWORD_TIME_COST_FLOOR
+            or self.password_hash_memory_kib < PASSWORD_MEMORY_KIB_FLOOR
+        )
+        if weak and self.mode != TEST_MODE:
+            raise WeakPasswordHashingError(
+                "VPBX_PASSWORD_HASH_TIME_COST and VPBX_PASSWORD_HASH_MEMORY_KIB may be below "
+                f"{PASSWORD_TIME_COST_FLOOR} and {PASSWORD_MEMORY_KIB_FLOOR} only in test mode"
             )

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+if TYPE_CHECKING:
+    from ..settings import ControlSettings
 
 
 class Passwords:
@@ -14,6 +18,14 @@ class Passwords:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=1)
         # Verified against when the account does not exist, so timing does not tell.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @classmethod
+    def from_settings(cls, settings: ControlSettings) -> Passwords:
+        """The hasher of VPBX_PASSWORD_HASH_TIME_COST and VPBX_PASSWORD_HASH_MEMORY_KIB."""
+        return cls(
+            time_cost=settings.password_hash_time_cost,
+            memory_cost=settings.password_hash_memory_kib,
+        )
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

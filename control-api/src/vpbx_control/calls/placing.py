@@ -32,7 +32,8 @@ from ..users.models import UserRow
 from ..users.repository import UserRepository
 from .errors import CallNotLive, OutboundRefused, TransferRefused, UserUnreachable
 
-# How long the API waits for the node's answer (it answers before anything rings long).
+# How long the API waits for the node's answer by default (it answers before anything
+# rings long); VPBX_COMMAND_TIMEOUT_S.
 COMMAND_TIMEOUT_S = 5.0
 
 
@@ -76,11 +77,14 @@ class CallPlacer:
         users: UserRepository,
         numbers: NumberStore,
         client: redis.Redis | None,
+        *,
+        timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> None:
         self.principal = principal
         self.users = users
         self.numbers = numbers
         self.client = client
+        self.timeout_s = timeout_s
 
     def _redis(self) -> redis.Redis:
         if self.client is None:
@@ -150,7 +154,7 @@ class CallPlacer:
 
     async def _send(self, command: NodeCommand, *, nodes: int) -> CommandReply:
         try:
-            reply = await send_command(self._redis(), command, COMMAND_TIMEOUT_S, nodes=nodes)
+            reply = await send_command(self._redis(), command, self.timeout_s, nodes=nodes)
         except redis.RedisError as exc:
             raise Unavailable(f"Redis unavailable: {exc}") from exc
         if reply is None:

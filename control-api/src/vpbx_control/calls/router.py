@@ -118,7 +118,11 @@ IfRangeHeader = Annotated[
 # ".../recording" as part of a call id.
 def call_placer(principal: TenantMember, session: Session, context: Context) -> CallPlacer:
     return CallPlacer(
-        principal, UserRepository(session, principal.tenant), context.numbers, context.redis
+        principal,
+        UserRepository(session, principal.tenant),
+        context.numbers,
+        context.redis,
+        timeout_s=context.settings.command_timeout_s,
     )
 
 

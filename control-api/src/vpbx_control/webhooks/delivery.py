@@ -158,6 +158,7 @@ class WebhookDispatcher:
         clock: Callable[[], dt.datetime] = utcnow,
         redis_client: redis.Redis | None = None,
         on_event: Callable[[CallEvent], None] | None = None,
+        events_block_s: float = 0.5,
     ) -> None:
         self.database = database
         self.outbound = outbound
@@ -174,7 +175,11 @@ class WebhookDispatcher:
         self.state = DispatcherState.STOPPED
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.bridge = CallEventBridge(redis_client, self) if redis_client is not None else None
+        self.bridge = (
+            CallEventBridge(redis_client, self, block_s=events_block_s)
+            if redis_client is not None
+            else None
+        )
         self._client: httpx.AsyncClient | None = None
         self._last_prune: dt.datetime | None = None
 
@@ -607,6 +612,7 @@ def webhook_dispatcher(context: AppContext) -> WebhookDispatcher:
         retry_base_s=settings.webhook_retry_base_s,
         redis_client=context.redis,
         on_event=lambda event: count_event(context.metrics, event),
+        events_block_s=settings.call_events_block_s,
     )
 
 
