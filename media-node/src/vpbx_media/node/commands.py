@@ -9,7 +9,6 @@ claim it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -100,5 +99,9 @@ class CommandListener:
             logger.warning("tenant=%s command %s not answered: %s", self.tenant, command.id, exc)
         except Exception:
             logger.exception("tenant=%s command %s failed", self.tenant, command.id)
-            with contextlib.suppress(redis.RedisError):  # the API times out and says so
+            try:
                 await reply(self.client, command, CommandReply(status=ReplyStatus.FAILED))
+            except redis.RedisError as exc:  # the API times out and says so
+                logger.warning(
+                    "tenant=%s command %s failure not told: %s", self.tenant, command.id, exc
+                )

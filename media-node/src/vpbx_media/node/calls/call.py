@@ -14,7 +14,6 @@ goes into its ``CallFacts``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -1089,8 +1088,10 @@ class Call:
         assert self._negotiation is not None
         codec = self._negotiation.codec.name
         if self.winner is not None and (answer := self._answers.get(self.winner.call_id)):
-            with contextlib.suppress(SdpError):  # the negotiation's choice is as good
+            try:
                 codec = negotiate(SessionDescription.parse(answer)).codec.name
+            except SdpError as exc:  # the negotiation's choice is as good a guess
+                self._log(logging.DEBUG, "the answering party's SDP names no codec: %s", exc)
         return (codec, TELEPHONE_EVENT)
 
     async def _park(self, slot: str, by: str, *, let_go: bool) -> tuple[int, str] | None:
