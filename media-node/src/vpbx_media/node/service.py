@@ -698,10 +698,6 @@ class NodeService:
         record = call.facts.record()
         self.spool_writer.submit(lambda: self.spool.finish_call(record))
         self._free_line(call.call_id)
-        if call.outbound is not None:
-            answered, ended = call.facts.answer_ms, call.facts.end_ms
-            talked_s = (ended - answered) / 1000 if answered and ended else 0.0
-            self._spawn(self._release_outbound(call.call_id, talked_s))
         self.calls.pop(call.call_id, None)
         if not self.calls:
             self._idle.set()

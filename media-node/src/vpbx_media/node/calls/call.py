@@ -114,7 +114,13 @@ from .host import CallHost
 from .media import CallerMedia
 from .monitor import Monitor, MonitorMode
 from .room import RoomLine, RoomVisit
-from .transfer import PendingTransfer, TransferError, notify_progress, refer_target
+from .transfer import (
+    PendingTransfer,
+    TransferError,
+    notify_progress,
+    notify_refer,
+    refer_target,
+)
 from .voicemail import VoicemailEnd, VoicemailTaker
 
 logger = logging.getLogger(__name__)
@@ -237,7 +243,9 @@ class Call:
         self._held_by_callee = False  # the answering party holds: the caller hears music
         self.parked_slot: str | None = None  # parked: the slot a phone dials to take it back
         self._monitor: Monitor | None = None  # a supervisor on the call
-        self._admitted: list[str] = []  # legs out counted against the tenant's caps
+        # Places counted against the tenant's outbound caps: the call itself when it is a
+        # call out (admitted before it started), and each leg out it adds.
+        self._admitted: list[str] = [self.call_id] if outbound is not None else []
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -477,11 +485,13 @@ class Call:
         return leg
 
     def _release_admitted(self) -> None:
-        """Give back the places the legs out took; the one that talked adds its minutes."""
+        """Give back the places taken out; what talked adds its minutes (a call out, or
+        the leg out that was answered)."""
         talking = self.winner.member if isinstance(self.winner, TrunkUacLeg) else None
         answered, ended = self.facts.answer_ms, self.facts.end_ms or now_ms()
         for key in self._admitted:
-            talked = (ended - answered) / 1000 if answered and key.endswith(f">{talking}") else 0.0
+            talked_here = key == self.call_id or key.endswith(f">{talking}")
+            talked = (ended - answered) / 1000 if answered and talked_here else 0.0
             self.host.release_outbound(key, talked)
         self._admitted.clear()
 
@@ -1199,15 +1209,16 @@ class Call:
             # or a DTMF INFO was acted on when nothing happened (RFC 3261 8.2.1).
             transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
 
-    async def _end_connected(self, hangup_by: HangupBy) -> None:
-        """The conversation ends: one side hung up (the other gets a BYE), or the node did."""
+    async def _end_connected(self, hangup_by: HangupBy, *, answerer_gone: bool = False) -> None:
+        """The conversation ends: one side hung up (the other gets a BYE), or the node did.
+        ``answerer_gone``: the answering party hung up already (a transferor)."""
         self.facts.end_ms = now_ms()
         self.facts.hangup_by = hangup_by
         self.facts.end_reason = EndReason.COMPLETED
         self._set_state(CallState.ENDED)
         flow = self.winner.flow if self.winner else None
-        transferor_gone = self._transfer is not None and self._transfer.transferor_gone
-        if hangup_by is not HangupBy.CALLEE and self.winner is not None and not transferor_gone:
+        gone = answerer_gone or (self._transfer is not None and self._transfer.transferor_gone)
+        if hangup_by is not HangupBy.CALLEE and self.winner is not None and not gone:
             await send_bye(self.host.layer, self.winner.dialog, flow)
         if hangup_by is not HangupBy.CALLER:
             await send_bye(self.host.layer, self.caller.dialog, flow)
@@ -1239,8 +1250,8 @@ class Call:
             return
         transaction.respond(make_response(request, 202))
         if self._transfer is None:  # parked at once: nothing rings
-            done = PendingTransfer("", "", 0.0, winner.dialog, winner.flow, winner)
-            notify_progress(self.host.layer, done, 200, "OK")
+            if winner.dialog is not None:
+                notify_refer(self.host.layer, winner.dialog, winner.flow, 200, "OK")
             self._spawn(send_bye(self.host.layer, winner.dialog, winner.flow))
             return
         self._transfer.notify_dialog = winner.dialog
@@ -1499,9 +1510,7 @@ class Call:
         self._note_transfer("failed", transfer.target, f"{status} {reason}")
         self._stop_media()
         if transfer.transferor_gone:
-            self._transfer = transfer  # _end_connected must not BYE the gone transferor
-            await self._end_connected(HangupBy.SYSTEM)
-            self._transfer = None
+            await self._end_connected(HangupBy.SYSTEM, answerer_gone=True)
 
     def _abandon_transfer(self) -> None:
         transfer = self._transfer

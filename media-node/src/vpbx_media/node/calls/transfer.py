@@ -12,7 +12,6 @@ ended.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -37,12 +36,6 @@ class TransferError(ValueError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-class TransferOutcome(enum.StrEnum):
-    ANSWERED = "answered"
-    FAILED = "failed"
-    ABANDONED = "abandoned"  # the transferee hung up while the target rang
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +93,15 @@ def notify_progress(
     reason: str,
 ) -> None:
     """Tell the transferor how the target answered (the last one ends the subscription)."""
-    dialog = transfer.notify_dialog
-    if dialog is None or transfer.transferor_gone:
-        return
+    if transfer.notify_dialog is not None and not transfer.transferor_gone:
+        notify_refer(layer, transfer.notify_dialog, transfer.notify_flow, status, reason)
+
+
+def notify_refer(
+    layer: TransactionLayer, dialog: Dialog, flow: Flow | None, status: int, reason: str
+) -> None:
+    """A NOTIFY of the implicit subscription a REFER made (RFC 3515), with a sipfrag of
+    ``status``; a final status ends the subscription."""
     final = status >= 200
     via = str(layer.via_for(TransportKind.UDP))
     request = dialog.create_request(
@@ -113,4 +112,4 @@ def notify_progress(
         request.headers.add("Event", "refer").add("Subscription-State", state)
     )
     # Its answer matters to nobody (a transferor gone answers 481): sent and left.
-    layer.send_request(request, dialog.next_hop(transfer.notify_flow))
+    layer.send_request(request, dialog.next_hop(flow))
