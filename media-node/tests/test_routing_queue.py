@@ -4,25 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from vpbx_common import speech
+from vpbx_common.cdr import EndReason
 from vpbx_common.nodeconfig import NodeConfig, RoutePlanTarget
 from vpbx_media.node.routing import (
     AgentSnapshot,
     AgentState,
     Answer,
+    AskQueueStatus,
     BackToQueue,
+    BookCallback,
+    CallbackBooked,
     CallContext,
     CallerHungUp,
     CallRouter,
+    CollectDigits,
     Connect,
+    Digit,
     Done,
+    Hangup,
     JoinQueue,
     LeaveQueue,
     MemberAnswered,
     MemberFailed,
     MemberFailure,
     Play,
+    PromptFinished,
+    QueueAnnouncement,
     QueueLeft,
     QueueOffer,
+    QueueStatus,
     RecordVoicemail,
     Ring,
     RouteResult,
@@ -30,6 +41,7 @@ from vpbx_media.node.routing import (
     StopPlayback,
     StopRinging,
 )
+from vpbx_media.node.routing.actions import SpokenPhrase
 from vpbx_media.node.routing.simulator import Simulator
 
 CALL = CallContext("c1", "acme", "+74950000001", "+79160000000", "msk")
@@ -159,3 +171,70 @@ def test_the_caller_hanging_up_leaves_the_queue_and_stops_the_offer() -> None:
         LeaveQueue("support", "caller hung up"),
         Done(RouteResult.CALLER_LEFT),
     ]
+
+
+# --- queue callback ---------------------------------------------------------------
+
+CALLBACK_STEP = {"callback_digit": "1", "callback_attempts": 2, "callback_retry_s": 60}
+
+
+def test_the_callback_offer_is_announced_on_joining_even_without_the_place() -> None:
+    sim = simulate(config(CALLBACK_STEP))
+    assert sim.of(CollectDigits) == [(0.0, CollectDigits(1))]
+    assert sim.of(AskQueueStatus) == [(0.0, AskQueueStatus("support"))]
+    assert sim.send(QueueStatus(3, 200.0), at=0.1) == [
+        Play(QueueAnnouncement("ru-RU", None, 4, "1"))
+    ]
+
+
+def test_the_callback_key_books_a_callback_then_confirms_and_hangs_up() -> None:
+    sim = simulate(config(CALLBACK_STEP))
+    assert sim.send(Digit("1"), at=8.0) == [StopPlayback(), BookCallback("support", 2, 60)]
+    assert sim.send(CallbackBooked(True, "callback x"), at=8.1) == [
+        Play(SpokenPhrase("ru-RU", speech.CALLBACK_BOOKED))
+    ]
+    actions = sim.send(PromptFinished(), at=12.0)
+    assert actions == [
+        Hangup(200, EndReason.CALLBACK, "callback booked", True),
+        Done(RouteResult.HUNG_UP),
+    ]
+    assert sim.of(LeaveQueue) == []  # the place stays: it is the callback's
+
+
+def test_the_callback_key_during_an_offer_stops_the_ringing_and_hands_the_agent_back() -> None:
+    sim = simulate(config(CALLBACK_STEP))
+    sim.send(QueueOffer("101"), at=5.0)
+    assert sim.send(Digit("1"), at=6.0) == [
+        StopRinging(("101",)),
+        BackToQueue("support", "101", "caller asked for a callback"),
+        StopPlayback(),
+        BookCallback("support", 2, 60),
+    ]
+
+
+def test_a_callback_not_booked_leaves_the_caller_waiting_with_music() -> None:
+    sim = simulate(config(CALLBACK_STEP))
+    sim.send(Digit("1"), at=8.0)
+    assert sim.send(CallbackBooked(False, "Redis unavailable"), at=8.1) == [
+        Play(Sound.MUSIC_ON_HOLD, loop=True)
+    ]
+    assert sim.send(QueueOffer("102"), at=9.0) == [Ring(("102",), 24.0, "support")]
+
+
+def test_hanging_up_during_the_confirmation_keeps_the_callback() -> None:
+    sim = simulate(config(CALLBACK_STEP))
+    sim.send(Digit("1"), at=8.0)
+    sim.send(CallbackBooked(True, "callback x"), at=8.1)
+    assert sim.send(CallerHungUp(), at=9.0) == [Done(RouteResult.CALLER_LEFT)]
+    assert sim.of(LeaveQueue) == []
+
+
+def test_no_callback_is_offered_to_a_caller_without_a_number() -> None:
+    anonymous = CallContext("c2", "acme", "+74950000001", "anonymous", "msk")
+    router = CallRouter(
+        anonymous, config(CALLBACK_STEP), AgentSnapshot(), RoutePlanTarget(name="main")
+    )
+    sim = Simulator(router)
+    sim.start()
+    assert sim.of(AskQueueStatus) == []
+    assert sim.send(Digit("1"), at=3.0) == []

@@ -29,6 +29,7 @@ class CallStatus(enum.StrEnum):
     NODE_LOST = EndReason.NODE_LOST.value
     VOICEMAIL = EndReason.VOICEMAIL.value
     NO_CAPACITY = EndReason.NO_CAPACITY.value
+    CALLBACK = EndReason.CALLBACK.value
 
     @property
     def end_reason(self) -> EndReason | None:

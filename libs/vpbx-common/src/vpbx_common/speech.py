@@ -26,6 +26,10 @@ VOICEMAIL_GREETING: Final = "voicemail-greeting"  # a box without its own greeti
 CONFERENCE_PIN: Final = "conference-pin"  # a room with a PIN asks for it
 CONFERENCE_WRONG_PIN: Final = "conference-wrong-pin"
 CONFERENCE_FULL: Final = "conference-full"  # the room has no free place
+CALLBACK_OFFER: Final = "callback-offer"  # followed by the key to press
+CALLBACK_BOOKED: Final = "callback-booked"  # said before the node hangs up
+KEY_STAR: Final = "key-star"
+KEY_HASH: Final = "key-hash"
 
 _FIXED: Final[dict[str, dict[str, str]]] = {
     "ru": {
@@ -37,6 +41,12 @@ _FIXED: Final[dict[str, dict[str, str]]] = {
         CONFERENCE_PIN: "Введите пин-код конференции и нажмите решётку.",
         CONFERENCE_WRONG_PIN: "Неверный пин-код.",
         CONFERENCE_FULL: "Конференция заполнена. Попробуйте позже.",
+        CALLBACK_OFFER: "Чтобы мы перезвонили вам, сохранив вашу очередь, нажмите",
+        CALLBACK_BOOKED: (
+            "Спасибо. Мы перезвоним вам, как только подойдёт ваша очередь. Можно положить трубку."
+        ),
+        KEY_STAR: "звёздочку",
+        KEY_HASH: "решётку",
     },
     "en": {
         YOU_ARE_NUMBER: "You are number",
@@ -49,6 +59,12 @@ _FIXED: Final[dict[str, dict[str, str]]] = {
         CONFERENCE_PIN: "Please enter the conference PIN, then the hash key.",
         CONFERENCE_WRONG_PIN: "That PIN is not correct.",
         CONFERENCE_FULL: "The conference is full. Please try again later.",
+        CALLBACK_OFFER: "To be called back without losing your place, press",
+        CALLBACK_BOOKED: (
+            "Thank you. We will call you back when your turn comes. You may hang up now."
+        ),
+        KEY_STAR: "star",
+        KEY_HASH: "hash",
     },
 }
 
@@ -102,7 +118,7 @@ def phrase_text(language: str, phrase: str) -> str | None:
         return None
     if phrase in fixed:
         return fixed[phrase]
-    if phrase.isdigit() and phrase == str(int(phrase)) and 1 <= int(phrase) <= MAX_NUMBER:
+    if phrase.isdigit() and phrase == str(int(phrase)) and 0 <= int(phrase) <= MAX_NUMBER:
         return phrase  # espeak-ng reads numbers out in the voice's language
     kind, _, count = phrase.partition("-")
     if kind == "minutes" and count.isdigit() and count == str(int(count)):
@@ -114,7 +130,20 @@ def phrase_text(language: str, phrase: str) -> str | None:
     return None
 
 
-def announcement(position: int, wait_minutes: int) -> tuple[str, ...]:
-    """The phrases of a queue announcement, in order."""
-    wait = minutes_phrase(wait_minutes) if wait_minutes > 0 else LESS_THAN_A_MINUTE
-    return (YOU_ARE_NUMBER, str(position), EXPECTED_WAIT, wait, PLEASE_HOLD)
+def key_phrase(key: str) -> str:
+    """How to say a phone key: its digit, or star and hash by name."""
+    return {"*": KEY_STAR, "#": KEY_HASH}.get(key, key)
+
+
+def announcement(
+    position: int | None, wait_minutes: int, callback_key: str | None = None
+) -> tuple[str, ...]:
+    """The phrases of a queue announcement, in order: the caller's place and wait
+    (``position`` None: not said), then the callback offer when the queue makes one."""
+    phrases: tuple[str, ...] = ()
+    if position is not None:
+        wait = minutes_phrase(wait_minutes) if wait_minutes > 0 else LESS_THAN_A_MINUTE
+        phrases = (YOU_ARE_NUMBER, str(position), EXPECTED_WAIT, wait)
+    if callback_key is not None:
+        phrases += (CALLBACK_OFFER, key_phrase(callback_key))
+    return (*phrases, PLEASE_HOLD)

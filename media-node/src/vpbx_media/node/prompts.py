@@ -110,12 +110,18 @@ class PromptLibrary:
     async def announcement(self, announcement: QueueAnnouncement, codec: Codec) -> Frames:
         """The caller's place and expected wait, spoken in the tenant's language."""
         language = speech.language_of(announcement.language)
-        key = f"announce:{language}:{announcement.position}:{announcement.wait_minutes}"
+        key = (
+            f"announce:{language}:{announcement.position}:{announcement.wait_minutes}"
+            f":{announcement.callback_key or ''}"
+        )
         cached = self.cache.get(key, codec)
         if cached is not None:
             return cached
         clips: list[Frames] = []
-        for phrase in speech.announcement(announcement.position, announcement.wait_minutes):
+        phrases = speech.announcement(
+            announcement.position, announcement.wait_minutes, announcement.callback_key
+        )
+        for phrase in phrases:
             clip = await self.phrase(language, phrase, codec)
             if clip is None:
                 # Half a sentence would mislead: a tone, and the next announcement retries.

@@ -510,17 +510,20 @@ class QueueDispatcher:
         *,
         max_length: int | None = None,
         internal_caller: str | None = None,
+        joined_at: float | None = None,
     ) -> int:
         """Queue the caller at the end (or where it is, if it waits already); its position.
 
         ``max_length``: refuse with ``QueueFullError`` when that many callers wait
         (in all cities). ``internal_caller``: the extension calling, never offered to
-        itself. Raises ``redis.RedisError`` when Redis is unreachable.
+        itself. ``joined_at``: the place kept from an earlier wait (a callback coming
+        back after an attempt), instead of the end. Raises ``redis.RedisError`` when
+        Redis is unreachable.
         """
         now = self._clock()
         async with self._lock:
             waiter = self._waiters.get((call_id, group))
-            joined = waiter.joined if waiter is not None else now
+            joined = waiter.joined if waiter is not None else (joined_at or now)
             position = int(
                 await self._join(
                     keys=self.keys(group),
@@ -540,11 +543,34 @@ class QueueDispatcher:
                 raise QueueFullError(group, max_length or 0)
             if waiter is None:
                 self._waiters[(call_id, group)] = _Waiter(
-                    call_id, group, now, internal_caller or "", on_offer, on_left
+                    call_id, group, joined, internal_caller or "", on_offer, on_left
                 )
         self._log(logging.INFO, call_id, "joined queue %s at position %d", group, position)
         self._wake.set()
         return position
+
+    async def waiting_since(self, call_id: str, group: str) -> float | None:
+        """When the caller joined (its place); None: it does not wait here."""
+        async with self._lock:
+            waiter = self._waiters.get((call_id, group))
+            return waiter.joined if waiter is not None else None
+
+    async def hand_over(
+        self,
+        call_id: str,
+        group: str,
+        on_offer: Callable[[str], None],
+        on_left: Callable[[str], None],
+    ) -> float | None:
+        """Someone else takes over a waiting caller's place (a callback): from now on
+        offers and the end go to these callbacks. The place's join time; None: the
+        caller does not wait here (any more)."""
+        async with self._lock:
+            waiter = self._waiters.get((call_id, group))
+            if waiter is None:
+                return None
+            waiter.on_offer, waiter.on_left = on_offer, on_left
+            return waiter.joined
 
     async def back(self, call_id: str, group: str, extension: str) -> None:
         """The offer to ``extension`` did not become a call: the caller keeps its place

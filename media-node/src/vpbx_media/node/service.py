@@ -37,6 +37,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from vpbx_common.agents import AgentStateStore
+from vpbx_common.callbacks import CallbackStore
 from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
 from vpbx_common.commands import CommandReply, NodeCommand, Originate, ReplyStatus, Transfer
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
@@ -66,6 +67,7 @@ from ..sip.transaction import ServerTransaction, TransactionLayer, TransactionUs
 from ..sip.transport import Address, Flow
 from ..sip.uri import SipUri
 from .bindings import BindingStore
+from .callbacks import QueueCallbacks
 from .calllimit import TenantCallLimit
 from .calls.call import Call
 from .calls.facts import CallFacts, NodeRef
@@ -216,6 +218,9 @@ class NodeService:
         self._originators: dict[str, Call] = {}
         self._parked: dict[str, Call] = {}  # park slot -> the call waiting there
         self.originator = Originator(self)
+        self.callbacks = QueueCallbacks(
+            CallbackStore(redis_client), self.queues, self.originator, config, self._spawn
+        )
         self.commands = CommandListener(
             redis_client, identity.tenant, identity.city, identity.node_name, self, self._spawn
         )
@@ -779,6 +784,7 @@ class NodeService:
         self.scheduler.start()
         self.rooms.start()
         self.queues.start()
+        self.callbacks.start()
         self.trunks.start(self.config())
         self.trunk_sources.start(self.config().trunks)
         self._spawn(self._touch_journal())
@@ -800,6 +806,12 @@ class NodeService:
                     for call in self.calls.values()
                     if call.facts.answered_by
                 ]
+                # Whoever placed a call (click-to-call, a queue callback) is on it too.
+                talking += [
+                    (call.facts.caller, call.call_id)
+                    for call in self.calls.values()
+                    if isinstance(call.caller, OriginatorLeg)
+                ]
                 try:
                     await self.agents.calls_go_on(self.tenant, talking)
                 except redis.RedisError as exc:
@@ -816,6 +828,7 @@ class NodeService:
         # First, while the transport still runs: the trunks unregister (bounded wait).
         await self.trunks.stop()
         await self.trunk_sources.stop()
+        await self.callbacks.stop()
         await self.queues.stop()
         self.rooms.stop()
         self.scheduler.stop()

@@ -146,6 +146,16 @@ ORDER BY (tenant, call_id)""",
         # Rows written before this migration read '' (not recorded) from the default.
         statements=(AddColumn(CDR_TABLE, "recording", "String DEFAULT ''"),),
     ),
+    Migration(
+        version=5,
+        name="end reason callback",
+        statements=(
+            f"""ALTER TABLE {CDR_TABLE} MODIFY COLUMN end_reason Enum8(
+    'completed' = 1, 'cancelled' = 2, 'no-answer' = 3, 'busy' = 4, 'unavailable' = 5,
+    'rejected' = 6, 'failed' = 7, 'node-lost' = 8, 'voicemail' = 9, 'no-capacity' = 10,
+    'callback' = 11)""",
+        ),
+    ),
 )
 
 # Bit above any plausible epoch-ms value (2**56 ms is two million years).

@@ -35,6 +35,9 @@ class EndReason(StrEnum):
     # The node had no room for the call's media (its RTP port range was in use): the
     # caller got 503 + Retry-After before anything rang. A capacity signal, not a bug.
     NO_CAPACITY = "no-capacity"
+    # A queued caller asked to be called back and hung up: their place waits for them
+    # (the callback's own calls are outbound CDRs whose route names it).
+    CALLBACK = "callback"
 
 
 class HangupBy(StrEnum):
@@ -55,6 +58,7 @@ UNANSWERED_REASONS = frozenset(
         EndReason.REJECTED,
         EndReason.VOICEMAIL,
         EndReason.NO_CAPACITY,
+        EndReason.CALLBACK,
     }
 )
 

@@ -317,6 +317,11 @@ class _Resolver:
                 announce_every_s=int(document.get("announce_every_s") or 30),
                 exit_digit=str(document["exit_digit"]) if document.get("exit_digit") else None,
                 max_length=int(document["max_length"]) if document.get("max_length") else None,
+                callback_digit=str(document["callback_digit"])
+                if document.get("callback_digit")
+                else None,
+                callback_attempts=int(document.get("callback_attempts") or 3),
+                callback_retry_s=int(document.get("callback_retry_s") or 120),
                 music=_prompt(music)
                 if isinstance(music := document.get("music"), Mapping)
                 else None,

@@ -72,6 +72,11 @@ class QueueStep(ConfigModel):
     announce_every_s: int = 30
     exit_digit: str | None = None  # 0-9, *, #: the caller leaves for the next step
     max_length: int | None = None  # a caller finding this many waiting goes on at once
+    # 0-9, *, #: an outside caller asks to be called back, keeping their place, and may
+    # hang up; the agent whose turn it is rings first, then the caller (node/callbacks.py).
+    callback_digit: str | None = None
+    callback_attempts: int = 3  # calls to the caller before the callback is given up
+    callback_retry_s: int = 120  # between two of them
     # What the caller hears while waiting, looped; None: the platform's music on hold.
     music: Prompt | None = None
 

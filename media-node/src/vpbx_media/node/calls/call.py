@@ -77,6 +77,8 @@ from ..routing import (
     Answer,
     AskQueueStatus,
     BackToQueue,
+    BookCallback,
+    CallbackBooked,
     CallContext,
     CallerHungUp,
     CallRouter,
@@ -233,6 +235,7 @@ class Call:
         self._answers: dict[str, bytes] = {}  # leg Call-ID -> the SDP of its 200 OK
         self._caller_answered = False  # by the node (IVR, queue) or by a person
         self._queued: str | None = None  # the group whose queue the caller waits in
+        self._callback_booked = False  # the caller's place became a queue callback
         self._queue_answered = False  # the wait ended by an answer (Connect follows)
         self._voicemail: VoicemailTaker | None = None
         self._recording: Recording | None = None  # of the connected conversation
@@ -404,6 +407,8 @@ class Call:
             self._queue_answered = action.reason == "answered"
             if not self._queue_answered:
                 self._leave_queue()
+        elif isinstance(action, BookCallback):
+            later.append(await self._book_callback(action))
         elif isinstance(action, RecordVoicemail):
             self._take_voicemail(action)
         elif isinstance(action, JoinConference):
@@ -685,6 +690,18 @@ class Call:
         self._queued = action.group
         self._log(logging.INFO, "queued in %s at position %d", action.group, position)
 
+    async def _book_callback(self, action: BookCallback) -> CallbackBooked:
+        """The caller's place becomes a callback (node/callbacks.py); the call may end."""
+        booked = await self.host.callbacks.book(
+            self.facts, action.group, action.attempts, action.retry_s
+        )
+        if isinstance(booked, str):
+            self._log(logging.WARNING, "callback not booked: %s", booked)
+            return CallbackBooked(False, booked)
+        self._queued = None  # the place is the callback's: the call's end leaves it be
+        self._callback_booked = True
+        return CallbackBooked(True, f"callback {booked.id}, place {booked.position or '?'}")
+
     async def _queue_status(self, group: str) -> None:
         """The caller's place and expected wait, for the router's announcement."""
         try:
@@ -760,7 +777,9 @@ class Call:
             if not self.caller.is_final:
                 self._reject(487, EndReason.CANCELLED)
             else:
-                self.facts.end_reason = EndReason.CANCELLED
+                # Hanging up during the confirmation leaves the callback booked all the same.
+                booked = self._callback_booked
+                self.facts.end_reason = EndReason.CALLBACK if booked else EndReason.CANCELLED
                 self._set_state(CallState.ENDED)
         elif result is RouteResult.HUNG_UP and self.state is CallState.ROUTING:
             self._set_state(CallState.ENDED)

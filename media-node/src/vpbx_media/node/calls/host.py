@@ -27,6 +27,7 @@ from ..recordings import RecordingService
 from ..routing import AgentSnapshot, DecisionFailed, DecisionReply
 
 if TYPE_CHECKING:
+    from ..callbacks import QueueCallbacks
     from .call import Call
 
 
@@ -54,6 +55,11 @@ class CallHost(Protocol):
     @property
     def queues(self) -> QueueDispatcher:
         """The tenant's group queues, shared with its nodes in every city."""
+        ...
+
+    @property
+    def callbacks(self) -> QueueCallbacks:
+        """Queue callbacks this node holds (a caller's place kept after they hung up)."""
         ...
 
     @property

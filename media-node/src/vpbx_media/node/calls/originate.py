@@ -1,4 +1,4 @@
-"""Calls the node places itself: click-to-call (``POST /v1/calls``).
+"""Calls the node places itself: click-to-call (``POST /v1/calls``) and queue callbacks.
 
 The user's devices ring first, each offered media at the call's relay and shown
 the number about to be called. When one answers, it becomes the call's first
@@ -11,7 +11,10 @@ carrier's early media, and the CDR says outbound, placed by the user.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vpbx_common.cdr import Direction, EndReason, HangupBy, RouteStep, now_ms
@@ -69,21 +72,88 @@ def _unanswered(statuses: list[int | None]) -> EndReason:
     return EndReason.NO_ANSWER
 
 
+class PlacementOutcome(enum.StrEnum):
+    REFUSED = "refused"  # the tenant's policy or caps, or not a number: nothing rang
+    UNREACHABLE = "unreachable"  # the user has no registered phone: nothing rang
+    UNANSWERED = "unanswered"  # the user's phones rang, nobody took it
+    PLACED = "placed"  # the user answered; the call out ran (``facts`` says how)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A call the node places: ring ``extension``'s phones, then call ``to``."""
+
+    extension: str
+    to: str  # any form the outbound rules read (normalised with the tenant's country)
+    caller_id: str | None  # the number shown to ``to``; None: chosen the usual way
+    first_step: RouteStep  # how the call came about, first on its route
+    ring_s: float = DEVICE_RING_S
+    # Called the moment the user answers (before ``to`` rings).
+    on_user_answered: Callable[[str], None] | None = None  # the call id
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementResult:
+    outcome: PlacementOutcome
+    call_id: str = ""
+    detail: str = ""
+    facts: CallFacts | None = None  # the finished call (PLACED, UNANSWERED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    placement: Placement
+    facts: CallFacts
+    outbound: OutboundCall
+    devices: list[DeviceTarget]
+
+
 class Originator:
-    """Places the calls the control API asks a node for."""
+    """Places calls: those the control API asks a node for, and queue callbacks."""
 
     def __init__(self, service: NodeService) -> None:
         self.service = service
 
     async def originate(self, command: NodeCommand, body: Originate) -> CommandReply:
+        placement = Placement(
+            extension=body.extension,
+            to=body.to,
+            caller_id=body.caller_id,
+            first_step=RouteStep(
+                after_s=0.0,
+                subject="click-to-call",
+                outcome="answered",
+                member=body.extension,
+                detail=f"placed through the API by user {command.by_user or '-'}",
+            ),
+        )
+        ready = await self.prepare(placement)
+        if isinstance(ready, PlacementResult):
+            return CommandReply(
+                status=ReplyStatus.REFUSED, call_id=ready.call_id or None, detail=ready.detail
+            )
+        self.service.spawn(self._run_detached(ready))
+        return CommandReply(status=ReplyStatus.ACCEPTED, call_id=ready.facts.call_id)
+
+    async def place(self, placement: Placement) -> PlacementResult:
+        """Place the call and follow it to its end."""
+        ready = await self.prepare(placement)
+        if isinstance(ready, PlacementResult):
+            return ready
+        return await self._run(ready)
+
+    async def prepare(self, placement: Placement) -> _Ready | PlacementResult:
+        """Everything checked before anything rings: the policy, the caps (a place taken),
+        the caller ID, the user's phones."""
         service = self.service
         config = service.config()
-        user = config.user(body.extension)
+        refused = PlacementOutcome.REFUSED
+        user = config.user(placement.extension)
         if user is None:
-            return CommandReply(status=ReplyStatus.REFUSED, detail="no such extension")
-        number = service.outbound.destination(body.to, config)
+            return PlacementResult(refused, detail="no such extension")
+        number = service.outbound.destination(placement.to, config)
         if number is None:
-            return CommandReply(status=ReplyStatus.REFUSED, detail="not a phone number")
+            return PlacementResult(refused, detail="not a phone number")
         call_id = new_call_id(service.sip_address.host)
         facts = CallFacts(
             call_id=call_id,
@@ -91,11 +161,11 @@ class Originator:
             direction=Direction.OUTBOUND,
             number=number,
             label="",
-            caller=body.extension,
+            caller=placement.extension,
             caller_display=user.name,
         )
         refusal = service.outbound.policy_refusal(number, config)
-        caller_id = service.outbound.caller_id(config, user, number, body.caller_id)
+        caller_id = service.outbound.caller_id(config, user, number, placement.caller_id)
         if refusal is None and caller_id is None:
             refusal = OutboundRefusal.NO_CALLER_ID
         if refusal is None:
@@ -105,26 +175,23 @@ class Originator:
         if refusal is not None or caller_id is None:
             refusal = refusal or OutboundRefusal.NO_CALLER_ID
             service.record_refusal(facts, refusal)
-            return CommandReply(status=ReplyStatus.REFUSED, call_id=call_id, detail=str(refusal))
+            return PlacementResult(refused, call_id, str(refusal))
         assert not isinstance(admission, OutboundRefusal)
-        devices = await service.devices(body.extension)
+        devices = await service.devices(placement.extension)
         if not devices:
             service.release_outbound(call_id, 0.0)
-            return CommandReply(
-                status=ReplyStatus.REFUSED, detail="the user has no registered phone"
+            return PlacementResult(
+                PlacementOutcome.UNREACHABLE, detail="the user has no registered phone"
             )
         outbound = OutboundCall(number, caller_id, False, admission.max_talk_s)
-        service.spawn(self._run(command, facts, outbound, devices))
-        return CommandReply(status=ReplyStatus.ACCEPTED, call_id=call_id)
+        return _Ready(placement, facts, outbound, devices)
 
-    async def _run(
-        self,
-        command: NodeCommand,
-        facts: CallFacts,
-        outbound: OutboundCall,
-        devices: list[DeviceTarget],
-    ) -> None:
+    async def _run_detached(self, ready: _Ready) -> None:
+        await self._run(ready)
+
+    async def _run(self, ready: _Ready) -> PlacementResult:
         service = self.service
+        facts, outbound, placement = ready.facts, ready.outbound, ready.placement
         relay = await service.open_relay(facts.call_id)
         origin = SdpOriginator(service.media_address)
         offer = node_offer(relay, origin)
@@ -140,12 +207,12 @@ class Originator:
                 caller=Caller(outbound.number, outbound.number, ""),
                 sdp=offer,
             )
-            for device in devices
+            for device in ready.devices
         ]
         for leg in legs:
             leg.start(service.layer, events.put_nowait)
         service.publish_facts(facts, CallEventType.RINGING)
-        winner, answer = await self._first_answer(legs, events)
+        winner, answer = await self._first_answer(legs, events, placement.ring_s)
         if winner is None or answer is None:
             await relay.stop()
             service.release_outbound(facts.call_id, 0.0)
@@ -153,10 +220,14 @@ class Originator:
             facts.hangup_by = HangupBy.SYSTEM
             facts.end_ms = now_ms()
             service.finish_facts(facts)
-            return
+            return PlacementResult(PlacementOutcome.UNANSWERED, facts.call_id, facts=facts)
         dialog = Dialog.as_uac(winner.request, answer.response)
         winner.dialog = dialog
         winner.send_ack(service.layer, answer.response.cseq.seq)
+        # The user is on a call from now on: no queue offers them another.
+        service.agent_talking(placement.extension, facts.call_id)
+        if placement.on_user_answered is not None:
+            placement.on_user_answered(facts.call_id)
         originator = OriginatorLeg(
             facts.call_id, winner.request, dialog, answer.response.body, service.layer
         )
@@ -168,24 +239,20 @@ class Originator:
             outbound=outbound,
             relay=relay,
             caller_origin=origin,
-            first_steps=[
-                RouteStep(
-                    after_s=0.0,
-                    subject="click-to-call",
-                    outcome="answered",
-                    member=facts.caller,
-                    detail=f"placed through the API by user {command.by_user or '-'}",
-                )
-            ],
+            first_steps=[placement.first_step],
         )
-        await service.run_originated(call, originator.device_call_id)
+        try:
+            await service.run_originated(call, originator.device_call_id)
+        finally:
+            service.agent_free(placement.extension, facts.call_id)
+        return PlacementResult(PlacementOutcome.PLACED, facts.call_id, facts=call.facts)
 
     async def _first_answer(
-        self, legs: list[SipUacLeg], events: asyncio.Queue[LegEvent]
+        self, legs: list[SipUacLeg], events: asyncio.Queue[LegEvent], ring_s: float
     ) -> tuple[SipUacLeg | None, Answered | None]:
         """The device that answered first (the others are cancelled), or None."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEVICE_RING_S
+        deadline = loop.time() + ring_s
         while True:
             if all(leg.final_status is not None for leg in legs):
                 return None, None

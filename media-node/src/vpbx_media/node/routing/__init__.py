@@ -19,6 +19,7 @@ from .actions import (
     Answer,
     AskQueueStatus,
     BackToQueue,
+    BookCallback,
     CollectDigits,
     Connect,
     Done,
@@ -48,6 +49,7 @@ from .decision import (
     parse_decision,
 )
 from .events import (
+    CallbackBooked,
     CallerHungUp,
     DecisionFailed,
     DecisionReply,
@@ -78,8 +80,10 @@ __all__ = [
     "AskQueueStatus",
     "Availability",
     "BackToQueue",
+    "BookCallback",
     "CallContext",
     "CallRouter",
+    "CallbackBooked",
     "CallerHungUp",
     "CollectDigits",
     "Connect",

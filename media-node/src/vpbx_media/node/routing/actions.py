@@ -44,8 +44,9 @@ class QueueAnnouncement:
     """
 
     language: str
-    position: int
+    position: int | None  # None: the place is not said (only the callback offer)
     wait_minutes: int
+    callback_key: str | None = None  # the key that books a callback, offered at the end
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ class Play:
     """Play to the caller, replacing whatever plays now; ``PromptFinished`` when it ends
     (never for a loop)."""
 
-    sound: Prompt | Sound | QueueAnnouncement
+    sound: Prompt | Sound | QueueAnnouncement | SpokenPhrase
     loop: bool = False
 
 
@@ -132,6 +133,17 @@ class JoinQueue:
     announce_position: bool = False
     # Refuse (``QueueLeft``) when this many callers wait already; None: no limit.
     max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookCallback:
+    """The caller asked to be called back: their place in the group's queue becomes a
+    callback (``node/callbacks.py``) and survives their hanging up. Answered with
+    ``CallbackBooked``."""
+
+    group: str
+    attempts: int
+    retry_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +245,7 @@ Action = (
     | AskQueueStatus
     | BackToQueue
     | LeaveQueue
+    | BookCallback
     | RecordVoicemail
     | RequestDecision
     | RememberLastMember

@@ -7,7 +7,7 @@ import logging
 
 from vpbx_common.nodeconfig import NodeConfig, Prompt
 
-from .actions import Play, QueueAnnouncement, Sound, StopPlayback
+from .actions import Play, QueueAnnouncement, Sound, SpokenPhrase, StopPlayback
 from .agents import AgentSnapshot, Availability
 from .context import CallContext
 from .trace import Output
@@ -55,7 +55,9 @@ class RouterEnv:
             level, "call=%s tenant=%s " + message, self.call.call_id, self.call.tenant, *args
         )
 
-    def play(self, sound: Prompt | Sound | QueueAnnouncement, *, loop: bool = False) -> None:
+    def play(
+        self, sound: Prompt | Sound | QueueAnnouncement | SpokenPhrase, *, loop: bool = False
+    ) -> None:
         self.out.act(Play(sound, loop))
         self.playing = True
 

@@ -77,6 +77,14 @@ class QueueStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackBooked:
+    """What became of ``BookCallback``: booked, or why not (the caller keeps waiting)."""
+
+    booked: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class VoicemailFinished:
     kept: bool = True  # False: nobody spoke, no message was stored
 
@@ -97,6 +105,7 @@ Event = (
     | QueueOffer
     | QueueLeft
     | QueueStatus
+    | CallbackBooked
     | VoicemailFinished
     | CallerHungUp
 )

@@ -22,6 +22,15 @@ an offer (or was cut) is made as soon as the caller waits again.
 ``exit_digit``: the caller's digits are collected only when one is set; that
 digit leaves the queue (an offer ringing is stopped) and the plan goes on.
 ``max_length`` travels with ``JoinQueue``; a full queue answers ``QueueLeft``.
+
+``callback_digit`` (outside callers with a number only): every announcement ends
+with the offer ("to be called back without losing your place, press 1"; with no
+``announce_position`` the announcement is only the offer). The key stops an offer
+ringing and asks the executor to turn the caller's place into a callback
+(``BookCallback``); once it is booked (``CallbackBooked``) the caller hears a
+confirmation and the node hangs up, the CDR's end reason ``callback``. A caller
+who hangs up during the confirmation leaves their callback behind all the same.
+Not booked (Redis unreachable): a note, and the caller waits on as before.
 """
 
 from __future__ import annotations
@@ -29,17 +38,21 @@ from __future__ import annotations
 import enum
 import math
 
+from vpbx_common import speech
+from vpbx_common.cdr import Direction
 from vpbx_common.nodeconfig import GroupEntry, Prompt
 from vpbx_common.nodeconfig.steps import QueueStep
 
 from .actions import (
     AskQueueStatus,
     BackToQueue,
+    BookCallback,
     CollectDigits,
     JoinQueue,
     LeaveQueue,
     QueueAnnouncement,
     Sound,
+    SpokenPhrase,
 )
 from .env import RouterEnv
 from .events import MemberFailure
@@ -74,6 +87,9 @@ class QueueState(enum.Enum):
     WAITING = "waiting"
     OFFERING = "offering"  # an agent rings for this caller
     CONNECTED = "connected"
+    BOOKING = "booking"  # the caller pressed the callback key: BookCallback is out
+    CONFIRMING = "confirming"  # booked: the caller hears so before the node hangs up
+    CALLBACK = "callback"  # the place is the callback's now; the call ends
     LEFT = "left"  # the wait is over; ``left_because`` says why
 
 
@@ -84,6 +100,12 @@ class QueueSession:
         self.announce_position = step.announce_position
         self.announce_every_s = float(max(1, step.announce_every_s))
         self.exit_digit = step.exit_digit
+        call = env.call
+        # Only a caller with a number can be called back.
+        callable_back = call.direction is Direction.INBOUND and call.caller.startswith("+")
+        self.callback_digit = step.callback_digit if callable_back else None
+        self.callback_attempts = step.callback_attempts
+        self.callback_retry_s = step.callback_retry_s
         self.max_length = step.max_length
         self.music: Prompt | Sound = step.music if step.music is not None else Sound.MUSIC_ON_HOLD
         self.subject = subject
@@ -107,10 +129,16 @@ class QueueSession:
             return self._expires
         if self.state is QueueState.OFFERING and self._offer is not None:
             return self._offer.deadline
+        if self.state in (QueueState.BOOKING, QueueState.CONFIRMING):
+            return self._guard
         return None
 
+    @property
+    def _announces(self) -> bool:
+        return self.announce_position or self.callback_digit is not None
+
     def start(self, now: float) -> None:
-        if self.exit_digit is not None:
+        if self.exit_digit is not None or self.callback_digit is not None:
             self.env.out.act(CollectDigits(max_digits=1))
         self._play_music()
         self.env.out.act(
@@ -119,38 +147,77 @@ class QueueSession:
         self.env.out.note(now, self.subject, Outcome.QUEUED, detail="joined")
         self.state = QueueState.WAITING
         self._expires = now + self.max_wait_s
-        if self.announce_position:
+        if self._announces:
             self._ask(now)
 
     def on_status(self, position: int | None, expected_wait_s: float | None, now: float) -> None:
         if self.state is not QueueState.WAITING or self._announcing is not _Announcing.ASKING:
             return  # a late answer: an offer came, or the caller left
-        if position is None or position > MAX_SPOKEN_NUMBER:
-            why = "place unknown" if position is None else f"place {position}: beyond words"
-            self.env.out.note(now, self.subject, Outcome.PROMPTED, detail=f"no announcement, {why}")
-            self._announced(now)
-            return
+        said: int | None = None
+        if self.announce_position:
+            if position is None or position > MAX_SPOKEN_NUMBER:
+                why = "place unknown" if position is None else f"place {position}: beyond words"
+                if self.callback_digit is None:
+                    self.env.out.note(
+                        now, self.subject, Outcome.PROMPTED, detail=f"no announcement, {why}"
+                    )
+                    self._announced(now)
+                    return
+            else:
+                said = position
         minutes = wait_minutes(expected_wait_s)
-        self.env.play(QueueAnnouncement(self.env.config.language, position, minutes))
+        language = self.env.config.language
+        self.env.play(QueueAnnouncement(language, said, minutes, self.callback_digit))
         self._announcing = _Announcing.PLAYING
         self._guard = now + ANNOUNCEMENT_GUARD_S
-        wait = f"about {minutes} min" if minutes else "under a minute"
+        parts = []
+        if said is not None:
+            parts.append(
+                f"place {said}, " + (f"about {minutes} min" if minutes else "under a minute")
+            )
+        if self.callback_digit is not None:
+            parts.append(f"callback on {self.callback_digit}")
         self.env.out.note(
-            now, self.subject, Outcome.PROMPTED, detail=f"announced place {position}, {wait}"
+            now, self.subject, Outcome.PROMPTED, detail="announced " + "; ".join(parts)
         )
 
     def on_prompt_finished(self, now: float) -> None:
         if self.state is QueueState.WAITING and self._announcing is _Announcing.PLAYING:
             self._play_music()
             self._announced(now)
+        elif self.state is QueueState.CONFIRMING:
+            self.state = QueueState.CALLBACK
 
     def on_digit(self, digit: str, now: float) -> None:
-        if digit != self.exit_digit or self.state not in (QueueState.WAITING, QueueState.OFFERING):
+        if self.state not in (QueueState.WAITING, QueueState.OFFERING):
+            return
+        if digit == self.callback_digit:
+            self._book_callback(digit, now)
+            return
+        if digit != self.exit_digit:
             return
         if self.state is QueueState.OFFERING and self._offer is not None:
             self._offer.stop(now, f"caller pressed {digit}")
             self._offer = None
         self._leave(now, f"caller pressed {digit}")
+
+    def on_callback_booked(self, booked: bool, detail: str, now: float) -> None:
+        if self.state is not QueueState.BOOKING:
+            return
+        if not booked:
+            self.env.out.note(
+                now, self.subject, Outcome.QUEUED, detail=f"callback not booked: {detail}"
+            )
+            self.state = QueueState.WAITING
+            self._play_music()
+            self._announce_at = now + self.announce_every_s
+            if now >= self._expires:
+                self._leave(now, f"waited {self.max_wait_s} s")
+            return
+        self.env.out.note(now, self.subject, Outcome.QUEUED, detail=f"callback booked: {detail}")
+        self.env.play(SpokenPhrase(self.env.config.language, speech.CALLBACK_BOOKED))
+        self.state = QueueState.CONFIRMING
+        self._guard = now + ANNOUNCEMENT_GUARD_S
 
     def on_offer(self, extension: str, now: float) -> None:
         if self.state is not QueueState.WAITING:
@@ -188,7 +255,11 @@ class QueueSession:
             self._after_offer(now)
 
     def on_timer(self, now: float) -> None:
-        if self.state is QueueState.OFFERING and self._offer is not None:
+        if self.state is QueueState.BOOKING and now >= self._guard:
+            self.on_callback_booked(False, "no answer from the executor", now)
+        elif self.state is QueueState.CONFIRMING and now >= self._guard:
+            self.state = QueueState.CALLBACK
+        elif self.state is QueueState.OFFERING and self._offer is not None:
             self._offer.on_timer(now)
             self._after_offer(now)
         elif self.state is QueueState.WAITING:
@@ -234,6 +305,22 @@ class QueueSession:
         self.state = QueueState.WAITING
         if now >= self._expires:
             self._leave(now, f"waited {self.max_wait_s} s")
+
+    def _book_callback(self, digit: str, now: float) -> None:
+        if self.state is QueueState.OFFERING and self._offer is not None:
+            offer, self._offer = self._offer, None
+            offer.stop(now, f"caller pressed {digit} for a callback")
+            extension = offer.spec.members[0]
+            self.env.out.act(BackToQueue(self.group.name, extension, "caller asked for a callback"))
+        self._announcing = None
+        self._announce_at = None
+        self.env.stop_playback()
+        self.env.out.act(
+            BookCallback(self.group.name, self.callback_attempts, self.callback_retry_s)
+        )
+        self.env.out.note(now, self.subject, Outcome.QUEUED, detail=f"caller pressed {digit}")
+        self.state = QueueState.BOOKING
+        self._guard = now + STATUS_GUARD_S
 
     def _play_music(self) -> None:
         self.env.play(self.music, loop=True)

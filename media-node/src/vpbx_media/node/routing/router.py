@@ -78,6 +78,7 @@ from .decision import (
 )
 from .env import RouterEnv
 from .events import (
+    CallbackBooked,
     CallerHungUp,
     DecisionFailed,
     DecisionReply,
@@ -330,6 +331,9 @@ class CallRouter:
             case QueueStatus(position=position, expected_wait_s=expected_wait_s):
                 if isinstance(session, QueueSession):
                     session.on_status(position, expected_wait_s, now)
+            case CallbackBooked(booked=booked, detail=detail):
+                if isinstance(session, QueueSession):
+                    session.on_callback_booked(booked, detail, now)
             case VoicemailFinished(kept=kept):
                 if isinstance(session, VoicemailSession):
                     session.on_finished(now, kept)
@@ -368,6 +372,9 @@ class CallRouter:
                 elif session.state is QueueState.LEFT:
                     self._session = None
                     self._next = _ContinuePlan()
+                elif session.state is QueueState.CALLBACK:
+                    hangup = Hangup(200, EndReason.CALLBACK, "callback booked", True)
+                    self._finish_with(hangup, now, session.subject)
             case IvrSession():
                 if session.state is IvrState.ENDED and session.choice is not None:
                     self._session = None
