@@ -15,14 +15,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from tests.services.sippeers import HOST, Dialler, Phone, Trunk
+from tests.services.sippeers import HOST, Dialler, Phone, Trunk, shown_number
 
 from vpbx_common.commands import NodeCommand, Originate, ReplyStatus, send_command
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_media.sip.digest import DigestAuthenticator, DigestCredentials, NonceService
-from vpbx_media.sip.headers import NameAddr
-from vpbx_media.sip.message import SipRequest
-from vpbx_media.sip.uri import SipUri
 
 PASSWORD = "secret-password-101"
 MOSCOW, NOVOSIBIRSK, YEKATERINBURG = "+74950000001", "+73832000001", "+73432000001"
@@ -70,14 +67,6 @@ def outbound_config(
             "outbound": outbound or {},
         }
     ).with_version()
-
-
-def shown_number(invite: SipRequest, header: str) -> str | None:
-    value = invite.headers.get(header)
-    if value is None:
-        return None
-    uri = NameAddr.parse(value).uri
-    return uri.user if isinstance(uri, SipUri) else None
 
 
 async def test_a_local_form_goes_out_as_e164_showing_the_callees_region_number(

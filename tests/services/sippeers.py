@@ -43,10 +43,11 @@ from vpbx_media.sip.digest import (
     build_credentials,
     preferred_challenge,
 )
-from vpbx_media.sip.headers import Via
+from vpbx_media.sip.headers import NameAddr, Via
 from vpbx_media.sip.message import SipMessage, SipRequest, SipResponse, parse_message
 from vpbx_media.sip.transaction import Timers, TransactionLayer
 from vpbx_media.sip.transport import SipTransport
+from vpbx_media.sip.uri import SipUri
 
 HOST = "127.0.0.1"
 NUMBER = "+74950000001"
@@ -322,6 +323,15 @@ def response_text(
         f"Call-ID: {request.call_id}\r\nCSeq: {request.headers.get('CSeq')}\r\n"
         f"{extra}{content}Content-Length: {len(body)}\r\n\r\n"
     ) + body.decode()
+
+
+def shown_number(message: SipRequest, header: str) -> str | None:
+    """The number in a From, To or P-Asserted-Identity header (a SIP URI's user)."""
+    value = message.headers.get(header)
+    if value is None:
+        return None
+    uri = NameAddr.parse(value).uri
+    return uri.user if isinstance(uri, SipUri) else None
 
 
 class Carrier(Peer):

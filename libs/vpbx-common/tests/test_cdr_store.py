@@ -385,7 +385,7 @@ def test_migrate_is_idempotent(store: CdrStore) -> None:
     # The fixture already migrated once.
     assert store.migrate() == []
     assert store.migrate() == []
-    assert store.applied_migrations() == [1, 2, 3, 4]
+    assert store.applied_migrations() == [1, 2, 3, 4, 5]
     store.insert([make_record("after-migrate")])
     assert store.count() == 1
 
@@ -394,10 +394,16 @@ def test_first_migrate_applies_every_version(chdb_path: Path, clickhouse_databas
     for url in (clickhouse_database_url, None):
         fresh = open_cdr_store(url, chdb_path)
         try:
-            assert fresh.migrate() == [1, 2, 3, 4]
+            assert fresh.migrate() == [1, 2, 3, 4, 5]
             assert fresh.migrate() == []
         finally:
             fresh.close()
+
+
+def test_a_callback_booked_from_the_queue_is_its_own_end_reason(store: CdrStore) -> None:
+    booked = make_record("callback-1", answered=False, end_reason=EndReason.CALLBACK)
+    store.insert([booked])
+    assert store.get("callback-1") == booked
 
 
 def test_routes_round_trip_through_the_store(store: CdrStore) -> None:
@@ -455,7 +461,7 @@ def test_rows_written_before_the_route_column_read_back_without_a_route(
     assert empty_store.migrate(up_to=1) == [1]
     old = make_record("before-v2")
     _insert_v1_row(empty_store, old)
-    assert empty_store.migrate() == [2, 3, 4]
+    assert empty_store.migrate() == [2, 3, 4, 5]
     assert empty_store.get("before-v2") == old
     assert empty_store.get("before-v2").route == ()  # type: ignore[union-attr]
     assert empty_store.get("before-v2").recording == ""  # type: ignore[union-attr]
@@ -474,7 +480,7 @@ def test_migration_two_applied_twice_is_harmless(empty_store: CdrStore) -> None:
         run_migration(conn, MIGRATIONS[1])
         run_migration(conn, MIGRATIONS[1])
     assert empty_store.applied_migrations() == [1]
-    assert empty_store.migrate() == [2, 3, 4]
+    assert empty_store.migrate() == [2, 3, 4, 5]
     with empty_store._connect() as conn:
         run_migration(conn, MIGRATIONS[1])
         columns = conn.execute(

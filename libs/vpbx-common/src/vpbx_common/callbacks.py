@@ -35,8 +35,8 @@ def _text(value: Any) -> str:
 
 class CallbackStatus(enum.StrEnum):
     WAITING = "waiting"  # keeps its place in the queue (or waits for the next attempt)
-    CALLING = "calling"  # an agent is rung, or the caller is being called
-    CONNECTED = "connected"  # the caller answered and talked with the agent (final)
+    CALLING = "calling"  # an agent is rung, then the caller is called (and talked to)
+    CONNECTED = "connected"  # the caller answered and talked with the agent (final, at the end)
     FAILED = "failed"  # attempts used up, refused by the outbound policy, expired (final)
     CANCELLED = "cancelled"  # through the API (final)
 

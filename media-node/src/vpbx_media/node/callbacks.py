@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHECK_S = 5.0
+CHECK_S = 1.0
 _STOPPED = "queue stopped"  # QueueDispatcher.stop's reason: the node goes, the place stays
 
 
