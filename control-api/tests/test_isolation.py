@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import wave
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from fastapi.routing import APIRoute
 from tests.services.control_api import ApiHarness
 
+from vpbx_common.callbacks import CallbackRecord, CallbackStore
 from vpbx_common.cdr import (
     CallRecord,
     Direction,
@@ -127,6 +129,7 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
     number = await _created(api, "/v1/numbers", {"city": "msk"}, admin)
     call_id = _acme_call(api)
     voicemail_id = await _acme_voicemail(api)
+    callback_id = await _acme_callback(api)
     return {
         "user_id": user["id"],
         "device_id": device["id"],
@@ -146,7 +149,30 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "trunk_password": "acme-trunk-password",
         "call_id": call_id,
         "voicemail_id": voicemail_id,
+        "callback_id": callback_id,
     }
+
+
+async def _acme_callback(api: ApiHarness) -> str:
+    """A waiting queue callback of acme, as its media node writes it."""
+    assert api.context.redis is not None
+    record = CallbackRecord(
+        id="a" * 32,
+        tenant="acme",
+        group="sales",
+        caller="+79130000001",
+        dialled="+74950000001",
+        label="",
+        call_id="acme-cb-1@carrier",
+        node="acme-msk-0",
+        booked_at=time.time(),
+        joined_at=time.time() - 30,
+        position=1,
+        max_attempts=3,
+        retry_s=120,
+    )
+    await CallbackStore(api.context.redis).save(record)
+    return record.id
 
 
 async def _acme_voicemail(api: ApiHarness) -> str:
@@ -270,6 +296,7 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
         ("prompt_id", "/v1/prompts/{prompt_id}"),
         ("trunk_id", "/v1/trunks/{trunk_id}"),
         ("room_id", "/v1/conference-rooms/{room_id}"),
+        ("callback_id", "/v1/callbacks/{callback_id}"),
     ):
         response = await api.client.get(path.format(**ids), headers=acme)
         assert response.status_code == 200, (name, response.text)

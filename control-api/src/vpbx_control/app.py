@@ -22,6 +22,7 @@ from .auth.passwords import Passwords
 from .auth.ratelimit import LoginLimiter, MemoryFailureCounter, RedisFailureCounter
 from .auth.router import router as auth_router
 from .auth.tokens import TokenSigner
+from .callbacks.router import router as callbacks_router
 from .calls.router import router as calls_router
 from .calls.store import CdrReader
 from .conferences.router import router as conference_rooms_router
@@ -80,6 +81,7 @@ ROUTERS = (
     feature_codes_router,
     api_keys_router,
     calls_router,
+    callbacks_router,
     voicemails_router,
     platform_router,
     nodeconfig_router,

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from ..prompts.schemas import AudioOrTone
 from ..targets import E164, Target
@@ -157,7 +157,8 @@ class QueueStep(_Step):
     the caller presses ``exit_digit``, or at once when ``max_length`` callers wait
     already. With ``announce_position`` the caller hears their place and the
     expected wait on joining and every ``announce_every_s`` (never while a member's
-    phone rings for them), in the tenant's language."""
+    phone rings for them), in the tenant's language. With ``callback_digit`` the
+    caller may ask to be called back instead of waiting on the line."""
 
     type: Literal["queue"] = "queue"
     group_id: uuid.UUID
@@ -186,6 +187,24 @@ class QueueStep(_Step):
             "step at once; null: no limit"
         ),
     )
+    callback_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] | None = (
+        Field(
+            default=None,
+            description=(
+                "a key that books a callback: the caller keeps their place and may hang up "
+                "(after a spoken confirmation); when the place's turn comes a free member is "
+                "rung first, then the caller is called back from the number they dialled "
+                "(see `GET /v1/callbacks`). Offered to outside callers with a number only, "
+                "announced on joining and with every announcement; null: no callback"
+            ),
+        )
+    )
+    callback_attempts: int = Field(
+        default=3, ge=1, le=10, description="calls to the caller before the callback fails"
+    )
+    callback_retry_s: int = Field(
+        default=120, ge=30, le=3600, description="seconds between two calls to the caller"
+    )
     music: AudioOrTone | None = Field(
         default=None,
         description=(
@@ -194,6 +213,12 @@ class QueueStep(_Step):
             "e.g. from `POST /v1/prompts`) or a tone; null: the platform's music on hold"
         ),
     )
+
+    @model_validator(mode="after")
+    def _keys_differ(self) -> QueueStep:
+        if self.callback_digit is not None and self.callback_digit == self.exit_digit:
+            raise ValueError("callback_digit and exit_digit must be different keys")
+        return self
 
     def ends_call(self) -> bool:
         return False

@@ -1,0 +1,1 @@
+"""Queue callbacks: callers who asked to be called back, their places and outcomes."""
