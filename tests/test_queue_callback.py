@@ -150,6 +150,10 @@ def test_a_caller_called_back_keeps_their_place_and_talks_with_the_agent(
     assert int(waited["answer_ms"]) > int(callback["answer_ms"])  # the place was kept
 
     # They heard each other: the caller the agent's tone, the agent the caller's.
+    # baresip completes a recording's WAV header when it lets the file go: at the latest
+    # when it stops.
+    anna.stop()
+    first.stop()
     called_back = first.heard()[-1]
     agent_side = anna.heard()[0]
     caller_hears, _ = dominant_hz(called_back, 1.0, 1.0)
