@@ -725,7 +725,7 @@ class NodeService:
         call = self.calls.get(body.call_id)
         if call is None:
             return CommandReply(status=ReplyStatus.NOT_FOUND)
-        refused = await call.start_transfer(body.target, by=f"api:{command.by_user or '-'}")
+        refused = await call.transfers.start(body.target, by=f"api:{command.by_user or '-'}")
         if refused is not None:
             _status, reason = refused
             return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=reason)

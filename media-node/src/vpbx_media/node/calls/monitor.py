@@ -10,13 +10,19 @@ legs are bridged directly again.
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from ...media.g711 import Codec
 from ...media.mixer import Conference, Party
 from ...media.scheduler import PacedScheduler
 from ...rtp.relay import Leg, MediaRelay
-from ..legs.sip import SipUacLeg
+from ...sdp import SdpError, SdpOriginator, SessionDescription, negotiate, rewrite_for_relay
+from ...sip.message import SipRequest, make_response
+from ...sip.transaction import ServerTransaction
+from ..legs.sip import ALLOW_IN_CALL, SipUacLeg, send_bye
+from .host import CallHost
 
 
 class MonitorMode(enum.StrEnum):
@@ -71,3 +77,120 @@ class Monitor:
         call_relay.serve(Leg.B, None)
         self.relay.serve(Leg.A, None)
         await self.relay.stop()
+
+
+class MonitorLine(Protocol):
+    """What the monitoring room needs from its call (``Call`` is one)."""
+
+    call_id: str
+
+    @property
+    def host(self) -> CallHost: ...
+
+    @property
+    def relay(self) -> MediaRelay | None: ...
+
+    def log(self, level: int, message: str, *args: object) -> None: ...
+
+    def note_step(self, outcome: str, member: str, detail: str) -> None: ...
+
+    def route_here(self, leg_call_id: str) -> None:
+        """In-dialog requests of the leg with this SIP Call-ID come to this call."""
+        ...
+
+    def talking_codec(self) -> Codec:
+        """The codec the caller and the answering party talk in now."""
+        ...
+
+
+class Monitoring:
+    """The supervisor of one call, if any: joins them, hears their requests, lets them go."""
+
+    def __init__(self, line: MonitorLine) -> None:
+        self.line = line
+        self.active: Monitor | None = None
+
+    def owns(self, request: SipRequest) -> bool:
+        """``request`` comes on the supervisor's dialog."""
+        return self.active is not None and request.call_id == self.active.supervisor.call_id
+
+    async def take(
+        self,
+        request: SipRequest,
+        transaction: ServerTransaction,
+        person: str,
+        mode: MonitorMode,
+        *,
+        can_join: bool,
+    ) -> None:
+        """A supervisor's phone called in to listen, whisper or barge (``can_join``: the
+        call is connected, with nothing else going on)."""
+        line = self.line
+        if not can_join or self.active is not None:
+            transaction.respond(make_response(request, 486, "Call Cannot Be Monitored Now"))
+            return
+        assert line.relay is not None
+        host = line.host
+        relay = await host.open_relay(f"{line.call_id}/supervisor")
+        try:
+            offer = SessionDescription.parse(request.body)
+            chosen = negotiate(offer)
+            local = relay.local_endpoint(Leg.A)
+            body = str(
+                rewrite_for_relay(
+                    offer,
+                    local.ip,
+                    local.rtp_port,
+                    origin=SdpOriginator(host.media_address),
+                    rtcp_port=local.rtcp_port,
+                    keep_codecs=chosen.codec_names,
+                )
+            ).encode()
+        except SdpError as exc:
+            await relay.stop()
+            transaction.respond(make_response(request, exc.status_code, str(exc)[:80]))
+            return
+        relay.set_remote(Leg.A, *chosen.endpoint)
+        leg = SipUacLeg.answering(request, transaction, person, host.contact_uri, body)
+        line.route_here(leg.call_id)
+        self._join(mode, leg, relay, Codec.from_name(chosen.codec.name))
+
+    def _join(self, mode: MonitorMode, leg: SipUacLeg, relay: MediaRelay, codec: Codec) -> None:
+        line = self.line
+        assert line.relay is not None
+        talking = line.talking_codec()
+        self.active = Monitor.start(
+            mode,
+            line.relay,
+            (talking, talking, codec),
+            leg,
+            relay,
+            line.host.scheduler,
+            line.call_id,
+        )
+        line.note_step(str(mode), leg.extension, f"supervisor {leg.extension} {mode}s")
+        line.log(logging.INFO, "supervisor %s %ss", leg.extension, mode)
+
+    async def stop(self, *, hang_up: bool) -> None:
+        monitor, self.active = self.active, None
+        relay = self.line.relay
+        if monitor is None or relay is None:
+            return
+        await monitor.stop(relay)
+        if hang_up:
+            layer = self.line.host.layer
+            await send_bye(layer, monitor.supervisor.dialog, monitor.supervisor.flow)
+
+    async def on_request(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        """A request on the supervisor's dialog."""
+        monitor = self.active
+        assert monitor is not None
+        dialog = monitor.supervisor.dialog
+        if dialog is None or not dialog.accept_remote_request(request):
+            transaction.respond(make_response(request, 500))
+        elif request.method == "BYE":
+            transaction.respond(make_response(request, 200))
+            await self.stop(hang_up=False)
+            self.line.note_step("left", monitor.supervisor.extension, "the supervisor left")
+        else:
+            transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
