@@ -113,6 +113,7 @@ from .host import CallHost
 from .media import CallerMedia
 from .monitor import Monitoring, MonitorMode
 from .room import RoomLine, RoomVisit
+from .threeway import ThreeWay
 from .transfer import Transfers, member_failure
 from .voicemail import VoicemailEnd, VoicemailTaker
 
@@ -231,6 +232,7 @@ class Call:
         # The connected phase's rooms: each sees the call through a narrow Protocol.
         self.transfers = Transfers(self)
         self.monitoring = Monitoring(self)
+        self.threeway = ThreeWay(self)
 
     @property
     def transaction(self) -> ServerTransaction | None:
@@ -428,7 +430,7 @@ class Call:
         return leg
 
     async def _fork_trunk(
-        self, number: str, sdp: bytes | None = None
+        self, number: str, sdp: bytes | None = None, caller_id: str | None = None
     ) -> TrunkUacLeg | OutboundRefusal:
         """A leg to ``number`` through the tenant's trunks, or why it may not go.
 
@@ -450,7 +452,7 @@ class Call:
                 self.note_step("refused", number, f"call out refused: {refusal}")
                 self.host.count_refusal(refusal)
                 return refusal
-        identity = self._outbound_identity(number)
+        identity = OutboundIdentity(caller_id) if caller_id else self._outbound_identity(number)
         if identity is None or not config.trunks:
             self._log(logging.WARNING, "cannot call %s out: no trunk or no number to show", number)
             return OutboundRefusal.NO_TRUNK if not config.trunks else OutboundRefusal.NO_CALLER_ID
@@ -983,11 +985,7 @@ class Call:
     async def _take_call(self, take: _TakeCall) -> None:
         request, transaction = take.request, take.transaction
         if take.how in MonitorMode.__members__.values():
-            busy = self.transfers.pending is not None or self._held_by_callee
-            can_join = self.state is CallState.CONNECTED and self.winner is not None and not busy
-            await self.monitoring.take(
-                request, transaction, take.person, MonitorMode(take.how), can_join=can_join
-            )
+            await self.monitoring.take(request, transaction, take.person, MonitorMode(take.how))
             return
         parked = take.how == "retrieve" and self.parked_slot is not None
         ringing = take.how == "pickup" and self.state is CallState.ROUTING and self._ringing
@@ -1060,11 +1058,40 @@ class Call:
         self._log(logging.INFO, "parked on slot %s by %s", taken, by)
         return None
 
-    # --- what the rooms see (transfer.py, monitor.py: their *Line Protocols) ---------
+    # --- asked by the control API (vpbx_common.commands) ----------------------------
+
+    async def supervise(
+        self, mode: MonitorMode, extension: str, devices: list[DeviceTarget], by: str
+    ) -> tuple[int, str] | None:
+        """Ring a supervisor's ``devices`` to join in ``mode``; the SIP status and reason
+        why not, or None."""
+        if not self.can_join():
+            return 409, "Call Not Connected Or Busy"
+        await self.monitoring.ring(mode, extension, devices, by)
+        return None
+
+    async def add_party(
+        self, target: str, *, by: str, caller_id: str | None = None
+    ) -> tuple[int, str] | None:
+        """Ring ``target`` for a three-way conference; the SIP status and reason why not,
+        or None."""
+        if not self.can_join():
+            return 409, "Call Not Connected Or Busy"
+        return await self.threeway.start(target, by=by, caller_id=caller_id)
+
+    # --- what the rooms see (transfer.py, monitor.py, threeway.py: their *Line) -------
 
     @property
     def connected(self) -> bool:
         return self.state is CallState.CONNECTED
+
+    def can_join(self) -> bool:
+        """Someone may join (a supervisor, a third party): connected, with nothing else
+        going on (a transfer, a hold, a mixer or a phone ringing to join)."""
+        if self.state is not CallState.CONNECTED or self.winner is None:
+            return False
+        busy = self.transfers.pending is not None or self._held_by_callee
+        return not busy and self.monitoring.idle and self.threeway.idle
 
     def log(self, level: int, message: str, *args: object) -> None:
         self._log(level, message, *args)
@@ -1072,12 +1099,12 @@ class Call:
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         self._spawn(coroutine)
 
-    def note_step(self, outcome: str, member: str, detail: str) -> None:
+    def note_step(
+        self, outcome: str, member: str, detail: str, *, subject: str = "transfer"
+    ) -> None:
         after = max(0.0, asyncio.get_running_loop().time() - self._routing_started)
         self._later_steps.append(
-            RouteStep(
-                after_s=after, subject="transfer", outcome=outcome, member=member, detail=detail
-            )
+            RouteStep(after_s=after, subject=subject, outcome=outcome, member=member, detail=detail)
         )
 
     def current_offer(self) -> bytes:
@@ -1092,8 +1119,10 @@ class Call:
     def fork(self, target: DeviceTarget, sdp: bytes) -> SipUacLeg:
         return self._fork(target, sdp)
 
-    async def fork_trunk(self, number: str, sdp: bytes) -> TrunkUacLeg | OutboundRefusal:
-        return await self._fork_trunk(number, sdp)
+    async def fork_trunk(
+        self, number: str, sdp: bytes, caller_id: str | None = None
+    ) -> TrunkUacLeg | OutboundRefusal:
+        return await self._fork_trunk(number, sdp, caller_id)
 
     def hold_caller(self) -> None:
         self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
@@ -1127,13 +1156,19 @@ class Call:
         talk_deadline = None if limit is None else loop.time() + limit
         while self.state is CallState.CONNECTED:
             transfer_deadline = self.transfers.deadline
-            deadlines = [d for d in (talk_deadline, transfer_deadline) if d]
+            joining = (self.monitoring.deadline, self.threeway.deadline)
+            deadlines = [d for d in (talk_deadline, transfer_deadline, *joining) if d]
             timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
             try:
                 event = await asyncio.wait_for(self.events.get(), timeout)
             except TimeoutError:
-                if transfer_deadline is not None and loop.time() >= transfer_deadline:
+                now = loop.time()
+                if transfer_deadline is not None and now >= transfer_deadline:
                     await self.transfers.fail(480, "Temporarily Unavailable")
+                    continue
+                if talk_deadline is None or now < talk_deadline:
+                    await self.monitoring.on_timer(now)
+                    await self.threeway.on_timer(now)
                     continue
                 self._log(logging.INFO, "the tenant's outbound minutes for today are used up")
                 await self.end_connected(HangupBy.SYSTEM)
@@ -1149,6 +1184,14 @@ class Call:
                 event.leg
             ):
                 await self.transfers.on_leg(event)
+            elif isinstance(event, Provisional | Answered | Failed) and self.monitoring.owns_leg(
+                event.leg
+            ):
+                await self.monitoring.on_leg(event)
+            elif isinstance(event, Provisional | Answered | Failed) and self.threeway.owns_leg(
+                event.leg
+            ):
+                await self.threeway.on_leg(event)
             elif isinstance(event, Answered) and event.leg is not self.winner:
                 # A device answered after another was connected: acknowledge and hang up.
                 event.leg.final_status = event.response.status
@@ -1161,6 +1204,9 @@ class Call:
         request, transaction = event.request, event.transaction
         if self.monitoring.owns(request):
             await self.monitoring.on_request(request, transaction)
+            return
+        if self.threeway.owns(request):
+            await self.threeway.on_request(request, transaction)
             return
         departed = self.transfers.departed_leg(request.call_id)
         party = departed or self.winner
@@ -1180,6 +1226,10 @@ class Call:
             # The transferor hangs up while the target rings (a blind transfer does).
             transaction.respond(make_response(request, 200))
             self.transfers.transferor_left()
+        elif request.method == "BYE" and self.threeway.mixing:
+            # One of three hangs up: the other two go on (threeway.py).
+            transaction.respond(make_response(request, 200))
+            await self.threeway.party_left(event.side)
         elif request.method == "BYE":
             transaction.respond(make_response(request, 200))
             self.transfers.abandon()
@@ -1188,7 +1238,7 @@ class Call:
             )
         elif request.method == "REFER":
             await self.transfers.on_refer(event.side, request, transaction)
-        elif request.method == "INVITE" and transferring:
+        elif request.method == "INVITE" and (transferring or self.threeway.mixing):
             transaction.respond(make_response(request, 491))
         elif request.method == "INVITE" and event.side is Side.CALLEE and request.body:
             await self._callee_reinvite(request, transaction)
@@ -1348,6 +1398,7 @@ class Call:
         if self.facts.end_ms is None:
             self.facts.end_ms = now_ms()
         await self.monitoring.stop(hang_up=True)
+        await self.threeway.stop()
         self._release_admitted()
         self._cancel_forks()
         for leg in self.legs:

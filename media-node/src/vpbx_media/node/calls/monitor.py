@@ -5,13 +5,20 @@ The call's two legs stop being bridged directly and meet in a conference mixer
 second relay. Listening: nobody hears the supervisor; whispering: only the agent
 does; barging: everybody. When the supervisor hangs up the mixer goes and the two
 legs are bridged directly again.
+
+A supervisor joins in one of two ways: their phone dials a feature code (``*33`` +
+extension...: the node answers that INVITE), or the control API asks
+(``POST /v1/calls/{id}/monitor``, a ``MonitorCall`` command): the node rings the
+supervisor's registered phones with its own offer, and the first to answer joins in
+the mode asked, if the call is still connected with nothing else going on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...media.g711 import Codec
@@ -19,10 +26,23 @@ from ...media.mixer import Conference, Party
 from ...media.scheduler import PacedScheduler
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import SdpError, SdpOriginator, SessionDescription, negotiate, rewrite_for_relay
+from ...sip.dialog import Dialog
 from ...sip.message import SipRequest, make_response
 from ...sip.transaction import ServerTransaction
-from ..legs.sip import ALLOW_IN_CALL, SipUacLeg, send_bye
+from ..legs.sip import (
+    ALLOW_IN_CALL,
+    Answered,
+    DeviceTarget,
+    Failed,
+    LegEvent,
+    SipUacLeg,
+    send_bye,
+)
 from .host import CallHost
+from .offer import node_offer
+
+# The supervisor's phones ring this long for a call they asked (through the API) to join.
+SUPERVISOR_RING_S = 30.0
 
 
 class MonitorMode(enum.StrEnum):
@@ -79,6 +99,18 @@ class Monitor:
         await self.relay.stop()
 
 
+@dataclass(slots=True)
+class SupervisorRinging:
+    """A supervisor's phones ringing to join the call (asked through the API)."""
+
+    mode: MonitorMode
+    extension: str
+    by: str  # who asked: "api:<user id>"
+    relay: MediaRelay  # where the supervisor's media will come
+    deadline: float  # loop time
+    legs: list[SipUacLeg] = field(default_factory=list)
+
+
 class MonitorLine(Protocol):
     """What the monitoring room needs from its call (``Call`` is one)."""
 
@@ -102,6 +134,12 @@ class MonitorLine(Protocol):
         """The codec the caller and the answering party talk in now."""
         ...
 
+    def fork(self, target: DeviceTarget, sdp: bytes) -> SipUacLeg: ...
+
+    def can_join(self) -> bool:
+        """The call is connected, with nothing else going on (transfer, hold, mixer)."""
+        ...
+
 
 class Monitoring:
     """The supervisor of one call, if any: joins them, hears their requests, lets them go."""
@@ -109,6 +147,83 @@ class Monitoring:
     def __init__(self, line: MonitorLine) -> None:
         self.line = line
         self.active: Monitor | None = None
+        self.ringing: SupervisorRinging | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.active is None and self.ringing is None
+
+    @property
+    def deadline(self) -> float | None:
+        return self.ringing.deadline if self.ringing is not None else None
+
+    def owns_leg(self, leg: SipUacLeg) -> bool:
+        """``leg`` rings a supervisor's phone now."""
+        return self.ringing is not None and leg in self.ringing.legs
+
+    async def ring(
+        self, mode: MonitorMode, extension: str, devices: list[DeviceTarget], by: str
+    ) -> None:
+        """Ring the supervisor's ``devices``; the first to answer joins in ``mode``."""
+        line = self.line
+        host = line.host
+        relay = await host.open_relay(f"{line.call_id}/supervisor")
+        offer = node_offer(relay, SdpOriginator(host.media_address))
+        deadline = asyncio.get_running_loop().time() + SUPERVISOR_RING_S
+        ringing = SupervisorRinging(mode, extension, by, relay, deadline)
+        ringing.legs = [line.fork(device, offer) for device in devices]
+        self.ringing = ringing
+        line.log(logging.INFO, "supervisor %s rings to %s (asked by %s)", extension, mode, by)
+
+    async def on_leg(self, event: LegEvent) -> None:
+        """What a leg ringing the supervisor reports."""
+        ringing = self.ringing
+        assert ringing is not None
+        if isinstance(event, Failed):
+            event.leg.final_status = event.status
+            if all(leg.final_status is not None for leg in ringing.legs):
+                await self._unanswered(f"{event.status} from every phone")
+        elif isinstance(event, Answered):
+            await self._answered(ringing, event)
+
+    async def on_timer(self, now: float) -> None:
+        if self.ringing is not None and now >= self.ringing.deadline:
+            await self._unanswered("no answer in time")
+
+    async def _unanswered(self, why: str) -> None:
+        ringing, self.ringing = self.ringing, None
+        assert ringing is not None
+        for leg in ringing.legs:
+            leg.cancel()
+        await ringing.relay.stop()
+        detail = f"supervisor {ringing.extension} did not answer ({why})"
+        self.line.note_step("unanswered", ringing.extension, detail)
+        self.line.log(logging.INFO, "%s", detail)
+
+    async def _answered(self, ringing: SupervisorRinging, event: Answered) -> None:
+        line = self.line
+        layer = line.host.layer
+        leg, response = event.leg, event.response
+        self.ringing = None
+        leg.final_status = response.status
+        leg.dialog = Dialog.as_uac(leg.request, response)
+        leg.send_ack(layer, response.cseq.seq)
+        for other in ringing.legs:
+            if other is not leg:
+                other.cancel()
+        try:
+            chosen = negotiate(SessionDescription.parse(response.body))
+        except SdpError as exc:
+            line.log(logging.WARNING, "supervisor's phone answered unusable SDP: %s", exc)
+            chosen = None
+        if chosen is None or not line.can_join():
+            # The call moved on while the phone rang (ended, a transfer, a hold).
+            await send_bye(layer, leg.dialog, leg.flow)
+            await ringing.relay.stop()
+            line.note_step("refused", ringing.extension, "the call could not be joined now")
+            return
+        ringing.relay.set_remote(Leg.A, *chosen.endpoint)
+        self._join(ringing.mode, leg, ringing.relay, Codec.from_name(chosen.codec.name))
 
     def owns(self, request: SipRequest) -> bool:
         """``request`` comes on the supervisor's dialog."""
@@ -120,13 +235,10 @@ class Monitoring:
         transaction: ServerTransaction,
         person: str,
         mode: MonitorMode,
-        *,
-        can_join: bool,
     ) -> None:
-        """A supervisor's phone called in to listen, whisper or barge (``can_join``: the
-        call is connected, with nothing else going on)."""
+        """A supervisor's phone called in (a feature code) to listen, whisper or barge."""
         line = self.line
-        if not can_join or self.active is not None:
+        if not line.can_join():
             transaction.respond(make_response(request, 486, "Call Cannot Be Monitored Now"))
             return
         assert line.relay is not None
@@ -172,6 +284,11 @@ class Monitoring:
         line.log(logging.INFO, "supervisor %s %ss", leg.extension, mode)
 
     async def stop(self, *, hang_up: bool) -> None:
+        ringing, self.ringing = self.ringing, None
+        if ringing is not None:  # the call ends while the supervisor's phones ring
+            for leg in ringing.legs:
+                leg.cancel()
+            await ringing.relay.stop()
         monitor, self.active = self.active, None
         relay = self.line.relay
         if monitor is None or relay is None:

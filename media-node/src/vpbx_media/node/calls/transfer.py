@@ -136,15 +136,28 @@ def notify_refer(
     layer.send_request(request, dialog.next_hop(flow))
 
 
-class TransferLine(Protocol):
+class Ringer(Protocol):
+    """How a room rings someone on its call's behalf (``Call`` is one)."""
+
+    @property
+    def host(self) -> CallHost: ...
+
+    def fork(self, target: DeviceTarget, sdp: bytes) -> SipUacLeg: ...
+
+    async def fork_trunk(
+        self, number: str, sdp: bytes, caller_id: str | None = None
+    ) -> TrunkUacLeg | OutboundRefusal:
+        """A leg out, judged by the tenant's outbound policy and caps; ``caller_id``: the
+        tenant's number to show (default: the usual choice)."""
+        ...
+
+
+class TransferLine(Ringer, Protocol):
     """What the transfer room needs from its call (``Call`` is one): the connected
     phase's parties and media, and the ways to ring someone on the call's behalf."""
 
     call_id: str
     winner: SipUacLeg | None  # the party the caller talks to
-
-    @property
-    def host(self) -> CallHost: ...
 
     @property
     def connected(self) -> bool: ...
@@ -165,10 +178,6 @@ class TransferLine(Protocol):
     def current_offer(self) -> bytes:
         """An offer at the relay's leg B in the codec the caller talks in now."""
         ...
-
-    def fork(self, target: DeviceTarget, sdp: bytes) -> SipUacLeg: ...
-
-    async def fork_trunk(self, number: str, sdp: bytes) -> TrunkUacLeg | OutboundRefusal: ...
 
     def hold_caller(self) -> None:
         """The caller hears music on hold until ``stop_media``."""
@@ -215,7 +224,9 @@ class Ringing:
     legs: list[SipUacLeg]
 
 
-async def ring_target(line: TransferLine, target: str, sdp: bytes) -> Ringing | tuple[int, str]:
+async def ring_target(
+    line: Ringer, target: str, sdp: bytes, caller_id: str | None = None
+) -> Ringing | tuple[int, str]:
     """Ring ``target`` for the call: an extension's devices, or a number through the
     trunks (judged by the outbound policy and caps like any leg out). The target as
     rung (a number in E.164) and its legs, or the SIP status and reason why not."""
@@ -230,7 +241,7 @@ async def ring_target(line: TransferLine, target: str, sdp: bytes) -> Ringing | 
     number = host.outbound.destination(target, config)
     if number is None:
         return 404, "No Such Target"
-    leg = await line.fork_trunk(number, sdp)
+    leg = await line.fork_trunk(number, sdp, caller_id)
     if not isinstance(leg, TrunkUacLeg):
         return leg.sip_status
     return Ringing(number, [leg])
