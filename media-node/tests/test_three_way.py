@@ -104,6 +104,10 @@ async def test_all_three_hear_each_other_and_the_two_go_on_when_the_target_leave
         assert hears(call.target_media, CALLER_HZ, 40)
         assert hears(call.target_media, AGENT_HZ, 40)
 
+        # Nobody is transferred out of the mix.
+        call.anna.request("REFER", "Refer-To: <sip:103@acme.test>\r\n", seq=25)
+        assert (await call.anna.next_response()).status == 491
+
         call.boris.request("BYE", seq=30)  # the added party leaves: bridged directly again
         await asyncio.sleep(0.5)
         after = call.agent_media.shares([CALLER_HZ, TARGET_HZ], last_packets=15)

@@ -1085,13 +1085,17 @@ class Call:
     def connected(self) -> bool:
         return self.state is CallState.CONNECTED
 
+    @property
+    def joining(self) -> bool:
+        return not (self.monitoring.idle and self.threeway.idle)
+
     def can_join(self) -> bool:
         """Someone may join (a supervisor, a third party): connected, with nothing else
         going on (a transfer, a hold, a mixer or a phone ringing to join)."""
         if self.state is not CallState.CONNECTED or self.winner is None:
             return False
         busy = self.transfers.pending is not None or self._held_by_callee
-        return not busy and self.monitoring.idle and self.threeway.idle
+        return not busy and not self.joining
 
     def log(self, level: int, message: str, *args: object) -> None:
         self._log(level, message, *args)
@@ -1238,7 +1242,7 @@ class Call:
             )
         elif request.method == "REFER":
             await self.transfers.on_refer(event.side, request, transaction)
-        elif request.method == "INVITE" and (transferring or self.threeway.mixing):
+        elif request.method == "INVITE" and (transferring or not self.threeway.idle):
             transaction.respond(make_response(request, 491))
         elif request.method == "INVITE" and event.side is Side.CALLEE and request.body:
             await self._callee_reinvite(request, transaction)
@@ -1431,5 +1435,9 @@ class Call:
         )
         if self.facts.answered_by:
             self.host.agent_free(self.facts.answered_by, self.call_id)
+        # Whoever talks at the end after a transfer or a three-way, when not the first.
+        last = self.person_of(self.winner.extension) if self.winner is not None else None
+        if last and last != self.facts.answered_by and not last.startswith("+"):
+            self.host.agent_free(last, self.call_id)
         self.host.publish(self, CallEventType.ENDED)
         self.host.call_finished(self)

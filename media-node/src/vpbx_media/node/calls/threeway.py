@@ -285,6 +285,8 @@ class ThreeWay:
         """The call ends: the target's phone stops ringing, or is hung up."""
         if self.state is ThreeWayState.IDLE:
             return
+        if self.state is ThreeWayState.RINGING:
+            self._note("abandoned", self.target, "the call ended while it rang")
         for leg in self.legs:
             leg.cancel()
         party = self.party

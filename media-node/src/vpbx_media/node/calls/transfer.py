@@ -163,6 +163,11 @@ class TransferLine(Ringer, Protocol):
     def connected(self) -> bool: ...
 
     @property
+    def joining(self) -> bool:
+        """A supervisor or a third party is in the call's mixer, or their phone rings."""
+        ...
+
+    @property
     def relay(self) -> MediaRelay | None: ...
 
     def log(self, level: int, message: str, *args: object) -> None: ...
@@ -285,6 +290,8 @@ class Transfers:
             return 481, "Call Not Connected"
         if self.pending is not None:
             return 491, "Transfer In Progress"
+        if line.joining:  # the mixer holds the call's legs: a transfer would pull one out
+            return 491, "Monitoring Or Conference In Progress"
         config = line.host.config()
         feature = parse_feature(target, config.feature_codes)
         if feature is not None and feature.kind is FeatureKind.PARK:
