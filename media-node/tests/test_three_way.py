@@ -13,17 +13,27 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as redis
-from tests.services.sippeers import Carrier, Phone, TonePeer, config, sdp
+from tests.services.sippeers import HOST, NUMBER, Carrier, Phone, TonePeer, Trunk, config, sdp
 
 from vpbx_common.commands import AddParty, CommandReply, NodeCommand, ReplyStatus, send_command
+from vpbx_common.nodeconfig import NodeConfig
+from vpbx_media.sip.headers import NameAddr
 from vpbx_media.sip.message import SipRequest
+from vpbx_media.sip.uri import SipUri
 
 CALLER_HZ, AGENT_HZ, TARGET_HZ = 400.0, 1000.0, 2500.0
 HEARD, NOT_HEARD = 0.15, 0.01
 
 
-def node_config() -> Any:
-    return config({"strategy": "ring-all", "members": ["101"]})
+def node_config(trunk: Trunk | None = None) -> Any:
+    cfg = config({"strategy": "ring-all", "members": ["101"]})
+    if trunk is None:
+        return cfg
+    document = cfg.model_dump(mode="json")
+    document["trunks"] = [
+        {"id": "t0", "name": trunk.name, "host": HOST, "port": trunk.port, "priority": 0}
+    ]
+    return NodeConfig.model_validate(document).with_version()
 
 
 async def ask(node: Any, redis_url: str, body: AddParty) -> CommandReply:
@@ -232,3 +242,45 @@ async def test_a_number_the_policy_refuses_is_not_rung(
     [record] = await node.records(1)
     steps = [(s.outcome, s.member) for s in record.route if s.subject == "three-way"]
     assert steps == [("refused", "+442079460000")]
+
+
+async def test_a_number_is_added_through_the_trunk_showing_the_caller_id_asked(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    trunk = await peers(Trunk("carrier-out"))
+    node = await node_factory(node_config(trunk))
+    call = Three(node, peers)
+    outside = await call._media(trunk.port + 1000, TARGET_HZ)
+    try:
+        await call.start()
+        body = AddParty(call_id=call.carrier.call_id, target="8 916 123-45-67", caller_id=NUMBER)
+        reply = await ask(node, flushed_redis, body)
+        assert reply.status is ReplyStatus.ACCEPTED
+        invite = await trunk.invite()
+        assert isinstance(invite.uri, SipUri)
+        assert invite.uri.user == "+79161234567"
+        shown = NameAddr.parse(invite.headers.get("From") or "").uri
+        assert isinstance(shown, SipUri)
+        assert shown.user == NUMBER
+        trunk.answer(invite)
+        outside.talk_to(invite.body)
+        await asyncio.sleep(1.2)
+        assert hears(call.caller_media, TARGET_HZ, 40)
+        assert hears(call.agent_media, TARGET_HZ, 40)
+        assert hears(outside, CALLER_HZ, 40)
+        assert hears(outside, AGENT_HZ, 40)
+
+        trunk.hang_up(invite)
+        await asyncio.sleep(0.5)
+        assert hears(call.agent_media, CALLER_HZ)
+        call.carrier.bye()
+        await call.anna.bye_answered()
+    finally:
+        call.close()
+    [record] = await node.records(1)
+    steps = [(s.outcome, s.member) for s in record.route if s.subject == "three-way"]
+    assert steps == [
+        ("ringing", "+79161234567"),
+        ("joined", "+79161234567"),
+        ("left", "+79161234567"),
+    ]
