@@ -1,5 +1,6 @@
-"""POST /v1/calls (click-to-call) and POST /v1/calls/{id}/transfer: what the API asks the
-media nodes over Redis, and how it answers what a node replied.
+"""POST /v1/calls (click-to-call) and POST /v1/calls/{id}/transfer, /monitor and
+/conference: what the API asks the media nodes over Redis, and how it answers what a
+node replied.
 
 A stand-in node subscribes to the tenant's command channel in a real Redis and replies
 as the test tells it; the node's own handling is in media-node/tests (in process) and
@@ -17,7 +18,9 @@ from tests.services.control_api import ApiHarness
 
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.commands import (
+    AddParty,
     CommandReply,
+    MonitorCall,
     NodeCommand,
     Originate,
     ReplyStatus,
@@ -244,3 +247,177 @@ async def test_refused_calls_out_are_counted_for_the_operators_alerts(
             break
         await asyncio.sleep(0.1)
     assert line in metrics
+
+
+def live_only(command: NodeCommand) -> CommandReply:
+    """A node that has the call ``live@node`` (and no other) and takes every request."""
+    body = command.body
+    assert isinstance(body, MonitorCall | AddParty)
+    if body.call_id != "live@node":
+        return CommandReply(status=ReplyStatus.NOT_FOUND)
+    return CommandReply(status=ReplyStatus.ACCEPTED, call_id="live@node")
+
+
+async def test_a_supervisor_asks_the_node_with_the_call_to_ring_their_phones(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    boss = await api.add_user(
+        "acme", extension="103", role=Role.SUPERVISOR, password="boss-pass-123"
+    )
+    headers = await api.login(boss.email, "boss-pass-123")
+    node.answer = live_only
+
+    started = await api.client.post(
+        "/v1/calls/live@node/monitor", json={"mode": "whisper"}, headers=headers
+    )
+    missing = await api.client.post(
+        "/v1/calls/gone@node/monitor", json={"mode": "whisper"}, headers=headers
+    )
+
+    assert started.status_code == 202, started.text
+    assert started.json() == {"call_id": "live@node", "status": "ringing-user"}
+    assert (missing.status_code, missing.json()["error_id"]) == (404, "call-not-live")
+    command = node.heard[0]
+    assert command.body == MonitorCall(call_id="live@node", mode="whisper", extension="103")
+    assert command.by_user == str(boss.id)
+
+
+async def test_monitoring_is_for_supervisors_and_admins_only(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    agent = await api.add_user("acme", extension="101", password="agent-pass-123")
+    colleague = await api.add_user("acme", extension="102")
+    headers = await api.login(agent.email, "agent-pass-123")
+    admin = await api.as_role("acme", Role.TENANT_ADMIN)
+    node.answer = live_only
+
+    by_agent = await api.client.post(
+        "/v1/calls/live@node/monitor", json={"mode": "listen"}, headers=headers
+    )
+    for_agent = await api.client.post(
+        "/v1/calls/live@node/monitor",
+        json={"mode": "listen", "from_user": str(colleague.id)},
+        headers=admin,
+    )
+
+    assert (by_agent.status_code, by_agent.json()["error_id"]) == (403, "forbidden")
+    assert for_agent.status_code == 422
+    assert for_agent.json()["details"][0]["field"] == "body.from_user"
+    assert not any(c.body.extension for c in node.heard if isinstance(c.body, MonitorCall))
+
+
+async def test_monitoring_refusals_are_409s_and_bad_input_a_422_naming_the_field(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    await api.add_user("acme", extension="103", role=Role.SUPERVISOR)
+    supervisor = await api.as_role("acme", Role.SUPERVISOR)
+    boss = await api.add_user("acme", extension="104", role=Role.SUPERVISOR)
+
+    bad_mode = await api.client.post(
+        "/v1/calls/live@node/monitor", json={"mode": "spy"}, headers=supervisor
+    )
+    assert bad_mode.status_code == 422
+    assert bad_mode.json()["details"][0]["field"] == "body.mode"
+    assert node.heard == []
+
+    node.answer = lambda _: CommandReply(
+        status=ReplyStatus.REFUSED, detail="the user has no registered phone"
+    )
+    no_phone = await api.client.post(
+        "/v1/calls/live@node/monitor",
+        json={"mode": "listen", "from_user": str(boss.id)},
+        headers=supervisor,
+    )
+    node.answer = lambda _: CommandReply(
+        status=ReplyStatus.REFUSED, detail="the call is not connected"
+    )
+    not_connected = await api.client.post(
+        "/v1/calls/live@node/monitor",
+        json={"mode": "listen", "from_user": str(boss.id)},
+        headers=supervisor,
+    )
+
+    assert (no_phone.status_code, no_phone.json()["error_id"]) == (409, "user-unreachable")
+    assert (not_connected.status_code, not_connected.json()["error_id"]) == (
+        409,
+        "monitor-refused",
+    )
+    assert "not connected" in not_connected.json()["message"]
+
+
+async def test_another_tenants_call_cannot_be_monitored_or_joined(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    # globex has no node listening: none of its nodes has acme's live call.
+    stranger = await api.add_user(
+        "globex", extension="103", role=Role.SUPERVISOR, password="globex-pass-1"
+    )
+    headers = await api.login(stranger.email, "globex-pass-1")
+
+    monitor = await api.client.post(
+        "/v1/calls/live@node/monitor", json={"mode": "barge"}, headers=headers
+    )
+    conference = await api.client.post(
+        "/v1/calls/live@node/conference", json={"to": "102"}, headers=headers
+    )
+
+    assert (monitor.status_code, monitor.json()["error_id"]) == (404, "call-not-live")
+    assert (conference.status_code, conference.json()["error_id"]) == (404, "call-not-live")
+    assert node.heard == []
+
+
+async def test_a_party_of_the_call_adds_a_third_person(
+    api: ApiHarness, node: FakeNode, flushed_redis: str
+) -> None:
+    agent = await api.add_user("acme", extension="101", password="agent-pass-123")
+    headers = await api.login(agent.email, "agent-pass-123")
+    client = redis.Redis.from_url(flushed_redis)
+    try:
+        await AgentStateStore(client).call_answered("acme", "101", "live@node")
+    finally:
+        await client.aclose()
+    node.answer = live_only
+
+    mine = await api.client.post(
+        "/v1/calls/live@node/conference", json={"to": " 102 "}, headers=headers
+    )
+    theirs = await api.client.post(
+        "/v1/calls/other@node/conference", json={"to": "102"}, headers=headers
+    )
+
+    assert mine.status_code == 202, mine.text
+    assert mine.json() == {"call_id": "live@node", "status": "ringing-target"}
+    assert (theirs.status_code, theirs.json()["error_id"]) == (404, "call-not-live")
+    [command] = node.heard
+    assert command.body == AddParty(call_id="live@node", target="102")
+    assert command.by_user == str(agent.id)
+
+
+async def test_conference_refusals_are_409s_and_bad_input_a_422_naming_the_field(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    supervisor = await api.as_role("acme", Role.SUPERVISOR)
+
+    empty = await api.client.post(
+        "/v1/calls/live@node/conference", json={"to": ""}, headers=supervisor
+    )
+    foreign_id = await api.client.post(
+        "/v1/calls/live@node/conference",
+        json={"to": "+79161234567", "caller_id": "+74959999999"},
+        headers=supervisor,
+    )
+    assert (empty.status_code, empty.json()["details"][0]["field"]) == (422, "body.to")
+    assert (foreign_id.status_code, foreign_id.json()["details"][0]["field"]) == (
+        422,
+        "body.caller_id",
+    )
+    assert node.heard == []
+
+    node.answer = lambda _: CommandReply(
+        status=ReplyStatus.REFUSED, detail="International Calls Not Allowed"
+    )
+    abroad = await api.client.post(
+        "/v1/calls/live@node/conference", json={"to": "+442079460000"}, headers=supervisor
+    )
+    assert (abroad.status_code, abroad.json()["error_id"]) == (409, "conference-refused")
+    assert "International" in abroad.json()["message"]

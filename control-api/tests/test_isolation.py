@@ -44,6 +44,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/voicemails/{voicemail_id}"): {"listened": True},
     # A live acme call cannot be steered from globex: no globex node has it.
     ("POST", "/v1/calls/{call_id:path}/transfer"): {"target": "102"},
+    ("POST", "/v1/calls/{call_id:path}/monitor"): {"mode": "listen"},
+    ("POST", "/v1/calls/{call_id:path}/conference"): {"to": "102"},
 }
 
 

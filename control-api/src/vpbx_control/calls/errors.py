@@ -87,3 +87,17 @@ class TransferRefused(Conflict):
     """The node would not start the transfer; the message says why."""
 
     error_id = "transfer-refused"
+
+
+class MonitorRefused(Conflict):
+    """The node would not ring the supervisor: the call is not connected, or something
+    else goes on (a transfer, a hold, another supervisor, a three-way conference)."""
+
+    error_id = "monitor-refused"
+
+
+class ConferenceRefused(Conflict):
+    """The node would not add the party; the message says why (no such target, not
+    reachable, refused by the outbound policy, the call not connected or busy)."""
+
+    error_id = "conference-refused"

@@ -1,4 +1,5 @@
-"""Calls the API places and steers: click-to-call and transfers of live calls.
+"""Calls the API places and steers: click-to-call, and transfers, supervisor monitoring
+and three-way conferences of live calls.
 
 The control API asks the tenant's media nodes over Redis (vpbx_common.commands) and
 answers with what the node answered: 202 once the node took the request (the call
@@ -8,6 +9,7 @@ when no node answered in time.
 
 from __future__ import annotations
 
+import enum
 import uuid
 
 import redis.asyncio as redis
@@ -15,7 +17,9 @@ from pydantic import BaseModel, Field
 
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.commands import (
+    AddParty,
     CommandReply,
+    MonitorCall,
     NodeCommand,
     Originate,
     ReplyStatus,
@@ -30,7 +34,14 @@ from ..numbers.store import NumberStore
 from ..outbound.service import require_own_number
 from ..users.models import UserRow
 from ..users.repository import UserRepository
-from .errors import CallNotLive, OutboundRefused, TransferRefused, UserUnreachable
+from .errors import (
+    CallNotLive,
+    ConferenceRefused,
+    MonitorRefused,
+    OutboundRefused,
+    TransferRefused,
+    UserUnreachable,
+)
 
 # How long the API waits for the node's answer by default (it answers before anything
 # rings long); VPBX_COMMAND_TIMEOUT_S.
@@ -68,6 +79,49 @@ class TransferCall(BaseModel):
 class TransferStarted(BaseModel):
     call_id: str
     status: str = Field(description="`transferring`: the target rings, the caller hears music")
+
+
+class MonitorMode(enum.StrEnum):
+    LISTEN = "listen"
+    WHISPER = "whisper"
+    BARGE = "barge"
+
+
+class MonitorRequest(BaseModel):
+    mode: MonitorMode = Field(
+        description="`listen`: nobody hears the supervisor; `whisper`: only the agent who "
+        "answered does; `barge`: both parties do"
+    )
+    from_user: uuid.UUID | None = Field(
+        default=None,
+        description="the supervisor or tenant admin whose registered phones ring (default: "
+        "the caller of the API, required for API keys)",
+    )
+
+
+class MonitorStarted(BaseModel):
+    call_id: str
+    status: str = Field(description="`ringing-user`: the supervisor's phones ring")
+
+
+class AddToCall(BaseModel):
+    to: str = Field(
+        min_length=1,
+        max_length=40,
+        description="whom to add: an extension of the tenant, or a number in any common form "
+        "(called through the trunks, which the outbound policy must allow)",
+        examples=["103"],
+    )
+    caller_id: str | None = Field(
+        default=None,
+        description="one of the tenant's numbers to show when `to` is a number outside; "
+        "default: the usual choice",
+    )
+
+
+class ConferenceStarted(BaseModel):
+    call_id: str
+    status: str = Field(description="`ringing-target`: the target rings, the two talk on")
 
 
 class CallPlacer:
@@ -126,18 +180,23 @@ class CallPlacer:
             raise OutboundRefused(f"the call is not allowed: {reply.detail}")
         raise Unavailable(f"the media node could not place the call: {reply.detail or 'failed'}")
 
-    async def transfer(self, call_id: str, body: TransferCall) -> TransferStarted:
+    async def _require_on_call(self, tenant_id: str, call_id: str) -> None:
+        """An agent steers only a call they talk on (managers and API keys any call)."""
         principal = self.principal
-        tenant = await self.users.tenant()
         if principal.kind is PrincipalKind.USER and principal.role not in MANAGERS:
             me = await self.users.find(principal.user_id) if principal.user_id else None
             on_it = me is not None and me.extension is not None
             if on_it and me is not None and me.extension is not None:
                 on_it = await AgentStateStore(self._redis()).is_talking_on(
-                    tenant.id, me.extension, call_id
+                    tenant_id, me.extension, call_id
                 )
             if not on_it:
                 raise CallNotLive("no live call of yours with this id")
+
+    async def transfer(self, call_id: str, body: TransferCall) -> TransferStarted:
+        principal = self.principal
+        tenant = await self.users.tenant()
+        await self._require_on_call(tenant.id, call_id)
         command = NodeCommand(
             tenant=tenant.id,
             by_user=str(principal.user_id or principal.api_key_id or ""),
@@ -151,6 +210,62 @@ class CallPlacer:
         if reply.status is ReplyStatus.REFUSED:
             raise TransferRefused(f"the call cannot be transferred: {reply.detail}")
         raise Unavailable(f"the media node could not transfer the call: {reply.detail}")
+
+    async def monitor(self, call_id: str, body: MonitorRequest) -> MonitorStarted:
+        """Ring a supervisor's phones to join a live call (the route admits managers only)."""
+        principal = self.principal
+        tenant = await self.users.tenant()
+        user_id = body.from_user or principal.user_id
+        user: UserRow | None = await self.users.find(user_id) if user_id is not None else None
+        if user_id is not None and user is None:
+            raise ReferenceNotFound("body.from_user", "user")
+        # Who cannot be rung is said only once the call is known to be live in the tenant:
+        # another tenant's call is a 404 whatever the body (the node refuses extension "").
+        problem = None
+        if user is None:
+            problem = "an API key must say whose phones ring"
+        elif user.extension is None:
+            problem = "the user has no extension"
+        elif user.role not in MANAGERS:
+            problem = "only supervisors and tenant admins monitor calls"
+        extension = user.extension if user is not None and problem is None else ""
+        command = NodeCommand(
+            tenant=tenant.id,
+            by_user=str(principal.user_id or principal.api_key_id or ""),
+            body=MonitorCall(call_id=call_id, mode=body.mode.value, extension=extension or ""),
+        )
+        reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
+        if reply.status is ReplyStatus.NOT_FOUND:
+            raise CallNotLive("no live call with this id in the tenant")
+        if problem is not None:
+            raise InvalidInput.at("body.from_user", problem)
+        if reply.status is ReplyStatus.ACCEPTED:
+            return MonitorStarted(call_id=call_id, status="ringing-user")
+        if reply.status is ReplyStatus.REFUSED and "registered phone" in reply.detail:
+            raise UserUnreachable("the supervisor has no registered phone to ring")
+        if reply.status is ReplyStatus.REFUSED:
+            raise MonitorRefused(f"the call cannot be monitored now: {reply.detail}")
+        raise Unavailable(f"the media node could not ring the supervisor: {reply.detail}")
+
+    async def conference(self, call_id: str, body: AddToCall) -> ConferenceStarted:
+        """Ring ``body.to`` to make the live call a three-way conference."""
+        principal = self.principal
+        tenant = await self.users.tenant()
+        await self._require_on_call(tenant.id, call_id)
+        await require_own_number(self.numbers, tenant.id, body.caller_id, "body.caller_id")
+        command = NodeCommand(
+            tenant=tenant.id,
+            by_user=str(principal.user_id or principal.api_key_id or ""),
+            body=AddParty(call_id=call_id, target=body.to.strip(), caller_id=body.caller_id),
+        )
+        reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
+        if reply.status is ReplyStatus.ACCEPTED:
+            return ConferenceStarted(call_id=call_id, status="ringing-target")
+        if reply.status is ReplyStatus.NOT_FOUND:
+            raise CallNotLive("no live call with this id in the tenant")
+        if reply.status is ReplyStatus.REFUSED:
+            raise ConferenceRefused(f"nobody can be added to the call: {reply.detail}")
+        raise Unavailable(f"the media node could not add to the call: {reply.detail}")
 
     async def _send(self, command: NodeCommand, *, nodes: int) -> CommandReply:
         try:

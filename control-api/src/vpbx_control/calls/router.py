@@ -11,13 +11,23 @@ from pydantic import AwareDatetime
 from vpbx_common.cdr import Direction
 
 from ..audio.serve import AUDIO_RESPONSES, AudioFormat
-from ..deps import Audio, Context, Paging, Session, TenantMember
+from ..deps import Audio, Context, Paging, Session, TenantManager, TenantMember
 from ..errors import error_responses
 from ..paging import Page
 from ..targets import E164
 from ..users.repository import UserRepository
 from .errors import RecordingNotReady
-from .placing import CallPlacer, PlaceCall, PlacedCall, TransferCall, TransferStarted
+from .placing import (
+    AddToCall,
+    CallPlacer,
+    ConferenceStarted,
+    MonitorRequest,
+    MonitorStarted,
+    PlaceCall,
+    PlacedCall,
+    TransferCall,
+    TransferStarted,
+)
 from .schemas import CallDetailOut, CallOut, CallStatus
 from .service import CallQuery, CallService
 
@@ -167,6 +177,56 @@ async def place_call(placer: Placer, body: PlaceCall) -> PlacedCall:
 )
 async def transfer_call(placer: Placer, call_id: CallId, body: TransferCall) -> TransferStarted:
     return await placer.transfer(call_id, body)
+
+
+@router.post(
+    "/{call_id:path}/monitor",
+    status_code=202,
+    response_model=MonitorStarted,
+    summary="Listen to, whisper on or barge into a live call",
+    description="The node with the call rings the supervisor's registered SIP phones "
+    "(`from_user`, default the caller of the API; their mobile does not ring); when one "
+    "answers, the supervisor joins the call in a mixer in `mode`: `listen` (nobody hears "
+    "them), `whisper` (only the agent who answered does) or `barge` (both parties do), "
+    "as with the feature codes. When the supervisor hangs up, the two parties are bridged "
+    "directly again; if no phone answers within 30 s, or the call moved on meanwhile, the "
+    "call goes on untouched. The call's route records the supervisor's steps. Supervisors "
+    "and tenant admins only (403 `forbidden` for agents). 202 once the supervisor's phones "
+    "ring; 404 `call-not-live` when no such call is in progress in the tenant; 409 "
+    "`user-unreachable` when the supervisor has no registered phone, `monitor-refused` "
+    "when the call is not connected or is busy (a transfer, a hold, another supervisor, a "
+    "three-way conference); 422 naming the field (a bad `mode`, a `from_user` who is no "
+    "supervisor); 503 when no media node answered.",
+    responses=error_responses(403, 404, 409, 422, 503),
+)
+async def monitor_call(
+    _: TenantManager, placer: Placer, call_id: CallId, body: MonitorRequest
+) -> MonitorStarted:
+    return await placer.monitor(call_id, body)
+
+
+@router.post(
+    "/{call_id:path}/conference",
+    status_code=202,
+    response_model=ConferenceStarted,
+    summary="Add a third party to a live call (three-way conference)",
+    description="The node with the call rings `to` (an extension's registered phones, or a "
+    "number through the trunks, which the outbound policy and caps must allow, showing "
+    "`caller_id` or the usual choice) while the two parties talk on. When it answers, the "
+    "three meet in the node's mixer and each hears the other two. When one of them hangs "
+    "up the other two go on: bridged directly again when the added party or the agent "
+    "left (the added party then takes the agent's place), still through the mixer when "
+    "the caller left. If nobody answers within 30 s the call goes on unchanged. The "
+    "call's route records each step (subject `three-way`: who added whom, `joined`, "
+    "`unanswered`, `refused`, `left`). Supervisors and tenant admins add to any live call "
+    "of the tenant, an agent only to a call they are talking on. 404 `call-not-live` when "
+    "no such call is in progress (or it is not the agent's); 409 `conference-refused` (no "
+    "such target, not reachable, refused by the outbound policy, the call not connected or "
+    "busy); 422 naming the field; 503 when no media node answered.",
+    responses=error_responses(404, 409, 422, 503),
+)
+async def add_to_call(placer: Placer, call_id: CallId, body: AddToCall) -> ConferenceStarted:
+    return await placer.conference(call_id, body)
 
 
 @router.get(

@@ -1,4 +1,5 @@
-"""Commands from the control API to the media nodes (click-to-call, transfers...).
+"""Commands from the control API to the media nodes (click-to-call, transfers, monitoring,
+three-way conferences).
 
 A command is published on the tenant's Redis channel; every node of the tenant
 hears it and the one it concerns acts: for a live call, the node that has the
@@ -57,7 +58,27 @@ class Transfer(BaseModel):
     target: str
 
 
-CommandBody = Originate | Transfer
+class MonitorCall(BaseModel):
+    """A supervisor joins a live call: their registered phones ring, and the one that
+    answers listens (nobody hears them), whispers (only the agent does) or barges in."""
+
+    kind: Literal["monitor"] = "monitor"
+    call_id: str
+    mode: Literal["listen", "whisper", "barge"]
+    extension: str  # the supervisor's: their devices ring
+
+
+class AddParty(BaseModel):
+    """A three-way conference: ring ``target`` (an extension, or a number through the
+    trunks) while the two parties talk on; when it answers the three meet in a mixer."""
+
+    kind: Literal["conference"] = "conference"
+    call_id: str
+    target: str
+    caller_id: str | None = None  # one of the tenant's numbers, for a number rung out
+
+
+CommandBody = Originate | Transfer | MonitorCall | AddParty
 
 
 class NodeCommand(BaseModel):

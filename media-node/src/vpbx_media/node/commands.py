@@ -17,7 +17,9 @@ import redis.asyncio as redis
 from pydantic import ValidationError
 
 from vpbx_common.commands import (
+    AddParty,
     CommandReply,
+    MonitorCall,
     NodeCommand,
     Originate,
     ReplyStatus,
@@ -36,6 +38,10 @@ class CommandHandler(Protocol):
     async def originate(self, command: NodeCommand, body: Originate) -> CommandReply: ...
 
     async def transfer(self, command: NodeCommand, body: Transfer) -> CommandReply: ...
+
+    async def monitor(self, command: NodeCommand, body: MonitorCall) -> CommandReply: ...
+
+    async def conference(self, command: NodeCommand, body: AddParty) -> CommandReply: ...
 
 
 class CommandListener:
@@ -92,8 +98,12 @@ class CommandListener:
                 if body.city != self.city or not await claim(self.client, command, self.node_name):
                     return
                 answer = await self.handler.originate(command, body)
-            else:
+            elif isinstance(body, Transfer):
                 answer = await self.handler.transfer(command, body)
+            elif isinstance(body, MonitorCall):
+                answer = await self.handler.monitor(command, body)
+            else:
+                answer = await self.handler.conference(command, body)
             await reply(self.client, command, answer)
         except redis.RedisError as exc:
             logger.warning("tenant=%s command %s not answered: %s", self.tenant, command.id, exc)

@@ -39,7 +39,15 @@ import redis.asyncio as redis
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.callbacks import CallbackStore
 from vpbx_common.cdr import Direction, EndReason, HangupBy, now_ms
-from vpbx_common.commands import CommandReply, NodeCommand, Originate, ReplyStatus, Transfer
+from vpbx_common.commands import (
+    AddParty,
+    CommandReply,
+    MonitorCall,
+    NodeCommand,
+    Originate,
+    ReplyStatus,
+    Transfer,
+)
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
 from vpbx_common.nodeconfig import (
@@ -72,6 +80,7 @@ from .calllimit import TenantCallLimit
 from .calls.call import Call
 from .calls.facts import CallFacts, NodeRef
 from .calls.features import PARK_SLOTS, Feature, FeatureKind, parse_feature
+from .calls.monitor import MonitorMode
 from .calls.originate import Originator
 from .commands import CommandListener
 from .conference import ConferenceRooms
@@ -730,7 +739,47 @@ class NodeService:
         call = self.calls.get(body.call_id)
         if call is None:
             return CommandReply(status=ReplyStatus.NOT_FOUND)
-        refused = await call.start_transfer(body.target, by=f"api:{command.by_user or '-'}")
+        refused = await call.transfers.start(body.target, by=f"api:{command.by_user or '-'}")
+        if refused is not None:
+            _status, reason = refused
+            return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=reason)
+        return CommandReply(status=ReplyStatus.ACCEPTED, call_id=call.call_id)
+
+    async def monitor(self, command: NodeCommand, body: MonitorCall) -> CommandReply:
+        call = self.calls.get(body.call_id)
+        if call is None:
+            return CommandReply(status=ReplyStatus.NOT_FOUND)
+        user = self.config().user(body.extension)
+        if user is None or user.role not in SUPERVISING_ROLES:
+            return CommandReply(
+                status=ReplyStatus.REFUSED, call_id=call.call_id, detail="supervisors only"
+            )
+        if not call.can_join():
+            return CommandReply(
+                status=ReplyStatus.REFUSED,
+                call_id=call.call_id,
+                detail="the call is not connected, or is being transferred or monitored",
+            )
+        devices = await self.devices(body.extension)
+        if not devices:
+            return CommandReply(
+                status=ReplyStatus.REFUSED,
+                call_id=call.call_id,
+                detail="the user has no registered phone",
+            )
+        by = f"api:{command.by_user or '-'}"
+        refused = await call.supervise(MonitorMode(body.mode), body.extension, devices, by)
+        if refused is not None:
+            return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=refused[1])
+        return CommandReply(status=ReplyStatus.ACCEPTED, call_id=call.call_id)
+
+    async def conference(self, command: NodeCommand, body: AddParty) -> CommandReply:
+        call = self.calls.get(body.call_id)
+        if call is None:
+            return CommandReply(status=ReplyStatus.NOT_FOUND)
+        refused = await call.add_party(
+            body.target, by=f"api:{command.by_user or '-'}", caller_id=body.caller_id
+        )
         if refused is not None:
             _status, reason = refused
             return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=reason)

@@ -111,18 +111,12 @@ from ..routing import (
 from ..routing import Event as RouterEvent
 from ..routing.actions import Sound, SpokenPhrase
 from .facts import CallFacts
-from .features import FeatureKind, parse_feature
 from .host import CallHost
 from .media import CallerMedia
-from .monitor import Monitor, MonitorMode
+from .monitor import Monitoring, MonitorMode
 from .room import RoomLine, RoomVisit
-from .transfer import (
-    PendingTransfer,
-    TransferError,
-    notify_progress,
-    notify_refer,
-    refer_target,
-)
+from .threeway import ThreeWay
+from .transfer import Transfers, member_failure
 from .voicemail import VoicemailEnd, VoicemailTaker
 
 logger = logging.getLogger(__name__)
@@ -184,15 +178,6 @@ _Event = (
 )
 
 
-def member_failure(statuses: list[int]) -> MemberFailure:
-    """Why every device of an extension failed, from their final SIP statuses."""
-    if any(status in (486, 600) for status in statuses):
-        return MemberFailure.BUSY
-    if statuses and all(status in (603, 403) for status in statuses):
-        return MemberFailure.DECLINED
-    return MemberFailure.UNAVAILABLE
-
-
 class Call:
     def __init__(
         self,
@@ -240,16 +225,17 @@ class Call:
         self._voicemail: VoicemailTaker | None = None
         self._recording: Recording | None = None  # of the connected conversation
         self._routing_started = 0.0  # loop time
-        self._transfer: PendingTransfer | None = None
-        self._departed: list[SipUacLeg] = []  # parties transferred away (their late requests)
         self._later_steps: list[RouteStep] = []  # after routing: transfers
         self._held_by_callee = False  # the answering party holds: the caller hears music
         self.parked_slot: str | None = None  # parked: the slot a phone dials to take it back
-        self._monitor: Monitor | None = None  # a supervisor on the call
         # Places counted against the tenant's outbound caps: the call itself when it is a
         # call out (admitted before it started), and each leg out it adds.
         self._admitted: list[str] = [self.call_id] if outbound is not None else []
         self._tasks: set[asyncio.Task[None]] = set()
+        # The connected phase's rooms: each sees the call through a narrow Protocol.
+        self.transfers = Transfers(self)
+        self.monitoring = Monitoring(self)
+        self.threeway = ThreeWay(self)
 
     @property
     def transaction(self) -> ServerTransaction | None:
@@ -449,7 +435,7 @@ class Call:
         return leg
 
     async def _fork_trunk(
-        self, number: str, sdp: bytes | None = None
+        self, number: str, sdp: bytes | None = None, caller_id: str | None = None
     ) -> TrunkUacLeg | OutboundRefusal:
         """A leg to ``number`` through the tenant's trunks, or why it may not go.
 
@@ -468,10 +454,10 @@ class Call:
                     self._admitted.append(key)
             if refusal is not None:
                 self._log(logging.INFO, "%s may not be called out: %s", number, refusal)
-                self._note_transfer("refused", number, f"call out refused: {refusal}")
+                self.note_step("refused", number, f"call out refused: {refusal}")
                 self.host.count_refusal(refusal)
                 return refusal
-        identity = self._outbound_identity(number)
+        identity = OutboundIdentity(caller_id) if caller_id else self._outbound_identity(number)
         if identity is None or not config.trunks:
             self._log(logging.WARNING, "cannot call %s out: no trunk or no number to show", number)
             return OutboundRefusal.NO_TRUNK if not config.trunks else OutboundRefusal.NO_CALLER_ID
@@ -747,7 +733,7 @@ class Call:
                 status = carrier
             self._reject(status, self.facts.end_reason, action.detail[:80] or None)
 
-    def _person_of(self, member: str) -> str:
+    def person_of(self, member: str) -> str:
         """Who answered: a number outside that is a user's mobile or forward counts as
         that user (one rung on this call first); any other member is itself."""
         if not member.startswith("+"):
@@ -973,7 +959,7 @@ class Call:
             return
         self._stop_media()
         self.relay.set_remote(Leg.B, *endpoint)
-        self._now_connected(self._person_of(extension), caller_answer)
+        self._now_connected(self.person_of(extension), caller_answer)
         if self._queued is not None and self._queue_answered:
             group, self._queued = self._queued, None
             self._spawn(self.host.queues.connected(self.call_id, group, extension))
@@ -1018,7 +1004,7 @@ class Call:
     async def _take_call(self, take: _TakeCall) -> None:
         request, transaction = take.request, take.transaction
         if take.how in MonitorMode.__members__.values():
-            await self._start_monitor(take, MonitorMode(take.how))
+            await self.monitoring.take(request, transaction, take.person, MonitorMode(take.how))
             return
         parked = take.how == "retrieve" and self.parked_slot is not None
         ringing = take.how == "pickup" and self.state is CallState.ROUTING and self._ringing
@@ -1043,7 +1029,7 @@ class Call:
         if parked:
             self.parked_slot = None
             self.host.unpark(self)
-            self._note_transfer("retrieved", take.person, "taken back from park")
+            self.note_step("retrieved", take.person, "taken back from park")
             self.host.agent_talking(take.person, self.call_id)
             self._log(logging.INFO, "retrieved from park by %s", take.person)
             return
@@ -1062,57 +1048,6 @@ class Call:
         self._now_connected(take.person, caller_answer)
         self._log(logging.INFO, "picked up by %s", take.person)
 
-    async def _start_monitor(self, take: _TakeCall, mode: MonitorMode) -> None:
-        """A supervisor's phone called in to listen, whisper or barge."""
-        request, transaction = take.request, take.transaction
-        busy = self._transfer is not None or self._held_by_callee or self._monitor is not None
-        if self.state is not CallState.CONNECTED or self.winner is None or busy:
-            transaction.respond(make_response(request, 486, "Call Cannot Be Monitored Now"))
-            return
-        assert self.relay is not None
-        relay = await self.host.open_relay(f"{self.call_id}/supervisor")
-        try:
-            offer = SessionDescription.parse(request.body)
-            chosen = negotiate(offer)
-            local = relay.local_endpoint(Leg.A)
-            body = str(
-                rewrite_for_relay(
-                    offer,
-                    local.ip,
-                    local.rtp_port,
-                    origin=SdpOriginator(self.host.media_address),
-                    rtcp_port=local.rtcp_port,
-                    keep_codecs=chosen.codec_names,
-                )
-            ).encode()
-        except SdpError as exc:
-            await relay.stop()
-            transaction.respond(make_response(request, exc.status_code, str(exc)[:80]))
-            return
-        relay.set_remote(Leg.A, *chosen.endpoint)
-        leg = SipUacLeg.answering(request, transaction, take.person, self.host.contact_uri, body)
-        self.host.register_leg(self, leg.call_id)
-        talking = Codec.from_name(self._active_codecs()[0])
-        self._monitor = Monitor.start(
-            mode,
-            self.relay,
-            (talking, talking, Codec.from_name(chosen.codec.name)),
-            leg,
-            relay,
-            self.host.scheduler,
-            self.call_id,
-        )
-        self._note_transfer(str(mode), take.person, f"supervisor {take.person} {mode}s")
-        self._log(logging.INFO, "supervisor %s %ss", take.person, mode)
-
-    async def _stop_monitor(self, *, hang_up: bool) -> None:
-        monitor, self._monitor = self._monitor, None
-        if monitor is None or self.relay is None:
-            return
-        await monitor.stop(self.relay)
-        if hang_up:
-            await send_bye(self.host.layer, monitor.supervisor.dialog, monitor.supervisor.flow)
-
     def _active_codecs(self) -> tuple[str, ...]:
         assert self._negotiation is not None
         codec = self._negotiation.codec.name
@@ -1123,7 +1058,7 @@ class Call:
                 self._log(logging.DEBUG, "the answering party's SDP names no codec: %s", exc)
         return (codec, TELEPHONE_EVENT)
 
-    async def _park(self, slot: str, by: str, *, let_go: bool) -> tuple[int, str] | None:
+    async def park(self, slot: str, by: str, *, let_go: bool) -> tuple[int, str] | None:
         """The caller waits with music on ``slot`` until a phone dials the slot's code;
         the answering party is let go."""
         taken = self.host.park(self, slot)
@@ -1133,47 +1068,153 @@ class Call:
         old = self.winner
         self.winner = None
         if old is not None:
-            self._departed.append(old)
-            self.host.agent_free(self._person_of(old.extension), self.call_id)
+            self.transfers.depart(old)
+            self.host.agent_free(self.person_of(old.extension), self.call_id)
             if let_go:
                 self._spawn(send_bye(self.host.layer, old.dialog, old.flow))
         self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
-        self._note_transfer("parked", taken, f"parked by {by}")
+        self.note_step("parked", taken, f"parked by {by}")
         self._log(logging.INFO, "parked on slot %s by %s", taken, by)
         return None
+
+    # --- asked by the control API (vpbx_common.commands) ----------------------------
+
+    async def supervise(
+        self, mode: MonitorMode, extension: str, devices: list[DeviceTarget], by: str
+    ) -> tuple[int, str] | None:
+        """Ring a supervisor's ``devices`` to join in ``mode``; the SIP status and reason
+        why not, or None."""
+        if not self.can_join():
+            return 409, "Call Not Connected Or Busy"
+        await self.monitoring.ring(mode, extension, devices, by)
+        return None
+
+    async def add_party(
+        self, target: str, *, by: str, caller_id: str | None = None
+    ) -> tuple[int, str] | None:
+        """Ring ``target`` for a three-way conference; the SIP status and reason why not,
+        or None."""
+        if not self.can_join():
+            return 409, "Call Not Connected Or Busy"
+        return await self.threeway.start(target, by=by, caller_id=caller_id)
+
+    # --- what the rooms see (transfer.py, monitor.py, threeway.py: their *Line) -------
+
+    @property
+    def connected(self) -> bool:
+        return self.state is CallState.CONNECTED
+
+    @property
+    def joining(self) -> bool:
+        return not (self.monitoring.idle and self.threeway.idle)
+
+    def can_join(self) -> bool:
+        """Someone may join (a supervisor, a third party): connected, with nothing else
+        going on (a transfer, a hold, a mixer or a phone ringing to join)."""
+        if self.state is not CallState.CONNECTED or self.winner is None:
+            return False
+        busy = self.transfers.pending is not None or self._held_by_callee
+        return not busy and not self.joining
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        self._log(level, message, *args)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._spawn(coroutine)
+
+    def note_step(
+        self, outcome: str, member: str, detail: str, *, subject: str = "transfer"
+    ) -> None:
+        after = max(0.0, asyncio.get_running_loop().time() - self._routing_started)
+        self._later_steps.append(
+            RouteStep(after_s=after, subject=subject, outcome=outcome, member=member, detail=detail)
+        )
+
+    def current_offer(self) -> bytes:
+        """The offer to a transfer target: the codec the caller talks in now (the relay
+        passes audio through untouched), and telephone-event."""
+        assert self._offer is not None
+        return self._sdp_for(Leg.B, self._offer, keep_codecs=self._active_codecs())
+
+    def talking_codec(self) -> Codec:
+        return Codec.from_name(self._active_codecs()[0])
+
+    def fork(self, target: DeviceTarget, sdp: bytes) -> SipUacLeg:
+        return self._fork(target, sdp)
+
+    async def fork_trunk(
+        self, number: str, sdp: bytes, caller_id: str | None = None
+    ) -> TrunkUacLeg | OutboundRefusal:
+        return await self._fork_trunk(number, sdp, caller_id)
+
+    def hold_caller(self) -> None:
+        self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
+
+    def stop_media(self) -> None:
+        self._stop_media()
+
+    def take_party(self, leg: SipUacLeg, answer: bytes, *, resumed: bool = False) -> None:
+        self._answers[leg.call_id] = answer
+        self.winner = leg
+        if resumed:
+            self._held_by_callee = False
+
+    def adopt(self, leg: SipUacLeg) -> None:
+        self.legs.append(leg)
+        self.host.register_leg(self, leg.call_id)
+
+    def route_here(self, leg_call_id: str) -> None:
+        self.host.register_leg(self, leg_call_id)
+
+    def give_away(self, party: SipUacLeg, to_call: str) -> None:
+        if party in self.legs:
+            self.legs.remove(party)
+        if self.winner is party:
+            self.winner = None
+        self.events.put_nowait(_HandedOver(to_call))
 
     async def _talk(self) -> None:
         loop = asyncio.get_running_loop()
         limit = self.outbound.max_talk_s if self.outbound is not None else None
         talk_deadline = None if limit is None else loop.time() + limit
         while self.state is CallState.CONNECTED:
-            transfer = self._transfer
-            deadlines = [d for d in (talk_deadline, transfer and transfer.deadline) if d]
+            transfer_deadline = self.transfers.deadline
+            joining = (self.monitoring.deadline, self.threeway.deadline)
+            deadlines = [d for d in (talk_deadline, transfer_deadline, *joining) if d]
             timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
             try:
                 event = await asyncio.wait_for(self.events.get(), timeout)
             except TimeoutError:
-                if transfer is not None and loop.time() >= transfer.deadline:
-                    await self._fail_transfer(480, "Temporarily Unavailable")
+                now = loop.time()
+                if transfer_deadline is not None and now >= transfer_deadline:
+                    await self.transfers.fail(480, "Temporarily Unavailable")
+                    continue
+                if talk_deadline is None or now < talk_deadline:
+                    await self.monitoring.on_timer(now)
+                    await self.threeway.on_timer(now)
                     continue
                 self._log(logging.INFO, "the tenant's outbound minutes for today are used up")
-                await self._end_connected(HangupBy.SYSTEM)
+                await self.end_connected(HangupBy.SYSTEM)
                 return
             if isinstance(event, _InDialog):
                 await self._on_in_dialog(event)
             elif isinstance(event, _TakeCall):
                 await self._take_call(event)
             elif isinstance(event, _HandedOver):
-                self._note_transfer(
-                    "handed-over", "", f"the answering party went to {event.to_call}"
-                )
-                await self._end_connected(HangupBy.CALLEE)
-            elif (
-                isinstance(event, Provisional | Answered | Failed)
-                and transfer is not None
-                and event.leg in transfer.legs
+                self.note_step("handed-over", "", f"the answering party went to {event.to_call}")
+                await self.end_connected(HangupBy.CALLEE)
+            elif isinstance(event, Provisional | Answered | Failed) and self.transfers.owns(
+                event.leg
             ):
-                await self._on_transfer_leg(event)
+                await self.transfers.on_leg(event)
+            elif isinstance(event, Provisional | Answered | Failed) and self.monitoring.owns_leg(
+                event.leg
+            ):
+                await self.monitoring.on_leg(event)
+            elif isinstance(event, Provisional | Answered | Failed) and self.threeway.owns_leg(
+                event.leg
+            ):
+                await self.threeway.on_leg(event)
             elif isinstance(event, Answered) and event.leg is not self.winner:
                 # A device answered after another was connected: acknowledge and hang up.
                 event.leg.final_status = event.response.status
@@ -1184,11 +1225,13 @@ class Call:
 
     async def _on_in_dialog(self, event: _InDialog) -> None:
         request, transaction = event.request, event.transaction
-        monitor = self._monitor
-        if monitor is not None and request.call_id == monitor.supervisor.call_id:
-            await self._on_supervisor_request(event, monitor)
+        if self.monitoring.owns(request):
+            await self.monitoring.on_request(request, transaction)
             return
-        departed = next((leg for leg in self._departed if leg.call_id == request.call_id), None)
+        if self.threeway.owns(request):
+            await self.threeway.on_request(request, transaction)
+            return
+        departed = self.transfers.departed_leg(request.call_id)
         party = departed or self.winner
         if event.side is Side.CALLER:
             dialog = self.caller.dialog
@@ -1201,21 +1244,24 @@ class Call:
             status = 200 if request.method == "BYE" else 481
             transaction.respond(make_response(request, status))
             return
-        transfer = self._transfer
-        if request.method == "BYE" and transfer is not None and event.side is Side.CALLEE:
+        transferring = self.transfers.pending is not None
+        if request.method == "BYE" and transferring and event.side is Side.CALLEE:
             # The transferor hangs up while the target rings (a blind transfer does).
             transaction.respond(make_response(request, 200))
-            transfer.transferor_gone = True
+            self.transfers.transferor_left()
+        elif request.method == "BYE" and self.threeway.mixing:
+            # One of three hangs up: the other two go on (threeway.py).
+            transaction.respond(make_response(request, 200))
+            await self.threeway.party_left(event.side)
         elif request.method == "BYE":
             transaction.respond(make_response(request, 200))
-            if transfer is not None:
-                self._abandon_transfer()
-            await self._end_connected(
+            self.transfers.abandon()
+            await self.end_connected(
                 HangupBy.CALLER if event.side is Side.CALLER else HangupBy.CALLEE
             )
         elif request.method == "REFER":
-            await self._on_refer(event)
-        elif request.method == "INVITE" and transfer is not None:
+            await self.transfers.on_refer(event.side, request, transaction)
+        elif request.method == "INVITE" and (transferring or not self.threeway.idle):
             transaction.respond(make_response(request, 491))
         elif request.method == "INVITE" and event.side is Side.CALLEE and request.body:
             await self._callee_reinvite(request, transaction)
@@ -1228,7 +1274,7 @@ class Call:
             # or a DTMF INFO was acted on when nothing happened (RFC 3261 8.2.1).
             transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
 
-    async def _end_connected(self, hangup_by: HangupBy, *, answerer_gone: bool = False) -> None:
+    async def end_connected(self, hangup_by: HangupBy, *, answerer_gone: bool = False) -> None:
         """The conversation ends: one side hung up (the other gets a BYE), or the node did.
         ``answerer_gone``: the answering party hung up already (a transferor)."""
         self.facts.end_ms = now_ms()
@@ -1236,127 +1282,11 @@ class Call:
         self.facts.end_reason = EndReason.COMPLETED
         self._set_state(CallState.ENDED)
         flow = self.winner.flow if self.winner else None
-        gone = answerer_gone or (self._transfer is not None and self._transfer.transferor_gone)
+        gone = answerer_gone or self.transfers.transferor_gone
         if hangup_by is not HangupBy.CALLEE and self.winner is not None and not gone:
             await send_bye(self.host.layer, self.winner.dialog, flow)
         if hangup_by is not HangupBy.CALLER:
             await send_bye(self.host.layer, self.caller.dialog, flow)
-
-    # --- transfers (transfer.py) ------------------------------------------------------
-
-    async def _on_refer(self, event: _InDialog) -> None:
-        """A blind transfer asked by the person who answered (RFC 3515)."""
-        request, transaction = event.request, event.transaction
-        if event.side is not Side.CALLEE or self.winner is None:
-            transaction.respond(make_response(request, 403, "Only The Answering Party Transfers"))
-            return
-        if self._transfer is not None:
-            transaction.respond(make_response(request, 491, "Transfer In Progress"))
-            return
-        try:
-            target = refer_target(request)
-        except TransferError as exc:
-            transaction.respond(make_response(request, exc.status, exc.reason))
-            return
-        if target.replaces is not None:
-            await self._attended_transfer(event, target.replaces)
-            return
-        winner = self.winner
-        by = self._person_of(winner.extension)
-        refused = await self.start_transfer(target.user, by=by, by_refer=True)
-        if refused is not None:
-            transaction.respond(make_response(request, *refused))
-            return
-        transaction.respond(make_response(request, 202))
-        if self._transfer is None:  # parked at once: nothing rings
-            if winner.dialog is not None:
-                notify_refer(self.host.layer, winner.dialog, winner.flow, 200, "OK")
-            self._spawn(send_bye(self.host.layer, winner.dialog, winner.flow))
-            return
-        self._transfer.notify_dialog = winner.dialog
-        self._transfer.notify_flow = winner.flow
-        notify_progress(self.host.layer, self._transfer, 100, "Trying")
-
-    async def _attended_transfer(self, event: _InDialog, replaces: str) -> None:
-        """REFER with Replaces (RFC 3891): the answering party talked to someone on a call
-        of their own (the consultation) and joins the two: this call's caller now talks
-        to the person they consulted, and the transferor leaves both calls."""
-        request, transaction = event.request, event.transaction
-        assert self.winner is not None
-        transferor = self.winner
-        consult_id = replaces.split(";", 1)[0].strip()
-        donor = self.host.call_by_dialog(consult_id)
-        party = donor.consulted_party(consult_id) if donor is not None else None
-        if donor is None or donor is self or party is None:
-            transaction.respond(make_response(request, 481, "Consultation Call Not Found"))
-            return
-        transaction.respond(make_response(request, 202))
-        by = self._person_of(transferor.extension)
-        pending = PendingTransfer(
-            target=party.extension,
-            by=by,
-            started=asyncio.get_running_loop().time(),
-            notify_dialog=transferor.dialog,
-            notify_flow=transferor.flow,
-            transferor=transferor,
-        )
-        notify_progress(self.host.layer, pending, 100, "Trying")
-        answer = await self._reinvite(party.dialog, party.flow, self._transfer_offer())
-        endpoint = None
-        if answer is not None and answer.is_success:
-            try:
-                endpoint = media_endpoint(SessionDescription.parse(answer.body))
-            except SdpError as exc:
-                self._log(logging.WARNING, "consulted party answered unusable SDP: %s", exc)
-        if answer is None or endpoint is None or self.relay is None:
-            status = answer.status if answer is not None and answer.status >= 300 else 500
-            notify_progress(self.host.layer, pending, status, "Consulted Party Did Not Move")
-            self._note_transfer("failed", party.extension, f"attended transfer by {by}")
-            return
-        self._stop_media()
-        self._held_by_callee = False
-        self.relay.set_remote(Leg.B, *endpoint)
-        assert answer is not None
-        self._answers[party.call_id] = answer.body
-        donor.hand_over(party, self.call_id)
-        self.legs.append(party)
-        self.host.register_leg(self, party.call_id)
-        self.winner = party
-        self._departed.append(transferor)
-        notify_progress(self.host.layer, pending, 200, "OK")
-        self._spawn(send_bye(self.host.layer, transferor.dialog, transferor.flow))
-        person = self._person_of(party.extension)
-        self.host.agent_free(self._person_of(transferor.extension), self.call_id)
-        self.host.agent_talking(person, self.call_id)
-        self._note_transfer("answered", person, f"attended transfer by {by}")
-        self._log(logging.INFO, "attended transfer by %s to %s", by, person)
-
-    def consulted_party(self, dialog_call_id: str) -> SipUacLeg | None:
-        """The party the caller of this call talks to, when ``dialog_call_id`` is the
-        caller's dialog (the transferor placed this consultation call); else None."""
-        if self.state is not CallState.CONNECTED or self.caller.call_id != dialog_call_id:
-            return None
-        return self.winner
-
-    def hand_over(self, party: SipUacLeg, to_call: str) -> None:
-        """``party`` now belongs to another call: forget it here and end this call."""
-        if party in self.legs:
-            self.legs.remove(party)
-        if self.winner is party:
-            self.winner = None
-        self.events.put_nowait(_HandedOver(to_call))
-
-    async def _on_supervisor_request(self, event: _InDialog, monitor: Monitor) -> None:
-        request, transaction = event.request, event.transaction
-        dialog = monitor.supervisor.dialog
-        if dialog is None or not dialog.accept_remote_request(request):
-            transaction.respond(make_response(request, 500))
-        elif request.method == "BYE":
-            transaction.respond(make_response(request, 200))
-            await self._stop_monitor(hang_up=False)
-            self._note_transfer("left", monitor.supervisor.extension, "the supervisor left")
-        else:
-            transaction.respond(make_response(request, 405, extra=[("Allow", ALLOW_IN_CALL)]))
 
     async def _callee_reinvite(self, request: SipRequest, transaction: ServerTransaction) -> None:
         """The answering party holds or resumes: the node answers itself and plays the
@@ -1399,7 +1329,7 @@ class Call:
             self._stop_media()
             self._log(logging.INFO, "resumed by the answering party")
 
-    async def _reinvite(
+    async def reinvite(
         self, dialog: Dialog | None, flow: Flow | None, body: bytes
     ) -> SipResponse | None:
         """A re-INVITE with ``body`` on ``dialog`` (ACKed when answered); its final answer."""
@@ -1415,137 +1345,6 @@ class Call:
             ack = dialog.create_request("ACK", via, seq=invite.cseq.seq)
             await layer.send_stateless(ack, hop)
         return final
-
-    async def start_transfer(
-        self, target: str, *, by: str, by_refer: bool = False
-    ) -> tuple[int, str] | None:
-        """Hand the caller to ``target`` (an extension or a number); the answering party
-        leaves once the target answers. The SIP status and reason why not, or None."""
-        if self.state is not CallState.CONNECTED or self.winner is None:
-            return 481, "Call Not Connected"
-        if self._transfer is not None:
-            return 491, "Transfer In Progress"
-        config = self.host.config()
-        feature = parse_feature(target, config.feature_codes)
-        if feature is not None and feature.kind is FeatureKind.PARK:
-            # A REFER's sender is told by NOTIFY and let go by its handler.
-            return await self._park(feature.argument, by, let_go=not by_refer)
-        sdp = self._transfer_offer()
-        legs: list[SipUacLeg] = []
-        if config.user(target) is not None:
-            devices = await self.host.devices(target)
-            legs = [self._fork(device, sdp) for device in devices]
-            if not legs:
-                return 480, "Target Not Reachable"
-        else:
-            number = self.host.outbound.destination(target, config)
-            if number is None:
-                return 404, "No Such Transfer Target"
-            leg = await self._fork_trunk(number, sdp)
-            if not isinstance(leg, TrunkUacLeg):
-                return leg.sip_status
-            legs = [leg]
-            target = number
-        loop = asyncio.get_running_loop()
-        self._transfer = PendingTransfer(
-            target=target,
-            by=by,
-            started=loop.time(),
-            notify_dialog=None,
-            notify_flow=None,
-            transferor=self.winner,
-            legs=legs,
-        )
-        self._note_transfer("entered", target, f"blind transfer by {by}")
-        self._log(logging.INFO, "transfer to %s by %s", target, by)
-        self._spawn(self._serve_caller().play(Sound.MUSIC_ON_HOLD, loop=True))
-        return None
-
-    def _transfer_offer(self) -> bytes:
-        """The offer to a transfer target: the codec the caller talks in now (the relay
-        passes audio through untouched), and telephone-event."""
-        assert self._offer is not None
-        return self._sdp_for(Leg.B, self._offer, keep_codecs=self._active_codecs())
-
-    async def _on_transfer_leg(self, event: LegEvent) -> None:
-        transfer = self._transfer
-        assert transfer is not None
-        if isinstance(event, Provisional):
-            if event.response.status in (180, 183) and not event.leg.ringing:
-                event.leg.ringing = True
-                notify_progress(self.host.layer, transfer, 180, "Ringing")
-        elif isinstance(event, Failed):
-            event.leg.final_status = event.status
-            if all(leg.final_status is not None for leg in transfer.legs):
-                statuses = [leg.final_status or 480 for leg in transfer.legs]
-                status = 486 if member_failure(statuses) is MemberFailure.BUSY else statuses[0]
-                await self._fail_transfer(status, "Transfer Target Did Not Answer")
-        else:
-            await self._complete_transfer(event.leg, event.response)
-
-    async def _complete_transfer(self, leg: SipUacLeg, response: SipResponse) -> None:
-        transfer = self._transfer
-        assert transfer is not None
-        assert self.relay is not None
-        leg.final_status = response.status
-        leg.dialog = Dialog.as_uac(leg.request, response)
-        leg.send_ack(self.host.layer, response.cseq.seq)
-        for other in transfer.legs:
-            if other is not leg:
-                other.cancel()
-        try:
-            endpoint = media_endpoint(SessionDescription.parse(response.body))
-        except SdpError as exc:
-            self._log(logging.WARNING, "transfer target answered with unusable SDP: %s", exc)
-            await send_bye(self.host.layer, leg.dialog, None)
-            await self._fail_transfer(488, "Not Acceptable Here")
-            return
-        self._stop_media()
-        self.relay.set_remote(Leg.B, *endpoint)
-        self._answers[leg.call_id] = response.body
-        old = transfer.transferor
-        self.winner = leg
-        self._transfer = None
-        person = self._person_of(leg.extension)
-        notify_progress(self.host.layer, transfer, 200, "OK")
-        if old is not None:
-            self._departed.append(old)
-            self.host.agent_free(self._person_of(old.extension), self.call_id)
-            if not transfer.transferor_gone:
-                self._spawn(send_bye(self.host.layer, old.dialog, old.flow))
-        self.host.agent_talking(person, self.call_id)
-        self._note_transfer("answered", person, f"transferred by {transfer.by}")
-        self._log(logging.INFO, "transferred by %s to %s", transfer.by, person)
-
-    async def _fail_transfer(self, status: int, reason: str) -> None:
-        """The target did not take the call: back to the transferor if they are still
-        there, else the caller is told goodbye."""
-        transfer = self._transfer
-        assert transfer is not None
-        for leg in transfer.legs:
-            leg.cancel()
-        notify_progress(self.host.layer, transfer, status, reason)
-        self._transfer = None
-        self._note_transfer("failed", transfer.target, f"{status} {reason}")
-        self._stop_media()
-        if transfer.transferor_gone:
-            await self._end_connected(HangupBy.SYSTEM, answerer_gone=True)
-
-    def _abandon_transfer(self) -> None:
-        transfer = self._transfer
-        if transfer is None:
-            return
-        for leg in transfer.legs:
-            leg.cancel()
-        self._note_transfer("abandoned", transfer.target, "the caller hung up")
-
-    def _note_transfer(self, outcome: str, member: str, detail: str) -> None:
-        after = max(0.0, asyncio.get_running_loop().time() - self._routing_started)
-        self._later_steps.append(
-            RouteStep(
-                after_s=after, subject="transfer", outcome=outcome, member=member, detail=detail
-            )
-        )
 
     def _sdp_for(
         self, leg: Leg, sdp: SessionDescription, keep_codecs: tuple[str, ...] | None = None
@@ -1621,7 +1420,8 @@ class Call:
     async def _finish(self) -> None:
         if self.facts.end_ms is None:
             self.facts.end_ms = now_ms()
-        await self._stop_monitor(hang_up=True)
+        await self.monitoring.stop(hang_up=True)
+        await self.threeway.stop()
         self._release_admitted()
         self._cancel_forks()
         for leg in self.legs:
@@ -1654,5 +1454,9 @@ class Call:
         )
         if self.facts.answered_by:
             self.host.agent_free(self.facts.answered_by, self.call_id)
+        # Whoever talks at the end after a transfer or a three-way, when not the first.
+        last = self.person_of(self.winner.extension) if self.winner is not None else None
+        if last and last != self.facts.answered_by and not last.startswith("+"):
+            self.host.agent_free(last, self.call_id)
         self.host.publish(self, CallEventType.ENDED)
         self.host.call_finished(self)

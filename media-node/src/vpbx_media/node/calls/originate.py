@@ -22,8 +22,7 @@ from vpbx_common.commands import CommandReply, NodeCommand, Originate, ReplyStat
 from vpbx_common.events import CallEventType
 from vpbx_common.nodeconfig import ExternalTarget
 
-from ...rtp.relay import Leg, MediaRelay
-from ...sdp import SdpOriginator, SessionDescription, rewrite_for_relay
+from ...sdp import SdpOriginator
 from ...sip.dialog import Dialog
 from ...sip.transaction import new_call_id
 from ..legs.originator import OriginatorLeg
@@ -31,6 +30,7 @@ from ..legs.sip import Answered, Caller, DeviceTarget, Failed, LegEvent, SipUacL
 from ..outbound import OutboundCall, OutboundRefusal
 from .call import Call
 from .facts import CallFacts
+from .offer import node_offer
 
 if TYPE_CHECKING:
     from ..service import NodeService
@@ -41,27 +41,6 @@ logger = logging.getLogger(__name__)
 DEVICE_RING_S = 30.0
 # A device answering after another one won is hung up for this long after.
 _LATE_ANSWERS_S = 35.0
-
-# The connection address is the relay's from the start: a 0.0.0.0 placeholder would be
-# kept as the RFC 2543 hold marker by rewrite_for_relay, and the phone would not send.
-_OFFER_TEMPLATE = (
-    "v=0\r\no=- 0 0 IN IP4 {address}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\n"
-    "m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
-)
-
-
-def node_offer(relay: MediaRelay, origin: SdpOriginator) -> bytes:
-    """The node's own offer (PCMU, PCMA, telephone-event) with media at the relay's leg A."""
-    local = relay.local_endpoint(Leg.A)
-    offer = rewrite_for_relay(
-        SessionDescription.parse(_OFFER_TEMPLATE.format(address=local.ip).encode()),
-        local.ip,
-        local.rtp_port,
-        origin=origin,
-        rtcp_port=local.rtcp_port,
-    )
-    return str(offer).encode()
 
 
 def _unanswered(statuses: list[int | None]) -> EndReason:
