@@ -355,6 +355,7 @@ async def test_click_to_call_rings_the_user_first_then_the_number(
 
     ringing = await desk.ringing()
     assert shown_number(ringing, "From") == "+73832000099"  # the phone shows whom it calls
+    assert b"c=IN IP4 0.0.0.0" not in ringing.body  # not on hold: the phone will talk
     assert carrier.invites == []  # nobody else rings before the user answers
     desk.answer()
     invite = await carrier.invite()

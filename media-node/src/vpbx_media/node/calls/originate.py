@@ -39,8 +39,10 @@ DEVICE_RING_S = 30.0
 # A device answering after another one won is hung up for this long after.
 _LATE_ANSWERS_S = 35.0
 
+# The addresses are placeholders the relay's replace; not c=0.0.0.0, which is the hold
+# marker (RFC 2543) the rewrite keeps: a phone offered it would never send its voice.
 _OFFER_TEMPLATE = (
-    "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+    "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
     "m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
     "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
 )
