@@ -370,8 +370,15 @@ def test_three_people_in_a_conference_room_each_hear_the_other_two(
 # --- pickup and park ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("*8", id="group"),  # Anna and Boris are both in sales
+        pytest.param("**101", id="directed"),  # the call ringing 101
+    ],
+)
 def test_a_colleague_picks_up_the_call_ringing_someone_else(
-    pbx: Pbx, baresip_factory: BaresipFactory, new_calls: NewCalls
+    pbx: Pbx, baresip_factory: BaresipFactory, new_calls: NewCalls, code: str
 ) -> None:
     anna = person(baresip_factory, pbx, "101", answers=False)
     boris = person(baresip_factory, pbx, "102")
@@ -379,7 +386,7 @@ def test_a_colleague_picks_up_the_call_ringing_someone_else(
     caller = call_from_outside(baresip_factory, pbx)
     anna.wait_call_state("INCOMING", timeout=15)  # ringing, nobody there
 
-    dial(boris, "*8")  # group pickup: Anna and Boris are both in sales
+    dial(boris, code)  # the tenant's pickup codes (/v1/feature-codes): the defaults
     boris.wait_call_state("ESTABLISHED", timeout=15)
     anna.wait_no_calls(timeout=10)  # her phone stops ringing
     time.sleep(2.0)
