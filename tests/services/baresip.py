@@ -226,6 +226,7 @@ class Baresip:
         auto_answer: bool = True,
         tone_hz: int = 1000,
         record: bool = False,
+        jitter_buffer: bool = True,
     ) -> None:
         binary = shutil.which("baresip")
         if binary is None:
@@ -243,6 +244,12 @@ class Baresip:
         self.tone_hz = tone_hz
         # The sndfile module dumps what each call sent and heard to WAV files.
         self.record = record
+        # False: no jitter buffer (fine on loopback). baresip 1.0.0 keeps its buffer's
+        # sequence state across an SSRC change, so when a call switches from audio the
+        # node plays itself (ringback, music on hold) to a relayed peer whose sequence
+        # numbers happen to be behind, it drops the new stream's packets as late: all
+        # of them, about every second such switch.
+        self.jitter_buffer = jitter_buffer
         self.control_port = self._pick_control_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._control: _ControlChannel | None = None
@@ -312,6 +319,8 @@ class Baresip:
             ("module_app", "ctrl_tcp.so"),
             ("ctrl_tcp_listen", f"{self.host}:{self.control_port}"),
         ]
+        if not self.jitter_buffer:
+            lines.append(("jitter_buffer_delay", "0-0"))
         if self.record:
             lines += [("module", "sndfile.so"), ("snd_path", str(self.recordings_dir))]
         return "".join(f"{key}\t\t{value}\n" for key, value in lines)
