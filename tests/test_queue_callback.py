@@ -18,7 +18,7 @@ import pytest
 
 from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import RunningPlatform
-from tests.test_call_media import CALLER_HZ, caller_phone
+from tests.test_call_media import CALLER_HZ
 from tests.test_call_routing import (
     ACME,
     ACME_MAIN,
@@ -42,12 +42,36 @@ AGENT_HZ = 1000
 SECOND_CALLER = "+79130000002"
 
 
+# Without a jitter buffer: baresip 1.0.0 keeps its buffer's sequence state across a
+# change of sender (ringback from the node, then the relayed caller) and drops the new
+# stream when its sequence numbers happen to be lower (docs/architecture.md, Node).
 def recording_agent(factory: BaresipFactory, platform: RunningPlatform) -> Baresip:
     phone = factory(
-        "101", PASSWORDS["101"], ACME, proxy=(platform.host, platform.sip_port), record=True
+        "101",
+        PASSWORDS["101"],
+        ACME,
+        proxy=(platform.host, platform.sip_port),
+        record=True,
+        jitter_buffer=False,
     )
     phone.start()
     phone.wait_registered(timeout=15)
+    return phone
+
+
+def recording_caller(factory: BaresipFactory, platform: RunningPlatform, number: str) -> Baresip:
+    """An outside caller sending CALLER_HZ through the edge, answering what reaches it."""
+    phone = factory(
+        number,
+        None,
+        platform.host,
+        proxy=(platform.host, platform.sip_port),
+        regint=0,
+        record=True,
+        tone_hz=CALLER_HZ,
+        jitter_buffer=False,
+    )
+    phone.start()
     return phone
 
 
@@ -67,11 +91,8 @@ def test_a_caller_called_back_keeps_their_place_and_talks_with_the_agent(
 ) -> None:
     platform: RunningPlatform = platform_factory()
     anna = recording_agent(baresip_factory, platform)
-    first = caller_phone(baresip_factory, platform)
-    second = baresip_factory(
-        SECOND_CALLER, None, platform.host, proxy=(platform.host, platform.sip_port), regint=0
-    )
-    second.start()
+    first = recording_caller(baresip_factory, platform, CALLER)
+    second = recording_caller(baresip_factory, platform, SECOND_CALLER)
     with admin_api(platform) as api:
         set_sales(api, ["101"])
         users = ids_by_extension(api)
