@@ -829,3 +829,45 @@ async def test_migration_0012_up_and_down_on_postgresql(postgres_url: str) -> No
 def test_the_trunk_row_never_shows_its_password() -> None:
     row = TrunkRow(name="beeline", uri="sip:x", password=PASSWORD, tenant_id="acme")
     assert PASSWORD not in repr(row)
+
+
+async def test_registrations_are_exported_as_a_gauge_per_tenant_trunk_and_city(
+    api: ApiHarness,
+) -> None:
+    assert api.context.redis is not None
+    store = TrunkStatusStore(api.context.redis)
+    now = int(time.time() * 1000)
+    held = TrunkRegistrationStatus(
+        state=RegistrationState.REGISTERED,
+        expires_at_ms=now + 300_000,
+        updated_at_ms=now,
+        name="beeline",
+    )
+    refused = TrunkRegistrationStatus(
+        state=RegistrationState.FAILED, reason="403 Forbidden", updated_at_ms=now, name="mts"
+    )
+    lapsed = TrunkRegistrationStatus(
+        state=RegistrationState.REGISTERED,
+        expires_at_ms=now - 1000,
+        updated_at_ms=now - 400_000,
+        name="beeline",
+    )
+    off = TrunkRegistrationStatus(state=RegistrationState.NOT_REGISTERING, name="ip-only")
+    await store.put("acme", "t-1", "msk", held)
+    await store.put("acme", "t-1", "ekb", lapsed)
+    await store.put("acme", "t-2", "msk", refused)
+    await store.put("globex", "t-9", "msk", off)
+
+    page = (await api.client.get("/metrics")).text
+
+    def gauge(tenant: str, trunk: str, name: str, city: str) -> str:
+        labels = f'city="{city}",tenant="{tenant}",trunk="{trunk}",trunk_name="{name}"'
+        return f"vpbx_trunk_registered{{{labels}}}"
+
+    assert f"{gauge('acme', 't-1', 'beeline', 'msk')} 1.0" in page
+    assert f"{gauge('acme', 't-1', 'beeline', 'ekb')} 0.0" in page  # its node stopped
+    assert f"{gauge('acme', 't-2', 'mts', 'msk')} 0.0" in page
+    assert 'tenant="globex"' not in page  # a trunk that does not register is no alarm
+
+    await store.forget("acme", "t-2")
+    assert 'trunk="t-2"' not in (await api.client.get("/metrics")).text

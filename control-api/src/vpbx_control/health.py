@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
+import redis.asyncio as redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from vpbx_common.trunks import TrunkStatusStore
+
 from .deps import Context, Public
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -52,4 +59,12 @@ async def readyz(context: Context, _: Public) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(context: Context, _: Public) -> Response:
+    if context.redis is not None:
+        try:
+            reports = await TrunkStatusStore(context.redis).every()
+        except redis.RedisError as exc:
+            # The trunk gauge keeps its last values; the rest of the page is still current.
+            logger.warning("trunk registrations not read for metrics: %s", exc)
+        else:
+            context.metrics.show_trunks(reports, int(time.time() * 1000))
     return context.metrics.render()

@@ -7,12 +7,14 @@ import re
 import time
 import uuid
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vpbx_common.trunks import RegistrationState, ReportedStatus
 
 access_log = logging.getLogger("vpbx_control.access")
 
@@ -46,6 +48,26 @@ class Metrics:
             ["tenant", "reason"],
             registry=self.registry,
         )
+
+        # Carrier registrations as the nodes report them (vpbx_common.trunks), read from
+        # Redis at each scrape: 1 registered, 0 registering or failed (alert on 0).
+        self.trunk_registered = Gauge(
+            "vpbx_trunk_registered",
+            "Whether a node's registration of a carrier trunk holds, by tenant, trunk and city",
+            ["tenant", "trunk", "trunk_name", "city"],
+            registry=self.registry,
+        )
+
+    def show_trunks(self, reports: list[ReportedStatus], now_ms: int) -> None:
+        """Replace the trunk gauge with ``reports`` (trunks that do not register are left out)."""
+        self.trunk_registered.clear()
+        for report in reports:
+            status = report.status
+            if status.state is RegistrationState.NOT_REGISTERING:
+                continue
+            self.trunk_registered.labels(
+                report.tenant, report.trunk_id, status.name, report.city
+            ).set(1 if status.registered_at(now_ms) else 0)
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -96,6 +96,19 @@ class TrunkRegistrationStatus(BaseModel):
     reason: str = ""  # the carrier's last refusal ("403 Forbidden", "no answer") when failed
     expires_at_ms: int = 0  # when the current binding lapses (registered)
     updated_at_ms: int = 0
+    name: str = ""  # the trunk's name, for people reading metrics (ids are opaque)
+
+    def registered_at(self, now_ms: int) -> bool:
+        """Registered, with a binding that has not lapsed (a node may have died)."""
+        return self.state is RegistrationState.REGISTERED and self.expires_at_ms > now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedStatus:
+    tenant: str
+    trunk_id: str
+    city: str
+    status: TrunkRegistrationStatus
 
 
 # One hash per trunk; field = city, value = TrunkRegistrationStatus JSON. Entries of a
@@ -135,6 +148,16 @@ class TrunkStatusStore:
                     error,
                 )
         return statuses
+
+    async def every(self) -> list[ReportedStatus]:
+        """Every status any node reported, of every tenant (metrics; SCAN, not KEYS)."""
+        found: list[ReportedStatus] = []
+        async for key in self.client.scan_iter(match=_STATUS_KEY.format(tenant="*", trunk="*")):
+            text = key.decode() if isinstance(key, bytes) else str(key)
+            _, _, tenant, trunk_id = text.split(":", 3)
+            for city, status in (await self.get(tenant, trunk_id)).items():
+                found.append(ReportedStatus(tenant, trunk_id, city, status))
+        return found
 
     async def forget(self, tenant: str, trunk_id: str) -> None:
         await self.client.delete(_STATUS_KEY.format(tenant=tenant, trunk=trunk_id))

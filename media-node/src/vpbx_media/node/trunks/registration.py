@@ -213,7 +213,7 @@ class TrunkRegistration:
         self._sleep = sleep
         self._jitter = jitter
         self.state = RegistrationState.NOT_REGISTERING
-        self.status = TrunkRegistrationStatus(state=self.state)
+        self.status = TrunkRegistrationStatus(state=self.state, name=trunk.name)
         self.call_id = new_call_id(contact.host.strip("[]"))
         self.from_tag = new_tag()
         self.expires_s = trunk.register_expires_s  # raised by a 423's Min-Expires
@@ -258,6 +258,7 @@ class TrunkRegistration:
             reason=reason,
             expires_at_ms=expires_at_ms,
             updated_at_ms=int(self._clock() * 1000),
+            name=self.trunk.name,
         )
         why = reason or note
         if state is previous.state and state is RegistrationState.REGISTERED:
