@@ -90,8 +90,9 @@ ROUTERS = (
 DESCRIPTION = """\
 Tenant self-service provisioning for vpbx: numbers, users and their SIP devices,
 ring groups, schedules, IVR menus, route plans, conference rooms, webhooks, carrier
-trunks and API keys; the tenant's outbound policy and feature codes; click-to-call and
-transfers; call records, call recordings and voice messages.
+trunks and API keys; the tenant's outbound policy and feature codes; click-to-call,
+transfers, supervisor monitoring and three-way calls; queue callbacks; call records,
+call recordings and voice messages.
 
 Authenticate with `Authorization: Bearer <token>`, where the token is a user access
 token from `POST /v1/auth/login`, a tenant API key (`vpbx_...`), or the platform
