@@ -26,7 +26,6 @@ from ...media.mixer import Conference, Party
 from ...media.scheduler import PacedScheduler
 from ...rtp.relay import Leg, MediaRelay
 from ...sdp import SdpError, SdpOriginator, SessionDescription, negotiate, rewrite_for_relay
-from ...sip.dialog import Dialog
 from ...sip.message import SipRequest, make_response
 from ...sip.transaction import ServerTransaction
 from ..legs.sip import (
@@ -205,12 +204,7 @@ class Monitoring:
         layer = line.host.layer
         leg, response = event.leg, event.response
         self.ringing = None
-        leg.final_status = response.status
-        leg.dialog = Dialog.as_uac(leg.request, response)
-        leg.send_ack(layer, response.cseq.seq)
-        for other in ringing.legs:
-            if other is not leg:
-                other.cancel()
+        leg.take_answer(layer, response, ringing.legs)
         try:
             chosen = negotiate(SessionDescription.parse(response.body))
         except SdpError as exc:

@@ -167,12 +167,7 @@ class ThreeWay:
     async def _answered(self, leg: SipUacLeg, response: SipResponse) -> None:
         line = self.line
         layer = line.host.layer
-        leg.final_status = response.status
-        leg.dialog = Dialog.as_uac(leg.request, response)
-        leg.send_ack(layer, response.cseq.seq)
-        for other in self.legs:
-            if other is not leg:
-                other.cancel()
+        leg.take_answer(layer, response, self.legs)
         try:
             chosen = negotiate(SessionDescription.parse(response.body))
         except SdpError as exc:

@@ -442,12 +442,7 @@ class Transfers:
         assert transfer is not None
         relay = line.relay
         assert relay is not None
-        leg.final_status = response.status
-        leg.dialog = Dialog.as_uac(leg.request, response)
-        leg.send_ack(layer, response.cseq.seq)
-        for other in transfer.legs:
-            if other is not leg:
-                other.cancel()
+        leg.take_answer(layer, response, transfer.legs)
         try:
             endpoint = media_endpoint(SessionDescription.parse(response.body))
         except SdpError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ...sip.dialog import Dialog, DialogState
@@ -258,6 +258,17 @@ class SipUacLeg:
     def stop(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+    def take_answer(
+        self, layer: TransactionLayer, response: SipResponse, rivals: Iterable[SipUacLeg]
+    ) -> None:
+        """This leg won: its dialog is confirmed (ACK) and the rivals still ringing stop."""
+        self.final_status = response.status
+        self.dialog = Dialog.as_uac(self.request, response)
+        self.send_ack(layer, response.cseq.seq)
+        for other in rivals:
+            if other is not self:
+                other.cancel()
 
     def send_ack(self, layer: TransactionLayer, seq: int) -> None:
         assert self.dialog is not None
