@@ -61,8 +61,22 @@ async def test_create_read_update_delete(api: ApiHarness) -> None:
     assert group["escalation_interval_s"] == 5
     assert group["overflow"] == {"type": "voicemail", "user_id": None}
     assert group["members"] == [
-        {"user_id": bob, "extension": "102", "name": "Agent 2", "weight": 3, "position": 0},
-        {"user_id": ann, "extension": "101", "name": "Agent 1", "weight": 1, "position": 1},
+        {
+            "user_id": bob,
+            "number": None,
+            "extension": "102",
+            "name": "Agent 2",
+            "weight": 3,
+            "position": 0,
+        },
+        {
+            "user_id": ann,
+            "number": None,
+            "extension": "101",
+            "name": "Agent 1",
+            "weight": 1,
+            "position": 1,
+        },
     ]
 
     read = await api.client.get(f"/v1/groups/{group['id']}", headers=admin)
@@ -358,3 +372,48 @@ async def test_round_robin_shows_who_the_nodes_rang_last_while_they_are_a_member
         f"/v1/groups/{group['id']}", json={"members": [{"user_id": ann}]}, headers=admin
     )
     assert removed.json()["last_member_id"] is None
+
+
+async def test_a_number_outside_is_a_member_rung_in_its_place(api: ApiHarness) -> None:
+    admin, (ann, bob, _) = await _acme(api)
+    created = await api.client.post(
+        "/v1/groups",
+        json={
+            "name": "night",
+            "strategy": "sequential",
+            "members": [{"user_id": ann}, {"number": "+79161234567"}, {"user_id": bob}],
+        },
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    members = created.json()["members"]
+    assert [(m["user_id"], m["number"], m["extension"], m["name"]) for m in members] == [
+        (ann, None, "101", "Agent 1"),
+        (None, "+79161234567", None, "+79161234567"),
+        (bob, None, "102", "Agent 2"),
+    ]
+    config = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+    [night] = [group for group in config.json()["groups"] if group["name"] == "night"]
+    assert night["members"] == ["101", "+79161234567", "102"]
+
+    group_url = f"/v1/groups/{created.json()['id']}"
+    both = await api.client.patch(
+        group_url, json={"members": [{"user_id": ann, "number": "+79161234567"}]}, headers=admin
+    )
+    neither = await api.client.patch(group_url, json={"members": [{"weight": 2}]}, headers=admin)
+    twice = await api.client.patch(
+        group_url,
+        json={"members": [{"number": "+79161234567"}, {"number": "+79161234567"}]},
+        headers=admin,
+    )
+    not_a_number = await api.client.patch(
+        group_url, json={"members": [{"number": "call me"}]}, headers=admin
+    )
+    assert both.status_code == neither.status_code == 422
+    assert _fields(both) == ["body.members[0]"]
+    assert twice.status_code == 422
+    assert _fields(twice) == ["body.members[1].number"]
+    assert not_a_number.status_code == 422
+    assert _fields(not_a_number) == ["body.members[0].number"]
+    unchanged = await api.client.get(group_url, headers=admin)
+    assert [m["number"] for m in unchanged.json()["members"]] == [None, "+79161234567", None]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from tests.services.sippeers import HOST, Dialler, Phone, Trunk, shown_number
+from tests.services.sippeers import HOST, Carrier, Dialler, Phone, Trunk, shown_number
 
 from vpbx_common.commands import NodeCommand, Originate, ReplyStatus, send_command
 from vpbx_common.nodeconfig import NodeConfig
@@ -404,3 +404,33 @@ async def test_a_forward_abroad_is_refused_by_the_same_policy(
     assert [(s.member, s.detail) for s in refused] == [
         ("+442079460000", "call out refused: international")
     ]
+
+
+async def test_a_group_member_outside_rings_through_the_trunk_with_the_desk_phones(
+    node_factory: Any, peers: Any
+) -> None:
+    carrier = await peers(Trunk("carrier"))
+    base = outbound_config([carrier]).model_dump(mode="json")
+    base["groups"] = [{"name": "night", "members": ["101", "+79161234567"], "ring_timeout_s": 20}]
+    base["numbers"][0]["target"] = {"type": "group", "name": "night"}
+    node = await node_factory(NodeConfig.model_validate(base).with_version())
+    desk = await peers(Phone("101"))
+    await node.register(desk)
+    caller = await peers(Carrier(node.address, to_user=MOSCOW, uri_user=MOSCOW))
+
+    caller.invite()
+    await desk.ringing()
+    invite = await carrier.invite()
+    assert invite.uri.user == "+79161234567"
+    carrier.answer(invite)
+    await desk.answers_cancel()  # the desk phone stops once the number outside answered
+    assert (await caller.final()).status == 200
+    caller.bye()
+    await carrier.bye_answered()
+
+    [record] = await node.records(1)
+    assert (record.direction, record.answered_by, record.end_reason) == (
+        "inbound",
+        "+79161234567",
+        "completed",
+    )

@@ -31,6 +31,8 @@ class GroupRow(TenantOwned, Base):
 
 
 class GroupMemberRow(Base):
+    """A user of the tenant, or a number outside (``user_id`` null), in a group."""
+
     __tablename__ = "group_members"
     __table_args__ = (UniqueConstraint("group_id", "user_id"),)
 
@@ -38,8 +40,10 @@ class GroupMemberRow(Base):
     group_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("groups.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=True
     )
+    # E.164 of a member outside, rung through the tenant's trunks (since 0015).
+    number: Mapped[str | None] = mapped_column(String(16), default=None, nullable=True)
     position: Mapped[int] = mapped_column(Integer)
     weight: Mapped[int] = mapped_column(Integer, default=1)

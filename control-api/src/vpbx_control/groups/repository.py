@@ -44,18 +44,21 @@ class GroupRepository(NamedRepository[GroupRow]):
         members: dict[uuid.UUID, list[MemberOut]] = {group_id: [] for group_id in group_ids}
         if not group_ids:
             return members
+        # The groups are the tenant's (the caller checked): their number members have no
+        # user row, and a user member's row is the tenant's by the same token.
         result = await self.session.execute(
             select(GroupMemberRow, UserRow.extension, UserRow.name)
-            .join(UserRow, UserRow.id == GroupMemberRow.user_id)
-            .where(GroupMemberRow.group_id.in_(group_ids), UserRow.tenant_id == self.tenant_id)
+            .outerjoin(UserRow, UserRow.id == GroupMemberRow.user_id)
+            .where(GroupMemberRow.group_id.in_(group_ids))
             .order_by(GroupMemberRow.group_id, GroupMemberRow.position)
         )
         for member, extension, name in result:
             members[member.group_id].append(
                 MemberOut(
                     user_id=member.user_id,
+                    number=member.number,
                     extension=extension,
-                    name=name,
+                    name=name if member.user_id is not None else member.number or "",
                     weight=member.weight,
                     position=member.position,
                 )
@@ -71,6 +74,7 @@ class GroupRepository(NamedRepository[GroupRow]):
                 id=uuid.uuid4(),
                 group_id=group.id,
                 user_id=member.user_id,
+                number=member.number,
                 position=position,
                 weight=member.weight,
             )

@@ -6,13 +6,13 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from vpbx_common.manifests import GROUP_NAME
 from vpbx_common.pbx import RingStrategy
 
 from ..schema_base import StrictInput
-from ..targets import Target
+from ..targets import E164, Target
 
 # One enum for the API, the platform file and the node: the strategies the node runs.
 Strategy = RingStrategy
@@ -51,10 +51,25 @@ MAX_MEMBERS = 200
 
 
 class MemberIn(StrictInput):
-    user_id: uuid.UUID
+    """A user of the tenant (``user_id``), or a number outside (``number``): one of them."""
+
+    user_id: uuid.UUID | None = None
+    number: E164 | None = Field(
+        default=None,
+        description="a phone outside (a colleague's mobile, a branch office), rung through the "
+        "tenant's trunks under the outbound policy and its caps, showing the caller when the "
+        "trunk passes caller IDs; always counted free (only its carrier knows otherwise); "
+        "never offered queue callers",
+    )
     weight: int = Field(
         default=1, ge=1, le=100, description="share of calls among equals (not yet used)"
     )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MemberIn:
+        if (self.user_id is None) == (self.number is None):
+            raise ValueError("give either user_id or number")
+        return self
 
 
 class GroupCreate(StrictInput):
@@ -89,9 +104,10 @@ class GroupUpdate(StrictInput):
 
 
 class MemberOut(BaseModel):
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None = Field(description="null for a number outside")
+    number: str | None = Field(default=None, description="the number outside, if it is one")
     extension: str | None
-    name: str
+    name: str = Field(description="the user's name, or the number")
     weight: int
     position: int = Field(description="0-based place in the ringing order")
 

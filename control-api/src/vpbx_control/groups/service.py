@@ -161,7 +161,16 @@ class GroupService:
 
     async def _check_members(self, members: Sequence[MemberIn]) -> None:
         seen: set[uuid.UUID] = set()
+        numbers: set[str] = set()
         for index, member in enumerate(members):
+            if member.number is not None:
+                if member.number in numbers:
+                    raise InvalidInput.at(
+                        f"body.members[{index}].number", "the number is already a member"
+                    )
+                numbers.add(member.number)
+                continue
+            assert member.user_id is not None  # MemberIn holds one or the other
             if member.user_id in seen:
                 raise InvalidInput.at(
                     f"body.members[{index}].user_id", "the user is already a member"
@@ -169,6 +178,8 @@ class GroupService:
             seen.add(member.user_id)
         users = await self.repository.users(seen)
         for index, member in enumerate(members):
+            if member.user_id is None:
+                continue
             field = f"body.members[{index}].user_id"
             user = users.get(member.user_id)
             if user is None:

@@ -66,11 +66,13 @@ class TenantSnapshot:
 
 
 def _members_by_group(snapshot: TenantSnapshot) -> dict[str, list[tuple[str, int]]]:
-    """Group id -> (extension, weight) of its members with an extension, in ring order."""
+    """Group id -> (extension, weight) of its members with an extension, and of its
+    numbers outside (the E.164 in place of an extension: the node rings it through the
+    trunks), in ring order."""
     extensions = {str(user.id): user.extension for user in snapshot.users if user.extension}
     ordered: dict[str, list[tuple[int, str, int]]] = {}
     for member in snapshot.members:
-        extension = extensions.get(str(member.user_id))
+        extension = member.number or extensions.get(str(member.user_id))
         if extension is not None:
             ordered.setdefault(str(member.group_id), []).append(
                 (member.position, extension, member.weight)
