@@ -25,6 +25,7 @@ from vpbx_common.commands import (
     Originate,
     ReplyStatus,
     Transfer,
+    TransferStep,
     commands_channel,
     reply,
 )
@@ -199,6 +200,55 @@ async def test_transfers_go_to_the_node_with_the_call(
     assert started.json() == {"call_id": "live@node", "status": "transferring"}
     assert missing.status_code == 404
     assert missing.json()["error_id"] == "call-not-live"
+
+
+async def test_an_attended_transfer_consults_then_completes_or_cancels(
+    api: ApiHarness, node: FakeNode
+) -> None:
+    supervisor = await api.as_role("acme", Role.SUPERVISOR)
+    steps: list[str] = []
+
+    def answer(command: NodeCommand) -> CommandReply:
+        body = command.body
+        if body.call_id != "live@node":  # type: ignore[union-attr]
+            return CommandReply(status=ReplyStatus.NOT_FOUND)
+        if isinstance(body, TransferStep):
+            steps.append(body.action)
+            if body.action == "complete" and len(steps) == 1:
+                return CommandReply(
+                    status=ReplyStatus.REFUSED, detail="Consulted Party Not Answered Yet"
+                )
+        return CommandReply(status=ReplyStatus.ACCEPTED, call_id="live@node")
+
+    node.answer = answer
+    consulting = await api.client.post(
+        "/v1/calls/live@node/transfer", json={"target": "102", "attended": True}, headers=supervisor
+    )
+    too_early = await api.client.post("/v1/calls/live@node/transfer/complete", headers=supervisor)
+    completed = await api.client.post("/v1/calls/live@node/transfer/complete", headers=supervisor)
+    cancelled = await api.client.post("/v1/calls/live@node/transfer/cancel", headers=supervisor)
+    unknown = await api.client.post("/v1/calls/live@node/transfer/undo", headers=supervisor)
+    gone = await api.client.post("/v1/calls/gone@node/transfer/cancel", headers=supervisor)
+    foreign_number = await api.client.post(
+        "/v1/calls/live@node/transfer",
+        json={"target": "+79161234567", "attended": True, "caller_id": "+74959999999"},
+        headers=supervisor,
+    )
+
+    assert consulting.status_code == 202, consulting.text
+    assert consulting.json() == {"call_id": "live@node", "status": "consulting"}
+    [first, *_] = [c.body for c in node.heard if isinstance(c.body, Transfer)]
+    assert (first.target, first.attended) == ("102", True)
+    assert (too_early.status_code, too_early.json()["error_id"]) == (409, "transfer-refused")
+    assert "not answered yet" in too_early.json()["message"].lower()
+    assert completed.json() == {"call_id": "live@node", "status": "transferring"}
+    assert cancelled.json() == {"call_id": "live@node", "status": "back-with-caller"}
+    assert steps == ["complete", "complete", "cancel"]
+    assert unknown.status_code == 422
+    assert unknown.json()["details"][0]["field"] == "path.action"
+    assert (gone.status_code, gone.json()["error_id"]) == (404, "call-not-live")
+    assert foreign_number.status_code == 422
+    assert foreign_number.json()["details"][0]["field"] == "body.caller_id"
 
 
 async def test_an_agent_transfers_only_the_call_they_talk_on(

@@ -15,7 +15,15 @@ from typing import Any
 import redis.asyncio as redis
 from tests.services.sippeers import HOST, NUMBER, Carrier, Phone, TonePeer, Trunk, config, sdp
 
-from vpbx_common.commands import AddParty, CommandReply, NodeCommand, ReplyStatus, send_command
+from vpbx_common.commands import (
+    AddParty,
+    CommandReply,
+    NodeCommand,
+    ReplyStatus,
+    Transfer,
+    TransferStep,
+    send_command,
+)
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_media.sip.headers import NameAddr
 from vpbx_media.sip.message import SipRequest
@@ -36,7 +44,7 @@ def node_config(trunk: Trunk | None = None) -> Any:
     return NodeConfig.model_validate(document).with_version()
 
 
-async def ask(node: Any, redis_url: str, body: AddParty) -> CommandReply:
+async def ask(node: Any, redis_url: str, body: AddParty | Transfer | TransferStep) -> CommandReply:
     await asyncio.wait_for(node.service.commands.subscribed.wait(), 5)
     client = redis.Redis.from_url(redis_url)
     try:
@@ -284,3 +292,125 @@ async def test_a_number_is_added_through_the_trunk_showing_the_caller_id_asked(
         ("joined", "+79161234567"),
         ("left", "+79161234567"),
     ]
+
+
+# --- attended transfers through the API: a consultation, then complete or cancel ---------
+
+
+def step(call: Three, action: str) -> TransferStep:
+    return TransferStep(call_id=call.carrier.call_id, action=action)  # type: ignore[arg-type]
+
+
+def hears_none_of_the_people(media: TonePeer) -> bool:
+    shares = media.shares([CALLER_HZ, AGENT_HZ, TARGET_HZ], last_packets=15)
+    return all(share < NOT_HEARD for share in shares.values())
+
+
+async def consult_boris(call: Three, redis_url: str) -> None:
+    reply = await ask(
+        call.node, redis_url, Transfer(call_id=call.carrier.call_id, target="102", attended=True)
+    )
+    assert reply.status is ReplyStatus.ACCEPTED, reply
+    invite = await call.boris.ringing()
+    await asyncio.sleep(0.5)
+    assert hears_none_of_the_people(call.caller_media)  # on hold: music, not Anna
+    call.boris.answer()
+    call.target_media.talk_to(invite.body)
+    await asyncio.sleep(1.0)
+    assert hears(call.agent_media, TARGET_HZ)
+    assert hears(call.target_media, AGENT_HZ)
+    assert hears_none_of_the_people(call.caller_media)  # the consultation is private
+    assert call.target_media.shares([CALLER_HZ], last_packets=15)[CALLER_HZ] < NOT_HEARD
+
+
+async def test_completing_puts_the_caller_through_to_the_consulted_colleague(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    node = await node_factory(node_config())
+    call = Three(node, peers)
+    try:
+        await call.start()
+        await consult_boris(call, flushed_redis)
+
+        done = await ask(node, flushed_redis, step(call, "complete"))
+        assert done.status is ReplyStatus.ACCEPTED, done
+        await call.anna.bye_answered()  # Anna is let go
+        moved = await call.boris.next(method="INVITE")  # onto the call's own relay leg
+        assert isinstance(moved, SipRequest)
+        call.boris.answer_request(moved, 200, sdp(call.boris.port + 1000))
+        call.target_media.talk_to(moved.body)
+        await asyncio.sleep(1.0)
+        assert hears(call.caller_media, TARGET_HZ)
+        assert hears(call.target_media, CALLER_HZ)
+
+        call.carrier.bye()
+        await call.boris.bye_answered()
+    finally:
+        call.close()
+    [record] = await node.records(1)
+    transfer = [(s.outcome, s.member) for s in record.route if s.subject == "transfer"]
+    assert transfer == [("consulting", "102"), ("transferred", "102")]
+
+
+async def test_cancelling_brings_the_caller_back_to_the_agent(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    node = await node_factory(node_config())
+    call = Three(node, peers)
+    try:
+        await call.start()
+        await consult_boris(call, flushed_redis)
+
+        back = await ask(node, flushed_redis, step(call, "cancel"))
+        assert back.status is ReplyStatus.ACCEPTED, back
+        await call.boris.bye_answered()
+        await asyncio.sleep(0.8)
+        assert hears(call.caller_media, AGENT_HZ)
+        assert hears(call.agent_media, CALLER_HZ)
+        again = await ask(node, flushed_redis, step(call, "complete"))
+        assert again.status is ReplyStatus.REFUSED  # nothing to complete any more
+
+        call.carrier.bye()
+        await call.anna.bye_answered()
+    finally:
+        call.close()
+    [record] = await node.records(1)
+    transfer = [s.outcome for s in record.route if s.subject == "transfer"]
+    assert transfer == ["consulting", "cancelled"]
+
+
+async def test_the_agent_hanging_up_while_the_colleague_rings_puts_the_caller_through(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    node = await node_factory(node_config())
+    call = Three(node, peers)
+    try:
+        await call.start()
+        reply = await ask(
+            node, flushed_redis, Transfer(call_id=call.carrier.call_id, target="102", attended=True)
+        )
+        assert reply.status is ReplyStatus.ACCEPTED
+        invite = await call.boris.ringing()
+        early = await ask(node, flushed_redis, step(call, "complete"))
+        assert (early.status, early.detail) == (
+            ReplyStatus.REFUSED,
+            "Consulted Party Not Answered Yet",
+        )
+        call.anna.request("BYE", seq=30)
+        await asyncio.sleep(0.3)
+        call.boris.answer()
+        call.target_media.talk_to(invite.body)
+        moved = await call.boris.next(method="INVITE")
+        assert isinstance(moved, SipRequest)
+        call.boris.answer_request(moved, 200, sdp(call.boris.port + 1000))
+        call.target_media.talk_to(moved.body)
+        await asyncio.sleep(1.0)
+        assert hears(call.caller_media, TARGET_HZ)
+        assert hears(call.target_media, CALLER_HZ)
+        call.carrier.bye()
+        await call.boris.bye_answered()
+    finally:
+        call.close()
+    [record] = await node.records(1)
+    outcomes = [s.outcome for s in record.route if s.subject == "transfer"]
+    assert outcomes == ["consulting", "put-through", "transferred"]

@@ -24,6 +24,7 @@ from vpbx_common.commands import (
     Originate,
     ReplyStatus,
     Transfer,
+    TransferStep,
     send_command,
 )
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
@@ -74,11 +75,37 @@ class TransferCall(BaseModel):
     target: str = Field(
         description="an extension of the tenant, or a number in any common form", examples=["102"]
     )
+    attended: bool = Field(
+        default=False,
+        description="consult first: the caller hears music on hold while the target rings "
+        "and then talks with the person who had the call; `POST .../transfer/complete` puts "
+        "the caller through, `.../transfer/cancel` brings them back",
+    )
+    caller_id: str | None = Field(
+        default=None,
+        description="attended, to a number outside: one of the tenant's numbers to show",
+    )
 
 
 class TransferStarted(BaseModel):
     call_id: str
-    status: str = Field(description="`transferring`: the target rings, the caller hears music")
+    status: str = Field(
+        description="`transferring`: the target rings, the caller hears music; `consulting` "
+        "(attended): the target rings for the person who had the call, the caller on hold"
+    )
+
+
+class TransferStepDone(BaseModel):
+    call_id: str
+    status: str = Field(
+        description="`transferring`: the person who had the call is let go and the caller "
+        "is put through to the consulted target; `back-with-caller`: the target is let go"
+    )
+
+
+class TransferAction(enum.StrEnum):
+    COMPLETE = "complete"
+    CANCEL = "cancel"
 
 
 class MonitorMode(enum.StrEnum):
@@ -197,19 +224,46 @@ class CallPlacer:
         principal = self.principal
         tenant = await self.users.tenant()
         await self._require_on_call(tenant.id, call_id)
+        await require_own_number(self.numbers, tenant.id, body.caller_id, "body.caller_id")
         command = NodeCommand(
             tenant=tenant.id,
             by_user=str(principal.user_id or principal.api_key_id or ""),
-            body=Transfer(call_id=call_id, target=body.target.strip()),
+            body=Transfer(
+                call_id=call_id,
+                target=body.target.strip(),
+                attended=body.attended,
+                caller_id=body.caller_id,
+            ),
         )
         reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
         if reply.status is ReplyStatus.ACCEPTED:
-            return TransferStarted(call_id=call_id, status="transferring")
+            status = "consulting" if body.attended else "transferring"
+            return TransferStarted(call_id=call_id, status=status)
         if reply.status is ReplyStatus.NOT_FOUND:
             raise CallNotLive("no live call with this id in the tenant")
         if reply.status is ReplyStatus.REFUSED:
             raise TransferRefused(f"the call cannot be transferred: {reply.detail}")
         raise Unavailable(f"the media node could not transfer the call: {reply.detail}")
+
+    async def transfer_step(self, call_id: str, action: TransferAction) -> TransferStepDone:
+        """Complete or cancel an attended transfer going on (``transfer(attended=True)``)."""
+        principal = self.principal
+        tenant = await self.users.tenant()
+        await self._require_on_call(tenant.id, call_id)
+        command = NodeCommand(
+            tenant=tenant.id,
+            by_user=str(principal.user_id or principal.api_key_id or ""),
+            body=TransferStep(call_id=call_id, action=action.value),
+        )
+        reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
+        if reply.status is ReplyStatus.ACCEPTED:
+            status = "transferring" if action is TransferAction.COMPLETE else "back-with-caller"
+            return TransferStepDone(call_id=call_id, status=status)
+        if reply.status is ReplyStatus.NOT_FOUND:
+            raise CallNotLive("no live call with this id in the tenant")
+        if reply.status is ReplyStatus.REFUSED:
+            raise TransferRefused(f"no attended transfer to {action.value}: {reply.detail}")
+        raise Unavailable(f"the media node could not {action.value} the transfer: {reply.detail}")
 
     async def monitor(self, call_id: str, body: MonitorRequest) -> MonitorStarted:
         """Ring a supervisor's phones to join a live call (the route admits managers only)."""

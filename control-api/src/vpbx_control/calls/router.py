@@ -25,8 +25,10 @@ from .placing import (
     MonitorStarted,
     PlaceCall,
     PlacedCall,
+    TransferAction,
     TransferCall,
     TransferStarted,
+    TransferStepDone,
 )
 from .schemas import CallDetailOut, CallOut, CallStatus
 from .service import CallQuery, CallService
@@ -163,12 +165,15 @@ async def place_call(placer: Placer, body: PlaceCall) -> PlacedCall:
     "/{call_id:path}/transfer",
     status_code=202,
     response_model=TransferStarted,
-    summary="Transfer a live call (blind)",
+    summary="Transfer a live call (blind, or attended with `attended`)",
     description="The caller of a live call is handed to `target` (an extension, or a "
     "number through the trunks, which the outbound policy must allow): they hear music "
     "while it rings, and once it answers the person who had the call is let go. If the "
     "target does not answer within 30 s the caller stays with (or, if they left, is hung "
-    "up by) the person who had the call. The call's route records the transfer. Supervisors "
+    "up by) the person who had the call. With `attended` the target rings for the person "
+    "who had the call, who talks to them first while the caller stays on hold (status "
+    "`consulting`); then `POST .../transfer/complete` or `.../transfer/cancel`; the person "
+    "hanging up completes it too. The call's route records the transfer. Supervisors "
     "and tenant admins transfer any live call of the tenant, an agent only a call they are "
     "talking on. 404 `call-not-live` when no such call is in progress (or it is not the "
     "agent's); 409 `transfer-refused` (no such target, not reachable, another transfer "
@@ -177,6 +182,25 @@ async def place_call(placer: Placer, body: PlaceCall) -> PlacedCall:
 )
 async def transfer_call(placer: Placer, call_id: CallId, body: TransferCall) -> TransferStarted:
     return await placer.transfer(call_id, body)
+
+
+@router.post(
+    "/{call_id:path}/transfer/{action}",
+    status_code=202,
+    response_model=TransferStepDone,
+    summary="Complete or cancel an attended transfer",
+    description="`complete`: the person who had the call is let go and the caller is put "
+    "through to the consulted target (the call's route: `transferred`); `cancel`: the "
+    "target is let go (or stops ringing) and the caller is back with the person who had "
+    "the call (`cancelled`). Who may: as for the transfer. 404 `call-not-live`; 409 "
+    "`transfer-refused` when no consultation goes on, or (complete) the target has not "
+    "answered yet; 422 for another action; 503 when no media node answered.",
+    responses=error_responses(404, 409, 503),
+)
+async def transfer_step(
+    placer: Placer, call_id: CallId, action: TransferAction
+) -> TransferStepDone:
+    return await placer.transfer_step(call_id, action)
 
 
 @router.post(

@@ -56,6 +56,19 @@ class Transfer(BaseModel):
     kind: Literal["transfer"] = "transfer"
     call_id: str
     target: str
+    # Attended: the caller on hold while the person who answered talks to the target
+    # first; ``TransferStep`` then completes or cancels it.
+    attended: bool = False
+    caller_id: str | None = None  # one of the tenant's numbers, for a number rung out
+
+
+class TransferStep(BaseModel):
+    """The end of an attended transfer: put the caller through to the consulted target
+    (``complete``), or back to the person who answered (``cancel``)."""
+
+    kind: Literal["transfer-step"] = "transfer-step"
+    call_id: str
+    action: Literal["complete", "cancel"]
 
 
 class MonitorCall(BaseModel):
@@ -78,7 +91,7 @@ class AddParty(BaseModel):
     caller_id: str | None = None  # one of the tenant's numbers, for a number rung out
 
 
-CommandBody = Originate | Transfer | MonitorCall | AddParty
+CommandBody = Originate | Transfer | TransferStep | MonitorCall | AddParty
 
 
 class NodeCommand(BaseModel):

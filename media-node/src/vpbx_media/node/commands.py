@@ -24,6 +24,7 @@ from vpbx_common.commands import (
     Originate,
     ReplyStatus,
     Transfer,
+    TransferStep,
     claim,
     commands_channel,
     reply,
@@ -38,6 +39,8 @@ class CommandHandler(Protocol):
     async def originate(self, command: NodeCommand, body: Originate) -> CommandReply: ...
 
     async def transfer(self, command: NodeCommand, body: Transfer) -> CommandReply: ...
+
+    async def transfer_step(self, command: NodeCommand, body: TransferStep) -> CommandReply: ...
 
     async def monitor(self, command: NodeCommand, body: MonitorCall) -> CommandReply: ...
 
@@ -100,6 +103,8 @@ class CommandListener:
                 answer = await self.handler.originate(command, body)
             elif isinstance(body, Transfer):
                 answer = await self.handler.transfer(command, body)
+            elif isinstance(body, TransferStep):
+                answer = await self.handler.transfer_step(command, body)
             elif isinstance(body, MonitorCall):
                 answer = await self.handler.monitor(command, body)
             else:

@@ -47,6 +47,7 @@ from vpbx_common.commands import (
     Originate,
     ReplyStatus,
     Transfer,
+    TransferStep,
 )
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
@@ -124,6 +125,14 @@ class NodeIdentity:
     @property
     def ref(self) -> NodeRef:
         return NodeRef(self.tenant, self.city, self.node_name)
+
+
+def _settled(call: Call, refused: tuple[int, str] | None) -> CommandReply:
+    """The reply to a command acted on by ``call``: accepted, or refused with the reason."""
+    if refused is not None:
+        _status, reason = refused
+        return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=reason)
+    return CommandReply(status=ReplyStatus.ACCEPTED, call_id=call.call_id)
 
 
 class NodeService:
@@ -739,11 +748,18 @@ class NodeService:
         call = self.calls.get(body.call_id)
         if call is None:
             return CommandReply(status=ReplyStatus.NOT_FOUND)
-        refused = await call.transfers.start(body.target, by=f"api:{command.by_user or '-'}")
-        if refused is not None:
-            _status, reason = refused
-            return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=reason)
-        return CommandReply(status=ReplyStatus.ACCEPTED, call_id=call.call_id)
+        by = f"api:{command.by_user or '-'}"
+        if body.attended:
+            refused = await call.consult(body.target, by=by, caller_id=body.caller_id)
+        else:
+            refused = await call.transfers.start(body.target, by=by)
+        return _settled(call, refused)
+
+    async def transfer_step(self, command: NodeCommand, body: TransferStep) -> CommandReply:
+        call = self.calls.get(body.call_id)
+        if call is None:
+            return CommandReply(status=ReplyStatus.NOT_FOUND)
+        return _settled(call, await call.end_consultation(complete=body.action == "complete"))
 
     async def monitor(self, command: NodeCommand, body: MonitorCall) -> CommandReply:
         call = self.calls.get(body.call_id)
@@ -780,10 +796,7 @@ class NodeService:
         refused = await call.add_party(
             body.target, by=f"api:{command.by_user or '-'}", caller_id=body.caller_id
         )
-        if refused is not None:
-            _status, reason = refused
-            return CommandReply(status=ReplyStatus.REFUSED, call_id=call.call_id, detail=reason)
-        return CommandReply(status=ReplyStatus.ACCEPTED, call_id=call.call_id)
+        return _settled(call, refused)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         self._spawn(coroutine)

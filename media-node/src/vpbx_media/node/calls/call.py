@@ -1098,6 +1098,21 @@ class Call:
             return 409, "Call Not Connected Or Busy"
         return await self.threeway.start(target, by=by, caller_id=caller_id)
 
+    async def consult(
+        self, target: str, *, by: str, caller_id: str | None = None
+    ) -> tuple[int, str] | None:
+        """An attended transfer: the caller on hold, ``target`` rung for the answering
+        party to talk to first (threeway.py); the SIP status and reason why not, or None."""
+        if not self.can_join():
+            return 409, "Call Not Connected Or Busy"
+        return await self.threeway.start(target, by=by, caller_id=caller_id, consult=True)
+
+    async def end_consultation(self, *, complete: bool) -> tuple[int, str] | None:
+        """Put the caller through to the consulted party, or back to the answering one."""
+        if complete:
+            return await self.threeway.complete()
+        return await self.threeway.cancel()
+
     # --- what the rooms see (transfer.py, monitor.py, threeway.py: their *Line) -------
 
     @property
@@ -1249,6 +1264,14 @@ class Call:
             # The transferor hangs up while the target rings (a blind transfer does).
             transaction.respond(make_response(request, 200))
             self.transfers.transferor_left()
+        elif (
+            request.method == "BYE"
+            and self.threeway.consulting_rings
+            and (event.side is Side.CALLEE)
+        ):
+            # The consulting party hangs up while the target rings: put it through.
+            transaction.respond(make_response(request, 200))
+            self.threeway.transferor_left()
         elif request.method == "BYE" and self.threeway.mixing:
             # One of three hangs up: the other two go on (threeway.py).
             transaction.respond(make_response(request, 200))

@@ -20,6 +20,23 @@ When one of the three hangs up the other two go on:
 
 Every step is on the call's route under the subject ``three-way``: who added whom
 (``ringing``), and ``joined``, ``unanswered``, ``refused``, ``left``.
+
+A consultation (an attended transfer asked through the API) is the same room with
+the caller left out: the caller hears music on hold from the moment the target
+rings, and once the target answers only the answering party and the target talk
+(``CONSULTING``, in the mixer without the caller). Then:
+
+- ``complete``: the answering party is hung up and the target takes their place
+  (moved onto the relay's leg B as above), the caller off hold: transferred;
+- ``cancel``: the target is hung up (or stops ringing), the caller comes off hold
+  and talks to the answering party again;
+- the answering party hanging up completes the transfer (also while the target
+  still rings: it is then put through when it answers, and the caller is hung up
+  if it does not); the target hanging up or not answering is a cancel; the caller
+  hanging up leaves the other two talking.
+
+Those steps are on the route under ``transfer``: ``consulting`` (who consulted
+whom), then ``transferred`` or ``cancelled``.
 """
 
 from __future__ import annotations
@@ -27,7 +44,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from vpbx_common.cdr import HangupBy
 
@@ -54,6 +72,7 @@ class ThreeWayState(enum.Enum):
     IDLE = "idle"  # two parties, bridged directly
     RINGING = "ringing"  # the target rings; the two talk on
     JOINED = "joined"  # the three in the mixer
+    CONSULTING = "consulting"  # the answering party and the target; the caller on hold
     CALLER_GONE = "caller-gone"  # the answering party and the target, in the mixer
 
 
@@ -80,6 +99,12 @@ class ThreeWayLine(Ringer, Protocol):
 
     def take_party(self, leg: SipUacLeg, answer: bytes, *, resumed: bool = False) -> None: ...
 
+    def hold_caller(self) -> None: ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
+
+    def stop_media(self) -> None: ...
+
     async def reinvite(
         self, dialog: Dialog | None, flow: Flow | None, body: bytes
     ) -> SipResponse | None: ...
@@ -101,6 +126,8 @@ class ThreeWay:
         self._relay: MediaRelay | None = None  # the target's media
         self._conference: Conference | None = None
         self._parties: dict[str, Party] = {}  # "caller", "answerer", "target"
+        self.consult = False  # an attended transfer's consultation, not a conference
+        self._put_through = False  # the consulting party left while the target rang
 
     @property
     def idle(self) -> bool:
@@ -108,7 +135,16 @@ class ThreeWay:
 
     @property
     def mixing(self) -> bool:
-        return self.state in (ThreeWayState.JOINED, ThreeWayState.CALLER_GONE)
+        return self.state in (
+            ThreeWayState.JOINED,
+            ThreeWayState.CONSULTING,
+            ThreeWayState.CALLER_GONE,
+        )
+
+    @property
+    def consulting_rings(self) -> bool:
+        """A consultation's target rings (the caller on hold)."""
+        return self.consult and self.state is ThreeWayState.RINGING
 
     def _set_state(self, state: ThreeWayState) -> None:
         self.line.log(logging.INFO, "three-way %s -> %s", self.state.name, state.name)
@@ -119,9 +155,12 @@ class ThreeWay:
 
     # --- ringing ------------------------------------------------------------------
 
-    async def start(self, target: str, *, by: str, caller_id: str | None) -> tuple[int, str] | None:
-        """Ring ``target`` for a three-way conference; the SIP status and reason why
-        not, or None. The caller of this checked that the call may be joined."""
+    async def start(
+        self, target: str, *, by: str, caller_id: str | None, consult: bool = False
+    ) -> tuple[int, str] | None:
+        """Ring ``target`` for a three-way conference (``consult``: a consultation,
+        the caller on hold); the SIP status and reason why not, or None. The caller
+        of this checked that the call may be joined."""
         line = self.line
         host = line.host
         relay = await host.open_relay(f"{line.call_id}/third")
@@ -134,8 +173,13 @@ class ThreeWay:
             return rung
         self.target, self.by, self.legs, self._relay = rung.target, by, rung.legs, relay
         self.deadline = asyncio.get_running_loop().time() + THREEWAY_RING_S
+        self.consult, self._put_through = consult, False
         self._set_state(ThreeWayState.RINGING)
-        self._note("ringing", rung.target, f"added by {by}")
+        if consult:
+            line.hold_caller()
+            line.note_step("consulting", rung.target, f"attended transfer by {by}")
+        else:
+            self._note("ringing", rung.target, f"added by {by}")
         return None
 
     def owns_leg(self, leg: SipUacLeg) -> bool:
@@ -162,7 +206,14 @@ class ThreeWay:
         for leg in self.legs:
             leg.cancel()
         await self._release()
-        self._note("unanswered", self.target, f"added by {self.by}: {why}")
+        if not self.consult:
+            self._note("unanswered", self.target, f"added by {self.by}: {why}")
+            return
+        self.line.note_step("cancelled", self.target, f"the consulted party: {why}")
+        if self._put_through:  # nobody is left for the caller
+            await self.line.end_connected(HangupBy.CALLEE, answerer_gone=True)
+        else:
+            self.line.stop_media()  # off hold, back with the answering party
 
     async def _answered(self, leg: SipUacLeg, response: SipResponse) -> None:
         line = self.line
@@ -181,24 +232,31 @@ class ThreeWay:
         assert relay is not None
         relay.set_remote(Leg.A, *chosen.endpoint)
         talking = line.talking_codec()
-        caller = Party("caller", talking, call_relay.sender(Leg.A))
         answerer = Party("answerer", talking, call_relay.sender(Leg.B))
         third = Party("target", Codec.from_name(chosen.codec.name), relay.sender(Leg.A))
         conference = Conference(line.host.scheduler, name=f"{line.call_id}/three-way")
-        for party in (caller, answerer, third):
+        self._parties = {"answerer": answerer, "target": third}
+        if not self.consult:  # a consultation leaves the caller on hold, out of the mix
+            caller = Party("caller", talking, call_relay.sender(Leg.A))
+            self._parties["caller"] = caller
+            call_relay.serve(Leg.A, caller.on_rtp)
+        for party in self._parties.values():
             conference.add(party)
-        call_relay.serve(Leg.A, caller.on_rtp)
         call_relay.serve(Leg.B, answerer.on_rtp)
         relay.serve(Leg.A, third.on_rtp)
         conference.start()
         self._conference = conference
-        self._parties = {"caller": caller, "answerer": answerer, "target": third}
         self.party, self.legs, self.deadline = leg, [], None
         person = line.person_of(leg.extension)
         if not person.startswith("+"):
             line.host.agent_talking(person, line.call_id)
-        self._set_state(ThreeWayState.JOINED)
-        self._note("joined", person, f"added by {self.by}")
+        if not self.consult:
+            self._set_state(ThreeWayState.JOINED)
+            self._note("joined", person, f"added by {self.by}")
+            return
+        self._set_state(ThreeWayState.CONSULTING)
+        if self._put_through:
+            await self._transferred("the consulting party had hung up")
 
     # --- in the mixer -------------------------------------------------------------
 
@@ -224,15 +282,67 @@ class ThreeWay:
         line = self.line
         person = self._person()
         caller_gone = self.state is ThreeWayState.CALLER_GONE
+        consulting = self.state is ThreeWayState.CONSULTING
         await self._release()
+        if consulting:
+            line.note_step("cancelled", person, "the consulted party hung up")
+            line.stop_media()  # off hold, back with the answering party
+            return
         self._note("left", person, "the added party hung up")
         if caller_gone:  # the answering party was alone with them
             await line.end_connected(HangupBy.CALLER)
+
+    # --- a consultation's end, asked through the API --------------------------------
+
+    async def complete(self) -> tuple[int, str] | None:
+        """Put the caller through to the consulted target; the answering party is hung up."""
+        if self.state is ThreeWayState.RINGING and self.consult:
+            return 409, "Consulted Party Not Answered Yet"
+        if self.state is not ThreeWayState.CONSULTING:
+            return 481, "No Consultation Going On"
+        # Answered at once: the BYE and the target's move wait on the phones.
+        self.line.spawn(self._complete())
+        return None
+
+    async def _complete(self) -> None:
+        old = self.line.winner
+        if old is not None:
+            self.line.spawn(send_bye(self.line.host.layer, old.dialog, old.flow))
+        await self._transferred(f"completed by {self.by}")
+
+    async def cancel(self) -> tuple[int, str] | None:
+        """End the consultation: the target goes, the caller is back with the answering party."""
+        if not self.consult or self.state not in (
+            ThreeWayState.RINGING,
+            ThreeWayState.CONSULTING,
+        ):
+            return 481, "No Consultation Going On"
+        target, party = self._person(), self.party
+        for leg in self.legs:
+            leg.cancel()
+        await self._release()
+        if party is not None:
+            self.line.spawn(send_bye(self.line.host.layer, party.dialog, party.flow))
+        self.line.note_step("cancelled", target, f"cancelled by {self.by}")
+        self.line.stop_media()
+        return None
+
+    async def _transferred(self, why: str) -> None:
+        """The consulted target takes the answering party's place; the caller off hold."""
+        self.line.stop_media()
+        await self._answerer_left("transferred", why)
 
     async def party_left(self, side: Side) -> None:
         """The caller (``Side.CALLER``) or the answering party hung up (their BYE was
         answered); the other two go on."""
         line = self.line
+        if self.state is ThreeWayState.CONSULTING:
+            if side is Side.CALLEE:  # the consulting party hangs up: that completes it
+                await self._transferred("the consulting party hung up")
+            else:
+                self._set_state(ThreeWayState.CALLER_GONE)
+                line.note_step("cancelled", self._person(), "the caller hung up on hold")
+            return
         if side is Side.CALLER and self.state is ThreeWayState.JOINED:
             assert self._conference is not None
             self._conference.remove(self._parties["caller"])
@@ -248,7 +358,15 @@ class ThreeWay:
             return
         await self._answerer_left()
 
-    async def _answerer_left(self) -> None:
+    def transferor_left(self) -> None:
+        """The consulting party hung up while the target rings: put it through when it
+        answers (the caller stays on hold meanwhile)."""
+        self._put_through = True
+        self.line.note_step("put-through", self.target, "the consulting party hung up")
+
+    async def _answerer_left(
+        self, outcome: str = "answerer-left", detail: str = "the caller and the added party go on"
+    ) -> None:
         """The target takes the answering party's place on the relay's leg B."""
         line = self.line
         party, old = self.party, line.winner
@@ -274,7 +392,10 @@ class ThreeWay:
         await self._release()
         if old is not None:
             line.host.agent_free(line.person_of(old.extension), line.call_id)
-        self._note("answerer-left", person, "the caller and the added party go on")
+        if outcome == "transferred":
+            line.note_step(outcome, person, detail)
+        else:
+            self._note(outcome, person, detail)
 
     async def stop(self) -> None:
         """The call ends: the target's phone stops ringing, or is hung up."""
@@ -282,6 +403,8 @@ class ThreeWay:
             return
         if self.state is ThreeWayState.RINGING:
             self._note("abandoned", self.target, "the call ended while it rang")
+        if self.state is ThreeWayState.CONSULTING:
+            self.line.stop_media()
         for leg in self.legs:
             leg.cancel()
         party = self.party
