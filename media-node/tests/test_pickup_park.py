@@ -12,6 +12,8 @@ from typing import Any
 
 from tests.services.sippeers import Carrier, Dialler, Phone, config, with_devices
 
+from vpbx_common.nodeconfig import NodeConfig
+
 PASSWORDS = {"101": "pw-101-secret", "102": "pw-102-secret", "103": "pw-103-secret"}
 
 
@@ -100,3 +102,61 @@ async def test_a_parked_caller_is_taken_back_by_dialling_the_slot(
     [record] = await node.records(1)
     steps = [(s.outcome, s.member) for s in record.route if s.subject == "transfer"]
     assert steps == [("parked", "3"), ("retrieved", "102")]
+
+
+def recall_config(seconds: int) -> Any:
+    document = node_config({"strategy": "ring-all", "members": ["101"]}).model_dump(mode="json")
+    document["feature_codes"] = {"park_recall_s": seconds}
+    return NodeConfig.model_validate(document).with_version()
+
+
+async def parked_by_anna(node: Any, peers: Any) -> tuple[Phone, Carrier]:
+    anna = await peers(Phone("101"))
+    await node.register(anna)
+    carrier = await peers(Carrier(node.address))
+    carrier.invite()
+    await anna.ringing()
+    anna.answer()
+    assert (await carrier.final()).status == 200
+    anna.request("REFER", "Refer-To: <sip:*71@acme.test>\r\n")
+    assert (await anna.next_response()).status == 202
+    assert "200 OK" in await anna.notified()
+    await anna.bye_answered()
+    return anna, carrier
+
+
+async def test_a_call_parked_too_long_rings_whoever_parked_it(
+    node_factory: Any, peers: Any
+) -> None:
+    node = await node_factory(recall_config(1))
+    anna, carrier = await parked_by_anna(node, peers)
+
+    recall = await anna.ringing()  # after a second on the slot, Anna's phone rings again
+    assert "+79130000001" in (recall.headers.get("From") or "")  # showing the caller
+    anna.answer()
+    await asyncio.sleep(0.2)
+    late = await peers(Dialler("102", PASSWORDS["102"], domain="acme.test"))
+    await late.dial(node.address, "*71")
+    assert (await late.final()).status == 404  # taken back: the slot is free
+
+    carrier.bye()
+    await anna.bye_answered()
+    [record] = await node.records(1)
+    steps = [(s.outcome, s.member) for s in record.route if s.subject == "transfer"]
+    assert steps == [("parked", "1"), ("recall", "101"), ("retrieved", "101")]
+    assert record.answered_by == "101"
+
+
+async def test_a_parked_call_nobody_takes_back_is_let_go_after_three_recalls(
+    node_factory: Any, peers: Any
+) -> None:
+    node = await node_factory(recall_config(1))
+    anna, carrier = await parked_by_anna(node, peers)
+
+    for _ in range(3):
+        await anna.ringing()
+        anna.reply(486)
+    await carrier.bye_answered()  # the caller is let go
+    [record] = await node.records(1)
+    outcomes = [s.outcome for s in record.route if s.subject == "transfer"]
+    assert outcomes == ["parked"] + ["recall", "recall-unanswered"] * 3

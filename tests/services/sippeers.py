@@ -426,6 +426,13 @@ class Carrier(Peer):
                     self.send(ack + "Content-Length: 0\r\n\r\n", self.node)
                     return message
 
+    async def bye_answered(self, timeout: float = 10.0) -> SipRequest:
+        """The node hangs up on the caller: its BYE, answered 200."""
+        bye = await self.next(method="BYE", timeout=timeout)
+        assert isinstance(bye, SipRequest)
+        self.send(response_text(bye, 200, "carrier"), self.node)
+        return bye
+
     def bye(self, seq: int = 2) -> None:
         """BYE; ``seq`` above any CSeq sent in the dialog before (an INFO's)."""
         head = self._head("BYE", seq, f"z9hG4bK-{next(_ids)}", self.to_tag)

@@ -38,10 +38,17 @@ class FeatureCodes(StrictInput):
         default="*34", description="... and talks to that agent only (the caller does not hear)"
     )
     barge: Code = Field(default="*35", description="... and joins the conversation")
+    park_recall_s: int = Field(
+        default=120,
+        ge=0,
+        le=3600,
+        description="a call parked this long rings the phones of whoever parked it (30 s, "
+        "then it waits again; after three unanswered recalls the caller is hung up); 0: never",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> FeatureCodes:
-        codes = list(self.model_dump().values())
+        codes = list(self.model_dump(exclude={"park_recall_s"}).values())
         if len(set(codes)) != len(codes):
             raise ValueError("every feature needs a code of its own")
         return self

@@ -231,6 +231,8 @@ class FeatureCodesEntry(ConfigModel):
     listen: str = "*33"  # + extension: a supervisor listens to their call
     whisper: str = "*34"  # + extension: ... and talks to the agent only
     barge: str = "*35"  # + extension: ... and joins the conversation
+    # A call parked this long rings the phones of whoever parked it (0: never).
+    park_recall_s: int = 120
 
 
 class Credentials(ConfigModel):

@@ -122,6 +122,10 @@ from .voicemail import VoicemailEnd, VoicemailTaker
 logger = logging.getLogger(__name__)
 
 
+# A parked call rings whoever parked it this many times before the caller is let go.
+MAX_PARK_RECALLS = 3
+
+
 class CallState(Enum):
     ROUTING = "routing"  # the router is at work; the caller may be served by the node
     CONNECTED = "connected"  # bridged to the person who answered
@@ -228,6 +232,9 @@ class Call:
         self._later_steps: list[RouteStep] = []  # after routing: transfers
         self._held_by_callee = False  # the answering party holds: the caller hears music
         self.parked_slot: str | None = None  # parked: the slot a phone dials to take it back
+        self._parked_by: str | None = None  # the extension that parked it (rung on recall)
+        self._recall_at: float | None = None  # loop time of the next park recall
+        self._recalls = 0
         # Places counted against the tenant's outbound caps: the call itself when it is a
         # call out (admitted before it started), and each leg out it adds.
         self._admitted: list[str] = [self.call_id] if outbound is not None else []
@@ -1027,8 +1034,8 @@ class Call:
         self.relay.set_remote(Leg.B, *endpoint)
         self.winner = leg
         if parked:
-            self.parked_slot = None
-            self.host.unpark(self)
+            self.transfers.stop_recall()
+            self.unpark()
             self.note_step("retrieved", take.person, "taken back from park")
             self.host.agent_talking(take.person, self.call_id)
             self._log(logging.INFO, "retrieved from park by %s", take.person)
@@ -1066,6 +1073,11 @@ class Call:
             return 486, "Park Slot In Use"
         self.parked_slot = taken
         old = self.winner
+        # Whose phones a recall rings: the person who had the call (an extension).
+        parker = self.person_of(old.extension) if old is not None else by
+        self._parked_by = parker if parker.isdigit() else None
+        self._recalls = 0
+        self._schedule_recall()
         self.winner = None
         if old is not None:
             self.transfers.depart(old)
@@ -1076,6 +1088,34 @@ class Call:
         self.note_step("parked", taken, f"parked by {by}")
         self._log(logging.INFO, "parked on slot %s by %s", taken, by)
         return None
+
+    def _schedule_recall(self) -> None:
+        wait = self.host.config().feature_codes.park_recall_s
+        self._recall_at = None
+        if wait > 0 and self._parked_by is not None and self.parked_slot is not None:
+            self._recall_at = asyncio.get_running_loop().time() + wait
+
+    def unpark(self) -> None:
+        self.parked_slot = None
+        self._recall_at = None
+        self.host.unpark(self)
+
+    async def recall_unanswered(self) -> None:
+        self._recalls += 1
+        if self._recalls < MAX_PARK_RECALLS:
+            self._schedule_recall()
+            return
+        self._recall_at = None
+        self._log(logging.INFO, "parked call not taken back after %d recalls", self._recalls)
+        await self.end_connected(HangupBy.SYSTEM, answerer_gone=True)
+
+    async def _recall(self) -> None:
+        """The park has lasted long enough: ring whoever parked the call."""
+        self._recall_at = None
+        if self.parked_slot is None or self._parked_by is None:
+            return
+        if not await self.transfers.recall(self._parked_by):
+            await self.recall_unanswered()
 
     # --- asked by the control API (vpbx_common.commands) ----------------------------
 
@@ -1194,7 +1234,7 @@ class Call:
         talk_deadline = None if limit is None else loop.time() + limit
         while self.state is CallState.CONNECTED:
             transfer_deadline = self.transfers.deadline
-            joining = (self.monitoring.deadline, self.threeway.deadline)
+            joining = (self.monitoring.deadline, self.threeway.deadline, self._recall_at)
             deadlines = [d for d in (talk_deadline, transfer_deadline, *joining) if d]
             timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
             try:
@@ -1203,6 +1243,9 @@ class Call:
                 now = loop.time()
                 if transfer_deadline is not None and now >= transfer_deadline:
                     await self.transfers.fail(480, "Temporarily Unavailable")
+                    continue
+                if self._recall_at is not None and now >= self._recall_at:
+                    await self._recall()
                     continue
                 if talk_deadline is None or now < talk_deadline:
                     await self.monitoring.on_timer(now)

@@ -101,6 +101,7 @@ class PendingTransfer:
     transferor: SipUacLeg | None  # the party that leaves once the target answers
     transferor_gone: bool = False  # hung up already (blind transfers usually do)
     legs: list[SipUacLeg] = field(default_factory=list)
+    recall: bool = False  # a parked call ringing whoever parked it
 
     @property
     def deadline(self) -> float:
@@ -204,6 +205,14 @@ class TransferLine(Ringer, Protocol):
         ...
 
     async def park(self, slot: str, by: str, *, let_go: bool) -> tuple[int, str] | None: ...
+
+    def unpark(self) -> None:
+        """The parked call is taken (its slot is free again)."""
+        ...
+
+    async def recall_unanswered(self) -> None:
+        """A park recall was not answered: the caller waits on (or is let go)."""
+        ...
 
     async def reinvite(
         self, dialog: Dialog | None, flow: Flow | None, body: bytes
@@ -316,6 +325,37 @@ class Transfers:
         line.log(logging.INFO, "transfer to %s by %s", target, by)
         line.hold_caller()
         return None
+
+    async def recall(self, parker: str) -> bool:
+        """A parked call rings ``parker`` (who parked it); whether anything rings."""
+        line = self.line
+        if self.pending is not None:
+            return False
+        rung = await ring_target(line, parker, line.current_offer())
+        if isinstance(rung, tuple):
+            line.note_step("recall-failed", parker, f"{rung[0]} {rung[1]}")
+            return False
+        self.pending = PendingTransfer(
+            target=rung.target,
+            by="park recall",
+            started=asyncio.get_running_loop().time(),
+            notify_dialog=None,
+            notify_flow=None,
+            transferor=None,
+            legs=rung.legs,
+            recall=True,
+        )
+        line.note_step("recall", rung.target, "parked too long: ringing whoever parked it")
+        return True
+
+    def stop_recall(self) -> None:
+        """Somebody took the parked call while its recall rang."""
+        transfer = self.pending
+        if transfer is None or not transfer.recall:
+            return
+        for leg in transfer.legs:
+            leg.cancel()
+        self.pending = None
 
     async def on_refer(
         self, side: Side, request: SipRequest, transaction: ServerTransaction
@@ -463,6 +503,10 @@ class Transfers:
             if not transfer.transferor_gone:
                 line.spawn(send_bye(layer, old.dialog, old.flow))
         line.host.agent_talking(person, line.call_id)
+        if transfer.recall:
+            line.unpark()
+            line.note_step("retrieved", person, "answered the park recall")
+            return
         line.note_step("answered", person, f"transferred by {transfer.by}")
         line.log(logging.INFO, "transferred by %s to %s", transfer.by, person)
 
@@ -476,6 +520,10 @@ class Transfers:
             leg.cancel()
         notify_progress(line.host.layer, transfer, status, reason)
         self.pending = None
+        if transfer.recall:  # still parked, with music
+            line.note_step("recall-unanswered", transfer.target, f"{status} {reason}")
+            await line.recall_unanswered()
+            return
         line.note_step("failed", transfer.target, f"{status} {reason}")
         line.stop_media()
         if transfer.transferor_gone:
