@@ -220,3 +220,45 @@ async def test_a_cancelled_callback_leaves_the_queue(
     assert waiting == 0
     [record] = await records_of(flushed_redis)
     assert record.status is CallbackStatus.CANCELLED
+
+
+async def test_callbacks_are_adopted_only_from_a_process_that_is_gone(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    trunk = await peers(Trunk("carrier"))
+    node = await node_factory(callback_config(trunk))
+    keeper = node.service.callbacks
+    client = redis.Redis.from_url(flushed_redis)
+    try:
+        store = CallbackStore(client)
+        now = time.time()
+        record = CallbackRecord(
+            id="c" * 32,
+            tenant="acme",
+            group="support",
+            caller=CALLER,
+            dialled=NUMBER,
+            label="",
+            call_id="earlier@carrier",
+            node="node-msk",
+            booked_at=now - 60,
+            joined_at=now - 90,
+            position=1,
+            max_attempts=2,
+            retry_s=60,
+            holder="the-other-pod",
+        )
+        await store.hold("acme", "the-other-pod")  # a rolling update: the old pod still runs
+        await store.save(record)
+        assert await keeper.adopt() == 0
+        await keeper.check()
+        assert await node.service.queues.length("support") == 0
+
+        await store.let_go("acme", "the-other-pod")  # it stopped
+        assert await keeper.adopt() == 1
+        await keeper.check()
+        assert await node.service.queues.length("support") == 1  # back at its place
+        [adopted] = await store.all("acme")
+        assert adopted.holder == keeper.instance
+    finally:
+        await client.aclose()

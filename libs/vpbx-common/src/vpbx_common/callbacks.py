@@ -8,8 +8,11 @@ waiting. Keys per tenant::
     vpbx:callbacks:<tenant>:order  zset id -> booked at (epoch s): newest first, and
                                    what to forget once finished for ``KEEP_S``
 
-A record lives while it waits or rings and ``KEEP_S`` after it finished, so the
-outcome stays visible for a week; the CDRs of its calls keep it for good.
+A record lives ``KEEP_S`` after it was booked (a week: its outcome stays visible;
+the CDRs of its calls keep it for good). ``holder`` names the node process holding
+it; that process keeps ``vpbx:callbacks:<tenant>:holder:<holder>`` alive (``HOLDER_TTL_S``)
+so another process of the same node (after a restart, or the next pod of a rolling
+update) adopts only what nobody holds any more.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import redis.asyncio as redis
 
 KEEP_S = 7 * 24 * 3600
+HOLDER_TTL_S = 10
 # The longest a callback waits for its turn: past it nobody is called back any more
 # (the caller's need is probably gone, and a queue entry nobody serves blocks nobody).
 MAX_WAIT_S = 4 * 3600
@@ -75,6 +79,7 @@ class CallbackRecord:
     next_attempt_at: float | None = None  # a retry waits until then (out of the queue)
     detail: str = ""  # the last outcome in words
     finished_at: float | None = None
+    holder: str = ""  # the node process holding it (its heartbeat key says it lives)
 
     def as_json(self) -> str:
         document = asdict(self)
@@ -100,10 +105,14 @@ class CallbackPage:
     total: int = 0
 
 
-# A cancellation through the API wins over whatever the node writes after it.
+# A finished record stays as it finished (a cancellation through the API wins over
+# whatever a node writes after it; a late write never reopens a finished callback).
 _SAVE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if raw and cjson.decode(raw)['status'] == 'cancelled' then return 0 end
+if raw then
+    local status = cjson.decode(raw)['status']
+    if status == 'cancelled' or status == 'connected' or status == 'failed' then return 0 end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
@@ -146,7 +155,7 @@ class CallbackStore:
         return base, f"{base}:order"
 
     async def save(self, record: CallbackRecord) -> bool:
-        """Write the record; False: it was cancelled meanwhile (and stays so)."""
+        """Write the record; False: it had finished meanwhile (cancelled) and stays so."""
         written = await self._save(
             keys=list(self.keys(record.tenant)),
             args=[record.id, record.as_json(), record.booked_at],
@@ -191,20 +200,27 @@ class CallbackStore:
             raise CallbackNotWaitingError(record)
         return record
 
+    def _holder_key(self, tenant: str, holder: str) -> str:
+        return f"{self.keys(tenant)[0]}:holder:{holder}"
+
+    async def hold(self, tenant: str, holder: str) -> None:
+        """``holder`` lives (refreshed well within ``HOLDER_TTL_S``)."""
+        await self._redis.set(self._holder_key(tenant, holder), "1", ex=HOLDER_TTL_S)
+
+    async def let_go(self, tenant: str, holder: str) -> None:
+        """``holder`` stops: its records may be adopted at once."""
+        await self._redis.delete(self._holder_key(tenant, holder))
+
+    async def held(self, tenant: str, holder: str) -> bool:
+        return bool(holder) and bool(await self._redis.exists(self._holder_key(tenant, holder)))
+
     async def _forget_old(self, tenant: str, now: float) -> None:
-        """Records booked before KEEP_S and finished go; unfinished ones stay."""
+        """Records booked before KEEP_S go: long finished, or held by a node that is gone
+        (a callback waits ``MAX_WAIT_S`` at the most)."""
         records, order = self.keys(tenant)
         old = [_text(item) for item in await self._redis.zrangebyscore(order, "-inf", now - KEEP_S)]
-        if not old:
-            return
-        raws = await self._redis.hmget(records, old)
-        gone = [
-            callback_id
-            for callback_id, raw in zip(old, raws, strict=True)
-            if raw is None or CallbackRecord.from_json(raw).status.final
-        ]
-        if gone:
+        if old:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(records, *gone)
-                pipe.zrem(order, *gone)
+                pipe.hdel(records, *old)
+                pipe.zrem(order, *old)
                 await pipe.execute()

@@ -25,11 +25,17 @@ Each attempt is a call of its own with a CDR (outbound, placed by the agent),
 whose route starts with a ``queue-callback`` step naming the callback, the
 attempt and the call that booked it; the record lists the attempts and the outcome.
 
-A callback lives on the node holding the place. A node that stops (or dies)
-leaves its callbacks waiting in Redis; the node of the same name adopts them on
-start (``adopt``) and puts them back at their places. Cancelled through the API,
-a waiting callback leaves the queue at the next check (every ``check_s``).
-Unserved after ``MAX_WAIT_S`` it fails as expired.
+A callback lives in the node process holding the place (the record's ``holder``,
+whose heartbeat key it refreshes every ``check_s``). A process that stops lets go
+(deletes its key), one that dies stops refreshing it; another process of the same
+node (the restarted one, the next pod of a rolling update) then adopts the
+records (``adopt``, every ``ADOPT_EVERY`` checks) and puts them back at their
+places; one that is alive is never adopted from. Cancelled through the API, a
+waiting callback leaves the queue at the next check. Unserved after
+``MAX_WAIT_S`` it fails as expired. While the node drains, offers are handed back
+(the calls it would start could not finish there); the tenant's lines or
+calls-out cap being full hands the place back too (try again later), any other
+refusal by the outbound policy fails the callback.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHECK_S = 1.0
+ADOPT_EVERY = 5  # checks between two looks for callbacks nobody holds
 _STOPPED = "queue stopped"  # QueueDispatcher.stop's reason: the node goes, the place stays
 
 
@@ -82,12 +89,15 @@ class QueueCallbacks:
         clock: Callable[[], float] = time.time,
         *,
         check_s: float = CHECK_S,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
         self._queues = dispatcher
         self._originator = originator
         self._config = config
         self._spawn = spawn
+        self._draining = draining
+        self.instance = uuid.uuid4().hex  # this process, as the records' holder
         self._clock = clock
         self.check_s = check_s
         self.tenant = dispatcher.tenant
@@ -110,6 +120,11 @@ class QueueCallbacks:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        try:
+            await self._store.let_go(self.tenant, self.instance)
+        except redis.RedisError as exc:
+            # The key lapses by itself (HOLDER_TTL_S): the successor adopts a little later.
+            logger.warning("tenant=%s callbacks not let go: %s", self.tenant, exc)
 
     # --- the call's side --------------------------------------------------------
 
@@ -134,6 +149,7 @@ class QueueCallbacks:
                 call_id=call_id,
                 node=self.node_name,
                 booked_at=now,
+                holder=self.instance,
                 joined_at=joined,
                 position=position,
                 max_attempts=max(1, max_attempts),
@@ -174,6 +190,11 @@ class QueueCallbacks:
         if current is not None and current.status is CallbackStatus.CANCELLED:
             await self._cancelled(record)
             return
+        if callback_id not in self._held:
+            return  # finished while its record was read
+        if self._draining():
+            await self._queues.back(record.call_id, record.group, extension)
+            return
         record = dataclasses.replace(record, status=CallbackStatus.CALLING)
         if not await self._save(record):
             return  # cancelled meanwhile
@@ -197,7 +218,12 @@ class QueueCallbacks:
             ring_s=ring_s or QUEUE_OFFER_RING_S,
             on_user_answered=lambda call_id: self._agent_answered(callback_id, extension, call_id),
         )
-        result = await self._originator.place(placement)
+        try:
+            result = await self._originator.place(placement)
+        except Exception as exc:
+            # Whatever broke the attempt, the callback must not stay "calling" for good.
+            self._log(logging.ERROR, record, "attempt failed: %s", exc, exc_info=True)
+            result = PlacementResult(PlacementOutcome.UNANSWERED, detail=f"failed: {exc}")
         await self._after_attempt(callback_id, extension, result)
 
     def _agent_answered(self, callback_id: str, extension: str, call_id: str) -> None:
@@ -220,6 +246,15 @@ class QueueCallbacks:
         if record is None:
             return
         outcome = result.outcome
+        if outcome is PlacementOutcome.REFUSED and result.busy:
+            # The tenant's lines or calls out are all taken just now: keep the place.
+            await self._queues.back(record.call_id, record.group, extension)
+            record = dataclasses.replace(
+                record, status=CallbackStatus.WAITING, detail=f"not yet: {result.detail}"
+            )
+            self._held[callback_id] = record
+            await self._save(record)
+            return
         if outcome is PlacementOutcome.REFUSED:
             self._queued.discard(callback_id)
             await self._queues.leave(record.call_id, record.group)
@@ -273,24 +308,31 @@ class QueueCallbacks:
     # --- the loop: adoption, retries, cancellations, expiry ----------------------
 
     async def _run(self) -> None:
+        passes = 0
         while True:
             try:
-                if not self.adopted.is_set():
+                await self._store.hold(self.tenant, self.instance)
+                if passes % ADOPT_EVERY == 0:
                     await self.adopt()
                     self.adopted.set()
                 await self.check()
             except redis.RedisError as exc:
                 logger.warning("tenant=%s callbacks not checked: %s", self.tenant, exc)
+            passes += 1
             await asyncio.sleep(self.check_s)
 
     async def adopt(self) -> int:
-        """Take back the callbacks this node held before it stopped; how many."""
+        """Take over the callbacks of this node that no living process holds; how many."""
         adopted = 0
         for record in await self._store.all(self.tenant):
-            if record.node != self.node_name or record.status.final or record.id in self._held:
+            mine = record.node == self.node_name and record.holder != self.instance
+            if not mine or record.status.final or record.id in self._held:
                 continue
+            if await self._store.held(self.tenant, record.holder):
+                continue  # its process lives (a rolling update's other pod): not ours
+            record = dataclasses.replace(record, holder=self.instance)
             if record.status is CallbackStatus.CALLING:
-                # The node went mid-attempt: that attempt is lost, the place is not.
+                # The process went mid-attempt: that attempt is lost, the place is not.
                 record = dataclasses.replace(
                     record, status=CallbackStatus.WAITING, detail="taken back after a restart"
                 )
@@ -359,5 +401,19 @@ class QueueCallbacks:
     async def _saved(self, record: CallbackRecord) -> None:
         await self._save(record)
 
-    def _log(self, level: int, record: CallbackRecord, message: str, *args: object) -> None:
-        logger.log(level, "callback=%s tenant=%s " + message, record.id, record.tenant, *args)
+    def _log(
+        self,
+        level: int,
+        record: CallbackRecord,
+        message: str,
+        *args: object,
+        exc_info: bool = False,
+    ) -> None:
+        logger.log(
+            level,
+            "callback=%s tenant=%s " + message,
+            record.id,
+            record.tenant,
+            *args,
+            exc_info=exc_info,
+        )

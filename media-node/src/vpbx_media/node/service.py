@@ -237,7 +237,12 @@ class NodeService:
         self._parked: dict[str, Call] = {}  # park slot -> the call waiting there
         self.originator = Originator(self)
         self.callbacks = QueueCallbacks(
-            CallbackStore(redis_client), self.queues, self.originator, config, self._spawn
+            CallbackStore(redis_client),
+            self.queues,
+            self.originator,
+            config,
+            self._spawn,
+            draining=lambda: self.draining,
         )
         self.commands = CommandListener(
             redis_client, identity.tenant, identity.city, identity.node_name, self, self._spawn

@@ -79,6 +79,8 @@ class PlacementResult:
     call_id: str = ""
     detail: str = ""
     facts: CallFacts | None = None  # the finished call (PLACED, UNANSWERED)
+    # REFUSED for now only (the tenant's lines or calls-out cap were full): try later.
+    busy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,8 @@ class Originator:
         if refusal is not None or caller_id is None:
             refusal = refusal or OutboundRefusal.NO_CALLER_ID
             service.record_refusal(facts, refusal)
-            return PlacementResult(refused, call_id, str(refusal))
+            busy = refusal in (OutboundRefusal.CONCURRENT_LIMIT, OutboundRefusal.PLAN_LIMIT)
+            return PlacementResult(refused, call_id, str(refusal), busy=busy)
         assert not isinstance(admission, OutboundRefusal)
         devices = await service.devices(placement.extension)
         if not devices:
