@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as redis
 from tests.services.sippeers import HOST, Carrier, Dialler, Phone, Trunk, shown_number
 
-from vpbx_common.commands import NodeCommand, Originate, ReplyStatus, send_command
+from vpbx_common.commands import AddParty, NodeCommand, Originate, ReplyStatus, send_command
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_media.sip.digest import DigestAuthenticator, DigestCredentials, NonceService
 
@@ -434,3 +434,29 @@ async def test_a_group_member_outside_rings_through_the_trunk_with_the_desk_phon
         "+79161234567",
         "completed",
     )
+
+
+async def test_a_party_added_to_a_call_out_is_judged_by_the_policy_too(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    carrier = await peers(Trunk("carrier"))
+    node = await node_factory(outbound_config([carrier]))
+    phone = await peers(Dialler("101", PASSWORD))
+    await phone.dial(node.address, "8(383)2000099")
+    invite = await carrier.invite()
+    carrier.answer(invite)
+    assert (await phone.final()).status == 200
+    await asyncio.wait_for(node.service.commands.subscribed.wait(), 5)
+
+    client = redis.Redis.from_url(flushed_redis)
+    try:
+        abroad = AddParty(call_id=phone.call_id, target="+493012345678")
+        reply = await send_command(client, NodeCommand(tenant="acme", body=abroad), 5)
+    finally:
+        await client.aclose()
+    assert reply is not None
+    assert (reply.status, reply.detail) == (ReplyStatus.REFUSED, "International Calls Not Allowed")
+    assert len(carrier.invites) == 1  # nothing more was dialled
+
+    phone.bye()
+    await carrier.bye_answered()

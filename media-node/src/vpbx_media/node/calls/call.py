@@ -446,11 +446,13 @@ class Call:
     ) -> TrunkUacLeg | OutboundRefusal:
         """A leg to ``number`` through the tenant's trunks, or why it may not go.
 
-        A call out was judged by the outbound policy before it started; a leg this call
-        adds (a forward, a user's mobile, a transfer to a number) is judged here, by the
-        same rules and caps, so no setting can dial what the tenant may not."""
+        A call out was judged by the outbound policy before it started (its callee is
+        not judged again); any other leg this call adds (a forward, a user's mobile, a
+        transfer, a third party, also on a call out) is judged here, by the same rules
+        and caps, so no setting or API request can dial what the tenant may not."""
         config = self.host.config()
-        if self.outbound is None:
+        judged = self.outbound is not None and number == self.outbound.number
+        if not judged:
             refusal = self.host.outbound.policy_refusal(number, config)
             if refusal is None:
                 key = f"{self.call_id}>{number}"
