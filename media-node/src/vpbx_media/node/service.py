@@ -869,15 +869,9 @@ class NodeService:
             if self.calls:
                 self.spool_writer.submit(self.spool.touch_open_calls)
                 talking = [
-                    (call.facts.answered_by, call.call_id)
+                    (person, call.call_id)
                     for call in self.calls.values()
-                    if call.facts.answered_by
-                ]
-                # Whoever placed a call (click-to-call, a queue callback) is on it too.
-                talking += [
-                    (call.facts.caller, call.call_id)
-                    for call in self.calls.values()
-                    if isinstance(call.caller, OriginatorLeg)
+                    for person in call.people_on_it()
                 ]
                 try:
                     await self.agents.calls_go_on(self.tenant, talking)

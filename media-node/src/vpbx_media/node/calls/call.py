@@ -459,6 +459,11 @@ class Call:
                 admission = await self.host.outbound.admit(key, config)
                 if isinstance(admission, OutboundRefusal):
                     refusal = admission
+                elif self.state is CallState.ENDED:
+                    # The call ended while Redis answered (an API request racing the
+                    # hang-up): its places were given back already, so give this one too.
+                    self.host.release_outbound(key, 0.0)
+                    return OutboundRefusal.NO_TRUNK
                 else:
                     self._admitted.append(key)
             if refusal is not None:
@@ -995,6 +1000,19 @@ class Call:
         self, request: SipRequest, transaction: ServerTransaction, person: str, how: str
     ) -> None:
         self.events.put_nowait(_TakeCall(request, transaction, person, how))
+
+    def people_on_it(self) -> set[str]:
+        """The tenant's people on this call now (extensions), whose talking state the
+        node keeps fresh: who answered, who has it now after a transfer, a third party,
+        who placed it (click-to-call, a queue callback)."""
+        people = {self.facts.answered_by}
+        if self.winner is not None:
+            people.add(self.person_of(self.winner.extension))
+        if self.threeway.party is not None:
+            people.add(self.person_of(self.threeway.party.extension))
+        if isinstance(self.caller, OriginatorLeg):
+            people.add(self.facts.caller)
+        return {person for person in people if person and not person.startswith("+")}
 
     def talking_with(self, extension: str) -> bool:
         """``extension`` is on this call now (answered it, or placed it)."""

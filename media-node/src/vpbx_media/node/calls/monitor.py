@@ -119,6 +119,9 @@ class MonitorLine(Protocol):
     def host(self) -> CallHost: ...
 
     @property
+    def connected(self) -> bool: ...
+
+    @property
     def relay(self) -> MediaRelay | None: ...
 
     def log(self, level: int, message: str, *args: object) -> None: ...
@@ -147,10 +150,11 @@ class Monitoring:
         self.line = line
         self.active: Monitor | None = None
         self.ringing: SupervisorRinging | None = None
+        self._starting = False  # a request is being set up (awaits before it rings)
 
     @property
     def idle(self) -> bool:
-        return self.active is None and self.ringing is None
+        return self.active is None and self.ringing is None and not self._starting
 
     @property
     def deadline(self) -> float | None:
@@ -166,7 +170,16 @@ class Monitoring:
         """Ring the supervisor's ``devices``; the first to answer joins in ``mode``."""
         line = self.line
         host = line.host
-        relay = await host.open_relay(f"{line.call_id}/supervisor")
+        # Taken before the first await: a second request (a double click, a three-way
+        # asked at the same moment) finds the call busy.
+        self._starting = True
+        try:
+            relay = await host.open_relay(f"{line.call_id}/supervisor")
+        finally:
+            self._starting = False
+        if not line.connected:  # the call ended meanwhile
+            await relay.stop()
+            return
         offer = node_offer(relay, SdpOriginator(host.media_address))
         deadline = asyncio.get_running_loop().time() + SUPERVISOR_RING_S
         ringing = SupervisorRinging(mode, extension, by, relay, deadline)

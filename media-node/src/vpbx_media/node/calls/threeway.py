@@ -83,6 +83,9 @@ class ThreeWayLine(Ringer, Protocol):
     winner: SipUacLeg | None
 
     @property
+    def connected(self) -> bool: ...
+
+    @property
     def relay(self) -> MediaRelay | None: ...
 
     def log(self, level: int, message: str, *args: object) -> None: ...
@@ -127,11 +130,13 @@ class ThreeWay:
         self._conference: Conference | None = None
         self._parties: dict[str, Party] = {}  # "caller", "answerer", "target"
         self.consult = False  # an attended transfer's consultation, not a conference
+        self._starting = False  # a request is being set up (awaits before it rings)
+        self._completing = False  # complete() is moving the target over
         self._put_through = False  # the consulting party left while the target rang
 
     @property
     def idle(self) -> bool:
-        return self.state is ThreeWayState.IDLE
+        return self.state is ThreeWayState.IDLE and not self._starting
 
     @property
     def mixing(self) -> bool:
@@ -163,14 +168,25 @@ class ThreeWay:
         of this checked that the call may be joined."""
         line = self.line
         host = line.host
-        relay = await host.open_relay(f"{line.call_id}/third")
-        offer = node_offer(relay, SdpOriginator(host.media_address))
-        rung = await ring_target(line, target, offer, caller_id)
+        # Taken before the first await: a second request (a double click, a supervisor
+        # asked at the same moment) finds the call busy.
+        self._starting = True
+        try:
+            relay = await host.open_relay(f"{line.call_id}/third")
+            offer = node_offer(relay, SdpOriginator(host.media_address))
+            rung = await ring_target(line, target, offer, caller_id)
+        finally:
+            self._starting = False
         if isinstance(rung, tuple):
             await relay.stop()
             status, reason = rung
             self._note("refused", target, f"added by {by}: {status} {reason}")
             return rung
+        if not line.connected:  # the call ended while the target was looked up
+            for leg in rung.legs:
+                leg.cancel()
+            await relay.stop()
+            return 481, "Call Ended"
         self.target, self.by, self.legs, self._relay = rung.target, by, rung.legs, relay
         self.deadline = asyncio.get_running_loop().time() + THREEWAY_RING_S
         self.consult, self._put_through = consult, False
@@ -224,6 +240,9 @@ class ThreeWay:
         except SdpError as exc:
             line.log(logging.WARNING, "three-way target answered unusable SDP: %s", exc)
             await send_bye(layer, leg.dialog, leg.flow)
+            if self.consult:
+                await self._unanswered(f"unusable SDP: {exc}"[:120])
+                return
             await self._release()
             self._note("failed", self.target, f"unusable SDP: {exc}"[:120])
             return
@@ -298,9 +317,10 @@ class ThreeWay:
         """Put the caller through to the consulted target; the answering party is hung up."""
         if self.state is ThreeWayState.RINGING and self.consult:
             return 409, "Consulted Party Not Answered Yet"
-        if self.state is not ThreeWayState.CONSULTING:
+        if self.state is not ThreeWayState.CONSULTING or self._completing:
             return 481, "No Consultation Going On"
         # Answered at once: the BYE and the target's move wait on the phones.
+        self._completing = True
         self.line.spawn(self._complete())
         return None
 
@@ -312,9 +332,14 @@ class ThreeWay:
 
     async def cancel(self) -> tuple[int, str] | None:
         """End the consultation: the target goes, the caller is back with the answering party."""
-        if not self.consult or self.state not in (
-            ThreeWayState.RINGING,
-            ThreeWayState.CONSULTING,
+        if (
+            self._completing
+            or not self.consult
+            or self.state
+            not in (
+                ThreeWayState.RINGING,
+                ThreeWayState.CONSULTING,
+            )
         ):
             return 481, "No Consultation Going On"
         target, party = self._person(), self.party
@@ -337,7 +362,10 @@ class ThreeWay:
         answered); the other two go on."""
         line = self.line
         if self.state is ThreeWayState.CONSULTING:
+            if self._completing:
+                return  # complete() is moving the target over already
             if side is Side.CALLEE:  # the consulting party hangs up: that completes it
+                self._completing = True
                 await self._transferred("the consulting party hung up")
             else:
                 self._set_state(ThreeWayState.CALLER_GONE)
@@ -442,4 +470,5 @@ class ThreeWay:
             if not person.startswith("+"):
                 self.line.host.agent_free(person, self.line.call_id)
         self.legs, self.party, self.deadline = [], None, None
+        self._completing = False
         self._set_state(ThreeWayState.IDLE)
