@@ -233,7 +233,9 @@ class QueueCallbacks:
             return
         # The place is used: the queue moves on, the agent is busy with it.
         self._queued.discard(callback_id)
-        self._spawn(self._queues.connected(record.call_id, record.group, extension))
+        # Its wait (since the caller first joined, hours ago perhaps) would make the
+        # queue's announced waits long: not counted.
+        self._spawn(self._queues.connected(record.call_id, record.group, extension, counts=False))
         attempt = CallbackAttempt(at=self._clock(), agent=extension, call_id=call_id)
         record = dataclasses.replace(record, attempts=(*record.attempts, attempt))
         self._held[callback_id] = record

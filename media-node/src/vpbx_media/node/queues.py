@@ -327,13 +327,14 @@ end
 return ended
 """
 
-# ARGV: call, extension, now, settle until, waits kept, key ttl -> seconds waited, '' if gone
+# ARGV: call, extension, now, settle until, waits kept, key ttl, '1' when the wait counts
+# -> seconds waited, '' if gone or not counted
 _CONNECTED = """
 local call, ext, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 purge(now)
 local raw = drop(call)
 local waited = ''
-if raw then
+if raw and ARGV[7] == '1' then
     local e = cjson.decode(raw)
     waited = now - e.j
     redis.call('LPUSH', WAITS, ARGV[3] .. ' ' .. waited .. ' ' .. (e.p or 1))
@@ -588,17 +589,28 @@ class QueueDispatcher:
         await self._announce(group)
         self._wake.set()
 
-    async def connected(self, call_id: str, group: str, extension: str) -> None:
+    async def connected(
+        self, call_id: str, group: str, extension: str, *, counts: bool = True
+    ) -> None:
         """The caller is talking to ``extension``: it leaves the queue, its wait counts
-        for ``expected_wait_s``. Mark the agent talking (``AgentStateStore``) first or
-        within ``settle_s``."""
+        for ``expected_wait_s`` (unless ``counts`` is off: a callback's place, whose
+        wait is not a caller waiting on the line). Mark the agent talking
+        (``AgentStateStore``) first or within ``settle_s``."""
         now = self._clock()
         async with self._lock:
             self._waiters.pop((call_id, group), None)
             with self._logged(call_id, "connected"):
                 await self._connected(
                     keys=self.keys(group),
-                    args=[call_id, extension, now, now + self.settle_s, WAITS_KEPT, _KEY_TTL_S],
+                    args=[
+                        call_id,
+                        extension,
+                        now,
+                        now + self.settle_s,
+                        WAITS_KEPT,
+                        _KEY_TTL_S,
+                        "1" if counts else "0",
+                    ],
                 )
         await self._announce(group)
         self._wake.set()
