@@ -142,6 +142,7 @@ async def test_a_caller_called_back_keeps_their_place_and_talks_to_the_agent(
     assert (booking.caller, booking.answered_by) == (CALLER, "")
     attempt = next(record for record in records if record.direction == "outbound")
     assert (attempt.caller, attempt.dialled, attempt.end_reason) == ("101", CALLER, "completed")
+    assert attempt.label == "billboard"  # the ad channel the caller came through
     assert attempt.route[0].subject == "queue-callback"
     assert f"callback {done.id}" in attempt.route[0].detail
     assert "attempt 1 of 2" in attempt.route[0].detail

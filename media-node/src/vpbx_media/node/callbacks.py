@@ -216,6 +216,7 @@ class QueueCallbacks:
                 ),
             ),
             ring_s=ring_s or QUEUE_OFFER_RING_S,
+            label=record.label,
             on_user_answered=lambda call_id: self._agent_answered(callback_id, extension, call_id),
         )
         try:

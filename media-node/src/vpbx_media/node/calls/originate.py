@@ -69,6 +69,7 @@ class Placement:
     caller_id: str | None  # the number shown to ``to``; None: chosen the usual way
     first_step: RouteStep  # how the call came about, first on its route
     ring_s: float = DEVICE_RING_S
+    label: str = ""  # the ad channel the call belongs to (a callback: the number called)
     # Called the moment the user answers (before ``to`` rings).
     on_user_answered: Callable[[str], None] | None = None  # the call id
 
@@ -143,7 +144,7 @@ class Originator:
             node=service.identity.ref,
             direction=Direction.OUTBOUND,
             number=number,
-            label="",
+            label=placement.label,
             caller=placement.extension,
             caller_display=user.name,
         )
