@@ -14,6 +14,7 @@ DEFAULTS = {
     "listen": "*33",
     "whisper": "*34",
     "barge": "*35",
+    "park_recall_s": 120,
 }
 
 
@@ -25,7 +26,7 @@ async def test_admins_change_the_codes_and_the_nodes_get_them(api: ApiHarness) -
 
     read = await api.client.get("/v1/feature-codes", headers=agent)
     assert (read.status_code, read.json()) == (200, DEFAULTS)
-    changed = {**DEFAULTS, "pickup_group": "#8", "park": "*70"}
+    changed = {**DEFAULTS, "pickup_group": "#8", "park": "*70", "park_recall_s": 45}
     refused = await api.client.put("/v1/feature-codes", json=changed, headers=agent)
     assert refused.status_code == 403
     put = await api.client.put("/v1/feature-codes", json=changed, headers=admin)
@@ -51,3 +52,8 @@ async def test_codes_must_be_star_or_hash_codes_of_their_own(api: ApiHarness) ->
     assert shadowing.status_code == 422
     assert shadowing.json()["details"][0]["field"] == "body.park"
     assert twice.status_code == 422
+    too_long = await api.client.put(
+        "/v1/feature-codes", json={**DEFAULTS, "park_recall_s": 7200}, headers=admin
+    )
+    assert too_long.status_code == 422
+    assert too_long.json()["details"][0]["field"] == "body.park_recall_s"
