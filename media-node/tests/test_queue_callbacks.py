@@ -120,7 +120,7 @@ async def test_a_caller_called_back_keeps_their_place_and_talks_to_the_agent(
     )
 
     await node.register(agent)  # the agent is free now: the first place is the callback's
-    ringing = await agent.ringing()
+    ringing = await agent.ringing(timeout=15)
     assert shown_number(ringing, "From") == CALLER  # the agent sees whom they call back
     assert trunk.invites == []  # nobody is dialled before the agent is on the line
     agent.answer()
@@ -160,7 +160,7 @@ async def test_a_busy_caller_is_tried_again_and_the_attempts_are_on_the_record(
     await eventually_record(flushed_redis, CallbackStatus.WAITING)
     await node.register(agent)
 
-    await agent.ringing()
+    await agent.ringing(timeout=15)
     agent.answer()
     busy = await trunk.invite()
     trunk.reply(busy, 486)
@@ -169,7 +169,7 @@ async def test_a_busy_caller_is_tried_again_and_the_attempts_are_on_the_record(
     assert [a.outcome for a in waiting.attempts] == ["busy"]
     assert waiting.next_attempt_at is not None
 
-    await agent.ringing()  # after retry_s, back at its place and offered again
+    await agent.ringing(timeout=15)  # after retry_s, back at its place and offered again
     agent.answer()
     second = await trunk.invite()
     trunk.reply(second, 480)
@@ -190,7 +190,7 @@ async def test_an_agent_not_answering_hands_the_place_back_and_nobody_is_dialled
     await press_for_callback(caller)
     await eventually_record(flushed_redis, CallbackStatus.WAITING)
     await node.register(agent)
-    await agent.ringing()
+    await agent.ringing(timeout=15)
     agent.reply(486)  # the agent declines: the place is still the callback's
     waiting = await eventually_record(flushed_redis, CallbackStatus.WAITING)
     assert waiting.attempts == ()

@@ -252,8 +252,8 @@ class Phone(Peer):
     def contact(self) -> str:
         return f"sip:{self.extension}@{HOST}:{self.port}"
 
-    async def ringing(self) -> SipRequest:
-        invite = await self.next(method="INVITE")
+    async def ringing(self, timeout: float = 5.0) -> SipRequest:
+        invite = await self.next(method="INVITE", timeout=timeout)
         assert isinstance(invite, SipRequest)
         self.invite = invite
         self.node = self.last_from
