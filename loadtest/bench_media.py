@@ -275,28 +275,36 @@ async def _bench_relay(calls: int) -> None:
         state.rtp_source = state.rtp_target = ("127.0.0.1", 9)
     forward = _RtpProtocol(a, b, "bench")
     peer = ("127.0.0.1", 9)
-    packets = [_rtp(seq & 0xFFFF, seq * 160, 0x1234) for seq in range(1000)]
+    # A whole cycle of sequence numbers, so that the wrap is an ordinary +1.
+    relayed = [_rtp(seq, seq * 160, 0x1234) for seq in range(1 << 16)]
+    generated = [_rtp(seq, seq * 160, 0x5678) for seq in range(1 << 16)]
     position = 0
 
     def one() -> None:
         nonlocal position
-        forward.datagram_received(packets[position], peer)
-        position = (position + 1) % 1000
+        forward.datagram_received(relayed[position], peer)
+        position = (position + 1) & 0xFFFF
 
-    row("relay forward, one source (A to B)", one, calls)
-    # The node's own audio to B, then A's again: B's outgoing stream changed source.
+    send_a = relay.sender(Leg.A)
     send_b = relay.sender(Leg.B)
-    send_b(_rtp(7, 7 * 160, 0x5678))
-    row("relay forward after a source change", one, calls)
-    generated = [_rtp(seq, seq * 160, 0x5678) for seq in range(1000)]
     index = 0
 
-    def own() -> None:
+    def own_a() -> None:
+        nonlocal index
+        send_a(generated[index])
+        index = (index + 1) & 0xFFFF
+
+    def own_b() -> None:
         nonlocal index
         send_b(generated[index])
-        index = (index + 1) % 1000
+        index = (index + 1) & 0xFFFF
 
-    row("node's own packet via sender(leg)", own, calls)
+    row("forward A to B, one source all along", one, calls)
+    row("node's own packet, the leg's only source", own_a, calls)
+    # The node's own audio to B, then A's again: B's stream changed source.
+    send_b(generated[0])
+    row("forward A to B after a source change", one, calls)
+    row("node's own packet after a source change", own_b, calls)
 
 
 def bench_relay(calls: int) -> None:
