@@ -51,9 +51,10 @@ RTCP then no longer matches once a leg's stream is rewritten: a relayed SR names
 source's SSRC and its RTP timestamps, and a relayed RR reports sequence numbers of a
 stream the other phone never sent. So once either direction of a call is rewritten,
 relayed RTCP is dropped (counted in `rtcp_dropped`) and the relay's own receiver
-reports take over towards both peers, under the SSRC each peer hears in RTP. The node
-sends no SR: a voice call does not need one (no lip sync; the round trip is the only
-loss).
+reports take over towards both peers, under the SSRC each peer hears in RTP. The relay
+sends no SR of its own: a voice call has no lip sync to keep, and the phones' round-trip
+estimate is all that goes (rewriting the peers' SRs and report blocks instead would take
+per-report parsing and the offsets of both directions, for that one figure).
 
 The per-packet path reads only the sequence number, timestamp and SSRC (RFC 3550 A.1
 extended sequence numbers give the loss estimate), bumps integer counters and forwards:
@@ -157,7 +158,8 @@ class LegStats:
     dropped: int
     expected: int
     received: int
-    # The SSRC the peer hears from us, and how often that stream changed source.
+    # The SSRC the peer hears from us, how often that stream changed source, and the
+    # relayed RTCP held back from the peer since (see the module's docstring).
     out_ssrc: int | None = None
     source_changes: int = 0
     rtcp_dropped: int = 0
@@ -307,7 +309,7 @@ class _LegState:
         self.source_changes = 0
         self.rtcp_dropped = 0
 
-    # -- the outgoing stream (slow path and rewrite, called per packet) ----------------
+    # -- the outgoing stream (slow path: a change of source) ----------------------------
 
     def restart(self, data: bytes, seq: int, timestamp: int, ssrc: int) -> bytes | bytearray:
         """The first packet of a new source on this leg's outgoing stream (slow path):
@@ -521,11 +523,11 @@ class _RtpProtocol(_LegProtocol):
         if RTCP_PT_MIN <= data[1] <= RTCP_PT_MAX:
             # RTCP multiplexed onto the RTP port (RFC 5761): hand it to the RTCP path.
             leg.rtcp_packets_in += 1
-            target = peer.rtcp_target
-            transport = peer.rtcp_transport
             if not leg.relays_rtcp(peer):
                 peer.rtcp_dropped += 1
                 return
+            target = peer.rtcp_target
+            transport = peer.rtcp_transport
             if target is None or transport is None:
                 peer.dropped += 1
                 return
