@@ -648,3 +648,24 @@ async def test_relayed_rtcp_gives_way_to_the_relays_own_once_a_stream_is_rewritt
         rtcp_a.close()
         rtcp_b.close()
         await relay.stop()
+
+
+async def test_multiplexed_rtcp_is_held_back_too_once_a_stream_is_rewritten(
+    relay: MediaRelay, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    phone_a, phone_b = phones
+    rtcp_b = await open_phone()
+    try:
+        relay.set_remote(Leg.A, LOOPBACK, phone_a.port)
+        relay.set_remote(Leg.B, LOOPBACK, phone_b.port, rtcp_b.port)
+        port_a = relay.local_endpoint(Leg.A).rtp_port
+        await send_stream(phone_a, port_a, range(5), ssrc=0xA)
+        await wait_until(lambda: len(phone_b.received) == 5, "A's audio at B")
+        relay.sender(Leg.B)(RtpStream(0, ssrc=0x5555).packet(b"\xff" * 160))
+        await wait_until(lambda: len(phone_b.received) == 6, "the node's audio at B")
+        phone_a.send(bytes(ReceiverReport(0xA, (ReportBlock(0xB, 0, 0, 9, 0),))), port_a)
+        await wait_until(lambda: relay.stats().b.rtcp_dropped == 1, "A's report held back")
+        assert rtcp_b.received == []
+        assert relay.stats().a.packets_in == 5  # still not mistaken for RTP
+    finally:
+        rtcp_b.close()
