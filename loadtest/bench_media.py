@@ -15,7 +15,12 @@
      and handed to a no-op send), in microseconds per stream.
    Figures are medians of five runs of CPU time (process time, so that waiting for a
    core on a shared machine is not counted), in microseconds.
-3. Recording's CPU per call: on the call path, placing each leg's packet on its
+3. The relay's per-packet path (`--parts relay`): `_RtpProtocol.datagram_received`
+   forwarding one 172-octet PCMU packet from a leg's peer to the other leg (a transport
+   whose `sendto` does nothing), for a call whose outgoing stream never changed source
+   and for one whose source changed (the header is rewritten), and the node's own
+   packet through `MediaRelay.sender(leg)`.
+4. Recording's CPU per call: on the call path, placing each leg's packet on its
    channel's timeline (50 packets a second per leg) and the once-a-second flush to
    the spool file; off the call path (a worker thread after the call), encoding a
    minute of stereo G.711 to Opus/Ogg.
@@ -27,12 +32,14 @@ from __future__ import annotations
 
 import argparse
 import array
+import asyncio
 import math
 import operator
 import os
 import random
 import socket
 import statistics
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +61,8 @@ from vpbx_media.media.tones import (
     dtmf,
     peak_amplitude,
 )
+from vpbx_media.rtp.ports import PortAllocator
+from vpbx_media.rtp.relay import Leg, MediaRelay, _RtpProtocol
 
 from . import media_streams
 
@@ -246,15 +255,72 @@ def bench_scheduler(streams: int, ticks: int) -> None:
     receiver.close()
 
 
+class _NullTransport(asyncio.DatagramTransport):
+    """A transport whose sends cost nothing, so that only the relay's own work is timed."""
+
+    def sendto(self, data: object, addr: object = None) -> None:
+        pass
+
+
+def _rtp(seq: int, timestamp: int, ssrc: int) -> bytes:
+    return bytes((0x80, 0)) + struct.pack("!HII", seq, timestamp, ssrc) + bytes(160)
+
+
+async def _bench_relay(calls: int) -> None:
+    relay = MediaRelay("127.0.0.1", PortAllocator(40_000, 40_010), rtcp_interval=None)
+    legs = relay._legs
+    a, b = legs[Leg.A], legs[Leg.B]
+    for state in (a, b):
+        state.rtp_transport = _NullTransport()
+        state.rtp_source = state.rtp_target = ("127.0.0.1", 9)
+    forward = _RtpProtocol(a, b, "bench")
+    peer = ("127.0.0.1", 9)
+    # A whole cycle of sequence numbers, so that the wrap is an ordinary +1.
+    relayed = [_rtp(seq, seq * 160, 0x1234) for seq in range(1 << 16)]
+    generated = [_rtp(seq, seq * 160, 0x5678) for seq in range(1 << 16)]
+    position = 0
+
+    def one() -> None:
+        nonlocal position
+        forward.datagram_received(relayed[position], peer)
+        position = (position + 1) & 0xFFFF
+
+    send_a = relay.sender(Leg.A)
+    send_b = relay.sender(Leg.B)
+    index = 0
+
+    def own_a() -> None:
+        nonlocal index
+        send_a(generated[index])
+        index = (index + 1) & 0xFFFF
+
+    def own_b() -> None:
+        nonlocal index
+        send_b(generated[index])
+        index = (index + 1) & 0xFFFF
+
+    row("forward A to B, one source all along", one, calls)
+    row("node's own packet, the leg's only source", own_a, calls)
+    # The node's own audio to B, then A's again: B's stream changed source.
+    send_b(generated[0])
+    row("forward A to B after a source change", one, calls)
+    row("node's own packet after a source change", own_b, calls)
+
+
+def bench_relay(calls: int) -> None:
+    print("relay, one 172-octet RTP packet (a no-op transport):", flush=True)
+    asyncio.run(_bench_relay(calls))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.bench_media", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--parts",
-        default="streams,frames,recording",
+        default="streams,frames,relay,recording",
         help="comma-separated: streams (per-core search), frames (per-frame costs), "
-        "recording (CPU of a recorded call)",
+        "relay (the relay's per-packet path), recording (CPU of a recorded call)",
     )
     parser.add_argument(
         "--steps",
@@ -314,7 +380,7 @@ def _parse_steps(text: str) -> tuple[int, ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parts = {part.strip() for part in args.parts.split(",") if part.strip()}
-    if not parts or parts - {"streams", "frames", "recording"}:
+    if not parts or parts - {"streams", "frames", "relay", "recording"}:
         print(f"bench-media: unknown parts in {args.parts!r}", file=sys.stderr)
         return 2
     try:
@@ -360,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_dtmf(args.calls)
         bench_g711(args.calls)
         bench_scheduler(args.streams, max(20, args.calls // 200))
+    if "relay" in parts:
+        print(flush=True)
+        bench_relay(args.calls * 5)
     if "recording" in parts:
         print(flush=True)
         bench_recording(args.calls, workdir / "recording")

@@ -98,7 +98,6 @@ def person(factory: BaresipFactory, pbx: Pbx, extension: str, *, answers: bool =
         auto_answer=answers,
         tone_hz=TONES[extension],
         record=True,
-        jitter_buffer=False,
     )
     phone.start()
     phone.wait_registered(timeout=15)
@@ -107,7 +106,7 @@ def person(factory: BaresipFactory, pbx: Pbx, extension: str, *, answers: bool =
 
 def mobile_phone(factory: BaresipFactory, number: str = MOBILE) -> Baresip:
     """A phone out in the world, behind the carrier: it answers what reaches its address."""
-    phone = factory(number, None, "127.0.0.1", tone_hz=MOBILE_HZ, record=True, jitter_buffer=False)
+    phone = factory(number, None, "127.0.0.1", tone_hz=MOBILE_HZ, record=True)
     phone.start()
     return phone
 

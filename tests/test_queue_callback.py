@@ -42,9 +42,9 @@ AGENT_HZ = 1000
 SECOND_CALLER = "+79130000002"
 
 
-# Without a jitter buffer: baresip 1.0.0 keeps its buffer's sequence state across a
-# change of sender (ringback from the node, then the relayed caller) and drops the new
-# stream when its sequence numbers happen to be lower (docs/architecture.md, Node).
+# With baresip's jitter buffer on (its default): it keeps the buffer's sequence state
+# across a change of sender (ringback from the node, then the relayed caller), which the
+# relay's one outgoing stream per leg makes harmless (docs/architecture.md, Node).
 def recording_agent(factory: BaresipFactory, platform: RunningPlatform) -> Baresip:
     phone = factory(
         "101",
@@ -52,7 +52,6 @@ def recording_agent(factory: BaresipFactory, platform: RunningPlatform) -> Bares
         ACME,
         proxy=(platform.host, platform.sip_port),
         record=True,
-        jitter_buffer=False,
     )
     phone.start()
     phone.wait_registered(timeout=15)
@@ -69,7 +68,6 @@ def recording_caller(factory: BaresipFactory, platform: RunningPlatform, number:
         regint=0,
         record=True,
         tone_hz=CALLER_HZ,
-        jitter_buffer=False,
     )
     phone.start()
     return phone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -12,6 +13,7 @@ from typing import Any, cast
 import pytest
 import uvloop
 
+from vpbx_media.media.rtpout import RtpStream
 from vpbx_media.rtp.packet import ReceiverReport, ReportBlock, RtcpPacket, RtpPacket
 from vpbx_media.rtp.ports import PortAllocator, PortsExhaustedError
 from vpbx_media.rtp.relay import Leg, MediaRelay, RelayState
@@ -260,14 +262,17 @@ async def test_new_sender_takes_over_after_the_old_one_fell_silent(
         await wait_until(lambda: len(phone_b.received) == 20, "A's stream at B")
         # A stops; the new party's stream keeps coming until the relay trusts it.
         for seq in range(100):
-            transferred.send(rtp(seq, 0xC), relay_a.rtp_port)
+            transferred.send(rtp(40_000 + seq, 0xC), relay_a.rtp_port)
             await asyncio.sleep(0.005)
             if relay.stats().a.remote == (LOOPBACK, transferred.port):
                 break
         assert relay.stats().a.remote == (LOOPBACK, transferred.port)
-        forwarded = [RtpPacket.parse(data).ssrc for data, _ in phone_b.received]
-        assert forwarded[:20] == [0xA] * 20
-        assert forwarded[-1] == 0xC
+        forwarded = [RtpPacket.parse(data) for data, _ in phone_b.received]
+        # B hears the new sender's audio, continuing the stream it already knows.
+        assert int.from_bytes(forwarded[-1].payload[:4], "big") >= 40_000
+        assert {packet.ssrc for packet in forwarded} == {0xA}
+        assert [packet.sequence_number for packet in forwarded] == list(range(len(forwarded)))
+        assert relay.stats().b.source_changes == 1
     finally:
         transferred.close()
         await relay.stop()
@@ -467,3 +472,200 @@ def test_port_allocator_hands_out_even_ports_and_reuses_them_last() -> None:
 def test_port_allocator_refuses_unusable_ranges(start: int, end: int) -> None:
     with pytest.raises(ValueError, match="port range"):
         PortAllocator(start, end)
+
+
+# -- a leg's outgoing RTP is one stream, whatever its source ------------------------------
+
+
+def heard(phone: FakePhone) -> list[RtpPacket]:
+    return [RtpPacket.parse(data) for data, _ in phone.received]
+
+
+def assert_one_stream(packets: list[RtpPacket]) -> None:
+    """One SSRC, sequence numbers +1 each, timestamps never going back."""
+    assert len({packet.ssrc for packet in packets}) == 1
+    for before, after in itertools.pairwise(packets):
+        assert after.sequence_number == (before.sequence_number + 1) & 0xFFFF
+        assert 0 <= (after.timestamp - before.timestamp) & 0xFFFFFFFF < 0x80000000
+
+
+async def test_playback_then_the_peer_is_one_stream_with_a_marker_at_the_switch(
+    relay: MediaRelay, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    """Ringback or music on hold, then the person: the phone must not see the sequence
+    numbers go back (baresip and some phones drop the new stream as "late")."""
+    phone_a, phone_b = phones
+    relay.set_remote(Leg.A, LOOPBACK, phone_a.port)
+    relay.set_remote(Leg.B, LOOPBACK, phone_b.port)
+    port_b = relay.local_endpoint(Leg.B).rtp_port
+    # The node serves A: its own stream, numbered well ahead of what B will send.
+    relay.serve(Leg.A, lambda packet: None)
+    playback = RtpStream(0, ssrc=0x1111, sequence=65_530, timestamp=4_000_000_000)
+    send = relay.sender(Leg.A)
+    for _ in range(10):  # crosses the sequence wrap, as a real stream does sometimes
+        send(playback.packet(b"\xff" * 160))
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # a moment of silence between ringback and the answer
+    relay.serve(Leg.A, None)
+    await send_stream(phone_b, port_b, range(1000, 1020), ssrc=0xB)
+    await wait_until(lambda: len(phone_a.received) == 30, "ringback and B's audio at A")
+
+    packets = heard(phone_a)
+    assert_one_stream(packets)
+    assert packets[0].ssrc == 0x1111
+    assert [packet.marker for packet in packets] == [True] + [False] * 9 + [True] + [False] * 19
+    # The timestamp moved on by the gap between the streams (about 120 ms at 8 kHz).
+    gap = (packets[10].timestamp - packets[9].timestamp) & 0xFFFFFFFF
+    assert 160 <= gap <= 8000
+    # Within B's stream the spacing is B's own.
+    assert {
+        (after.timestamp - before.timestamp) & 0xFFFFFFFF
+        for before, after in itertools.pairwise(packets[10:])
+    } == {160}
+    assert [int.from_bytes(p.payload[:4], "big") for p in packets[10:]] == list(range(1000, 1020))
+    stats = relay.stats().a
+    assert (stats.out_ssrc, stats.source_changes) == (0x1111, 1)
+
+
+async def test_back_to_the_playback_and_again_to_the_peer_keeps_the_stream(
+    relay: MediaRelay, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    """A call on hold and back: peer, music on hold, peer: still one stream."""
+    phone_a, phone_b = phones
+    relay.set_remote(Leg.A, LOOPBACK, phone_a.port)
+    relay.set_remote(Leg.B, LOOPBACK, phone_b.port)
+    port_b = relay.local_endpoint(Leg.B).rtp_port
+    await send_stream(phone_b, port_b, range(40_000, 40_010), ssrc=0xB)
+    await wait_until(lambda: len(phone_a.received) == 10, "B at A")
+    # Forwarded untouched while B is the only source.
+    assert [data for data, _ in phone_a.received] == [rtp(s, 0xB) for s in range(40_000, 40_010)]
+    relay.serve(Leg.A, lambda packet: None)
+    music = RtpStream(0, ssrc=0x2222, sequence=3, timestamp=7)
+    send = relay.sender(Leg.A)
+    for _ in range(5):
+        send(music.packet(b"\xff" * 160))
+    relay.serve(Leg.A, None)
+    await send_stream(phone_b, port_b, range(40_010, 40_015), ssrc=0xB)
+    await wait_until(lambda: len(phone_a.received) == 20, "B, music, B at A")
+
+    packets = heard(phone_a)
+    assert_one_stream(packets)
+    assert packets[0].ssrc == 0xB
+    assert [i for i, packet in enumerate(packets) if packet.marker] == [10, 15]
+    assert relay.stats().a.source_changes == 2
+
+
+async def test_telephone_events_keep_one_timestamp_per_event_after_a_switch(
+    relay: MediaRelay, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    phone_a, phone_b = phones
+    relay.set_remote(Leg.A, LOOPBACK, phone_a.port)
+    relay.set_remote(Leg.B, LOOPBACK, phone_b.port)
+    port_b = relay.local_endpoint(Leg.B).rtp_port
+    relay.serve(Leg.A, lambda packet: None)
+    prompt = RtpStream(0, ssrc=0x3333, sequence=60_000)
+    send = relay.sender(Leg.A)
+    for _ in range(3):
+        send(prompt.packet(b"\xff" * 160))
+    relay.serve(Leg.A, None)
+    # B: audio, then the key 5 (RFC 4733: every packet of the event carries its start
+    # timestamp, the marker on the first, the end bit on the last three), then audio.
+    sent = [rtp(10, 0xB)]
+    start = 11 * 160
+    for index, duration in enumerate((160, 320, 480, 640, 640, 640)):
+        end = 0x80 if index >= 3 else 0
+        payload = bytes((5, end | 10)) + duration.to_bytes(2, "big")
+        sent.append(bytes(RtpPacket(101, 11 + index, start, 0xB, payload, marker=index == 0)))
+    sent.append(rtp(17, 0xB, timestamp=15 * 160))
+    for packet in sent:
+        phone_b.send(packet, port_b)
+    await wait_until(lambda: len(phone_a.received) == 11, "prompt and B's key at A")
+
+    packets = heard(phone_a)
+    assert_one_stream(packets)
+    events = [packet for packet in packets if packet.payload_type == 101]
+    assert len(events) == 6
+    assert len({packet.timestamp for packet in events}) == 1
+    assert [packet.marker for packet in events] == [True] + [False] * 5
+    # The event keeps its place on B's clock: one frame after B's audio before it,
+    # four frames before B's audio after it.
+    before, after = packets[3], packets[-1]
+    assert (events[0].timestamp - before.timestamp) & 0xFFFFFFFF == 160
+    assert (after.timestamp - events[0].timestamp) & 0xFFFFFFFF == 4 * 160
+
+
+async def test_a_sender_restarting_its_numbering_does_not_make_the_stream_jump(
+    relay: MediaRelay, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    phone_a, phone_b = phones
+    relay.set_remote(Leg.A, LOOPBACK, phone_a.port)
+    relay.set_remote(Leg.B, LOOPBACK, phone_b.port)
+    port_a = relay.local_endpoint(Leg.A).rtp_port
+    await send_stream(phone_a, port_a, range(30_000, 30_010), ssrc=0xA)
+    await send_stream(phone_a, port_a, range(5, 15), ssrc=0xA)  # same SSRC, new numbering
+    await wait_until(lambda: len(phone_b.received) == 20, "A's packets at B")
+    packets = heard(phone_b)
+    assert_one_stream(packets)
+    assert packets[10].marker
+
+
+async def test_relayed_rtcp_gives_way_to_the_relays_own_once_a_stream_is_rewritten(
+    ports: PortAllocator, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    """A relayed SR or RR would name SSRCs and sequence numbers that the phone on the
+    other side never saw; the relay reports itself, under the SSRC the phone hears."""
+    phone_a, phone_b = phones
+    rtcp_a, rtcp_b = await open_phone(), await open_phone()
+    relay = MediaRelay(LOOPBACK, ports, rtcp_interval=0.05)
+    await relay.start()
+    try:
+        relay.set_remote(Leg.A, LOOPBACK, phone_a.port, rtcp_a.port)
+        relay.set_remote(Leg.B, LOOPBACK, phone_b.port, rtcp_b.port)
+        relay_a, relay_b = relay.local_endpoint(Leg.A), relay.local_endpoint(Leg.B)
+        await send_stream(phone_a, relay_a.rtp_port, range(10), ssrc=0xA)
+        await send_stream(phone_b, relay_b.rtp_port, range(10), ssrc=0xB)
+        await wait_until(lambda: len(phone_b.received) == 10, "A's audio at B")
+        await wait_until(lambda: len(phone_a.received) == 10, "B's audio at A")
+        report_b = bytes(ReceiverReport(0xB, (ReportBlock(0xA, 0, 0, 9, 0),)))
+        rtcp_b.send(report_b, relay_b.rtcp_port)
+        await wait_until(lambda: bool(rtcp_a.received), "B's report relayed to A")
+        assert rtcp_a.received == [(report_b, (LOOPBACK, relay_a.rtcp_port))]
+        # The node's music to B: B's stream is rewritten from then on.
+        relay.sender(Leg.B)(RtpStream(0, ssrc=0x4444).packet(b"\xff" * 160))
+        await wait_until(lambda: len(phone_b.received) == 11, "the music at B")
+        assert relay.stats().b.source_changes == 1
+        rtcp_a.received.clear()
+        rtcp_b.send(report_b, relay_b.rtcp_port)
+        await wait_until(lambda: relay.stats().a.rtcp_dropped == 1, "B's report dropped")
+        await send_stream(phone_a, relay_a.rtp_port, range(10, 20), ssrc=0xA)
+        await wait_until(lambda: bool(rtcp_a.received), "the relay's own report to A")
+        assert all(data != report_b for data, _ in rtcp_a.received)
+        report = RtcpPacket.parse(rtcp_a.received[-1][0]).packets[0]
+        assert isinstance(report, ReceiverReport)
+        assert report.ssrc == 0xB  # who A hears in RTP
+        assert report.reports[0].ssrc == 0xA
+    finally:
+        rtcp_a.close()
+        rtcp_b.close()
+        await relay.stop()
+
+
+async def test_multiplexed_rtcp_is_held_back_too_once_a_stream_is_rewritten(
+    relay: MediaRelay, phones: tuple[FakePhone, FakePhone]
+) -> None:
+    phone_a, phone_b = phones
+    rtcp_b = await open_phone()
+    try:
+        relay.set_remote(Leg.A, LOOPBACK, phone_a.port)
+        relay.set_remote(Leg.B, LOOPBACK, phone_b.port, rtcp_b.port)
+        port_a = relay.local_endpoint(Leg.A).rtp_port
+        await send_stream(phone_a, port_a, range(5), ssrc=0xA)
+        await wait_until(lambda: len(phone_b.received) == 5, "A's audio at B")
+        relay.sender(Leg.B)(RtpStream(0, ssrc=0x5555).packet(b"\xff" * 160))
+        await wait_until(lambda: len(phone_b.received) == 6, "the node's audio at B")
+        phone_a.send(bytes(ReceiverReport(0xA, (ReportBlock(0xB, 0, 0, 9, 0),))), port_a)
+        await wait_until(lambda: relay.stats().b.rtcp_dropped == 1, "A's report held back")
+        assert rtcp_b.received == []
+        assert relay.stats().a.packets_in == 5  # still not mistaken for RTP
+    finally:
+        rtcp_b.close()

@@ -245,10 +245,10 @@ class Baresip:
         # The sndfile module dumps what each call sent and heard to WAV files.
         self.record = record
         # False: no jitter buffer (fine on loopback). baresip 1.0.0 keeps its buffer's
-        # sequence state across an SSRC change, so when a call switches from audio the
-        # node plays itself (ringback, music on hold) to a relayed peer whose sequence
-        # numbers happen to be behind, it drops the new stream's packets as late: all
-        # of them, about every second such switch.
+        # sequence state across an SSRC change and drops a new stream whose sequence
+        # numbers happen to be behind as late; the node's relay keeps each leg's outgoing
+        # RTP one stream (docs/architecture.md, Node), so the default (on, as on real
+        # phones) is what tests use; False is left for tests that want no buffering.
         self.jitter_buffer = jitter_buffer
         self.control_port = self._pick_control_port()
         self._process: subprocess.Popen[bytes] | None = None

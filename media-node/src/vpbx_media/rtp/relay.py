@@ -28,9 +28,40 @@ source (or to the SDP RTCP address), since NATs often map the RTCP port unpredic
 RTCP that a peer multiplexes onto the RTP port anyway (RFC 5761; the node's SDP never
 offers it) is recognised by packet type and leaves through the other leg's RTCP port.
 
-The per-packet path reads only the sequence number and SSRC (RFC 3550 A.1 extended
-sequence numbers give the loss estimate), bumps integer counters and forwards: no
-logging, no parsing, no allocation besides the datagram itself.
+A leg's outgoing RTP is one stream, whoever the source is
+--------------------------------------------------------
+What leaves towards a leg's peer comes from several sources over a call: the other
+leg's peer (relayed) and the node's own audio (ringback, music on hold, prompts, the
+conference mixer, each an `RtpStream` with its own SSRC, sequence and timestamp, sent
+through `sender()`). RFC 3550 lets the SSRC change, but some receivers (baresip 1.0,
+several desk phones) keep their jitter buffer's sequence state across an SSRC change
+and drop the new stream as "late" whenever its sequence numbers happen to be lower:
+silence after a transfer, a queue, a hold. So the relay keeps one stream per outgoing
+leg for the whole call: the SSRC of the leg's first source; after a change of source,
+each packet's sequence number and timestamp are shifted by offsets fixed at the change
+so that the sequence goes on at +1 and the timestamp at the wall-clock gap (8 kHz, the
+clock of G.711 and of telephone-event), and that first packet carries the marker bit
+(a talkspurt start: the receiver resynchronises its playout). Offsets, not counters,
+so that the source's own losses, reordering and RFC 4733 event timestamps (one per
+event) pass through intact. A source is an SSRC; a restart of the numbering under
+the same SSRC (RFC 3550 A.1's jump) counts as a change too. Until a leg's source
+first changes, its packets leave byte for byte (no copy: most calls never change).
+
+RTCP then no longer matches once a leg's stream is rewritten: a relayed SR names the
+source's SSRC and its RTP timestamps, and a relayed RR reports sequence numbers of a
+stream the other phone never sent. So once either direction of a call is rewritten,
+relayed RTCP is dropped (counted in `rtcp_dropped`) and the relay's own receiver
+reports take over towards both peers, under the SSRC each peer hears in RTP. The relay
+sends no SR of its own: a voice call has no lip sync to keep, and the phones' round-trip
+estimate is all that goes (rewriting the peers' SRs and report blocks instead would take
+per-report parsing and the offsets of both directions, for that one figure).
+
+The per-packet path reads only the sequence number, timestamp and SSRC (RFC 3550 A.1
+extended sequence numbers give the loss estimate), bumps integer counters and forwards:
+no logging, no parsing, no allocation besides the datagram itself (and, once a leg's
+source changed, the copy whose header is rewritten: bytes are immutable, and a buffer
+reused across packets is not safe, since uvloop keeps a reference to a datagram the
+socket could not take at once).
 """
 
 from __future__ import annotations
@@ -42,6 +73,7 @@ import ipaddress
 import logging
 import random
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +97,14 @@ from .ports import PortAllocator
 logger = logging.getLogger(__name__)
 
 _SEQ_SSRC = struct.Struct("!H4xI")
+_SEQ_TS_SSRC = struct.Struct("!HII")
+_MARKER = 0x80
+# A change of source advances the timestamp by the wall-clock gap at this rate
+# (G.711 and telephone-event), and by at least one 20 ms frame so that the first
+# packet of the new source never overlaps the last one of the old.
+_CLOCK_RATE = 8000
+_MIN_GAP = 160
+_monotonic = time.monotonic
 _RTP_MIN_SIZE = RTP_HEADER_SIZE
 _RTCP_MIN_SIZE = RTCP_HEADER_SIZE + 4  # header plus the sender's SSRC
 _VERSION_MASK = 0xC0
@@ -118,6 +158,11 @@ class LegStats:
     dropped: int
     expected: int
     received: int
+    # The SSRC the peer hears from us, how often that stream changed source, and the
+    # relayed RTCP held back from the peer since (see the module's docstring).
+    out_ssrc: int | None = None
+    source_changes: int = 0
+    rtcp_dropped: int = 0
 
     @property
     def lost(self) -> int:
@@ -149,6 +194,8 @@ class _LegState:
     """Everything the relay knows about one leg. Plain attributes: read per packet."""
 
     __slots__ = (
+        "anchor_time",
+        "anchor_ts",
         "bad_seq",
         "base_seq",
         "bytes_in",
@@ -161,6 +208,10 @@ class _LegState:
         "malformed",
         "max_seq",
         "name",
+        "out_seq",
+        "out_source",
+        "out_ssrc",
+        "out_ts",
         "packets_in",
         "packets_out",
         "paused",
@@ -171,6 +222,8 @@ class _LegState:
         "relatch_silence",
         "report_expected",
         "report_received",
+        "rewriting",
+        "rtcp_dropped",
         "rtcp_generated",
         "rtcp_packets_in",
         "rtcp_packets_out",
@@ -183,10 +236,13 @@ class _LegState:
         "rtp_transport",
         "sdp_rtcp",
         "sdp_rtp",
+        "seq_offset",
         "served",
         "sink",
+        "source_changes",
         "ssrc",
         "tap",
+        "ts_offset",
     )
 
     def __init__(self, name: Leg, relatch_silence: float) -> None:
@@ -236,6 +292,65 @@ class _LegState:
         self.prior_received = 0
         self.report_expected = 0
         self.report_received = 0
+        # The stream towards this leg's peer: the SSRC it hears (-1: nothing sent yet),
+        # the SSRC of the source now feeding it (-1 forces a restart at the next packet),
+        # the sequence number and timestamp of the last packet sent, when and at which
+        # timestamp the current source started, and while `rewriting`, the offsets from
+        # the source's numbering to the stream's.
+        self.out_ssrc = -1
+        self.out_source = -1
+        self.out_seq = 0
+        self.out_ts = 0
+        self.anchor_time = 0.0
+        self.anchor_ts = 0
+        self.rewriting = False
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.source_changes = 0
+        self.rtcp_dropped = 0
+
+    # -- the outgoing stream (slow path: a change of source) ----------------------------
+
+    def restart(self, data: bytes, seq: int, timestamp: int, ssrc: int) -> bytes | bytearray:
+        """The first packet of a new source on this leg's outgoing stream (slow path):
+        fixes the offsets that continue the stream, and returns the packet rewritten."""
+        now = _monotonic()
+        self.out_source = ssrc
+        if self.out_ssrc < 0:
+            # The leg's first source names its stream for the whole call.
+            self.out_ssrc = ssrc
+            self.out_seq = seq
+            self.out_ts = timestamp
+            self.anchor_time = now
+            self.anchor_ts = timestamp
+            return data
+        # When the last packet left: the time of the previous change plus what its
+        # source's clock advanced since (a sender's timestamps follow its sampling clock,
+        # silence included), so that no packet pays for reading the clock.
+        advanced = (self.out_ts - self.anchor_ts) & 0xFFFFFFFF
+        if advanced >= 0x80000000:
+            advanced -= 0x100000000
+        last = self.anchor_time + advanced / _CLOCK_RATE
+        gap = max(round((now - last) * _CLOCK_RATE), _MIN_GAP)
+        out_seq = (self.out_seq + 1) & 0xFFFF
+        out_ts = (self.out_ts + gap) & 0xFFFFFFFF
+        self.seq_offset = (out_seq - seq) & 0xFFFF
+        self.ts_offset = (out_ts - timestamp) & 0xFFFFFFFF
+        self.rewriting = True
+        self.source_changes += 1
+        self.out_seq = out_seq
+        self.out_ts = out_ts
+        self.anchor_time = now
+        self.anchor_ts = out_ts
+        out = bytearray(data)
+        _SEQ_TS_SSRC.pack_into(out, 2, out_seq, out_ts, self.out_ssrc)
+        out[1] |= _MARKER  # a talkspurt starts: the receiver resynchronises its playout
+        return out
+
+    def relays_rtcp(self, peer: _LegState) -> bool:
+        """Whether RTCP between this leg's peer and `peer`'s still describes the streams
+        they see (neither direction rewritten; see the module's docstring)."""
+        return not (self.rewriting or peer.rewriting)
 
     # -- receiver statistics (slow paths called from the per-packet code) ------------
 
@@ -365,6 +480,9 @@ class _LegState:
             dropped=self.dropped,
             expected=expected,
             received=self.prior_received + self.received,
+            out_ssrc=self.out_ssrc if self.out_ssrc >= 0 else None,
+            source_changes=self.source_changes,
+            rtcp_dropped=self.rtcp_dropped,
         )
 
 
@@ -405,6 +523,9 @@ class _RtpProtocol(_LegProtocol):
         if RTCP_PT_MIN <= data[1] <= RTCP_PT_MAX:
             # RTCP multiplexed onto the RTP port (RFC 5761): hand it to the RTCP path.
             leg.rtcp_packets_in += 1
+            if not leg.relays_rtcp(peer):
+                peer.rtcp_dropped += 1
+                return
             target = peer.rtcp_target
             transport = peer.rtcp_transport
             if target is None or transport is None:
@@ -416,7 +537,7 @@ class _RtpProtocol(_LegProtocol):
         size = len(data)
         leg.packets_in += 1
         leg.bytes_in += size
-        seq, ssrc = _SEQ_SSRC.unpack_from(data, 2)
+        seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
         if ssrc != leg.ssrc:
             leg.start_source(ssrc, seq)
         else:
@@ -428,6 +549,9 @@ class _RtpProtocol(_LegProtocol):
                 leg.received += 1
             elif delta <= _SEQ_MOD - _MAX_MISORDER:
                 leg.sequence_jump(seq)
+                # The numbering jumped under the same SSRC (a restarted sender): the
+                # other leg's stream must continue rather than jump with it.
+                self._peer.out_source = -1
             else:
                 leg.received += 1
         tap = leg.tap
@@ -442,7 +566,22 @@ class _RtpProtocol(_LegProtocol):
         if target is None or transport is None:
             peer.dropped += 1
             return
-        transport.sendto(data, target)
+        if ssrc != peer.out_source:
+            transport.sendto(peer.restart(data, seq, timestamp, ssrc), target)
+        elif peer.rewriting:
+            # Continues the leg's one stream (see the module's docstring).
+            seq = (seq + peer.seq_offset) & 0xFFFF
+            timestamp = (timestamp + peer.ts_offset) & 0xFFFFFFFF
+            out = bytearray(data)
+            _SEQ_TS_SSRC.pack_into(out, 2, seq, timestamp, peer.out_ssrc)
+            transport.sendto(out, target)
+            peer.out_seq = seq
+            peer.out_ts = timestamp
+        else:
+            # The common case, one source all along: forwarded as it came.
+            transport.sendto(data, target)
+            peer.out_seq = seq
+            peer.out_ts = timestamp
         peer.packets_out += 1
         peer.bytes_out += size
 
@@ -460,6 +599,9 @@ class _RtcpProtocol(_LegProtocol):
             return
         leg.rtcp_packets_in += 1
         peer = self._peer
+        if not leg.relays_rtcp(peer):
+            peer.rtcp_dropped += 1
+            return
         target = peer.rtcp_target
         transport = peer.rtcp_transport
         if target is None or transport is None:
@@ -634,7 +776,22 @@ class MediaRelay:
             if target is None or transport is None:
                 state.dropped += 1
                 return
-            transport.sendto(datagram, target)
+            # Continues the leg's one outgoing stream (see the module's docstring).
+            seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(datagram, 2)
+            if ssrc != state.out_source:
+                transport.sendto(state.restart(datagram, seq, timestamp, ssrc), target)
+            elif state.rewriting:
+                seq = (seq + state.seq_offset) & 0xFFFF
+                timestamp = (timestamp + state.ts_offset) & 0xFFFFFFFF
+                out = bytearray(datagram)
+                _SEQ_TS_SSRC.pack_into(out, 2, seq, timestamp, state.out_ssrc)
+                transport.sendto(out, target)
+                state.out_seq = seq
+                state.out_ts = timestamp
+            else:
+                transport.sendto(datagram, target)
+                state.out_seq = seq
+                state.out_ts = timestamp
             state.packets_out += 1
             state.bytes_out += len(datagram)
 
@@ -709,7 +866,8 @@ class MediaRelay:
         transport = state.rtcp_transport
         target = state.rtcp_target
         if (
-            other.rtcp_packets_in
+            # The other peer's RTCP reaches this one as long as it is relayed.
+            (other.rtcp_packets_in and state.relays_rtcp(other))
             or state.ssrc < 0
             or transport is None
             or target is None
@@ -727,10 +885,12 @@ class MediaRelay:
             else 0
         )
         cumulative = max(min(expected - state.received, 0x7FFFFF), -0x800000)
+        # The reporter is who the peer hears in RTP, once it hears anyone.
+        reporter = state.out_ssrc if state.out_ssrc >= 0 else self._report_ssrc[leg]
         report = RtcpPacket(
             (
                 ReceiverReport(
-                    ssrc=self._report_ssrc[leg],
+                    ssrc=reporter,
                     reports=(
                         ReportBlock(
                             ssrc=state.ssrc,
@@ -746,7 +906,7 @@ class MediaRelay:
                 SourceDescription(
                     (
                         SdesChunk(
-                            self._report_ssrc[leg],
+                            reporter,
                             (SdesItem(SdesItemType.CNAME, f"vpbx@{self.address}".encode()),),
                         ),
                     )
