@@ -40,10 +40,13 @@ pytestmark = pytest.mark.integration
 CALLER_HZ = 600  # the caller's tone; the agents send 1 kHz
 
 
-def caller_phone(factory: BaresipFactory, platform: RunningPlatform) -> Baresip:
-    """A carrier's caller sending a 600 Hz tone and recording what it hears."""
+def caller_phone(
+    factory: BaresipFactory, platform: RunningPlatform, number: str = CALLER
+) -> Baresip:
+    """A carrier's caller sending a 600 Hz tone and recording what it hears (and
+    answering what reaches its address)."""
     phone = factory(
-        CALLER,
+        number,
         None,
         platform.host,
         proxy=(platform.host, platform.sip_port),

@@ -18,7 +18,7 @@ import pytest
 
 from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import RunningPlatform
-from tests.test_call_media import CALLER_HZ
+from tests.test_call_media import CALLER_HZ, caller_phone
 from tests.test_call_routing import (
     ACME,
     ACME_MAIN,
@@ -58,21 +58,6 @@ def recording_agent(factory: BaresipFactory, platform: RunningPlatform) -> Bares
     return phone
 
 
-def recording_caller(factory: BaresipFactory, platform: RunningPlatform, number: str) -> Baresip:
-    """An outside caller sending CALLER_HZ through the edge, answering what reaches it."""
-    phone = factory(
-        number,
-        None,
-        platform.host,
-        proxy=(platform.host, platform.sip_port),
-        regint=0,
-        record=True,
-        tone_hz=CALLER_HZ,
-    )
-    phone.start()
-    return phone
-
-
 def wait_until(what: str, check: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -89,8 +74,8 @@ def test_a_caller_called_back_keeps_their_place_and_talks_with_the_agent(
 ) -> None:
     platform: RunningPlatform = platform_factory()
     anna = recording_agent(baresip_factory, platform)
-    first = recording_caller(baresip_factory, platform, CALLER)
-    second = recording_caller(baresip_factory, platform, SECOND_CALLER)
+    first = caller_phone(baresip_factory, platform)
+    second = caller_phone(baresip_factory, platform, SECOND_CALLER)
     with admin_api(platform) as api:
         set_sales(api, ["101"])
         users = ids_by_extension(api)

@@ -21,6 +21,28 @@ def node_config(group: dict[str, Any]) -> Any:
     return with_devices(config(group), PASSWORDS)
 
 
+def recall_config(seconds: int) -> Any:
+    document = node_config({"strategy": "ring-all", "members": ["101"]}).model_dump(mode="json")
+    document["feature_codes"] = {"park_recall_s": seconds}
+    return NodeConfig.model_validate(document).with_version()
+
+
+async def parked_by_anna(node: Any, peers: Any, slot: str = "1") -> tuple[Phone, Carrier]:
+    """A caller Anna (101) answered, then parked on ``slot`` (a transfer to *7<slot>)."""
+    anna = await peers(Phone("101"))
+    await node.register(anna)
+    carrier = await peers(Carrier(node.address))
+    carrier.invite()
+    await anna.ringing()
+    anna.answer()
+    assert (await carrier.final()).status == 200
+    anna.request("REFER", f"Refer-To: <sip:*7{slot}@acme.test>\r\n")
+    assert (await anna.next_response()).status == 202
+    assert "200 OK" in await anna.notified()
+    await anna.bye_answered()
+    return anna, carrier
+
+
 async def test_group_pickup_answers_the_call_ringing_a_colleague(
     node_factory: Any, peers: Any
 ) -> None:
@@ -76,18 +98,7 @@ async def test_a_parked_caller_is_taken_back_by_dialling_the_slot(
     node_factory: Any, peers: Any
 ) -> None:
     node = await node_factory(node_config({"strategy": "ring-all", "members": ["101"]}))
-    anna = await peers(Phone("101"))
-    await node.register(anna)
-    carrier = await peers(Carrier(node.address))
-    carrier.invite()
-    await anna.ringing()
-    anna.answer()
-    assert (await carrier.final()).status == 200
-
-    anna.request("REFER", "Refer-To: <sip:*73@acme.test>\r\n")
-    assert (await anna.next_response()).status == 202
-    assert "200 OK" in await anna.notified()
-    await anna.bye_answered()  # parked: Anna is free
+    _, carrier = await parked_by_anna(node, peers, slot="3")  # parked: Anna is free
     await asyncio.sleep(0.1)
 
     boris = await peers(Dialler("102", PASSWORDS["102"], domain="acme.test"))
@@ -102,27 +113,6 @@ async def test_a_parked_caller_is_taken_back_by_dialling_the_slot(
     [record] = await node.records(1)
     steps = [(s.outcome, s.member) for s in record.route if s.subject == "transfer"]
     assert steps == [("parked", "3"), ("retrieved", "102")]
-
-
-def recall_config(seconds: int) -> Any:
-    document = node_config({"strategy": "ring-all", "members": ["101"]}).model_dump(mode="json")
-    document["feature_codes"] = {"park_recall_s": seconds}
-    return NodeConfig.model_validate(document).with_version()
-
-
-async def parked_by_anna(node: Any, peers: Any) -> tuple[Phone, Carrier]:
-    anna = await peers(Phone("101"))
-    await node.register(anna)
-    carrier = await peers(Carrier(node.address))
-    carrier.invite()
-    await anna.ringing()
-    anna.answer()
-    assert (await carrier.final()).status == 200
-    anna.request("REFER", "Refer-To: <sip:*71@acme.test>\r\n")
-    assert (await anna.next_response()).status == 202
-    assert "200 OK" in await anna.notified()
-    await anna.bye_answered()
-    return anna, carrier
 
 
 async def test_a_call_parked_too_long_rings_whoever_parked_it(

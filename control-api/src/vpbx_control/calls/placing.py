@@ -30,9 +30,10 @@ from vpbx_common.commands import (
 from vpbx_common.e164 import InvalidPhoneNumber, normalize_e164
 
 from ..auth.principal import MANAGERS, Principal, PrincipalKind
-from ..errors import Forbidden, InvalidInput, ReferenceNotFound, Unavailable
+from ..errors import Conflict, Forbidden, InvalidInput, ReferenceNotFound, Unavailable
 from ..numbers.store import NumberStore
 from ..outbound.service import require_own_number
+from ..tenants.models import TenantRow
 from ..users.models import UserRow
 from ..users.repository import UserRepository
 from .errors import (
@@ -221,49 +222,37 @@ class CallPlacer:
                 raise CallNotLive("no live call of yours with this id")
 
     async def transfer(self, call_id: str, body: TransferCall) -> TransferStarted:
-        principal = self.principal
         tenant = await self.users.tenant()
         await self._require_on_call(tenant.id, call_id)
         await require_own_number(self.numbers, tenant.id, body.caller_id, "body.caller_id")
-        command = NodeCommand(
-            tenant=tenant.id,
-            by_user=str(principal.user_id or principal.api_key_id or ""),
-            body=Transfer(
+        await self._ask_about_live_call(
+            tenant,
+            Transfer(
                 call_id=call_id,
                 target=body.target.strip(),
                 attended=body.attended,
                 caller_id=body.caller_id,
             ),
+            refused=TransferRefused,
+            refusal="the call cannot be transferred",
+            failure="transfer the call",
         )
-        reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
-        if reply.status is ReplyStatus.ACCEPTED:
-            status = "consulting" if body.attended else "transferring"
-            return TransferStarted(call_id=call_id, status=status)
-        if reply.status is ReplyStatus.NOT_FOUND:
-            raise CallNotLive("no live call with this id in the tenant")
-        if reply.status is ReplyStatus.REFUSED:
-            raise TransferRefused(f"the call cannot be transferred: {reply.detail}")
-        raise Unavailable(f"the media node could not transfer the call: {reply.detail}")
+        status = "consulting" if body.attended else "transferring"
+        return TransferStarted(call_id=call_id, status=status)
 
     async def transfer_step(self, call_id: str, action: TransferAction) -> TransferStepDone:
         """Complete or cancel an attended transfer going on (``transfer(attended=True)``)."""
-        principal = self.principal
         tenant = await self.users.tenant()
         await self._require_on_call(tenant.id, call_id)
-        command = NodeCommand(
-            tenant=tenant.id,
-            by_user=str(principal.user_id or principal.api_key_id or ""),
-            body=TransferStep(call_id=call_id, action=action.value),
+        await self._ask_about_live_call(
+            tenant,
+            TransferStep(call_id=call_id, action=action.value),
+            refused=TransferRefused,
+            refusal=f"no attended transfer to {action.value}",
+            failure=f"{action.value} the transfer",
         )
-        reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
-        if reply.status is ReplyStatus.ACCEPTED:
-            status = "transferring" if action is TransferAction.COMPLETE else "back-with-caller"
-            return TransferStepDone(call_id=call_id, status=status)
-        if reply.status is ReplyStatus.NOT_FOUND:
-            raise CallNotLive("no live call with this id in the tenant")
-        if reply.status is ReplyStatus.REFUSED:
-            raise TransferRefused(f"no attended transfer to {action.value}: {reply.detail}")
-        raise Unavailable(f"the media node could not {action.value} the transfer: {reply.detail}")
+        status = "transferring" if action is TransferAction.COMPLETE else "back-with-caller"
+        return TransferStepDone(call_id=call_id, status=status)
 
     async def monitor(self, call_id: str, body: MonitorRequest) -> MonitorStarted:
         """Ring a supervisor's phones to join a live call (the route admits managers only)."""
@@ -303,23 +292,43 @@ class CallPlacer:
 
     async def conference(self, call_id: str, body: AddToCall) -> ConferenceStarted:
         """Ring ``body.to`` to make the live call a three-way conference."""
-        principal = self.principal
         tenant = await self.users.tenant()
         await self._require_on_call(tenant.id, call_id)
         await require_own_number(self.numbers, tenant.id, body.caller_id, "body.caller_id")
+        await self._ask_about_live_call(
+            tenant,
+            AddParty(call_id=call_id, target=body.to.strip(), caller_id=body.caller_id),
+            refused=ConferenceRefused,
+            refusal="nobody can be added to the call",
+            failure="add to the call",
+        )
+        return ConferenceStarted(call_id=call_id, status="ringing-target")
+
+    async def _ask_about_live_call(
+        self,
+        tenant: TenantRow,
+        body: Transfer | TransferStep | AddParty,
+        *,
+        refused: type[Conflict],
+        refusal: str,
+        failure: str,
+    ) -> None:
+        """Ask the tenant's nodes to act on a live call; returns once one accepted, else
+        raises what the answer means (404 not live, 409 ``refused``, 503)."""
+        principal = self.principal
         command = NodeCommand(
             tenant=tenant.id,
             by_user=str(principal.user_id or principal.api_key_id or ""),
-            body=AddParty(call_id=call_id, target=body.to.strip(), caller_id=body.caller_id),
+            body=body,
         )
         reply = await self._send(command, nodes=max(1, len(tenant.cities or [])))
         if reply.status is ReplyStatus.ACCEPTED:
-            return ConferenceStarted(call_id=call_id, status="ringing-target")
+            return
         if reply.status is ReplyStatus.NOT_FOUND:
             raise CallNotLive("no live call with this id in the tenant")
         if reply.status is ReplyStatus.REFUSED:
-            raise ConferenceRefused(f"nobody can be added to the call: {reply.detail}")
-        raise Unavailable(f"the media node could not add to the call: {reply.detail}")
+            raise refused(f"{refusal}: {reply.detail}")
+        raise Unavailable(f"the media node could not {failure}: {reply.detail}")
 
     async def _send(self, command: NodeCommand, *, nodes: int) -> CommandReply:
         try:
