@@ -121,7 +121,7 @@ class TenantEntryRewriter(ABC):
         while not stop.is_set():
             try:
                 await self.rewrite_all()
-            except Exception:  # a pass that failed unexpectedly must not end the next ones
-                logger.exception("%s pass failed", self.entry)
+            except Exception:  # one failed round must not end the rounds after it (logged)
+                logger.exception("%s round failed", self.entry)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
