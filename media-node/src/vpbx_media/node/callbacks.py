@@ -105,7 +105,6 @@ class QueueCallbacks:
         self._held: dict[str, CallbackRecord] = {}  # id -> the record as this node knows it
         self._queued: set[str] = set()  # ids whose place is in the queue now
         self._task: asyncio.Task[None] | None = None
-        self.adopted = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -317,7 +316,6 @@ class QueueCallbacks:
                 await self._store.hold(self.tenant, self.instance)
                 if passes % ADOPT_EVERY == 0:
                     await self.adopt()
-                    self.adopted.set()
                 await self.check()
             except redis.RedisError as exc:
                 logger.warning("tenant=%s callbacks not checked: %s", self.tenant, exc)

@@ -347,6 +347,17 @@ class _LegState:
         out[1] |= _MARKER  # a talkspurt starts: the receiver resynchronises its playout
         return out
 
+    def rewritten(self, data: bytes, seq: int, timestamp: int) -> bytearray:
+        """A packet of the current source, renumbered into this leg's one stream (only
+        once the source changed: the common case forwards the datagram untouched)."""
+        seq = (seq + self.seq_offset) & 0xFFFF
+        timestamp = (timestamp + self.ts_offset) & 0xFFFFFFFF
+        out = bytearray(data)
+        _SEQ_TS_SSRC.pack_into(out, 2, seq, timestamp, self.out_ssrc)
+        self.out_seq = seq
+        self.out_ts = timestamp
+        return out
+
     def relays_rtcp(self, peer: _LegState) -> bool:
         """Whether RTCP between this leg's peer and `peer`'s still describes the streams
         they see (neither direction rewritten; see the module's docstring)."""
@@ -570,13 +581,7 @@ class _RtpProtocol(_LegProtocol):
             transport.sendto(peer.restart(data, seq, timestamp, ssrc), target)
         elif peer.rewriting:
             # Continues the leg's one stream (see the module's docstring).
-            seq = (seq + peer.seq_offset) & 0xFFFF
-            timestamp = (timestamp + peer.ts_offset) & 0xFFFFFFFF
-            out = bytearray(data)
-            _SEQ_TS_SSRC.pack_into(out, 2, seq, timestamp, peer.out_ssrc)
-            transport.sendto(out, target)
-            peer.out_seq = seq
-            peer.out_ts = timestamp
+            transport.sendto(peer.rewritten(data, seq, timestamp), target)
         else:
             # The common case, one source all along: forwarded as it came.
             transport.sendto(data, target)
@@ -781,13 +786,7 @@ class MediaRelay:
             if ssrc != state.out_source:
                 transport.sendto(state.restart(datagram, seq, timestamp, ssrc), target)
             elif state.rewriting:
-                seq = (seq + state.seq_offset) & 0xFFFF
-                timestamp = (timestamp + state.ts_offset) & 0xFFFFFFFF
-                out = bytearray(datagram)
-                _SEQ_TS_SSRC.pack_into(out, 2, seq, timestamp, state.out_ssrc)
-                transport.sendto(out, target)
-                state.out_seq = seq
-                state.out_ts = timestamp
+                transport.sendto(state.rewritten(datagram, seq, timestamp), target)
             else:
                 transport.sendto(datagram, target)
                 state.out_seq = seq
