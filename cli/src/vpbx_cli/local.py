@@ -582,14 +582,16 @@ def run_local(path: Path, layout: LocalLayout) -> int:
     sync: PlatformSync | None = None
     try:
         asyncio.run(_wait_redis(local.redis_url))
-        migrate_cdr_store(layout.var_dir)
+        # Each child spends seconds importing: the control API, the edge (it needs only the
+        # routes in Redis, published below) and the CDR migration overlap.
         control = start_control_api(local)
+        start_edge(local)
+        migrate_cdr_store(layout.var_dir)
         if not wait_until_ready(control, f"{layout.control_url}/readyz", lambda: stop_requested):
             return 0
         sync = PlatformSync(local, SupervisedNodes(local))
         # Subscribe, then start the nodes and write the routes of the (seeded) store.
         sync.wait(0)
-        start_edge(local)
         print(
             f"vpbx is up: SIP edge {layout.host}:{layout.sip_port} (UDP+TCP), "
             f"{len(local.slots)} media node(s), {len(sync.routed.numbers)} number(s) routed, "
