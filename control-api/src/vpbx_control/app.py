@@ -34,6 +34,7 @@ from .deps import route_policy
 from .errors import ErrorBody, install_error_handlers
 from .features.router import router as feature_codes_router
 from .groups.router import router as groups_router
+from .identity.router import router as identity_router
 from .inputs import RefuseNulMiddleware
 from .ivr.router import router as ivr_router
 from .ivr.speech import SpeechEngine
@@ -85,6 +86,7 @@ ROUTERS = (
     voicemails_router,
     platform_router,
     nodeconfig_router,
+    identity_router,
 )
 
 DESCRIPTION = """\
