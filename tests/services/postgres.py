@@ -184,11 +184,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def postgres_template(postgres_server: PostgresServer) -> str:
-    """A database holding the migrated schema, copied for every test."""
+    """A database holding the migrated schemas (control API and CRM), copied for every test."""
     from vpbx_control.db.migrate import upgrade_sync
+    from vpbx_crm.db.migrate import upgrade_sync as upgrade_crm_sync
 
     url = postgres_server.create_database(TEMPLATE_DATABASE)
     upgrade_sync(url)
+    # The CRM's tables in the same database, as a cluster may run them (own version table).
+    upgrade_crm_sync(url)
     return TEMPLATE_DATABASE
 
 

@@ -160,6 +160,20 @@ def control_api(
 
 
 @app.command()
+def crm(
+    command: Annotated[
+        str, typer.Argument(help="serve (migrate, then serve) or migrate")
+    ] = "serve",
+) -> None:
+    """Run the CRM service and the agent workspace (settings from VPBX_* environment variables)."""
+    from vpbx_crm.main import main
+
+    if command not in ("serve", "migrate"):
+        raise typer.BadParameter("expected serve or migrate", param_hint="COMMAND")
+    main([command])
+
+
+@app.command()
 def node() -> None:
     """Run one tenant media node (settings from VPBX_* environment variables)."""
     from vpbx_media.node.app import main

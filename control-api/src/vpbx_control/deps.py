@@ -104,15 +104,18 @@ Paging = Annotated[PageParams, Depends(page_params)]
 
 def _declared(dependant: Dependant) -> Iterator[AccessPolicy]:
     for sub in dependant.dependencies:
-        if isinstance(sub.call, Authorize | AllowAnyone):
-            yield sub.call.policy
+        # Any dependency carrying a policy: Authorize and AllowAnyone here, the CRM's own.
+        policy = getattr(sub.call, "policy", None)
+        if isinstance(policy, AccessPolicy):
+            yield policy
         yield from _declared(sub)
 
 
 def route_policy(route: APIRoute) -> AccessPolicy | None:
     """What a route admits: every policy on its dependency tree must admit the caller.
 
-    None when the route declares no policy at all (the route test refuses that).
+    None when the route declares no policy at all (the route test refuses that). The CRM's
+    routes are read by the same function.
     """
     policies = list(_declared(route.dependant))
     if not policies:

@@ -1,0 +1,98 @@
+"""The CRM app factory: ``create_app(settings)``; nothing connects at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import redis.asyncio as redis
+from fastapi import FastAPI
+
+from vpbx_control.app import document_common_errors
+from vpbx_control.db.session import Database
+from vpbx_control.errors import install_error_handlers
+from vpbx_control.inputs import RefuseNulMiddleware
+from vpbx_control.observability import Metrics, ObservabilityMiddleware
+
+from . import health
+from .contacts.router import router as contacts_router
+from .context import CrmContext
+from .db.migrate import upgrade
+from .identity import IdentityClient
+from .lookup.router import router as lookup_router
+from .settings import CrmSettings
+
+logger = logging.getLogger(__name__)
+
+ROUTERS = (
+    health.router,
+    contacts_router,
+    lookup_router,
+)
+
+DESCRIPTION = """\
+The vpbx CRM: contacts and companies, deals in pipelines, tasks, notes and the call
+timeline every call of the tenant's numbers lands in.
+
+One login for the whole product: authenticate with `Authorization: Bearer <token>`, a
+user access token from the control API's `POST /v1/auth/login` or a tenant API key
+(`vpbx_...`); the roles are the control API's (agent, supervisor, tenant-admin). Every
+error has the body `{"error_id", "message", "details"}`. Updates accept `If-Match`.
+"""
+
+
+def build_context(
+    settings: CrmSettings, control_transport: httpx.AsyncBaseTransport | None = None
+) -> CrmContext:
+    client = httpx.AsyncClient(
+        base_url=settings.control_url,
+        timeout=settings.control_timeout_s,
+        transport=control_transport,
+    )
+    return CrmContext(
+        settings=settings,
+        database=Database(settings.database_url, echo=settings.database_echo),
+        identity=IdentityClient(
+            client,
+            settings.service_token.get_secret_value(),
+            identity_cache_s=settings.identity_cache_s,
+            directory_cache_s=settings.directory_cache_s,
+        ),
+        redis=redis.Redis.from_url(settings.redis_url) if settings.redis_url else None,
+    )
+
+
+def create_app(
+    settings: CrmSettings,
+    *,
+    control_transport: httpx.AsyncBaseTransport | None = None,
+    migrate: bool = True,
+) -> FastAPI:
+    """``control_transport``: how to reach the control API (tests pass its app in process)."""
+    settings.check_secrets()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade(settings.database_url)
+        context = build_context(settings, control_transport)
+        app.state.context = context
+        try:
+            yield
+        finally:
+            await context.identity.aclose()
+            await context.database.dispose()
+            if context.redis is not None:
+                await context.redis.aclose()
+
+    app = FastAPI(title="vpbx CRM", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(RefuseNulMiddleware)
+    # Added last, so outermost: refused requests are counted and logged too.
+    app.add_middleware(ObservabilityMiddleware, metrics=Metrics())
+    for router in ROUTERS:
+        app.include_router(router)
+    document_common_errors(app)
+    return app

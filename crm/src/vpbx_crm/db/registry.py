@@ -1,0 +1,26 @@
+"""Every CRM table, imported once so the metadata (and Alembic) sees them all."""
+
+from __future__ import annotations
+
+from ..calls.models import CallRow
+from ..companies.models import CompanyRow
+from ..contacts.models import ContactPhoneRow, ContactRow
+from ..deals.models import DealEventRow, DealRow, PipelineRow, StageRow
+from ..notes.models import NoteRow
+from ..tasks.models import NotificationRow, TaskRow
+from .base import Base
+
+__all__ = [
+    "Base",
+    "CallRow",
+    "CompanyRow",
+    "ContactPhoneRow",
+    "ContactRow",
+    "DealEventRow",
+    "DealRow",
+    "NoteRow",
+    "NotificationRow",
+    "PipelineRow",
+    "StageRow",
+    "TaskRow",
+]

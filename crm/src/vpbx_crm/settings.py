@@ -1,0 +1,37 @@
+"""The CRM service's settings (pydantic-settings, ``VPBX_`` prefix)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from vpbx_common.settings import CommonSettings, require_real_secret
+
+
+class CrmSettings(CommonSettings):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8001
+    database_url: str = "sqlite+aiosqlite:///var/crm.db"
+    database_echo: bool = False
+
+    # The control API: the product's one login (it says who a bearer credential is) and the
+    # directory of each tenant's users, groups and numbers.
+    control_url: str = "http://127.0.0.1:8000"
+    # Presented to the control API, and expected from media nodes asking for a lookup.
+    service_token: SecretStr = SecretStr("local-dev-service-token")
+    # How long an introspected credential is trusted before asking again: a revoked key or a
+    # changed password stops working in the CRM this much later than in the control API.
+    identity_cache_s: float = Field(default=5.0, ge=0, le=60)
+    # How long a tenant's directory (users, groups, numbers) is reused; an id it does not
+    # hold makes the CRM read it again at once.
+    directory_cache_s: float = Field(default=10.0, ge=0, le=600)
+    control_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    # The reader of the call-event stream blocks this long on one read; stopping the app
+    # waits for the read in flight.
+    call_events_block_s: float = Field(default=0.5, gt=0, le=10)
+
+    # Numbers typed without a country code are read as numbers of this country.
+    default_country: str = Field(default="RU", pattern=r"^[A-Z]{2}$")
+
+    def check_secrets(self) -> None:
+        require_real_secret("VPBX_SERVICE_TOKEN", self.service_token, local=self.is_local)
