@@ -10,6 +10,7 @@ import httpx
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from vpbx_common.events import CRM_GROUP, CallEventConsumer
 from vpbx_control.app import document_common_errors
 from vpbx_control.db.session import Database
 from vpbx_control.errors import install_error_handlers
@@ -17,18 +18,23 @@ from vpbx_control.inputs import RefuseNulMiddleware
 from vpbx_control.observability import Metrics, ObservabilityMiddleware
 
 from . import health
+from .calls.router import router as calls_router
 from .contacts.router import router as contacts_router
 from .context import CrmContext
 from .db.migrate import upgrade
+from .events.handler import CrmEventHandler
 from .identity import IdentityClient
 from .lookup.router import router as lookup_router
 from .settings import CrmSettings
+from .tasks.router import router as tasks_router
 
 logger = logging.getLogger(__name__)
 
 ROUTERS = (
     health.router,
     contacts_router,
+    tasks_router,
+    calls_router,
     lookup_router,
 )
 
@@ -79,9 +85,20 @@ def create_app(
             await upgrade(settings.database_url)
         context = build_context(settings, control_transport)
         app.state.context = context
+        # Every call becomes a CRM event: the CRM's own group on the durable stream, so
+        # nothing is lost while it restarts.
+        reader: CallEventConsumer | None = None
+        if context.redis is not None:
+            handler = CrmEventHandler(context.database, context.identity)
+            app.state.call_events = reader = CallEventConsumer(
+                context.redis, CRM_GROUP, handler.handle, block_s=settings.call_events_block_s
+            )
+            await reader.start()
         try:
             yield
         finally:
+            if reader is not None:
+                await reader.stop()
             await context.identity.aclose()
             await context.database.dispose()
             if context.redis is not None:
