@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as redis
-
 from tests.services.control_api import bearer
 from tests.services.crm import CrmHarness, crm_tenant, serve_crm
+
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
 from vpbx_control.auth.principal import Role
 
