@@ -61,12 +61,22 @@ class RunningPlatform:
     process: subprocess.Popen[bytes]
     log_path: Path
     control_port: int = 8000
+    crm_port: int = 8001
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def control_url(self) -> str:
         """The control API of this platform (http://127.0.0.1:<port>)."""
         return f"http://{self.host}:{self.control_port}"
+
+    @property
+    def crm_url(self) -> str:
+        """The CRM of this platform (API under /v1, the workspace at /)."""
+        return f"http://{self.host}:{self.crm_port}"
+
+    def crm(self, headers: dict[str, str] | None = None, timeout: float = 10) -> httpx.Client:
+        """An HTTP client for the CRM (close it, or use it in a `with`)."""
+        return httpx.Client(base_url=self.crm_url, headers=headers or {}, timeout=timeout)
 
     @property
     def service_token(self) -> str:
@@ -145,6 +155,7 @@ def start_platform(
     sip_t1: float = 0.5,
     rtp_ports_per_node: int | None = None,
     extra_env: dict[str, str] | None = None,
+    crm: bool = False,
 ) -> RunningPlatform:
     host = "127.0.0.1"
     sip_port = free_port_pair()
@@ -155,6 +166,7 @@ def start_platform(
     rtp_base = free_port_block(4 * (rtp_ports_per_node or 0) + 1, 40000, 50000)
     rtp_base += rtp_base % 2
     control_port = free_port()
+    crm_port = free_port()
     var_dir = tmp / "var"
     env = dict(os.environ)
     env["VPBX_REDIS_URL"] = redis_url
@@ -190,6 +202,10 @@ def start_platform(
             str(sip_t1),
             "--control-port",
             str(control_port),
+            "--crm-port",
+            str(crm_port),
+            # Tests of the PBX alone save the CRM's start.
+            "--crm" if crm else "--no-crm",
             *(
                 ["--rtp-ports-per-node", str(rtp_ports_per_node)]
                 if rtp_ports_per_node is not None
@@ -202,7 +218,15 @@ def start_platform(
         stderr=subprocess.STDOUT,
     )
     platform = RunningPlatform(
-        host, sip_port, [], var_dir, env, process, log_path, control_port=control_port
+        host,
+        sip_port,
+        [],
+        var_dir,
+        env,
+        process,
+        log_path,
+        control_port=control_port,
+        crm_port=crm_port,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

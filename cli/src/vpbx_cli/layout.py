@@ -42,10 +42,16 @@ class LocalLayout:
     var_dir: Path = Path("var")
     sip_t1: float = 0.5
     control_port: int = 8000
+    crm_port: int = 8001
+    crm: bool = True  # False: no CRM process (the nodes' crm-lookup steps fall through)
 
     @property
     def control_url(self) -> str:
         return f"http://{self.host}:{self.control_port}"
+
+    @property
+    def crm_url(self) -> str:
+        return f"http://{self.host}:{self.crm_port}"
 
     @property
     def numbers_file(self) -> Path:
@@ -54,8 +60,9 @@ class LocalLayout:
 
     @property
     def service_ports(self) -> frozenset[int]:
-        """The ports of the edge, the control API and the private Redis: never a node's."""
-        return frozenset((self.sip_port, self.control_port, self.redis_port))
+        """The ports of the edge, the control API, the CRM and the private Redis: never a
+        node's."""
+        return frozenset((self.sip_port, self.control_port, self.crm_port, self.redis_port))
 
     def node_port(self, index: int) -> int:
         return self.node_port_base + index

@@ -80,6 +80,7 @@ from .layout import (
 logger = logging.getLogger(__name__)
 
 CONTROL_API = "control-api"
+CRM = "crm"
 EDGE = "edge"
 # How long a node no longer planned may drain before it is killed (its drain
 # timeout, VPBX_DRAIN_TIMEOUT, defaults to 10 s).
@@ -416,6 +417,24 @@ def start_control_api(local: LocalPlatform) -> Supervised:
     return child
 
 
+def start_crm(local: LocalPlatform) -> Supervised:
+    """The CRM: its own SQLite database; people log in through the control API."""
+    layout = local.layout
+    env = _child_env(
+        local,
+        {
+            "VPBX_HTTP_HOST": layout.host,
+            "VPBX_HTTP_PORT": str(layout.crm_port),
+            "VPBX_DATABASE_URL": f"sqlite+aiosqlite:///{layout.var_dir.resolve() / 'crm.db'}",
+            "VPBX_CONTROL_URL": layout.control_url,
+        },
+    )
+    child = Supervised(CRM, [sys.executable, "-m", "vpbx_crm.main", "serve"], env)
+    local.children[CRM] = child
+    child.start()
+    return child
+
+
 def wait_until_ready(
     child: Supervised, url: str, stopped: Callable[[], bool], timeout: float = 90.0
 ) -> bool:
@@ -461,6 +480,8 @@ def node_child(local: LocalPlatform, plan: NodePlan, slot: int) -> Supervised:
             "VPBX_RTP_PORT_MAX": str(rtp_max),
             "VPBX_SPOOL_DIR": str(var / "spool" / plan.name),
             "VPBX_CHDB_PATH": str(var / "chdb"),
+            # The route plans' crm-lookup steps ask the CRM who is calling.
+            **({"VPBX_CRM_URL": layout.crm_url} if layout.crm else {}),
         },
     )
     return Supervised(plan.name, [sys.executable, "-m", "vpbx_media.node"], env)
@@ -582,12 +603,18 @@ def run_local(path: Path, layout: LocalLayout) -> int:
     sync: PlatformSync | None = None
     try:
         asyncio.run(_wait_redis(local.redis_url))
-        # Each child spends seconds importing: the control API, the edge (it needs only the
-        # routes in Redis, published below) and the CDR migration overlap.
+        # Each child spends seconds importing: the control API, the CRM (it asks the control
+        # API only when people call it), the edge (it needs only the routes in Redis,
+        # published below) and the CDR migration overlap.
         control = start_control_api(local)
+        crm = start_crm(local) if layout.crm else None
         start_edge(local)
         migrate_cdr_store(layout.var_dir)
         if not wait_until_ready(control, f"{layout.control_url}/readyz", lambda: stop_requested):
+            return 0
+        if crm is not None and not wait_until_ready(
+            crm, f"{layout.crm_url}/readyz", lambda: stop_requested
+        ):
             return 0
         sync = PlatformSync(local, SupervisedNodes(local))
         # Subscribe, then start the nodes and write the routes of the (seeded) store.
@@ -599,6 +626,8 @@ def run_local(path: Path, layout: LocalLayout) -> int:
             flush=True,
         )
         print(f"  control API: {layout.control_url} (docs at /docs)", flush=True)
+        if crm is not None:
+            print(f"  CRM: {layout.crm_url} (API docs at /docs)", flush=True)
         while not stop_requested:
             looping = supervise(local)
             if looping is not None:

@@ -38,11 +38,16 @@ def up(
     ),
     sip_t1: Annotated[float, typer.Option(help="SIP timer T1 in seconds")] = 0.5,
     control_port: Annotated[int, typer.Option(help="control API HTTP port")] = 8000,
+    crm_port: Annotated[int, typer.Option(help="CRM HTTP port (API and workspace)")] = 8001,
+    crm: Annotated[
+        bool, typer.Option(help="run the CRM (--no-crm: the PBX alone, e.g. SIP-only tests)")
+    ] = True,
 ) -> None:
     """Run the whole platform locally in the foreground (Ctrl-C stops it).
 
     The control API (http://HOST:CONTROL_PORT, SQLite in VAR_DIR) is seeded from
     the platform file on its first start; the media nodes take their config from it.
+    The CRM (http://HOST:CRM_PORT, SQLite in VAR_DIR) logs people in through it.
     """
     layout = LocalLayout(
         host=host,
@@ -54,6 +59,8 @@ def up(
         var_dir=var_dir,
         sip_t1=sip_t1,
         control_port=control_port,
+        crm_port=crm_port,
+        crm=crm,
     )
     try:
         code = run_local(file, layout)

@@ -1,0 +1,141 @@
+"""Every call lands in the CRM, end to end: `vpbx up` with its CRM, a real caller (sipp)
+and real phones (baresip). An unknown caller becomes a contact with the ad channel of the
+number they dialled; a missed call becomes a task for the person it rang, or for the
+client's responsible manager.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.services.baresip import BaresipFactory
+from tests.services.platform import RunningPlatform, start_platform
+from tests.services.sipp import SippFactory
+
+pytestmark = pytest.mark.integration
+
+ACME = "acme.vpbx.local"
+TRACKED_NUMBER = "+74950000002"  # the demo's yandex-direct number, to the sales group
+ACME_ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
+PASSWORDS = {"101": "acme-101-secret", "102": "acme-102-secret"}
+
+
+@pytest.fixture(scope="module")
+def pbx(
+    tmp_path_factory: pytest.TempPathFactory, module_flushed_redis: str
+) -> Iterator[RunningPlatform]:
+    platform = start_platform(tmp_path_factory.mktemp("crm-pbx"), module_flushed_redis, crm=True)
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+def missed_call_from(sipp: SippFactory, platform: RunningPlatform, caller: str) -> None:
+    """``caller`` calls the tracked number and hangs up while it rings."""
+    result = sipp(
+        "uac_cancel.xml",
+        remote=(platform.host, platform.sip_port),
+        service=TRACKED_NUMBER,
+        keys={"domain": platform.host, "caller": caller},
+        timeout=30,
+    ).run()
+    assert result.all_succeeded, result.describe()
+
+
+def ringing_phone(factory: BaresipFactory, platform: RunningPlatform, extension: str) -> Any:
+    """A registered desk phone that rings and is not picked up."""
+    phone = factory(
+        extension,
+        PASSWORDS[extension],
+        ACME,
+        proxy=(platform.host, platform.sip_port),
+        auto_answer=False,
+    )
+    phone.start()
+    phone.wait_registered(timeout=15)
+    return phone
+
+
+def eventually(read: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = read()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError("the CRM never showed it")
+        time.sleep(0.2)
+
+
+def users_by_extension(platform: RunningPlatform, headers: dict[str, str]) -> dict[str, str]:
+    with platform.api(headers) as api:
+        users = api.get("/v1/users", params={"limit": 200}).json()["items"]
+    return {user["extension"]: user["id"] for user in users if user["extension"]}
+
+
+def missed_tasks(crm: httpx.Client, phone: str) -> list[dict[str, Any]]:
+    contacts = crm.get("/v1/contacts", params={"phone": phone}).json()["items"]
+    if not contacts:
+        return []
+    listed = crm.get("/v1/tasks", params={"kind": "missed-call", "contact_id": contacts[0]["id"]})
+    return list(listed.json()["items"])
+
+
+def test_an_unknown_callers_missed_call_becomes_a_contact_and_a_task_for_the_rung_agent(
+    pbx: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    admin = pbx.login(*ACME_ADMIN)
+    users = users_by_extension(pbx, admin)
+    phone = ringing_phone(baresip_factory, pbx, "101")
+    missed_call_from(sipp_factory, pbx, "+74957770001")
+    phone.stop()
+
+    with pbx.crm(admin) as crm:
+        [task] = eventually(lambda: missed_tasks(crm, "+74957770001"))
+        [contact] = crm.get("/v1/contacts", params={"phone": "8 495 777-00-01"}).json()["items"]
+        calls = crm.get(f"/v1/contacts/{contact['id']}/calls").json()["items"]
+    assert contact["source_label"] == "yandex-direct"
+    assert (contact["region"], contact["region_name"]) == ("RU-MOW", "Moscow")  # +7 495
+    assert task["assignee_user_id"] == users["101"]
+    assert task["status"] == "open"
+    [call] = calls
+    assert call["missed"] is True
+    assert call["end_reason"] == "cancelled"
+    assert call["number"] == TRACKED_NUMBER
+    # The same call id as the CDR's: the card links to the control API's call record.
+    with pbx.api(admin) as api:
+        record = api.get(f"/v1/calls/{call['call_id']}")
+    assert record.status_code == 200, record.text
+
+
+def test_a_known_clients_missed_call_is_a_task_for_their_manager(
+    pbx: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    admin = pbx.login(*ACME_ADMIN)
+    # 101 is rung first, but the client is 102's.
+    phone = ringing_phone(baresip_factory, pbx, "101")
+    users = users_by_extension(pbx, admin)
+    with pbx.crm(admin) as crm:
+        created = crm.post(
+            "/v1/contacts",
+            json={
+                "name": "ООО Ромашка",
+                "phones": ["+7 913 555-00-02"],
+                "owner_user_id": users["102"],
+                "vip": True,
+            },
+        )
+        assert created.status_code == 201, created.text
+        missed_call_from(sipp_factory, pbx, "+79135550002")
+        phone.stop()
+        [task] = eventually(lambda: missed_tasks(crm, "+79135550002"))
+        contacts = crm.get("/v1/contacts", params={"q": "Ромашка"}).json()
+    assert task["assignee_user_id"] == users["102"]
+    assert task["contact_id"] == created.json()["id"]
+    assert contacts["total"] == 1  # the call did not make a second contact
