@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion clean
+.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -41,6 +41,12 @@ bench-operator: deps
 ## Control API on PostgreSQL: req/s, p50/p99 of typical reads and writes at 1-64 in flight.
 bench-api: deps
 	uv run python -m loadtest.bench_api
+
+## The CRM's routing lookup (what a crm-lookup step costs per call) with 1M contacts.
+## Options: make bench-crm BENCH_CRM_ARGS="--contacts 100000 --concurrency 1,8"
+BENCH_CRM_ARGS ?=
+bench-crm: deps
+	uv run python -m loadtest.bench_crm $(BENCH_CRM_ARGS)
 
 ## Paced media: concurrent music-on-hold streams per node core, then per-frame costs.
 ## Options: make bench-media BENCH_MEDIA_ARGS="--steps 500,1000 --step-seconds 3 --node-realtime"
