@@ -440,6 +440,18 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
     assert shared["VPBX_STORAGE_URL"] == "s3://vpbx-recordings"
     assert shared["VPBX_S3_ENDPOINT"] == "https://s3.example.com"
     assert shared["VPBX_S3_REGION"] == "eu-central-1"
+    # The CRM logs people in through the control API; the nodes ask it who is calling.
+    crm = deployments[f"{RELEASE}-crm"]["spec"]["template"]["spec"]
+    (crm_container,) = crm["containers"]
+    assert crm_container["command"] == ["vpbx", "crm"]
+    crm_env = env_of(crm_container)
+    assert crm_env["VPBX_CONTROL_URL"]["value"] == (
+        f"http://{RELEASE}-control-api.{NAMESPACE}.svc:8000"
+    )
+    assert crm_env["VPBX_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"]
+    assert crm_container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    node_env = env_of(media_node_template(full_manifests)["container"])
+    assert node_env["VPBX_CRM_URL"]["value"] == f"http://{RELEASE}-crm.{NAMESPACE}.svc:8000"
     pdbs = by_kind(full_manifests, "PodDisruptionBudget")
     assert set(pdbs) == {
         f"{RELEASE}-edge-msk",
