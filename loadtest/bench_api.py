@@ -152,6 +152,29 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         process.wait(timeout=10)
 
 
+def wait_ready(
+    process: subprocess.Popen[bytes], base_url: str, log: Path, what: str, timeout: float = 60
+) -> None:
+    """Until the server at ``base_url`` answers /readyz with 200 (raises if it exits)."""
+    deadline = time.monotonic() + timeout
+    last_answer = "no answer yet"
+    while True:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{what} exited at start:\n{tail}")
+        try:
+            ready = httpx.get(f"{base_url}/readyz", timeout=2)
+            if ready.status_code == 200:
+                return
+            last_answer = f"HTTP {ready.status_code}"
+        except httpx.HTTPError as exc:
+            # Expected while it starts (connection refused); kept for the timeout message.
+            last_answer = repr(exc)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} was not ready within {timeout:.0f} s: {last_answer}")
+        time.sleep(0.2)
+
+
 @contextmanager
 def running_system(workdir: Path) -> Iterator[Server]:
     from tests.services.ports import free_port
@@ -192,23 +215,7 @@ def running_system(workdir: Path) -> Iterator[Server]:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         stack.callback(_stop, process)
         base_url = f"http://{HOST}:{port}"
-        deadline = time.monotonic() + 60
-        last_answer = "no answer yet"
-        while True:
-            if process.poll() is not None:
-                tail = (workdir / "control-api.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the control API exited at start:\n{tail}")
-            try:
-                ready = httpx.get(f"{base_url}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-                last_answer = f"HTTP {ready.status_code}"
-            except httpx.HTTPError as exc:
-                # Expected while it starts (connection refused); kept for the timeout message.
-                last_answer = repr(exc)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the control API was not ready within 60 s: {last_answer}")
-            time.sleep(0.2)
+        wait_ready(process, base_url, workdir / "control-api.log", "the control API")
         postgres_pid = postgres.process.pid if postgres.process else 0
         yield Server(base_url, database_url, process, postgres_pid, service_token)
 

@@ -38,7 +38,14 @@ import asyncpg
 import httpx
 import uvloop
 
-from loadtest.bench_api import _percentile, _stop, machine, own_cpu_seconds, tree_cpu_seconds
+from loadtest.bench_api import (
+    _percentile,
+    _stop,
+    machine,
+    own_cpu_seconds,
+    tree_cpu_seconds,
+    wait_ready,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -164,23 +171,7 @@ def running_crm(workdir: Path, contacts: int) -> Iterator[Server]:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         stack.callback(_stop, process)
         base_url = f"http://{HOST}:{port}"
-        deadline = time.monotonic() + 60
-        last_answer = "no answer yet"
-        while True:
-            if process.poll() is not None:
-                tail = (workdir / "crm.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the CRM exited at start:\n{tail}")
-            try:
-                ready = httpx.get(f"{base_url}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-                last_answer = f"HTTP {ready.status_code}"
-            except httpx.HTTPError as exc:
-                # Expected while it starts (connection refused); kept for the timeout message.
-                last_answer = repr(exc)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the CRM was not ready within 60 s: {last_answer}")
-            time.sleep(0.2)
+        wait_ready(process, base_url, workdir / "crm.log", "the CRM")
         postgres_pid = postgres.process.pid if postgres.process else 0
         yield Server(base_url, dsn, process, postgres_pid, service_token)
 

@@ -13,12 +13,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db.base import TenantOwned
+from .db.base import TenantScopedRow
 from .errors import Conflict, NotFound, ReferenceNotFound
 from .nodeconfig.publisher import ConfigPublisher
 from .paging import PageParams, fetch_page
 
-RowT = TypeVar("RowT", bound=TenantOwned)
+RowT = TypeVar("RowT", bound=TenantScopedRow)
 
 
 class TenantRepository(Generic[RowT]):

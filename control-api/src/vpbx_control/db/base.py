@@ -43,17 +43,16 @@ class Base(DeclarativeBase):
     }
 
 
-class TenantOwned:
+class TenantScopedRow:
     """Mixin: a row that belongs to one tenant, with an id and an optimistic-lock revision.
 
     ``revision`` is the row's ETag: it grows by one on every update, and an
-    update carrying a stale If-Match is refused with 412.
+    update carrying a stale If-Match is refused with 412. The CRM's rows are these (its
+    database has no tenants table); the control API's are ``TenantOwned``.
     """
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[str] = mapped_column(
-        String(63), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
-    )
+    tenant_id: Mapped[str] = mapped_column(String(63), index=True)
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(
         default=utcnow, server_default=func.current_timestamp()
@@ -64,3 +63,11 @@ class TenantOwned:
 
     def etag(self) -> str:
         return f'"{self.revision}"'
+
+
+class TenantOwned(TenantScopedRow):
+    """Mixin: a tenant's row in the control API's database, deleted with its tenant."""
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(63), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )

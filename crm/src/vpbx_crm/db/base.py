@@ -7,13 +7,12 @@ The CRM keeps its own database (its own migrations); tenants live in the control
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, Uuid, func
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import JSON, DateTime, MetaData
+from sqlalchemy.orm import DeclarativeBase
 
-from vpbx_control.db.base import NAMING_CONVENTION, utcnow
+from vpbx_control.db.base import NAMING_CONVENTION, TenantScopedRow
 
 
 class Base(DeclarativeBase):
@@ -25,18 +24,5 @@ class Base(DeclarativeBase):
     }
 
 
-class TenantRow:
-    """Mixin: a row of one tenant, with an id and an optimistic-lock revision (its ETag)."""
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[str] = mapped_column(String(63), index=True)
-    revision: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[dt.datetime] = mapped_column(
-        default=utcnow, server_default=func.current_timestamp()
-    )
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
-    )
-
-    def etag(self) -> str:
-        return f'"{self.revision}"'
+# The control API's tenant-scoped mixin, without its foreign key to a tenants table.
+TenantRow = TenantScopedRow
