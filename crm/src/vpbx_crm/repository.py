@@ -40,6 +40,14 @@ class Scoped(Generic[RowT]):
             raise NotFound(f"{self.label} not found")
         return row
 
+    async def first(self, query: Select[tuple[RowT]]) -> RowT | None:
+        """The first row of a query built on ``scoped()``."""
+        return cast(RowT | None, await self.session.scalar(query.limit(1)))
+
+    async def all(self, query: Select[tuple[RowT]]) -> list[RowT]:
+        """Every row of a query built on ``scoped()``."""
+        return cast(list[RowT], list((await self.session.scalars(query)).all()))
+
     async def referenced(self, row_id: uuid.UUID, field: str) -> RowT:
         """A row named in a request body; missing or foreign names the field (404)."""
         row = await self.find(row_id)
