@@ -17,6 +17,7 @@ from vpbx_control.inputs import RefuseNulMiddleware
 from vpbx_control.observability import Metrics, ObservabilityMiddleware
 
 from . import health
+from .companies.router import router as companies_router
 from .contacts.router import router as contacts_router
 from .context import CrmContext
 from .db.migrate import upgrade
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 ROUTERS = (
     health.router,
     contacts_router,
+    companies_router,
     lookup_router,
 )
 

@@ -16,6 +16,7 @@ from vpbx_control.errors import (
 
 __all__ = [
     "ApiError",
+    "CompanyNotFound",
     "Conflict",
     "ContactNotFound",
     "FieldProblem",
@@ -35,6 +36,13 @@ class ContactNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__("contact not found")
+
+
+class CompanyNotFound(NotFound):
+    error_id = "company-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("company not found")
 
 
 class PhoneTaken(Conflict):
