@@ -21,8 +21,10 @@ from .companies.router import router as companies_router
 from .contacts.router import router as contacts_router
 from .context import CrmContext
 from .db.migrate import upgrade
+from .deals.router import router as deals_router
 from .identity import IdentityClient
 from .lookup.router import router as lookup_router
+from .pipelines.router import router as pipelines_router
 from .settings import CrmSettings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ ROUTERS = (
     health.router,
     contacts_router,
     companies_router,
+    pipelines_router,
+    deals_router,
     lookup_router,
 )
 
