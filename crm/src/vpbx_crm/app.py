@@ -24,6 +24,7 @@ from .db.migrate import upgrade
 from .deals.router import router as deals_router
 from .identity import IdentityClient
 from .lookup.router import router as lookup_router
+from .notes.router import router as notes_router
 from .pipelines.router import router as pipelines_router
 from .settings import CrmSettings
 
@@ -35,6 +36,7 @@ ROUTERS = (
     companies_router,
     pipelines_router,
     deals_router,
+    notes_router,
     lookup_router,
 )
 

@@ -27,6 +27,7 @@ __all__ = [
     "InvalidInput",
     "NotAuthenticated",
     "NotFound",
+    "NoteNotFound",
     "PhoneTaken",
     "PipelineInUse",
     "PipelineNameTaken",
@@ -63,6 +64,13 @@ class DealNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__("deal not found")
+
+
+class NoteNotFound(NotFound):
+    error_id = "note-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("note not found")
 
 
 class PipelineNameTaken(NameTaken):
