@@ -6,6 +6,8 @@ on one PostgreSQL database (as a cluster may run them) and Redis.
 from __future__ import annotations
 
 import itertools
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -113,3 +115,12 @@ async def crm_tenant(crm: CrmHarness, prefix: str = "crm") -> str:
     name = f"{prefix}{next(_tenants)}"
     await crm.control.add_tenant(name)
     return name
+
+
+async def crm_user(
+    crm: CrmHarness, tenant: str, role: Role = Role.AGENT, name: str = "Test User"
+) -> tuple[uuid.UUID, dict[str, str]]:
+    """A new user of ``tenant``, logged in: their id and the headers of their requests."""
+    password = "pw-" + secrets.token_hex(8)
+    user = await crm.control.add_user(tenant, role=role, password=password, name=name)
+    return user.id, await crm.control.login(user.email, password)

@@ -53,6 +53,10 @@ class TenantRepository(Generic[RowT]):
         rows, total = await fetch_page(self.session, query, params)
         return cast(list[RowT], rows), total
 
+    async def first(self, query: Select[tuple[RowT]]) -> RowT | None:
+        """The first row of a query built on ``scoped()``."""
+        return cast(RowT | None, await self.session.scalar(query.limit(1)))
+
     async def all(self, query: Select[tuple[RowT]] | None = None) -> Sequence[RowT]:
         result = await self.session.execute(query if query is not None else self.scoped())
         return cast(Sequence[RowT], result.scalars().all())

@@ -19,12 +19,16 @@ from vpbx_control.observability import Metrics, ObservabilityMiddleware
 
 from . import health
 from .calls.router import router as calls_router
+from .companies.router import router as companies_router
 from .contacts.router import router as contacts_router
 from .context import CrmContext
 from .db.migrate import upgrade
+from .deals.router import router as deals_router
 from .events.handler import CrmEventHandler
 from .identity import IdentityClient
 from .lookup.router import router as lookup_router
+from .notes.router import router as notes_router
+from .pipelines.router import router as pipelines_router
 from .settings import CrmSettings
 from .tasks.router import router as tasks_router
 
@@ -33,6 +37,10 @@ logger = logging.getLogger(__name__)
 ROUTERS = (
     health.router,
     contacts_router,
+    companies_router,
+    pipelines_router,
+    deals_router,
+    notes_router,
     tasks_router,
     calls_router,
     lookup_router,

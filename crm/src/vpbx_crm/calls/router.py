@@ -13,7 +13,7 @@ from vpbx_control.errors import error_responses
 from vpbx_control.paging import Page, fetch_page
 from vpbx_control.voicemails.models import voicemail_id
 
-from ..contacts.service import Contacts
+from ..contacts.repository import Contacts
 from ..deps import Paging, Session, TenantMember
 from ..errors import ContactNotFound, NotFound
 from ..events.handler import MISSED_REASONS

@@ -12,24 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vpbx_control.auth.principal import MANAGERS
 from vpbx_control.paging import PageParams
 
-from ..companies.models import CompanyRow
+from ..companies.repository import Companies
 from ..errors import Conflict, Forbidden, PhoneTaken
 from ..identity import Caller, IdentityClient
 from ..ownership import check_owner
-from ..repository import Scoped
 from .models import ContactPhoneRow, ContactRow
 from .phones import normalized_phones, region_of_phones
+from .repository import Contacts
 from .schemas import Contact, ContactCreate, ContactUpdate
-
-
-class Contacts(Scoped[ContactRow]):
-    model = ContactRow
-    label = "contact"
-
-
-class Companies(Scoped[CompanyRow]):
-    model = CompanyRow
-    label = "company"
 
 
 class ContactService:

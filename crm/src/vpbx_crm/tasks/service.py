@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vpbx_control.auth.principal import MANAGERS
 from vpbx_control.db.base import utcnow
 
-from ..contacts.service import Contacts
+from ..contacts.repository import Contacts
 from ..errors import Forbidden, IdentityUnavailable, ReferenceNotFound
 from ..identity import Caller, IdentityClient, IdentityUnavailableError
 from ..repository import Scoped
