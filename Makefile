@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion clean
+.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm-lookup clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -55,6 +55,10 @@ bench-mixer: deps
 ## Region look-up and local-presence caller ID: one-off data load, then us per call.
 bench-phoneregion:
 	uv run python -m loadtest.bench_phoneregion
+
+## CRM lookup (the crm-lookup step): latency and node CPU per lookup, one at a time and 50 at once.
+bench-crm-lookup:
+	uv run python -m loadtest.bench_crm_lookup
 
 clean:
 	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache
