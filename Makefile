@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm clean
+.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -42,7 +42,7 @@ bench-operator: deps
 bench-api: deps
 	uv run python -m loadtest.bench_api
 
-## The CRM's routing lookup (what a crm-lookup step costs per call) with 1M contacts.
+## The CRM side of the routing lookup (what a crm-lookup step costs) with 1M contacts.
 ## Options: make bench-crm BENCH_CRM_ARGS="--contacts 100000 --concurrency 1,8"
 BENCH_CRM_ARGS ?=
 bench-crm: deps
@@ -61,6 +61,10 @@ bench-mixer: deps
 ## Region look-up and local-presence caller ID: one-off data load, then us per call.
 bench-phoneregion:
 	uv run python -m loadtest.bench_phoneregion
+
+## The node side of the CRM lookup (a fake CRM): latency and node CPU per lookup, one and 50 at once.
+bench-crm-lookup:
+	uv run python -m loadtest.bench_crm_lookup
 
 clean:
 	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache

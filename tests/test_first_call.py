@@ -146,11 +146,12 @@ def test_carrier_over_tcp_and_call_events_on_redis(
             for _, fields in stream.xrange("vpbx:call-events")
             if json.loads(fields[b"event"])["call_id"] == record["call_id"]
         ]
-        if len(received) >= 3:
+        if len(received) >= 4:
             break
         time.sleep(0.1)
     stream.close()
     assert [event["type"] for _, event in received] == [
+        "call.offered",  # before the phone's INVITE: the CRM's screen pop
         "call.ringing",
         "call.answered",
         "call.ended",
@@ -162,6 +163,8 @@ def test_carrier_over_tcp_and_call_events_on_redis(
     assert ended["caller"] == CALLER
     assert ended["callee"] == "101"
     assert ended["end_reason"] == "completed"
+    assert ended["direction"] == "inbound"
+    assert received[0][1]["offered"] == ["101"]
 
 
 def test_cdrs_survive_a_clickhouse_outage(

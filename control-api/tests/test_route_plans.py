@@ -14,6 +14,8 @@ from sqlalchemy import update
 from tests.services.control_api import ApiHarness
 
 from vpbx_common.manifests import PLATFORM_API_VERSION, Number
+from vpbx_common.nodeconfig import GroupTarget, NodeConfig
+from vpbx_common.nodeconfig.steps import CrmLookupStep as CompiledCrmLookupStep
 from vpbx_control.auth.principal import Role
 from vpbx_control.ivr.models import IvrMenuRow
 from vpbx_control.routeplans.errors import RouteCycle
@@ -362,6 +364,83 @@ async def test_invalid_steps_name_the_field(api: ApiHarness) -> None:
         )
         assert response.status_code == 422, steps
         assert any(f.startswith(field) for f in _fields(response)), (steps, response.json())
+
+
+async def test_the_crm_lookup_escalation_times_are_kept_and_reach_the_node(
+    api: ApiHarness,
+) -> None:
+    acme = await Acme(api).setup()
+    plan = await acme.plan(
+        "known-clients",
+        [
+            {
+                "type": "crm-lookup",
+                "categories": {"supplier": {"type": "group", "group_id": acme.group}},
+                "manager_timeout_s": 15,
+                "group_timeout_s": 0,
+                "everyone_timeout_s": 600,
+            },
+            {"type": "group", "group_id": acme.group},
+        ],
+    )
+    lookup = plan["steps"][0]
+    assert (lookup["manager_timeout_s"], lookup["group_timeout_s"]) == (15, 0)
+    assert lookup["everyone_timeout_s"] == 600
+    defaults = await acme.plan("defaults", [{"type": "crm-lookup"}])
+    assert {
+        name: defaults["steps"][0][name]
+        for name in ("manager_timeout_s", "group_timeout_s", "everyone_timeout_s")
+    } == {"manager_timeout_s": 20, "group_timeout_s": 20, "everyone_timeout_s": 0}
+
+    response = await api.client.get("/internal/v1/node-config/acme/msk", headers=api.node)
+    assert response.status_code == 200, response.text
+    config = NodeConfig.model_validate_json(response.content)
+    compiled = {p.name: p.steps[0] for p in config.route_plans}
+    step = compiled["known-clients"]
+    assert isinstance(step, CompiledCrmLookupStep)
+    assert (step.manager_timeout_s, step.group_timeout_s, step.everyone_timeout_s) == (15, 0, 600)
+    assert step.categories == {"supplier": GroupTarget(name="support", group_id=acme.group)}
+    default_step = compiled["defaults"]
+    assert isinstance(default_step, CompiledCrmLookupStep)
+    assert (default_step.manager_timeout_s, default_step.everyone_timeout_s) == (20, 0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"manager_timeout_s": 601}, "body.steps[0].crm-lookup.manager_timeout_s"),
+        ({"group_timeout_s": -1}, "body.steps[0].crm-lookup.group_timeout_s"),
+        ({"everyone_timeout_s": 601}, "body.steps[0].crm-lookup.everyone_timeout_s"),
+        ({"everyone_timeout_s": "soon"}, "body.steps[0].crm-lookup.everyone_timeout_s"),
+        ({"manager_timeout_s": 4}, "body.steps[0].crm-lookup.manager_timeout_s"),
+        (
+            {"to_responsible_manager": True, "manager_timeout_s": 0},
+            "body.steps[0].crm-lookup.manager_timeout_s",
+        ),
+    ],
+)
+async def test_crm_lookup_times_out_of_range_are_422_naming_the_field(
+    api: ApiHarness, fields: dict[str, Any], field: str
+) -> None:
+    acme = await Acme(api).setup()
+    response = await api.client.post(
+        "/v1/route-plans",
+        json={"name": "p", "steps": [{"type": "crm-lookup", **fields}]},
+        headers=acme.admin,
+    )
+    assert response.status_code == 422, response.text
+    assert _fields(response) == [field]
+
+
+async def test_a_lookup_not_ringing_the_manager_may_skip_the_manager_stage(
+    api: ApiHarness,
+) -> None:
+    acme = await Acme(api).setup()
+    plan = await acme.plan(
+        "by-category",
+        [{"type": "crm-lookup", "to_responsible_manager": False, "manager_timeout_s": 0}],
+    )
+    assert plan["steps"][0]["manager_timeout_s"] == 0
 
 
 async def test_steps_after_the_end_of_the_call_are_refused(api: ApiHarness) -> None:

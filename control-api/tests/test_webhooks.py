@@ -4,6 +4,7 @@ with retries to an HTTP receiver on loopback."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -483,6 +484,44 @@ async def test_call_events_from_the_media_nodes_become_deliveries(
     groups = await api.context.redis.xinfo_groups(CALL_EVENTS_STREAM)
     [group] = [g for g in groups if _text(g["name"]) == WEBHOOKS_GROUP]
     assert (group["pending"], group["entries-read"]) == (0, 5)
+
+
+async def test_call_offered_is_no_webhook_and_ringing_with_a_contact_is_delivered_as_before(
+    api: ApiHarness, dispatcher: WebhookDispatcher, receiver: Receiver
+) -> None:
+    assert api.context.redis is not None
+    await api.add_tenant("acme")
+    admin = await api.as_role("acme")
+    refused = await api.client.post(
+        "/v1/webhooks",
+        json={"url": receiver.url, "events": ["call.ringing", "call.offered"]},
+        headers=admin,
+    )
+    assert refused.status_code == 422
+    assert _fields(refused) == ["body.events[1]"]
+    webhook = await _webhook(api, admin, receiver.url, ["call.ringing"])
+    contact = {
+        "id": "ct-7",
+        "name": "Ivan",
+        "category": "client",
+        "owner_user_id": None,
+        "vip": False,
+    }
+    node = CallEventPublisher(api.context.redis)
+    for batch in (("101",), ("102", "103")):  # a sequential group's two turns
+        offered = dataclasses.replace(
+            _call_event(CallEventType.OFFERED), contact=contact, offered=batch
+        )
+        await node.publish(offered)
+    await node.publish(dataclasses.replace(_call_event(CallEventType.RINGING), contact=contact))
+
+    items = await _delivered(api, admin, webhook["id"], 1)
+    assert [(item["event"], item["status"]) for item in items] == [("call.ringing", "delivered")]
+    [body] = [json.loads(r.body) for r in receiver.requests]
+    assert body["data"]["call_id"] == "call-42"
+    groups = await api.context.redis.xinfo_groups(CALL_EVENTS_STREAM)
+    [group] = [g for g in groups if _text(g["name"]) == WEBHOOKS_GROUP]
+    assert (group["pending"], group["entries-read"]) == (0, 3)  # all read and acknowledged
 
 
 def _text(value: bytes | str) -> str:

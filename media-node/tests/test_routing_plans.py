@@ -211,10 +211,10 @@ def test_an_empty_branch_goes_on_after_the_schedule_step() -> None:
     assert rang(closed) == [(0.0, ("103",)), (15.0, ("101", "102"))]
 
 
-# --- steps that cannot run yet ---------------------------------------------------------
+# --- steps that go on with the plan -------------------------------------------------------
 
 
-def test_crm_lookup_falls_through_and_forward_rings_the_number_then_the_plan_goes_on() -> None:
+def test_crm_lookup_without_a_crm_goes_on_and_forward_rings_the_number_then_the_plan() -> None:
     cfg = config(
         plan(
             "main",
@@ -224,7 +224,7 @@ def test_crm_lookup_falls_through_and_forward_rings_the_number_then_the_plan_goe
         )
     )
     sim = simulate(cfg)
-    assert details(sim, Outcome.FELL_THROUGH) == ["CRM lookups not yet running"]
+    assert details(sim, Outcome.FELL_THROUGH) == ["CRM not configured"]
     assert rang(sim) == [(0.0, ("+74951112233",))]
 
     sim.send(MemberFailed("+74951112233", MemberFailure.BUSY), at=2.0)

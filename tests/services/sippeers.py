@@ -493,7 +493,9 @@ class Node:
 async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Any]:
     started: list[tuple[NodeService, SipTransport, CdrSpool, redis.Redis]] = []
 
-    async def start(cfg: NodeConfig) -> Node:
+    async def start(cfg: NodeConfig, **services: Any) -> Node:
+        """A node on ``cfg``; ``services``: more of NodeService's keyword arguments (a CRM
+        lookup client, an event publisher...)."""
         client = redis.Redis.from_url(flushed_redis)
         holder = ConfigHolder(cfg)
         transport = SipTransport(HOST, free_port_block(1))
@@ -514,6 +516,7 @@ async def node_factory(flushed_redis: str, tmp_path: Path) -> AsyncIterator[Any]
             client,
             url_policy=OutboundPolicy(allow_private=True),  # peers on loopback, as in local mode
             relay_proofs=RelayProofs(EDGE_SECRET),
+            **services,
         )
         await transport.start()
         service.start()

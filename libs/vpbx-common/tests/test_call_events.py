@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from vpbx_common.crm import CrmContact
 from vpbx_common.events import (
     CALL_EVENTS_STREAM,
     WEBHOOKS_GROUP,
@@ -23,6 +24,7 @@ from vpbx_common.events import (
     ConsumerState,
     default_consumer_name,
     event_from_fields,
+    stream_fields,
 )
 
 # Fast timings for tests: a dead consumer's entries are reclaimed after 0.3 s.
@@ -132,8 +134,88 @@ async def test_one_xadd_per_event_with_tenant_type_and_the_event_json(
         "size_bytes": 0,
         "box": "",
         "box_user_id": "",
+        "direction": "",
+        "contact": None,
+        "offered": [],
     }
     assert event_from_fields(fields) == ended
+
+
+# --- the CRM contact, the direction and call.offered ---------------------------------------
+
+CONTACT = CrmContact(
+    id="ct-7", name="Иван Петров", category="client", owner_user_id="u-101", vip=True
+)
+
+
+def test_an_event_with_its_contact_round_trips_through_the_stream_entry() -> None:
+    offered = event(
+        "call-2",
+        CallEventType.OFFERED,
+        direction="inbound",
+        contact=CONTACT.to_dict(),
+        offered=("101", "102"),
+    )
+    document = json.loads(offered.to_json())
+    assert document["type"] == "call.offered"
+    assert document["contact"] == {
+        "id": "ct-7",
+        "name": "Иван Петров",
+        "category": "client",
+        "owner_user_id": "u-101",
+        "vip": True,
+    }
+    assert document["offered"] == ["101", "102"]
+    assert document["direction"] == "inbound"
+    read = event_from_fields(stream_fields(offered))
+    assert read == offered
+    assert read.crm_contact == CONTACT
+
+
+def test_an_event_without_a_contact_reads_back_with_none() -> None:
+    plain = event("call-3", direction="internal")
+    read = CallEvent.from_json(plain.to_json())
+    assert read == plain
+    assert (read.contact, read.crm_contact, read.offered) == (None, None, ())
+
+
+def test_events_of_writers_before_contacts_read_with_the_defaults() -> None:
+    document = json.loads(event("call-4").to_json())
+    for name in ("direction", "contact", "offered"):
+        del document[name]
+    read = CallEvent.from_json(json.dumps(document))
+    assert (read.direction, read.contact, read.offered) == ("", None, ())
+
+
+def test_a_contact_field_a_newer_crm_added_is_dropped_and_the_rest_kept() -> None:
+    document = json.loads(event("call-5", contact=CONTACT.to_dict()).to_json())
+    document["contact"]["region"] = "Novosibirsk"
+    assert CallEvent.from_json(json.dumps(document)).crm_contact == CONTACT
+
+
+@pytest.mark.parametrize(
+    ("contact", "error"),
+    [
+        ("ct-7", "contact: not an object"),
+        ({"name": "x", "category": "client"}, "contact.id"),
+        ({"id": "ct-7", "name": "x", "category": ""}, "contact.category"),
+        ({"id": "ct-7", "name": "x", "category": "client", "vip": "yes"}, "contact.vip"),
+        ({"id": "ct-7", "name": "x", "category": "client", "owner_user_id": 5}, "owner_user_id"),
+    ],
+)
+def test_a_malformed_contact_makes_the_entry_no_call_event(contact: object, error: str) -> None:
+    document = json.loads(event("call-6").to_json())
+    document["contact"] = contact
+    with pytest.raises(CallEventError, match=error):
+        CallEvent.from_json(json.dumps(document))
+
+
+@pytest.mark.parametrize("offered", ["101", [101], {"101": True}])
+def test_offered_must_be_a_list_of_extensions(offered: object) -> None:
+    document = json.loads(event("call-7").to_json())
+    document["offered"] = offered
+    with pytest.raises(CallEventError, match="offered: not a list of strings"):
+        CallEvent.from_json(json.dumps(document))
 
 
 def test_readers_ignore_fields_a_newer_writer_added() -> None:

@@ -289,6 +289,53 @@ def test_lost_open_call_becomes_node_lost_record_within_the_call() -> None:
     assert OpenCall.from_json(call.to_json()) == call
 
 
+# -- the CRM contact -------------------------------------------------------------------------
+
+CONTACT_COLUMNS = {
+    "contact_id": "ct-7",
+    "contact_category": "supplier",
+    "contact_vip": True,
+    "contact_owner_user_id": "0b5e2c4c-8c1e-4a53-9a7d-3c2f1e0d9b8a",
+}
+
+
+def with_contact(record: CallRecord) -> CallRecord:
+    return dataclasses.replace(record, **CONTACT_COLUMNS)
+
+
+def test_the_contact_round_trips_through_json_and_survives_a_lost_node() -> None:
+    record = with_contact(make_record("ct-1"))
+    assert {name: record.to_json()[name] for name in CONTACT_COLUMNS} == CONTACT_COLUMNS
+    assert CallRecord.loads(record.dumps()) == record
+    plain = OpenCall("o", "acme", "nsk", "n", Direction.INBOUND, "+7913", "+7383", BASE_MS)
+    call = OpenCall.from_json(plain.to_json() | CONTACT_COLUMNS)
+    assert OpenCall.from_json(call.to_json()) == call
+    lost = call.lost(BASE_MS + 1_000)
+    assert {name: lost.to_json()[name] for name in CONTACT_COLUMNS} == CONTACT_COLUMNS
+
+
+def test_lines_written_before_contacts_load_without_one() -> None:
+    old = make_record("old-ct").to_json()
+    for name in CONTACT_COLUMNS:
+        del old[name]
+    record = CallRecord.from_json(old)
+    assert (record.contact_id, record.contact_category) == ("", "")
+    assert (record.contact_vip, record.contact_owner_user_id) == (False, "")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"contact_vip": 1}, "'contact_vip' must be bool"),
+        ({"contact_id": None}, "'contact_id' must be str"),
+        ({"contact_id": "", "contact_category": "client"}, "without a contact id"),
+    ],
+)
+def test_malformed_contact_columns_are_rejected(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CallRecord.from_json(with_contact(make_record("bad-ct")).to_json() | change)
+
+
 # -- both backends ---------------------------------------------------------------------------
 
 
@@ -381,11 +428,63 @@ def test_last_is_newest_first_and_tenant_scoped(store: CdrStore) -> None:
     assert store.last(5, tenant="nobody") == []
 
 
+def test_the_contact_columns_round_trip_through_the_store(store: CdrStore) -> None:
+    known = with_contact(make_record("ct-rt-1"))
+    unknown = make_record("ct-rt-2", start_ms=BASE_MS + 1)
+    plain_client = dataclasses.replace(
+        make_record("ct-rt-3", start_ms=BASE_MS + 2), contact_id="ct-9", contact_category="client"
+    )
+    store.insert([known, unknown, plain_client])
+    assert store.get("ct-rt-1") == known
+    assert store.get("ct-rt-2") == unknown
+    assert store.get("ct-rt-3") == plain_client
+    [[vip_calls]] = store.read(
+        CdrQuery(
+            "SELECT count() FROM cdr FINAL WHERE tenant = {tenant} AND contact_vip = 1"
+            " AND contact_category = {category}",
+            {"tenant": "acme", "category": "supplier"},
+        )
+    )
+    assert int(vip_calls[0]) == 1
+
+
+def test_rows_written_before_migration_6_read_back_without_a_contact(
+    empty_store: CdrStore,
+) -> None:
+    assert empty_store.migrate(up_to=5) == [1, 2, 3, 4, 5]
+    old = dataclasses.replace(
+        make_record("before-v6"), recording="recordings/acme/2026/12/07/before-v6.ogg"
+    )
+    columns = [c for c in RECORD_COLUMNS if not c.startswith("contact_")]
+    fields = old.to_json()
+    fields["route"] = dumps_route(old.route)
+    row: tuple[SqlValue, ...] = (*(fields[c] for c in columns), old.end_ms + (1 << 56))
+    with empty_store._connect() as conn:
+        conn.insert(f"INSERT INTO cdr ({', '.join(columns)}, version) VALUES", [row])
+    assert empty_store.migrate() == [6]
+    assert empty_store.get("before-v6") == old
+    with empty_store._connect() as conn:
+        run_migration(conn, MIGRATIONS[5])  # a crash before the bookkeeping row: harmless
+        types = conn.execute(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase()"
+            " AND table = 'cdr' AND name LIKE 'contact_%' ORDER BY name"
+        )
+    assert [tuple(t) for t in types] == [
+        ("contact_category", "String"),
+        ("contact_id", "String"),
+        ("contact_owner_user_id", "String"),
+        ("contact_vip", "UInt8"),
+    ]
+    newer = with_contact(make_record("after-v6", start_ms=BASE_MS + 1))
+    empty_store.insert([newer])
+    assert empty_store.last(5) == [newer, old]
+
+
 def test_migrate_is_idempotent(store: CdrStore) -> None:
     # The fixture already migrated once.
     assert store.migrate() == []
     assert store.migrate() == []
-    assert store.applied_migrations() == [1, 2, 3, 4, 5]
+    assert store.applied_migrations() == [1, 2, 3, 4, 5, 6]
     store.insert([make_record("after-migrate")])
     assert store.count() == 1
 
@@ -394,7 +493,7 @@ def test_first_migrate_applies_every_version(chdb_path: Path, clickhouse_databas
     for url in (clickhouse_database_url, None):
         fresh = open_cdr_store(url, chdb_path)
         try:
-            assert fresh.migrate() == [1, 2, 3, 4, 5]
+            assert fresh.migrate() == [1, 2, 3, 4, 5, 6]
             assert fresh.migrate() == []
         finally:
             fresh.close()
@@ -461,7 +560,7 @@ def test_rows_written_before_the_route_column_read_back_without_a_route(
     assert empty_store.migrate(up_to=1) == [1]
     old = make_record("before-v2")
     _insert_v1_row(empty_store, old)
-    assert empty_store.migrate() == [2, 3, 4, 5]
+    assert empty_store.migrate() == [2, 3, 4, 5, 6]
     assert empty_store.get("before-v2") == old
     assert empty_store.get("before-v2").route == ()  # type: ignore[union-attr]
     assert empty_store.get("before-v2").recording == ""  # type: ignore[union-attr]
@@ -480,7 +579,7 @@ def test_migration_two_applied_twice_is_harmless(empty_store: CdrStore) -> None:
         run_migration(conn, MIGRATIONS[1])
         run_migration(conn, MIGRATIONS[1])
     assert empty_store.applied_migrations() == [1]
-    assert empty_store.migrate() == [2, 3, 4, 5]
+    assert empty_store.migrate() == [2, 3, 4, 5, 6]
     with empty_store._connect() as conn:
         run_migration(conn, MIGRATIONS[1])
         columns = conn.execute(

@@ -89,9 +89,15 @@ class NodeSettings(SipSettings, OutboundSettings, StorageSettings):
     # (VPBX_MODE, VPBX_OUTBOUND_PRIVATE_ALLOWED: OutboundSettings); at most this much
     # of a reply is read.
     decision_max_reply_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    # The CRM service's base URL (http://crm:8000) for the crm-lookup route step
+    # (node/crmlookup.py; the contract is vpbx_common.crm), asked with service_token as
+    # the bearer. None: no CRM, crm-lookup steps go on with the next step.
+    crm_url: str | None = None
+    # How long a call waits for the CRM's answer before its plan goes on without it.
+    crm_lookup_timeout_ms: int = Field(default=300, ge=10, le=5000)
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_NONCE_SECRET", self.nonce_secret, local=self.is_local)
         require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)
-        if self.config_url:
+        if self.config_url or self.crm_url:
             require_real_secret("VPBX_SERVICE_TOKEN", self.service_token, local=self.is_local)

@@ -15,7 +15,17 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from vpbx_common.crm import CATEGORY_PATTERN
 
 from ..prompts.schemas import AudioOrTone
 from ..targets import E164, Target
@@ -26,9 +36,12 @@ MAX_DEPTH = 5  # schedule steps nested in schedule branches
 
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^\S(.*\S)?$")]
 Category = Annotated[
-    str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$", examples=["client"])
+    str, Field(min_length=1, max_length=32, pattern=CATEGORY_PATTERN.pattern, examples=["client"])
 ]
 RingTimeout = Annotated[int, Field(ge=5, le=600, description="seconds to ring")]
+# A stage of the CRM lookup's escalation chain: 0 skips it.
+StageTimeout = Annotated[int, Field(ge=0, le=600)]
+MIN_MANAGER_RING_S = 5
 
 # Whether the host may be internal is the deployment's outbound policy (vpbx_common/outbound.py).
 DecisionUrl = Annotated[
@@ -86,12 +99,29 @@ class ScheduleStep(_Step):
 
 
 class CrmLookupStep(_Step):
-    """Look the caller up in the CRM. Not yet running: the media node passes on to the
-    next step (the call's route says so) until the CRM exists.
+    """Look the caller up in the tenant's CRM by their number and route by what it knows.
 
-    A known client goes to their responsible manager (when ``to_responsible_manager``
-    and they have one), otherwise to the target of their category; an unknown
-    caller, or a category without a target, continues with the next step.
+    The media node asks the CRM on every call (never from a cache, so a client
+    reassigned a moment ago reaches their new manager); callers without a phone number
+    (internal calls, anonymous) are not looked up. Then, in this order:
+
+    - a known client with a responsible manager, when ``to_responsible_manager``: the
+      escalation chain. The manager rings first (all their devices, their follow-me as
+      for any call to them) for ``manager_timeout_s``; unanswered, every member of every
+      group the manager belongs to rings at once (the manager too; members on a call, in
+      do-not-disturb or wrap-up are skipped) for ``group_timeout_s``; unanswered, every
+      user of the tenant rings for ``everyone_timeout_s``; still unanswered, the next
+      step. A stage whose time is 0 is skipped (the group stage also when the manager is
+      in no group);
+    - otherwise a contact whose category has a target in ``categories``: that target, as
+      if the plan had a step going to it (a group or user nobody answers goes on with the
+      next step);
+    - otherwise (an unknown caller, a category without a target, the CRM not reachable
+      or slower than the node's lookup timeout): the next step.
+
+    The call's route on its CDR says which happened (the contact and its manager, or
+    why the plan went on); the contact's id, category, VIP flag and manager are on the
+    CDR and on the call's events.
     """
 
     type: Literal["crm-lookup"] = "crm-lookup"
@@ -104,6 +134,31 @@ class CrmLookupStep(_Step):
             {"supplier": {"type": "group", "group_id": "6f1d1b0e-3f7a-4f5e-9d1c-0c1d2e3f4a5b"}}
         ],
     )
+    manager_timeout_s: StageTimeout = Field(
+        default=20,
+        description=(
+            "seconds the responsible manager rings; 0 skips them (at least 5 when "
+            "to_responsible_manager)"
+        ),
+    )
+    group_timeout_s: StageTimeout = Field(
+        default=20,
+        description="seconds the manager's groups ring together after them; 0 skips them",
+    )
+    everyone_timeout_s: StageTimeout = Field(
+        default=0,
+        description="seconds every user rings after the manager's groups; 0 (default) skips it",
+    )
+
+    @field_validator("manager_timeout_s")
+    @classmethod
+    def _manager_rings_long_enough(cls, value: int, info: ValidationInfo) -> int:
+        # A field validator (not a model one) so that the 422 names manager_timeout_s.
+        if info.data.get("to_responsible_manager", True) and value < MIN_MANAGER_RING_S:
+            raise ValueError(
+                f"must be at least {MIN_MANAGER_RING_S} when to_responsible_manager is true"
+            )
+        return value
 
     def ends_call(self) -> bool:
         return False

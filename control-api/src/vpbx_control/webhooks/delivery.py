@@ -20,8 +20,8 @@ With a Redis client, the dispatcher also reads the media nodes' call events from
 the stream ``vpbx:call-events`` as a consumer of the group ``webhooks``
 (vpbx_common.events) and queues ``call.ringing``, ``call.answered``, ``call.ended``
 and, for calls nobody answered, ``call.missed``, plus ``recording.ready`` and
-``voicemail.new`` (CallEventBridge); event types without a webhook are acknowledged
-and ignored. An event is
+``voicemail.new`` (CallEventBridge); event types without a webhook (``call.offered``,
+the CRM's screen-pop signal) are acknowledged and ignored. An event is
 acknowledged on the stream once its deliveries are committed; one read twice (a
 replica died before acknowledging) finds them queued already and adds none.
 
@@ -472,6 +472,12 @@ def webhook_events(event: CallEvent) -> list[WebhookEvent]:
     """The webhook events a media node's call event stands for (none for a type that has
     no webhook: the entry is acknowledged and nothing is sent)."""
     match event.type:
+        case CallEventType.OFFERED:
+            # Not a webhook: a call offers several batches of phones (sequential turns,
+            # queue offers, a CRM escalation), and it exists to reach the CRM's screen pop
+            # before a phone rings, which a retried outbox delivery cannot promise.
+            # Webhook receivers get call.ringing, once per call.
+            return []
         case CallEventType.RINGING:
             return [WebhookEvent.CALL_RINGING]
         case CallEventType.ANSWERED:

@@ -50,8 +50,11 @@ def _moment(at_ms: int) -> dt.datetime:
 
 
 def direction_of(event: CallEvent) -> str:
-    """Inbound when an outside number called a tenant number; outbound when a person
-    called an outside number; internal otherwise."""
+    """The node's word for it; for events of older nodes: inbound when an outside number
+    called a tenant number, outbound when a person called an outside number, else
+    internal."""
+    if event.direction in (INBOUND, OUTBOUND, INTERNAL):
+        return event.direction
     if is_e164(event.caller) and is_e164(event.number):
         return INBOUND
     if is_e164(event.number) or is_e164(event.callee):
@@ -110,7 +113,7 @@ class CrmEventHandler:
         call.label = event.label or call.label
         call.caller = event.caller or call.caller
         match event.type:
-            case CallEventType.RINGING:
+            case CallEventType.OFFERED | CallEventType.RINGING:
                 if call.status == "ringing":
                     call.callee = event.callee or call.callee
             case CallEventType.ANSWERED:

@@ -24,7 +24,8 @@ LOOKUP_PATH = "/internal/v1/lookup/{tenant}"
 
 # The built-in categories; a tenant may use its own (a lowercase slug).
 BUILTIN_CATEGORIES = ("client", "supplier", "partner", "other")
-CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+# One spelling for the CRM's contacts and the route plans' category targets.
+CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class CrmContactError(ValueError):

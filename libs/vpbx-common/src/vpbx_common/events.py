@@ -10,8 +10,8 @@ node appends one entry per event (``CallEventPublisher.publish``: a single XADD)
 Fields of an entry:
 
 - ``tenant``: the tenant id (the same as the event's; lets a reader filter without parsing);
-- ``type``: the event type (``call.ringing``, ``call.answered``, ``call.ended``,
-  ``recording.ready``, ``voicemail.new``);
+- ``type``: the event type (``call.offered``, ``call.ringing``, ``call.answered``,
+  ``call.ended``, ``recording.ready``, ``voicemail.new``, ``call.refused``);
 - ``event``: the ``CallEvent`` as JSON, the source of truth. Its shape only grows: new
   fields get defaults, none is removed, and readers ignore fields they do not know.
 
@@ -53,6 +53,8 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
+from vpbx_common.crm import CrmContact, CrmContactError
+
 logger = logging.getLogger(__name__)
 
 CALL_EVENTS_STREAM = "vpbx:call-events"
@@ -68,6 +70,11 @@ BOARD_GROUP = "board"
 
 
 class CallEventType(StrEnum):
+    # Phones are about to ring for the call: ``offered`` names the extensions of this batch
+    # (the first, and each later one: sequential turns, queue offers, a CRM escalation).
+    # Published before their INVITEs leave the node, so a screen pop comes before the ring.
+    OFFERED = "call.offered"
+    # The call's first ring (once per call, for webhooks).
     RINGING = "call.ringing"
     ANSWERED = "call.answered"
     ENDED = "call.ended"
@@ -105,6 +112,18 @@ class CallEvent:
     size_bytes: int = 0
     box: str = ""  # voicemail.new: the box's extension, '' for the general box
     box_user_id: str = ""  # voicemail.new: the box owner's user id, when the config has it
+    # The CDR's Direction value (inbound, outbound, internal); '' from writers before it.
+    direction: str = ""
+    # The caller as the CRM knows them (``CrmContact.to_dict()``), on every event after the
+    # node's lookup found them; None: not looked up, or unknown to the CRM.
+    contact: dict[str, Any] | None = None
+    # call.offered: the extensions about to ring in this batch.
+    offered: tuple[str, ...] = ()
+
+    @property
+    def crm_contact(self) -> CrmContact | None:
+        """``contact`` as a ``CrmContact`` (validated when the event was read)."""
+        return None if self.contact is None else CrmContact.from_dict(self.contact)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -128,6 +147,12 @@ class CallEvent:
                     continue
                 raise CallEventError(f"{field.name}: missing")
             value = data[field.name]
+            if field.name == "contact":
+                values["contact"] = _contact(value)
+                continue
+            if field.name == "offered":
+                values["offered"] = _extensions(value)
+                continue
             expected = int if field.name in _INT_FIELDS else str
             if not isinstance(value, expected) or isinstance(value, bool):
                 raise CallEventError(f"{field.name}: not a {expected.__name__}")
@@ -142,9 +167,36 @@ class CallEvent:
 
 
 _OPTIONAL_FIELDS = frozenset(
-    {"end_reason", "label", "key", "duration_ms", "size_bytes", "box", "box_user_id"}
+    {
+        "end_reason",
+        "label",
+        "key",
+        "duration_ms",
+        "size_bytes",
+        "box",
+        "box_user_id",
+        "direction",
+        "contact",
+        "offered",
+    }
 )
 _INT_FIELDS = frozenset({"at_ms", "duration_ms", "size_bytes"})
+
+
+def _contact(value: object) -> dict[str, Any] | None:
+    """An event's contact: null, or a valid contact summary (kept as the CRM's dict)."""
+    if value is None:
+        return None
+    try:
+        return CrmContact.from_dict(value).to_dict()
+    except CrmContactError as exc:
+        raise CallEventError(str(exc)) from exc
+
+
+def _extensions(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise CallEventError("offered: not a list of strings")
+    return tuple(value)
 
 
 def stream_fields(event: CallEvent) -> dict[str, str]:

@@ -20,6 +20,7 @@ from ..sip.digest import DigestAuthenticator, NonceService
 from ..sip.transport import Address
 from .bindings import BindingStore
 from .configsource import ConfigClient, ConfigHolder, ConfigWatcher, read_config_file
+from .crmlookup import CrmLookupClient
 from .decisions import DecisionClient
 from .prompts import PromptLibrary
 from .recordings import RecordingService
@@ -79,6 +80,9 @@ async def run_node(settings: NodeSettings) -> None:
     )
     decisions = DecisionClient.from_settings(settings, tenant)
     await decisions.start()
+    crm = CrmLookupClient.from_settings(settings)
+    if crm is not None:
+        await crm.start()
     events = CallEventPublisher(redis_client, max_len=settings.call_events_max_len)
     store: ObjectStore | None = None
     if settings.storage_url or settings.is_local:
@@ -102,6 +106,7 @@ async def run_node(settings: NodeSettings) -> None:
         registrar_limits=(settings.min_register_expires, settings.max_register_expires),
         prompts=prompts,
         decisions=decisions,
+        crm=crm,
         events=events,
         recordings=recordings,
         url_policy=settings.outbound_policy(),

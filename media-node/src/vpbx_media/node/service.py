@@ -85,6 +85,7 @@ from .calls.monitor import MonitorMode
 from .calls.originate import Originator
 from .commands import CommandListener
 from .conference import ConferenceRooms
+from .crmlookup import CrmLookupClient, CrmLookupError
 from .decisions import DecisionClient
 from .journal import SpoolWriter
 from .legs.originator import OriginatorLeg
@@ -94,13 +95,16 @@ from .prompts import PromptLibrary
 from .queues import QueueDispatcher
 from .recordings import RecordingService
 from .registrar import Authenticator, Registrar
-from .routing import AgentSnapshot, DecisionFailed, DecisionReply
+from .routing import AgentSnapshot, CrmFailed, CrmReply, DecisionFailed, DecisionReply
 from .trunks import TrunkRegistrations
 from .trunks.sources import TrunkSources
 
 logger = logging.getLogger(__name__)
 
 ALLOW = f"{ALLOW_IN_CALL}, REGISTER"
+# call.offered is awaited before the phones ring; a Redis that does not answer within
+# this long delays the ringing no further (the ring matters more than the screen pop).
+OFFERED_PUBLISH_TIMEOUT_S = 0.5
 # Who may listen to, whisper into or barge into the tenant's calls (agents may not).
 SUPERVISING_ROLES = frozenset({"supervisor", "tenant-admin"})
 
@@ -153,6 +157,7 @@ class NodeService:
         events: CallEventPublisher | None = None,
         prompts: PromptLibrary | None = None,
         decisions: DecisionClient | None = None,
+        crm: CrmLookupClient | None = None,
         recordings: RecordingService | None = None,
         url_policy: OutboundPolicy | None = None,
         relay_proofs: RelayProofs | None = None,
@@ -182,6 +187,8 @@ class NodeService:
         )
         # Without a client (tests), HTTP decision steps fall back as if the URL were down.
         self.decisions = decisions
+        # Without one (no VPBX_CRM_URL), crm-lookup steps go on with the next step.
+        self.crm = crm
         self.queues = QueueDispatcher(
             redis_client,
             identity.tenant,
@@ -686,6 +693,34 @@ class NodeService:
         # The router validates the reply itself, from the bytes, as it would any reply.
         return DecisionReply(reply.status, json.dumps(reply.document).encode())
 
+    @property
+    def crm_lookup_timeout_ms(self) -> int | None:
+        return self.crm.timeout_ms if self.crm is not None else None
+
+    async def look_up_caller(self, call_id: str, phone: str) -> CrmReply | CrmFailed:
+        if self.crm is None:
+            return CrmFailed("CRM not configured")
+        started = time.monotonic()
+        try:
+            contact = await self.crm.lookup(self.tenant, phone)
+        except CrmLookupError as exc:
+            logger.warning(
+                "call=%s tenant=%s CRM lookup failed after %d ms: %s",
+                call_id,
+                self.tenant,
+                round((time.monotonic() - started) * 1000),
+                exc,
+            )
+            return CrmFailed(str(exc))
+        logger.info(
+            "call=%s tenant=%s CRM lookup in %d ms: %s",
+            call_id,
+            self.tenant,
+            round((time.monotonic() - started) * 1000),
+            f"contact {contact.id}" if contact is not None else "unknown caller",
+        )
+        return CrmReply(contact)
+
     def _active_on(self, number: str) -> int:
         running = sum(1 for call in self.calls.values() if call.facts.number == number)
         return running + sum(1 for arriving in self._arriving.values() if arriving == number)
@@ -706,6 +741,19 @@ class NodeService:
     def publish(self, call: Call, event_type: CallEventType) -> None:
         self._spawn(self._publish(call.facts.event(event_type)))
 
+    async def publish_now(self, event: CallEvent) -> None:
+        try:
+            async with asyncio.timeout(OFFERED_PUBLISH_TIMEOUT_S):
+                await self.events.publish(event)
+        except (redis.RedisError, TimeoutError) as exc:
+            logger.warning(
+                "call=%s tenant=%s %s not published before ringing: %s",
+                event.call_id,
+                self.tenant,
+                event.type,
+                str(exc) or type(exc).__name__,
+            )
+
     async def _publish(self, event: CallEvent) -> None:
         try:
             await self.events.publish(event)
@@ -719,6 +767,9 @@ class NodeService:
         self.spool_writer.submit(lambda: self.spool.begin_call(open_call))
 
     def journal_answer(self, call: Call) -> None:
+        self.journal_update(call)
+
+    def journal_update(self, call: Call) -> None:
         open_call = call.facts.open_call()
         self.spool_writer.submit(lambda: self.spool.update_call(open_call))
 
@@ -895,6 +946,8 @@ class NodeService:
         self.scheduler.stop()
         if self.decisions is not None:
             await self.decisions.stop()
+        if self.crm is not None:
+            await self.crm.stop()
         await self.spool_writer.stop()
         for task in list(self._tasks):
             task.cancel()

@@ -39,6 +39,11 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "hangup_by",
     "route",  # compact JSON of CallRecord.route (dumps_route), '' for none; added by migration 2
     "recording",  # storage key of the call's recording, '' for none; added by migration 4
+    # The CRM contact the node found for the caller ('' / 0: none); added by migration 6.
+    "contact_id",
+    "contact_category",
+    "contact_vip",  # UInt8: 18.16 has no Bool type
+    "contact_owner_user_id",
 )
 VERSION_COLUMN = "version"
 
@@ -154,6 +159,19 @@ ORDER BY (tenant, call_id)""",
     'completed' = 1, 'cancelled' = 2, 'no-answer' = 3, 'busy' = 4, 'unavailable' = 5,
     'rejected' = 6, 'failed' = 7, 'node-lost' = 8, 'voicemail' = 9, 'no-capacity' = 10,
     'callback' = 11)""",
+        ),
+    ),
+    Migration(
+        version=6,
+        name="crm contact",
+        # Rows written before this migration read no contact from the defaults. The
+        # category stays a String (a tenant may name its own categories); no LowCardinality,
+        # which 18.16 lacks.
+        statements=(
+            AddColumn(CDR_TABLE, "contact_id", "String DEFAULT ''"),
+            AddColumn(CDR_TABLE, "contact_category", "String DEFAULT ''"),
+            AddColumn(CDR_TABLE, "contact_vip", "UInt8 DEFAULT 0"),
+            AddColumn(CDR_TABLE, "contact_owner_user_id", "String DEFAULT ''"),
         ),
     ),
 )

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 
 def now_ms() -> int:
@@ -295,6 +295,12 @@ class CallRecord:
     # Storage key of the call's recording ('' when it was not recorded). Set when the call
     # ends; the audio itself is encoded and stored after that (``recording.ready``).
     recording: str = ""
+    # The caller as the CRM knew them when the call came in (the node's crm-lookup step),
+    # so reports need no join with the CRM: '' / False when not looked up or unknown.
+    contact_id: str = ""
+    contact_category: str = ""
+    contact_vip: bool = False
+    contact_owner_user_id: str = ""  # the responsible manager's user id, '' for none
 
     def __post_init__(self) -> None:
         if not self.call_id:
@@ -327,6 +333,7 @@ class CallRecord:
         if self.sip_status != 0 and not 100 <= self.sip_status <= 699:
             raise ValueError(f"CDR {self.call_id}: SIP status {self.sip_status} out of range")
         _check_route(f"CDR {self.call_id}", self.route)
+        _check_contact(f"CDR {self.call_id}", self)
 
     @classmethod
     def build(
@@ -349,6 +356,10 @@ class CallRecord:
         answered_by: str = "",
         route: Iterable[RouteStep] = (),
         recording: str = "",
+        contact_id: str = "",
+        contact_category: str = "",
+        contact_vip: bool = False,
+        contact_owner_user_id: str = "",
     ) -> Self:
         """A record whose ring and talk durations are computed from the three times, and whose
         route is bounded (bounded_route())."""
@@ -373,6 +384,10 @@ class CallRecord:
             hangup_by=hangup_by,
             route=bounded_route(route),
             recording=recording,
+            contact_id=contact_id,
+            contact_category=contact_category,
+            contact_vip=contact_vip,
+            contact_owner_user_id=contact_owner_user_id,
         )
 
     @property
@@ -400,6 +415,7 @@ class CallRecord:
             "hangup_by": self.hangup_by.value,
             "route": route_to_json(self.route),
             "recording": self.recording,
+            **_contact_json(self),
         }
 
     @classmethod
@@ -426,6 +442,7 @@ class CallRecord:
             route=_route_field(data),
             # Spool lines and journal entries written before recordings existed have none.
             recording=_field(data, "recording", str) if "recording" in data else "",
+            **_contact_fields(data),
         )
 
     def dumps(self) -> str:
@@ -464,11 +481,17 @@ class OpenCall:
     sip_status: int = 0  # last final status sent on the inbound leg (200 once answered)
     route: Route = ()  # the route so far (bounded_route()); a node-lost CDR keeps it
     recording: str = ""  # storage key of the recording started; a node-lost CDR keeps it
+    # The CRM contact found for the caller (as in CallRecord); a node-lost CDR keeps it.
+    contact_id: str = ""
+    contact_category: str = ""
+    contact_vip: bool = False
+    contact_owner_user_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.call_id or not self.tenant:
             raise ValueError("an open call needs a call id and a tenant")
         _check_route(f"open call {self.call_id}", self.route)
+        _check_contact(f"open call {self.call_id}", self)
         if not isinstance(self.direction, Direction):
             raise ValueError(f"open call {self.call_id}: direction must be a Direction")
         if self.answer_ms is not None and self.answer_ms < self.start_ms:
@@ -490,6 +513,7 @@ class OpenCall:
             "sip_status": self.sip_status,
             "route": route_to_json(self.route),
             "recording": self.recording,
+            **_contact_json(self),
         }
 
     @classmethod
@@ -510,6 +534,7 @@ class OpenCall:
             route=_route_field(data),
             # Spool lines and journal entries written before recordings existed have none.
             recording=_field(data, "recording", str) if "recording" in data else "",
+            **_contact_fields(data),
         )
 
     def lost(self, end_ms: int) -> CallRecord:
@@ -533,4 +558,53 @@ class OpenCall:
             hangup_by=HangupBy.SYSTEM,
             route=self.route,
             recording=self.recording,
+            contact_id=self.contact_id,
+            contact_category=self.contact_category,
+            contact_vip=self.contact_vip,
+            contact_owner_user_id=self.contact_owner_user_id,
         )
+
+
+class _HasContact(Protocol):
+    @property
+    def contact_id(self) -> str: ...
+    @property
+    def contact_category(self) -> str: ...
+    @property
+    def contact_vip(self) -> bool: ...
+    @property
+    def contact_owner_user_id(self) -> str: ...
+
+
+_CONTACT_TEXT = ("contact_id", "contact_category", "contact_owner_user_id")
+
+
+def _check_contact(owner: str, record: _HasContact) -> None:
+    for name in _CONTACT_TEXT:
+        if not isinstance(getattr(record, name), str):
+            raise ValueError(f"{owner}: {name} must be a str")
+    if not isinstance(record.contact_vip, bool):
+        raise ValueError(f"{owner}: contact_vip must be a bool")
+    if not record.contact_id and (
+        record.contact_category or record.contact_vip or record.contact_owner_user_id
+    ):
+        raise ValueError(f"{owner}: contact details without a contact id")
+
+
+def _contact_json(record: _HasContact) -> dict[str, Any]:
+    return {
+        "contact_id": record.contact_id,
+        "contact_category": record.contact_category,
+        "contact_vip": record.contact_vip,
+        "contact_owner_user_id": record.contact_owner_user_id,
+    }
+
+
+def _contact_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact columns of a spool line or journal entry; lines written before contacts
+    existed have none (no contact)."""
+    values: dict[str, Any] = {
+        name: _field(data, name, str) if name in data else "" for name in _CONTACT_TEXT
+    }
+    values["contact_vip"] = _field(data, "contact_vip", bool) if "contact_vip" in data else False
+    return values

@@ -118,6 +118,7 @@ class CdrQuery:
 def record_row(record: CallRecord) -> tuple[SqlValue, ...]:
     fields = record.to_json()
     fields["route"] = dumps_route(record.route)  # one String column holding compact JSON
+    fields["contact_vip"] = int(record.contact_vip)  # a UInt8 column: sql_literal takes no bool
     return (*(fields[column] for column in RECORD_COLUMNS), row_version(record))
 
 
@@ -144,6 +145,10 @@ def record_from_row(row: Row) -> CallRecord:
         hangup_by=HangupBy(row[16]),
         route=loads_route(str(row[17])),
         recording=str(row[18]),
+        contact_id=str(row[19]),
+        contact_category=str(row[20]),
+        contact_vip=bool(int(row[21])),
+        contact_owner_user_id=str(row[22]),
     )
 
 

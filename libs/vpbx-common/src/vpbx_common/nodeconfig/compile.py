@@ -291,6 +291,9 @@ class _Resolver:
             return compiled.CrmLookupStep(
                 to_responsible_manager=bool(document.get("to_responsible_manager", True)),
                 categories=categories,
+                manager_timeout_s=int(document.get("manager_timeout_s", 20)),
+                group_timeout_s=int(document.get("group_timeout_s", 20)),
+                everyone_timeout_s=int(document.get("everyone_timeout_s", 0)),
             )
         if kind == "http-decision":
             return compiled.HttpDecisionStep(

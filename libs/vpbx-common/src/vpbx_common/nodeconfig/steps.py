@@ -37,9 +37,22 @@ class ScheduleStep(ConfigModel):
 
 
 class CrmLookupStep(ConfigModel):
+    """Look the caller up in the CRM (``vpbx_common.crm``).
+
+    A known client with a responsible manager (``to_responsible_manager``) rings the
+    manager for ``manager_timeout_s``, then every member of the manager's groups for
+    ``group_timeout_s``, then everyone for ``everyone_timeout_s``; each stage is skipped
+    when its time is 0. Otherwise the target of the contact's category, as if the plan
+    had a step going to it. Anything else (unknown caller, no CRM, a failed lookup):
+    the next step.
+    """
+
     type: Literal["crm-lookup"] = "crm-lookup"
     to_responsible_manager: bool = True
     categories: dict[str, Target] = Field(default_factory=dict)
+    manager_timeout_s: int = 20
+    group_timeout_s: int = 20
+    everyone_timeout_s: int = 0
 
 
 class HttpDecisionStep(ConfigModel):

@@ -90,6 +90,7 @@ from ..routing import (
     JoinConference,
     JoinQueue,
     LeaveQueue,
+    LookUpCaller,
     MemberAnswered,
     MemberFailed,
     MemberFailure,
@@ -333,6 +334,7 @@ class Call:
             # Without an object store nothing could be kept: users count as having no
             # voicemail, and a voicemail step as unavailable.
             voicemail=self.host.recordings.enabled,
+            crm_lookup_ms=self.host.crm_lookup_timeout_ms,
         )
         await self._execute(self.router.start(loop.time()))
         while self.state is CallState.ROUTING:
@@ -350,6 +352,11 @@ class Call:
     async def _feed(self, event: RouterEvent) -> None:
         assert self.router is not None
         actions = self.router.on_event(event, asyncio.get_running_loop().time())
+        if self.router.contact is not self.facts.contact:
+            # Before the actions run: the events of the rings that follow (call.offered,
+            # the screen pop) carry the contact, and a crash from now on keeps it.
+            self.facts.contact = self.router.contact
+            self.host.journal_update(self)
         await self._execute(actions)
 
     # --- carrying out the router's actions ------------------------------------
@@ -384,6 +391,8 @@ class Call:
                 self.media.collecting = True
         elif isinstance(action, RequestDecision):
             self._spawn(self._decide(action))
+        elif isinstance(action, LookUpCaller):
+            self._spawn(self._look_up(action))
         elif isinstance(action, RememberLastMember):
             self.host.remember_last_member(action.group, action.extension)
         elif isinstance(action, Hangup):
@@ -409,6 +418,17 @@ class Call:
 
     async def _ring(self, action: Ring, later: list[RouterEvent]) -> None:
         first = not self.facts.ringing
+        # Every extension's devices first: call.offered names who is about to ring, and is
+        # on the stream before the first INVITE leaves (the CRM's screen pop comes first).
+        devices = {
+            extension: await self.host.devices(extension)
+            for extension in action.extensions
+            if not extension.startswith("+")
+        }
+        offered = tuple(extension for extension, found in devices.items() if found)
+        if offered:
+            event = dataclasses.replace(self.facts.event(CallEventType.OFFERED), offered=offered)
+            await self.host.publish_now(event)
         for extension in action.extensions:
             if extension.startswith("+"):  # a number outside, through the trunks
                 leg = await self._fork_trunk(extension)
@@ -417,11 +437,10 @@ class Call:
                 else:
                     later.append(MemberFailed(extension, MemberFailure.UNAVAILABLE))
                 continue
-            devices = await self.host.devices(extension)
-            if not devices:
+            if not devices[extension]:
                 later.append(MemberFailed(extension, MemberFailure.UNAVAILABLE))
                 continue
-            self._ringing[extension] = [self._fork(device) for device in devices]
+            self._ringing[extension] = [self._fork(device) for device in devices[extension]]
         self.facts.ringing = (*self.facts.ringing, *action.extensions)
         if first:
             self.host.publish(self, CallEventType.RINGING)
@@ -726,6 +745,10 @@ class Call:
 
     async def _decide(self, action: RequestDecision) -> None:
         event = await self.host.decide(action.url, action.body, action.timeout_ms / 1000)
+        self.events.put_nowait(_ForRouter(event))
+
+    async def _look_up(self, action: LookUpCaller) -> None:
+        event = await self.host.look_up_caller(self.call_id, action.phone)
         self.events.put_nowait(_ForRouter(event))
 
     async def _hang_up(self, action: Hangup) -> None:

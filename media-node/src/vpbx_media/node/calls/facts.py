@@ -8,6 +8,7 @@ three can never disagree about who called, who answered and why it ended.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from vpbx_common.cdr import (
     CallRecord,
@@ -19,6 +20,7 @@ from vpbx_common.cdr import (
     bounded_route,
     now_ms,
 )
+from vpbx_common.crm import CrmContact
 from vpbx_common.events import CallEvent, CallEventType
 
 
@@ -51,6 +53,9 @@ class CallFacts:
     # The route so far, oldest step first: RouteStep.from_json(entry.as_dict()) per RouteEntry.
     route: Route = ()
     recording: str = ""  # the storage key of the call's recording, once one started
+    # The caller as the CRM described them (a crm-lookup step found them); on the CDR and
+    # on every event from then on.
+    contact: CrmContact | None = None
 
     @property
     def callee(self) -> str:
@@ -77,6 +82,7 @@ class CallFacts:
             hangup_by=self.hangup_by,
             route=self.route,
             recording=self.recording,
+            **self._contact_columns(),
         )
 
     def open_call(self) -> OpenCall:
@@ -96,7 +102,19 @@ class CallFacts:
             sip_status=self.sip_status,
             route=bounded_route(self.route),
             recording=self.recording,
+            **self._contact_columns(),
         )
+
+    def _contact_columns(self) -> dict[str, Any]:
+        contact = self.contact
+        if contact is None:
+            return {}
+        return {
+            "contact_id": contact.id,
+            "contact_category": contact.category,
+            "contact_vip": contact.vip,
+            "contact_owner_user_id": contact.owner_user_id or "",
+        }
 
     def event(self, event_type: CallEventType) -> CallEvent:
         return CallEvent(
@@ -111,4 +129,6 @@ class CallFacts:
             at_ms=now_ms(),
             end_reason=str(self.end_reason) if event_type is CallEventType.ENDED else "",
             label=self.label,
+            direction=str(self.direction),
+            contact=self.contact.to_dict() if self.contact is not None else None,
         )

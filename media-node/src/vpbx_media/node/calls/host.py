@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from vpbx_common.events import CallEventType
+from vpbx_common.events import CallEvent, CallEventType
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_common.outbound import OutboundPolicy
 
@@ -24,7 +24,7 @@ from ..outbound import OutboundGate, OutboundRefusal
 from ..prompts import PromptLibrary
 from ..queues import QueueDispatcher
 from ..recordings import RecordingService
-from ..routing import AgentSnapshot, DecisionFailed, DecisionReply
+from ..routing import AgentSnapshot, CrmFailed, CrmReply, DecisionFailed, DecisionReply
 
 if TYPE_CHECKING:
     from ..callbacks import QueueCallbacks
@@ -107,6 +107,15 @@ class CallHost(Protocol):
         """POST an HTTP decision request to the tenant's URL (never raises)."""
         ...
 
+    @property
+    def crm_lookup_timeout_ms(self) -> int | None:
+        """How long a crm-lookup step waits for the CRM; None: this node has no CRM."""
+        ...
+
+    async def look_up_caller(self, call_id: str, phone: str) -> CrmReply | CrmFailed:
+        """Ask the CRM who ``phone`` is, fresh for every call (never raises)."""
+        ...
+
     async def open_relay(self, call_id: str) -> MediaRelay: ...
 
     def park(self, call: Call, slot: str) -> str | None:
@@ -132,9 +141,17 @@ class CallHost(Protocol):
 
     def publish(self, call: Call, event_type: CallEventType) -> None: ...
 
+    async def publish_now(self, event: CallEvent) -> None:
+        """Publish ``event`` and return once it is on the stream (or could not be put
+        there in time): for an event its consumers must have before what follows."""
+        ...
+
     def journal_begin(self, call: Call) -> None: ...
 
     def journal_answer(self, call: Call) -> None: ...
+
+    def journal_update(self, call: Call) -> None:
+        """The call's journal entry anew from its facts (a contact found, ...)."""
 
     def call_finished(self, call: Call) -> None:
         """The call ended: its CDR is due and it holds nothing of the node's any more."""

@@ -7,7 +7,7 @@ driving loop, ``actions``/``events`` for the vocabulary, ``hangup`` for the
 status mapping.
 
 One module per kind of work: ``ringing`` (groups, users, strategies),
-``ivr``, ``queue``, ``decision`` (HTTP decisions), ``voicemail``,
+``ivr``, ``queue``, ``decision`` (HTTP decisions), ``crm`` (CRM lookups), ``voicemail``,
 ``schedule``, ``plan`` (where the call is in a route plan). A conference
 room is the executor's (``JoinConference``): the router only sends the call there.
 """
@@ -27,6 +27,7 @@ from .actions import (
     JoinConference,
     JoinQueue,
     LeaveQueue,
+    LookUpCaller,
     Play,
     QueueAnnouncement,
     RecordVoicemail,
@@ -51,6 +52,8 @@ from .decision import (
 from .events import (
     CallbackBooked,
     CallerHungUp,
+    CrmFailed,
+    CrmReply,
     DecisionFailed,
     DecisionReply,
     Digit,
@@ -87,6 +90,8 @@ __all__ = [
     "CallerHungUp",
     "CollectDigits",
     "Connect",
+    "CrmFailed",
+    "CrmReply",
     "Decision",
     "DecisionFailed",
     "DecisionReply",
@@ -98,6 +103,7 @@ __all__ = [
     "JoinConference",
     "JoinQueue",
     "LeaveQueue",
+    "LookUpCaller",
     "MemberAnswered",
     "MemberFailed",
     "MemberFailure",

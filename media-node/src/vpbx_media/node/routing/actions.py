@@ -192,6 +192,19 @@ class RequestDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class LookUpCaller:
+    """Ask the CRM who ``phone`` (the caller, E.164) is (``vpbx_common.crm``).
+
+    Answer with ``CrmReply`` (the contact, or None for a number the CRM does not know)
+    or ``CrmFailed``. The router times out by itself after ``timeout_ms``; a later
+    answer is ignored.
+    """
+
+    phone: str
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class RememberLastMember:
     """Round-robin: store ``extension`` as the group's last member rung (Redis); the
     next snapshot gives it back as ``AgentSnapshot.last_member[group]``."""
@@ -248,6 +261,7 @@ Action = (
     | BookCallback
     | RecordVoicemail
     | RequestDecision
+    | LookUpCaller
     | RememberLastMember
     | JoinConference
     | Hangup

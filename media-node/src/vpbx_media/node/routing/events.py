@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from vpbx_common.crm import CrmContact
+
 
 class MemberFailure(enum.StrEnum):
     """Why every device of an extension failed (the executor maps SIP statuses)."""
@@ -51,6 +53,21 @@ class DecisionReply:
 @dataclass(frozen=True, slots=True)
 class DecisionFailed:
     reason: str  # refused by the outbound policy, connection failed, timed out, ...
+
+
+@dataclass(frozen=True, slots=True)
+class CrmReply:
+    """The CRM's answer to ``LookUpCaller``: the contact, or None (nobody has that number)."""
+
+    contact: CrmContact | None
+
+
+@dataclass(frozen=True, slots=True)
+class CrmFailed:
+    """No usable answer from the CRM; ``reason`` says why (``timeout after 300 ms``,
+    ``HTTP 503``, ``bad document: ...``, ``connection failed: ...``)."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +119,8 @@ Event = (
     | PromptFinished
     | DecisionReply
     | DecisionFailed
+    | CrmReply
+    | CrmFailed
     | QueueOffer
     | QueueLeft
     | QueueStatus

@@ -32,6 +32,7 @@ import logging
 from dataclasses import dataclass
 
 from vpbx_common.cdr import EndReason
+from vpbx_common.crm import CrmContact
 from vpbx_common.nodeconfig import (
     ConferenceTarget,
     ExternalTarget,
@@ -69,6 +70,17 @@ from vpbx_common.nodeconfig.steps import (
 from .actions import Action, Answer, Connect, Done, Hangup, JoinConference, RouteResult, Sound
 from .agents import AgentSnapshot
 from .context import CallContext
+from .crm import (
+    CategoryTarget,
+    CrmLookupSession,
+    LookupState,
+    ManagerChain,
+    NextStep,
+    caller_to_look_up,
+    describe_route,
+    route_by_contact,
+    step_to,
+)
 from .decision import (
     DecisionSession,
     DecisionState,
@@ -80,6 +92,8 @@ from .env import RouterEnv
 from .events import (
     CallbackBooked,
     CallerHungUp,
+    CrmFailed,
+    CrmReply,
     DecisionFailed,
     DecisionReply,
     Digit,
@@ -128,7 +142,8 @@ EXTERNAL_RING_S = 120
 FORWARD_RING_S = 30
 # A user's mobile rings at least this long once its turn came (follow-me).
 MOBILE_RING_S = 25
-CRM_NOT_RUNNING = "CRM lookups not yet running"
+# Route details of a crm-lookup step that could not ask the CRM.
+CRM_NOT_CONFIGURED = "CRM not configured"
 
 
 class RouterState(enum.Enum):
@@ -138,6 +153,7 @@ class RouterState(enum.Enum):
     IVR = "ivr"
     QUEUED = "queued"
     DECIDING = "deciding"  # waiting for the tenant's HTTP decision
+    LOOKING_UP = "looking-up"  # waiting for the CRM's answer about the caller
     VOICEMAIL = "voicemail"
     CONNECTED = "connected"  # done: bridged to a person
     CONFERENCE = "conference"  # done: handed to a conference room
@@ -177,7 +193,14 @@ class _ToTarget:
     why: str
 
 
-_AfterRinging = _ToOverflow | _ToNextStep | _ToUserFallback | _ToTarget
+@dataclass(frozen=True, slots=True)
+class _ToStage:
+    """A CRM escalation stage: the next one (the manager's groups, everyone)."""
+
+    stages: tuple[RingSpec, ...]
+
+
+_AfterRinging = _ToOverflow | _ToNextStep | _ToUserFallback | _ToTarget | _ToStage
 
 
 # Where the router goes next (run by ``_drive``, so long chains never nest calls).
@@ -195,7 +218,13 @@ class _ContinuePlan:
 _Next = _GoTo | _ContinuePlan
 
 _Session = (
-    RingSession | IvrSession | QueueSession | DecisionSession | VoicemailSession | GreetingSession
+    RingSession
+    | IvrSession
+    | QueueSession
+    | DecisionSession
+    | CrmLookupSession
+    | VoicemailSession
+    | GreetingSession
 )
 
 _RING_END_REASON = {
@@ -219,11 +248,17 @@ class CallRouter:
         *,
         epoch_offset: float = 0.0,
         voicemail: bool = True,
+        crm_lookup_ms: int | None = None,
     ) -> None:
         """``voicemail``: whether the executor can take voice messages; without it users
-        are treated as having no voicemail and voicemail targets as unavailable."""
+        are treated as having no voicemail and voicemail targets as unavailable.
+        ``crm_lookup_ms``: how long a crm-lookup step waits for the CRM's answer; None:
+        the executor has no CRM to ask (the step goes on with the next one)."""
         self._out = Output(0.0)
         self._voicemail_runs = voicemail
+        self._crm_lookup_ms = crm_lookup_ms
+        # The caller as the CRM last described them on this call (None: not found yet).
+        self.contact: CrmContact | None = None
         self._env = RouterEnv(call, config, agents, epoch_offset, self._out)
         self._start_target = start_target
         self.state = RouterState.IDLE
@@ -322,6 +357,12 @@ class CallRouter:
             case DecisionFailed(reason=reason):
                 if isinstance(session, DecisionSession):
                     session.on_failed(reason, now)
+            case CrmReply(contact=contact):
+                if isinstance(session, CrmLookupSession):
+                    session.on_reply(contact, now)
+            case CrmFailed(reason=reason):
+                if isinstance(session, CrmLookupSession):
+                    session.on_failed(reason, now)
             case QueueOffer(extension=extension):
                 if isinstance(session, QueueSession):
                     session.on_offer(extension, now)
@@ -388,6 +429,10 @@ class CallRouter:
                 if session.state is DecisionState.DECIDED:
                     self._session = None
                     self._after_decision(session, now)
+            case CrmLookupSession():
+                if session.done:
+                    self._session = None
+                    self._after_lookup(session, now)
             case VoicemailSession():
                 if session.state is VoicemailState.ENDED:
                     self._session = None
@@ -507,6 +552,9 @@ class CallRouter:
                     self._finish_with(hangup, now)
             case _ToTarget(target=target, why=why):
                 self._next = _GoTo(target, f"{why} ({result})")
+            case _ToStage(stages=stages):
+                self._out.note(now, subject, Outcome.FELL_THROUGH, detail=f"{result}: next stage")
+                self._ring_stages(stages, now)
             case None:
                 self._end_unanswered(now, subject, result, "nowhere to go")
 
@@ -527,6 +575,63 @@ class CallRouter:
                 self._next = _GoTo(session.fallback, f"{session.subject}: fallback ({why})")
             case None:
                 self._next = _GoTo(session.fallback, f"{session.subject}: fallback")
+
+    # --- CRM lookups -------------------------------------------------------------------
+
+    def _look_up(self, step: CrmLookupStep, subject: str, now: float) -> bool:
+        """Ask the CRM about the caller; False (and the route says why) when it cannot."""
+        phone, why = caller_to_look_up(self._env.call)
+        if phone is None or self._crm_lookup_ms is None:
+            self._out.note(now, subject, Outcome.FELL_THROUGH, detail=why or CRM_NOT_CONFIGURED)
+            return False
+        self._out.note(now, subject, Outcome.ENTERED)
+        session = CrmLookupSession(step, phone, self._crm_lookup_ms, subject, self._env)
+        self._session = session
+        self._set_state(RouterState.LOOKING_UP)
+        session.start(now)
+        return True
+
+    def _after_lookup(self, session: CrmLookupSession, now: float) -> None:
+        subject = session.subject
+        if session.state is LookupState.FAILED:
+            detail = f"CRM unavailable: {session.failure}"
+            self._out.note(now, subject, Outcome.FELL_THROUGH, detail=detail)
+            self._env.log(logging.INFO, "%s: %s", subject, detail)
+            self._next = _ContinuePlan()
+            return
+        contact = session.contact
+        if contact is None:
+            self._out.note(now, subject, Outcome.FELL_THROUGH, detail="unknown caller")
+            self._next = _ContinuePlan()
+            return
+        self.contact = contact
+        route = route_by_contact(session.step, contact, self._env.config)
+        match route:
+            case NextStep(why=why):
+                self._out.note(now, subject, Outcome.FELL_THROUGH, detail=why)
+                self._next = _ContinuePlan()
+            case CategoryTarget(target=target):
+                self._out.note(now, subject, Outcome.DECIDED, detail=describe_route(route))
+                if self._cursor is not None:
+                    # As if the plan had a step going there: the plan goes on after it.
+                    self._cursor.push([step_to(target)], f"{subject} {contact.category}")
+                    self._next = _ContinuePlan()
+                else:
+                    self._next = _GoTo(target, f"{subject}: category {contact.category}")
+            case ManagerChain():
+                self._out.note(now, subject, Outcome.DECIDED, detail=describe_route(route))
+                stages = _escalation(route, session.step)
+                if stages:
+                    self._ring_stages(stages, now)
+                else:
+                    why = "every escalation stage has 0 s: next step"
+                    self._out.note(now, subject, Outcome.FELL_THROUGH, detail=why)
+                    self._next = _ContinuePlan()
+
+    def _ring_stages(self, stages: tuple[RingSpec, ...], now: float) -> None:
+        """Ring the first stage; the others follow when nobody answers, then the plan."""
+        first, rest = stages[0], stages[1:]
+        self._ring(first, _ToStage(rest) if rest else _ToNextStep(None), now)
 
     def _ivr(self, menu: IvrMenuEntry, subject: str, now: float) -> None:
         self._answer()
@@ -586,7 +691,8 @@ class CallRouter:
                 case ScheduleStep():
                     self._schedule(step, subject, now)
                 case CrmLookupStep():
-                    self._out.note(now, subject, Outcome.FELL_THROUGH, detail=CRM_NOT_RUNNING)
+                    if self._look_up(step, subject, now):
+                        return
                 case ForwardStep(number=number):
                     self._out.note(now, subject, Outcome.ENTERED, detail=f"forward to {number}")
                     spec = _external_spec(number, FORWARD_RING_S, subject)
@@ -707,7 +813,7 @@ class CallRouter:
                 session.stop(now, why)
             case VoicemailSession():
                 session.on_finished(now, voicemail_kept)  # hanging up is how a message ends
-            case IvrSession() | DecisionSession() | GreetingSession():
+            case IvrSession() | DecisionSession() | CrmLookupSession() | GreetingSession():
                 session.stop()
             case None:
                 pass
@@ -751,6 +857,28 @@ def _user_spec(user: UserEntry, ring_s: int, subject: str) -> RingSpec:
         escalation_s=escalation_s,
         handed_out=False,  # a call to this person, not one handed out by a group
     )
+
+
+def _escalation(chain: ManagerChain, step: CrmLookupStep) -> tuple[RingSpec, ...]:
+    """The stages that ring, in order: the manager as any call to them would ring them
+    (devices, follow-me); their groups and then everyone all at once, by the group rules
+    (members on a call, in do-not-disturb or wrap-up are skipped). A stage of 0 s rings
+    nobody, so it is left out; so are the groups of a manager who is in none."""
+    stages: list[RingSpec] = []
+    manager = chain.manager
+    if step.manager_timeout_s > 0:
+        subject = f"crm manager user:{manager.extension}"
+        stages.append(_user_spec(manager, step.manager_timeout_s, subject))
+    if step.group_timeout_s > 0 and chain.groups:
+        subject = f"crm manager's groups {','.join(f'group:{g}' for g in chain.groups)}"
+        stages.append(_all_spec(chain.group_members, step.group_timeout_s, subject))
+    if step.everyone_timeout_s > 0:
+        stages.append(_all_spec(chain.everyone, step.everyone_timeout_s, "crm everyone"))
+    return tuple(stages)
+
+
+def _all_spec(members: tuple[str, ...], ring_s: int, subject: str) -> RingSpec:
+    return RingSpec(subject=subject, members=members, mode=RingMode.ALL, ring_s=float(ring_s))
 
 
 def _external_spec(number: str, ring_s: int, subject: str) -> RingSpec:
