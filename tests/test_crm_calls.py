@@ -16,6 +16,7 @@ import pytest
 from tests.services.baresip import BaresipFactory
 from tests.services.platform import RunningPlatform, start_platform
 from tests.services.sipp import SippFactory
+from tests.test_call_routing import wait_for_reload
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +140,105 @@ def test_a_known_clients_missed_call_is_a_task_for_their_manager(
     assert task["assignee_user_id"] == users["102"]
     assert task["contact_id"] == created.json()["id"]
     assert contacts["total"] == 1  # the call did not make a second contact
+
+
+MAIN_NUMBER = "+74950000001"
+
+
+def answered_call_from(sipp: SippFactory, platform: RunningPlatform, caller: str) -> None:
+    result = sipp(
+        "uac_call.xml",
+        remote=(platform.host, platform.sip_port),
+        service=MAIN_NUMBER,
+        keys={"domain": platform.host, "caller": caller},
+        timeout=40,
+        pause_ms=500,
+    ).run()
+    assert result.all_succeeded, result.describe()
+
+
+def last_answered_by(platform: RunningPlatform, caller: str, seen: int) -> tuple[str, str]:
+    """(extension that answered, the crm-lookup step's note) of ``caller``'s newest call."""
+    records = [
+        record
+        for record in platform.calls(seen + 10, wait_for=1, timeout=30)
+        if record["caller"] == caller
+    ]
+    newest = max(records, key=lambda record: int(record["start_ms"]))
+    notes = [str(step) for step in newest["route"] if "crm" in str(step)]
+    return newest["answered_by"], " ".join(notes)
+
+
+def test_the_crm_routes_a_client_to_their_manager_at_once_after_a_reassignment_and_a_supplier(
+    pbx: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+) -> None:
+    admin = pbx.login(*ACME_ADMIN)
+    users = users_by_extension(pbx, admin)
+    with pbx.api(admin) as api:
+        plan = api.post(
+            "/v1/route-plans",
+            json={
+                "name": "clients to their managers",
+                "steps": [
+                    {
+                        "type": "crm-lookup",
+                        "to_responsible_manager": True,
+                        "manager_timeout_s": 15,
+                        "group_timeout_s": 0,
+                        "categories": {"supplier": {"type": "user", "user_id": users["101"]}},
+                    },
+                    {"type": "hangup", "reason": "unavailable"},
+                ],
+            },
+        )
+        assert plan.status_code == 201, plan.text
+        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+        [main] = [number for number in numbers if number["number"] == MAIN_NUMBER]
+        routed = api.patch(
+            f"/v1/numbers/{main['id']}",
+            json={"entry": {"type": "route-plan", "route_plan_id": plan.json()["id"]}},
+        )
+        assert routed.status_code == 200, routed.text
+    phones = {}
+    for extension in ("101", "102"):
+        phone = baresip_factory(
+            extension,
+            PASSWORDS[extension],
+            ACME,
+            proxy=(pbx.host, pbx.sip_port),
+            auto_answer=True,
+        )
+        phone.start()
+        phone.wait_registered(timeout=15)
+        phones[extension] = phone
+    client_phone, supplier_phone = "+79135551001", "+79135551002"
+    with pbx.crm(admin) as crm:
+        client = crm.post(
+            "/v1/contacts",
+            json={"name": "Client", "phones": [client_phone], "owner_user_id": users["102"]},
+        )
+        supplier = crm.post(
+            "/v1/contacts",
+            json={"name": "Supplier", "phones": [supplier_phone], "category": "supplier"},
+        )
+        assert client.status_code == 201, client.text
+        assert supplier.status_code == 201, supplier.text
+        wait_for_reload(pbx)
+
+        answered_call_from(sipp_factory, pbx, client_phone)
+        by, note = last_answered_by(pbx, client_phone, 0)
+        assert by == "102", note
+
+        # Reassigned a moment ago: the very next call goes to the new manager.
+        moved = crm.patch(
+            f"/v1/contacts/{client.json()['id']}", json={"owner_user_id": users["101"]}
+        )
+        assert moved.status_code == 200, moved.text
+        answered_call_from(sipp_factory, pbx, client_phone)
+        by, note = last_answered_by(pbx, client_phone, 1)
+        assert by == "101", note
+
+        answered_call_from(sipp_factory, pbx, supplier_phone)
+        by, note = last_answered_by(pbx, supplier_phone, 2)
+        assert by == "101", note
+        assert "supplier" in note

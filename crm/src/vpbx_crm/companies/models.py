@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db.base import Base, TenantRow
+from ..db.base import Base, Searchable, TenantRow
 
 
-class CompanyRow(TenantRow, Base):
+class CompanyRow(Searchable, TenantRow, Base):
     __tablename__ = "crm_companies"
     __table_args__ = (Index("ix_crm_companies_tenant_name", "tenant_id", "name"),)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, or_
+from sqlalchemy import Select, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_control.paging import PageParams
 
 from ..contacts.phones import normalized_phones
+from ..db.base import folded
 from ..identity import Caller, IdentityClient
 from ..ownership import check_owner
 from .models import CompanyRow
@@ -44,7 +45,7 @@ class CompanyService:
     ) -> Select[tuple[CompanyRow]]:
         query = self.companies.scoped()
         if text:
-            matches = [func.lower(CompanyRow.name).contains(text.lower())]
+            matches = [CompanyRow.search_text.contains(folded(text))]
             digits = text.strip()
             if digits.isascii() and digits.isdigit():
                 matches.append(CompanyRow.tax_id.contains(digits))

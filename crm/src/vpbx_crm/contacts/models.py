@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db.base import Base, TenantRow
+from ..db.base import Base, Searchable, TenantRow
 
 
-class ContactRow(TenantRow, Base):
+class ContactRow(Searchable, TenantRow, Base):
     __tablename__ = "crm_contacts"
     __table_args__ = (
         Index("ix_crm_contacts_tenant_name", "tenant_id", "name"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +13,7 @@ from vpbx_control.auth.principal import MANAGERS
 from vpbx_control.paging import PageParams
 
 from ..companies.repository import Companies
+from ..db.base import folded
 from ..errors import Conflict, Forbidden, PhoneTaken
 from ..identity import Caller, IdentityClient
 from ..ownership import check_owner
@@ -79,7 +80,7 @@ class ContactService:
             )
         if text:
             digits = "".join(ch for ch in text if ch.isdigit())
-            matches = [func.lower(ContactRow.name).contains(text.lower())]
+            matches = [ContactRow.search_text.contains(folded(text))]
             if len(digits) >= 3:
                 matches.append(
                     ContactRow.id.in_(

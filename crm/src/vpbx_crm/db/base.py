@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import JSON, DateTime, MetaData, String, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vpbx_control.db.base import NAMING_CONVENTION, TenantScopedRow
 
@@ -26,3 +26,25 @@ class Base(DeclarativeBase):
 
 # The control API's tenant-scoped mixin, without its foreign key to a tenants table.
 TenantRow = TenantScopedRow
+
+
+class Searchable:
+    """Mixin: a row found by a part of its name in any letter case and script.
+
+    SQLite's lower() and LIKE fold ASCII letters only, so "ромашка" would not find
+    "ООО Ромашка" in local mode: the name is kept case-folded by Python in ``search_text``
+    (set on every ORM insert and update; bulk inserts set it themselves).
+    """
+
+    __searchable__: str = "name"
+    search_text: Mapped[str] = mapped_column(String(400), default="", server_default="")
+
+
+def folded(text: str) -> str:
+    return text.casefold()
+
+
+@event.listens_for(Searchable, "before_insert", propagate=True)
+@event.listens_for(Searchable, "before_update", propagate=True)
+def _fold_search_text(_mapper: object, _connection: object, row: Searchable) -> None:
+    row.search_text = folded(str(getattr(row, row.__searchable__)))

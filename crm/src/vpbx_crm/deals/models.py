@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from vpbx_control.db.base import enum_values, utcnow
 
-from ..db.base import Base, TenantRow
+from ..db.base import Base, Searchable, TenantRow
 
 
 class StageKind(enum.StrEnum):
@@ -51,7 +51,8 @@ class StageRow(TenantRow, Base):
     )
 
 
-class DealRow(TenantRow, Base):
+class DealRow(Searchable, TenantRow, Base):
+    __searchable__ = "title"
     __tablename__ = "crm_deals"
     __table_args__ = (Index("ix_crm_deals_tenant_stage", "tenant_id", "stage_id"),)
 

@@ -22,6 +22,7 @@ from vpbx_control.paging import PageParams, fetch_page
 
 from ..companies.repository import Companies
 from ..contacts.repository import Contacts
+from ..db.base import folded
 from ..errors import Conflict, InvalidInput
 from ..identity import Caller, IdentityClient
 from ..ownership import check_owner
@@ -108,7 +109,7 @@ class DealService:
             of_kind = self.stages.scoped().with_only_columns(StageRow.id)
             query = query.where(DealRow.stage_id.in_(of_kind.where(StageRow.kind == status)))
         if text:
-            query = query.where(func.lower(DealRow.title).contains(text.lower()))
+            query = query.where(DealRow.search_text.contains(folded(text)))
         return query.order_by(DealRow.created_at.desc(), DealRow.id)
 
     async def page(
