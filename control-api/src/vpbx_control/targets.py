@@ -69,7 +69,8 @@ class ConferenceTarget(_Target):
 
 
 class ExternalTarget(_Target):
-    """Not yet running (outbound calls come later): the media node ends the call with 480."""
+    """An outside number, called through the tenant's trunks under its outbound policy
+    (it rings up to 120 s)."""
 
     type: Literal["external"] = "external"
     number: E164

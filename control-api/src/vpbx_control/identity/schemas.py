@@ -8,7 +8,12 @@ from ..auth.principal import PrincipalKind, Role
 
 
 class IntrospectRequest(BaseModel):
-    token: str = Field(min_length=1, max_length=4096, description="the bearer credential to check")
+    token: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="the bearer credential to check",
+        examples=["vpbx_0123456789abcdef0123456789abcdef_secret"],
+    )
 
 
 class Identity(BaseModel):

@@ -300,8 +300,8 @@ class VoicemailStep(_Step):
 
 
 class ForwardStep(_Step):
-    """Forward to an external number. Not yet running (outbound calls come later): the
-    media node passes on to the next step, or ends the call with 480."""
+    """Forward to an external number through the tenant's trunks (under its outbound
+    policy): it rings for 30 s, then the plan goes on with its next step."""
 
     type: Literal["forward"] = "forward"
     number: E164
