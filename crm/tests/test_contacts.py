@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.services.crm import CrmHarness, crm_tenant
+
 from vpbx_control.auth.principal import Role
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
