@@ -23,6 +23,7 @@ from .db.migrate import upgrade
 from .identity import IdentityClient
 from .lookup.router import router as lookup_router
 from .settings import CrmSettings
+from .transfer.router import router as transfer_router
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ ROUTERS = (
     health.router,
     contacts_router,
     lookup_router,
+    transfer_router,
 )
 
 DESCRIPTION = """\
