@@ -31,6 +31,7 @@ from .notes.router import router as notes_router
 from .pipelines.router import router as pipelines_router
 from .settings import CrmSettings
 from .tasks.router import router as tasks_router
+from .transfer.router import router as transfer_router
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ ROUTERS = (
     tasks_router,
     calls_router,
     lookup_router,
+    transfer_router,
 )
 
 DESCRIPTION = """\
