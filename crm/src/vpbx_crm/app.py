@@ -22,11 +22,14 @@ from .calls.router import router as calls_router
 from .contacts.router import router as contacts_router
 from .context import CrmContext
 from .db.migrate import upgrade
+from .directory.router import router as directory_router
 from .events.handler import CrmEventHandler
 from .identity import IdentityClient
 from .lookup.router import router as lookup_router
 from .settings import CrmSettings
 from .tasks.router import router as tasks_router
+from .web.config import router as workspace_config_router
+from .web.static import WorkspaceRoute, first_segment
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,9 @@ ROUTERS = (
     contacts_router,
     tasks_router,
     calls_router,
+    directory_router,
     lookup_router,
+    workspace_config_router,
 )
 
 DESCRIPTION = """\
@@ -112,4 +117,13 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     document_common_errors(app)
+    # Last: the agent workspace answers what no API route claims (GET and HEAD outside the
+    # API's path segments), so it shadows none of them.
+    app.router.routes.append(
+        WorkspaceRoute(
+            settings.web_dir,
+            reserved={first_segment(getattr(route, "path", "/")) for route in app.routes},
+            control_url=settings.browser_control_url,
+        )
+    )
     return app
