@@ -33,6 +33,8 @@ export interface Workspace {
   logout(reason?: LogoutReason): void;
   people: ReadonlyMap<string, DirectoryPerson>;
   personName(userId: string | null | undefined): string;
+  /** "Olga (101)" for an extension of the tenant, else the extension itself. */
+  extensionName(extension: string): string;
   /** A recording or voice message from the control API (``path`` as the CRM gives it). */
   controlAudio(path: string): Promise<Blob>;
 }
@@ -138,6 +140,16 @@ export function WorkspaceProvider({
     [people],
   );
 
+  const extensionName = useCallback(
+    (extension: string) => {
+      for (const person of people.values()) {
+        if (person.extension === extension) return `${person.name} (${extension})`;
+      }
+      return extension;
+    },
+    [people],
+  );
+
   const controlAudio = useCallback(
     async (path: string) => {
       // Only the control API's own paths get the token.
@@ -171,9 +183,22 @@ export function WorkspaceProvider({
       logout,
       people,
       personName,
+      extensionName,
       controlAudio,
     }),
-    [config, crm, control, session, ended, login, logout, people, personName, controlAudio],
+    [
+      config,
+      crm,
+      control,
+      session,
+      ended,
+      login,
+      logout,
+      people,
+      personName,
+      extensionName,
+      controlAudio,
+    ],
   );
   return <WorkspaceContext.Provider value={value}>{children}</WorkspaceContext.Provider>;
 }

@@ -13,7 +13,7 @@ export function AudioButton({ path, label, ms }: { path: string; label: string; 
   const { t } = useI18n();
   const { controlAudio } = useWorkspace();
   const [url, setUrl] = useState<string | null>(null);
-  const [state, setState] = useState<"idle" | "loading" | "failed">("idle");
+  const [state, setState] = useState<"idle" | "loading" | "missing" | "failed">("idle");
   const [problem, setProblem] = useState("");
 
   useEffect(
@@ -30,12 +30,12 @@ export function AudioButton({ path, label, ms }: { path: string; label: string; 
       setUrl(URL.createObjectURL(blob));
       setState("idle");
     } catch (error) {
-      setProblem(
-        error instanceof ApiFailure && error.status === 404
-          ? t("calls.audioMissing")
-          : errorText(error),
-      );
-      setState("failed");
+      if (error instanceof ApiFailure && error.status === 404) {
+        setState("missing");
+      } else {
+        setProblem(errorText(error));
+        setState("failed");
+      }
     }
   };
 
@@ -53,6 +53,7 @@ export function AudioButton({ path, label, ms }: { path: string; label: string; 
         ▶ {label} {ms > 0 && <span className="muted">{formatDuration(ms / 1000)}</span>}
       </button>
       {state === "loading" && <span className="muted small"> {t("calls.loadingAudio")}</span>}
+      {state === "missing" && <span className="error small"> {t("calls.audioMissing")}</span>}
       {state === "failed" && <span className="error small"> {problem}</span>}
     </span>
   );

@@ -10,7 +10,7 @@ import { AudioButton } from "./AudioButton";
 /** A contact's calls, newest first, with their recordings and voice messages. */
 export function CallTimeline({ contactId }: { contactId: string }) {
   const { t, locale } = useI18n();
-  const { crm, personName } = useWorkspace();
+  const { crm, personName, extensionName } = useWorkspace();
   const load = useCallback(
     async () =>
       unwrap(
@@ -36,7 +36,7 @@ export function CallTimeline({ contactId }: { contactId: string }) {
             {data.items.map((call) => {
               const answeredBy = call.answered_user_id
                 ? personName(call.answered_user_id)
-                : call.answered_by;
+                : call.answered_by && extensionName(call.answered_by);
               return (
                 <tr key={call.call_id} className={call.missed ? "missed" : undefined}>
                   <td className="nowrap">{formatDateTime(call.started_at, locale)}</td>
