@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+import redis
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.services.platform import REPO, RunningPlatform, start_platform
+from vpbx_common.events import CALL_EVENTS_STREAM, CallEvent, CallEventType, stream_fields
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +85,7 @@ def page(browser: Browser, pbx: RunningPlatform) -> Iterator[Page]:
         locale="en-US", viewport={"width": 1360, "height": 900}, base_url=pbx.crm_url
     )
     context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
     tab = context.new_page()
     problems: list[str] = []
 
@@ -118,6 +121,68 @@ def artifact(tab: Page, tmp_path: Path, name: str) -> Path:
     return path
 
 
+def publish_calls(pbx: RunningPlatform, caller: str, *, answered: bool = True) -> None:
+    """A missed call and (``answered``) an answered, recorded one from ``caller``, on the
+    nodes' stream."""
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    base = {"tenant": "acme", "city": "msk", "node": "test", "number": "+74950000002"}
+    missed = f"web-missed-{secrets.token_hex(4)}"
+    talked = f"web-talked-{secrets.token_hex(4)}"
+    events = [
+        CallEvent(
+            CallEventType.RINGING,
+            missed,
+            caller=caller,
+            callee="101",
+            at_ms=now - 90_000,
+            label="yandex-direct",
+            **base,
+        ),
+        CallEvent(
+            CallEventType.ENDED,
+            missed,
+            caller=caller,
+            callee="101",
+            at_ms=now - 80_000,
+            end_reason="cancelled",
+            **base,
+        ),
+        CallEvent(
+            CallEventType.RINGING, talked, caller=caller, callee="101", at_ms=now - 60_000, **base
+        ),
+        CallEvent(
+            CallEventType.ANSWERED, talked, caller=caller, callee="101", at_ms=now - 58_000, **base
+        ),
+        CallEvent(
+            CallEventType.ENDED,
+            talked,
+            caller=caller,
+            callee="101",
+            at_ms=now - 15_000,
+            end_reason="completed",
+            **base,
+        ),
+        CallEvent(
+            CallEventType.RECORDING_READY,
+            talked,
+            caller=caller,
+            callee="101",
+            at_ms=now - 14_000,
+            key=f"recordings/acme/{talked}.ogg",
+            duration_ms=43_000,
+            **base,
+        ),
+    ]
+    if not answered:
+        events = events[:2]
+    client = redis.Redis.from_url(pbx.env["VPBX_REDIS_URL"])
+    try:
+        for event in events:
+            client.xadd(CALL_EVENTS_STREAM, dict(stream_fields(event)))
+    finally:
+        client.close()
+
+
 def test_a_client_is_found_by_a_local_form_of_their_phone_and_the_card_shows_them(
     pbx: RunningPlatform, admin: dict[str, str], page: Page, tmp_path: Path
 ) -> None:
@@ -142,11 +207,13 @@ def test_a_client_is_found_by_a_local_form_of_their_phone_and_the_card_shows_the
         )
         assert created.status_code == 201, created.text
     contact = created.json()
+    publish_calls(pbx, phone)
 
     page.get_by_label("Search").fill(local)
     row = page.locator("table.contacts tbody tr", has_text=name)
     row.wait_for()
     assert page.locator("table.contacts tbody tr").count() == 1
+    artifact(page, tmp_path, "contacts-found-by-phone.png")
     row.get_by_role("link", name=name).click()
     page.wait_for_url(f"**/contacts/{contact['id']}")
 
@@ -169,7 +236,19 @@ def test_a_client_is_found_by_a_local_form_of_their_phone_and_the_card_shows_the
     # The manager's name comes from the CRM's directory of the tenant's people.
     owner = facts.locator("dt", has_text="Manager").locator("xpath=following-sibling::dd[1]")
     assert owner.inner_text().strip() not in ("", "nobody", me["user_id"][:8])
-    page.get_by_text("No calls yet").wait_for()
+    # The calls the nodes reported, newest first: the missed one marked, the answered one
+    # with its recording, fetched from the control API across origins with the token.
+    calls = page.locator("table.calls tbody tr")
+    calls.nth(1).wait_for()
+    assert calls.count() == 2
+    assert "missed" in (calls.nth(1).get_attribute("class") or "")
+    assert "yandex-direct" in calls.nth(1).inner_text()
+    assert "0:43" in calls.nth(0).inner_text()  # talk time
+    calls.nth(0).get_by_role("button", name=re.compile("Recording")).click()
+    # No CDR holds this made-up call: the control API answers 404, and the page says so
+    # (a refused cross-origin request would show "Failed to fetch" instead).
+    calls.nth(0).get_by_text("Recording not available").wait_for()
+    page.get_by_text("Tasks for this contact").wait_for()
     shot = artifact(page, tmp_path, "contact-card.png")
     assert shot.stat().st_size > 10_000
 
@@ -208,8 +287,36 @@ def test_a_bad_phone_is_refused_on_its_field_and_a_good_one_saves(
     assert page.get_by_role("link", name=re.compile(r"\+7 903")).is_visible()
 
 
-def test_an_overdue_task_is_marked_and_closed_with_a_result(
+def test_the_bell_tells_of_a_missed_call_and_leads_to_the_client(
     pbx: RunningPlatform, admin: dict[str, str], page: Page
+) -> None:
+    with pbx.api(admin) as api:
+        me = api.get("/v1/auth/me").json()
+    digits = f"{secrets.randbelow(10**7):07d}"
+    name = f"Bell Client {digits}"
+    with pbx.crm(admin) as crm:
+        created = crm.post(
+            "/v1/contacts",
+            json={"name": name, "phones": [f"+7926{digits}"], "owner_user_id": me["user_id"]},
+        )
+        assert created.status_code == 201, created.text
+        before = crm.get("/v1/notifications", params={"unread": True}).json()["total"]
+    page.goto("/contacts")
+    bell = page.locator("header .bell-button")
+    expect(bell).to_have_attribute("aria-label", f"Notifications: {before}")
+    publish_calls(pbx, f"+7926{digits}", answered=False)
+    # The missed call is a task for the client's manager, announced within a poll or two.
+    expect(bell).to_have_attribute("aria-label", f"Notifications: {before + 1}")
+    bell.click()
+    item = page.locator(".bell-panel .bell-item", has_text=name)
+    item.click()
+    page.wait_for_url(f"**/contacts/{created.json()['id']}")
+    page.locator("table.calls tr.missed").wait_for()
+    expect(bell).to_have_attribute("aria-label", f"Notifications: {before}")
+
+
+def test_an_overdue_task_is_marked_and_closed_with_a_result(
+    pbx: RunningPlatform, admin: dict[str, str], page: Page, tmp_path: Path
 ) -> None:
     title = f"Call back about the invoice {secrets.token_hex(3)}"
     due = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
@@ -221,6 +328,7 @@ def test_an_overdue_task_is_marked_and_closed_with_a_result(
     row = page.locator("table.tasks tbody tr", has_text=title)
     row.wait_for()
     assert "overdue" in (row.get_attribute("class") or "")
+    artifact(page, tmp_path, "tasks.png")
     row.get_by_role("button", name="Close").click()
     page.get_by_label("What came of it").fill("Paid by phone")
     page.get_by_role("button", name="Done", exact=True).click()
