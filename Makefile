@@ -40,6 +40,7 @@ test: deps web
 lint:
 	uv run ruff check . && uv run ruff format --check . && uv run mypy
 	uv run mypy --strict crm/web/scripts
+	bash scripts/build-web.sh >/dev/null
 	cd crm/web && npm run --silent typecheck
 
 ## Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio, per scenario
