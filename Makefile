@@ -2,26 +2,46 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup clean
+.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup clean
 
 deps:
 	@bash scripts/install-deps.sh
 
 ## Run the whole platform locally from examples/demo.yaml (Ctrl-C stops it).
-up: deps
+up: deps web
 	uv run vpbx up -f examples/demo.yaml
 
+## The agent workspace (crm/web) built into crm/web/dist, which the CRM serves at /;
+## skipped when package-lock.json, the sources and the build's stamp say nothing changed.
+web: deps
+	bash scripts/build-web.sh
+
+## Regenerate the workspace's typed API client from the services' OpenAPI documents.
+web-api:
+	uv run python crm/web/scripts/openapi.py
+
+## The workspace's checks: API client up to date, TypeScript strict, unit tests.
+web-check:
+	bash scripts/build-web.sh
+	uv run python crm/web/scripts/openapi.py --check
+	cd crm/web && npm run --silent typecheck && npm test --silent
+
 ## Install what is missing, then run the whole suite against real services.
-test: deps
+test: deps web
 	uv run ruff check .
 	uv run ruff format --check .
 	uv run mypy
+	uv run mypy --strict crm/web/scripts
+	$(MAKE) --no-print-directory web-check
 	@# The object storage tests' S3 server, built from source once and cached.
 	bash scripts/build-seaweedfs.sh >/dev/null
 	bash scripts/run-tests.sh
 
 lint:
 	uv run ruff check . && uv run ruff format --check . && uv run mypy
+	uv run mypy --strict crm/web/scripts
+	bash scripts/build-web.sh >/dev/null
+	cd crm/web && npm run --silent typecheck
 
 ## Stepped sipp search of the highest call rate: vpbx edge+node vs Kamailio, per scenario
 ## (inbound, outbound through a trunk, blind transfer).
@@ -67,4 +87,4 @@ bench-crm-lookup:
 	uv run python -m loadtest.bench_crm_lookup
 
 clean:
-	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache crm/web/dist crm/web/node_modules

@@ -14,7 +14,13 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # espeak-ng: the control API renders IVR text prompts to speech with it.
-PACKAGES=(redis-server clickhouse-server sip-tester baresip kamailio postgresql iproute2 procps espeak-ng)
+# chromium: the agent workspace's browser tests drive it (Playwright, /usr/bin/chromium).
+PACKAGES=(redis-server clickhouse-server sip-tester baresip kamailio postgresql iproute2 procps espeak-ng chromium)
+# The agent workspace (crm/web) is built with Node.js 18 or newer and npm: Debian's, unless
+# the machine already has a node of its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 # System services the packages above may start on installation.
 SERVICES=(redis-server clickhouse-server kamailio postgresql)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from tests.services.control_api import ApiHarness, bearer
 
 from vpbx_control.auth.principal import Role
@@ -196,3 +197,52 @@ async def test_nul_characters_are_refused_naming_where(api: ApiHarness) -> None:
         "/v1/schedules", json={"name": "a\\u0000b", "time_zone": "UTC"}, headers=admin
     )
     assert literal.status_code == 201, literal.text
+
+
+WORKSPACE = "http://crm.example.com:8001"
+
+
+@pytest.mark.control_settings(cors_origins=[WORKSPACE])
+async def test_the_crm_workspace_may_log_in_from_its_own_origin_and_no_other(
+    api: ApiHarness,
+) -> None:
+    """The CRM's web app calls the login and fetches recordings cross-origin (CORS), with a
+    bearer token, never cookies; other pages' scripts get no CORS headers."""
+    await api.add_tenant("acme")
+    await api.add_user("acme", email="agent@acme.example", password="right")
+    preflight = await api.client.options(
+        "/v1/auth/login",
+        headers={
+            "Origin": WORKSPACE,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == WORKSPACE
+    assert "access-control-allow-credentials" not in preflight.headers
+    login = await api.client.post(
+        "/v1/auth/login",
+        json={"email": "agent@acme.example", "password": "right"},
+        headers={"Origin": WORKSPACE},
+    )
+    assert login.status_code == 200
+    assert login.headers["access-control-allow-origin"] == WORKSPACE
+    refused = await api.client.post(
+        "/v1/auth/login",
+        json={"email": "agent@acme.example", "password": "wrong"},
+        headers={"Origin": WORKSPACE},
+    )
+    assert refused.status_code == 401  # errors are readable by the page too
+    assert refused.headers["access-control-allow-origin"] == WORKSPACE
+    other = await api.client.options(
+        "/v1/auth/login",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_no_cross_origin_calls_unless_configured(api: ApiHarness) -> None:
+    response = await api.client.get("/healthz", headers={"Origin": WORKSPACE})
+    assert response.status_code == 200
+    assert "access-control-allow-origin" not in response.headers

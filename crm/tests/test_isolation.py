@@ -18,15 +18,19 @@ from tests.services.control_api import bearer
 from tests.services.crm import CrmHarness, crm_tenant
 
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
+from vpbx_control.auth.principal import PUBLIC as PUBLIC_POLICY
 from vpbx_control.auth.principal import Role
 from vpbx_control.deps import route_policy
 from vpbx_crm.app import create_app
 from vpbx_crm.settings import CrmSettings
+from vpbx_crm.web.static import WorkspaceRoute
 
 ON_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 NOT_TENANT_SCOPED = ("/internal/",)
-PUBLIC = {"/healthz", "/readyz"}
+PUBLIC = {"/healthz", "/readyz", "/config.json"}
+# FastAPI's own pages of the API's documentation: no data.
+DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 # Lists that answer only with a filter: path -> the filter (an id) to pass.
 FILTERED_LISTS = {("/v1/notes", "GET"): "contact_id"}
@@ -53,6 +57,20 @@ def test_every_route_declares_an_access_policy_and_only_probes_are_public() -> N
         assert policy is not None, f"{route.path} declares no access policy"
         assert policy.public == (route.path in PUBLIC), route.path
         assert policy.public or policy.roles or policy.node, f"{route.path} is closed to all"
+
+
+def test_every_other_route_is_the_api_docs_or_the_public_workspace() -> None:
+    """Routes that are not APIRoutes carry no dependencies the test above could read: the
+    workspace (the built web app, no data) declares its policy itself."""
+    app = create_app(CrmSettings(mode="local"), migrate=False)
+    others = [route for route in app.routes if not isinstance(route, APIRoute)]
+    workspace = [route for route in others if isinstance(route, WorkspaceRoute)]
+    assert len(workspace) == 1
+    assert workspace[0].policy == PUBLIC_POLICY
+    assert app.routes[-1] is workspace[0], "the workspace must come after every API route"
+    for route in others:
+        if route is not workspace[0]:
+            assert getattr(route, "path", None) in DOCS, route
 
 
 async def _seed(crm: CrmHarness, tenant: str, name: str) -> dict[str, str]:

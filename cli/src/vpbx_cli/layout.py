@@ -54,6 +54,15 @@ class LocalLayout:
         return f"http://{self.host}:{self.crm_port}"
 
     @property
+    def crm_origins(self) -> list[str]:
+        """The origins a browser names the CRM's agent workspace by: the control API lets
+        them call it (CORS). A loopback or wildcard host is reached as localhost too."""
+        names = [self.host]
+        if self.host in ("127.0.0.1", "0.0.0.0", "::1", "::"):
+            names = ["127.0.0.1", "localhost"]
+        return [f"http://{name}:{self.crm_port}" for name in names]
+
+    @property
     def numbers_file(self) -> Path:
         """The control API's local store of Tenant and Number resources."""
         return self.var_dir.resolve() / "numbers.yaml"

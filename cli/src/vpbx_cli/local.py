@@ -23,6 +23,7 @@ reaches the edge within that time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -409,6 +410,9 @@ def start_control_api(local: LocalPlatform) -> Supervised:
             # /v1/calls reads the CDRs the nodes ship (VPBX_CLICKHOUSE_URL, if set, wins).
             "VPBX_CHDB_PATH": str(var / "chdb"),
             "VPBX_SPEECH_CACHE_DIR": str(var / "speech"),
+            # The CRM's workspace logs people in here and plays recordings from here.
+            "VPBX_CORS_ORIGINS": os.environ.get("VPBX_CORS_ORIGINS")
+            or json.dumps(layout.crm_origins if layout.crm else []),
         },
     )
     child = Supervised(CONTROL_API, [sys.executable, "-m", "vpbx_control.main", "serve"], env)

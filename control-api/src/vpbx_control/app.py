@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from vpbx_common.storage import ObjectStore
@@ -222,8 +223,19 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RefuseNulMiddleware)
-    # Added last, so outermost: refused requests are counted and logged too.
+    # Added late, so outer: refused requests are counted and logged too.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        # Outermost: preflights are answered here, and every answer, errors included,
+        # carries the CORS headers the browser needs to show it to the page.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Range"],
+            expose_headers=["ETag", "Location", "Content-Range", "Retry-After"],
+            max_age=600,
+        )
     for router in ROUTERS:
         app.include_router(router)
     document_common_errors(app)

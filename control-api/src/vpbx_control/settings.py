@@ -104,6 +104,12 @@ class ControlSettings(OutboundSettings, StorageSettings):
     # of the API's own would hold no calls.
     chdb_path: Path | None = None
 
+    # Web pages of other origins allowed to call this API from a browser (CORS), e.g. the
+    # CRM's agent workspace, which logs people in here and plays recordings from here:
+    # VPBX_CORS_ORIGINS='["https://crm.example.com"]'. Credentials are bearer tokens, never
+    # cookies. Empty: no cross-origin browser calls.
+    cors_origins: list[str] = Field(default_factory=list)
+
     # Local mode seeds the database from a platform file (examples/demo.yaml).
     seed_file: Path | None = None
 

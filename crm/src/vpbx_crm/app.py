@@ -24,6 +24,7 @@ from .contacts.router import router as contacts_router
 from .context import CrmContext
 from .db.migrate import upgrade
 from .deals.router import router as deals_router
+from .directory.router import router as directory_router
 from .events.handler import CrmEventHandler
 from .identity import IdentityClient
 from .lookup.router import router as lookup_router
@@ -32,6 +33,8 @@ from .pipelines.router import router as pipelines_router
 from .settings import CrmSettings
 from .tasks.router import router as tasks_router
 from .transfer.router import router as transfer_router
+from .web.config import router as workspace_config_router
+from .web.static import WorkspaceRoute, first_segment
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +47,10 @@ ROUTERS = (
     notes_router,
     tasks_router,
     calls_router,
+    directory_router,
     lookup_router,
     transfer_router,
+    workspace_config_router,
 )
 
 DESCRIPTION = """\
@@ -122,4 +127,13 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     document_common_errors(app)
+    # Last: the agent workspace answers what no API route claims (GET and HEAD outside the
+    # API's path segments), so it shadows none of them.
+    app.router.routes.append(
+        WorkspaceRoute(
+            settings.web_dir,
+            reserved={first_segment(getattr(route, "path", "/")) for route in app.routes},
+            control_url=settings.browser_control_url,
+        )
+    )
     return app

@@ -31,6 +31,11 @@ def serve(settings: CrmSettings) -> None:
     settings.check_secrets()
     migrate(settings)
     app = create_app(settings, migrate=False)
+    if not (settings.web_dir / "index.html").is_file():
+        logger.warning(
+            "the agent workspace is not built (no %s): / answers 503 until `make web` builds it",
+            settings.web_dir / "index.html",
+        )
     uvicorn.run(
         app,
         host=settings.http_host,

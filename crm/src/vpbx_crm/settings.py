@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from vpbx_common.settings import CommonSettings, require_real_secret
+
+# Where `scripts/build-web.sh` puts the agent workspace built from crm/web (a source
+# checkout); an installed image sets VPBX_WEB_DIR.
+DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
 class CrmSettings(CommonSettings):
@@ -25,6 +31,13 @@ class CrmSettings(CommonSettings):
     # hold makes the CRM read it again at once.
     directory_cache_s: float = Field(default=10.0, ge=0, le=600)
     control_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The control API as people's browsers reach it (login, recordings), told to the agent
+    # workspace by /config.json; '' means control_url. Its VPBX_CORS_ORIGINS must name the
+    # CRM's own address.
+    control_public_url: str = ""
+
+    # The agent workspace's built files (index.html, assets/), served at /.
+    web_dir: Path = DEFAULT_WEB_DIR
 
     # The reader of the call-event stream blocks this long on one read; stopping the app
     # waits for the read in flight.
@@ -32,6 +45,10 @@ class CrmSettings(CommonSettings):
 
     # Numbers typed without a country code are read as numbers of this country.
     default_country: str = Field(default="RU", pattern=r"^[A-Z]{2}$")
+
+    @property
+    def browser_control_url(self) -> str:
+        return (self.control_public_url or self.control_url).rstrip("/")
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_SERVICE_TOKEN", self.service_token, local=self.is_local)

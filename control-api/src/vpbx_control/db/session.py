@@ -15,10 +15,19 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection: object, _: object) -> None:
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _set_up_sqlite(dbapi_connection: object, _: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # SQLite's own lower() folds ASCII letters only, PostgreSQL's every letter: without
+    # this, a search by name (lower(name) LIKE ...) finds "Ромашка" only on PostgreSQL.
+    dbapi_connection.create_function(  # type: ignore[attr-defined]
+        "lower", 1, _unicode_lower, deterministic=True
+    )
 
 
 class Database:
@@ -26,7 +35,7 @@ class Database:
         if url.startswith("sqlite"):
             self.engine: AsyncEngine = create_async_engine(url, echo=echo)
             sync_engine: Engine = self.engine.sync_engine
-            event.listen(sync_engine, "connect", _enable_sqlite_foreign_keys)
+            event.listen(sync_engine, "connect", _set_up_sqlite)
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -1,0 +1,1 @@
+"""The tenant's people as the workspace shows them (owners, assignees)."""

@@ -1,0 +1,1 @@
+"""The agent workspace: the web app built from crm/web, served by the CRM at ``/``."""

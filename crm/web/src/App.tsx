@@ -1,0 +1,87 @@
+import { useCallback } from "react";
+import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router-dom";
+import type { ReactNode } from "react";
+import { crmClient } from "./api/client";
+import { errorText, unwrap } from "./api/errors";
+import type { WorkspaceConfig } from "./api/types";
+import { useWorkspace, WorkspaceProvider } from "./auth/Workspace";
+import { Layout } from "./components/Layout";
+import { I18nProvider, useI18n } from "./i18n/I18n";
+import { useLoad } from "./lib/useLoad";
+import { SECTIONS } from "./nav";
+import { ContactCard } from "./pages/ContactCard";
+import { ContactForm } from "./pages/ContactForm";
+import { ContactsPage } from "./pages/ContactsPage";
+import { LoginPage } from "./pages/LoginPage";
+import { NotBuilt, NotFound } from "./pages/NotBuilt";
+import { TasksPage } from "./pages/TasksPage";
+
+export function App() {
+  return (
+    <I18nProvider>
+      <ConfigGate>
+        {(config) => (
+          <WorkspaceProvider config={config}>
+            <BrowserRouter>
+              <AppRoutes />
+            </BrowserRouter>
+          </WorkspaceProvider>
+        )}
+      </ConfigGate>
+    </I18nProvider>
+  );
+}
+
+/** /config.json first: it says where the control API (the login) is. */
+function ConfigGate({ children }: { children: (config: WorkspaceConfig) => ReactNode }) {
+  const { t } = useI18n();
+  const load = useCallback(async () => unwrap(await crmClient(null).GET("/config.json")), []);
+  const { data, error, reload } = useLoad(load, "config");
+  if (data !== undefined) return <>{children(data)}</>;
+  if (error) {
+    return (
+      <div className="centered">
+        <p className="error">{t("app.error", { message: errorText(error) })}</p>
+        <button type="button" onClick={reload}>
+          {t("app.retry")}
+        </button>
+      </div>
+    );
+  }
+  return <div className="centered muted">{t("app.loading")}</div>;
+}
+
+function RequireSession({ children }: { children: ReactNode }) {
+  const { session } = useWorkspace();
+  const location = useLocation();
+  if (session === null) {
+    return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
+  }
+  return <>{children}</>;
+}
+
+function AppRoutes() {
+  return (
+    <Routes>
+      <Route path="/login" element={<LoginPage />} />
+      <Route
+        element={
+          <RequireSession>
+            <Layout />
+          </RequireSession>
+        }
+      >
+        <Route index element={<Navigate to="/contacts" replace />} />
+        <Route path="contacts" element={<ContactsPage />} />
+        <Route path="contacts/new" element={<ContactForm />} />
+        <Route path="contacts/:contactId" element={<ContactCard />} />
+        <Route path="contacts/:contactId/edit" element={<ContactForm />} />
+        <Route path="tasks" element={<TasksPage />} />
+        {SECTIONS.filter((section) => section.comingSoon !== null).map((section) => (
+          <Route key={section.path} path={section.path} element={<NotBuilt section={section} />} />
+        ))}
+        <Route path="*" element={<NotFound />} />
+      </Route>
+    </Routes>
+  );
+}

@@ -1,0 +1,163 @@
+import { useCallback } from "react";
+import { Link, useParams } from "react-router-dom";
+import { ApiFailure, errorText, unwrap } from "../api/errors";
+import type { Contact, CustomValue } from "../api/types";
+import { useWorkspace } from "../auth/Workspace";
+import { CallTimeline } from "../components/CallTimeline";
+import { PhoneLink } from "../components/PhoneLink";
+import { TaskTable } from "../components/TaskTable";
+import { useI18n, type I18n } from "../i18n/I18n";
+import { isMessageKey } from "../i18n/language";
+import { formatDateTime, formatNumber, humanizeKey } from "../lib/format";
+import { useLoad } from "../lib/useLoad";
+
+/** The client card: who they are, whose client, their calls and tasks. */
+export function ContactCard() {
+  const { contactId = "" } = useParams();
+  const { t, tv, locale } = useI18n();
+  const { crm, personName } = useWorkspace();
+  const load = useCallback(
+    async () =>
+      unwrap(
+        await crm.GET("/v1/contacts/{contact_id}", {
+          params: { path: { contact_id: contactId } },
+        }),
+      ),
+    [crm, contactId],
+  );
+  const { data: contact, error } = useLoad(load, contactId);
+
+  if (error) {
+    const missing = error instanceof ApiFailure && (error.status === 404 || error.status === 422);
+    return (
+      <section className="page narrow">
+        <p>
+          <Link to="/contacts">{t("contact.back")}</Link>
+        </p>
+        <p className="error" role="alert">
+          {missing ? t("contact.notFound") : errorText(error)}
+        </p>
+      </section>
+    );
+  }
+  if (!contact) return <p className="page muted">{t("app.loading")}</p>;
+
+  const custom = Object.entries(contact.custom);
+  return (
+    <section className="page card" aria-labelledby="contact-name">
+      <p className="crumbs">
+        <Link to="/contacts">{t("contact.back")}</Link>
+      </p>
+      <div className="page-head">
+        <h1 id="contact-name">
+          {contact.name}
+          {contact.vip && <span className="tag vip">VIP</span>}
+          <span className={`tag category-${contact.category}`}>
+            {tv("category", contact.category)}
+          </span>
+        </h1>
+        <Link className="button" to={`/contacts/${contact.id}/edit`}>
+          {t("contact.edit")}
+        </Link>
+      </div>
+      <div className="card-columns">
+        <dl className="facts" aria-label={contact.name}>
+          <dt>{t("contact.phones")}</dt>
+          <dd className="phones">
+            {contact.phones.length === 0 ? "—" : contact.phones.map((phone) => (
+              <PhoneLink key={phone} phone={phone} />
+            ))}
+          </dd>
+          {contact.emails.length > 0 && (
+            <>
+              <dt>{t("contact.emails")}</dt>
+              <dd>
+                {contact.emails.map((email) => (
+                  <a key={email} href={`mailto:${email}`} className="email">
+                    {email}
+                  </a>
+                ))}
+              </dd>
+            </>
+          )}
+          <dt>{t("contact.owner")}</dt>
+          <dd>
+            {contact.owner_user_id ? (
+              personName(contact.owner_user_id)
+            ) : (
+              <span className="muted">{t("contact.noOwner")}</span>
+            )}
+          </dd>
+          <dt>{t("contact.region")}</dt>
+          <dd>{regionText(contact) || "—"}</dd>
+          <dt>{t("contact.source")}</dt>
+          <dd>{contact.source_label || "—"}</dd>
+        </dl>
+        {custom.length > 0 && (
+          <dl className="facts custom" aria-label={t("contact.custom")}>
+            {custom.map(([key, value]) => (
+              <CustomField key={key} name={key} value={value} i18n={{ t, locale }} />
+            ))}
+          </dl>
+        )}
+      </div>
+      <p className="muted small">{t("contact.created", { at: formatDateTime(contact.created_at, locale) })}</p>
+      <CallTimeline contactId={contact.id} />
+      <ContactTasks contactId={contact.id} />
+    </section>
+  );
+}
+
+function regionText(contact: Contact): string {
+  if (contact.region_name && contact.region) return `${contact.region_name} (${contact.region})`;
+  return contact.region_name || contact.region;
+}
+
+function CustomField({
+  name,
+  value,
+  i18n,
+}: {
+  name: string;
+  value: CustomValue;
+  i18n: Pick<I18n, "t" | "locale">;
+}) {
+  const labelKey = `custom.${name}`;
+  const label = isMessageKey(labelKey) ? i18n.t(labelKey) : humanizeKey(name);
+  let shown: string;
+  if (typeof value === "number") shown = formatNumber(value, i18n.locale);
+  else if (typeof value === "boolean") shown = i18n.t(value ? "custom.yes" : "custom.no");
+  else shown = value ?? "—";
+  return (
+    <>
+      <dt>{label}</dt>
+      <dd data-field={name}>{shown}</dd>
+    </>
+  );
+}
+
+function ContactTasks({ contactId }: { contactId: string }) {
+  const { t } = useI18n();
+  const { crm } = useWorkspace();
+  const load = useCallback(
+    async () =>
+      unwrap(
+        await crm.GET("/v1/tasks", {
+          params: { query: { contact_id: contactId, limit: 100 } },
+        }),
+      ),
+    [crm, contactId],
+  );
+  const { data, error, reload } = useLoad(load, contactId);
+  return (
+    <section className="panel">
+      <h2>
+        {t("tasks.forContact")}{" "}
+        {data && data.total > 0 && <span className="count">{data.total}</span>}
+      </h2>
+      {error ? <p className="error">{errorText(error)}</p> : null}
+      {data && data.items.length === 0 && <p className="muted">{t("tasks.empty")}</p>}
+      {data && data.items.length > 0 && <TaskTable tasks={data.items} onChanged={reload} />}
+    </section>
+  );
+}

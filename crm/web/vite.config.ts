@@ -1,0 +1,36 @@
+import react from "@vitejs/plugin-react";
+import { defineConfig } from "vitest/config";
+
+// The CRM serves the build (dist/) at /: hashed files under /assets/, index.html for every
+// client-side route. `npm run dev` proxies the API to a CRM started by `vpbx up`.
+const crm = process.env.VPBX_CRM_URL ?? "http://127.0.0.1:8001";
+
+export default defineConfig({
+  plugins: [react()],
+  base: "/",
+  build: {
+    outDir: "dist",
+    assetsDir: "assets",
+    emptyOutDir: true,
+    target: "es2021",
+    // The libraries in a chunk of their own: they change less often than the app, so a
+    // new build of the app leaves them cached in browsers.
+    rollupOptions: {
+      output: {
+        manualChunks(id) {
+          return id.includes("/node_modules/") ? "vendor" : undefined;
+        },
+      },
+    },
+  },
+  server: {
+    proxy: {
+      "/v1": crm,
+      "/config.json": crm,
+    },
+  },
+  test: {
+    include: ["src/**/*.test.ts"],
+    environment: "node",
+  },
+});
