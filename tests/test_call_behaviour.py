@@ -3,6 +3,10 @@ call, what the caller hears as the final answer and what the CDR says.
 
 Everything is real: `vpbx up` in a subprocess, sipp as the carrier (or as a bare
 registering device), baresip as agents' phones, all on loopback.
+
+One `vpbx up` serves the module's tests (each starts from the demo's routing: the
+``platform`` fixture puts it back) but two, whose platform file differs from the demo's:
+a ring timeout below the control API's minimum of 5 s, and the carrier's addresses.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import DEMO, RunningPlatform
 from tests.services.ports import free_port
 from tests.services.sipp import Sipp, SippFactory, SippResult, uas_reject_scenario
-from tests.test_call_routing import wait_for_reload
+from tests.test_call_routing import route_as_in_the_demo, wait_for_reload
 
 pytestmark = pytest.mark.integration
 
@@ -64,15 +68,29 @@ def platform_with_ring_timeout(
     return platform_factory(file=config)
 
 
-def without_voicemail(platform: RunningPlatform, extension: str = "101") -> None:
-    """Hank (globex 101) without voicemail: an unanswered call ends with what his
-    phone said instead of going to his box."""
+def hanks_voicemail(platform: RunningPlatform, *, on: bool) -> None:
+    """Hank (globex 101) with voicemail (as in the demo) or without."""
     with platform.api(platform.login("admin@globex.vpbx.local", "globex-admin-secret")) as api:
         users = api.get("/v1/users", params={"limit": 200}).json()["items"]
-        [user] = [user for user in users if user["extension"] == extension]
-        changed = api.patch(f"/v1/users/{user['id']}", json={"settings": {"voicemail": False}})
+        [user] = [user for user in users if user["extension"] == "101"]
+        changed = api.patch(f"/v1/users/{user['id']}", json={"settings": {"voicemail": on}})
         assert changed.status_code == 200, changed.text
     wait_for_reload(platform, tenant="globex")
+
+
+def without_voicemail(platform: RunningPlatform) -> None:
+    """Hank without voicemail: an unanswered call ends with what his phone said instead
+    of going to his box."""
+    hanks_voicemail(platform, on=False)
+
+
+@pytest.fixture
+def platform(shared_platform: RunningPlatform) -> RunningPlatform:
+    """The module's platform routed as in the demo (Hank's voicemail on again too), its
+    calls() those of this test."""
+    route_as_in_the_demo(shared_platform)
+    hanks_voicemail(shared_platform, on=True)
+    return shared_platform.for_one_test()
 
 
 def phone(
@@ -188,11 +206,10 @@ def contact_expiries(response: str) -> dict[str, int]:
 
 
 def test_every_device_of_an_extension_rings_and_the_one_that_answers_gets_the_call(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     baresip_factory: BaresipFactory,
 ) -> None:
-    platform = platform_factory()
     desk = phone(baresip_factory, platform, "101", auto_answer=False)
     mobile = phone(baresip_factory, platform, "101", auto_answer=False)
     caller = carrier(sipp_factory, platform, "uac_call_echo.xml", pause_ms=1500, rtp_echo=True)
@@ -227,11 +244,10 @@ def test_every_device_of_an_extension_rings_and_the_one_that_answers_gets_the_ca
 
 
 def test_when_two_agents_answer_at_once_exactly_one_gets_the_call(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     baresip_factory: BaresipFactory,
 ) -> None:
-    platform = platform_factory()
     agents = {
         "101": phone(baresip_factory, platform, "101"),
         "102": phone(baresip_factory, platform, "102"),
@@ -272,12 +288,11 @@ def test_when_two_agents_answer_at_once_exactly_one_gets_the_call(
 # Moscow number's calls run on the msk node, so its BYE must find its way there.
 @pytest.mark.parametrize("extension", ["101", "201"], ids=["same-city", "other-city"])
 def test_agent_hangs_up_first_and_the_caller_gets_the_bye(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     baresip_factory: BaresipFactory,
     extension: str,
 ) -> None:
-    platform = platform_factory()
     agent = phone(baresip_factory, platform, extension)
     caller = carrier(sipp_factory, platform, "uac_wait_bye.xml")
 
@@ -335,11 +350,10 @@ def test_ring_timeout_gives_the_caller_480_and_stops_the_ringing(
 
 
 def test_agent_rejecting_a_ringing_call_makes_the_caller_hear_busy(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     baresip_factory: BaresipFactory,
 ) -> None:
-    platform = platform_factory()
     agent = phone(baresip_factory, platform, "101", auto_answer=False)
     caller = carrier(sipp_factory, platform, "uac_expect.xml", variables={"expected_status": "486"})
 
@@ -358,22 +372,24 @@ def test_agent_rejecting_a_ringing_call_makes_the_caller_hear_busy(
 
 
 def test_device_declining_a_ringing_call_makes_the_caller_hear_decline(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     tmp_path: Path,
 ) -> None:
-    platform = platform_factory()
     without_voicemail(platform)
     device_port = free_port(socket.SOCK_DGRAM)
-    registering = sipp_factory(
-        "register.xml",
-        remote=(platform.host, platform.sip_port),
-        local_port=device_port,
-        keys={"domain": GLOBEX, "user": "101", "expires": "300"},
-        credentials=("101", PASSWORDS[("101", GLOBEX)]),
-        timeout=15,
-    )
-    assert registering.run().all_succeeded
+
+    def register(expires: int) -> SippResult:
+        return sipp_factory(
+            "register.xml",
+            remote=(platform.host, platform.sip_port),
+            local_port=device_port,
+            keys={"domain": GLOBEX, "user": "101", "expires": str(expires)},
+            credentials=("101", PASSWORDS[("101", GLOBEX)]),
+            timeout=15,
+        ).run()
+
+    assert register(300).all_succeeded
     device = sipp_factory(
         uas_reject_scenario(tmp_path, 603, "Decline"), local_port=device_port, timeout=20
     )
@@ -387,25 +403,30 @@ def test_device_declining_a_ringing_call_makes_the_caller_hear_decline(
     assert record["end_reason"] == "rejected"
     assert record["sip_status"] == 603
     assert record["answered_by"] == ""
+    # The device goes as it came: no binding is left for the tests after this one.
+    assert register(0).all_succeeded
 
 
 # --- 6. the agent unregisters -----------------------------------------------------
 
 
 def test_after_the_agent_unregisters_calls_get_480(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     baresip_factory: BaresipFactory,
 ) -> None:
-    platform = platform_factory()
     without_voicemail(platform)
     agent = phone(baresip_factory, platform, "101", GLOBEX)
     assert expect_status(sipp_factory, platform, 200, GLOBEX_MAIN).all_succeeded
 
+    log_before_uadel = len(platform.log())
     agent.command("uadel", agent.aor)
 
     wait_until(
-        lambda: "tenant=globex city=msk ext=101 registered 0 binding(s)" in platform.log(),
+        lambda: (
+            "tenant=globex city=msk ext=101 registered 0 binding(s)"
+            in platform.log()[log_before_uadel:]
+        ),
         10,
         "the node saw the un-REGISTER",
     )
@@ -465,11 +486,10 @@ def test_calls_to_numbers_come_from_carriers_addresses_only(
 
 @pytest.mark.parametrize("holder", ["caller", "callee"])
 def test_hold_and_resume_and_audio_comes_back(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     baresip_factory: BaresipFactory,
     holder: str,
 ) -> None:
-    platform = platform_factory()
     callee = phone(baresip_factory, platform, "201")
     caller = phone(baresip_factory, platform, "102")
     holding, held_party = (caller, callee) if holder == "caller" else (callee, caller)
@@ -521,11 +541,10 @@ def test_hold_and_resume_and_audio_comes_back(
 
 
 def test_a_transfer_or_dtmf_info_the_node_does_not_carry_out_is_refused_not_confirmed(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     baresip_factory: BaresipFactory,
 ) -> None:
-    platform = platform_factory()
     agent = phone(baresip_factory, platform, "101")
     # The scenario fails unless the caller's REFER gets 403 (only the answering party
     # transfers) and the INFO 405 (a 200 would lie to the phone).
@@ -544,11 +563,10 @@ def test_a_transfer_or_dtmf_info_the_node_does_not_carry_out_is_refused_not_conf
 
 
 def test_one_extension_keeps_several_bindings_refreshes_them_and_removes_all(
-    platform_factory: Callable[..., RunningPlatform],
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
 ) -> None:
     # sipp 3.6 only knows MD5: the registrar challenges it (by User-Agent) with MD5 only.
-    platform = platform_factory()
     registering = sipp_factory(
         "register_auth.xml",
         remote=(platform.host, platform.sip_port),

@@ -5,12 +5,17 @@ callers get, with real peers.
 agents that answer (or not), sipp or a recording baresip as the carrier, all on
 loopback. The demo tenant acme has 101 and 102 (msk) and 201 (ekb) and the
 number +74950000001, whose entry is the sales group.
+
+One `vpbx up` serves the whole module: each test starts from the demo's routing (the
+``platform`` fixture puts it back) and sets up the rest through the control API.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
+import secrets
 import threading
 import time
 import wave
@@ -86,6 +91,19 @@ def set_sales(api: httpx.Client, members: list[str], **fields: Any) -> None:
     assert changed.status_code == 200, changed.text
 
 
+def group_of_its_own(api: httpx.Client, members: list[str], **fields: Any) -> dict[str, Any]:
+    """A new group for one test: what the nodes remember of a group between calls (whom
+    its round robin rang last, how long its queue's callers waited) goes by its name, and
+    must not carry over from an earlier test on the same platform."""
+    users = ids_by_extension(api)
+    body = {
+        "name": one_off("team"),
+        "members": [{"user_id": users[extension]} for extension in members],
+        **fields,
+    }
+    return created(api, "/v1/groups", body)
+
+
 def route_main_number(api: httpx.Client, entry: dict[str, Any]) -> None:
     numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
     [main] = [number for number in numbers if number["number"] == ACME_MAIN]
@@ -99,6 +117,12 @@ def created(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any
     return dict(response.json())
 
 
+def one_off(name: str) -> str:
+    """``name`` made unique: the tenant's names of groups, menus, plans and schedules must
+    not repeat, and the tests sharing a platform each create their own."""
+    return f"{name}-{secrets.token_hex(3)}"
+
+
 def wait_for_reload(
     platform: RunningPlatform, timeout: float = 10, tenant: str = "acme", city: str = "msk"
 ) -> None:
@@ -107,13 +131,57 @@ def wait_for_reload(
     with platform.api(headers) as client:
         served = client.get(f"/internal/v1/node-config/{tenant}/{city}")
         current = served.headers["ETag"].strip('"')
+    # The version the node switched to last: a version is its content, so a change undone
+    # brings back one the log already names from before.
+    versions = re.compile(
+        rf"tenant={tenant} city={city} config version (?:\S+ -> (\S+)|(\S+) loaded)"
+    )
+
+    def running() -> str | None:
+        found = versions.findall(platform.log())
+        return (found[-1][0] or found[-1][1]) if found else None
+
     deadline = time.monotonic() + timeout
-    while f"tenant={tenant} city={city} config version " not in platform.log() or (
-        f"-> {current}" not in platform.log()
-    ):
+    while running() != current:
         if time.monotonic() > deadline:
             raise AssertionError(f"the {tenant}/{city} node never loaded config {current}")
         time.sleep(0.05)
+
+
+def route_as_in_the_demo(platform: RunningPlatform) -> None:
+    """Acme's routing back to the demo's, whatever a test before changed: the sales group
+    rings 101, 102 and 201 all at once for 30 s with no overflow, the main number's calls
+    go to it (recorded as the tenant's policy says, any number at once), and everybody is
+    available. Also waits until the phones and calls of the tests before are gone."""
+    platform.wait_until_idle()
+    with admin_api(platform) as api:
+        set_sales(
+            api,
+            ["101", "102", "201"],
+            strategy="ring-all",
+            ring_timeout_s=30,
+            escalation_interval_s=10,
+            member_ring_s=None,
+            overflow=None,
+        )
+        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+        [main] = [number for number in numbers if number["number"] == ACME_MAIN]
+        entry = {"type": "group", "group_id": sales_group(api)["id"]}
+        changed = api.patch(
+            f"/v1/numbers/{main['id']}", json={"entry": entry, "record": None, "channels": 0}
+        )
+        assert changed.status_code == 200, changed.text
+        for user in ids_by_extension(api).values():
+            available = api.put(f"/v1/users/{user}/presence", json={"presence": "available"})
+            assert available.status_code == 200, available.text
+    wait_for_reload(platform)
+
+
+@pytest.fixture
+def platform(shared_platform: RunningPlatform) -> RunningPlatform:
+    """The module's platform routed as in the demo, its calls() those of this test."""
+    route_as_in_the_demo(shared_platform)
+    return shared_platform.for_one_test()
 
 
 def carrier_call(
@@ -161,9 +229,8 @@ def dominant_hz(path: Path, start_s: float, seconds: float) -> tuple[float, floa
 
 
 def test_sequential_group_rings_the_next_member_when_the_first_does_not_answer(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     busy_elsewhere = agent(baresip_factory, platform, "101", answers=False)
     maria = agent(baresip_factory, platform, "102")
     with admin_api(platform) as api:
@@ -186,13 +253,13 @@ def test_sequential_group_rings_the_next_member_when_the_first_does_not_answer(
 
 
 def test_round_robin_starts_after_the_member_who_rang_last_across_calls(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     for extension in ("101", "102", "201"):
         agent(baresip_factory, platform, extension)
     with admin_api(platform) as api:
-        set_sales(api, ["101", "102", "201"], strategy="round-robin")
+        team = group_of_its_own(api, ["101", "102", "201"], strategy="round-robin")
+        route_main_number(api, {"type": "group", "group_id": team["id"]})
     wait_for_reload(platform)
 
     for _ in range(4):
@@ -204,9 +271,8 @@ def test_round_robin_starts_after_the_member_who_rang_last_across_calls(
 
 
 def test_busy_and_do_not_disturb_members_are_skipped_without_ringing(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     resting = agent(baresip_factory, platform, "101")
     talking = agent(baresip_factory, platform, "102")
     boris = agent(baresip_factory, platform, "201")
@@ -234,9 +300,8 @@ def test_busy_and_do_not_disturb_members_are_skipped_without_ringing(
 
 
 def test_nobody_answering_goes_to_the_overflow_after_the_group_timeout(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     silent = agent(baresip_factory, platform, "101", answers=False)
     boris = agent(baresip_factory, platform, "201")
     with admin_api(platform) as api:
@@ -263,9 +328,8 @@ def test_nobody_answering_goes_to_the_overflow_after_the_group_timeout(
 
 
 def test_outside_working_hours_the_closed_branch_takes_the_call(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     sales = agent(baresip_factory, platform, "101")
     duty = agent(baresip_factory, platform, "201")
     today = time.strftime("%Y-%m-%d", time.gmtime())
@@ -275,7 +339,7 @@ def test_outside_working_hours_the_closed_branch_takes_the_call(
             api,
             "/v1/schedules",
             {
-                "name": "office",
+                "name": one_off("office"),
                 "time_zone": "UTC",
                 "weekly": [
                     {"day": day, "start": "00:00", "end": "23:59"}
@@ -289,7 +353,7 @@ def test_outside_working_hours_the_closed_branch_takes_the_call(
             api,
             "/v1/route-plans",
             {
-                "name": "daytime",
+                "name": one_off("daytime"),
                 "steps": [
                     {
                         "type": "schedule",
@@ -328,7 +392,7 @@ def ivr_on_main_number(platform: RunningPlatform) -> None:
             api,
             "/v1/ivr-menus",
             {
-                "name": "main",
+                "name": one_off("main"),
                 "prompt": {"kind": "tone", "frequency_hz": PROMPT_HZ, "duration_ms": 1500},
                 "options": {
                     "1": {"type": "user", "user_id": users["102"]},
@@ -343,9 +407,8 @@ def ivr_on_main_number(platform: RunningPlatform) -> None:
 
 
 def test_the_caller_hears_the_ivr_prompt_and_a_key_press_reaches_the_chosen_person(
-    platform_factory: Any, baresip_factory: BaresipFactory
+    platform: RunningPlatform, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     maria = agent(baresip_factory, platform, "102")
     boris = agent(baresip_factory, platform, "201")
     ivr_on_main_number(platform)
@@ -371,9 +434,8 @@ def test_the_caller_hears_the_ivr_prompt_and_a_key_press_reaches_the_chosen_pers
 
 
 def test_a_key_pressed_by_sip_info_chooses_the_ivr_option(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     maria = agent(baresip_factory, platform, "102")
     ivr_on_main_number(platform)
 
@@ -388,9 +450,8 @@ def test_a_key_pressed_by_sip_info_chooses_the_ivr_option(
 
 
 def test_a_key_pressed_as_an_inband_tone_chooses_the_ivr_option(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     boris = agent(baresip_factory, platform, "201")
     ivr_on_main_number(platform)
     caller = carrier_call(sipp_factory, platform, "uac_dtmf_inband.xml", pause_ms=5000)
@@ -451,9 +512,8 @@ class DecisionServer:
 
 
 def test_an_http_decision_routes_the_call_and_any_failure_takes_the_fallback(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     agent(baresip_factory, platform, "102")
     agent(baresip_factory, platform, "201")
     with DecisionServer() as back_office:
@@ -464,7 +524,7 @@ def test_an_http_decision_routes_the_call_and_any_failure_takes_the_fallback(
                 api,
                 "/v1/route-plans",
                 {
-                    "name": "back office",
+                    "name": one_off("back office"),
                     "steps": [
                         {
                             "type": "http-decision",
@@ -507,19 +567,18 @@ def rms(path: Path, start_s: float, seconds: float) -> float:
 
 
 def test_a_second_caller_waits_with_music_and_gets_the_agent_when_the_first_call_ends(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     agent(baresip_factory, platform, "101")
     with admin_api(platform) as api:
-        set_sales(api, ["101"])
+        team = group_of_its_own(api, ["101"])
         plan = created(
             api,
             "/v1/route-plans",
             {
-                "name": "queue",
+                "name": one_off("queue"),
                 "steps": [
-                    {"type": "queue", "group_id": sales_group(api)["id"], "max_wait_s": 60},
+                    {"type": "queue", "group_id": team["id"], "max_wait_s": 60},
                     {"type": "hangup", "reason": "unavailable"},
                 ],
             },
@@ -567,13 +626,12 @@ def speech_windows(path: Path, start_s: float, end_s: float) -> list[float]:
 
 
 def test_a_queued_caller_hears_their_place_and_leaves_with_the_exit_digit(
-    platform_factory: Any, baresip_factory: BaresipFactory
+    platform: RunningPlatform, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     agent(baresip_factory, platform, "101")
     boris = agent(baresip_factory, platform, "201")
     with admin_api(platform) as api:
-        set_sales(api, ["101"])
+        team = group_of_its_own(api, ["101"])
         users = ids_by_extension(api)
         # The queue's only member is on do-not-disturb: the caller waits.
         dnd = api.put(f"/v1/users/{users['101']}/presence", json={"presence": "do-not-disturb"})
@@ -582,11 +640,11 @@ def test_a_queued_caller_hears_their_place_and_leaves_with_the_exit_digit(
             api,
             "/v1/route-plans",
             {
-                "name": "queue",
+                "name": one_off("queue"),
                 "steps": [
                     {
                         "type": "queue",
-                        "group_id": sales_group(api)["id"],
+                        "group_id": team["id"],
                         "max_wait_s": 120,
                         "announce_position": True,
                         "announce_every_s": 60,

@@ -3,6 +3,9 @@ registered agent (baresip) answers, audio flows both ways, and the CDR lands.
 
 Everything here is real: `vpbx up` in a subprocess, redis-server, chdb or
 Debian's clickhouse-server, sipp and baresip on loopback.
+
+One `vpbx up` (CDRs in chdb) serves the module's tests but those that need another:
+with a ClickHouse server, or to crash something (the server, a node).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -67,18 +71,32 @@ def call(
     return sipp(scenario, **defaults).run()
 
 
+@pytest.fixture
+def platform(shared_platform: RunningPlatform) -> RunningPlatform:
+    """The module's platform, its calls() those of this test. No test here changes its
+    config; the phones and calls of the tests before are waited out."""
+    shared_platform.wait_until_idle()
+    return shared_platform.for_one_test()
+
+
 @pytest.fixture(params=["chdb", "clickhouse-server"])
-def platform(request: pytest.FixtureRequest, platform_factory: Any) -> RunningPlatform:
-    clickhouse_url = None
-    if request.param == "clickhouse-server":
-        clickhouse_url = request.getfixturevalue("clickhouse_database_url")
+def platform_of_each_cdr_store(
+    request: pytest.FixtureRequest, platform_factory: Any
+) -> RunningPlatform:
+    if request.param == "chdb":
+        shared: RunningPlatform = request.getfixturevalue("platform")
+        return shared
+    clickhouse_url = request.getfixturevalue("clickhouse_database_url")
     started: RunningPlatform = platform_factory(clickhouse_url=clickhouse_url)
-    return started
+    return started.for_one_test()
 
 
 def test_carrier_call_is_answered_with_media_and_recorded(
-    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform_of_each_cdr_store: RunningPlatform,
+    sipp_factory: SippFactory,
+    baresip_factory: BaresipFactory,
 ) -> None:
+    platform = platform_of_each_cdr_store
     agent = register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
 
     result = call(sipp_factory, platform, ACME_MAIN)
@@ -111,7 +129,9 @@ def test_carrier_call_is_answered_with_media_and_recorded(
     # The control API reads the same store the node shipped to (chdb dir or server).
     with platform.api(platform.login("admin@acme.vpbx.local", "acme-admin-secret")) as api:
         [ivan] = api.get("/v1/users", params={"extension": "101"}).json()["items"]
-        listed = api.get("/v1/calls", params={"number": "8 (495) 000-00-01"})
+        # Since the test began: the platform may have taken calls for other tests before.
+        began = datetime.fromtimestamp(platform.calls_since_ms / 1000, UTC).isoformat()
+        listed = api.get("/v1/calls", params={"number": "8 (495) 000-00-01", "from": began})
         assert listed.status_code == 200, listed.text
         assert [item["call_id"] for item in listed.json()["items"]] == [record["call_id"]]
         detail = api.get(f"/v1/calls/{quote(record['call_id'], safe='@')}")
@@ -124,9 +144,8 @@ def test_carrier_call_is_answered_with_media_and_recorded(
 
 
 def test_carrier_over_tcp_and_call_events_on_redis(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
 
     result = call(
@@ -194,9 +213,8 @@ def test_cdrs_survive_a_clickhouse_outage(
 
 
 def test_ad_channel_label_lands_on_the_cdr(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     register(baresip_factory, platform, "102", "acme-102-secret", "acme.vpbx.local")
 
     result = call(sipp_factory, platform, ACME_AD, "uac_call.xml", pause_ms=500)
@@ -208,9 +226,8 @@ def test_ad_channel_label_lands_on_the_cdr(
 
 
 def test_tenants_with_the_same_extension_never_get_each_others_calls(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     acme = register(baresip_factory, platform, "101", "acme-101-secret", "acme.vpbx.local")
     globex = register(baresip_factory, platform, "101", "globex-101-secret", "globex.vpbx.local")
 
@@ -231,9 +248,7 @@ def test_tenants_with_the_same_extension_never_get_each_others_calls(
     assert by_number[GLOBEX_MAIN]["answered_by"] == "101"
 
 
-def test_unknown_number_is_404(platform_factory: Any, sipp_factory: SippFactory) -> None:
-    platform: RunningPlatform = platform_factory()
-
+def test_unknown_number_is_404(platform: RunningPlatform, sipp_factory: SippFactory) -> None:
     result = call(
         sipp_factory,
         platform,
@@ -251,13 +266,12 @@ def test_unknown_number_is_404(platform_factory: Any, sipp_factory: SippFactory)
     ids=["wrong-password", "unknown-user"],
 )
 def test_bad_credentials_get_no_binding(
-    platform_factory: Any,
+    platform: RunningPlatform,
     sipp_factory: SippFactory,
     baresip_factory: BaresipFactory,
     user: str,
     password: str,
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     agent = baresip_factory(
         user, password, "acme.vpbx.local", proxy=(platform.host, platform.sip_port)
     )
@@ -274,10 +288,8 @@ def test_bad_credentials_get_no_binding(
 
 
 def test_a_user_with_no_phone_registered_gets_the_call_in_voicemail_and_a_cdr(
-    platform_factory: Any, sipp_factory: SippFactory
+    platform: RunningPlatform, sipp_factory: SippFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
-
     # globex's number rings Hank (101), who has no phone registered and voicemail on.
     result = call(sipp_factory, platform, GLOBEX_MAIN, "uac_call.xml")
 
@@ -293,9 +305,8 @@ def test_a_user_with_no_phone_registered_gets_the_call_in_voicemail_and_a_cdr(
 
 
 def test_caller_cancel_while_ringing_cancels_every_fork(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     phones = [
         register(
             baresip_factory,
@@ -363,9 +374,8 @@ def test_killed_node_still_yields_a_cdr_for_its_call(
 
 
 def test_extension_calls_extension_inside_the_tenant(
-    platform_factory: Any, baresip_factory: BaresipFactory
+    platform: RunningPlatform, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     callee = register(baresip_factory, platform, "201", "acme-201-secret", "acme.vpbx.local")
     caller = register(baresip_factory, platform, "102", "acme-102-secret", "acme.vpbx.local")
 
@@ -388,9 +398,8 @@ def test_extension_calls_extension_inside_the_tenant(
 
 
 def test_a_number_is_multichannel(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     agent = register(baresip_factory, platform, "101", "globex-101-secret", "globex.vpbx.local")
     simultaneous = 5
 

@@ -3,12 +3,16 @@
 `vpbx up` in a subprocess (control API seeded from examples/demo.yaml, media
 nodes fetching their config from it), real Redis for the invalidations, sipp
 as the carrier and baresip as the phones, all on loopback.
+
+One `vpbx up` serves the module's tests (each starts from the demo's routing: the
+``platform`` fixture puts it back) but the last, which needs room for more nodes.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ import redis
 from tests.services.baresip import Baresip, BaresipFactory
 from tests.services.platform import RunningPlatform, sip_options
 from tests.services.sipp import SippFactory
+from tests.test_call_routing import route_as_in_the_demo, wait_for_reload
 
 pytestmark = pytest.mark.integration
 
@@ -72,10 +77,19 @@ def wait_for_node_log(
     return time.monotonic() - started
 
 
-def wait_for_node_version(platform: RunningPlatform, old: str, new: str, timeout: float) -> float:
+def wait_for_node_version(
+    platform: RunningPlatform, old: str, new: str, timeout: float, *, since: int = 0
+) -> float:
     """Seconds until the acme/msk node logs that it switched from ``old`` to ``new``."""
     line = f"tenant=acme city=msk config version {unquote(old)} -> {unquote(new)}"
-    return wait_for_node_log(platform, line, timeout)
+    return wait_for_node_log(platform, line, timeout, since=since)
+
+
+@pytest.fixture
+def platform(shared_platform: RunningPlatform) -> RunningPlatform:
+    """The module's platform routed as in the demo, its calls() those of this test."""
+    route_as_in_the_demo(shared_platform)
+    return shared_platform.for_one_test()
 
 
 def user_id(client: Any, extension: str) -> str:
@@ -85,9 +99,8 @@ def user_id(client: Any, extension: str) -> str:
 
 
 def test_a_change_takes_effect_on_the_next_call_and_the_call_in_progress_continues(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     admin = platform.login(*ACME_ADMIN)
     ivan = phone(baresip_factory, platform, "101", "acme-101-secret")
     status, before = node_etag(platform)
@@ -107,6 +120,7 @@ def test_a_change_takes_effect_on_the_next_call_and_the_call_in_progress_continu
     ivan.wait_call_state("ESTABLISHED", timeout=15)
 
     # While Ivan talks, the admin leaves only Maria (102) in the sales group.
+    log_before_change = len(platform.log())
     with platform.api(admin) as api:
         [sales] = api.get("/v1/groups", params={"limit": 200}).json()["items"]
         assert sales["name"] == "sales"
@@ -117,7 +131,7 @@ def test_a_change_takes_effect_on_the_next_call_and_the_call_in_progress_continu
     status, after = node_etag(platform, before)
     assert (status, after != before) == (200, True)
     assert node_etag(platform, after) == (304, after)
-    wait_for_node_version(platform, before, after, timeout=5)
+    wait_for_node_version(platform, before, after, timeout=5, since=log_before_change)
     maria = phone(baresip_factory, platform, "102", "acme-102-secret")
 
     finished = in_progress.wait()
@@ -148,11 +162,11 @@ def test_a_change_takes_effect_on_the_next_call_and_the_call_in_progress_continu
 
 
 def test_a_device_created_through_the_api_registers_without_a_node_restart(
-    platform_factory: Any, baresip_factory: BaresipFactory
+    platform: RunningPlatform, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     node_pid = platform.pid_of("vpbx-node-acme-msk")
     _, before = node_etag(platform)
+    log_before = len(platform.log())
     with platform.api(platform.login(*ACME_ADMIN)) as api:
         created = api.post(
             "/v1/users",
@@ -170,7 +184,7 @@ def test_a_device_created_through_the_api_registers_without_a_node_restart(
     # The node picks the devices up by itself within seconds (the Redis invalidation)...
     _, after = node_etag(platform)
     assert after != before
-    wait_for_node_log(platform, f" -> {unquote(after)} ", timeout=10)
+    wait_for_node_log(platform, f" -> {unquote(after)} ", timeout=10, since=log_before)
     # ... and each device registers with its own credentials.
     desk = phone(
         baresip_factory, platform, "olga-desk", desk_password, auto_answer=False, timeout=5
@@ -179,8 +193,9 @@ def test_a_device_created_through_the_api_registers_without_a_node_restart(
         baresip_factory, platform, "olga-mobile", mobile_password, auto_answer=False, timeout=5
     )
     # The node went through the versions of the user and the devices without a restart.
-    assert f"tenant=acme city=msk config version {unquote(before)} -> " in platform.log()
-    assert f" -> {unquote(after)} " in platform.log()
+    log = platform.log()[log_before:]
+    assert f"tenant=acme city=msk config version {unquote(before)} -> " in log
+    assert f" -> {unquote(after)} " in log
     assert platform.pid_of("vpbx-node-acme-msk") == node_pid
 
     # Both devices ring extension 103; the one that answers gets the call.
@@ -200,10 +215,27 @@ def test_a_device_created_through_the_api_registers_without_a_node_restart(
     assert record["end_reason"] == "completed"
 
 
+@pytest.fixture
+def globex_plan_kept(platform: RunningPlatform) -> Iterator[None]:
+    """Globex's plan limit on calls at once as it was before the test, after it: the tests
+    after this one share the platform."""
+    token = platform.env.get("VPBX_PLATFORM_ADMIN_TOKEN", "local-dev-secret")
+    with platform.api({"Authorization": f"Bearer {token}"}) as client:
+        plan = client.get("/v1/platform/tenants/globex").json()["plan"]
+    yield
+    with platform.api({"Authorization": f"Bearer {token}"}) as client:
+        restored = client.patch(
+            "/v1/platform/tenants/globex",
+            json={"plan": {"concurrent_calls": plan["concurrent_calls"]}},
+        )
+    assert restored.status_code == 200, restored.text
+    wait_for_reload(platform, tenant="globex")
+
+
+@pytest.mark.usefixtures("globex_plan_kept")
 def test_the_plans_concurrent_call_limit_busies_the_extra_call_until_a_line_frees(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
-    platform: RunningPlatform = platform_factory()
     agent = baresip_factory(
         "101", "globex-101-secret", "globex.vpbx.local", proxy=(platform.host, platform.sip_port)
     )
@@ -236,7 +268,8 @@ def test_the_plans_concurrent_call_limit_busies_the_extra_call_until_a_line_free
     three_at_once = calls(3)
     assert three_at_once.successful_calls == 2, three_at_once.describe()
     assert three_at_once.failed_calls == 1, three_at_once.describe()
-    assert "tenant=globex refused: all 2 lines of the plan in use" in platform.log()
+    refusal = "tenant=globex refused: all 2 lines of the plan in use"
+    assert refusal in platform.log()[log_before_change:]
     agent.wait_no_calls(timeout=10)
     # The busied customer still shows in the tenant's call history as a missed call.
     records = platform.calls(3, wait_for=3)
@@ -258,10 +291,9 @@ def test_the_plans_concurrent_call_limit_busies_the_extra_call_until_a_line_free
 
 
 def test_a_user_created_through_the_api_registers_with_their_citys_node(
-    platform_factory: Any, baresip_factory: BaresipFactory
+    platform: RunningPlatform, baresip_factory: BaresipFactory
 ) -> None:
     """Acme works in Moscow and Ekaterinburg; Pavel, added in Ekaterinburg, lands on ekb."""
-    platform: RunningPlatform = platform_factory()
     before = len(platform.log())
     with platform.api(platform.login(*ACME_ADMIN)) as api:
         created = api.post(
@@ -300,10 +332,9 @@ def test_a_user_created_through_the_api_registers_with_their_citys_node(
 
 
 def test_a_numbers_channel_limit_set_through_the_api_busies_the_extra_caller(
-    platform_factory: Any, sipp_factory: SippFactory, baresip_factory: BaresipFactory
+    platform: RunningPlatform, sipp_factory: SippFactory, baresip_factory: BaresipFactory
 ) -> None:
     """The admin lets the main number carry one call at a time; the second caller is busied."""
-    platform: RunningPlatform = platform_factory()
     phone(baresip_factory, platform, "101", "acme-101-secret")
     log_before_change = len(platform.log())
     with platform.api(platform.login(*ACME_ADMIN)) as api:

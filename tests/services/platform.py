@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.services.ports import free_port, free_port_block, free_port_pair
 
@@ -63,6 +66,13 @@ class RunningPlatform:
     control_port: int = 8000
     crm_port: int = 8001
     extra: dict[str, Any] = field(default_factory=dict)
+    # calls() shows the calls started from this moment (epoch ms) on: on a platform several
+    # tests share, each test sees the CDRs of its own calls (see for_one_test()).
+    calls_since_ms: int = 0
+
+    def for_one_test(self) -> RunningPlatform:
+        """This platform as one of the tests sharing it sees it: calls() from now on."""
+        return dataclasses.replace(self, calls_since_ms=int(time.time() * 1000))
 
     @property
     def control_url(self) -> str:
@@ -109,7 +119,8 @@ class RunningPlatform:
     def calls(
         self, last: int = 1, *, wait_for: int | None = None, timeout: float = 30
     ) -> list[dict[str, Any]]:
-        """`vpbx calls --last N --json`, retried until `wait_for` records exist."""
+        """`vpbx calls --last N --json` (newest first) of the calls started since
+        `calls_since_ms`, retried until `wait_for` records exist."""
         deadline = time.monotonic() + timeout
         while True:
             result = self.cli(
@@ -117,7 +128,11 @@ class RunningPlatform:
             )
             if result.returncode != 0:
                 raise AssertionError(f"vpbx calls failed: {result.stderr}")
-            records: list[dict[str, Any]] = json.loads(result.stdout)
+            records: list[dict[str, Any]] = [
+                record
+                for record in json.loads(result.stdout)
+                if int(record["start_ms"]) >= self.calls_since_ms
+            ]
             if wait_for is None or len(records) >= wait_for or time.monotonic() > deadline:
                 return records
             time.sleep(0.5)
@@ -136,6 +151,27 @@ class RunningPlatform:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_until_idle(self, timeout: float = 10) -> None:
+        """Until no device is registered and no call is counted as in progress: how a test
+        on a shared platform finds it. The tests before stopped their phones (which
+        unregister) and ended their calls, but the nodes may take a moment to hear of it;
+        what is still there after ``timeout`` (left by a test that failed half-way) is
+        removed, with a warning, so that it cannot fail the tests after it too."""
+        client = redis.Redis.from_url(self.env["VPBX_REDIS_URL"])
+        try:
+            deadline = time.monotonic() + timeout
+            while found := leftovers(client):
+                if time.monotonic() > deadline:
+                    warnings.warn(
+                        f"removed what an earlier test left on the platform: {found}",
+                        stacklevel=2,
+                    )
+                    client.delete(*found)
+                    return
+                time.sleep(0.1)
+        finally:
+            client.close()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -144,6 +180,28 @@ class RunningPlatform:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def leftovers(client: redis.Redis) -> dict[str, list[str]]:
+    """What the nodes keep in Redis of devices registered and calls in progress (keys of
+    vpbx_media.node.bindings, vpbx_common.agents and vpbx_media.node.calllimit), by key:
+    the contacts bound, the calls of agents talking, the calls taking a line of the plan."""
+    now = time.time()
+    found: dict[str, list[str]] = {}
+    for key in client.scan_iter("vpbx:reg:*"):
+        contacts = [
+            binding["contact"]
+            for binding in map(json.loads, client.hvals(key))
+            if float(binding["expires_at"]) > now
+        ]
+        if contacts:
+            found[key.decode()] = contacts
+    for pattern in ("vpbx:agents:*:talking", "vpbx:calls:active:*"):
+        for key in client.scan_iter(pattern):
+            calls = [member.decode() for member in client.zrangebyscore(key, now, "+inf")]
+            if calls:
+                found[key.decode()] = calls
+    return found
 
 
 def start_platform(
@@ -245,6 +303,20 @@ def start_platform(
         time.sleep(0.2)
     platform.stop()
     raise RuntimeError(f"vpbx up did not become ready:\n{platform.log()}")
+
+
+@pytest.fixture(scope="module")
+def shared_platform(
+    tmp_path_factory: pytest.TempPathFactory, module_redis: str
+) -> Iterator[RunningPlatform]:
+    """One `vpbx up` of the demo for the tests of a module that can share it, on a Redis of
+    its own (platform_factory empties the session's for each test that starts a platform).
+    The module's tests see it through a fixture that sets up what each test relies on."""
+    platform = start_platform(tmp_path_factory.mktemp("shared-platform"), module_redis)
+    try:
+        yield platform
+    finally:
+        platform.stop()
 
 
 @pytest.fixture

@@ -59,6 +59,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(f"{exc} (run the tests through `make test`)")
 
 
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the module's own, for a platform its tests share: the session's
+    is emptied under it whenever one of the module's tests starts a platform of its own."""
+    try:
+        with running_redis(tmp_path_factory.mktemp("module-redis")) as url:
+            yield url
+    except RedisMissingError as exc:
+        pytest.fail(f"{exc} (run the tests through `make test`)")
+
+
 def _flush(redis_url: str) -> str:
     import redis
 
