@@ -165,12 +165,13 @@ def test_carrier_over_tcp_and_call_events_on_redis(
             for _, fields in stream.xrange("vpbx:call-events")
             if json.loads(fields[b"event"])["call_id"] == record["call_id"]
         ]
-        if len(received) >= 4:
+        if len(received) >= 3:
             break
         time.sleep(0.1)
     stream.close()
+    # No call.offered: it feeds the CRM's screen pop, and this platform runs no CRM
+    # (media-node/tests/test_crm_routing.py shows it before the phone's INVITE).
     assert [event["type"] for _, event in received] == [
-        "call.offered",  # before the phone's INVITE: the CRM's screen pop
         "call.ringing",
         "call.answered",
         "call.ended",
@@ -183,7 +184,6 @@ def test_carrier_over_tcp_and_call_events_on_redis(
     assert ended["callee"] == "101"
     assert ended["end_reason"] == "completed"
     assert ended["direction"] == "inbound"
-    assert received[0][1]["offered"] == ["101"]
 
 
 def test_cdrs_survive_a_clickhouse_outage(

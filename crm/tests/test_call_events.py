@@ -328,3 +328,14 @@ async def test_agents_see_and_close_their_tasks_but_not_give_them_away(
     )
     assert reassigned.status_code == 200
     assert reassigned.json()["assignee_user_id"] == str(petr.id)
+
+
+async def test_a_second_task_of_a_kind_for_one_call_is_a_conflict(module_crm: CrmHarness) -> None:
+    tenant = await crm_tenant(module_crm)
+    admin = await module_crm.as_role(tenant)
+    body = {"title": "call back", "kind": "call-back", "call_id": "c-twice"}
+    first = await module_crm.client.post("/v1/tasks", json=body, headers=admin)
+    assert first.status_code == 201, first.text
+    second = await module_crm.client.post("/v1/tasks", json=body, headers=admin)
+    assert second.status_code == 409, second.text
+    assert second.json()["details"][0]["field"] == "body.call_id"

@@ -187,3 +187,33 @@ async def test_the_node_looks_a_caller_up_live(module_crm: CrmHarness) -> None:
     assert (
         await module_crm.client.get(path, params={"phone": "+74951112233"}, headers=admin)
     ).status_code == 403
+
+
+async def test_an_agent_cannot_take_a_colleagues_client_by_moving_their_phone(
+    module_crm: CrmHarness,
+) -> None:
+    tenant = await crm_tenant(module_crm)
+    admin = await module_crm.as_role(tenant)
+    agent = await module_crm.as_role(tenant, Role.AGENT)
+    olga = await module_crm.control.add_user(tenant, name="Olga")
+    client = (
+        await module_crm.client.post(
+            "/v1/contacts",
+            json={
+                "name": "Olga's client",
+                "phones": ["+79165550101"],
+                "owner_user_id": str(olga.id),
+            },
+            headers=admin,
+        )
+    ).json()
+    path = f"/v1/contacts/{client['id']}"
+    for change in ({"phones": []}, {"category": "supplier"}):
+        refused = await module_crm.client.patch(path, json=change, headers=agent)
+        assert refused.status_code == 403, change
+    renamed = await module_crm.client.patch(
+        path, json={"name": "Olga's client, Ltd"}, headers=agent
+    )
+    assert renamed.status_code == 200
+    read = (await module_crm.client.get(path, headers=admin)).json()
+    assert (read["phones"], read["category"]) == (["+79165550101"], "client")

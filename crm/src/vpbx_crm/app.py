@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from vpbx_control.observability import Metrics, ObservabilityMiddleware
 from . import health
 from .calls.router import router as calls_router
 from .companies.router import router as companies_router
+from .contacts.phones import region_of_phones
 from .contacts.router import router as contacts_router
 from .context import CrmContext
 from .db.migrate import upgrade
@@ -100,6 +102,9 @@ def create_app(
             await upgrade(settings.database_url)
         context = build_context(settings, control_transport)
         app.state.context = context
+        # The first foreign phone would import phonenumbers' geocoder (seconds) on the
+        # event loop, stalling the nodes' lookups: load it now, off the loop.
+        await asyncio.to_thread(region_of_phones, ["+493012345678"])
         # Every call becomes a CRM event: the CRM's own group on the durable stream, so
         # nothing is lost while it restarts.
         reader: CallEventConsumer | None = None

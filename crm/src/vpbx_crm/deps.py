@@ -8,6 +8,7 @@ reads the CRM's routes too.
 # Authorize.__call__ at runtime.
 
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -30,6 +31,8 @@ from vpbx_control.paging import PageParams, page_params
 from .context import CrmContext
 from .errors import Forbidden, IdentityUnavailable, NotAuthenticated
 from .identity import Caller, IdentityUnavailableError
+
+logger = logging.getLogger(__name__)
 
 
 def get_context(request: Request) -> CrmContext:
@@ -65,6 +68,7 @@ async def current_caller(
         try:
             found = await context.identity.caller(token)
         except IdentityUnavailableError as exc:
+            logger.warning("cannot check a credential with the control API: %s", exc)
             raise IdentityUnavailable() from exc
         if found is None:
             raise NotAuthenticated()

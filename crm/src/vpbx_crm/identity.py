@@ -122,7 +122,8 @@ class IdentityClient:
             )
             if caller.principal.kind not in (PrincipalKind.USER, PrincipalKind.API_KEY):
                 caller = None  # the platform admin has no tenant to see in a CRM
-        elif response.status_code != 401:
+        elif response.status_code not in (401, 422):
+            # 422: a credential the control API will not even read (too long, empty).
             raise IdentityUnavailableError(f"identity check answered {response.status_code}")
         if len(self._callers) >= _MAX_CACHED_CREDENTIALS:
             self._callers.clear()

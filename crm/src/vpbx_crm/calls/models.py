@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vpbx_control.db.base import utcnow
@@ -18,7 +18,7 @@ class CallRow(Base):
     __table_args__ = (Index("ix_crm_calls_contact_started", "contact_id", "started_at"),)
 
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the CDR's call id
+    call_id: Mapped[str] = mapped_column(String(1024), primary_key=True)  # the CDR's (SIP Call-ID)
     contact_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("crm_contacts.id", ondelete="SET NULL"), default=None
     )
@@ -26,8 +26,8 @@ class CallRow(Base):
     phone: Mapped[str] = mapped_column(String(32), default="")  # the outside party
     number: Mapped[str] = mapped_column(String(32), default="")  # the tenant's number dialled
     label: Mapped[str] = mapped_column(String(63), default="")
-    caller: Mapped[str] = mapped_column(String(64), default="")
-    callee: Mapped[str] = mapped_column(String(200), default="")
+    caller: Mapped[str] = mapped_column(Text, default="")
+    callee: Mapped[str] = mapped_column(Text, default="")  # every extension offered
     answered_by: Mapped[str] = mapped_column(String(32), default="")  # extension
     answered_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     status: Mapped[str] = mapped_column(String(16), default="ringing")  # ringing/talking/ended

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Select, select
@@ -44,7 +45,9 @@ def call_entry(row: CallRow) -> CallEntry:
         answered_at=row.answered_at,
         ended_at=row.ended_at,
         talk_s=talk_s,
-        recording_url=f"/v1/calls/{row.call_id}/recording" if row.recording_key else None,
+        recording_url=(
+            f"/v1/calls/{quote(row.call_id, safe='@')}/recording" if row.recording_key else None
+        ),
         recording_ms=row.recording_ms,
         voicemail_url=(
             f"/v1/voicemails/{voicemail_id(row.tenant_id, row.call_id)}/audio"

@@ -144,6 +144,15 @@ class ContactService:
 
     async def update(self, row: ContactRow, body: ContactUpdate) -> ContactRow:
         given = body.model_fields_set
+        # Phones and category decide where the client's calls ring: moving a colleague's
+        # client's phone to a contact of one's own would take the client over.
+        routing = given & {"phones", "category"}
+        mine_or_free = row.owner_user_id in (None, self.caller.user_id)
+        if routing and not mine_or_free and self.caller.role not in MANAGERS:
+            raise Forbidden(
+                "only the client's manager, supervisors and tenant admins change their "
+                "phones or category"
+            )
         if "phones" in given and body.phones is not None:
             phones = normalized_phones(body.phones, "body.phones", self.country)
             await self._check_phones_free(phones, row.id)

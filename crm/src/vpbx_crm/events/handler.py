@@ -89,7 +89,9 @@ class CrmEventHandler:
             return  # calls between colleagues are nobody's client
         phone = outside_party(event, direction)
         async with self.database.session() as session:
-            call = await session.get(CallRow, (event.tenant, event.call_id))
+            # Locked: two CRM replicas handling two events of one call must not both
+            # start from "ringing" (the later commit would undo the "ended").
+            call = await session.get(CallRow, (event.tenant, event.call_id), with_for_update=True)
             if call is None:
                 call = CallRow(
                     tenant_id=event.tenant,
@@ -218,7 +220,11 @@ class CrmEventHandler:
             and event.end_reason in MISSED_REASONS
         )
         if missed:
-            assignee = contact.owner_user_id or self._first_offered(call, directory)
+            # A manager no longer in the tenant sees no task: the people it rang do.
+            owner = contact.owner_user_id
+            if owner is not None and str(owner) not in directory.users:
+                owner = None
+            assignee = owner or self._first_offered(call, directory)
             await self._task(
                 session,
                 call,
@@ -228,8 +234,8 @@ class CrmEventHandler:
                 assignee,
             )
         if event.type is CallEventType.VOICEMAIL_NEW:
-            owner = directory.users.get(event.box_user_id) if event.box_user_id else None
-            assignee = uuid.UUID(owner.id) if owner is not None else contact.owner_user_id
+            box_owner = directory.users.get(event.box_user_id) if event.box_user_id else None
+            assignee = uuid.UUID(box_owner.id) if box_owner is not None else contact.owner_user_id
             await self._task(
                 session,
                 call,
@@ -294,7 +300,15 @@ class CrmEventHandler:
                 TaskRow.contact_id == contact.id,
                 TaskRow.kind == TaskKind.MISSED_CALL,
                 TaskRow.status == TaskStatus.OPEN,
-                TaskRow.call_id != call.call_id,
+                # Only calls missed before this one: an answered call handled late (a
+                # retried event) must not close a newer missed call's task.
+                TaskRow.call_id.in_(
+                    select(CallRow.call_id).where(
+                        CallRow.tenant_id == call.tenant_id,
+                        CallRow.contact_id == contact.id,
+                        CallRow.started_at < call.started_at,
+                    )
+                ),
             )
             .values(
                 status=TaskStatus.DONE,

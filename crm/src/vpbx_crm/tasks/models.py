@@ -49,7 +49,7 @@ class TaskRow(TenantRow, Base):
     deal_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("crm_deals.id", ondelete="SET NULL"), default=None
     )
-    call_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    call_id: Mapped[str | None] = mapped_column(String(1024), default=None)
     assignee_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     due_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     done_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -58,7 +58,7 @@ async def list_tasks(
     assignee_user_id: uuid.UUID | None = None,
     mine: Annotated[bool, Query(description="only the caller's own tasks")] = False,
     contact_id: uuid.UUID | None = None,
-    call_id: Annotated[str | None, Query(max_length=64)] = None,
+    call_id: Annotated[str | None, Query(max_length=1024)] = None,
     overdue: Annotated[bool, Query(description="only open tasks past their due time")] = False,
 ) -> Page[Task]:
     if mine:

@@ -20,7 +20,7 @@ class TaskCreate(StrictInput):
     kind: TaskKind = TaskKind.FOLLOW_UP
     title: Title
     contact_id: uuid.UUID | None = None
-    call_id: str | None = Field(default=None, max_length=64, description="the CDR's call id")
+    call_id: str | None = Field(default=None, max_length=1024, description="the CDR's call id")
     assignee_user_id: uuid.UUID | None = Field(
         default=None, description="left out: the user creating it"
     )

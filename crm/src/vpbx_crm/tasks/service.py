@@ -7,13 +7,14 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_control.auth.principal import MANAGERS
 from vpbx_control.db.base import utcnow
 
 from ..contacts.repository import Contacts
-from ..errors import Forbidden, IdentityUnavailable, ReferenceNotFound
+from ..errors import Conflict, FieldProblem, Forbidden, IdentityUnavailable, ReferenceNotFound
 from ..identity import Caller, IdentityClient, IdentityUnavailableError
 from ..repository import Scoped
 from .models import NotificationRow, TaskKind, TaskRow, TaskStatus
@@ -111,7 +112,14 @@ class TaskService:
         )
         if assignee is not None and assignee != self.caller.user_id:
             notify(self.session, self.caller.tenant, assignee, f"New task: {body.title}", row)
-        await self.session.commit()
+        try:
+            await self.session.commit()
+        except IntegrityError as exc:
+            await self.session.rollback()
+            raise Conflict(
+                f"the call already has a {body.kind.value} task",
+                details=[FieldProblem(field="body.call_id", message="already has one")],
+            ) from exc
         return row
 
     async def update(self, row: TaskRow, body: TaskUpdate) -> TaskRow:

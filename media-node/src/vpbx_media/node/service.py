@@ -742,6 +742,10 @@ class NodeService:
         self._spawn(self._publish(call.facts.event(event_type)))
 
     async def publish_now(self, event: CallEvent) -> None:
+        """``call.offered``, on the stream before the phones ring: it feeds the CRM's screen
+        pop, so a node without a CRM (no VPBX_CRM_URL) spends no Redis write on it."""
+        if self.crm is None:
+            return
         try:
             async with asyncio.timeout(OFFERED_PUBLISH_TIMEOUT_S):
                 await self.events.publish(event)
