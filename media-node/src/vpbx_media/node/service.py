@@ -931,7 +931,7 @@ class NodeService:
                 try:
                     await self.agents.calls_go_on(self.tenant, talking)
                 except redis.RedisError as exc:
-                    # Talking entries last TALKING_STALE_AFTER_S; the next pass refreshes them.
+                    # Talking entries last TALKING_STALE_AFTER_S; the next round refreshes them.
                     logger.warning("tenant=%s talking state not refreshed: %s", self.tenant, exc)
 
     async def drain(self, timeout: float) -> None:
