@@ -16,14 +16,11 @@ import pytest
 from tests.services.baresip import BaresipFactory
 from tests.services.platform import RunningPlatform, start_platform
 from tests.services.sipp import SippFactory
-from tests.test_call_routing import wait_for_reload
+from tests.test_call_routing import ACME_ADMIN, agent, wait_for_reload
 
 pytestmark = pytest.mark.integration
 
-ACME = "acme.vpbx.local"
 TRACKED_NUMBER = "+74950000002"  # the demo's yandex-direct number, to the sales group
-ACME_ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
-PASSWORDS = {"101": "acme-101-secret", "102": "acme-102-secret"}
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +44,6 @@ def missed_call_from(sipp: SippFactory, platform: RunningPlatform, caller: str) 
         timeout=30,
     ).run()
     assert result.all_succeeded, result.describe()
-
-
-def ringing_phone(factory: BaresipFactory, platform: RunningPlatform, extension: str) -> Any:
-    """A registered desk phone that rings and is not picked up."""
-    phone = factory(
-        extension,
-        PASSWORDS[extension],
-        ACME,
-        proxy=(platform.host, platform.sip_port),
-        auto_answer=False,
-    )
-    phone.start()
-    phone.wait_registered(timeout=15)
-    return phone
 
 
 def eventually(read: Any, timeout: float = 20) -> Any:
@@ -93,7 +76,7 @@ def test_an_unknown_callers_missed_call_becomes_a_contact_and_a_task_for_the_run
 ) -> None:
     admin = pbx.login(*ACME_ADMIN)
     users = users_by_extension(pbx, admin)
-    phone = ringing_phone(baresip_factory, pbx, "101")
+    phone = agent(baresip_factory, pbx, "101", answers=False)
     missed_call_from(sipp_factory, pbx, "+74957770001")
     phone.stop()
 
@@ -120,7 +103,7 @@ def test_a_known_clients_missed_call_is_a_task_for_their_manager(
 ) -> None:
     admin = pbx.login(*ACME_ADMIN)
     # 101 is rung first, but the client is 102's.
-    phone = ringing_phone(baresip_factory, pbx, "101")
+    phone = agent(baresip_factory, pbx, "101", answers=False)
     users = users_by_extension(pbx, admin)
     with pbx.crm(admin) as crm:
         created = crm.post(
@@ -199,18 +182,8 @@ def test_the_crm_routes_a_client_to_their_manager_at_once_after_a_reassignment_a
             json={"entry": {"type": "route-plan", "route_plan_id": plan.json()["id"]}},
         )
         assert routed.status_code == 200, routed.text
-    phones = {}
     for extension in ("101", "102"):
-        phone = baresip_factory(
-            extension,
-            PASSWORDS[extension],
-            ACME,
-            proxy=(pbx.host, pbx.sip_port),
-            auto_answer=True,
-        )
-        phone.start()
-        phone.wait_registered(timeout=15)
-        phones[extension] = phone
+        agent(baresip_factory, pbx, extension)  # answers; the factory reaps it
     client_phone, supplier_phone = "+79135551001", "+79135551002"
     with pbx.crm(admin) as crm:
         client = crm.post(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from vpbx_common.trunks import TrunkStatusStore
 
+from .db.session import Database
 from .deps import Context, Public
 
 logger = logging.getLogger(__name__)
@@ -41,15 +42,21 @@ async def healthz(_: Public) -> Health:
     responses={503: {"model": Readiness, "description": "a dependency does not answer"}},
 )
 async def readyz(context: Context, _: Public) -> JSONResponse:
+    return await readiness(context.database, context.redis)
+
+
+async def readiness(database: Database, client: redis.Redis | None) -> JSONResponse:
+    """200 when the database (and Redis, if given) answer, else 503 naming what failed;
+    the CRM's /readyz answers the same way."""
     problems: dict[str, str] = {}
     try:
-        await context.database.ping()
-    except Exception as exc:
+        await database.ping()
+    except Exception as exc:  # any failure means "not ready"; its type says which
         problems["database"] = type(exc).__name__
-    if context.redis is not None:
+    if client is not None:
         try:
-            await context.redis.ping()
-        except Exception as exc:
+            await client.ping()
+        except Exception as exc:  # as above
             problems["redis"] = type(exc).__name__
     if problems:
         body = Readiness(status="unavailable", problems=problems)
