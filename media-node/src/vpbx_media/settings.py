@@ -71,6 +71,9 @@ class NodeSettings(SipSettings, OutboundSettings, StorageSettings):
     advertised_media_host: str | None = None
     rtp_port_min: int = 20000
     rtp_port_max: int = 29999
+    # WebRTC gateway (vpbx_media.webrtc): worker processes carrying browsers' media;
+    # None: one per CPU. ICE host candidates are on media_host.
+    webrtc_workers: int | None = Field(default=None, ge=1, le=64)
     spool_dir: Path = Path("var/spool")
     chdb_path: Path = Path("var/chdb")
     # Signs stateless registrar nonces.
