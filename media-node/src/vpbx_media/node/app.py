@@ -18,6 +18,7 @@ from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_st
 from ..settings import NodeSettings
 from ..sip.digest import DigestAuthenticator, NonceService
 from ..sip.transport import Address
+from ..webrtc.gateway import WebRtcGateway
 from .bindings import BindingStore
 from .configsource import ConfigClient, ConfigHolder, ConfigWatcher, read_config_file
 from .crmlookup import CrmLookupClient
@@ -93,6 +94,15 @@ async def run_node(settings: NodeSettings) -> None:
         # A cluster installed without object storage still takes calls.
         logger.warning("no VPBX_STORAGE_URL: calls are not recorded and nobody has voicemail")
     recordings = RecordingService(settings.spool_dir, store, events.publish)
+    # Browsers' media (ICE, DTLS-SRTP) in worker processes, off this loop.
+    webrtc = WebRtcGateway(
+        workers=settings.webrtc_workers,
+        media_address=settings.media_host,
+        on_failed=lambda session, reason: logger.warning(
+            "WebRTC session %s failed: %s", session, reason
+        ),
+    )
+    await webrtc.start()
     service = NodeService(
         identity,
         config,
@@ -111,6 +121,7 @@ async def run_node(settings: NodeSettings) -> None:
         recordings=recordings,
         url_policy=settings.outbound_policy(),
         relay_proofs=RelayProofs(settings.edge_secret.get_secret_value().encode()),
+        webrtc=webrtc,
     )
     config.listen(service.config_changed)
     service.registrar.retry_after_s = settings.overload_retry_after
@@ -140,6 +151,7 @@ async def run_node(settings: NodeSettings) -> None:
             await watcher.stop()
             await watcher.client.aclose()
         await service.stop()
+        await webrtc.stop()
         await transport.stop()
         await recordings.stop()
         if store is not None:

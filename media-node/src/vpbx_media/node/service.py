@@ -75,6 +75,8 @@ from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import ServerTransaction, TransactionLayer, TransactionUser
 from ..sip.transport import Address, Flow
 from ..sip.uri import SipUri
+from ..webrtc.gateway import GatewayError, WebRtcGateway, WebRtcSdpError
+from ..webrtc.translate import is_webrtc
 from .bindings import BindingStore
 from .callbacks import QueueCallbacks
 from .calllimit import TenantCallLimit
@@ -90,6 +92,7 @@ from .decisions import DecisionClient
 from .journal import SpoolWriter
 from .legs.originator import OriginatorLeg
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
+from .legs.webrtc import WebRtcUasLeg
 from .outbound import OutboundCall, OutboundGate, OutboundRefusal
 from .prompts import PromptLibrary
 from .queues import QueueDispatcher
@@ -162,8 +165,10 @@ class NodeService:
         url_policy: OutboundPolicy | None = None,
         relay_proofs: RelayProofs | None = None,
         trunk_sources: TrunkSources | None = None,
+        webrtc: WebRtcGateway | None = None,
     ) -> None:
         self.identity = identity
+        self._webrtc = webrtc
         self.config = config
         self.bindings = bindings
         self.auth = authenticator
@@ -283,6 +288,10 @@ class NodeService:
         return self.identity.media_address
 
     @property
+    def webrtc(self) -> WebRtcGateway | None:
+        return self._webrtc
+
+    @property
     def contact_uri(self) -> SipUri:
         return SipUri(host=self.sip_address.host, port=self.sip_address.port, user="vpbx")
 
@@ -377,9 +386,16 @@ class NodeService:
             self._arriving.pop(request.call_id, None)
         if planned is None:
             return
+        caller = SipUasLeg(request, transaction)
+        if is_webrtc(request.body):
+            browser = await self._browser_caller(request, transaction)
+            if browser is None:
+                self._free_line(request.call_id)
+                return
+            caller = browser
         call = Call(
             self,
-            SipUasLeg(request, transaction),
+            caller,
             planned.facts,
             planned.target,
             outbound=planned.outbound,
@@ -388,6 +404,28 @@ class NodeService:
         self._idle.clear()
         self._by_transaction[id(transaction)] = call
         await call.run()
+
+    async def _browser_caller(
+        self, request: SipRequest, transaction: ServerTransaction
+    ) -> WebRtcUasLeg | None:
+        """A browser's INVITE: the call goes on with the gateway's plain offer, or the
+        browser is answered 488 (SDP we cannot bridge) or 503 (no gateway) here."""
+        if self._webrtc is None:
+            transaction.respond(make_response(request, 488, "WebRTC Not Available Here"))
+            return None
+        try:
+            plain = await self._webrtc.offer_from_browser(request.call_id, request.body)
+        except WebRtcSdpError as exc:
+            transaction.respond(make_response(request, 488, f"Bad WebRTC SDP: {exc.reason}"[:80]))
+            await self._webrtc.close(request.call_id)
+            return None
+        except GatewayError as exc:
+            logger.warning(
+                "call=%s tenant=%s WebRTC gateway: %s", request.call_id, self.tenant, exc
+            )
+            transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
+            return None
+        return WebRtcUasLeg(request.with_body(plain), transaction, self._webrtc)
 
     async def _plan(
         self, request: SipRequest, transaction: ServerTransaction
@@ -789,6 +827,8 @@ class NodeService:
             self._legs.pop(leg.call_id, None)
         if isinstance(call.caller, OriginatorLeg):
             self._originators.pop(call.caller.device_call_id, None)
+        elif isinstance(call.caller, WebRtcUasLeg):
+            call.caller.close()
         self.unpark(call)
 
     def _free_line(self, call_id: str) -> None:

@@ -70,6 +70,7 @@ from ..legs.sip import (
     send_bye,
 )
 from ..legs.trunk import OutboundIdentity, TrunkUacLeg
+from ..legs.webrtc import device_leg
 from ..outbound import OutboundCall, OutboundRefusal
 from ..queues import QueueFullError
 from ..routing import (
@@ -446,8 +447,9 @@ class Call:
             self.host.publish(self, CallEventType.RINGING)
 
     def _fork(self, target: DeviceTarget, sdp: bytes | None = None) -> SipUacLeg:
-        leg = SipUacLeg.invite(
+        leg = device_leg(
             target,
+            self.host.webrtc,
             layer=self.host.layer,
             sip_domain=self.host.config().sip_domain,
             node_address=self.host.sip_address,

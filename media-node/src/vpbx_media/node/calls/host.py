@@ -18,6 +18,7 @@ from ...rtp.relay import MediaRelay
 from ...sip.transaction import TransactionLayer
 from ...sip.transport import Address
 from ...sip.uri import SipUri
+from ...webrtc.gateway import WebRtcGateway
 from ..conference import ConferenceRooms
 from ..legs.sip import DeviceTarget
 from ..outbound import OutboundGate, OutboundRefusal
@@ -43,6 +44,11 @@ class CallHost(Protocol):
 
     @property
     def media_address(self) -> str: ...
+
+    @property
+    def webrtc(self) -> WebRtcGateway | None:
+        """The node's WebRTC gateway (browsers' legs), None when it runs without one."""
+        ...
 
     @property
     def scheduler(self) -> PacedScheduler:

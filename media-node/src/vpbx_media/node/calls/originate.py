@@ -27,6 +27,7 @@ from ...sip.dialog import Dialog
 from ...sip.transaction import new_call_id
 from ..legs.originator import OriginatorLeg
 from ..legs.sip import Answered, Caller, DeviceTarget, Failed, LegEvent, SipUacLeg, send_bye
+from ..legs.webrtc import device_leg
 from ..outbound import OutboundCall, OutboundRefusal
 from .call import Call
 from .facts import CallFacts
@@ -182,8 +183,9 @@ class Originator:
         offer = node_offer(relay, origin)
         events: asyncio.Queue[LegEvent] = asyncio.Queue()
         legs = [
-            SipUacLeg.invite(
+            device_leg(
                 device,
+                service.webrtc,
                 layer=service.layer,
                 sip_domain=service.config().sip_domain,
                 node_address=service.sip_address,
