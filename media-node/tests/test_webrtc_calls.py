@@ -28,7 +28,7 @@ from tests.services.sippeers import (
     with_devices,
 )
 
-from vpbx_media.sip.message import SipResponse
+from vpbx_media.sip.message import SipRequest, SipResponse
 from vpbx_media.webrtc.gateway import WebRtcGateway
 
 TIMEOUT = 15.0
@@ -118,6 +118,16 @@ async def test_carrier_calls_a_browser_and_tones_cross(
         await wait_until(
             lambda: phone_hears(carrier_media, 1000), "the browser's 1 kHz at the carrier"
         )
+        # The browser puts the carrier on hold: its re-INVITE (sendonly) reaches the call
+        # as plain SDP, the node answers it (music to the carrier), and the browser gets a
+        # WebRTC answer on the same ICE/DTLS transport.
+        hold = (await browser.offer_again()).replace(b"a=sendrecv", b"a=sendonly")
+        phone.request("INVITE", extra="Content-Type: application/sdp\r\n", seq=30, body=hold)
+        held = await phone.next_response(timeout=TIMEOUT)
+        assert held.status == 200
+        assert b"UDP/TLS/RTP/SAVPF" in held.body
+        assert b"a=recvonly" in held.body
+        assert b"a=setup:passive" in held.body
         carrier.bye()
         await phone.bye_answered()
         await wait_until(lambda: gateway.sessions() == 0, "the gateway session closed")
@@ -159,6 +169,28 @@ async def test_browser_calls_a_phone_and_tones_cross(
             lambda: browser_hears(browser, 400), "the desk phone's 400 Hz in the browser"
         )
         await wait_until(lambda: phone_hears(desk_media, 1000), "the browser's 1 kHz at the desk")
+        # The browser holds the desk phone: the desk gets a plain re-INVITE (sendonly),
+        # its answer goes back to the browser as WebRTC SDP (recvonly).
+        hold = (await browser.offer_again()).replace(b"a=sendrecv", b"a=sendonly")
+        dialler.seq += 1
+        head = dialler._head("INVITE", dialler.seq, f"z9hG4bK-hold-{id(dialler)}", dialler.to_tag)
+        dialler.send(
+            head
+            + f"Content-Type: application/sdp\r\nContent-Length: {len(hold)}\r\n\r\n"
+            + hold.decode(),
+            node.address,
+        )
+        reinvite = await desk.next(method="INVITE", timeout=TIMEOUT)
+        assert isinstance(reinvite, SipRequest)
+        assert b"a=sendonly" in reinvite.body
+        assert b"SAVPF" not in reinvite.body
+        desk.answer_request(
+            reinvite, 200, body=sdp(desk_media.port).replace(b"a=sendrecv", b"a=recvonly")
+        )
+        held = await dialler.final(timeout=TIMEOUT)
+        assert held.status == 200
+        assert b"UDP/TLS/RTP/SAVPF" in held.body
+        assert b"a=recvonly" in held.body
         dialler.bye()
         await desk.bye_answered()
         await wait_until(lambda: gateway.sessions() == 0, "the gateway session closed")

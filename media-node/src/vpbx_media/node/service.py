@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis
 
@@ -92,7 +92,7 @@ from .decisions import DecisionClient
 from .journal import SpoolWriter
 from .legs.originator import OriginatorLeg
 from .legs.sip import ALLOW_IN_CALL, DeviceTarget, Side, SipUasLeg
-from .legs.webrtc import WebRtcUasLeg
+from .legs.webrtc import BrowserReinvite, WebRtcUasLeg
 from .outbound import OutboundCall, OutboundGate, OutboundRefusal
 from .prompts import PromptLibrary
 from .queues import QueueDispatcher
@@ -352,15 +352,41 @@ class NodeService:
         transaction.respond(response)
 
     def _in_dialog(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        side = Side.CALLER
         call = self.calls.get(request.call_id) or self._originators.get(request.call_id)
-        if call is not None:
-            call.on_in_dialog(Side.CALLER, request, transaction)
+        if call is None:
+            side = Side.CALLEE
+            call = self._legs.get(request.call_id)
+        if call is None:
+            transaction.respond(make_response(request, 481))
             return
-        call = self._legs.get(request.call_id)
-        if call is not None:
-            call.on_in_dialog(Side.CALLEE, request, transaction)
+        webrtc = self._webrtc
+        if (
+            request.method == "INVITE"
+            and webrtc is not None
+            and is_webrtc(request.body)
+            and webrtc.has(request.call_id)
+        ):
+            self._spawn(self._browser_reinvite(call, side, request, transaction))
             return
-        transaction.respond(make_response(request, 481))
+        call.on_in_dialog(side, request, transaction)
+
+    async def _browser_reinvite(
+        self, call: Call, side: Side, request: SipRequest, transaction: ServerTransaction
+    ) -> None:
+        """A browser's re-INVITE (hold, resume): the call sees the gateway's plain offer
+        and answers it; the answer goes back translated (BrowserReinvite)."""
+        assert self._webrtc is not None
+        try:
+            plain = await self._webrtc.offer_from_browser(request.call_id, request.body)
+        except WebRtcSdpError as exc:
+            transaction.respond(make_response(request, 488, f"Bad WebRTC SDP: {exc.reason}"[:80]))
+            return
+        except GatewayError:
+            transaction.respond(make_response(request, 503, extra=[("Retry-After", "5")]))
+            return
+        translated = BrowserReinvite(transaction, self._webrtc, request.call_id)
+        call.on_in_dialog(side, request.with_body(plain), cast(ServerTransaction, translated))
 
     async def _new_call(self, request: SipRequest, transaction: ServerTransaction) -> None:
         if self.draining:

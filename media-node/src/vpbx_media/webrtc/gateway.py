@@ -95,6 +95,9 @@ class WebRtcGateway:
     def pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers if worker is not None]
 
+    def has(self, session_id: str) -> bool:
+        return session_id in self._by_session
+
     def sessions(self) -> int:
         return len(self._by_session)
 

@@ -54,6 +54,7 @@ from ...sip.dialog import Dialog
 from ...sip.message import SipRequest, SipResponse, make_response
 from ...sip.transaction import ServerTransaction
 from ...sip.transport import Flow, TransportKind
+from ...webrtc.gateway import GatewayError
 from ..legs.originator import OriginatorLeg
 from ..legs.sip import (
     ALLOW_IN_CALL,
@@ -70,7 +71,7 @@ from ..legs.sip import (
     send_bye,
 )
 from ..legs.trunk import OutboundIdentity, TrunkUacLeg
-from ..legs.webrtc import device_leg
+from ..legs.webrtc import browser_session, device_leg
 from ..outbound import OutboundCall, OutboundRefusal
 from ..queues import QueueFullError
 from ..routing import (
@@ -1489,14 +1490,21 @@ class Call:
         assert self.caller.dialog is not None
         here, there = (Leg.A, Leg.B) if side is Side.CALLER else (Leg.B, Leg.A)
         other_dialog = self.winner.dialog if side is Side.CALLER else self.caller.dialog
+        # A browser on the other side gets the gateway's WebRTC offer (legs/webrtc.py).
+        browser = browser_session(self.winner if side is Side.CALLER else self.caller)
         body = b""
         if request.body:
             try:
                 offer = SessionDescription.parse(request.body)
                 self.relay.set_remote(here, *media_endpoint(offer))
                 body = self._sdp_for(there, offer)
+                if browser is not None:
+                    body = await browser[0].offer_to_browser(browser[1], body)
             except SdpError as exc:
                 transaction.respond(make_response(request, 488, str(exc)[:80]))
+                return
+            except GatewayError:
+                transaction.respond(make_response(request, 503))
                 return
         layer = self.host.layer
         hop = other_dialog.next_hop(self.winner.flow)
@@ -1512,10 +1520,13 @@ class Call:
             await layer.send_stateless(ack, hop)
             if final.body:
                 try:
-                    answer = SessionDescription.parse(final.body)
+                    answer_sdp = final.body
+                    if browser is not None:
+                        answer_sdp = await browser[0].answer_from_browser(browser[1], final.body)
+                    answer = SessionDescription.parse(answer_sdp)
                     self.relay.set_remote(there, *media_endpoint(answer))
                     answer_body = self._sdp_for(here, answer)
-                except SdpError as exc:
+                except (SdpError, GatewayError) as exc:
                     self._log(logging.WARNING, "unusable SDP in re-INVITE answer: %s", exc)
         transaction.respond(
             make_response(

@@ -208,3 +208,40 @@ def device_leg(
     assert isinstance(leg, WebRtcUacLeg)
     leg.gateway = gateway
     return leg
+
+
+class BrowserReinvite:
+    """The server transaction of a browser's re-INVITE (hold, resume) as the call sees it:
+    the call answers with plain SDP, the browser gets the gateway's WebRTC answer."""
+
+    def __init__(self, inner: ServerTransaction, gateway: WebRtcGateway, session_id: str) -> None:
+        self.inner = inner
+        self.gateway = gateway
+        self.session_id = session_id
+
+    def respond(self, response: SipResponse) -> None:
+        if response.is_success and response.body:
+            _spawn(self._respond_translated(response))
+        else:
+            self.inner.respond(response)
+
+    async def _respond_translated(self, response: SipResponse) -> None:
+        try:
+            body = await self.gateway.answer_to_browser(self.session_id, response.body)
+        except (WebRtcSdpError, GatewayError) as exc:
+            logger.warning("call-id=%s no WebRTC answer to a re-INVITE: %s", self.session_id, exc)
+            self.inner.respond(make_response(self.inner.request, 488))
+            return
+        self.inner.respond(response.with_body(body))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def browser_session(leg: object) -> tuple[WebRtcGateway, str] | None:
+    """The gateway session of a browser's leg; None for any other leg."""
+    if isinstance(leg, WebRtcUacLeg) and leg.gateway is not None:
+        return leg.gateway, leg.call_id
+    if isinstance(leg, WebRtcUasLeg):
+        return leg.gateway, leg.call_id
+    return None
