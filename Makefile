@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup clean
+.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-webrtc bench-phoneregion bench-crm bench-crm-lookup clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -77,6 +77,12 @@ bench-media: deps
 ## Conference mixer: CPU per 20 ms tick for 2-32 parties, and per packet taken.
 bench-mixer: deps
 	uv run python -m loadtest.bench_mixer
+
+## WebRTC legs: gateway CPU per leg and legs per core, browsers in separate processes.
+## Options: make bench-webrtc BENCH_WEBRTC_ARGS="--legs 10,25,50,100 --seconds 10"
+BENCH_WEBRTC_ARGS ?=
+bench-webrtc: deps
+	uv run python -m loadtest.bench_webrtc $(BENCH_WEBRTC_ARGS)
 
 ## Region look-up and local-presence caller ID: one-off data load, then us per call.
 bench-phoneregion:
