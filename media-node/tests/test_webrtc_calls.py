@@ -10,6 +10,8 @@ ways; BYE frees the gateway's session.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -223,3 +225,30 @@ async def test_browser_with_sdp_the_gateway_cannot_bridge_gets_488(
     assert "PCMU/PCMA" in refused.reason
     assert gateway.sessions() == 0
     assert gateway.restarts == 0
+
+
+async def test_a_dead_gateway_worker_ends_the_call_on_both_sides(
+    node_factory: Callable[..., object], peers: Callable[..., object], gateway: WebRtcGateway
+) -> None:
+    node: Node = await node_factory(  # type: ignore[operator]
+        config({"strategy": "ring-all", "members": ["101"]}), webrtc=gateway
+    )
+    gateway.on_failed = node.service.webrtc_failed  # as the node's app wires it
+    phone: BrowserPhone = await peers(BrowserPhone("101"))  # type: ignore[operator]
+    await node.register(phone)
+    carrier: Carrier = await peers(Carrier(node.address))  # type: ignore[operator]
+    browser = Browser(1000)
+    try:
+        carrier.invite()
+        invite = await phone.ringing(timeout=TIMEOUT)
+        phone.reply(200, body=await browser.answer(invite.body))
+        assert (await carrier.final(timeout=TIMEOUT)).status == 200
+        (pid,) = gateway.pids
+        os.kill(pid, signal.SIGKILL)
+        await carrier.bye_answered(timeout=TIMEOUT)
+        await phone.bye_answered()
+        await wait_until(lambda: gateway.restarts == 1 and len(gateway.pids) == 1, "a new worker")
+        (record,) = await node.records(1, timeout=TIMEOUT)
+        assert record.hangup_by == "system"
+    finally:
+        await browser.close()

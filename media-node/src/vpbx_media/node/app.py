@@ -95,13 +95,7 @@ async def run_node(settings: NodeSettings) -> None:
         logger.warning("no VPBX_STORAGE_URL: calls are not recorded and nobody has voicemail")
     recordings = RecordingService(settings.spool_dir, store, events.publish)
     # Browsers' media (ICE, DTLS-SRTP) in worker processes, off this loop.
-    webrtc = WebRtcGateway(
-        workers=settings.webrtc_workers,
-        media_address=settings.media_host,
-        on_failed=lambda session, reason: logger.warning(
-            "WebRTC session %s failed: %s", session, reason
-        ),
-    )
+    webrtc = WebRtcGateway(workers=settings.webrtc_workers, media_address=settings.media_host)
     await webrtc.start()
     service = NodeService(
         identity,
@@ -123,6 +117,7 @@ async def run_node(settings: NodeSettings) -> None:
         relay_proofs=RelayProofs(settings.edge_secret.get_secret_value().encode()),
         webrtc=webrtc,
     )
+    webrtc.on_failed = service.webrtc_failed
     config.listen(service.config_changed)
     service.registrar.retry_after_s = settings.overload_retry_after
     recovered = service.recover()

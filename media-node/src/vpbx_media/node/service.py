@@ -291,6 +291,13 @@ class NodeService:
     def webrtc(self) -> WebRtcGateway | None:
         return self._webrtc
 
+    def webrtc_failed(self, session_id: str, reason: str) -> None:
+        """The gateway lost a browser's media (the session is keyed by its leg's Call-ID)."""
+        call = self.call_by_dialog(session_id)
+        logger.warning("tenant=%s WebRTC session %s failed: %s", self.tenant, session_id, reason)
+        if call is not None:
+            call.media_lost(reason)
+
     @property
     def contact_uri(self) -> SipUri:
         return SipUri(host=self.sip_address.host, port=self.sip_address.port, user="vpbx")

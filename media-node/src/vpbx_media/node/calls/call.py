@@ -180,8 +180,22 @@ class _TakeCall:
     how: str  # "pickup" or "retrieve"
 
 
+@dataclass(frozen=True, slots=True)
+class _MediaLost:
+    """A browser's media transport failed (ICE or DTLS, or its gateway worker died)."""
+
+    reason: str
+
+
 _Event = (
-    LegEvent | _CallerCancelled | _InDialog | _QueueOffer | _ForRouter | _HandedOver | _TakeCall
+    LegEvent
+    | _CallerCancelled
+    | _InDialog
+    | _QueueOffer
+    | _ForRouter
+    | _HandedOver
+    | _TakeCall
+    | _MediaLost
 )
 
 
@@ -273,6 +287,10 @@ class Call:
         task.add_done_callback(self._tasks.discard)
 
     # --- entry points from the node -------------------------------------
+
+    def media_lost(self, reason: str) -> None:
+        """A browser leg's media failed (the WebRTC gateway says so): end the call."""
+        self.events.put_nowait(_MediaLost(reason))
 
     def on_caller_cancel(self) -> None:
         self.events.put_nowait(_CallerCancelled())
@@ -1302,6 +1320,11 @@ class Call:
                 return
             if isinstance(event, _InDialog):
                 await self._on_in_dialog(event)
+            elif isinstance(event, _MediaLost):
+                # Nobody can hear anybody: both sides get a BYE, the CDR says the system.
+                self._log(logging.WARNING, "a browser's media failed: %s", event.reason)
+                await self.end_connected(HangupBy.SYSTEM)
+                return
             elif isinstance(event, _TakeCall):
                 await self._take_call(event)
             elif isinstance(event, _HandedOver):
