@@ -30,6 +30,7 @@ from tests.services.sippeers import (
     with_devices,
 )
 
+from vpbx_common.nodeconfig import NodeConfig
 from vpbx_media.sip.message import SipRequest, SipResponse
 from vpbx_media.webrtc.gateway import WebRtcGateway
 
@@ -250,5 +251,46 @@ async def test_a_dead_gateway_worker_ends_the_call_on_both_sides(
         await wait_until(lambda: gateway.restarts == 1 and len(gateway.pids) == 1, "a new worker")
         (record,) = await node.records(1, timeout=TIMEOUT)
         assert record.hangup_by == "system"
+    finally:
+        await browser.close()
+
+
+def room_with_pin(pin: str) -> NodeConfig:
+    document = config({"strategy": "ring-all", "members": ["101"]}).model_dump(mode="json")
+    document["conference_rooms"] = [{"extension": "801", "name": "Board", "pin": pin}]
+    cfg = NodeConfig.model_validate(document).with_version()
+    return with_devices(cfg, {"102": "browser-secret-102"})
+
+
+async def test_browser_keys_reach_the_node_as_rfc4733(
+    node_factory: Callable[..., object], peers: Callable[..., object], gateway: WebRtcGateway
+) -> None:
+    """A browser dials a PIN-protected room and keys the PIN: the RFC 4733 events its
+    RTCDTMFSender would send cross the gateway and the node's DTMF detection takes them."""
+    node: Node = await node_factory(room_with_pin("2468"), webrtc=gateway)  # type: ignore[operator]
+    dialler: BrowserDialler = await peers(  # type: ignore[operator]
+        BrowserDialler("102", "browser-secret-102")
+    )
+    browser = Browser(1000)
+    try:
+        dialler.offer = await browser.offer()
+        await dialler.dial(node.address, "801")
+        answered = await dialler.final(timeout=TIMEOUT)
+        assert answered.status == 200
+        assert b"telephone-event/8000" in answered.body
+        await browser.accept(answered.body)
+        await browser.connected()
+        assert node.service.rooms.participants("801") == 0
+        seq = 100
+        for index, key in enumerate("2468#"):
+            event = 11 if key == "#" else int(key)
+            timestamp = 8000 * (index + 1)
+            for packet in range(5):  # start, update, then the end three times
+                await browser.send_event(event, end=packet >= 2, seq=seq, timestamp=timestamp)
+                seq += 1
+                await asyncio.sleep(0.02)
+        await wait_until(lambda: node.service.rooms.participants("801") == 1, "joined the room")
+        dialler.bye()
+        await wait_until(lambda: gateway.sessions() == 0, "the gateway session closed")
     finally:
         await browser.close()

@@ -161,10 +161,11 @@ class Browser:
 
     async def send_event(self, event: int, *, end: bool, seq: int, timestamp: int) -> None:
         """One RFC 4733 packet (PT 101) through the browser's SRTP, as Chrome's
-        RTCDTMFSender sends it."""
+        RTCDTMFSender sends it; on an SSRC of its own, since aiortc's sender owns the
+        audio SSRC's sequence numbers (SRTP refuses a reused index)."""
         transceiver = self.pc.getTransceivers()[0]
         sender = transceiver.sender
-        header = struct.pack("!BBHII", 0x80, 101, seq, timestamp, sender._ssrc)
+        header = struct.pack("!BBHII", 0x80, 101, seq, timestamp, sender._ssrc ^ 1)
         payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, 800)
         await sender.transport._send_rtp(header + payload)
 
