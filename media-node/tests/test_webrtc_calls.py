@@ -31,6 +31,7 @@ from tests.services.sippeers import (
 )
 
 from vpbx_common.nodeconfig import NodeConfig
+from vpbx_media.sip.digest import DigestChallenge, build_credentials, preferred_challenge
 from vpbx_media.sip.message import SipRequest, SipResponse
 from vpbx_media.webrtc.gateway import WebRtcGateway
 
@@ -43,6 +44,34 @@ class BrowserPhone(Phone):
     @property
     def contact(self) -> str:
         return f"sip:{self.extension}@{HOST}:{self.port};transport=ws"
+
+    def _register(self, node: tuple[str, int], seq: int, authorization: str = "") -> None:
+        self.send(
+            f"REGISTER sip:acme.test SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:{self.port};branch=z9hG4bK-r{seq}-{self.port};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:{self.extension}@acme.test>;tag=reg-{self.port}\r\n"
+            f"To: <sip:{self.extension}@acme.test>\r\n"
+            f"Call-ID: reg-{self.port}@{HOST}\r\nCSeq: {seq} REGISTER\r\n"
+            f"Contact: <{self.contact}>;expires=600\r\n"
+            f"{authorization}User-Agent: JsSIP 3.10.1\r\nContent-Length: 0\r\n\r\n",
+            node,
+        )
+
+    async def register(self, node: tuple[str, int], password: str) -> None:
+        """REGISTER with digest, as JsSIP does (its Contact says ;transport=ws)."""
+        self._register(node, 1)
+        challenged = await self.next_response(timeout=TIMEOUT)
+        assert challenged.status == 401
+        challenge = preferred_challenge(
+            [DigestChallenge.parse(v) for v in challenged.headers.values("WWW-Authenticate")]
+        )
+        credentials = build_credentials(
+            challenge, self.extension, password, "REGISTER", "sip:acme.test"
+        )
+        self._register(node, 2, f"Authorization: {credentials}\r\n")
+        registered = await self.next_response(timeout=TIMEOUT)
+        assert registered.status == 200
 
 
 class BrowserDialler(Dialler):
@@ -96,11 +125,14 @@ def phone_hears(peer: TonePeer, hz: float) -> bool:
 async def test_carrier_calls_a_browser_and_tones_cross(
     node_factory: Callable[..., object], peers: Callable[..., object], gateway: WebRtcGateway
 ) -> None:
-    node: Node = await node_factory(  # type: ignore[operator]
-        config({"strategy": "ring-all", "members": ["101"]}), webrtc=gateway
+    cfg = with_devices(
+        config({"strategy": "ring-all", "members": ["101"]}), {"101": "browser-secret-101"}
     )
+    node: Node = await node_factory(cfg, webrtc=gateway)  # type: ignore[operator]
     phone: BrowserPhone = await peers(BrowserPhone("101"))  # type: ignore[operator]
-    await node.register(phone)
+    await phone.register(node.address, "browser-secret-101")
+    (binding,) = await node.service.bindings.list("acme", "101")
+    assert binding.contact.endswith(";transport=ws")  # what the registrar keeps
     carrier: Carrier = await peers(Carrier(node.address))  # type: ignore[operator]
     carrier_media = TonePeer(carrier.port + 1000, 400)
     await carrier_media.open()
