@@ -696,6 +696,9 @@ def test_media_nodes_get_grace_period_prestop_and_drain_timeout_from_values(
         assert env_of(container)["VPBX_DRAIN_TIMEOUT"]["value"] == drain
         # The drain (after the preStop sleep) must end before the kubelet's SIGKILL.
         assert int(sleep) + int(drain) < grace
+        # The WebRTC workers are counted by the chart: os.cpu_count() in a pod would be
+        # the host's CPUs, and each worker is a process of its own.
+        assert env_of(container)["VPBX_WEBRTC_WORKERS"]["value"] == "1"
     full = media_node_template(full_manifests)
     assert full["pod"]["hostNetwork"] is True
     assert full["pod"]["dnsPolicy"] == "ClusterFirstWithHostNet"

@@ -484,6 +484,9 @@ def node_child(local: LocalPlatform, plan: NodePlan, slot: int) -> Supervised:
             "VPBX_RTP_PORT_MAX": str(rtp_max),
             "VPBX_SPOOL_DIR": str(var / "spool" / plan.name),
             "VPBX_CHDB_PATH": str(var / "chdb"),
+            # One WebRTC gateway worker per node unless asked for more: locally every
+            # tenant and city is a node, and each worker is a process of ~70 MB.
+            "VPBX_WEBRTC_WORKERS": os.environ.get("VPBX_WEBRTC_WORKERS", "1"),
             # The route plans' crm-lookup steps ask the CRM who is calling.
             **({"VPBX_CRM_URL": layout.crm_url} if layout.crm else {}),
         },
