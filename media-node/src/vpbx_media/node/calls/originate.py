@@ -201,6 +201,8 @@ class Originator:
         service.publish_facts(facts, CallEventType.RINGING)
         winner, answer = await self._first_answer(legs, events, placement.ring_s)
         if winner is None or answer is None:
+            for leg in legs:
+                leg.stop()  # a browser's leg frees its gateway session
             await relay.stop()
             service.release_outbound(facts.call_id, 0.0)
             facts.end_reason = _unanswered([leg.final_status for leg in legs])
@@ -232,6 +234,8 @@ class Originator:
             await service.run_originated(call, originator.device_call_id)
         finally:
             service.agent_free(placement.extension, facts.call_id)
+            for leg in legs:
+                leg.stop()  # a browser's leg frees its gateway session
         return PlacementResult(PlacementOutcome.PLACED, facts.call_id, facts=call.facts)
 
     async def _first_answer(
