@@ -117,7 +117,9 @@ async def plain_peer(hz: float) -> PlainPeer:
 @pytest.fixture
 async def gateway() -> AsyncIterator[WebRtcGateway]:
     failed: list[tuple[str, str]] = []
-    gw = WebRtcGateway(workers=1, on_failed=lambda sid, why: failed.append((sid, why)))
+    gw = WebRtcGateway(
+        workers=1, on_failed=lambda sid, why: failed.append((sid, why)), ice_timeout=3.0
+    )
     gw.failed = failed  # type: ignore[attr-defined]
     await gw.start()
     try:
@@ -281,3 +283,28 @@ async def test_killed_worker_fails_its_sessions_and_restarts(gateway: WebRtcGate
     finally:
         relay.stop()
         await gateway.close("fresh")
+
+
+async def test_a_browser_ice_never_reaches_fails_the_session(gateway: WebRtcGateway) -> None:
+    relay = await plain_peer(400)
+    try:
+        offer = await gateway.offer_to_browser("lost", relay.offer())
+        assert b"a=candidate:" in offer
+        # A browser whose only candidate nobody answers on (the discard port).
+        answer = (
+            b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+            b"m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 127.0.0.1\r\n"
+            b"a=candidate:1 1 udp 2122260223 127.0.0.1 9 typ host\r\n"
+            b"a=ice-ufrag:lost\r\na=ice-pwd:lostlostlostlostlostlost\r\n"
+            b"a=fingerprint:sha-256 " + b":".join([b"AB"] * 32) + b"\r\n"
+            b"a=setup:active\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\n"
+            b"a=rtpmap:0 PCMU/8000\r\n"
+        )
+        await gateway.answer_from_browser("lost", answer)
+        failed = gateway.failed  # type: ignore[attr-defined]
+        await wait_for(lambda: bool(failed), "the session's failure")
+        assert failed == [("lost", "ICE found no working candidate pair in 3 s")]
+        assert not gateway.has("lost")
+    finally:
+        relay.stop()
+        await gateway.close("lost")

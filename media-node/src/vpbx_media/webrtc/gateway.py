@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..sdp import SdpError
-from .worker import encode_frame, read_frame
+from .rpc import ICE_TIMEOUT, encode_frame, read_frame
 
 log = logging.getLogger("vpbx.webrtc")
 REQUEST_TIMEOUT = 10.0
@@ -54,8 +54,10 @@ class WebRtcGateway:
         media_address: str = "127.0.0.1",
         plain_address: str = "127.0.0.1",
         on_failed: Callable[[str, str], None] | None = None,
+        ice_timeout: float = ICE_TIMEOUT,
     ) -> None:
         self.size = workers or os.cpu_count() or 1
+        self.ice_timeout = ice_timeout
         self.media_address = media_address
         self.plain_address = plain_address
         self.on_failed = on_failed
@@ -114,6 +116,8 @@ class WebRtcGateway:
                 self.media_address,
                 "--plain-address",
                 self.plain_address,
+                "--ice-timeout",
+                str(self.ice_timeout),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
             )

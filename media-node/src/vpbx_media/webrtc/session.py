@@ -15,11 +15,13 @@ from collections.abc import Callable
 
 from aioice.ice import CandidatePair
 from aiortc import RTCCertificate, RTCDtlsFingerprint, RTCDtlsParameters
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 from ..sdp import Codec, Direction, SdpError
+from .rpc import ICE_TIMEOUT
 from .translate import (
     BrowserMedia,
     IceDtls,
@@ -84,8 +86,10 @@ class BridgeSession:
         certificate: RTCCertificate,
         plain_address: str,
         on_failed: Callable[[str, str], None],
+        ice_timeout: float = ICE_TIMEOUT,
     ) -> None:
         self.session_id = session_id
+        self.ice_timeout = ice_timeout
         self.plain_address = plain_address
         self._certificate = certificate
         self._on_failed = on_failed
@@ -238,6 +242,14 @@ class BridgeSession:
         self._transport_task = asyncio.get_running_loop().create_task(self._connect(browser.ice))
 
     async def _connect(self, remote: IceDtls) -> None:
+        try:
+            await self._handshake(remote)
+        except (ConnectionError, OSError, ValueError, InvalidStateError) as exc:
+            # aioice and aiortc raise these for a peer that goes away mid-handshake or a
+            # transport closed under them: the session failed, the worker goes on.
+            self._fail(f"ICE/DTLS set-up failed: {exc or type(exc).__name__}")
+
+    async def _handshake(self, remote: IceDtls) -> None:
         for line in remote.candidates:
             try:
                 candidate = candidate_from_sdp(line)
@@ -245,7 +257,12 @@ class BridgeSession:
                 continue  # one unreadable candidate does not sink the others
             await self.ice.addRemoteCandidate(candidate)
         await self.ice.addRemoteCandidate(None)
-        await self.ice.start(RTCIceParameters(usernameFragment=remote.ufrag, password=remote.pwd))
+        parameters = RTCIceParameters(usernameFragment=remote.ufrag, password=remote.pwd)
+        try:
+            await asyncio.wait_for(self.ice.start(parameters), self.ice_timeout)
+        except TimeoutError:
+            self._fail(f"ICE found no working candidate pair in {self.ice_timeout:g} s")
+            return
         if self.ice.state != "completed":
             self._fail("ICE found no working candidate pair")
             return

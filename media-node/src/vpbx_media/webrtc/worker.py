@@ -14,51 +14,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import socket
-import struct
 from typing import Any
 
 import aioice.ice
 from aiortc import RTCCertificate
 
 from ..sdp import SdpError
+from .rpc import ICE_TIMEOUT, encode_frame, read_frame
 from .session import BridgeSession
 
-_HEADER = struct.Struct(">I")
-MAX_FRAME = 1 << 20
 log = logging.getLogger("vpbx.webrtc.worker")
 
 
-def encode_frame(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":")).encode()
-    return _HEADER.pack(len(body)) + body
-
-
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next frame, or None at the end of the stream."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-    except asyncio.IncompleteReadError:
-        return None
-    (length,) = _HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes is larger than {MAX_FRAME}")
-    try:
-        body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        return None
-    message = json.loads(body)
-    if not isinstance(message, dict):
-        raise ValueError("a frame is not a JSON object")
-    return message
-
-
 class Worker:
-    def __init__(self, writer: asyncio.StreamWriter, plain_address: str) -> None:
+    def __init__(
+        self, writer: asyncio.StreamWriter, plain_address: str, ice_timeout: float = ICE_TIMEOUT
+    ) -> None:
         self.writer = writer
         self.plain_address = plain_address
+        self.ice_timeout = ice_timeout
         # One certificate for the worker's life: generating one per session would cost
         # an EC key per call, and browsers only check the fingerprint we announce.
         self.certificate = RTCCertificate.generateCertificate()
@@ -81,6 +57,7 @@ class Worker:
                 certificate=self.certificate,
                 plain_address=self.plain_address,
                 on_failed=self.session_failed,
+                ice_timeout=self.ice_timeout,
             )
             self.sessions[session_id] = session
         return session
@@ -130,10 +107,10 @@ class Worker:
             self.sessions.clear()
 
 
-async def _main(fd: int, plain_address: str) -> None:
+async def _main(fd: int, plain_address: str, ice_timeout: float) -> None:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    worker = Worker(writer, plain_address)
+    worker = Worker(writer, plain_address, ice_timeout)
     writer.write(encode_frame({"event": "ready"}))
     await worker.serve(reader)
     writer.close()
@@ -157,13 +134,14 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--media-address", default="127.0.0.1")
     parser.add_argument("--plain-address", default="127.0.0.1")
+    parser.add_argument("--ice-timeout", type=float, default=ICE_TIMEOUT)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     only_host_candidates(args.media_address)
     try:
         import uvloop
 
-        uvloop.run(_main(args.fd, args.plain_address))
+        uvloop.run(_main(args.fd, args.plain_address, args.ice_timeout))
     except KeyboardInterrupt:
         return
 
