@@ -19,59 +19,22 @@ from tests.services.browser import Browser
 from tests.services.objects import dominant_frequency
 from tests.services.ports import free_port
 from tests.services.sippeers import (
-    HOST,
     Carrier,
     Dialler,
     Node,
     Phone,
     TonePeer,
+    WebSocketPhone,
     config,
     sdp,
     with_devices,
 )
 
 from vpbx_common.nodeconfig import NodeConfig
-from vpbx_media.sip.digest import DigestChallenge, build_credentials, preferred_challenge
 from vpbx_media.sip.message import SipRequest, SipResponse
 from vpbx_media.webrtc.gateway import WebRtcGateway
 
 TIMEOUT = 15.0
-
-
-class BrowserPhone(Phone):
-    """A device registered over WebSocket (by its Contact), SIP over UDP here."""
-
-    @property
-    def contact(self) -> str:
-        return f"sip:{self.extension}@{HOST}:{self.port};transport=ws"
-
-    def _register(self, node: tuple[str, int], seq: int, authorization: str = "") -> None:
-        self.send(
-            f"REGISTER sip:acme.test SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {HOST}:{self.port};branch=z9hG4bK-r{seq}-{self.port};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:{self.extension}@acme.test>;tag=reg-{self.port}\r\n"
-            f"To: <sip:{self.extension}@acme.test>\r\n"
-            f"Call-ID: reg-{self.port}@{HOST}\r\nCSeq: {seq} REGISTER\r\n"
-            f"Contact: <{self.contact}>;expires=600\r\n"
-            f"{authorization}User-Agent: JsSIP 3.10.1\r\nContent-Length: 0\r\n\r\n",
-            node,
-        )
-
-    async def register(self, node: tuple[str, int], password: str) -> None:
-        """REGISTER with digest, as JsSIP does (its Contact says ;transport=ws)."""
-        self._register(node, 1)
-        challenged = await self.next_response(timeout=TIMEOUT)
-        assert challenged.status == 401
-        challenge = preferred_challenge(
-            [DigestChallenge.parse(v) for v in challenged.headers.values("WWW-Authenticate")]
-        )
-        credentials = build_credentials(
-            challenge, self.extension, password, "REGISTER", "sip:acme.test"
-        )
-        self._register(node, 2, f"Authorization: {credentials}\r\n")
-        registered = await self.next_response(timeout=TIMEOUT)
-        assert registered.status == 200
 
 
 class BrowserDialler(Dialler):
@@ -129,8 +92,8 @@ async def test_carrier_calls_a_browser_and_tones_cross(
         config({"strategy": "ring-all", "members": ["101"]}), {"101": "browser-secret-101"}
     )
     node: Node = await node_factory(cfg, webrtc=gateway)  # type: ignore[operator]
-    phone: BrowserPhone = await peers(BrowserPhone("101"))  # type: ignore[operator]
-    await phone.register(node.address, "browser-secret-101")
+    phone: WebSocketPhone = await peers(WebSocketPhone("101"))  # type: ignore[operator]
+    await phone.register(node.address, "browser-secret-101", "acme.test")
     (binding,) = await node.service.bindings.list("acme", "101")
     assert binding.contact.endswith(";transport=ws")  # what the registrar keeps
     carrier: Carrier = await peers(Carrier(node.address))  # type: ignore[operator]
@@ -267,7 +230,7 @@ async def test_a_dead_gateway_worker_ends_the_call_on_both_sides(
         config({"strategy": "ring-all", "members": ["101"]}), webrtc=gateway
     )
     gateway.on_failed = node.service.webrtc_failed  # as the node's app wires it
-    phone: BrowserPhone = await peers(BrowserPhone("101"))  # type: ignore[operator]
+    phone: WebSocketPhone = await peers(WebSocketPhone("101"))  # type: ignore[operator]
     await node.register(phone)
     carrier: Carrier = await peers(Carrier(node.address))  # type: ignore[operator]
     browser = Browser(1000)

@@ -308,6 +308,56 @@ class Phone(Peer):
         return notify.body.decode()
 
 
+class WebSocketPhone(Phone):
+    """The SIP side of a browser: a device whose Contact says ;transport=ws, as JsSIP
+    registers through the edge's WebSocket transport; its SIP rides UDP here (straight
+    to a node, or through the edge), its media is a `Browser`."""
+
+    domain = "acme.test"
+    _seq = 0
+
+    @property
+    def contact(self) -> str:
+        return f"sip:{self.extension}@{HOST}:{self.port};transport=ws"
+
+    def _register(
+        self, node: tuple[str, int], seq: int, authorization: str = "", expires: int = 600
+    ) -> None:
+        domain = self.domain
+        self.send(
+            f"REGISTER sip:{domain} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:{self.port};branch=z9hG4bK-r{seq}-{self.port};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:{self.extension}@{domain}>;tag=reg-{self.port}\r\n"
+            f"To: <sip:{self.extension}@{domain}>\r\n"
+            f"Call-ID: reg-{self.port}@{HOST}\r\nCSeq: {seq} REGISTER\r\n"
+            f"Contact: <{self.contact}>;expires={expires}\r\n"
+            f"{authorization}User-Agent: JsSIP 3.10.1\r\nContent-Length: 0\r\n\r\n",
+            node,
+        )
+
+    async def register(
+        self, node: tuple[str, int], password: str, domain: str, expires: int = 600
+    ) -> None:
+        """REGISTER with digest, as JsSIP does (its Contact says ;transport=ws);
+        ``expires=0`` unregisters."""
+        self.domain = domain
+        self._seq += 1
+        self._register(node, self._seq, expires=expires)
+        challenged = await self.next_response(timeout=15.0)
+        assert challenged.status == 401
+        challenge = preferred_challenge(
+            [DigestChallenge.parse(v) for v in challenged.headers.values("WWW-Authenticate")]
+        )
+        credentials = build_credentials(
+            challenge, self.extension, password, "REGISTER", f"sip:{domain}"
+        )
+        self._seq += 1
+        self._register(node, self._seq, f"Authorization: {credentials}\r\n", expires)
+        registered = await self.next_response(timeout=15.0)
+        assert registered.status == 200
+
+
 def response_text(
     request: SipRequest, status: int, tag: str, extra: str = "", body: bytes = b""
 ) -> str:
