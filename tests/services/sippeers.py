@@ -320,6 +320,18 @@ class WebSocketPhone(Phone):
     def contact(self) -> str:
         return f"sip:{self.extension}@{HOST}:{self.port};transport=ws"
 
+    def reply(self, status: int, *, body: bytes = b"") -> None:
+        """As Phone.reply, with the INVITE's Record-Route copied into the answer (RFC
+        3261 12.1.1): behind the edge, the node's ACK and BYE then come through it."""
+        assert self.invite is not None
+        extra = f"Contact: <{self.contact}>\r\n" if status < 300 else ""
+        if 100 < status < 300:
+            extra += "".join(
+                f"Record-Route: {route}\r\n"
+                for route in self.invite.headers.values("Record-Route")
+            )
+        self.send(response_text(self.invite, status, self.tag, extra, body), self.node)
+
     def _register(
         self, node: tuple[str, int], seq: int, authorization: str = "", expires: int = 600
     ) -> None:
