@@ -289,3 +289,22 @@ async def test_browser_keys_reach_the_node_as_rfc4733(
         await wait_until(lambda: gateway.sessions() == 0, "the gateway session closed")
     finally:
         await browser.close()
+
+
+async def test_a_cancelled_call_to_a_browser_frees_its_gateway_session(
+    node_factory: Callable[..., object], peers: Callable[..., object], gateway: WebRtcGateway
+) -> None:
+    node: Node = await node_factory(  # type: ignore[operator]
+        config({"strategy": "ring-all", "members": ["101"]}), webrtc=gateway
+    )
+    phone: WebSocketPhone = await peers(WebSocketPhone("101"))  # type: ignore[operator]
+    await node.register(phone)
+    carrier: Carrier = await peers(Carrier(node.address))  # type: ignore[operator]
+    carrier.invite()
+    invite = await phone.ringing(timeout=TIMEOUT)
+    assert b"UDP/TLS/RTP/SAVPF" in invite.body
+    assert gateway.sessions() == 1  # ports held while it rings
+    carrier.cancel()
+    await phone.answers_cancel()
+    assert (await carrier.final(timeout=TIMEOUT)).status == 487
+    await wait_until(lambda: gateway.sessions() == 0, "the gateway session closed")
