@@ -327,8 +327,7 @@ class WebSocketPhone(Phone):
         extra = f"Contact: <{self.contact}>\r\n" if status < 300 else ""
         if 100 < status < 300:
             extra += "".join(
-                f"Record-Route: {route}\r\n"
-                for route in self.invite.headers.values("Record-Route")
+                f"Record-Route: {route}\r\n" for route in self.invite.headers.values("Record-Route")
             )
         self.send(response_text(self.invite, status, self.tag, extra, body), self.node)
 
