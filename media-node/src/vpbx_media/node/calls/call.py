@@ -1467,18 +1467,36 @@ class Call:
     async def reinvite(
         self, dialog: Dialog | None, flow: Flow | None, body: bytes
     ) -> SipResponse | None:
-        """A re-INVITE with ``body`` on ``dialog`` (ACKed when answered); its final answer."""
+        """A re-INVITE with ``body`` on ``dialog`` (ACKed when answered); its final answer.
+
+        A browser's dialog (a transfer's or a three-way call's party) gets the WebRTC
+        gateway's offer, and its answer comes back as plain SDP; None when the gateway
+        cannot translate either."""
         if dialog is None:
             return None
-        layer = self.host.layer
-        hop = dialog.next_hop(flow)
-        via = str(layer.via_for(TransportKind.UDP))
-        invite = dialog.create_request("INVITE", via, body=body, content_type=SDP)
-        final = await layer.send_request(invite, hop).final
-        if final.is_success:
+        gateway = self.host.webrtc
+        browser = gateway is not None and gateway.has(dialog.call_id)
+        try:
+            if browser:
+                assert gateway is not None
+                body = await gateway.offer_to_browser(dialog.call_id, body)
+            layer = self.host.layer
+            hop = dialog.next_hop(flow)
             via = str(layer.via_for(TransportKind.UDP))
-            ack = dialog.create_request("ACK", via, seq=invite.cseq.seq)
-            await layer.send_stateless(ack, hop)
+            invite = dialog.create_request("INVITE", via, body=body, content_type=SDP)
+            final = await layer.send_request(invite, hop).final
+            if final.is_success:
+                via = str(layer.via_for(TransportKind.UDP))
+                ack = dialog.create_request("ACK", via, seq=invite.cseq.seq)
+                await layer.send_stateless(ack, hop)
+                if browser and final.body:
+                    assert gateway is not None
+                    final = final.with_body(
+                        await gateway.answer_from_browser(dialog.call_id, final.body)
+                    )
+        except (SdpError, GatewayError) as exc:
+            self._log(logging.WARNING, "no WebRTC re-INVITE for %s: %s", dialog.call_id, exc)
+            return None
         return final
 
     def _sdp_for(
