@@ -172,7 +172,11 @@ class WebRtcGateway:
             worker.process.returncode,
         )
         self.restarts += 1
-        await self._spawn(worker.index)
+        try:
+            await self._spawn(worker.index)
+        except OSError as exc:
+            # The others carry on; this slot stays empty until the node restarts.
+            log.error("WebRTC worker %d could not be started again: %s", worker.index, exc)
 
     def _least_loaded(self) -> _Worker:
         alive = [worker for worker in self._workers if worker is not None]
