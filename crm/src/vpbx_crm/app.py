@@ -111,7 +111,13 @@ def create_app(
         if context.redis is not None:
             handler = CrmEventHandler(context.database, context.identity)
             app.state.call_events = reader = CallEventConsumer(
-                context.redis, CRM_GROUP, handler.handle, block_s=settings.call_events_block_s
+                context.redis,
+                CRM_GROUP,
+                handler.handle,
+                batch_handler=handler.handle_many,
+                batch_size=64,
+                block_s=settings.call_events_block_s,
+                linger_s=settings.call_events_linger_s,
             )
             await reader.start()
         try:
