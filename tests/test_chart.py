@@ -450,6 +450,9 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
     )
     assert crm_env["VPBX_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"]
     assert crm_container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # The workspace in the browser logs in at the API's public address, from its own origin.
+    assert crm_env["VPBX_CONTROL_PUBLIC_URL"]["value"] == "https://api.pbx.example.com"
+    assert json.loads(env["VPBX_CORS_ORIGINS"]["value"]) == ["https://crm.pbx.example.com"]
     node_env = env_of(media_node_template(full_manifests)["container"])
     assert node_env["VPBX_CRM_URL"]["value"] == f"http://{RELEASE}-crm.{NAMESPACE}.svc:8000"
     pdbs = by_kind(full_manifests, "PodDisruptionBudget")

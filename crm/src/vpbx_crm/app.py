@@ -41,6 +41,8 @@ from .web.static import WorkspaceRoute, first_segment
 logger = logging.getLogger(__name__)
 
 ROUTERS = (
+    # First: routes are matched in order, and the nodes' lookup runs on every call.
+    lookup_router,
     health.router,
     contacts_router,
     companies_router,
@@ -50,7 +52,6 @@ ROUTERS = (
     tasks_router,
     calls_router,
     directory_router,
-    lookup_router,
     transfer_router,
     workspace_config_router,
 )
