@@ -26,14 +26,14 @@ async def run_edge(settings: EdgeSettings) -> None:
     secret = settings.edge_secret.get_secret_value().encode()
     limiter = SourceLimiter(settings.source_rate, settings.source_burst)
     websocket: WebSocketListener | None = None
-    if settings.ws_port:
+    if settings.edge_ws_port:
         websocket = WebSocketListener(
             transport,
             settings.sip_host,
-            settings.ws_port,
-            ssl_context=ssl_context_from(settings.ws_cert_file, settings.ws_key_file),
-            max_message_size=settings.ws_max_message_size,
-            max_per_source=settings.ws_max_connections_per_source,
+            settings.edge_ws_port,
+            ssl_context=ssl_context_from(settings.edge_ws_cert_file, settings.edge_ws_key_file),
+            max_message_size=settings.edge_ws_max_message_size,
+            max_per_source=settings.edge_ws_max_connections_per_source,
             # A new connection costs its source a token, like a request does: a
             # connection flood is cut off by the same bucket as a request flood.
             admit=limiter.allow,
