@@ -402,3 +402,27 @@ async def test_a_stray_2xx_reaches_the_browser_by_its_token(
         assert again.status == 200
     finally:
         await browser.close()
+
+
+async def test_a_browser_cannot_reach_another_through_its_route(
+    edge_with_node: tuple[Edge, Peer],
+) -> None:
+    edge, node = edge_with_node
+    victim = SipWsClient(edge.ws_url, "101", "secret", "acme.test")
+    thief = SipWsClient(edge.ws_url, "102", "secret", "acme.test")
+    await victim.connect()
+    await thief.connect()
+    try:
+        registering = asyncio.create_task(victim.register())
+        register = await node.next(method="REGISTER")
+        assert isinstance(register, SipRequest)
+        node.send(response_text(register, 200, "reg"), node.last_from)
+        assert (await asyncio.wait_for(registering, WAIT)).status == 200
+        # The victim's Path, copied into a Route by another browser.
+        await thief.send(node_invite(node, register, "stolen"))
+        refused = await thief.final_response("INVITE", timeout=WAIT)
+        assert refused.status == 403
+        assert not [m for m in victim.received if isinstance(m, SipRequest)]
+    finally:
+        await victim.close()
+        await thief.close()

@@ -341,6 +341,10 @@ class EdgeProxy:
         )
         if from_outside:
             return Forwarding(Flow(TransportKind.UDP, token.node), token)
+        if flow.transport.is_websocket:
+            # Only nodes (over UDP) send out through a token; a browser holding
+            # another connection's token (a copied Route) must not reach that browser.
+            raise RouteRejectedError(403, "Invalid Route")
         if not self.transport.has_flow(outside):
             # The browser's WebSocket is gone and cannot be opened again from here:
             # it is unreachable until it registers anew (on a new connection).
