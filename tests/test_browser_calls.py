@@ -10,11 +10,13 @@ is plain RTP to a UDP socket of the test: the node does not speak WebRTC yet.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
+import redis
 
 from tests.services.baresip import BaresipFactory
 from tests.services.platform import RunningPlatform
@@ -41,6 +43,15 @@ def rtp_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+def bindings_of(platform: RunningPlatform, extension: str) -> list[dict[str, object]]:
+    """What acme's registrar stored for `extension` (vpbx_media.node.bindings)."""
+    client = redis.Redis.from_url(platform.env["VPBX_REDIS_URL"])
+    try:
+        return [json.loads(value) for value in client.hvals(f"vpbx:reg:acme:{extension}")]
+    finally:
+        client.close()
+
+
 def browser(platform: RunningPlatform, user: str = "101") -> SipWsClient:
     return SipWsClient(platform.sip_ws_url, user, f"acme-{user}-secret", DOMAIN)
 
@@ -55,6 +66,11 @@ async def test_a_browser_registers_and_answers_a_carrier_call(
         assert registered.status == 200, registered
         # The registrar kept the browser's own Contact (the node tells WebRTC devices by it).
         assert any(agent.contact in value for value in registered.headers.values("Contact"))
+        # ... with the edge's Path, by which the node reaches it.
+        (binding,) = bindings_of(platform, "101")
+        assert binding["contact"] == agent.contact
+        assert len(binding["path"]) == 1
+        assert f":{platform.sip_port};lr;vt=" in binding["path"][0]
 
         caller = sipp_factory(
             "uac_call.xml",
