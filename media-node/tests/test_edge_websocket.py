@@ -245,6 +245,19 @@ async def test_connections_per_source_are_capped(
     assert flood.value.status == 503
 
 
+async def test_stopping_closes_the_connections_as_going_away(
+    listener_factory: ListenerFactory, session: aiohttp.ClientSession
+) -> None:
+    transport, listener, _ = await listener_factory()
+    async with session.ws_connect(url(listener), protocols=("sip",)) as ws:
+        await _until(lambda: transport.accepted_count() == 1)
+        await listener.stop()
+        closing = await ws.receive(timeout=WAIT)
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        assert closing.data == aiohttp.WSCloseCode.GOING_AWAY
+    assert transport.accepted_count() == 0
+
+
 # --- the edge ---------------------------------------------------------------
 
 

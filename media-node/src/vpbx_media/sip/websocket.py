@@ -118,6 +118,7 @@ class WebSocketListener:
         max_per_source: int = 256,
         admit: Callable[[str], bool] | None = None,
         max_queued: int = 256,
+        heartbeat: float | None = 30.0,
     ) -> None:
         self.transport = transport
         self.host = host
@@ -128,6 +129,10 @@ class WebSocketListener:
         self.max_per_source = max_per_source
         self.admit = admit
         self.max_queued = max_queued
+        # Pings every `heartbeat` seconds: ingresses and NATs drop idle connections
+        # (nginx after 60 s), and a browser registering every 10 minutes sends nothing
+        # in between. A peer that does not answer one is closed.
+        self.heartbeat = heartbeat
         self._server: web.Server | None = None
         self._listener: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -198,7 +203,10 @@ class WebSocketListener:
         if self.admit is not None and not self.admit(remote.host):
             return self._refuse(remote, 503, "too many requests from this address")
         socket = web.WebSocketResponse(
-            protocols=(SUBPROTOCOL,), max_msg_size=self.max_message_size, autoping=True
+            protocols=(SUBPROTOCOL,),
+            max_msg_size=self.max_message_size,
+            autoping=True,
+            heartbeat=self.heartbeat,
         )
         # Counted before the handshake's await: connections racing in cannot overshoot.
         self._per_source[remote.host] = self._per_source.get(remote.host, 0) + 1
