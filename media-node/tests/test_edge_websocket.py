@@ -8,7 +8,11 @@ scripted UDP peer stands in for the tenant node and sees what the node would.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -32,7 +36,7 @@ from vpbx_media.sip.transport import (
     flow_to,
 )
 from vpbx_media.sip.uri import SipUri
-from vpbx_media.sip.websocket import WebSocketListener
+from vpbx_media.sip.websocket import WebSocketListener, ssl_context_from
 
 WAIT = 5.0
 SECRET = b"test-ws-secret"
@@ -256,6 +260,46 @@ async def test_stopping_closes_the_connections_as_going_away(
         assert closing.type is aiohttp.WSMsgType.CLOSE
         assert closing.data == aiohttp.WSCloseCode.GOING_AWAY
     assert transport.accepted_count() == 0
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_with_a_certificate_the_listener_speaks_wss(
+    listener_factory: ListenerFactory,
+    session: aiohttp.ClientSession,
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    server_context = ssl_context_from(str(cert), str(key))
+    transport, listener, sink = await listener_factory(ssl_context=server_context)
+    client_context = ssl.create_default_context(cafile=str(cert))
+    wss = f"wss://{HOST}:{listener.port}/"
+    async with session.ws_connect(wss, protocols=("sip",), ssl=client_context) as ws:
+        await ws.send_str(options())
+        message, flow = await sink.next()
+        assert flow.transport is TransportKind.WSS
+        transport.send_bytes(bytes(make_response(message, 200)), flow)
+        assert (await received_text(ws)).startswith("SIP/2.0 200 ")
+    assert listener.scheme == "wss"
+    with pytest.raises(ValueError, match="both"):
+        ssl_context_from(str(cert), None)
+    assert ssl_context_from(None, None) is None
 
 
 # --- the edge ---------------------------------------------------------------
