@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup bench-crm-events clean
+.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-ws bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup bench-crm-events clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -57,6 +57,10 @@ bench-register: deps
 ## 500 Tenants x 2 cities + 2000 Numbers against a local kube-apiserver: time to Ready.
 bench-operator: deps
 	uv run python -m loadtest.bench_operator
+
+## SIP over WebSocket: the edge's CPU per browser REGISTER and per browser-to-browser call.
+bench-ws: deps
+	uv run python -m loadtest.bench_ws
 
 ## Control API on PostgreSQL: req/s, p50/p99 of typical reads and writes at 1-64 in flight.
 bench-api: deps
