@@ -65,6 +65,9 @@ class DealService:
         self.deals = Deals(session, caller.tenant)
         self.stages = Stages(session, caller.tenant)
         self.pipelines = PipelineService(session, caller)
+        # False: the writes are flushed, not committed, as one step of a larger change
+        # (the after-call result) that commits or rolls back as a whole.
+        self.autocommit = True
 
     # --- reads --------------------------------------------------------------------
 
@@ -354,6 +357,9 @@ class DealService:
         )
 
     async def _commit(self) -> None:
+        if not self.autocommit:
+            await self.session.flush()
+            return
         try:
             await self.session.commit()
         except IntegrityError as exc:
