@@ -1385,8 +1385,18 @@ export interface components {
             closed_at: string | null;
             /** Company Id */
             company_id: string | null;
+            /**
+             * Company Name
+             * @description the company's name, if any
+             */
+            company_name?: string | null;
             /** Contact Id */
             contact_id: string | null;
+            /**
+             * Contact Name
+             * @description the contact's name, if any
+             */
+            contact_name?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -1443,8 +1453,18 @@ export interface components {
             closed_at: string | null;
             /** Company Id */
             company_id: string | null;
+            /**
+             * Company Name
+             * @description the company's name, if any
+             */
+            company_name?: string | null;
             /** Contact Id */
             contact_id: string | null;
+            /**
+             * Contact Name
+             * @description the contact's name, if any
+             */
+            contact_name?: string | null;
             /**
              * Created At
              * Format: date-time
