@@ -350,6 +350,8 @@ async def test_a_deal_takes_the_contacts_company_and_ad_channel(module_crm: CrmH
         "status": "open",
         "contact_id": contact["id"],
         "company_id": company["id"],
+        "contact_name": "Anna",
+        "company_name": "Acme",
         "amount": "150000.50",
         "currency": "USD",
         "owner_user_id": str(olga.id),
