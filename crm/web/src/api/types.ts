@@ -20,6 +20,7 @@ export type CustomValue = Contact["custom"][string];
 export type Company = CrmSchemas["Company"];
 export type CompanyCreate = CrmSchemas["CompanyCreate"];
 export type Deal = CrmSchemas["Deal-Output"];
+export type DealCreate = CrmSchemas["DealCreate"];
 export type Pipeline = CrmSchemas["Pipeline"];
 export type Stage = CrmSchemas["Stage"];
 export type Board = CrmSchemas["Board"];
