@@ -1,0 +1,184 @@
+"""The deals board and the after-call form in a real browser (`vpbx up` with its CRM, the
+built workspace, Debian's Chromium driven by Playwright; the same set-up as
+tests/test_crm_web.py, whose fixtures this module reuses).
+
+A deal dragged to another column stays there after a reload, and one moved to the lost
+column from its stage menu asks why; the after-call form of an answered call shows the
+dialled number's script, stores the checked stages and the outcome, moves the client's
+deal, and the card shows the result. Screenshots of the board and the card are kept like
+the other browser tests' ($VPBX_TEST_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+from playwright.sync_api import Page, expect
+
+from tests.services.platform import RunningPlatform
+from tests.test_crm_web import admin, artifact, browser, page, pbx
+from vpbx_common.events import CALL_EVENTS_STREAM, CallEvent, CallEventType, stream_fields
+
+pytestmark = pytest.mark.integration
+
+# The fixtures come from the workspace's first browser test (one platform per module).
+__all__ = ["admin", "browser", "page", "pbx"]
+
+
+def sales_pipeline(crm: Any) -> tuple[str, dict[str, str]]:
+    pipelines = crm.get("/v1/pipelines").json()["items"]
+    first = pipelines[0]
+    return first["id"], {stage["name"]: stage["id"] for stage in first["stages"]}
+
+
+def test_a_deal_dragged_to_another_stage_stays_there_and_a_lost_one_says_why(
+    pbx: RunningPlatform, admin: dict[str, str], page: Page, tmp_path: Path
+) -> None:
+    suffix = secrets.token_hex(3)
+    with pbx.crm(admin) as crm:
+        pipeline_id, stages = sales_pipeline(crm)
+        client = crm.post(
+            "/v1/contacts",
+            json={
+                "name": f"Board Client {suffix}",
+                "phones": [f"+7925{secrets.randbelow(10**7):07d}"],
+            },
+        )
+        assert client.status_code == 201, client.text
+        created = crm.post(
+            "/v1/deals",
+            json={
+                "title": f"Board deal {suffix}",
+                "contact_id": client.json()["id"],
+                "amount": "1500",
+                "stage_id": stages["New"],
+            },
+        )
+        assert created.status_code == 201, created.text
+    deal = created.json()
+    card_selector = f"li.deal-card[data-deal-id='{deal['id']}']"
+
+    page.goto(f"/deals?pipeline={pipeline_id}")
+    new = page.locator(f"section.column[data-stage-id='{stages['New']}']")
+    proposal = page.locator(f"section.column[data-stage-id='{stages['Proposal']}']")
+    card = new.locator(card_selector)
+    expect(card).to_contain_text(f"Board Client {suffix}")
+    expect(card).to_contain_text("1,500")
+    card.drag_to(proposal)
+    expect(proposal.locator(card_selector)).to_be_visible()
+    expect(proposal.get_by_test_id("column-sum")).not_to_have_text("—")
+
+    page.reload()
+    proposal.locator(card_selector).wait_for()
+    assert new.locator(card_selector).count() == 0
+    with pbx.crm(admin) as crm:
+        assert crm.get(f"/v1/deals/{deal['id']}").json()["stage_id"] == stages["Proposal"]
+    artifact(page, tmp_path, "deals-board.png")
+
+    # Without a mouse: the card's stage menu; the lost column asks for the reason first.
+    proposal.locator(card_selector).get_by_label("Move to stage").select_option(label="Lost")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Move").click()
+    expect(dialog.get_by_role("alert")).to_have_text("Give a reason")
+    dialog.get_by_label("Loss reason").fill("Chose a competitor")
+    dialog.get_by_role("button", name="Move").click()
+    lost = page.locator(f"section.column[data-stage-id='{stages['Lost']}']")
+    expect(lost.locator(card_selector)).to_contain_text("Chose a competitor")
+    with pbx.crm(admin) as crm:
+        moved = crm.get(f"/v1/deals/{deal['id']}").json()
+    assert (moved["status"], moved["loss_reason"]) == ("lost", "Chose a competitor")
+
+
+def publish_answered_call(pbx: RunningPlatform, caller: str, number: str) -> str:
+    """An inbound call to ``number`` that 101 answered, on the nodes' event stream."""
+    call_id = f"web-after-{secrets.token_hex(4)}@test"
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    base: dict[str, Any] = {
+        "tenant": "acme",
+        "city": "msk",
+        "node": "test",
+        "number": number,
+        "caller": caller,
+        "callee": "101",
+    }
+    events = [
+        CallEvent(CallEventType.RINGING, call_id, at_ms=now - 90_000, **base),
+        CallEvent(CallEventType.ANSWERED, call_id, at_ms=now - 85_000, **base),
+        CallEvent(CallEventType.ENDED, call_id, at_ms=now - 5_000, end_reason="completed", **base),
+    ]
+    client = redis.Redis.from_url(pbx.env["VPBX_REDIS_URL"])
+    try:
+        for event in events:
+            client.xadd(CALL_EVENTS_STREAM, dict(stream_fields(event)))
+    finally:
+        client.close()
+    return call_id
+
+
+def test_the_after_call_form_stores_the_result_and_moves_the_deal(
+    pbx: RunningPlatform, admin: dict[str, str], page: Page, tmp_path: Path
+) -> None:
+    suffix = secrets.token_hex(3)
+    number = f"+7495{secrets.randbelow(10**7):07d}"
+    phone = f"+7926{secrets.randbelow(10**7):07d}"
+    with pbx.crm(admin) as crm:
+        _, stages = sales_pipeline(crm)
+        script = crm.post(
+            "/v1/call-scripts",
+            json={
+                "name": f"Inbound {suffix}",
+                "numbers": [number],
+                "stages": ["Greet and name the company", "Ask about the offices", "Offer a demo"],
+            },
+        )
+        assert script.status_code == 201, script.text
+        client = crm.post("/v1/contacts", json={"name": f"After Call {suffix}", "phones": [phone]})
+        assert client.status_code == 201, client.text
+        deal = crm.post(
+            "/v1/deals", json={"title": f"PBX for {suffix}", "contact_id": client.json()["id"]}
+        )
+        assert deal.status_code == 201, deal.text
+    call_id = publish_answered_call(pbx, phone, number)
+    with pbx.crm(admin) as crm:
+        deadline = time.monotonic() + 10
+        while crm.get(f"/v1/calls/{quote(call_id)}").json().get("status") != "ended":
+            assert time.monotonic() < deadline, "the CRM never read the call"
+            time.sleep(0.1)
+
+    page.goto(f"/after-call/{quote(call_id, safe='')}")
+    page.get_by_role("heading", name="After the call").wait_for()
+    expect(page.get_by_text(f"Script: Inbound {suffix}")).to_be_visible()
+    page.get_by_label("Greet and name the company").check()
+    page.get_by_label("Offer a demo").check()
+    page.get_by_role("button", name="Save the result").click()
+    # Nothing is sent without an outcome: the field says so.
+    expect(page.locator("#outcome-error")).to_have_text("Required")
+    page.get_by_label("Outcome").fill("Demo on Thursday at 11")
+    page.get_by_label("Move a deal to a stage").check()
+    page.get_by_label("New stage").select_option(label="Proposal")
+    page.get_by_role("button", name="Save the result").click()
+    page.wait_for_url(f"**/contacts/{client.json()['id']}")
+
+    result = page.get_by_test_id("call-result")
+    expect(result).to_contain_text("Demo on Thursday at 11")
+    expect(result.locator("li.done")).to_have_count(2)
+    expect(result.locator("li.skipped")).to_have_text("— Ask about the offices")
+    expect(page.locator(f"tr[data-deal-id='{deal.json()['id']}']")).to_contain_text("Proposal")
+    artifact(page, tmp_path, "contact-card-after-call.png")
+    with pbx.crm(admin) as crm:
+        stored = crm.get(f"/v1/calls/{quote(call_id)}").json()["result"]
+        moved = crm.get(f"/v1/deals/{deal.json()['id']}").json()
+    assert stored["outcome"] == "Demo on Thursday at 11"
+    assert moved["stage_id"] == stages["Proposal"]
+
+    # A second visit shows the stored result instead of the form.
+    page.goto(f"/after-call/{quote(call_id, safe='')}")
+    expect(page.get_by_test_id("call-result")).to_contain_text("Demo on Thursday at 11")
+    assert page.get_by_role("button", name="Save the result").count() == 0
