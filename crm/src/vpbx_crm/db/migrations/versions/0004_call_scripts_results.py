@@ -70,7 +70,7 @@ def _trigram_indexes() -> None:
     except sa.exc.DBAPIError as exc:
         logger.warning(
             "pg_trgm is not available (%s): name search scans instead of using an index; "
-            "a superuser can run CREATE EXTENSION pg_trgm and migrate again from 0003",
+            "docs/crm.md says how to add the indexes later",
             str(exc).splitlines()[0],
         )
         return
