@@ -12,6 +12,7 @@ the other browser tests' ($VPBX_TEST_ARTIFACTS).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import time
 from pathlib import Path
@@ -182,3 +183,49 @@ def test_the_after_call_form_stores_the_result_and_moves_the_deal(
     page.goto(f"/after-call/{quote(call_id, safe='')}")
     expect(page.get_by_test_id("call-result")).to_contain_text("Demo on Thursday at 11")
     assert page.get_by_role("button", name="Save the result").count() == 0
+
+
+def test_a_company_is_made_with_field_errors_shown_and_its_card_has_people_and_notes(
+    pbx: RunningPlatform, admin: dict[str, str], page: Page, tmp_path: Path
+) -> None:
+    suffix = secrets.token_hex(3)
+    page.goto("/companies")
+    page.get_by_role("link", name="New company").click()
+    page.get_by_label("Company name").fill(f"ООО Ромашка {suffix}")
+    tax_id = page.get_by_label("Tax id (INN)")
+    tax_id.fill("12345")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#company-tax_id-error")).to_be_visible()
+    assert tax_id.get_attribute("aria-invalid") == "true"
+    tax_id.fill("7707083893")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r".*/companies/[0-9a-f-]{36}$"))
+    company_id = page.url.rsplit("/", 1)[1]
+
+    with pbx.crm(admin) as crm:
+        person = crm.post(
+            "/v1/contacts",
+            json={
+                "name": f"Ирина {suffix}",
+                "phones": [f"+7927{secrets.randbelow(10**7):07d}"],
+                "company_id": company_id,
+            },
+        )
+        assert person.status_code == 201, person.text
+    # Found by a part of the name in the list, then the card lists its people.
+    page.goto("/companies")
+    page.get_by_label("Search companies").fill(f"ромашка {suffix}")
+    page.locator("table.companies tbody tr", has_text=suffix).get_by_role("link").click()
+    page.wait_for_url(f"**/companies/{company_id}")
+    page.locator("table.company-contacts").get_by_role("link", name=f"Ирина {suffix}").click()
+    # The contact's card links back to the company and takes notes.
+    page.wait_for_url(f"**/contacts/{person.json()['id']}")
+    expect(
+        page.locator("dl.facts").get_by_role("link", name=f"ООО Ромашка {suffix}")
+    ).to_be_visible()
+    page.get_by_placeholder("What to remember about the client").fill("Prefers e-mail")
+    page.get_by_role("button", name="Add note").click()
+    expect(page.locator(".note-list li")).to_contain_text("Prefers e-mail")
+    with pbx.crm(admin) as crm:
+        notes = crm.get("/v1/notes", params={"contact_id": person.json()["id"]}).json()
+    assert [note["text"] for note in notes["items"]] == ["Prefers e-mail"]
