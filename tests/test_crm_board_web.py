@@ -229,3 +229,20 @@ def test_a_company_is_made_with_field_errors_shown_and_its_card_has_people_and_n
     with pbx.crm(admin) as crm:
         notes = crm.get("/v1/notes", params={"contact_id": person.json()["id"]}).json()
     assert [note["text"] for note in notes["items"]] == ["Prefers e-mail"]
+
+
+def test_a_supervisor_writes_a_call_script_with_its_stages(page: Page) -> None:
+    suffix = secrets.token_hex(3)
+    page.locator("header nav").get_by_role("link", name="Scripts").click()
+    page.get_by_role("button", name="New script").click()
+    page.get_by_label("Name").fill(f"Outbound {suffix}")
+    numbers = page.get_by_label("Numbers (comma-separated)")
+    numbers.fill("+7 495 000-00-77, 12-ab")
+    page.get_by_label("Stages (one per line)").fill("Introduce yourself\nAsk for the manager")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#script-numbers-error")).to_be_visible()
+    assert numbers.get_attribute("aria-invalid") == "true"
+    numbers.fill(f"+7 495 {secrets.randbelow(10**7):07d}")
+    page.get_by_role("button", name="Save").click()
+    script = page.get_by_role("region", name=f"Outbound {suffix}")
+    expect(script.locator("ol li")).to_have_text(["Introduce yourself", "Ask for the manager"])

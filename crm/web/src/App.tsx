@@ -18,6 +18,7 @@ import { ContactForm } from "./pages/ContactForm";
 import { ContactsPage } from "./pages/ContactsPage";
 import { DealsBoard } from "./pages/DealsBoard";
 import { LoginPage } from "./pages/LoginPage";
+import { ScriptsPage } from "./pages/ScriptsPage";
 import { NotBuilt, NotFound } from "./pages/NotBuilt";
 import { TasksPage } from "./pages/TasksPage";
 
@@ -88,6 +89,7 @@ function AppRoutes() {
         <Route path="companies/:companyId" element={<CompanyCard />} />
         <Route path="companies/:companyId/edit" element={<CompanyForm />} />
         <Route path="after-call/:callId" element={<AfterCall />} />
+        <Route path="scripts" element={<ScriptsPage />} />
         {SECTIONS.filter((section) => section.comingSoon !== null).map((section) => (
           <Route key={section.path} path={section.path} element={<NotBuilt section={section} />} />
         ))}

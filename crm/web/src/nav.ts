@@ -14,6 +14,7 @@ export const SECTIONS: readonly Section[] = [
   { path: "/tasks", label: "nav.tasks", comingSoon: null },
   { path: "/deals", label: "nav.deals", comingSoon: null },
   { path: "/companies", label: "nav.companies", comingSoon: null },
+  { path: "/scripts", label: "nav.scripts", comingSoon: null },
   { path: "/softphone", label: "nav.softphone", comingSoon: "notBuilt.softphone" },
   { path: "/reports", label: "nav.reports", comingSoon: "notBuilt.reports" },
 ];

@@ -226,6 +226,15 @@ export const ru = {
   "afterCall.followUpDue": "Когда",
   "afterCall.submit": "Сохранить итог",
   "afterCall.required": "Обязательное поле",
+  "nav.scripts": "Скрипты",
+  "scripts.title": "Скрипты звонков",
+  "scripts.hint": "Скрипт показывается в форме итога звонка на его номер или рекламную кампанию.",
+  "scripts.new": "Новый скрипт",
+  "scripts.empty": "Скриптов пока нет",
+  "scripts.name": "Название",
+  "scripts.numbers": "Номера (через запятую)",
+  "scripts.labels": "Метки кампаний (через запятую)",
+  "scripts.stages": "Этапы (по одному в строке)",
 } as const;
 
 export type MessageKey = keyof typeof ru;
@@ -456,4 +465,13 @@ export const en: Messages = {
   "afterCall.followUpDue": "When",
   "afterCall.submit": "Save the result",
   "afterCall.required": "Required",
+  "nav.scripts": "Scripts",
+  "scripts.title": "Call scripts",
+  "scripts.hint": "A script is shown on the after-call form of calls to its numbers or campaigns.",
+  "scripts.new": "New script",
+  "scripts.empty": "No scripts yet",
+  "scripts.name": "Name",
+  "scripts.numbers": "Numbers (comma-separated)",
+  "scripts.labels": "Campaign labels (comma-separated)",
+  "scripts.stages": "Stages (one per line)",
 };
