@@ -96,6 +96,20 @@ def test_a_deal_dragged_to_another_stage_stays_there_and_a_lost_one_says_why(
         moved = crm.get(f"/v1/deals/{deal['id']}").json()
     assert (moved["status"], moved["loss_reason"]) == ("lost", "Chose a competitor")
 
+    # A new deal made in a column lands in that stage, its amount in the column's sum.
+    qualified = page.locator(f"section.column[data-stage-id='{stages['Qualified']}']")
+    qualified.get_by_role("button", name="New deal").click()
+    form = qualified.get_by_role("form", name="New deal")
+    form.get_by_label("Amount").fill("abc")
+    form.get_by_role("button", name="Create").click()
+    # Each field says what is wrong with it: no title, not an amount.
+    expect(form.get_by_role("alert")).to_have_count(2)
+    form.get_by_label("Title").fill(f"Fresh deal {suffix}")
+    form.get_by_label("Amount").fill("2000,50")  # a decimal comma, as typed in Russia
+    form.get_by_role("button", name="Create").click()
+    expect(qualified.locator("li.deal-card", has_text=f"Fresh deal {suffix}")).to_be_visible()
+    expect(qualified.get_by_test_id("column-sum")).to_contain_text("2,000.50")
+
 
 def publish_answered_call(pbx: RunningPlatform, caller: str, number: str) -> str:
     """An inbound call to ``number`` that 101 answered, on the nodes' event stream."""
