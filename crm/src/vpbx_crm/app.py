@@ -32,6 +32,7 @@ from .identity import IdentityClient
 from .lookup.router import router as lookup_router
 from .notes.router import router as notes_router
 from .pipelines.router import router as pipelines_router
+from .scripts.router import router as scripts_router
 from .settings import CrmSettings
 from .tasks.router import router as tasks_router
 from .transfer.router import router as transfer_router
@@ -41,6 +42,8 @@ from .web.static import WorkspaceRoute, first_segment
 logger = logging.getLogger(__name__)
 
 ROUTERS = (
+    # First: routes are matched in order, and the nodes' lookup runs on every call.
+    lookup_router,
     health.router,
     contacts_router,
     companies_router,
@@ -49,8 +52,8 @@ ROUTERS = (
     notes_router,
     tasks_router,
     calls_router,
+    scripts_router,
     directory_router,
-    lookup_router,
     transfer_router,
     workspace_config_router,
 )
@@ -111,7 +114,13 @@ def create_app(
         if context.redis is not None:
             handler = CrmEventHandler(context.database, context.identity)
             app.state.call_events = reader = CallEventConsumer(
-                context.redis, CRM_GROUP, handler.handle, block_s=settings.call_events_block_s
+                context.redis,
+                CRM_GROUP,
+                handler.handle,
+                batch_handler=handler.handle_many,
+                batch_size=64,
+                block_s=settings.call_events_block_s,
+                linger_s=settings.call_events_linger_s,
             )
             await reader.start()
         try:
