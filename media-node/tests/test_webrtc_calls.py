@@ -93,6 +93,7 @@ async def test_carrier_calls_a_browser_and_tones_cross(
     )
     node: Node = await node_factory(cfg, webrtc=gateway)  # type: ignore[operator]
     phone: WebSocketPhone = await peers(WebSocketPhone("101"))  # type: ignore[operator]
+    phone.own_path = True  # no edge here: the node reaches it through its own Path
     await phone.register(node.address, "browser-secret-101", "acme.test")
     (binding,) = await node.service.bindings.list("acme", "101")
     assert binding.contact.endswith(";transport=ws")  # what the registrar keeps
@@ -231,6 +232,7 @@ async def test_a_dead_gateway_worker_ends_the_call_on_both_sides(
     )
     gateway.on_failed = node.service.webrtc_failed  # as the node's app wires it
     phone: WebSocketPhone = await peers(WebSocketPhone("101"))  # type: ignore[operator]
+    phone.own_path = True  # no edge here: the node reaches it through its own Path
     await node.register(phone)
     carrier: Carrier = await peers(Carrier(node.address))  # type: ignore[operator]
     browser = Browser(1000)
@@ -298,6 +300,7 @@ async def test_a_cancelled_call_to_a_browser_frees_its_gateway_session(
         config({"strategy": "ring-all", "members": ["101"]}), webrtc=gateway
     )
     phone: WebSocketPhone = await peers(WebSocketPhone("101"))  # type: ignore[operator]
+    phone.own_path = True  # no edge here: the node reaches it through its own Path
     await node.register(phone)
     carrier: Carrier = await peers(Carrier(node.address))  # type: ignore[operator]
     carrier.invite()

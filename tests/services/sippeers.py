@@ -316,9 +316,18 @@ class WebSocketPhone(Phone):
     domain = "acme.test"
     _seq = 0
 
+    # Straight to a node (no edge), the phone is its own edge: a `transport=ws` Contact is
+    # only reachable through a Path (the node has no WebSocket; vpbx_media.sip.transport.
+    # flow_to), so it registers a Path naming its own UDP address.
+    own_path = False
+
     @property
     def contact(self) -> str:
         return f"sip:{self.extension}@{HOST}:{self.port};transport=ws"
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return (f"<sip:{HOST}:{self.port};lr>",) if self.own_path else ()
 
     def reply(self, status: int, *, body: bytes = b"") -> None:
         """As Phone.reply, with the INVITE's Record-Route copied into the answer (RFC
@@ -326,15 +335,16 @@ class WebSocketPhone(Phone):
         assert self.invite is not None
         extra = f"Contact: <{self.contact}>\r\n" if status < 300 else ""
         if 100 < status < 300:
-            extra += "".join(
-                f"Record-Route: {route}\r\n" for route in self.invite.headers.values("Record-Route")
-            )
+            # Its own edge (own_path): in-dialog requests come back through it too.
+            routes = [*self.path, *self.invite.headers.values("Record-Route")]
+            extra += "".join(f"Record-Route: {route}\r\n" for route in routes)
         self.send(response_text(self.invite, status, self.tag, extra, body), self.node)
 
     def _register(
         self, node: tuple[str, int], seq: int, authorization: str = "", expires: int = 600
     ) -> None:
         domain = self.domain
+        paths = "".join(f"Path: {entry}\r\n" for entry in self.path)
         self.send(
             f"REGISTER sip:{domain} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {HOST}:{self.port};branch=z9hG4bK-r{seq}-{self.port};rport\r\n"
@@ -343,6 +353,7 @@ class WebSocketPhone(Phone):
             f"To: <sip:{self.extension}@{domain}>\r\n"
             f"Call-ID: reg-{self.port}@{HOST}\r\nCSeq: {seq} REGISTER\r\n"
             f"Contact: <{self.contact}>;expires={expires}\r\n"
+            f"{paths}"
             f"{authorization}User-Agent: JsSIP 3.10.1\r\nContent-Length: 0\r\n\r\n",
             node,
         )
@@ -534,7 +545,7 @@ class Node:
                 tenant="acme",
                 extension=phone.extension,
                 contact=phone.contact,
-                path=(),
+                path=getattr(phone, "path", ()),
                 expires_at=time.time() + 3600,
                 call_id=f"reg-{phone.extension}",
                 cseq=1,
