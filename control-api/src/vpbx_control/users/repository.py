@@ -122,6 +122,11 @@ class DeviceRepository(TenantRepository[DeviceRow]):
             raise NotFound("device not found")
         return row
 
+    async def of_kind(self, user_id: uuid.UUID, kind: str) -> list[DeviceRow]:
+        """The user's devices of one kind, oldest first."""
+        query = self.of_user(user_id).where(DeviceRow.kind == kind)
+        return list((await self.session.execute(query)).scalars().all())
+
     async def count_of_user(self, user_id: uuid.UUID) -> int:
         query = select(func.count()).where(
             DeviceRow.tenant_id == self.tenant_id, DeviceRow.user_id == user_id
