@@ -29,6 +29,8 @@ from .deals.router import router as deals_router
 from .directory.router import router as directory_router
 from .events.handler import CrmEventHandler
 from .identity import IdentityClient
+from .live.hub import LiveHub
+from .live.router import router as live_router
 from .lookup.router import router as lookup_router
 from .notes.router import router as notes_router
 from .pipelines.router import router as pipelines_router
@@ -53,6 +55,7 @@ ROUTERS = (
     lookup_router,
     transfer_router,
     workspace_config_router,
+    live_router,
 )
 
 DESCRIPTION = """\
@@ -114,9 +117,22 @@ def create_app(
                 context.redis, CRM_GROUP, handler.handle, block_s=settings.call_events_block_s
             )
             await reader.start()
+        # The browsers' live feed: a tail of its own (see live/hub.py), not this reader.
+        hub: LiveHub | None = None
+        if settings.redis_url:
+            app.state.live = hub = LiveHub(
+                settings.redis_url,
+                context.identity,
+                context.database,
+                block_s=settings.call_events_block_s,
+                directory_ttl_s=settings.directory_cache_s,
+            )
+            await hub.start()
         try:
             yield
         finally:
+            if hub is not None:
+                await hub.stop()
             if reader is not None:
                 await reader.stop()
             await context.identity.aclose()
