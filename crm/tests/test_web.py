@@ -114,7 +114,12 @@ async def test_config_json_tells_the_workspace_where_the_login_is(
 ) -> None:
     response = await client.get("/config.json")
     assert response.status_code == 200
-    assert response.json() == {"control_url": "https://pbx.example.com", "default_country": "RU"}
+    assert response.json() == {
+        "control_url": "https://pbx.example.com",
+        "default_country": "RU",
+        "sip_ws_url": "",
+        "live_path": "/v1/live",
+    }
     assert response.headers["cache-control"] == "no-cache"
 
 

@@ -155,6 +155,7 @@ def create_app(
             settings.web_dir,
             reserved={first_segment(getattr(route, "path", "/")) for route in app.routes},
             control_url=settings.browser_control_url,
+            sip_ws_url=settings.sip_ws_url,
         )
     )
     return app
