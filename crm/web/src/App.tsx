@@ -15,6 +15,9 @@ import { ContactsPage } from "./pages/ContactsPage";
 import { LoginPage } from "./pages/LoginPage";
 import { NotBuilt, NotFound } from "./pages/NotBuilt";
 import { TasksPage } from "./pages/TasksPage";
+import { AfterCallPage } from "./pages/AfterCallPage";
+import { SoftphonePage } from "./pages/SoftphonePage";
+import { SupervisorPage } from "./pages/SupervisorPage";
 
 export function App() {
   return (
@@ -77,6 +80,9 @@ function AppRoutes() {
         <Route path="contacts/:contactId" element={<ContactCard />} />
         <Route path="contacts/:contactId/edit" element={<ContactForm />} />
         <Route path="tasks" element={<TasksPage />} />
+        <Route path="softphone" element={<SoftphonePage />} />
+        <Route path="supervisor" element={<SupervisorPage />} />
+        <Route path="after-call/:callId" element={<AfterCallPage />} />
         {SECTIONS.filter((section) => section.comingSoon !== null).map((section) => (
           <Route key={section.path} path={section.path} element={<NotBuilt section={section} />} />
         ))}

@@ -7,6 +7,8 @@ export interface Section {
   label: MessageKey;
   /** null: built; else what the section will hold, shown on its "not built yet" page. */
   comingSoon: MessageKey | null;
+  /** Shown to supervisors and tenant admins only. */
+  managersOnly?: boolean;
 }
 
 export const SECTIONS: readonly Section[] = [
@@ -14,6 +16,7 @@ export const SECTIONS: readonly Section[] = [
   { path: "/tasks", label: "nav.tasks", comingSoon: null },
   { path: "/deals", label: "nav.deals", comingSoon: "notBuilt.deals" },
   { path: "/companies", label: "nav.companies", comingSoon: "notBuilt.companies" },
-  { path: "/softphone", label: "nav.softphone", comingSoon: "notBuilt.softphone" },
+  { path: "/softphone", label: "nav.softphone", comingSoon: null },
+  { path: "/supervisor", label: "nav.supervisor", comingSoon: null, managersOnly: true },
   { path: "/reports", label: "nav.reports", comingSoon: "notBuilt.reports" },
 ];
