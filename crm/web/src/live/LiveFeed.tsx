@@ -152,6 +152,11 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     };
   }, [config.live_path, token, me.user_id]);
 
+  // The feed's state on the page, for people's tools and the browser tests.
+  useEffect(() => {
+    document.body.dataset.live = link;
+  }, [link]);
+
   const value = useMemo<Live>(
     () => ({
       link,
