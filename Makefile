@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup clean
+.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-ws bench-operator bench-api bench-media bench-mixer bench-phoneregion bench-crm bench-crm-lookup bench-crm-events clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -58,6 +58,10 @@ bench-register: deps
 bench-operator: deps
 	uv run python -m loadtest.bench_operator
 
+## SIP over WebSocket: the edge's CPU per browser REGISTER and per browser-to-browser call.
+bench-ws: deps
+	uv run python -m loadtest.bench_ws
+
 ## Control API on PostgreSQL: req/s, p50/p99 of typical reads and writes at 1-64 in flight.
 bench-api: deps
 	uv run python -m loadtest.bench_api
@@ -67,6 +71,12 @@ bench-api: deps
 BENCH_CRM_ARGS ?=
 bench-crm: deps
 	uv run python -m loadtest.bench_crm $(BENCH_CRM_ARGS)
+
+## The CRM's reader of the call events: CPU per call, backlog and steady stream.
+## Options: make bench-crm-events BENCH_CRM_EVENTS_ARGS="--rate 40 --calls 800"
+BENCH_CRM_EVENTS_ARGS ?=
+bench-crm-events: deps
+	uv run python -m loadtest.bench_crm_events $(BENCH_CRM_EVENTS_ARGS)
 
 ## Paced media: concurrent music-on-hold streams per node core, then per-frame costs.
 ## Options: make bench-media BENCH_MEDIA_ARGS="--steps 500,1000 --step-seconds 3 --node-realtime"

@@ -210,6 +210,7 @@ def running_vpbx(platform_file: Path, workdir: Path) -> Iterator[Target]:
         "-f", str(platform_file),
         "--host", HOST,
         "--sip-port", str(sip_port),
+        "--sip-ws-port", "0",  # no browsers here; a fixed port would clash between runs
         "--node-port-base", str(node_base),
         "--rtp-port-base", str(rtp_base),
         "--redis-port", str(redis_port),

@@ -741,6 +741,7 @@ def running_vpbx(config: BenchConfig, workdir: Path) -> Iterator[VpbxSystem]:
         "-f", str(platform_file),
         "--host", HOST,
         "--sip-port", str(sip_port),
+        "--sip-ws-port", "0",  # no browsers here; a fixed port would clash between runs
         "--node-port-base", str(node_base),
         "--rtp-port-base", str(rtp_base),
         "--redis-port", str(redis_port),

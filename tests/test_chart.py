@@ -450,6 +450,9 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
     )
     assert crm_env["VPBX_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"]
     assert crm_container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # The workspace in the browser logs in at the API's public address, from its own origin.
+    assert crm_env["VPBX_CONTROL_PUBLIC_URL"]["value"] == "https://api.pbx.example.com"
+    assert json.loads(env["VPBX_CORS_ORIGINS"]["value"]) == ["https://crm.pbx.example.com"]
     node_env = env_of(media_node_template(full_manifests)["container"])
     assert node_env["VPBX_CRM_URL"]["value"] == f"http://{RELEASE}-crm.{NAMESPACE}.svc:8000"
     pdbs = by_kind(full_manifests, "PodDisruptionBudget")
@@ -863,7 +866,15 @@ def test_edge_host_network_is_an_option_and_the_public_address_is_advertised(
     assert {(port["protocol"], port["port"]) for port in service["spec"]["ports"]} == {
         ("UDP", 5060),
         ("TCP", 5060),
+        ("TCP", 5066),  # SIP over WebSocket for browsers, TLS terminated in front
     }
+    assert env_of(container)["VPBX_EDGE_WS_PORT"]["value"] == "5066"
+    no_ws = render(go_tools, settings=[*city, "edge.wsPort=0"])
+    (container,) = _edge(no_ws, "msk")["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["VPBX_EDGE_WS_PORT"]["value"] == "0"
+    assert [port["name"] for port in container["ports"]] == ["sip-udp", "sip-tcp"]
+    service = by_kind(no_ws, "Service")[f"{RELEASE}-edge-msk"]
+    assert {port["port"] for port in service["spec"]["ports"]} == {5060}
 
     host_network = _edge(full_manifests, "ekb")
     spec = host_network["spec"]["template"]["spec"]

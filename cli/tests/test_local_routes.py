@@ -125,6 +125,14 @@ def test_busy_ports_and_the_services_ports_are_skipped() -> None:
     }
 
 
+def test_the_edge_websocket_port_is_no_node_port() -> None:
+    layout = LocalLayout(node_port_base=5070, sip_port=5060, sip_ws_port=5071)
+    changes = plan_node_changes(plans(tenant("acme", ["msk", "ekb"])), {}, (), layout)
+    assert {layout.node_port(start.slot) for start in changes.start} == {5070, 5072}
+    assert layout.sip_ws_url == "ws://127.0.0.1:5071"
+    assert LocalLayout(sip_ws_port=0).sip_ws_url is None
+
+
 def test_a_node_past_the_last_rtp_port_is_left_unplaced_with_why() -> None:
     layout = LocalLayout(rtp_port_base=60000, rtp_ports_per_node=2000)  # room for 2 nodes
     changes = plan_node_changes(plans(tenant("acme", ["msk", "ekb", "spb"])), {}, (), layout)

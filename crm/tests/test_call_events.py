@@ -283,6 +283,58 @@ async def test_calls_made_while_the_crm_was_down_are_not_lost(
         assert task["call_id"] == "c-down"
 
 
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_backlog_read_in_batches_gives_what_one_by_one_would(
+    crm: CrmHarness, postgres_url: str
+) -> None:
+    """Two missed calls from one unknown number and the call back, all waiting while the
+    CRM was down: read together, they make one contact, two tasks, both closed."""
+    tenant = await crm_tenant(crm)
+    admin = await crm.as_role(tenant)
+    await crm.control.add_user(tenant, name="Olga", extension="101")
+    await crm.app.state.call_events.stop()
+    caller, start = "+79035550101", int(time.time() * 1000) - 60_000
+    missed = [
+        event(tenant, kind, call_id, caller=caller, callee="101", at_ms=start + offset, **extra)
+        for call_id, offset in (("b-1", 0), ("b-2", 1000))
+        for kind, extra in (
+            (CallEventType.OFFERED, {"offered": ("101",)}),
+            (CallEventType.RINGING, {}),
+            (CallEventType.ENDED, {"end_reason": "no-answer"}),
+        )
+    ]
+    answered = [
+        event(tenant, kind, "b-3", caller=caller, callee="101", at_ms=start + 2000, **extra)
+        for kind, extra in (
+            (CallEventType.RINGING, {}),
+            (CallEventType.ANSWERED, {}),
+            (CallEventType.ENDED, {"end_reason": "completed"}),
+        )
+    ]
+    await publish(crm, *missed, *answered)
+    async with serve_crm(crm.control, postgres_url, crm.settings.redis_url) as restarted:
+
+        async def closed_tasks() -> list[dict[str, Any]] | None:
+            tasks = await tasks_of(restarted, admin, kind="missed-call")
+            done = len(tasks) == 2 and all(task["status"] == "done" for task in tasks)
+            return tasks if done else None
+
+        tasks = await eventually(closed_tasks)
+        assert sorted(task["call_id"] for task in tasks) == ["b-1", "b-2"]
+        [contact] = (
+            await restarted.client.get("/v1/contacts", params={"phone": caller}, headers=admin)
+        ).json()["items"]
+        assert {task["contact_id"] for task in tasks} == {contact["id"]}
+        calls = (
+            await restarted.client.get(f"/v1/contacts/{contact['id']}/calls", headers=admin)
+        ).json()["items"]
+        assert sorted((call["call_id"], call["missed"]) for call in calls) == [
+            ("b-1", True),
+            ("b-2", True),
+            ("b-3", False),
+        ]
+
+
 async def test_agents_see_and_close_their_tasks_but_not_give_them_away(
     module_crm: CrmHarness,
 ) -> None:

@@ -69,6 +69,13 @@ class RunningPlatform:
     # calls() shows the calls started from this moment (epoch ms) on: on a platform several
     # tests share, each test sees the CDRs of its own calls (see for_one_test()).
     calls_since_ms: int = 0
+    # The edge's SIP over WebSocket port (browsers); 0 when started without it.
+    sip_ws_port: int = 0
+
+    @property
+    def sip_ws_url(self) -> str:
+        """ws://127.0.0.1:<port>/: where a browser (tests/services/sipws.py) connects."""
+        return f"ws://{self.host}:{self.sip_ws_port}/"
 
     def for_one_test(self) -> RunningPlatform:
         """This platform as one of the tests sharing it sees it: calls() from now on."""
@@ -217,6 +224,7 @@ def start_platform(
 ) -> RunningPlatform:
     host = "127.0.0.1"
     sip_port = free_port_pair()
+    sip_ws_port = free_port()
     node_base = free_port_block(8)
     # RTP is UDP only and bound per call; a busy port there is skipped by the node, but
     # a test counting on a tiny range needs all of it (up to four nodes) free.
@@ -250,6 +258,8 @@ def start_platform(
             host,
             "--sip-port",
             str(sip_port),
+            "--sip-ws-port",
+            str(sip_ws_port),
             "--node-port-base",
             str(node_base),
             "--rtp-port-base",
@@ -285,6 +295,7 @@ def start_platform(
         log_path,
         control_port=control_port,
         crm_port=crm_port,
+        sip_ws_port=sip_ws_port,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

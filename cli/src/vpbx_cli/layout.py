@@ -35,6 +35,8 @@ class LaunchError(RuntimeError):
 class LocalLayout:
     host: str = "127.0.0.1"
     sip_port: int = 5060
+    # SIP over WebSocket for browsers (the agent workspace), plain ws://; 0 = off.
+    sip_ws_port: int = 5066
     node_port_base: int = 5070
     rtp_port_base: int = 20000
     rtp_ports_per_node: int = RTP_PORTS_PER_NODE
@@ -69,9 +71,17 @@ class LocalLayout:
 
     @property
     def service_ports(self) -> frozenset[int]:
-        """The ports of the edge, the control API, the CRM and the private Redis: never a
-        node's."""
-        return frozenset((self.sip_port, self.control_port, self.crm_port, self.redis_port))
+        """The ports of the edge (SIP and WebSocket), the control API, the CRM and the
+        private Redis: never a node's."""
+        ports = {self.sip_port, self.control_port, self.crm_port, self.redis_port}
+        if self.sip_ws_port:
+            ports.add(self.sip_ws_port)
+        return frozenset(ports)
+
+    @property
+    def sip_ws_url(self) -> str | None:
+        """Where browsers connect for SIP over WebSocket, None when it is off."""
+        return f"ws://{self.host}:{self.sip_ws_port}" if self.sip_ws_port else None
 
     def node_port(self, index: int) -> int:
         return self.node_port_base + index

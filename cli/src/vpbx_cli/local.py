@@ -541,7 +541,14 @@ class SupervisedNodes:
 
 def start_edge(local: LocalPlatform) -> Supervised:
     layout = local.layout
-    env = _child_env(local, {"VPBX_SIP_HOST": layout.host, "VPBX_SIP_PORT": str(layout.sip_port)})
+    env = _child_env(
+        local,
+        {
+            "VPBX_SIP_HOST": layout.host,
+            "VPBX_SIP_PORT": str(layout.sip_port),
+            "VPBX_EDGE_WS_PORT": str(layout.sip_ws_port),
+        },
+    )
     child = Supervised(EDGE, [sys.executable, "-m", "vpbx_media.edge"], env)
     local.children[EDGE] = child
     child.start()
@@ -636,6 +643,8 @@ def run_local(path: Path, layout: LocalLayout) -> int:
             f"Redis {local.redis_url}",
             flush=True,
         )
+        if layout.sip_ws_url is not None:
+            print(f"  SIP over WebSocket: {layout.sip_ws_url} (browsers)", flush=True)
         print(f"  control API: {layout.control_url} (docs at /docs)", flush=True)
         if crm is not None:
             print(f"  CRM: {layout.crm_url} (API docs at /docs)", flush=True)

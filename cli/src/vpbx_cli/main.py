@@ -24,6 +24,14 @@ def up(
     ] = Path("examples/demo.yaml"),
     host: Annotated[str, typer.Option(help="address every service binds to")] = "127.0.0.1",
     sip_port: Annotated[int, typer.Option(help="SIP edge port (UDP and TCP)")] = 5060,
+    sip_ws_port: Annotated[
+        int,
+        typer.Option(
+            help="SIP over WebSocket port of the edge (browsers, ws://); 0 disables",
+            min=0,
+            max=65535,
+        ),
+    ] = 5066,
     node_port_base: Annotated[int, typer.Option(help="first media-node SIP port")] = 5070,
     rtp_port_base: Annotated[int, typer.Option(help="first RTP port of the first node")] = 20000,
     rtp_ports_per_node: Annotated[
@@ -52,6 +60,7 @@ def up(
     layout = LocalLayout(
         host=host,
         sip_port=sip_port,
+        sip_ws_port=sip_ws_port,
         node_port_base=node_port_base,
         rtp_port_base=rtp_port_base,
         rtp_ports_per_node=rtp_ports_per_node,

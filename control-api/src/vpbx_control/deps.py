@@ -29,7 +29,9 @@ from .errors import Forbidden, NotAuthenticated
 from .paging import PageParams, page_params
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain function dependency in a worker thread, a hop that cost
+    # about a third of a millisecond of CPU per request.
     context: AppContext = request.app.state.context
     return context
 

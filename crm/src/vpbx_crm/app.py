@@ -43,6 +43,8 @@ from .web.static import WorkspaceRoute, first_segment
 logger = logging.getLogger(__name__)
 
 ROUTERS = (
+    # First: routes are matched in order, and the nodes' lookup runs on every call.
+    lookup_router,
     health.router,
     contacts_router,
     companies_router,
@@ -52,7 +54,6 @@ ROUTERS = (
     tasks_router,
     calls_router,
     directory_router,
-    lookup_router,
     transfer_router,
     workspace_config_router,
     live_router,
@@ -114,7 +115,13 @@ def create_app(
         if context.redis is not None:
             handler = CrmEventHandler(context.database, context.identity)
             app.state.call_events = reader = CallEventConsumer(
-                context.redis, CRM_GROUP, handler.handle, block_s=settings.call_events_block_s
+                context.redis,
+                CRM_GROUP,
+                handler.handle,
+                batch_handler=handler.handle_many,
+                batch_size=64,
+                block_s=settings.call_events_block_s,
+                linger_s=settings.call_events_linger_s,
             )
             await reader.start()
         # The browsers' live feed: a tail of its own (see live/hub.py), not this reader.

@@ -35,7 +35,9 @@ from .identity import Caller, IdentityUnavailableError
 logger = logging.getLogger(__name__)
 
 
-def get_context(request: Request) -> CrmContext:
+async def get_context(request: Request) -> CrmContext:
+    # async: FastAPI runs a plain function dependency in a worker thread, a hop that cost
+    # about a third of a millisecond of CPU per request.
     context: CrmContext = request.app.state.context
     return context
 

@@ -42,6 +42,10 @@ class CrmSettings(CommonSettings):
     # The reader of the call-event stream blocks this long on one read; stopping the app
     # waits for the read in flight.
     call_events_block_s: float = Field(default=0.5, gt=0, le=10)
+    # After a read of a few events the reader waits this long, so a steady stream of calls
+    # is written in batches (one transaction for many events): the timeline and tasks are
+    # that much later, the reader's CPU per call about three times lower.
+    call_events_linger_s: float = Field(default=0.1, ge=0, le=5)
 
     # The live feed (GET /v1/live): how often an idle WebSocket gets a ping (a browser silent
     # for three of these is dropped), and how long a new one may take to send its token.

@@ -579,3 +579,86 @@ async def test_the_stream_is_trimmed_to_about_its_bound(client: redis.asyncio.Re
 def test_the_bound_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_len"):
         CallEventPublisher(redis.asyncio.Redis(), max_len=0)
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+async def test_a_backlog_goes_to_the_batch_handler_in_reads_and_is_acknowledged_together(
+    client: redis.asyncio.Redis, publisher: CallEventPublisher
+) -> None:
+    for n in range(10):
+        await publisher.publish(event(f"backlog-{n}"))
+    batches: list[list[str]] = []
+    single = Recorder()
+
+    async def batch(events: Any) -> None:
+        batches.append([e.call_id for e in events])
+
+    consumer = CallEventConsumer(
+        client, WEBHOOKS_GROUP, single, batch_handler=batch, batch_size=4, consumer="b", **FAST
+    )
+    await consumer.ensure_group()
+    while consumer.handled < 10:
+        await consumer.poll_once()
+    assert [len(b) for b in batches[:2]] == [4, 4]
+    seen = [call_id for b in batches for call_id in b] + single.call_ids
+    assert sorted(seen) == sorted(f"backlog-{n}" for n in range(10))
+    assert len(seen) == 10
+    assert await pending(client) == 0
+
+
+async def test_a_failing_batch_is_handled_one_by_one_and_only_the_bad_event_stays_pending(
+    client: redis.asyncio.Redis, publisher: CallEventPublisher
+) -> None:
+    for n in range(3):
+        await publisher.publish(event(f"call-{n}"))
+
+    async def refuse_call_1(e: CallEvent) -> None:
+        if e.call_id == "call-1":
+            raise RuntimeError("the store refused call-1")
+
+    single = Recorder(behaviour=refuse_call_1)
+
+    async def batch(events: Any) -> None:
+        for e in events:
+            await refuse_call_1(e)
+
+    consumer = CallEventConsumer(
+        client, WEBHOOKS_GROUP, single, batch_handler=batch, batch_size=8, consumer="b", **FAST
+    )
+    await consumer.ensure_group()
+    await consumer.poll_once()
+    assert single.call_ids == ["call-0", "call-2"]
+    assert consumer.failed == 1
+    assert await pending(client) == 1
+
+
+async def test_linger_gathers_a_trickle_into_one_batch(
+    client: redis.asyncio.Redis, publisher: CallEventPublisher
+) -> None:
+    batches: list[int] = []
+
+    async def batch(events: Any) -> None:
+        batches.append(len(events))
+
+    consumer = CallEventConsumer(
+        client,
+        WEBHOOKS_GROUP,
+        Recorder(),
+        batch_handler=batch,
+        batch_size=16,
+        linger_s=0.3,
+        consumer="b",
+        **FAST,
+    )
+    await consumer.ensure_group()
+    await publisher.publish(event("first"))
+    reading = asyncio.create_task(consumer.poll_once())  # reads "first", then lingers
+    await asyncio.sleep(0.1)
+    for n in range(5):
+        await publisher.publish(event(f"trickle-{n}"))
+    await reading
+    await consumer.poll_once()
+    assert batches == [5]  # "first" alone went one by one; the five came in one read
+    assert consumer.handled == 6

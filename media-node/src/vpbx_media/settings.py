@@ -48,6 +48,18 @@ class EdgeSettings(SipSettings):
     # often (a changed list reaches the edge this much later); a tenant's own carriers'
     # networks are read with every call's number route.
     carriers_cache_s: float = Field(default=5.0, ge=0)
+    # SIP over WebSocket (RFC 7118) for browsers, on sip_host (VPBX_EDGE_WS_PORT; 0 = off).
+    # Plain ws:// unless both certificate and key files are set (then wss:// here); in a
+    # cluster TLS is terminated in front of the edge (ingress / load balancer).
+    edge_ws_port: int = Field(default=0, ge=0, le=65535)
+    edge_ws_cert_file: str | None = None
+    edge_ws_key_file: str | None = None
+    # Largest WebSocket message (one SIP message); a bigger frame closes its connection.
+    edge_ws_max_message_size: int = Field(default=64 * 1024, ge=4096)
+    # WebSocket connections open at once from one address (new ones are also charged
+    # to the per-source token bucket above). Behind an ingress every browser comes
+    # from its addresses: raise this to the browsers one ingress pod carries.
+    edge_ws_max_connections_per_source: int = Field(default=256, ge=1)
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)

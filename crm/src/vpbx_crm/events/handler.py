@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Sequence
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +32,7 @@ from vpbx_control.db.session import Database
 from ..calls.models import CallRow
 from ..contacts.models import ContactPhoneRow, ContactRow
 from ..contacts.phones import region_of_phones
-from ..identity import IdentityClient, TenantDirectory
+from ..identity import TenantDirectory
 from ..tasks.models import TaskKind, TaskRow, TaskStatus
 from ..tasks.service import notify
 
@@ -39,6 +41,12 @@ logger = logging.getLogger(__name__)
 # A missed call: the caller gave up or nobody could take it. A voice message has a task of
 # its own; a booked callback is the queue's to return; a refused call never rang anyone.
 MISSED_REASONS = frozenset(UNANSWERED_REASONS) - {EndReason.VOICEMAIL, EndReason.CALLBACK}
+
+# The events that may create a contact or change its tasks; the others only link the
+# call to the contact once.
+_CONTACT_EVENTS = frozenset(
+    {CallEventType.ANSWERED, CallEventType.ENDED, CallEventType.VOICEMAIL_NEW}
+)
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
@@ -78,36 +86,62 @@ def pretty_phone(phone: str) -> str:
     return phone
 
 
+class DirectorySource(Protocol):
+    """Who the tenant's people and numbers are (``IdentityClient``; a benchmark's fixed one)."""
+
+    async def directory(self, tenant: str, *, fresh: bool = False) -> TenantDirectory: ...
+
+
 class CrmEventHandler:
-    def __init__(self, database: Database, identity: IdentityClient) -> None:
+    def __init__(self, database: Database, identity: DirectorySource) -> None:
         self.database = database
         self.identity = identity
 
     async def handle(self, event: CallEvent) -> None:
-        direction = direction_of(event)
-        if direction == INTERNAL:
-            return  # calls between colleagues are nobody's client
-        phone = outside_party(event, direction)
+        await self.handle_many([event])
+
+    async def handle_many(self, events: Sequence[CallEvent]) -> None:
+        """The events of one read in one transaction: a busy tenant's backlog drains in
+        a few writes instead of one transaction per event."""
+        by_call: dict[tuple[str, str], list[CallEvent]] = {}
+        for event in events:
+            if direction_of(event) != INTERNAL:  # calls between colleagues are nobody's client
+                by_call.setdefault((event.tenant, event.call_id), []).append(event)
+        if not by_call:
+            return
         async with self.database.session() as session:
-            # Locked: two CRM replicas handling two events of one call must not both
-            # start from "ringing" (the later commit would undo the "ended").
-            call = await session.get(CallRow, (event.tenant, event.call_id), with_for_update=True)
-            if call is None:
-                call = CallRow(
-                    tenant_id=event.tenant,
-                    call_id=event.call_id,
-                    direction=direction,
-                    phone=phone,
-                    started_at=_moment(event.at_ms),
-                    status="ringing",
-                )
-                session.add(call)
+            # Rows locked in one order: two replicas with overlapping reads cannot deadlock.
+            for key in sorted(by_call):
+                await self._call(session, by_call[key])
+            await session.commit()
+
+    async def _call(self, session: AsyncSession, events: Sequence[CallEvent]) -> None:
+        first = events[0]
+        direction = direction_of(first)
+        # Locked: two CRM replicas handling two events of one call must not both start
+        # from "ringing" (the later commit would undo the "ended").
+        call = await session.get(CallRow, (first.tenant, first.call_id), with_for_update=True)
+        if call is None:
+            call = CallRow(
+                tenant_id=first.tenant,
+                call_id=first.call_id,
+                direction=direction,
+                phone=outside_party(first, direction),
+                started_at=_moment(first.at_ms),
+                status="ringing",
+            )
+            session.add(call)
+        looked_up = False
+        for event in events:
             self._apply(call, event)
+            needs_contact = event.type in _CONTACT_EVENTS
+            if not needs_contact and (looked_up or call.contact_id is not None):
+                continue
+            looked_up = True
             directory = await self.identity.directory(event.tenant)
             contact = await self._contact(session, call, event, directory)
-            if contact is not None:
+            if contact is not None and needs_contact:
                 await self._tasks(session, call, event, contact, directory)
-            await session.commit()
 
     @staticmethod
     def _apply(call: CallRow, event: CallEvent) -> None:

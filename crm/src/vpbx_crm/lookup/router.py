@@ -66,7 +66,9 @@ async def lookup(
 ) -> Response:
     # On every routed call: a pooled connection and one prepared statement, no ORM session,
     # and the body written directly (the response model documents it).
-    async with context.database.engine.connect() as connection:
+    async with context.database.engine.connect() as pooled:
+        # Autocommit: the read alone, without the BEGIN and ROLLBACK round trips around it.
+        connection = await pooled.execution_options(isolation_level="AUTOCOMMIT")
         row = (await connection.execute(_LOOKUP, {"tenant": tenant, "phone": phone})).first()
     contact = None
     if row is not None:

@@ -253,6 +253,7 @@ class CallEventPublisher:
 
 
 EventHandler = Callable[[CallEvent], Awaitable[object]]
+BatchHandler = Callable[[Sequence[CallEvent]], Awaitable[object]]
 
 
 def default_consumer_name() -> str:
@@ -279,6 +280,14 @@ class CallEventConsumer:
     under its own name (a restarted container keeps host name and pid).
     Entries that are not call events are acknowledged, logged and skipped.
 
+    ``batch_handler``, when given, is awaited with all the events of a read at once (a
+    store can then write them in one transaction: a backlog drains in fewer, bigger
+    writes); the entries are acknowledged together when it returns. When it raises, the
+    events are handed to ``handler`` one by one, so one bad event holds up only itself.
+    ``linger_s``: after a read that brought fewer entries than ``batch_size``, wait that
+    long before the next one, so a steady trickle is handled in batches too (the events
+    reach the store that much later).
+
     ``start()`` runs the loop in a task; ``stop()`` lets the entry in hand finish and
     returns within about ``block_s`` (reads block at most that long), cancelling the
     loop only if a handler overruns ``stop_timeout_s``. Entries read but not handled
@@ -291,10 +300,12 @@ class CallEventConsumer:
         group: str,
         handler: EventHandler,
         *,
+        batch_handler: BatchHandler | None = None,
         consumer: str | None = None,
         stream: str = CALL_EVENTS_STREAM,
         batch_size: int = 16,
         block_s: float = 0.5,
+        linger_s: float = 0.0,
         claim_idle_s: float = 30.0,
         claim_interval_s: float = 5.0,
         retry_base_s: float = 1.0,
@@ -305,10 +316,12 @@ class CallEventConsumer:
         self.redis = client
         self.group = group
         self.handler = handler
+        self.batch_handler = batch_handler
         self.consumer = consumer or default_consumer_name()
         self.stream = stream
         self.batch_size = batch_size
         self.block_s = block_s
+        self.linger_s = linger_s
         self.claim_idle_s = claim_idle_s
         self.claim_interval_s = claim_interval_s
         self.retry_base_s = retry_base_s
@@ -418,7 +431,11 @@ class CallEventConsumer:
             count=self.batch_size,
             block=max(1, int(self.block_s * 1000)),
         )
-        return done + await self._process_all(_entries(reply))
+        entries = _entries(reply)
+        done += await self._process_all(entries)
+        if self.linger_s > 0 and 0 < len(entries) < self.batch_size:
+            await self._pause(self.linger_s)
+        return done
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing, reading from the stream's start."""
@@ -439,15 +456,43 @@ class CallEventConsumer:
     # --- entries -----------------------------------------------------------------------
 
     async def _process_all(self, entries: Sequence[tuple[Any, Any]]) -> int:
+        entries = [(entry_id, entry) for entry_id, entry in entries if entry_id is not None]
+        if self.batch_handler is not None and len(entries) > 1 and not self.stopping:
+            batched = await self._process_batch(entries)
+            if batched is not None:
+                return batched
         done = 0
         for entry_id, entry in entries:
             if self.stopping:
                 break  # the rest stay pending; another consumer reclaims them
-            if entry_id is None:
-                continue
             if await self._process(entry_id, entry):
                 done += 1
         return done
+
+    async def _process_batch(self, entries: Sequence[tuple[Any, Any]]) -> int | None:
+        """The events of ``entries`` through the batch handler, acknowledged together; None
+        when it failed (the caller then handles them one by one)."""
+        assert self.batch_handler is not None
+        events: list[CallEvent] = []
+        for _, entry in entries:
+            try:
+                events.append(event_from_fields(entry or {}))
+            except CallEventError:
+                return None  # the one-by-one path skips and logs it
+        try:
+            await self.batch_handler(events)
+        except Exception as exc:
+            logger.warning(
+                "call events %s: a batch of %d failed (%s: %s); handling them one by one",
+                self.group,
+                len(events),
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        await self.redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
+        self.handled += len(events)
+        return len(events)
 
     async def _process(self, entry_id: bytes | str, entry: Mapping[Any, Any] | None) -> bool:
         """Handle one entry; True when it was acknowledged (handled or skipped)."""

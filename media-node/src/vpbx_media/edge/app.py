@@ -8,6 +8,7 @@ from vpbx_common.routing import RoutingTable
 
 from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_stop_signal
 from ..settings import EdgeSettings
+from ..sip.websocket import WebSocketListener, ssl_context_from
 from .flowtoken import EdgeTokens
 from .proxy import EdgeProxy, SourceLimiter
 from .relayproof import RelayProofs
@@ -23,12 +24,26 @@ async def run_edge(settings: EdgeSettings) -> None:
     transport, layer_factory = sip_stack(settings)
 
     secret = settings.edge_secret.get_secret_value().encode()
+    limiter = SourceLimiter(settings.source_rate, settings.source_burst)
+    websocket: WebSocketListener | None = None
+    if settings.edge_ws_port:
+        websocket = WebSocketListener(
+            transport,
+            settings.sip_host,
+            settings.edge_ws_port,
+            ssl_context=ssl_context_from(settings.edge_ws_cert_file, settings.edge_ws_key_file),
+            max_message_size=settings.edge_ws_max_message_size,
+            max_per_source=settings.edge_ws_max_connections_per_source,
+            # A new connection costs its source a token, like a request does: a
+            # connection flood is cut off by the same bucket as a request flood.
+            admit=limiter.allow,
+        )
     proxy = EdgeProxy(
         transport,
         layer_factory,
         RoutingTable(redis_client, carriers_ttl_s=settings.carriers_cache_s),
         EdgeTokens(secret),
-        limiter=SourceLimiter(settings.source_rate, settings.source_burst),
+        limiter=limiter,
         proofs=RelayProofs(secret),
         max_registers_in_flight=settings.max_registers_in_flight,
         register_timeout=settings.register_timeout,
@@ -36,9 +51,19 @@ async def run_edge(settings: EdgeSettings) -> None:
     )
     await transport.start()
     logger.info("SIP edge listening on %s:%d (UDP and TCP)", settings.sip_host, transport.port)
+    if websocket is not None:
+        await websocket.start()
+        logger.info(
+            "SIP edge listening on %s://%s:%d (SIP over WebSocket)",
+            websocket.scheme,
+            settings.sip_host,
+            websocket.port,
+        )
     try:
         await wait_for_stop_signal()
     finally:
+        if websocket is not None:
+            await websocket.stop()
         await proxy.stop()
         await transport.stop()
         await redis_client.aclose()

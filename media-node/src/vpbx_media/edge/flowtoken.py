@@ -7,6 +7,11 @@ entry goes to the node when it comes from the outside flow, and out over the
 same flow otherwise, which reaches phones behind NAT. The HMAC keeps
 outsiders from crafting Route headers that would turn the edge into an open
 relay: a request can only ever reach the node or the flow named by the edge.
+
+A WebSocket flow (a browser) cannot be reached again once its connection is gone,
+and many browsers behind one ingress share its address: the token then also
+carries the connection's id (random per connection, sip/websocket.py), so it
+names that one connection and no later one from the same address and port.
 """
 
 from __future__ import annotations
@@ -41,10 +46,13 @@ class EdgeTokens:
 
     def encode(self, token: EdgeToken) -> str:
         outside, node = token.outside, token.node
-        payload = (
+        payload_text = (
             f"{outside.transport.value}|{outside.remote.host}|{outside.remote.port}"
             f"|{node.host}|{node.port}"
-        ).encode()
+        )
+        if outside.transport.is_websocket and outside.connection_id is not None:
+            payload_text += f"|{outside.connection_id}"
+        payload = payload_text.encode()
         raw = self._mac(payload) + payload
         return base64.b32encode(raw).decode().rstrip("=").lower()
 
@@ -58,9 +66,18 @@ class EdgeTokens:
         if not hmac.compare_digest(mac, self._mac(payload)):
             return None
         try:
-            kind, host, port, node_host, node_port = payload.decode().split("|")
+            fields = payload.decode().split("|")
+            kind, host, port, node_host, node_port = fields[:5]
+            transport = TransportKind(kind)
+            connection: int | None = None
+            if transport.is_websocket:
+                # A WebSocket flow without its connection would name nobody.
+                (connection_text,) = fields[5:]
+                connection = int(connection_text)
+            elif len(fields) != 5:
+                return None
             return EdgeToken(
-                Flow(TransportKind(kind), Address(host, int(port))),
+                Flow(transport, Address(host, int(port)), connection),
                 Address(node_host, int(node_port)),
             )
         except ValueError:

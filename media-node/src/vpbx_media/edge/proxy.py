@@ -13,6 +13,13 @@ vpbx_common.routing); any other source is answered 403 "Not From A Carrier",
 whether the number exists or not. Each initial INVITE relayed to a node carries a
 signed proof on the edge's Via (relayproof.py) by which the node tells it from
 INVITEs that went around the edge.
+
+Browsers are SIP devices over WebSocket (RFC 7118, sip/websocket.py): their
+connection is a flow like a TCP one, named with its connection id in the tokens;
+the nodes keep talking UDP to the edge and see the browser's own Contact
+(``;transport=ws``). Their Vias name ``*.invalid`` hosts, so nothing is ever sent
+by a WebSocket Via: responses go back over the request's connection, a stray 2xx
+over the connection named by this edge's Record-Route token in it.
 """
 
 from __future__ import annotations
@@ -170,9 +177,32 @@ class EdgeProxy:
             return
         upstream = response.with_headers(response.headers.replace_values("Via", vias[1:]))
         next_via = Via.parse(vias[1])
+        if next_via.transport in ("WS", "WSS"):
+            # A browser's Via host is made up (RFC 7118 section 5): its connection is
+            # the one this edge's Record-Route token in the 2xx names.
+            ws_target = self._websocket_of(response)
+            if ws_target is not None:
+                self._spawn(self.layer.send_stateless(upstream, ws_target))
+            return
         kind = TransportKind.TCP if next_via.transport == "TCP" else TransportKind.UDP
         target = Flow(kind, response_destination(next_via, kind))
         self._spawn(self.layer.send_stateless(upstream, target))
+
+    def _websocket_of(self, response: SipResponse) -> Flow | None:
+        """The WebSocket flow named by our own Record-Route entry in a response."""
+        for value in response.headers.values("Record-Route"):
+            try:
+                uri = NameAddr.parse(value).uri
+            except SipParseError:
+                continue
+            if not self._is_own_uri(uri):
+                continue
+            assert isinstance(uri, SipUri)
+            text = uri.param(EDGE_ROUTE_PARAM)
+            token = self.tokens.decode(text) if text else None
+            if token is not None and token.outside.transport.is_websocket:
+                return token.outside
+        return None
 
     # --- routing ---------------------------------------------------------
 
@@ -183,9 +213,9 @@ class EdgeProxy:
 
     def _is_own(self, host: str, port: int | None) -> bool:
         local = self.transport.local_address
-        return (
-            host.strip("[]") in (local.host, self.transport.host) and (port or 5060) == local.port
-        )
+        # The WebSocket port too: the outward Record-Route entry a browser gets names it.
+        ports = (local.port, self.transport.websocket_port)
+        return host.strip("[]") in (local.host, self.transport.host) and (port or 5060) in ports
 
     def _is_own_uri(self, uri: object) -> bool:
         return isinstance(uri, SipUri) and self._is_own(uri.host, uri.port)
@@ -302,11 +332,23 @@ class EdgeProxy:
         return await self._route_initial(request, flow)
 
     def _follow_token(self, token: EdgeToken, flow: Flow) -> Forwarding:
+        outside = token.outside
         from_outside = (
-            flow.transport is token.outside.transport and flow.remote == token.outside.remote
+            flow.transport is outside.transport
+            and flow.remote == outside.remote
+            # A WebSocket token names one connection; TCP ones name the address only.
+            and (outside.connection_id is None or flow.connection_id == outside.connection_id)
         )
         if from_outside:
             return Forwarding(Flow(TransportKind.UDP, token.node), token)
+        if flow.transport.is_websocket:
+            # Only nodes (over UDP) send out through a token; a browser holding
+            # another connection's token (a copied Route) must not reach that browser.
+            raise RouteRejectedError(403, "Invalid Route")
+        if not self.transport.has_flow(outside):
+            # The browser's WebSocket is gone and cannot be opened again from here:
+            # it is unreachable until it registers anew (on a new connection).
+            raise RouteRejectedError(480, "Flow Gone")
         # Not from the outside flow: a node sending out. Only the outside party itself
         # and the nodes ever see a token naming its flow, so this cannot aim the edge
         # at anybody else. Nodes of other cities are other hosts in a cluster.
@@ -381,15 +423,28 @@ class EdgeProxy:
                 headers = headers.prepend("Path", f"<{inside}>")
             elif request.method != "REGISTER" and request.to.tag is None:
                 entries = [inside]
-                if token.outside.transport is TransportKind.TCP:
+                outside = self._outward_entry(inside, token.outside.transport)
+                if outside is not None:
                     # Double Record-Route (RFC 5658): the outside party must come back
-                    # over TCP, the node over UDP; the top entry faces the next hop.
-                    outside = inside.with_params(transport="tcp")
+                    # over TCP or its WebSocket, the node over UDP; the top entry faces
+                    # the next hop.
                     inward = forwarding.target.remote == token.node
                     entries = [inside, outside] if inward else [outside, inside]
                 for entry in reversed(entries):
                     headers = headers.prepend("Record-Route", f"<{entry}>")
         return request.with_headers(headers)
+
+    def _outward_entry(self, inside: SipUri, kind: TransportKind) -> SipUri | None:
+        """The Record-Route entry the outside party sees, when it differs from the inside one."""
+        if kind is TransportKind.TCP:
+            return inside.with_params(transport="tcp")
+        if kind.is_websocket:
+            # RFC 7118 section 5: the WebSocket server's own URI. Browsers send every
+            # request over their one connection anyway; the port makes it ours (_is_own).
+            port = self.transport.websocket_port or inside.port
+            outward = SipUri(host=inside.host, port=port, params=inside.params)
+            return outward.with_params(transport=kind.value.lower())
+        return None
 
     async def _relay(
         self, transaction: ServerTransaction, outgoing: SipRequest, target: Flow

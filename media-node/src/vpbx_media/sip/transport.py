@@ -1,4 +1,5 @@
-"""UDP and TCP transports (RFC 3261 section 18, RFC 3581 rport).
+"""UDP and TCP transports (RFC 3261 section 18, RFC 3581 rport), and the
+connections a WebSocket listener (websocket.py, RFC 7118) hands in.
 
 A transport turns bytes into messages and back. Every received message is
 handed to one `MessageSink` together with the `Flow` it arrived on, so a
@@ -36,6 +37,15 @@ logger = logging.getLogger(__name__)
 class TransportKind(StrEnum):
     UDP = "UDP"
     TCP = "TCP"
+    # SIP over WebSocket (RFC 7118), plain and over TLS. Only ever accepted: a
+    # WebSocket peer (a browser) cannot be connected to, so a flow of these kinds
+    # names one live connection and dies with it.
+    WS = "WS"
+    WSS = "WSS"
+
+    @property
+    def is_websocket(self) -> bool:
+        return self in (TransportKind.WS, TransportKind.WSS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +74,42 @@ class Flow:
 
 
 def flow_to(uri: SipUri) -> Flow:
-    """The flow a request to `uri` takes (RFC 3263 without DNS: host, port, transport)."""
-    kind = TransportKind.TCP if uri.transport == "tcp" else TransportKind.UDP
+    """The flow a request to `uri` takes (RFC 3263 without DNS: host, port, transport).
+
+    A `transport=ws`/`wss` URI gives a WebSocket flow without a connection, which
+    no send can take (a browser's `.invalid` host is no address): such a target is
+    only reachable through a Route to the edge holding its connection.
+    """
+    kind = _URI_TRANSPORTS.get(uri.transport, TransportKind.UDP)
     return Flow(kind, Address(uri.host.strip("[]"), uri.port or 5060))
+
+
+_URI_TRANSPORTS = {
+    "tcp": TransportKind.TCP,
+    "ws": TransportKind.WS,
+    "wss": TransportKind.WSS,
+}
 
 
 class MessageSink(Protocol):
     def on_message(self, message: SipMessage, flow: Flow) -> None: ...
+
+
+class AcceptedConnection(Protocol):
+    """A connection some listener accepted (a WebSocket): the transport only sends on it."""
+
+    @property
+    def kind(self) -> TransportKind: ...
+
+    @property
+    def connection_id(self) -> int: ...
+
+    @property
+    def remote(self) -> Address: ...
+
+    def send(self, data: bytes) -> None:
+        """Queue one whole message; TransportError when the connection is gone."""
+        ...
 
 
 class TransportError(Exception):
@@ -242,6 +281,13 @@ class SipTransport:
         self._connections: dict[int, _TcpConnection] = {}
         self._by_remote: dict[Address, _TcpConnection] = {}
         self._ids = itertools.count(1)
+        # WebSocket connections by id; the ids are random (websocket.py) because the
+        # edge writes them into flow tokens, which must never name a later connection.
+        self._accepted: dict[int, AcceptedConnection] = {}
+        # Set by a WebSocket listener once bound: the edge names this port in the
+        # Record-Route entries a WebSocket client sees.
+        self.websocket_port: int | None = None
+        self.websocket_kind: TransportKind | None = None
         self.malformed_count = 0
 
     @property
@@ -305,6 +351,45 @@ class SipTransport:
         if connection.remote is not None and self._by_remote.get(connection.remote) is connection:
             del self._by_remote[connection.remote]
 
+    def add_accepted(self, connection: AcceptedConnection) -> Flow:
+        """Route sends on the connection's flow to it from now on; that flow."""
+        self._accepted[connection.connection_id] = connection
+        return Flow(connection.kind, connection.remote, connection.connection_id)
+
+    def remove_accepted(self, connection: AcceptedConnection) -> None:
+        if self._accepted.get(connection.connection_id) is connection:
+            del self._accepted[connection.connection_id]
+
+    def is_id_free(self, connection_id: int) -> bool:
+        return connection_id not in self._accepted
+
+    def accepted_count(self) -> int:
+        return len(self._accepted)
+
+    def _accepted_for(self, flow: Flow) -> AcceptedConnection:
+        connection = None
+        if flow.connection_id is not None:
+            connection = self._accepted.get(flow.connection_id)
+        # The id alone could be a guess; the peer and kind must match too.
+        if (
+            connection is None
+            or connection.remote != flow.remote
+            or connection.kind is not flow.transport
+        ):
+            raise TransportError(f"no {flow.transport} connection from {flow.remote}")
+        return connection
+
+    def has_flow(self, flow: Flow) -> bool:
+        """Whether a send on `flow` can work: always for UDP and TCP (a TCP
+        connection may be opened), for a WebSocket only while its connection lives."""
+        if not flow.transport.is_websocket:
+            return True
+        try:
+            self._accepted_for(flow)
+        except TransportError:
+            return False
+        return True
+
     def deliver(self, data: bytes, flow: Flow) -> None:
         if not data.strip(b"\r\n"):
             # CRLF keep-alive datagrams (RFC 5626 style, sent by many phones
@@ -339,6 +424,9 @@ class SipTransport:
             if self._udp is None:
                 raise TransportError("UDP transport not started")
             self._udp.sendto(data, (flow.remote.host, flow.remote.port))
+            return
+        if flow.transport.is_websocket:
+            self._accepted_for(flow).send(data)
             return
         connection = None
         if flow.connection_id is not None:
