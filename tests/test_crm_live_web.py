@@ -9,11 +9,14 @@ supervisor page shows the agent ringing. The moments the pop arrived and was sho
 read from the page (window.__vpbx) and printed beside the moment of the XADD.
 
 The full browser call (JsSIP registered at the edge's SIP WebSocket, WebRTC media in the
-node) needs the edge-ws and webrtc-legs branches: skipped while the edge has no WebSocket.
+node) needs the edge-ws and webrtc-legs branches: the browser's own device and its
+registration at the edge run now; the call between two browsers is skipped while the node
+has no WebRTC legs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -50,6 +53,7 @@ ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
 WEB_BUILD = REPO / "crm" / "web" / "dist" / "index.html"
 TIMEOUT_MS = 10_000
 AGENT_EXTENSION = "150"
+COLLEAGUE_EXTENSION = "151"
 
 
 def edge_has_websocket() -> bool:
@@ -337,7 +341,32 @@ def test_without_a_sip_websocket_the_softphone_says_so(
         close_tab(tab)
 
 
-def test_the_browser_registers_and_talks_through_the_edge_websocket(
+def node_has_webrtc() -> bool:
+    """The webrtc-legs branch's gateway: the node terminates a browser's WebRTC media."""
+    return importlib.util.find_spec("vpbx_media.webrtc") is not None
+
+
+@pytest.fixture(scope="module")
+def colleague(pbx: RunningPlatform, admin: dict[str, str]) -> dict[str, str]:
+    """A second agent, who answers in their own browser."""
+    password = "agent-" + secrets.token_hex(8)
+    email = f"petr.{secrets.token_hex(3)}@acme.example"
+    with pbx.api(admin) as api:
+        created = api.post(
+            "/v1/users",
+            json={
+                "email": email,
+                "name": "Petr Webcall",
+                "role": "agent",
+                "extension": COLLEAGUE_EXTENSION,
+                "password": password,
+            },
+        )
+        assert created.status_code == 201, created.text
+    return {"email": email, "password": password, "id": created.json()["id"]}
+
+
+def test_the_browser_gets_its_own_device_and_registers_at_the_edge_websocket(
     pbx: RunningPlatform, agent: dict[str, str], browser: Browser, tmp_path: Path
 ) -> None:
     if not edge_has_websocket():
@@ -345,22 +374,63 @@ def test_the_browser_registers_and_talks_through_the_edge_websocket(
     tab = open_tab(browser, pbx, agent["email"], agent["password"])
     try:
         panel = tab.locator(".softphone-dock .softphone")
-        # A browser device was made for the agent and registered at the edge.
         expect(panel).to_have_attribute("data-registration", "registered")
         stored = tab.evaluate(f"localStorage.getItem('vpbx.softphone.{agent['id']}')")
         assert stored is not None
         assert f'"{AGENT_EXTENSION}-web' in stored
-        # A call to the demo's Ivan Petrov (101) has nobody to answer it: a call to the
-        # agent's own voicemail answers and plays its greeting over WebRTC.
-        panel.get_by_label("Number or extension").fill(AGENT_EXTENSION)
-        panel.get_by_role("button", name="Call").click()
-        expect(panel.get_by_role("button", name="Hang up")).to_be_visible()
-        expect(panel.get_by_text(f"Talking to {AGENT_EXTENSION}")).to_be_visible(timeout=30_000)
-        panel.get_by_role("button", name="Mute").click()
-        expect(panel.get_by_role("button", name="Unmute")).to_be_visible()
-        panel.get_by_role("button", name="1").click()  # a DTMF digit
-        artifact(tab, tmp_path, "live-softphone-call.png")
-        panel.get_by_role("button", name="Hang up").click()
-        expect(panel.get_by_role("button", name="Hang up")).to_have_count(0)
+        # The registrar holds the browser's binding under the agent's extension.
+        client = redis.Redis.from_url(pbx.env["VPBX_REDIS_URL"])
+        try:
+            bindings = client.hvals(f"vpbx:reg:acme:{AGENT_EXTENSION}")
+        finally:
+            client.close()
+        assert any(b"transport=ws" in binding for binding in bindings), bindings
+        tab.goto("/softphone")
+        expect(tab.get_by_label("Microphone")).to_be_visible()
+        artifact(tab, tmp_path, "live-softphone-registered.png")
     finally:
         close_tab(tab)
+
+
+def test_two_browsers_talk_through_the_node(
+    pbx: RunningPlatform,
+    agent: dict[str, str],
+    colleague: dict[str, str],
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    if not edge_has_websocket():
+        pytest.skip("the edge has no SIP over WebSocket in this code (the edge-ws branch)")
+    if not node_has_webrtc():
+        pytest.skip("the node terminates no WebRTC media in this code (the webrtc-legs branch)")
+    caller = open_tab(browser, pbx, agent["email"], agent["password"])
+    callee = open_tab(browser, pbx, colleague["email"], colleague["password"])
+    try:
+        dialler = caller.locator(".softphone-dock .softphone")
+        answerer = callee.locator(".softphone-dock .softphone")
+        expect(dialler).to_have_attribute("data-registration", "registered")
+        expect(answerer).to_have_attribute("data-registration", "registered")
+        dialler.get_by_label("Number or extension").fill(COLLEAGUE_EXTENSION)
+        dialler.get_by_role("button", name="Call").click()
+        expect(answerer.get_by_text(f"{AGENT_EXTENSION} is calling")).to_be_visible()
+        answerer.get_by_role("button", name="Answer").click()
+        expect(dialler.get_by_text(f"Talking to {COLLEAGUE_EXTENSION}")).to_be_visible()
+        expect(answerer.get_by_text(f"Talking to {AGENT_EXTENSION}")).to_be_visible()
+        dialler.get_by_role("button", name="Mute").click()
+        expect(dialler.get_by_role("button", name="Unmute")).to_be_visible()
+        dialler.get_by_role("button", name="Hold").click()
+        expect(dialler.get_by_role("button", name="Resume")).to_be_visible()
+        dialler.get_by_role("button", name="Resume").click()
+        dialler.get_by_role("button", name="5").click()  # a DTMF digit
+        # The far end's voice plays in the callee's page (the fake microphone's tone).
+        callee.wait_for_function(
+            "() => { const a = document.querySelector('[data-testid=softphone-audio]');"
+            " return a && a.srcObject && a.srcObject.getAudioTracks().length > 0; }"
+        )
+        artifact(caller, tmp_path, "live-softphone-call.png")
+        dialler.get_by_role("button", name="Hang up").click()
+        expect(answerer.get_by_role("button", name="Hang up")).to_have_count(0)
+        expect(dialler.get_by_role("button", name="Hang up")).to_have_count(0)
+    finally:
+        close_tab(caller)
+        close_tab(callee)

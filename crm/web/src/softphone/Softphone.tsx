@@ -32,6 +32,10 @@ export interface Softphone {
 
 const SoftphoneContext = createContext<Softphone | null>(null);
 
+// How long a new device's refusals are taken for the nodes not having loaded it yet.
+const NEW_DEVICE_GRACE_MS = 60_000;
+const NEW_DEVICE_RETRIES = 6;
+
 export function SoftphoneProvider({ children }: { children: ReactNode }) {
   const { config, control } = useWorkspace();
   const { me } = useSession();
@@ -55,6 +59,7 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
       username: device.username,
       password: device.password,
       domain: device.sip_domain,
+      createdAt: Date.now(),
     };
   }, [control]);
 
@@ -62,11 +67,23 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
     if (!available || userId === null || audioRef.current === null) return undefined;
     let stopped = false;
     let renewed = false;
+    let retries = 0;
+    let retryTimer: number | null = null;
+    let current: SipCredentials | null = null;
     const phone = new Phone(audioRef.current, (next) => {
       if (stopped) return;
       setState(next);
-      if (next.registration === "refused" && !renewed) {
-        // The device was replaced or deleted: make a new one, once.
+      if (next.registration !== "refused" || retryTimer !== null) return;
+      const age = Date.now() - (current?.createdAt ?? 0);
+      if (age < NEW_DEVICE_GRACE_MS && retries < NEW_DEVICE_RETRIES) {
+        // A device made a moment ago: the node has not loaded it yet. Ask again soon.
+        retryTimer = window.setTimeout(() => {
+          retryTimer = null;
+          retries += 1;
+          phone.register();
+        }, 1000 * 2 ** Math.min(retries, 3));
+      } else if (!renewed) {
+        // The device was replaced (five browsers later) or deleted: make a new one, once.
         renewed = true;
         writeCredentials(window.localStorage, userId, null);
         void begin();
@@ -84,11 +101,13 @@ export function SoftphoneProvider({ children }: { children: ReactNode }) {
         }
         writeCredentials(window.localStorage, userId, credentials);
       }
+      current = credentials;
       if (!stopped) phone.start(config.sip_ws_url, credentials);
     };
     void begin();
     return () => {
       stopped = true;
+      if (retryTimer !== null) window.clearTimeout(retryTimer);
       phone.stop();
       phoneRef.current = null;
     };

@@ -8,6 +8,9 @@ export interface SipCredentials {
   username: string;
   password: string;
   domain: string;
+  /** Epoch ms the device was made: the nodes load a new device's credentials a moment
+   * after the control API made it, so early refusals are retried, not replaced. */
+  createdAt?: number;
 }
 
 const PREFIX = "vpbx.softphone.";

@@ -71,6 +71,11 @@ export class Phone {
     ua.start();
   }
 
+  /** REGISTER again (after a refusal of credentials the node may not have loaded yet). */
+  register(): void {
+    this.ua?.register();
+  }
+
   stop(): void {
     this.ringtone.stop();
     this.session = null;
