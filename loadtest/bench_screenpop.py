@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 import redis.asyncio as redis
 from tests.services.ports import free_port, free_port_block, free_port_pair
+from tests.services.sipp import TONE_FILE_NAME, write_pcmu_tone
 from tests.services.sipws import SipWsClient
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -191,13 +192,16 @@ async def bench_calls(
             await device.send(device.response_text(invite, 486, "Busy Here", tag="bench"))
 
     refuser = asyncio.create_task(refuse())
+    write_pcmu_tone(workdir / TONE_FILE_NAME)
     sipp = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(SCENARIO), "-s", ACME_MAIN, f"{HOST}:{sip_port}",
         "-i", HOST, "-p", str(free_port_pair(HOST)),
         "-mi", HOST, "-mp", str(free_port_block(4, 50000, 60000)),
         "-r", f"{rate:g}", "-m", str(calls), "-d", "200", "-timeout", "60s",
+        "-key", "domain", HOST, "-key", "caller", "+79130000001", "-rtp_echo",
         "-nostdin", "-trace_err", "-error_file", str(workdir / f"sipp-{rate:g}-errors.log"),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        cwd=workdir,  # the scenario names its tone file relatively
     )  # fmt: skip
     code = await sipp.wait()
     await asyncio.sleep(1)
