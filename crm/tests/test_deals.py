@@ -350,6 +350,8 @@ async def test_a_deal_takes_the_contacts_company_and_ad_channel(module_crm: CrmH
         "status": "open",
         "contact_id": contact["id"],
         "company_id": company["id"],
+        "contact_name": "Anna",
+        "company_name": "Acme",
         "amount": "150000.50",
         "currency": "USD",
         "owner_user_id": str(olga.id),
@@ -569,7 +571,17 @@ async def test_the_board_has_every_stage_with_its_count_totals_and_newest_deals(
     await new_deal(module_crm, admin, title="n1", amount="100")
     await new_deal(module_crm, admin, title="n2", amount="200.5", owner_user_id=str(olga.id))
     await new_deal(module_crm, admin, title="n3", amount=10, currency="USD")
-    await new_deal(module_crm, admin, title="p1", stage_id=ids["Proposal"])
+    company = await module_crm.client.post(
+        "/v1/companies", json={"name": "ООО Ромашка"}, headers=admin
+    )
+    client = await module_crm.client.post(
+        "/v1/contacts",
+        json={"name": "Ирина", "phones": ["+79160007788"], "company_id": company.json()["id"]},
+        headers=admin,
+    )
+    await new_deal(
+        module_crm, admin, title="p1", stage_id=ids["Proposal"], contact_id=client.json()["id"]
+    )
     await new_deal(module_crm, admin, title="w1", stage_id=ids["Won"], amount="1000")
     # Another pipeline's deals are not on this board.
     partners = (
@@ -597,6 +609,10 @@ async def test_the_board_has_every_stage_with_its_count_totals_and_newest_deals(
         ("Lost", "lost", 0, {}, []),
     ]
     assert board.json()["stages"][0]["deals"][0]["amount"] == "10.00"
+    # The cards name the client and their company (read for the whole board at once).
+    card = board.json()["stages"][2]["deals"][0]
+    assert (card["contact_name"], card["company_name"]) == ("Ирина", "ООО Ромашка")
+    assert board.json()["stages"][0]["deals"][0]["contact_name"] is None
     hers = await module_crm.client.get(
         f"/v1/pipelines/{sales['id']}/board",
         params={"owner_user_id": str(olga.id)},

@@ -43,6 +43,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/deals/{deal_id}"): {"title": "Stolen"},
     ("PATCH", "/v1/notes/{note_id}"): {"text": "Stolen"},
     ("PATCH", "/v1/tasks/{task_id}"): {"status": "done"},
+    ("PATCH", "/v1/call-scripts/{script_id}"): {"name": "Stolen"},
+    ("POST", "/v1/calls/{call_id}/result"): {"outcome": "Stolen"},
 }
 
 
@@ -137,7 +139,14 @@ async def _seed(crm: CrmHarness, tenant: str, name: str) -> dict[str, str]:
         headers=admin,
     )
     assert note.status_code == 201, note.text
+    script = await crm.client.post(
+        "/v1/call-scripts",
+        json={"name": f"{name} script", "numbers": ["+74950000001"], "stages": ["Hello"]},
+        headers=admin,
+    )
+    assert script.status_code == 201, script.text
     return {
+        "script_id": script.json()["id"],
         "company_id": company.json()["id"],
         "pipeline_id": deal.json()["pipeline_id"],
         "deal_id": deal.json()["id"],

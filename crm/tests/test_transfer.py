@@ -11,11 +11,15 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from tests.services.crm import CrmHarness, crm_tenant, serve_crm
 
 from vpbx_control.auth.principal import Role
+from vpbx_crm.companies.models import CompanyRow
 from vpbx_crm.db.migrate import upgrade
+from vpbx_crm.transfer import exporting
+from vpbx_crm.transfer.owners import Owners
+from vpbx_crm.transfer.schemas import CsvDelimiter
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -819,3 +823,35 @@ async def test_imported_names_are_found_by_a_part_in_any_letter_case(
     assert imported.status_code == 201, imported.text
     found = await module_crm.client.get("/v1/contacts", params={"q": "ромашка"}, headers=admin)
     assert [item["name"] for item in found.json()["items"]] == ["ООО Ромашка"]
+
+
+async def test_a_csv_export_holds_no_database_connection_while_the_client_reads(
+    module_crm: CrmHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow reader of a big export must not keep a connection (and a transaction) of the
+    pool: each batch is read in a session closed before the batch is handed out."""
+    tenant = await crm_tenant(module_crm)
+    admin = await module_crm.as_role(tenant)
+    for index in range(5):
+        created = await module_crm.client.post(
+            "/v1/companies", json={"name": f"Firm {index}"}, headers=admin
+        )
+        assert created.status_code == 201
+    monkeypatch.setattr(exporting, "BATCH", 2)
+    database = module_crm.context.database
+    query = (
+        select(CompanyRow)
+        .where(CompanyRow.tenant_id == tenant)
+        .order_by(CompanyRow.name, CompanyRow.id)
+    )
+    source = exporting.CompanySource(
+        query, Owners.of(await module_crm.context.identity.directory(tenant))
+    )
+    chunks: list[bytes] = []
+    async for chunk in exporting.csv_stream(database, source, CsvDelimiter.COMMA):
+        # Here the client holds the chunk for as long as it likes.
+        assert database.engine.pool.checkedout() == 0
+        chunks.append(chunk)
+    assert len(chunks) == 1 + 3  # the header, then batches of 2, 2 and 1
+    rows = list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8-sig"))))
+    assert [row[1] for row in rows[1:]] == [f"Firm {index}" for index in range(5)]

@@ -34,6 +34,7 @@ from .live.router import router as live_router
 from .lookup.router import router as lookup_router
 from .notes.router import router as notes_router
 from .pipelines.router import router as pipelines_router
+from .scripts.router import router as scripts_router
 from .settings import CrmSettings
 from .tasks.router import router as tasks_router
 from .transfer.router import router as transfer_router
@@ -53,6 +54,7 @@ ROUTERS = (
     notes_router,
     tasks_router,
     calls_router,
+    scripts_router,
     directory_router,
     transfer_router,
     workspace_config_router,

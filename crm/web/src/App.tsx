@@ -9,13 +9,18 @@ import { Layout } from "./components/Layout";
 import { I18nProvider, useI18n } from "./i18n/I18n";
 import { useLoad } from "./lib/useLoad";
 import { SECTIONS } from "./nav";
+import { AfterCall } from "./pages/AfterCall";
+import { CompaniesPage } from "./pages/CompaniesPage";
+import { CompanyCard } from "./pages/CompanyCard";
+import { CompanyForm } from "./pages/CompanyForm";
 import { ContactCard } from "./pages/ContactCard";
 import { ContactForm } from "./pages/ContactForm";
 import { ContactsPage } from "./pages/ContactsPage";
+import { DealsBoard } from "./pages/DealsBoard";
 import { LoginPage } from "./pages/LoginPage";
+import { ScriptsPage } from "./pages/ScriptsPage";
 import { NotBuilt, NotFound } from "./pages/NotBuilt";
 import { TasksPage } from "./pages/TasksPage";
-import { AfterCallPage } from "./pages/AfterCallPage";
 import { SoftphonePage } from "./pages/SoftphonePage";
 import { SupervisorPage } from "./pages/SupervisorPage";
 
@@ -80,9 +85,15 @@ function AppRoutes() {
         <Route path="contacts/:contactId" element={<ContactCard />} />
         <Route path="contacts/:contactId/edit" element={<ContactForm />} />
         <Route path="tasks" element={<TasksPage />} />
+        <Route path="deals" element={<DealsBoard />} />
+        <Route path="companies" element={<CompaniesPage />} />
+        <Route path="companies/new" element={<CompanyForm />} />
+        <Route path="companies/:companyId" element={<CompanyCard />} />
+        <Route path="companies/:companyId/edit" element={<CompanyForm />} />
+        <Route path="after-call/:callId" element={<AfterCall />} />
+        <Route path="scripts" element={<ScriptsPage />} />
         <Route path="softphone" element={<SoftphonePage />} />
         <Route path="supervisor" element={<SupervisorPage />} />
-        <Route path="after-call/:callId" element={<AfterCallPage />} />
         {SECTIONS.filter((section) => section.comingSoon !== null).map((section) => (
           <Route key={section.path} path={section.path} element={<NotBuilt section={section} />} />
         ))}

@@ -14,8 +14,9 @@ export interface Section {
 export const SECTIONS: readonly Section[] = [
   { path: "/contacts", label: "nav.contacts", comingSoon: null },
   { path: "/tasks", label: "nav.tasks", comingSoon: null },
-  { path: "/deals", label: "nav.deals", comingSoon: "notBuilt.deals" },
-  { path: "/companies", label: "nav.companies", comingSoon: "notBuilt.companies" },
+  { path: "/deals", label: "nav.deals", comingSoon: null },
+  { path: "/companies", label: "nav.companies", comingSoon: null },
+  { path: "/scripts", label: "nav.scripts", comingSoon: null },
   { path: "/softphone", label: "nav.softphone", comingSoon: null },
   { path: "/supervisor", label: "nav.supervisor", comingSoon: null, managersOnly: true },
   { path: "/reports", label: "nav.reports", comingSoon: "notBuilt.reports" },

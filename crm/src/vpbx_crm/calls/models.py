@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,3 +40,8 @@ class CallRow(Base):
     recording_ms: Mapped[int] = mapped_column(Integer, default=0)
     voicemail_key: Mapped[str] = mapped_column(String(300), default="")
     voicemail_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # What the agent wrote down after the call (the after-call form), once: the checked
+    # stages of the script, the outcome and the actions taken (see calls/results.py).
+    result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    result_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    result_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -48,3 +48,12 @@ def folded(text: str) -> str:
 @event.listens_for(Searchable, "before_update", propagate=True)
 def _fold_search_text(_mapper: object, _connection: object, row: Searchable) -> None:
     row.search_text = folded(str(getattr(row, row.__searchable__)))
+
+
+# Indexes some databases have and the code does not map (PostgreSQL's trigram indexes of
+# the searched names, made by migration 0004 when pg_trgm can be had): index -> table.
+TRIGRAM_INDEXES = {
+    "ix_crm_contacts_search_trgm": "crm_contacts",
+    "ix_crm_companies_search_trgm": "crm_companies",
+    "ix_crm_deals_search_trgm": "crm_deals",
+}

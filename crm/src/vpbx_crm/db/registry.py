@@ -7,12 +7,14 @@ from ..companies.models import CompanyRow
 from ..contacts.models import ContactPhoneRow, ContactRow
 from ..deals.models import DealEventRow, DealRow, PipelineRow, StageRow
 from ..notes.models import NoteRow
+from ..scripts.models import CallScriptRow
 from ..tasks.models import NotificationRow, TaskRow
 from .base import Base
 
 __all__ = [
     "Base",
     "CallRow",
+    "CallScriptRow",
     "CompanyRow",
     "ContactPhoneRow",
     "ContactRow",

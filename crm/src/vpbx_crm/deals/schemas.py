@@ -94,6 +94,8 @@ class Deal(BaseModel):
     status: StageKind = Field(description="the kind of its stage: open, won or lost")
     contact_id: uuid.UUID | None
     company_id: uuid.UUID | None
+    contact_name: str | None = Field(default=None, description="the contact's name, if any")
+    company_name: str | None = Field(default=None, description="the company's name, if any")
     amount: Decimal | None = Field(examples=["150000.00"])
     currency: str
     owner_user_id: uuid.UUID | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from sqlalchemy import Select, func, select
@@ -20,7 +20,9 @@ from sqlalchemy.orm import aliased
 from vpbx_control.db.base import utcnow
 from vpbx_control.paging import PageParams, fetch_page
 
+from ..companies.models import CompanyRow
 from ..companies.repository import Companies
+from ..contacts.models import ContactRow
 from ..contacts.repository import Contacts
 from ..db.base import folded
 from ..errors import Conflict, InvalidInput
@@ -65,6 +67,9 @@ class DealService:
         self.deals = Deals(session, caller.tenant)
         self.stages = Stages(session, caller.tenant)
         self.pipelines = PipelineService(session, caller)
+        # False: the writes are flushed, not committed, as one step of a larger change
+        # (the after-call result) that commits or rolls back as a whole.
+        self.autocommit = True
 
     # --- reads --------------------------------------------------------------------
 
@@ -81,7 +86,40 @@ class DealService:
                 .where(StageRow.id.in_(stage_ids))
             )
             kinds = {stage_id: kind for stage_id, kind in found}
-        return [_deal(row, kinds[row.stage_id]) for row in rows]
+        named = await self._named(rows)
+        return [named(_deal(row, kinds[row.stage_id])) for row in rows]
+
+    async def _named(self, rows: Sequence[DealRow]) -> Callable[[Deal], Deal]:
+        """Fills in the deals' contact and company names: one read of each for all the
+        rows (a board or a page), not one per deal."""
+        contact_ids = {row.contact_id for row in rows if row.contact_id}
+        company_ids = {row.company_id for row in rows if row.company_id}
+        contacts: dict[uuid.UUID, str] = {}
+        companies: dict[uuid.UUID, str] = {}
+        tenant = self.caller.tenant
+        if contact_ids:
+            found = await self.session.execute(
+                select(ContactRow.id, ContactRow.name).where(
+                    ContactRow.tenant_id == tenant, ContactRow.id.in_(contact_ids)
+                )
+            )
+            contacts = {row_id: name for row_id, name in found}
+        if company_ids:
+            found = await self.session.execute(
+                select(CompanyRow.id, CompanyRow.name).where(
+                    CompanyRow.tenant_id == tenant, CompanyRow.id.in_(company_ids)
+                )
+            )
+            companies = {row_id: name for row_id, name in found}
+
+        def named(deal: Deal) -> Deal:
+            if deal.contact_id is not None:
+                deal.contact_name = contacts.get(deal.contact_id)
+            if deal.company_id is not None:
+                deal.company_name = companies.get(deal.company_id)
+            return deal
+
+        return named
 
     def search(
         self,
@@ -166,8 +204,10 @@ class DealService:
         )
         kinds = {stage.id: stage.kind for stage in stages}
         listed: dict[uuid.UUID, list[Deal]] = {stage.id: [] for stage in stages}
-        for row in rows:
-            listed[row.stage_id].append(_deal(row, kinds[row.stage_id]))
+        shown = list(rows)
+        named = await self._named(shown)
+        for row in shown:
+            listed[row.stage_id].append(named(_deal(row, kinds[row.stage_id])))
         return Board(
             pipeline_id=pipeline.id,
             name=pipeline.name,
@@ -354,6 +394,9 @@ class DealService:
         )
 
     async def _commit(self) -> None:
+        if not self.autocommit:
+            await self.session.flush()
+            return
         try:
             await self.session.commit()
         except IntegrityError as exc:

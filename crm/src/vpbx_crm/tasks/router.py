@@ -16,7 +16,7 @@ from ..deps import Context, Paging, Session, TenantMember
 from ..errors import NotFound
 from .models import TaskKind, TaskRow, TaskStatus
 from .schemas import Notification, Task, TaskCreate, TaskUpdate
-from .service import TaskService, notification_view, task_view
+from .service import TaskService, notification_view
 
 router = APIRouter(tags=["tasks"])
 
@@ -46,7 +46,7 @@ async def create_task(body: TaskCreate, service: Service, response: Response) ->
     row = await service.create(body)
     response.headers["Location"] = f"/v1/tasks/{row.id}"
     response.headers["ETag"] = row.etag()
-    return task_view(row)
+    return await service.view(row)
 
 
 @router.get("/v1/tasks", response_model=Page[Task], summary="Find tasks")
@@ -74,9 +74,9 @@ async def list_tasks(
         call_id=call_id,
         due_before=due_before,
     )
-    rows, total = await service.tasks.page(query, paging)
+    items, total = await service.page(query, paging)
     return Page[Task](
-        items=[task_view(row) for row in rows],
+        items=items,
         total=total,
         limit=paging.limit,
         offset=paging.offset,
@@ -92,7 +92,7 @@ async def list_tasks(
 async def read_task(task_id: uuid.UUID, service: Service, response: Response) -> Task:
     row = await _task(service, task_id)
     response.headers["ETag"] = row.etag()
-    return task_view(row)
+    return await service.view(row)
 
 
 @router.patch(
@@ -112,7 +112,7 @@ async def update_task(
     check_if_match(if_match, row.etag())
     row = await service.update(row, body)
     response.headers["ETag"] = row.etag()
-    return task_view(row)
+    return await service.view(row)
 
 
 @router.delete(

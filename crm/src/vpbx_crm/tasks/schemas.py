@@ -41,6 +41,7 @@ class Task(BaseModel):
     title: str
     status: TaskStatus
     contact_id: uuid.UUID | None
+    contact_name: str | None = Field(default=None, description="the contact's name, if any")
     deal_id: uuid.UUID | None
     call_id: str | None
     assignee_user_id: uuid.UUID | None

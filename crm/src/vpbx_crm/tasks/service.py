@@ -6,13 +6,15 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vpbx_control.auth.principal import MANAGERS
 from vpbx_control.db.base import utcnow
+from vpbx_control.paging import PageParams
 
+from ..contacts.models import ContactRow
 from ..contacts.repository import Contacts
 from ..errors import Conflict, FieldProblem, Forbidden, IdentityUnavailable, ReferenceNotFound
 from ..identity import Caller, IdentityClient, IdentityUnavailableError
@@ -26,8 +28,10 @@ class Tasks(Scoped[TaskRow]):
     label = "task"
 
 
-def task_view(row: TaskRow) -> Task:
-    return Task.model_validate(row, from_attributes=True)
+def task_view(row: TaskRow, contact_name: str | None = None) -> Task:
+    task = Task.model_validate(row, from_attributes=True)
+    task.contact_name = contact_name
+    return task
 
 
 def notification_view(row: NotificationRow) -> Notification:
@@ -58,6 +62,8 @@ class TaskService:
         self.caller = caller
         self.identity = identity
         self.tasks = Tasks(session, caller.tenant)
+        # False: writes are flushed as one step of a larger change that commits as a whole.
+        self.autocommit = True
 
     def search(
         self,
@@ -87,6 +93,27 @@ class TaskService:
             TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.created_at.desc(), TaskRow.id
         )
 
+    async def page(
+        self, query: Select[tuple[TaskRow]], params: PageParams
+    ) -> tuple[list[Task], int]:
+        """A page of tasks with their contacts' names, joined (not one read per task)."""
+        total = await self.session.scalar(select(func.count()).select_from(query.subquery()))
+        named = query.outerjoin(ContactRow, ContactRow.id == TaskRow.contact_id).add_columns(
+            ContactRow.name
+        )
+        found = await self.session.execute(named.limit(params.limit).offset(params.offset))
+        return [task_view(row, name) for row, name in found], int(total or 0)
+
+    async def view(self, row: TaskRow) -> Task:
+        name = None
+        if row.contact_id is not None:
+            name = await self.session.scalar(
+                select(ContactRow.name).where(
+                    ContactRow.tenant_id == self.caller.tenant, ContactRow.id == row.contact_id
+                )
+            )
+        return task_view(row, name)
+
     async def create(self, body: TaskCreate) -> TaskRow:
         if body.contact_id is not None:
             await Contacts(self.session, self.caller.tenant).referenced(
@@ -113,7 +140,7 @@ class TaskService:
         if assignee is not None and assignee != self.caller.user_id:
             notify(self.session, self.caller.tenant, assignee, f"New task: {body.title}", row)
         try:
-            await self.session.commit()
+            await self._save()
         except IntegrityError as exc:
             await self.session.rollback()
             raise Conflict(
@@ -148,8 +175,14 @@ class TaskService:
             row.status = body.status
             row.done_at = utcnow() if body.status is TaskStatus.DONE else None
         self.tasks.touch(row)
-        await self.session.commit()
+        await self._save()
         return row
+
+    async def _save(self) -> None:
+        if self.autocommit:
+            await self.session.commit()
+        else:
+            await self.session.flush()
 
     async def delete(self, row: TaskRow) -> None:
         if self.caller.role not in MANAGERS and row.created_by != self.caller.user_id:

@@ -5,6 +5,10 @@ an export of any size holds one batch in memory: per batch one read of the recor
 for contacts one of their phones and one of their companies' names. Before the first
 batch, one read of the records' custom fields finds the ``custom.<key>`` columns.
 
+Each batch is read in a session of its own, closed before the batch is written out: a
+client reading a big CSV slowly holds no database connection (nor a transaction that
+would keep PostgreSQL's vacuum waiting) between batches.
+
 CSV is streamed as it is read (UTF-8 with a BOM: without it Excel reads UTF-8 as
 Windows-1251 and shows Cyrillic as mojibake). An Excel workbook is a zip and can only be
 sent whole: it is written row by row (openpyxl's write-only mode) into a temporary file in
@@ -21,6 +25,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -85,7 +90,14 @@ class Source(Protocol):
 
     async def header(self, session: AsyncSession) -> list[str]: ...
 
-    def batches(self, session: AsyncSession) -> AsyncIterator[list[ExportRow]]: ...
+    def batches(self, database: Database) -> AsyncIterator[list[ExportRow]]: ...
+
+
+@asynccontextmanager
+async def _reading(database: Database) -> AsyncIterator[AsyncSession]:
+    async with database.session() as session:
+        await plan_with_values(session)
+        yield session
 
 
 def _yes_no(value: bool) -> str:
@@ -122,17 +134,21 @@ class ContactSource:
         self.custom_keys = tuple(await _custom_keys(session, self.query, ContactRow.custom))
         return CONTACT_COLUMNS + [CUSTOM_PREFIX + key for key in self.custom_keys]
 
-    async def batches(self, session: AsyncSession) -> AsyncIterator[list[ExportRow]]:
+    async def batches(self, database: Database) -> AsyncIterator[list[ExportRow]]:
         last: tuple[str, uuid.UUID] | None = None
         while True:
-            rows = list((await session.execute(_after(self.query, ContactRow, last))).scalars())
-            if not rows:
-                return
+            async with _reading(database) as session:
+                query = _after(self.query, ContactRow, last)
+                rows = list((await session.execute(query)).scalars())
+                if not rows:
+                    return
+                phones = await self._phones(session, [row.id for row in rows])
+                companies = await _company_names(
+                    session, self.tenant, {row.company_id for row in rows if row.company_id}
+                )
+                # Plain values from here on: the session (and its rows) is closed.
+                session.expunge_all()
             last = (rows[-1].name, rows[-1].id)
-            phones = await self._phones(session, [row.id for row in rows])
-            companies = await _company_names(
-                session, self.tenant, {row.company_id for row in rows if row.company_id}
-            )
             yield [
                 [
                     str(row.id),
@@ -148,8 +164,6 @@ class ContactSource:
                 ]
                 for row in rows
             ]
-            # What was written out need not stay in the session.
-            session.expunge_all()
 
     async def _phones(
         self, session: AsyncSession, contact_ids: list[uuid.UUID]
@@ -193,10 +207,13 @@ class CompanySource:
         self.custom_keys = tuple(await _custom_keys(session, self.query, CompanyRow.custom))
         return COMPANY_COLUMNS + [CUSTOM_PREFIX + key for key in self.custom_keys]
 
-    async def batches(self, session: AsyncSession) -> AsyncIterator[list[ExportRow]]:
+    async def batches(self, database: Database) -> AsyncIterator[list[ExportRow]]:
         last: tuple[str, uuid.UUID] | None = None
         while True:
-            rows = list((await session.execute(_after(self.query, CompanyRow, last))).scalars())
+            async with _reading(database) as session:
+                query = _after(self.query, CompanyRow, last)
+                rows = list((await session.execute(query)).scalars())
+                session.expunge_all()
             if not rows:
                 return
             last = (rows[-1].name, rows[-1].id)
@@ -215,7 +232,6 @@ class CompanySource:
                 ]
                 for row in rows
             ]
-            session.expunge_all()
 
 
 def _custom(value: Any) -> ExportCell:
@@ -242,18 +258,19 @@ def _csv_cell(value: ExportCell) -> str:
 async def csv_stream(
     database: Database, source: Source, delimiter: CsvDelimiter
 ) -> AsyncIterator[bytes]:
-    # Its own session: the request's is closed once the endpoint has returned the response.
-    async with database.session() as session:
-        await plan_with_values(session)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=delimiter.char)
-        writer.writerow(await source.header(session))
-        yield ("\ufeff" + buffer.getvalue()).encode()
-        async for batch in source.batches(session):
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerows([_csv_cell(value) for value in row] for row in batch)
-            yield buffer.getvalue().encode()
+    # Sessions of its own, one per read: the request's is closed once the endpoint has
+    # returned the response, and none stays open while the client reads.
+    async with _reading(database) as session:
+        header = await source.header(session)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter.char)
+    writer.writerow(header)
+    yield ("\ufeff" + buffer.getvalue()).encode()
+    async for batch in source.batches(database):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([_csv_cell(value) for value in row] for row in batch)
+        yield buffer.getvalue().encode()
 
 
 # --- Excel ------------------------------------------------------------------------------
@@ -292,12 +309,11 @@ class _Workbook:
 
 async def xlsx_file(database: Database, source: Source) -> IO[bytes]:
     """The whole workbook in a temporary file (CPU work in a worker thread)."""
-    async with database.session() as session:
-        await plan_with_values(session)
+    async with _reading(database) as session:
         header = await source.header(session)
-        book = await asyncio.to_thread(_Workbook, source.what, header)
-        async for batch in source.batches(session):
-            await asyncio.to_thread(book.append, batch)
+    book = await asyncio.to_thread(_Workbook, source.what, header)
+    async for batch in source.batches(database):
+        await asyncio.to_thread(book.append, batch)
     return await asyncio.to_thread(book.save)
 
 

@@ -16,6 +16,19 @@ export type DirectoryPerson = CrmSchemas["DirectoryPerson"];
 export type WorkspaceConfig = CrmSchemas["WorkspaceConfig"];
 export type ErrorBody = CrmSchemas["ErrorBody"];
 export type CustomValue = Contact["custom"][string];
+// crm pages
+export type Company = CrmSchemas["Company"];
+export type CompanyCreate = CrmSchemas["CompanyCreate"];
+export type Deal = CrmSchemas["Deal-Output"];
+export type DealCreate = CrmSchemas["DealCreate"];
+export type Pipeline = CrmSchemas["Pipeline"];
+export type Stage = CrmSchemas["Stage"];
+export type Board = CrmSchemas["Board"];
+export type BoardStage = CrmSchemas["BoardStage-Output"];
+export type Note = CrmSchemas["Note"];
+export type CallScript = CrmSchemas["CallScript"];
+export type CallResult = CrmSchemas["CallResult"];
+export type CallResultCreate = CrmSchemas["CallResultCreate"];
 
 export type WhoAmI = ControlSchemas["WhoAmI"];
 export type Role = NonNullable<WhoAmI["role"]>;

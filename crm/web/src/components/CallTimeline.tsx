@@ -1,10 +1,12 @@
-import { useCallback } from "react";
+import { Fragment, useCallback } from "react";
+import { Link } from "react-router-dom";
 import { errorText, unwrap } from "../api/errors";
 import { useWorkspace } from "../auth/Workspace";
 import { useI18n } from "../i18n/I18n";
 import { formatDateTime, formatDuration } from "../lib/format";
 import { formatPhone } from "../lib/phone";
 import { useLoad } from "../lib/useLoad";
+import { StoredResult } from "../pages/AfterCall";
 import { AudioButton } from "./AudioButton";
 
 /** A contact's calls, newest first, with their recordings and voice messages. */
@@ -38,7 +40,8 @@ export function CallTimeline({ contactId }: { contactId: string }) {
                 ? personName(call.answered_user_id)
                 : call.answered_by && extensionName(call.answered_by);
               return (
-                <tr key={call.call_id} className={call.missed ? "missed" : undefined}>
+                <Fragment key={call.call_id}>
+                <tr className={call.missed ? "missed" : undefined} data-call-id={call.call_id}>
                   <td className="nowrap">{formatDateTime(call.started_at, locale)}</td>
                   <td className="nowrap">
                     <span className={`direction ${call.direction}`}>
@@ -72,8 +75,22 @@ export function CallTimeline({ contactId }: { contactId: string }) {
                         ms={call.voicemail_ms}
                       />
                     )}
+                    {!call.result && call.answered_at && call.status === "ended" && (
+                      <Link className="small after-call-link" to={`/after-call/${encodeURIComponent(call.call_id)}`}>
+                        {t("calls.fillResult")}
+                      </Link>
+                    )}
                   </td>
                 </tr>
+                {call.result && (
+                  <tr className="result-row">
+                    <td />
+                    <td colSpan={5}>
+                      <StoredResult result={call.result} />
+                    </td>
+                  </tr>
+                )}
+                </Fragment>
               );
             })}
           </tbody>

@@ -8,19 +8,19 @@ import { formatDateTime, isOverdue } from "../lib/format";
 
 interface Props {
   tasks: Task[];
-  /** contact id -> name, for the contact column; omitted: no contact column. */
-  contactNames?: ReadonlyMap<string, string>;
+  /** Show the contact column (its name comes with each task). */
+  showContact?: boolean;
   /** Called after a task was closed, to load the list again. */
   onChanged(): void;
 }
 
 /** Tasks with their due time (overdue ones marked), and closing one with its result. */
-export function TaskTable({ tasks, contactNames, onChanged }: Props) {
+export function TaskTable({ tasks, showContact = false, onChanged }: Props) {
   const { t, tv, locale } = useI18n();
   const { personName } = useWorkspace();
   const [closing, setClosing] = useState<string | null>(null);
   const now = new Date();
-  const columns = contactNames ? 7 : 6;
+  const columns = showContact ? 7 : 6;
 
   return (
     <table className="grid tasks">
@@ -29,7 +29,7 @@ export function TaskTable({ tasks, contactNames, onChanged }: Props) {
           <th>{t("tasks.col.due")}</th>
           <th>{t("tasks.col.title")}</th>
           <th>{t("tasks.col.kind")}</th>
-          {contactNames && <th>{t("tasks.col.contact")}</th>}
+          {showContact && <th>{t("tasks.col.contact")}</th>}
           <th>{t("tasks.col.assignee")}</th>
           <th>{t("tasks.col.result")}</th>
           <th />
@@ -51,12 +51,10 @@ export function TaskTable({ tasks, contactNames, onChanged }: Props) {
                 <td className="nowrap">
                   <span className={`tag kind-${task.kind}`}>{tv("kind", task.kind)}</span>
                 </td>
-                {contactNames && (
+                {showContact && (
                   <td>
                     {task.contact_id && (
-                      <Link to={`/contacts/${task.contact_id}`}>
-                        {contactNames.get(task.contact_id) ?? "…"}
-                      </Link>
+                      <Link to={`/contacts/${task.contact_id}`}>{task.contact_name ?? "…"}</Link>
                     )}
                   </td>
                 )}

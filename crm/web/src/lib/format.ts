@@ -42,12 +42,19 @@ export function humanizeKey(key: string): string {
 }
 
 /**
- * A custom field's value as typed in a form: a number if it reads as one, true/false as
- * booleans, otherwise the text.
+ * A custom field's value as typed in a form: a number if it reads as one and a JSON number
+ * gives back exactly what was typed, true/false as booleans, otherwise the text. An account
+ * number of 20 digits, an ИНН with a leading zero or "1.10" stay text: as numbers they
+ * would come back rounded or changed.
  */
 export function parseCustomValue(text: string): string | number | boolean {
   const trimmed = text.trim();
-  if (/^-?\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  if (/^-?\d+(\.\d+)?$/.test(trimmed)) {
+    const value = Number(trimmed);
+    const exact = String(value) === trimmed;
+    if (exact && (!Number.isInteger(value) || Number.isSafeInteger(value))) return value;
+    return trimmed;
+  }
   if (trimmed === "true") return true;
   if (trimmed === "false") return false;
   return trimmed;

@@ -4,6 +4,8 @@ import { ApiFailure, errorText, unwrap } from "../api/errors";
 import type { Contact, CustomValue } from "../api/types";
 import { useWorkspace } from "../auth/Workspace";
 import { CallTimeline } from "../components/CallTimeline";
+import { ContactDeals } from "../components/ContactDeals";
+import { NotesPanel } from "../components/NotesPanel";
 import { PhoneLink } from "../components/PhoneLink";
 import { TaskTable } from "../components/TaskTable";
 import { useI18n, type I18n } from "../i18n/I18n";
@@ -85,6 +87,14 @@ export function ContactCard() {
               </dd>
             </>
           )}
+          {contact.company_id && (
+            <>
+              <dt>{t("contact.company")}</dt>
+              <dd>
+                <CompanyLink companyId={contact.company_id} />
+              </dd>
+            </>
+          )}
           <dt>{t("contact.owner")}</dt>
           <dd>
             {contact.owner_user_id ? (
@@ -107,8 +117,10 @@ export function ContactCard() {
         )}
       </div>
       <p className="muted small">{t("contact.created", { at: formatDateTime(contact.created_at, locale) })}</p>
+      <ContactDeals contactId={contact.id} />
       <CallTimeline contactId={contact.id} />
       <ContactTasks contactId={contact.id} />
+      <NotesPanel contactId={contact.id} />
     </section>
   );
 }
@@ -165,4 +177,19 @@ function ContactTasks({ contactId }: { contactId: string }) {
       {data && data.items.length > 0 && <TaskTable tasks={data.items} onChanged={reload} />}
     </section>
   );
+}
+
+function CompanyLink({ companyId }: { companyId: string }) {
+  const { crm } = useWorkspace();
+  const load = useCallback(
+    async () =>
+      unwrap(
+        await crm.GET("/v1/companies/{company_id}", {
+          params: { path: { company_id: companyId } },
+        }),
+      ),
+    [crm, companyId],
+  );
+  const { data } = useLoad(load, companyId);
+  return <Link to={`/companies/${companyId}`}>{data?.name ?? "…"}</Link>;
 }

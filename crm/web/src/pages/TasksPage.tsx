@@ -1,7 +1,6 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback } from "react";
 import { useSearchParams } from "react-router-dom";
 import { errorText, unwrap } from "../api/errors";
-import type { Task } from "../api/types";
 import { isManager } from "../auth/session";
 import { useSession, useWorkspace } from "../auth/Workspace";
 import { TaskTable } from "../components/TaskTable";
@@ -45,7 +44,6 @@ export function TasksPage() {
     [crm, all, status, overdue],
   );
   const { data, error, loading, reload } = useLoad(load, JSON.stringify([all, status, overdue]));
-  const names = useContactNames(data?.items ?? []);
 
   return (
     <section className="page">
@@ -111,40 +109,8 @@ export function TasksPage() {
       {loading && !data && <p className="muted">{t("app.loading")}</p>}
       {data && data.items.length === 0 && <p className="muted empty">{t("tasks.empty")}</p>}
       {data && data.items.length > 0 && (
-        <TaskTable tasks={data.items} contactNames={names} onChanged={reload} />
+        <TaskTable tasks={data.items} showContact onChanged={reload} />
       )}
     </section>
   );
-}
-
-/** Names of the tasks' contacts, asked once per contact and kept while the page is open. */
-function useContactNames(tasks: Task[]): ReadonlyMap<string, string> {
-  const { crm } = useWorkspace();
-  const [names, setNames] = useState<ReadonlyMap<string, string>>(new Map());
-  const wanted = [...new Set(tasks.map((task) => task.contact_id).filter(isString))]
-    .filter((id) => !names.has(id))
-    .sort();
-  const key = wanted.join(",");
-  useEffect(() => {
-    if (key === "") return undefined;
-    let current = true;
-    void Promise.all(
-      key.split(",").map(async (id) => {
-        const found = await crm.GET("/v1/contacts/{contact_id}", {
-          params: { path: { contact_id: id } },
-        });
-        return [id, found.data?.name ?? "—"] as const;
-      }),
-    ).then((pairs) => {
-      if (current) setNames((previous) => new Map([...previous, ...pairs]));
-    });
-    return () => {
-      current = false;
-    };
-  }, [crm, key]);
-  return names;
-}
-
-function isString(value: string | null): value is string {
-  return value !== null;
 }

@@ -73,6 +73,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/call-scripts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's call scripts, by name */
+        get: operations["list_scripts_v1_call_scripts_get"];
+        put?: never;
+        /**
+         * Create a call script (supervisors and tenant admins)
+         * @description 409 ``script-target-taken`` names a number or label another script has: a call
+         *     has one script.
+         */
+        post: operations["create_script_v1_call_scripts_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/call-scripts/{script_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a call script */
+        get: operations["read_script_v1_call_scripts__script_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete a call script (supervisors and tenant admins) */
+        delete: operations["delete_script_v1_call_scripts__script_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a call script (supervisors and tenant admins)
+         * @description Results already stored keep the stage texts they were filled in with.
+         */
+        patch: operations["update_script_v1_call_scripts__script_id__patch"];
+        trace?: never;
+    };
     "/v1/calls": {
         parameters: {
             query?: never;
@@ -80,7 +124,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The tenant's calls, newest first */
+        /**
+         * The tenant's calls, newest first (an agent's own and their clients')
+         * @description Supervisors and tenant admins see every call; an agent those offered to, answered or
+         *     placed by them and those of the clients they are responsible for.
+         */
         get: operations["list_calls_v1_calls_get"];
         put?: never;
         post?: never;
@@ -97,8 +145,54 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One call of the timeline */
+        /**
+         * One call of the timeline
+         * @description 404 for a call the caller may not see (an agent sees their own and their clients').
+         */
         get: operations["read_call_v1_calls__call_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/calls/{call_id}/result": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Store the after-call form's result and apply its actions
+         * @description The checked stages of the call's script, the outcome, and at most one of each
+         *     action: move a deal of the call's contact to a stage, close a task of the call or the
+         *     contact, create a follow-up task. All in one transaction: an action refused (422 naming
+         *     its field, 403, 404) stores nothing. 409 ``call-result-exists`` for a second result.
+         */
+        post: operations["store_result_v1_calls__call_id__result_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/calls/{call_id}/script": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The call script for the call: the dialled number's, else its campaign's
+         * @description null when no script names the number nor its label.
+         */
+        get: operations["call_script_v1_calls__call_id__script_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -755,6 +849,8 @@ export interface components {
              * @description the control API's path of the recording (same credential), once ready
              */
             recording_url: string | null;
+            /** @description the after-call form's result, once stored */
+            result?: components["schemas"]["CallResult"] | null;
             /**
              * Started At
              * Format: date-time
@@ -777,6 +873,150 @@ export interface components {
              * @description the control API's path of the voice message left on this call
              */
             voicemail_url: string | null;
+        };
+        /**
+         * CallResult
+         * @description What the agent wrote down after the call, and what it changed.
+         */
+        CallResult: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Closed Task Id */
+            closed_task_id: string | null;
+            /**
+             * Deal Id
+             * @description the deal moved
+             */
+            deal_id: string | null;
+            /** Follow Up Task Id */
+            follow_up_task_id: string | null;
+            /** Outcome */
+            outcome: string;
+            /** Script Id */
+            script_id: string | null;
+            /** Script Name */
+            script_name: string;
+            /**
+             * Stage Id
+             * @description the stage it was moved to
+             */
+            stage_id: string | null;
+            /**
+             * Stages
+             * @description every stage of the script, in order
+             */
+            stages: components["schemas"]["ScriptMark"][];
+            /**
+             * User Id
+             * @description who stored it (null: an API key)
+             */
+            user_id: string | null;
+        };
+        /**
+         * CallResultCreate
+         * @description The after-call form. Each action is optional; all of them and the result are stored
+         *     in one transaction, so a refused action (422, 403, 404) leaves nothing behind.
+         */
+        CallResultCreate: {
+            /**
+             * Checked
+             * @description indexes of the script's stages that were done
+             */
+            checked?: number[];
+            /**
+             * Close Task Id
+             * @description close a task of the contact or of this call (e.g. its missed-call task) with the outcome as its result
+             */
+            close_task_id?: string | null;
+            /** @description a follow-up task for the caller, on the call's contact */
+            follow_up?: components["schemas"]["FollowUp"] | null;
+            /** @description move a deal of the contact */
+            move_deal?: components["schemas"]["DealMove"] | null;
+            /**
+             * Outcome
+             * @example Договорились о демо в четверг
+             */
+            outcome: string;
+            /**
+             * Script Id
+             * @description the script followed (GET /v1/calls/{call_id}/script)
+             */
+            script_id?: string | null;
+        };
+        /** CallScript */
+        CallScript: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Labels */
+            labels: string[];
+            /** Name */
+            name: string;
+            /** Numbers */
+            numbers: string[];
+            /**
+             * Stages
+             * @description in order
+             */
+            stages: string[];
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** CallScriptCreate */
+        CallScriptCreate: {
+            /**
+             * Labels
+             * @description campaign (ad-channel) labels of numbers whose calls use this script, when no script names the dialled number itself
+             * @example [
+             *       "yandex-direct"
+             *     ]
+             */
+            labels?: string[];
+            /**
+             * Name
+             * @example Входящий: заявка с сайта
+             */
+            name: string;
+            /**
+             * Numbers
+             * @description the tenant's numbers (E.164) whose calls use this script
+             * @example [
+             *       "+74950000001"
+             *     ]
+             */
+            numbers?: string[];
+            /**
+             * Stages
+             * @description what to say or ask, in order; each is checked off on the after-call form
+             */
+            stages: string[];
+        };
+        /**
+         * CallScriptUpdate
+         * @description Only the fields given change; a list given replaces the list.
+         */
+        CallScriptUpdate: {
+            /** Labels */
+            labels?: string[] | null;
+            /** Name */
+            name?: string | null;
+            /** Numbers */
+            numbers?: string[] | null;
+            /** Stages */
+            stages?: string[] | null;
         };
         /** Company */
         Company: {
@@ -1145,8 +1385,18 @@ export interface components {
             closed_at: string | null;
             /** Company Id */
             company_id: string | null;
+            /**
+             * Company Name
+             * @description the company's name, if any
+             */
+            company_name?: string | null;
             /** Contact Id */
             contact_id: string | null;
+            /**
+             * Contact Name
+             * @description the contact's name, if any
+             */
+            contact_name?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -1203,8 +1453,18 @@ export interface components {
             closed_at: string | null;
             /** Company Id */
             company_id: string | null;
+            /**
+             * Company Name
+             * @description the company's name, if any
+             */
+            company_name?: string | null;
             /** Contact Id */
             contact_id: string | null;
+            /**
+             * Contact Name
+             * @description the contact's name, if any
+             */
+            contact_name?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -1372,6 +1632,23 @@ export interface components {
          * @enum {string}
          */
         DealEventKind: "created" | "moved" | "won" | "lost" | "reopened";
+        /** DealMove */
+        DealMove: {
+            /**
+             * Deal Id
+             * Format: uuid
+             * @description a deal of the call's contact
+             */
+            deal_id: string;
+            /** Loss Reason */
+            loss_reason?: string | null;
+            /**
+             * Stage Id
+             * Format: uuid
+             * @description a stage of the deal's pipeline
+             */
+            stage_id: string;
+        };
         /**
          * DealUpdate
          * @description Only the fields given change. A new ``stage_id`` (or ``pipeline_id``) moves the deal
@@ -1472,6 +1749,17 @@ export interface components {
              * @enum {string}
              */
             format: "csv" | "xlsx";
+        };
+        /** FollowUp */
+        FollowUp: {
+            /**
+             * Due At
+             * Format: date-time
+             * @description with its time zone
+             */
+            due_at: string;
+            /** Title */
+            title: string;
         };
         /** Health */
         Health: {
@@ -1761,6 +2049,20 @@ export interface components {
              */
             total: number;
         };
+        /** Page[CallScript] */
+        Page_CallScript_: {
+            /** Items */
+            items: components["schemas"]["CallScript"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /**
+             * Total
+             * @description number of items matching the filters, over all pages
+             */
+            total: number;
+        };
         /** Page[Company] */
         Page_Company_: {
             /** Items */
@@ -1995,6 +2297,16 @@ export interface components {
              */
             row: number;
         };
+        /** ScriptMark */
+        ScriptMark: {
+            /** Checked */
+            checked: boolean;
+            /**
+             * Text
+             * @description the stage's text when the result was stored
+             */
+            text: string;
+        };
         /** Stage */
         Stage: {
             /**
@@ -2047,6 +2359,11 @@ export interface components {
             call_id: string | null;
             /** Contact Id */
             contact_id: string | null;
+            /**
+             * Contact Name
+             * @description the contact's name, if any
+             */
+            contact_name?: string | null;
             /**
              * Created At
              * Format: date-time
@@ -2301,6 +2618,312 @@ export interface operations {
             };
         };
     };
+    list_scripts_v1_call_scripts_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_CallScript_"];
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the credential's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid input; details name the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    create_script_v1_call_scripts_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CallScriptCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallScript"];
+                };
+            };
+            /** @description the body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid input; details name the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    read_script_v1_call_scripts__script_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                script_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallScript"];
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the credential's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid input; details name the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    delete_script_v1_call_scripts__script_id__delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the ETag from a previous read; a stale one gets 412 instead of a lost update */
+                "If-Match"?: string | null;
+            };
+            path: {
+                script_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Precondition Failed */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid input; details name the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    update_script_v1_call_scripts__script_id__patch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the ETag from a previous read; a stale one gets 412 instead of a lost update */
+                "If-Match"?: string | null;
+            };
+            path: {
+                script_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CallScriptUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallScript"];
+                };
+            };
+            /** @description the body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Precondition Failed */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid input; details name the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     list_calls_v1_calls_get: {
         parameters: {
             query?: {
@@ -2368,6 +2991,132 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CallEntry"];
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the credential's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid input; details name the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    store_result_v1_calls__call_id__result_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                call_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CallResultCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallEntry"];
+                };
+            };
+            /** @description the body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid input; details name the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    call_script_v1_calls__call_id__script_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                call_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallScript"] | null;
                 };
             };
             /** @description no or bad credentials */
