@@ -327,20 +327,6 @@ def test_an_unknown_number_pops_up_with_a_quick_create_form_and_the_supervisor_s
         close_tab(boss)
 
 
-def test_without_a_sip_websocket_the_softphone_says_so(
-    pbx: RunningPlatform, agent: dict[str, str], browser: Browser
-) -> None:
-    if pbx.env.get("VPBX_SIP_WS_URL") or edge_has_websocket():
-        pytest.skip("this platform has a SIP WebSocket: the softphone is shown")
-    tab = open_tab(browser, pbx, agent["email"], agent["password"])
-    try:
-        tab.goto("/softphone")
-        expect(tab.get_by_text("The browser softphone is not set up")).to_be_visible()
-        expect(tab.locator(".softphone-dock .softphone")).to_have_count(0)
-    finally:
-        close_tab(tab)
-
-
 def node_has_webrtc() -> bool:
     """The webrtc-legs branch's gateway: the node terminates a browser's WebRTC media."""
     return importlib.util.find_spec("vpbx_media.webrtc") is not None
