@@ -271,3 +271,28 @@ async def test_an_agents_api_key_has_no_feed_and_a_supervisors_key_sees_the_tena
         await publish(module_crm, event(acme, CallEventType.OFFERED, call_id, offered=("555",)))
         seen = await receive(ws, "agents")
         assert (seen["event"], seen["call_id"]) == ("call.offered", call_id)
+
+
+async def test_a_foreign_stream_entry_does_not_stop_the_feed_and_pings_are_answered(
+    module_crm: CrmHarness, live_url: str
+) -> None:
+    acme = await crm_tenant(module_crm)
+    admin = await module_crm.as_role(acme)
+    olga_id, olga = await crm_user(module_crm, acme, name="Olga Ivanova")
+    response = await module_crm.control.client.patch(
+        f"/v1/users/{olga_id}", json={"extension": "101"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    async with feed(live_url, olga) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await receive(ws) == {"type": "pong"}
+        client = redis.Redis.from_url(module_crm.settings.redis_url or "")
+        try:
+            await client.xadd("vpbx:call-events", {"tenant": acme, "event": "{not json"})
+            await client.xadd("vpbx:call-events", {"something": "else"})
+        finally:
+            await client.aclose()
+        call_id = f"call-{uuid.uuid4().hex}"
+        await publish(module_crm, event(acme, CallEventType.OFFERED, call_id, offered=("101",)))
+        pop = await receive(ws)
+        assert (pop["type"], pop["call_id"]) == ("screen-pop", call_id)
