@@ -23,6 +23,7 @@ from tests.services.uvicorn_app import serving_here
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from vpbx_common.agents import AgentStateStore
 from vpbx_common.crm import CrmContact
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
 from vpbx_control.auth.principal import Role
@@ -296,3 +297,37 @@ async def test_a_foreign_stream_entry_does_not_stop_the_feed_and_pings_are_answe
         await publish(module_crm, event(acme, CallEventType.OFFERED, call_id, offered=("101",)))
         pop = await receive(ws)
         assert (pop["type"], pop["call_id"]) == ("screen-pop", call_id)
+
+
+async def test_the_board_shows_presence_and_calls_the_nodes_hold_in_redis(
+    module_crm: CrmHarness, live_url: str
+) -> None:
+    """Presence set a moment ago and a call this CRM saw no event of (another replica's
+    stream position, a restart) come from the shared agent state the nodes keep."""
+    acme = await crm_tenant(module_crm)
+    admin = await module_crm.as_role(acme)
+    olga_id, olga = await crm_user(module_crm, acme, name="Olga Ivanova")
+    response = await module_crm.control.client.patch(
+        f"/v1/users/{olga_id}", json={"extension": "101"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    async with feed(live_url, admin) as ws:
+        board = await receive(ws)
+        assert [(a["presence"], a["state"]) for a in board["agents"]] == [("available", "idle")]
+
+        away = await module_crm.control.client.patch(
+            "/v1/users/me", json={"presence": "away"}, headers=olga
+        )
+        assert away.status_code == 200, away.text
+        while board["agents"][0]["presence"] != "away":
+            board = await receive(ws)
+        assert board["agents"][0]["state"] == "idle"
+
+        client = redis.Redis.from_url(module_crm.settings.redis_url or "")
+        try:
+            await AgentStateStore(client).call_answered(acme, "101", "call-on-another-replica")
+        finally:
+            await client.aclose()
+        while board["agents"][0]["state"] != "talking":
+            board = await receive(ws)
+        assert board["agents"][0]["presence"] == "away"

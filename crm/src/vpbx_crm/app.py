@@ -11,6 +11,7 @@ import httpx
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from vpbx_common.agents import AgentStateStore
 from vpbx_common.events import CRM_GROUP, CallEventConsumer
 from vpbx_control.app import document_common_errors
 from vpbx_control.db.session import Database
@@ -135,6 +136,7 @@ def create_app(
                 context.database,
                 block_s=settings.call_events_block_s,
                 directory_ttl_s=settings.directory_cache_s,
+                agents=AgentStateStore(context.redis) if context.redis is not None else None,
             )
             await hub.start()
         try:

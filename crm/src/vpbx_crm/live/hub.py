@@ -28,6 +28,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from vpbx_common.agents import AgentStates, AgentStateStore
 from vpbx_common.cdr import EndReason
 from vpbx_common.events import (
     CALL_EVENTS_STREAM,
@@ -41,7 +42,7 @@ from vpbx_control.identity.schemas import Directory
 
 from ..identity import IdentityClient, IdentityUnavailableError, TenantDirectory
 from . import messages
-from .board import TenantBoard, extensions_of, is_extension
+from .board import AgentActivity, AgentLive, TenantBoard, extensions_of, is_extension
 from .cards import load_card
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class LiveHub:
         tick_s: float = 1.0,
         stream: str = CALL_EVENTS_STREAM,
         clock: Callable[[], int] = now_ms,
+        agents: AgentStateStore | None = None,
     ) -> None:
         self._redis_url = redis_url
         self._identity = identity
@@ -93,6 +95,10 @@ class LiveHub:
         self._tick_s = tick_s
         self._stream = stream
         self._clock = clock
+        # The nodes' and the control API's live picture in Redis (who talks, when each
+        # call ended, presence set a moment ago): shared by every replica, so a CRM that
+        # started mid-call, or missed an event, still shows the agent busy.
+        self._agents = agents
         self._redis: redis.Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -149,12 +155,28 @@ class LiveHub:
         directory = await self._directory(tenant)
         board = self._boards.get(tenant) or TenantBoard()
         now = self._clock()
-        states = {
-            user.extension: board.state_of(user.extension, now)
-            for user in directory.directory.users
-            if user.extension
-        }
-        return messages.agents(directory, states)
+        shared = await self._shared_states(tenant)
+        states: dict[str, AgentLive] = {}
+        presence: dict[str, str] = {}
+        for user in directory.directory.users:
+            if not user.extension:
+                continue
+            live = board.state_of(user.extension, now)
+            if shared is not None:
+                live = merged_state(live, shared, user.extension, user.wrap_up_s, now)
+                if user.extension in shared.presence:
+                    presence[user.extension] = str(shared.presence[user.extension])
+            states[user.extension] = live
+        return messages.agents(directory, states, presence)
+
+    async def _shared_states(self, tenant: str) -> AgentStates | None:
+        if self._agents is None:
+            return None
+        try:
+            return await self._agents.snapshot(tenant)
+        except RedisError as exc:
+            logger.warning("tenant=%s live: agent states unavailable (%s)", tenant, exc)
+            return None
 
     def extension_of(self, subscriber: Subscriber) -> str | None:
         if subscriber.user_id is None:
@@ -323,6 +345,23 @@ class LiveHub:
         self._side_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("live: background step failed", exc_info=task.exception())
+
+
+def merged_state(
+    live: AgentLive, shared: AgentStates, extension: str, wrap_up_s: int, now: int
+) -> AgentLive:
+    """This replica's board, completed by the shared picture: talking per the nodes (a
+    call this replica saw nothing of), wrap-up after the last call the nodes ended."""
+    if live.activity in (AgentActivity.TALKING, AgentActivity.RINGING):
+        return live
+    if extension in shared.talking:
+        return AgentLive(extension, AgentActivity.TALKING)
+    ended = shared.last_call_end_ms.get(extension)
+    if live.activity is AgentActivity.IDLE and ended and wrap_up_s > 0:
+        until = ended + wrap_up_s * 1000
+        if now < until:
+            return AgentLive(extension, AgentActivity.WRAP_UP, "", ended, until)
+    return live
 
 
 def _wrap_up_of(directory: TenantDirectory) -> Callable[[str], int]:

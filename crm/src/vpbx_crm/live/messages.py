@@ -122,8 +122,13 @@ def call_event(
     }
 
 
-def agents(directory: TenantDirectory, states: dict[str, AgentLive]) -> dict[str, Any]:
-    """Every user of the tenant with an extension, by name."""
+def agents(
+    directory: TenantDirectory,
+    states: dict[str, AgentLive],
+    presence: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Every user of the tenant with an extension, by name; ``presence`` (extension ->
+    value) is newer than the directory's where given."""
     people = sorted(
         (user for user in directory.directory.users if user.extension),
         key=lambda user: (user.name.casefold(), user.id),
@@ -137,7 +142,7 @@ def agents(directory: TenantDirectory, states: dict[str, AgentLive]) -> dict[str
                 "user_id": user.id,
                 "name": user.name,
                 "extension": extension,
-                "presence": user.presence,
+                "presence": (presence or {}).get(extension, user.presence),
                 "state": live.activity.value if live else "idle",
                 "call_id": live.call_id if live else "",
                 "since_ms": live.since_ms if live else 0,
