@@ -4,8 +4,8 @@ An extension is *ringing* while a call offered to it is neither answered nor end
 *talking* from the answer to the end, then in *wrap-up* for the user's ``wrap_up_s``
 (the same hold-off the node's routing applies before offering the next queue call:
 ``vpbx_media.node.routing.agents``), else *idle*. Each CRM replica builds its own board
-from the events it saw since it started; a call already in progress then shows up at its
-next event.
+from the events it saw since it started; the hub completes it with the agent state the
+nodes keep in Redis (``hub.merged_state``), which every replica shares.
 """
 
 from __future__ import annotations
