@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-ws bench-operator bench-api bench-media bench-mixer bench-webrtc bench-phoneregion bench-crm bench-crm-lookup bench-crm-events clean
+.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-ws bench-operator bench-api bench-media bench-mixer bench-webrtc bench-phoneregion bench-crm bench-crm-lookup bench-crm-events bench-screenpop clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -101,6 +101,13 @@ bench-phoneregion:
 ## The node side of the CRM lookup (a fake CRM): latency and node CPU per lookup, one and 50 at once.
 bench-crm-lookup:
 	uv run python -m loadtest.bench_crm_lookup
+
+## Screen pop latency: XADD of call.offered -> the agent's WebSocket, and with sipp calls
+## (1 and 20/s) the pop's lead over the INVITE reaching the agent's browser device.
+## Options: make bench-screenpop BENCH_SCREENPOP_ARGS="--events 200 --calls 10"
+BENCH_SCREENPOP_ARGS ?=
+bench-screenpop: deps web
+	uv run python -m loadtest.bench_screenpop $(BENCH_SCREENPOP_ARGS)
 
 clean:
 	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache crm/web/dist crm/web/node_modules

@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from vpbx_crm.app import create_app
 from vpbx_crm.settings import CrmSettings
+from vpbx_crm.web.static import content_security_policy
 
 INDEX = "<!doctype html><title>vpbx CRM</title><div id=root></div>"
 
@@ -114,7 +115,12 @@ async def test_config_json_tells_the_workspace_where_the_login_is(
 ) -> None:
     response = await client.get("/config.json")
     assert response.status_code == 200
-    assert response.json() == {"control_url": "https://pbx.example.com", "default_country": "RU"}
+    assert response.json() == {
+        "control_url": "https://pbx.example.com",
+        "default_country": "RU",
+        "sip_ws_url": "",
+        "live_path": "/v1/live",
+    }
     assert response.headers["cache-control"] == "no-cache"
 
 
@@ -128,3 +134,17 @@ async def test_without_a_build_the_root_says_how_to_build_it(tmp_path: Path) -> 
         api = await client.get("/v1/nothing-here")
         assert api.status_code == 404
         assert api.json()["error_id"] == "not-found"
+
+
+def test_the_softphones_websocket_may_be_reached_and_nothing_else() -> None:
+    policy = content_security_policy("https://pbx.example.com", "wss://sip.example.com:5066/")
+    assert "connect-src 'self' https://pbx.example.com wss://sip.example.com:5066;" in policy
+    assert "connect-src 'self' https://pbx.example.com;" in content_security_policy(
+        "https://pbx.example.com"
+    )
+
+
+def test_a_sip_websocket_url_must_be_ws_or_wss() -> None:
+    with pytest.raises(ValueError, match="sip_ws_url"):
+        CrmSettings(mode="local", sip_ws_url="http://sip.example.com")
+    assert CrmSettings(mode="local", sip_ws_url="ws://127.0.0.1:5066").sip_ws_url

@@ -12,9 +12,9 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -92,3 +92,33 @@ def serving(
         sock.close()
         if thread.is_alive():
             raise RuntimeError("uvicorn did not stop within 30 s")
+
+
+@asynccontextmanager
+async def serving_here(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port on the running event loop, lifespan off (the
+    caller already ran it, e.g. with asgi-lifespan); yields the base URL (http://...).
+
+    For WebSockets, which an in-process ASGI transport does not carry, in tests whose
+    app objects (database engines, Redis clients) are bound to the test's loop.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port: int = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="off", access_log=False, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the app's server stopped before it started")
+            await asyncio.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

@@ -431,6 +431,10 @@ def start_crm(local: LocalPlatform) -> Supervised:
             "VPBX_HTTP_PORT": str(layout.crm_port),
             "VPBX_DATABASE_URL": f"sqlite+aiosqlite:///{layout.var_dir.resolve() / 'crm.db'}",
             "VPBX_CONTROL_URL": layout.control_url,
+            # The browser softphone registers at the edge's SIP over WebSocket (none with
+            # --sip-ws-port 0: the workspace hides the softphone). A VPBX_SIP_WS_URL of the
+            # caller's environment wins (a wss:// address behind a TLS proxy).
+            "VPBX_SIP_WS_URL": os.environ.get("VPBX_SIP_WS_URL") or layout.sip_ws_url or "",
         },
     )
     child = Supervised(CRM, [sys.executable, "-m", "vpbx_crm.main", "serve"], env)

@@ -11,6 +11,7 @@ import httpx
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from vpbx_common.agents import AgentStateStore
 from vpbx_common.events import CRM_GROUP, CallEventConsumer
 from vpbx_control.app import document_common_errors
 from vpbx_control.db.session import Database
@@ -29,6 +30,8 @@ from .deals.router import router as deals_router
 from .directory.router import router as directory_router
 from .events.handler import CrmEventHandler
 from .identity import IdentityClient
+from .live.hub import LiveHub
+from .live.router import router as live_router
 from .lookup.router import router as lookup_router
 from .notes.router import router as notes_router
 from .pipelines.router import router as pipelines_router
@@ -56,6 +59,7 @@ ROUTERS = (
     directory_router,
     transfer_router,
     workspace_config_router,
+    live_router,
 )
 
 DESCRIPTION = """\
@@ -123,9 +127,23 @@ def create_app(
                 linger_s=settings.call_events_linger_s,
             )
             await reader.start()
+        # The browsers' live feed: a tail of its own (see live/hub.py), not this reader.
+        hub: LiveHub | None = None
+        if settings.redis_url:
+            app.state.live = hub = LiveHub(
+                settings.redis_url,
+                context.identity,
+                context.database,
+                block_s=settings.call_events_block_s,
+                directory_ttl_s=settings.directory_cache_s,
+                agents=AgentStateStore(context.redis) if context.redis is not None else None,
+            )
+            await hub.start()
         try:
             yield
         finally:
+            if hub is not None:
+                await hub.stop()
             if reader is not None:
                 await reader.stop()
             await context.identity.aclose()
@@ -148,6 +166,7 @@ def create_app(
             settings.web_dir,
             reserved={first_segment(getattr(route, "path", "/")) for route in app.routes},
             control_url=settings.browser_control_url,
+            sip_ws_url=settings.sip_ws_url,
         )
     )
     return app

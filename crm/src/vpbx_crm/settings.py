@@ -47,6 +47,15 @@ class CrmSettings(CommonSettings):
     # that much later, the reader's CPU per call about three times lower.
     call_events_linger_s: float = Field(default=0.1, ge=0, le=5)
 
+    # The live feed (GET /v1/live): how often an idle WebSocket gets a ping (a browser silent
+    # for three of these is dropped), and how long a new one may take to send its token.
+    live_heartbeat_s: float = Field(default=20.0, gt=0, le=300)
+    live_auth_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    # Where browsers register their softphone: the edge's SIP over WebSocket (RFC 7118),
+    # ws:// or wss://, told to the workspace by /config.json; '' hides the softphone.
+    sip_ws_url: str = Field(default="", pattern=r"^(wss?://\S+)?$")
+
     # Numbers typed without a country code are read as numbers of this country.
     default_country: str = Field(default="RU", pattern=r"^[A-Z]{2}$")
 

@@ -21,6 +21,8 @@ import { LoginPage } from "./pages/LoginPage";
 import { ScriptsPage } from "./pages/ScriptsPage";
 import { NotBuilt, NotFound } from "./pages/NotBuilt";
 import { TasksPage } from "./pages/TasksPage";
+import { SoftphonePage } from "./pages/SoftphonePage";
+import { SupervisorPage } from "./pages/SupervisorPage";
 
 export function App() {
   return (
@@ -90,6 +92,8 @@ function AppRoutes() {
         <Route path="companies/:companyId/edit" element={<CompanyForm />} />
         <Route path="after-call/:callId" element={<AfterCall />} />
         <Route path="scripts" element={<ScriptsPage />} />
+        <Route path="softphone" element={<SoftphonePage />} />
+        <Route path="supervisor" element={<SupervisorPage />} />
         {SECTIONS.filter((section) => section.comingSoon !== null).map((section) => (
           <Route key={section.path} path={section.path} element={<NotBuilt section={section} />} />
         ))}

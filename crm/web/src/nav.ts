@@ -7,6 +7,8 @@ export interface Section {
   label: MessageKey;
   /** null: built; else what the section will hold, shown on its "not built yet" page. */
   comingSoon: MessageKey | null;
+  /** Shown to supervisors and tenant admins only. */
+  managersOnly?: boolean;
 }
 
 export const SECTIONS: readonly Section[] = [
@@ -15,6 +17,7 @@ export const SECTIONS: readonly Section[] = [
   { path: "/deals", label: "nav.deals", comingSoon: null },
   { path: "/companies", label: "nav.companies", comingSoon: null },
   { path: "/scripts", label: "nav.scripts", comingSoon: null },
-  { path: "/softphone", label: "nav.softphone", comingSoon: "notBuilt.softphone" },
+  { path: "/softphone", label: "nav.softphone", comingSoon: null },
+  { path: "/supervisor", label: "nav.supervisor", comingSoon: null, managersOnly: true },
   { path: "/reports", label: "nav.reports", comingSoon: "notBuilt.reports" },
 ];

@@ -20,6 +20,7 @@ from ..errors import NotAuthenticated, NotFound, error_responses
 from ..groups.models import GroupMemberRow, GroupRow
 from ..tenants.models import TenantRow
 from ..users.models import UserRow
+from ..users.schemas import UserSettings
 from .schemas import (
     Directory,
     DirectoryGroup,
@@ -109,6 +110,7 @@ async def directory(
                 extension=user.extension,
                 city=user.city,
                 presence=str(user.presence),
+                wrap_up_s=UserSettings.stored(user.settings).wrap_up_s,
             )
             for user in users
         ],

@@ -35,6 +35,9 @@ class DirectoryUser(BaseModel):
     extension: str | None
     city: str | None
     presence: str
+    wrap_up_s: int = Field(
+        default=0, description="seconds after a call in which no queue call is offered"
+    )
 
 
 class DirectoryGroup(BaseModel):

@@ -59,3 +59,6 @@ class DeviceRow(TenantOwned, Base):
     username: Mapped[str] = mapped_column(String(64))
     ha1_md5: Mapped[str] = mapped_column(String(32))
     ha1_sha256: Mapped[str] = mapped_column(String(64))
+    # "phone" (added by a tenant admin) or "browser" (the agent workspace's softphone, which
+    # users add themselves, a few at most: see UserService.add_browser_device).
+    kind: Mapped[str] = mapped_column(String(16), default="phone", server_default="phone")

@@ -122,6 +122,19 @@ class DeviceRepository(TenantRepository[DeviceRow]):
             raise NotFound("device not found")
         return row
 
+    async def of_kind(self, user_id: uuid.UUID, kind: str) -> list[DeviceRow]:
+        """The user's devices of one kind, oldest first."""
+        query = (
+            select(DeviceRow)
+            .where(
+                DeviceRow.tenant_id == self.tenant_id,
+                DeviceRow.user_id == user_id,
+                DeviceRow.kind == kind,
+            )
+            .order_by(DeviceRow.created_at, DeviceRow.id)
+        )
+        return list((await self.session.scalars(query)).all())
+
     async def count_of_user(self, user_id: uuid.UUID) -> int:
         query = select(func.count()).where(
             DeviceRow.tenant_id == self.tenant_id, DeviceRow.user_id == user_id

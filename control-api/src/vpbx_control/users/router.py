@@ -15,6 +15,7 @@ from ..errors import error_responses
 from ..paging import IfMatchHeader, Page
 from .models import DeviceRow, UserRow
 from .schemas import (
+    BrowserDeviceCreate,
     DeviceCreate,
     DeviceCredentials,
     DeviceOut,
@@ -24,7 +25,7 @@ from .schemas import (
     UserOut,
     UserUpdate,
 )
-from .service import IssuedDevice, UserFilters, UserService
+from .service import MAX_BROWSER_DEVICES, IssuedDevice, UserFilters, UserService
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
@@ -127,6 +128,24 @@ async def update_me(
 ) -> UserOut:
     address = request.client.host if request.client else "unknown"
     return _out(await service.update_me(body, if_match, address), response)
+
+
+@router.post(
+    "/me/devices",
+    response_model=DeviceCredentials,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add one's own browser softphone; its password is shown in this response only",
+    description="Any user with an extension (`kind` must be `browser`). A user holds at most "
+    f"{MAX_BROWSER_DEVICES} browser devices: adding one more deletes the oldest of them. "
+    "The user name is `<extension>-web[-n]`, registered at the tenant's SIP domain.",
+    responses=error_responses(404, 422),
+)
+async def add_my_browser_device(
+    _: TenantMember, service: Service, body: BrowserDeviceCreate, response: Response
+) -> DeviceCredentials:
+    issued = await service.add_browser_device(body)
+    response.headers["Location"] = f"/v1/users/{issued.device.user_id}/devices/{issued.device.id}"
+    return _credentials(issued, response)
 
 
 # ---- one user

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -320,11 +320,26 @@ class DeviceCreate(StrictInput):
     )
 
 
+class BrowserDeviceCreate(StrictInput):
+    """A user's own softphone in the agent workspace (POST /v1/users/me/devices)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"kind": "browser", "name": "Chromium on laptop"}]},
+    )
+
+    kind: Literal["browser"] = Field(
+        description="only browser devices are self-service; desk phones are a tenant admin's"
+    )
+    name: DeviceName
+
+
 class DeviceOut(BaseModel):
     id: uuid.UUID
     user_id: uuid.UUID
     name: str
     username: str
+    kind: str = Field(default="phone", description="phone, or browser (the workspace's own)")
     revision: int
     created_at: dt.datetime
     updated_at: dt.datetime

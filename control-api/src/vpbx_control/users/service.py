@@ -50,6 +50,7 @@ from .errors import (
 from .models import DeviceRow, UserRow
 from .repository import DeviceRepository, UserRepository
 from .schemas import (
+    BrowserDeviceCreate,
     DeviceCreate,
     SelfUpdate,
     UserCreate,
@@ -59,6 +60,11 @@ from .schemas import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Browser devices a user may hold at once (the workspace in a few browsers and machines);
+# adding one more replaces the oldest.
+MAX_BROWSER_DEVICES = 5
+BROWSER_DEVICE = "browser"
 
 SIP_PASSWORD_LENGTH = 24  # alphanumeric: about 143 bits, and easy to type into a desk phone
 _SIP_PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -295,6 +301,41 @@ class UserService:
                 user_id=user.id,
                 name=body.name,
                 username=username,
+                ha1_md5=hashes.md5,
+                ha1_sha256=hashes.sha256,
+                revision=1,
+            )
+        )
+        await self.work.commit(moves_phones=True)
+        return IssuedDevice(row, password, tenant.sip_domain)
+
+    async def add_browser_device(self, body: BrowserDeviceCreate) -> IssuedDevice:
+        """The caller's own softphone in the agent workspace.
+
+        Self-service (any role), because every browser an agent logs in from needs SIP
+        credentials and a tenant admin should not be asked each time. Capped: a browser
+        that lost its localStorage (a cleared profile, another machine) makes a new device,
+        so the oldest browser device beyond the cap goes rather than piling up. Desk phones
+        and other devices are left alone.
+        """
+        user = await self.me()
+        if user.extension is None:
+            raise UserHasNoExtension()
+        browsers = await self.devices.of_kind(user.id, BROWSER_DEVICE)
+        for old in browsers[: max(0, len(browsers) - MAX_BROWSER_DEVICES + 1)]:
+            await self.devices.delete(old)
+        tenant = await self.users.tenant()
+        # Under the extension's own name space (<ext>-web-<n>): a desk phone added later
+        # still gets the bare extension as its user name.
+        username = await self._free_username(f"{user.extension}-web")
+        password = generate_sip_password()
+        hashes = ha1_pair(username, tenant.sip_domain, password)
+        row = self.devices.add(
+            DeviceRow(
+                user_id=user.id,
+                name=body.name,
+                username=username,
+                kind=BROWSER_DEVICE,
                 ha1_md5=hashes.md5,
                 ha1_sha256=hashes.sha256,
                 revision=1,

@@ -20,6 +20,16 @@ class WorkspaceConfig(BaseModel):
         description="numbers typed without a country code are of this country (ISO 3166)",
         examples=["RU"],
     )
+    sip_ws_url: str = Field(
+        default="",
+        description="the SIP over WebSocket address the browser softphone registers at; "
+        "'' when this installation has none (the softphone is hidden)",
+        examples=["wss://sip.example.com:5066"],
+    )
+    live_path: str = Field(
+        default="/v1/live",
+        description="the CRM's WebSocket of screen pops, call events and agent states",
+    )
 
 
 @router.get(
@@ -32,4 +42,5 @@ async def workspace_config(context: Context, _: Public, response: Response) -> W
     return WorkspaceConfig(
         control_url=context.settings.browser_control_url,
         default_country=context.settings.default_country,
+        sip_ws_url=context.settings.sip_ws_url,
     )

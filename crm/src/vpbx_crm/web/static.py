@@ -51,15 +51,21 @@ def first_segment(path: str) -> str:
     return "/" + path.lstrip("/").split("/", 1)[0]
 
 
-def content_security_policy(control_url: str) -> str:
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def content_security_policy(control_url: str, sip_ws_url: str = "") -> str:
     """Everything from the CRM itself (no CDN); the API calls may also go to the control API
-    (login, recordings, fetched as blobs and played from ``blob:`` URLs)."""
-    parts = urlsplit(control_url)
-    control = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    (login, recordings, fetched as blobs and played from ``blob:`` URLs), the softphone's
+    WebSocket to the edge. The live feed is the CRM's own WebSocket, which ``'self'``
+    covers (CSP 3 matches ws:/wss: of the page's own host)."""
+    sources = " ".join(origin for origin in (_origin(control_url), _origin(sip_ws_url)) if origin)
     return "; ".join(
         [
             "default-src 'self'",
-            f"connect-src 'self' {control}".rstrip(),
+            f"connect-src 'self' {sources}".rstrip(),
             "media-src 'self' blob:",
             "img-src 'self' data: blob:",
             "style-src 'self'",
@@ -77,11 +83,13 @@ class WorkspaceRoute(BaseRoute):
     # The route test reads this: the workspace is deliberately public, like /healthz.
     policy: AccessPolicy = PUBLIC
 
-    def __init__(self, web_dir: Path, reserved: Iterable[str], control_url: str) -> None:
+    def __init__(
+        self, web_dir: Path, reserved: Iterable[str], control_url: str, sip_ws_url: str = ""
+    ) -> None:
         self.web_dir = web_dir
         self.path = "/"
         self.reserved = ALWAYS_RESERVED | (frozenset(reserved) - {"/"})
-        self.csp = content_security_policy(control_url)
+        self.csp = content_security_policy(control_url, sip_ws_url)
         self._files = StaticFiles(directory=web_dir, check_dir=False)
 
     @property

@@ -17,7 +17,7 @@ import { useLoad } from "../lib/useLoad";
 export function ContactCard() {
   const { contactId = "" } = useParams();
   const { t, tv, locale } = useI18n();
-  const { crm, personName } = useWorkspace();
+  const { crm, personName, people } = useWorkspace();
   const load = useCallback(
     async () =>
       unwrap(
@@ -67,7 +67,12 @@ export function ContactCard() {
           <dt>{t("contact.phones")}</dt>
           <dd className="phones">
             {contact.phones.length === 0 ? "—" : contact.phones.map((phone) => (
-              <PhoneLink key={phone} phone={phone} />
+              <PhoneLink
+                key={phone}
+                phone={phone}
+                ownerUserId={contact.owner_user_id}
+                ownerName={people.get(contact.owner_user_id ?? "")?.name}
+              />
             ))}
           </dd>
           {contact.emails.length > 0 && (

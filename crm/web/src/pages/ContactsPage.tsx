@@ -20,7 +20,7 @@ interface Found {
 /** Contacts: search by name or phone, my clients, category, VIP; the filters live in the URL. */
 export function ContactsPage() {
   const { t, tv } = useI18n();
-  const { crm, config, personName } = useWorkspace();
+  const { crm, config, personName, people } = useWorkspace();
   const { me } = useSession();
   const [params, setParams] = useSearchParams();
   const text = params.get("q") ?? "";
@@ -174,7 +174,12 @@ export function ContactsPage() {
                 </td>
                 <td className="phones">
                   {contact.phones.map((phone) => (
-                    <PhoneLink key={phone} phone={phone} />
+                    <PhoneLink
+                key={phone}
+                phone={phone}
+                ownerUserId={contact.owner_user_id}
+                ownerName={people.get(contact.owner_user_id ?? "")?.name}
+              />
                   ))}
                 </td>
                 <td>{tv("category", contact.category)}</td>

@@ -228,6 +228,26 @@ export interface paths {
         patch: operations["update_me_v1_users_me_patch"];
         trace?: never;
     };
+    "/v1/users/me/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add one's own browser softphone; its password is shown in this response only
+         * @description Any user with an extension (`kind` must be `browser`). A user holds at most 5 browser devices: adding one more deletes the oldest of them. The user name is `<extension>-web[-n]`, registered at the tenant's SIP domain.
+         */
+        post: operations["add_my_browser_device_v1_users_me_devices_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/voicemails": {
         parameters: {
             query?: never;
@@ -319,6 +339,27 @@ export interface components {
          * @enum {string}
          */
         AudioFormat: "ogg" | "wav";
+        /**
+         * BrowserDeviceCreate
+         * @description A user's own softphone in the agent workspace (POST /v1/users/me/devices).
+         * @example {
+         *       "kind": "browser",
+         *       "name": "Chromium on laptop"
+         *     }
+         */
+        BrowserDeviceCreate: {
+            /**
+             * Kind
+             * @description only browser devices are self-service; desk phones are a tenant admin's
+             * @constant
+             */
+            kind: "browser";
+            /**
+             * Name
+             * @example desk phone
+             */
+            name: string;
+        };
         /** CallDetailOut */
         CallDetailOut: {
             /**
@@ -501,6 +542,54 @@ export interface components {
              * @description `ringing-target`: the target rings, the two talk on
              */
             status: string;
+        };
+        /**
+         * DeviceCredentials
+         * @description Shown once, on creation and on rotation: only digest hashes are kept.
+         */
+        DeviceCredentials: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Kind
+             * @description phone, or browser (the workspace's own)
+             * @default phone
+             */
+            kind: string;
+            /** Name */
+            name: string;
+            /**
+             * Password
+             * @description the SIP password; it cannot be read again
+             */
+            password: string;
+            /** Revision */
+            revision: number;
+            /**
+             * Sip Domain
+             * @description the digest realm and registrar domain
+             */
+            sip_domain: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /**
+             * User Id
+             * Format: uuid
+             */
+            user_id: string;
+            /** Username */
+            username: string;
         };
         /**
          * Direction
@@ -2105,6 +2194,69 @@ export interface operations {
             };
             /** @description Too Many Requests */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    add_my_browser_device_v1_users_me_devices_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BrowserDeviceCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceCredentials"];
+                };
+            };
+            /** @description the body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the credential's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -2455,6 +2455,19 @@ export interface components {
              * @example RU
              */
             default_country: string;
+            /**
+             * Live Path
+             * @description the CRM's WebSocket of screen pops, call events and agent states
+             * @default /v1/live
+             */
+            live_path: string;
+            /**
+             * Sip Ws Url
+             * @description the SIP over WebSocket address the browser softphone registers at; '' when this installation has none (the softphone is hidden)
+             * @default
+             * @example wss://sip.example.com:5066
+             */
+            sip_ws_url: string;
         };
     };
     responses: never;

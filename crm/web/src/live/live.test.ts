@@ -1,0 +1,174 @@
+import { describe, expect, it } from "vitest";
+import {
+  browserDeviceName,
+  dialTarget,
+  readCredentials,
+  writeCredentials,
+} from "../softphone/credentials";
+import {
+  afterCallFor,
+  liveUrl,
+  mergeCard,
+  otherOwner,
+  parseMessage,
+  reconnectDelay,
+  wrapUpLeft,
+  type CallMessage,
+  type ScreenPopMessage,
+} from "./protocol";
+
+class MemoryStorage implements Storage {
+  private items = new Map<string, string>();
+  get length() {
+    return this.items.size;
+  }
+  clear() {
+    this.items.clear();
+  }
+  getItem(key: string) {
+    return this.items.get(key) ?? null;
+  }
+  key(index: number) {
+    return [...this.items.keys()][index] ?? null;
+  }
+  removeItem(key: string) {
+    this.items.delete(key);
+  }
+  setItem(key: string, value: string) {
+    this.items.set(key, value);
+  }
+}
+
+const POP: ScreenPopMessage = {
+  type: "screen-pop",
+  call_id: "c1",
+  caller: "+79161234567",
+  number: "+74950000001",
+  label: "",
+  direction: "inbound",
+  offered: ["101"],
+  at_ms: 1,
+  sent_ms: 2,
+  contact: null,
+};
+
+function ended(fields: Partial<CallMessage>): CallMessage {
+  return {
+    type: "call",
+    event: "call.ended",
+    call_id: "c1",
+    caller: "+79161234567",
+    callee: "101",
+    number: "+74950000001",
+    direction: "inbound",
+    end_reason: "completed",
+    answered_by: "101",
+    answered_by_user_id: "olga",
+    at_ms: 0,
+    sent_ms: 0,
+    contact: null,
+    ...fields,
+  };
+}
+
+describe("live feed messages", () => {
+  it("reads known message types and refuses anything else", () => {
+    expect(parseMessage('{"type":"ping"}')).toEqual({ type: "ping" });
+    expect(parseMessage(JSON.stringify(POP))).toEqual(POP);
+    expect(parseMessage('{"type":"brand-new"}')).toBeNull();
+    expect(parseMessage("not json")).toBeNull();
+    expect(parseMessage('"a string"')).toBeNull();
+    expect(parseMessage(new ArrayBuffer(2))).toBeNull();
+  });
+
+  it("backs off from half a second to thirty, with jitter", () => {
+    expect(reconnectDelay(0, () => 0)).toBe(500);
+    expect(reconnectDelay(1, () => 0)).toBe(1000);
+    expect(reconnectDelay(3, () => 1)).toBe(4800);
+    expect(reconnectDelay(50, () => 0)).toBe(30_000);
+  });
+
+  it("uses wss on an https page", () => {
+    expect(liveUrl({ protocol: "https:", host: "crm.example" }, "/v1/live")).toBe(
+      "wss://crm.example/v1/live",
+    );
+    expect(liveUrl({ protocol: "http:", host: "127.0.0.1:8001" }, "/v1/live")).toBe(
+      "ws://127.0.0.1:8001/v1/live",
+    );
+  });
+
+  it("names the colleague whose client it is, never oneself", () => {
+    expect(otherOwner({ owner_user_id: "petr", owner_name: "Petr" }, "olga")).toBe("Petr");
+    expect(otherOwner({ owner_user_id: "olga", owner_name: "Olga" }, "olga")).toBeNull();
+    expect(otherOwner({ owner_user_id: null, owner_name: "" }, "olga")).toBeNull();
+    expect(otherOwner(null, "olga")).toBeNull();
+  });
+
+  it("fills a pop with its card only", () => {
+    const card = {
+      type: "card" as const,
+      call_id: "c1",
+      contact: {
+        id: "x",
+        name: "Ivan",
+        category: "client",
+        vip: false,
+        owner_user_id: null,
+        owner_name: "",
+        company_name: "Romashka",
+      },
+    };
+    expect(mergeCard(POP, card).contact?.company_name).toBe("Romashka");
+    expect(mergeCard(POP, { ...card, call_id: "other" })).toBe(POP);
+  });
+
+  it("opens the after-call form for a call one answered or placed", () => {
+    expect(afterCallFor(ended({}), "olga", "101")).toBe(true);
+    expect(afterCallFor(ended({ answered_by_user_id: "petr" }), "olga", "101")).toBe(false);
+    expect(afterCallFor(ended({ end_reason: "no-answer" }), "olga", "101")).toBe(false);
+    expect(afterCallFor(ended({ event: "call.answered" }), "olga", "101")).toBe(false);
+    const placed = ended({ direction: "outbound", caller: "101", answered_by_user_id: null });
+    expect(afterCallFor(placed, "olga", "101")).toBe(true);
+    expect(afterCallFor(placed, "olga", "102")).toBe(false);
+  });
+
+  it("counts the wrap-up down to zero", () => {
+    expect(wrapUpLeft(10_000, 30, 10_000)).toBe(30);
+    expect(wrapUpLeft(10_000, 30, 39_500)).toBe(1);
+    expect(wrapUpLeft(10_000, 30, 40_000)).toBe(0);
+    expect(wrapUpLeft(10_000, 0, 10_000)).toBe(0);
+  });
+});
+
+describe("softphone", () => {
+  it("keeps credentials per user and drops unreadable ones", () => {
+    const storage = new MemoryStorage();
+    const credentials = { deviceId: "d", username: "101-web", password: "p", domain: "acme" };
+    writeCredentials(storage, "olga", credentials);
+    expect(readCredentials(storage, "olga")).toEqual(credentials);
+    expect(readCredentials(storage, "petr")).toBeNull();
+    storage.setItem("vpbx.softphone.olga", '{"username": "101"}');
+    expect(readCredentials(storage, "olga")).toBeNull();
+    expect(storage.getItem("vpbx.softphone.olga")).toBeNull();
+    writeCredentials(storage, "olga", credentials);
+    writeCredentials(storage, "olga", null);
+    expect(readCredentials(storage, "olga")).toBeNull();
+  });
+
+  it("dials digits, a leading plus, * and #", () => {
+    expect(dialTarget(" +7 (916) 123-45-67 ")).toBe("+79161234567");
+    expect(dialTarget("101")).toBe("101");
+    expect(dialTarget("*72#")).toBe("*72#");
+    expect(dialTarget("call me")).toBeNull();
+  });
+
+  it("names the browser's device", () => {
+    const chromium =
+      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+    expect(browserDeviceName(chromium)).toBe("Chromium on Linux");
+    expect(browserDeviceName("Mozilla/5.0 (Windows NT 10.0) Gecko/20100101 Firefox/120.0")).toBe(
+      "Firefox on Windows",
+    );
+    expect(browserDeviceName("curl/8")).toBe("Browser");
+  });
+});

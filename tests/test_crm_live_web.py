@@ -1,0 +1,401 @@
+"""The live workspace in a real browser: `vpbx up` with its CRM, Debian's Chromium with
+fake media devices (Playwright, headless).
+
+An agent logs in; a call offered to their extension is XADD'ed to the nodes' stream as a
+node writes it (before its INVITEs); the caller's card pops up in the page with the
+client's name and a "client of <colleague>" warning; when the call they answered ends the
+page goes to the after-call form. An unknown number pops up with a quick-create form. The
+supervisor page shows the agent ringing. The moments the pop arrived and was shown are
+read from the page (window.__vpbx) and printed beside the moment of the XADD.
+
+The browser's own SIP device registers over the edge's SIP WebSocket (JsSIP), and two
+browsers call each other with WebRTC media through the node.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from tests.services.platform import REPO, RunningPlatform, start_platform
+from vpbx_common.events import CALL_EVENTS_STREAM, CallEvent, CallEventType, stream_fields
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    # A microphone and a speaker without hardware or a permission prompt.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
+WEB_BUILD = REPO / "crm" / "web" / "dist" / "index.html"
+TIMEOUT_MS = 10_000
+AGENT_EXTENSION = "150"
+COLLEAGUE_EXTENSION = "151"
+
+
+@pytest.fixture(scope="module")
+def pbx(
+    tmp_path_factory: pytest.TempPathFactory, module_flushed_redis: str
+) -> Iterator[RunningPlatform]:
+    if not WEB_BUILD.is_file():
+        pytest.fail(f"the workspace is not built ({WEB_BUILD} is missing): run `make web`")
+    platform = start_platform(tmp_path_factory.mktemp("crm-live"), module_flushed_redis, crm=True)
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second of a 440 Hz tone, 8 kHz mono: the fake microphone's voice."""
+    path = tmp_path_factory.mktemp("audio") / "voice.wav"
+    samples = bytearray()
+    for n in range(8000):
+        value = int(8000 * ((n * 440 * 2 // 8000) % 2 * 2 - 1))  # a square wave
+        samples += value.to_bytes(2, "little", signed=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(bytes(samples))
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(speech: Path) -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech}"],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def admin(pbx: RunningPlatform) -> dict[str, str]:
+    return pbx.login(*ADMIN)
+
+
+@pytest.fixture(scope="module")
+def agent(pbx: RunningPlatform, admin: dict[str, str]) -> dict[str, str]:
+    """An agent with an extension of their own: email, password, id."""
+    password = "agent-" + secrets.token_hex(8)
+    email = f"olga.{secrets.token_hex(3)}@acme.example"
+    with pbx.api(admin) as api:
+        created = api.post(
+            "/v1/users",
+            json={
+                "email": email,
+                "name": "Olga Webpop",
+                "role": "agent",
+                "extension": AGENT_EXTENSION,
+                "password": password,
+            },
+        )
+        assert created.status_code == 201, created.text
+    return {"email": email, "password": password, "id": created.json()["id"]}
+
+
+def open_tab(browser: Browser, pbx: RunningPlatform, email: str, password: str) -> Page:
+    context = browser.new_context(
+        locale="en-US", viewport={"width": 1360, "height": 900}, base_url=pbx.crm_url
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    tab = context.new_page()
+    problems: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            problems.append(message.text)
+
+    tab.on("console", console)
+    tab.on("pageerror", lambda error: problems.append(str(error)))
+    tab.goto("/")
+    tab.wait_for_url("**/login")
+    tab.get_by_label("E-mail").fill(email)
+    tab.get_by_label("Password").fill(password)
+    tab.get_by_role("button", name="Log in").click()
+    tab.wait_for_url("**/contacts")
+    # The live feed is open (its hello came): events from now on reach the page.
+    expect(tab.locator("body[data-live=open]")).to_be_attached()
+    tab.problems = problems  # type: ignore[attr-defined]
+    return tab
+
+
+def close_tab(tab: Page) -> None:
+    problems: list[str] = tab.problems  # type: ignore[attr-defined]
+    tab.context.close()
+    assert not problems, problems
+
+
+def artifact(tab: Page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    tab.screenshot(path=str(path), full_page=True)
+    target = os.environ.get("VPBX_TEST_ARTIFACTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / name)
+    return path
+
+
+def xadd(pbx: RunningPlatform, *events: CallEvent) -> float:
+    """The events on the nodes' stream; the moment (epoch ms) of the first XADD."""
+    client = redis.Redis.from_url(pbx.env["VPBX_REDIS_URL"])
+    try:
+        started = time.time() * 1000
+        for event in events:
+            client.xadd(CALL_EVENTS_STREAM, dict(stream_fields(event)))
+        return started
+    finally:
+        client.close()
+
+
+def call_event(kind: CallEventType, call_id: str, caller: str, **fields: Any) -> CallEvent:
+    values: dict[str, Any] = {
+        "tenant": "acme",
+        "city": "msk",
+        "node": "test",
+        "number": "+74950000002",
+        "caller": caller,
+        "callee": "",
+        "at_ms": int(time.time() * 1000),
+        "direction": "inbound",
+    }
+    values.update(fields)
+    return CallEvent(kind, call_id, **values)
+
+
+def pop_times(tab: Page, call_id: str) -> dict[str, float]:
+    records: list[dict[str, float]] = tab.evaluate("window.__vpbx ? window.__vpbx.pops : []")
+    found = [record for record in records if record.get("call_id") == call_id]
+    assert found, records
+    return found[0]
+
+
+def test_the_callers_card_pops_up_with_the_colleague_warning_then_the_after_call_form(
+    pbx: RunningPlatform,
+    admin: dict[str, str],
+    agent: dict[str, str],
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    digits = f"{secrets.randbelow(10**7):07d}"
+    phone = f"+7916{digits}"
+    with pbx.api(admin) as api:
+        maria = api.get("/v1/users", params={"extension": "102"}).json()["items"][0]
+    with pbx.crm(admin) as crm:
+        company = crm.post("/v1/companies", json={"name": f"Romashka {digits}"})
+        assert company.status_code == 201, company.text
+        created = crm.post(
+            "/v1/contacts",
+            json={
+                "name": f"Ivan Popup {digits}",
+                "phones": [phone],
+                "owner_user_id": maria["id"],
+                "company_id": company.json()["id"],
+                "vip": True,
+            },
+        )
+        assert created.status_code == 201, created.text
+    contact = created.json()
+    summary = {
+        "id": contact["id"],
+        "name": contact["name"],
+        "category": "client",
+        "owner_user_id": maria["id"],
+        "vip": True,
+    }
+
+    tab = open_tab(browser, pbx, agent["email"], agent["password"])
+    try:
+        call_id = f"web-pop-{secrets.token_hex(4)}"
+        xadd_ms = xadd(
+            pbx,
+            call_event(
+                CallEventType.OFFERED,
+                call_id,
+                phone,
+                offered=(AGENT_EXTENSION,),
+                contact=summary,
+            ),
+        )
+        pop = tab.locator(f".screen-pop[data-call-id='{call_id}']")
+        expect(pop).to_be_visible()
+        expect(pop.get_by_role("link", name=contact["name"])).to_be_visible()
+        expect(pop.get_by_text("Client of Maria Sokolova")).to_be_visible()
+        expect(pop.get_by_text(f"Romashka {digits}")).to_be_visible()  # the card's company
+        times = pop_times(tab, call_id)
+        print(
+            f"\nscreen pop: XADD -> WebSocket message {times['received_ms'] - xadd_ms:.1f} ms, "
+            f"-> shown {times['shown_ms'] - xadd_ms:.1f} ms (browser clock vs test clock)"
+        )
+        assert times["received_ms"] <= times["shown_ms"]
+        artifact(tab, tmp_path, "live-screen-pop.png")
+
+        # Clicking to call the colleague's client warns too.
+        pop.get_by_role("link", name=contact["name"]).click()
+        tab.wait_for_url(f"**/contacts/{contact['id']}")
+        tab.locator(".card-columns a.phone").first.click()
+        expect(tab.get_by_role("alert").get_by_text("Client of Maria Sokolova")).to_be_visible()
+        tab.get_by_role("button", name="Cancel").click()
+
+        # The agent answers on a phone; when the call ends the after-call form opens.
+        xadd(
+            pbx,
+            call_event(CallEventType.ANSWERED, call_id, phone, callee=AGENT_EXTENSION),
+            call_event(
+                CallEventType.ENDED,
+                call_id,
+                phone,
+                callee=AGENT_EXTENSION,
+                end_reason="completed",
+            ),
+        )
+        tab.wait_for_url(f"**/after-call/{call_id}")
+        expect(pop).to_have_count(0)
+        artifact(tab, tmp_path, "live-after-call.png")
+    finally:
+        close_tab(tab)
+
+
+def test_an_unknown_number_pops_up_with_a_quick_create_form_and_the_supervisor_sees_it_ring(
+    pbx: RunningPlatform,
+    agent: dict[str, str],
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    phone = f"+7916{secrets.randbelow(10**7):07d}"
+    tab = open_tab(browser, pbx, agent["email"], agent["password"])
+    boss = open_tab(browser, pbx, *ADMIN)
+    try:
+        boss.goto("/supervisor")
+        row = boss.locator(f"tr[data-extension='{AGENT_EXTENSION}']")
+        expect(row).to_have_attribute("data-state", "idle")
+
+        call_id = f"web-new-{secrets.token_hex(4)}"
+        xadd(pbx, call_event(CallEventType.OFFERED, call_id, phone, offered=(AGENT_EXTENSION,)))
+        pop = tab.locator(f".screen-pop[data-call-id='{call_id}']")
+        expect(pop.get_by_text("Unknown number")).to_be_visible()
+        expect(row).to_have_attribute("data-state", "ringing")
+        artifact(boss, tmp_path, "live-supervisor.png")
+
+        pop.get_by_label("New client's name").fill("Walk-in caller")
+        pop.get_by_role("button", name="Create client").click()
+        pop.get_by_role("link", name="Open the new client's card").click()
+        expect(tab.get_by_role("heading", name="Walk-in caller")).to_be_visible()
+        artifact(tab, tmp_path, "live-new-number.png")
+    finally:
+        close_tab(tab)
+        close_tab(boss)
+
+
+@pytest.fixture(scope="module")
+def colleague(pbx: RunningPlatform, admin: dict[str, str]) -> dict[str, str]:
+    """A second agent, who answers in their own browser."""
+    password = "agent-" + secrets.token_hex(8)
+    email = f"petr.{secrets.token_hex(3)}@acme.example"
+    with pbx.api(admin) as api:
+        created = api.post(
+            "/v1/users",
+            json={
+                "email": email,
+                "name": "Petr Webcall",
+                "role": "agent",
+                "extension": COLLEAGUE_EXTENSION,
+                "password": password,
+            },
+        )
+        assert created.status_code == 201, created.text
+    return {"email": email, "password": password, "id": created.json()["id"]}
+
+
+def test_the_browser_gets_its_own_device_and_registers_at_the_edge_websocket(
+    pbx: RunningPlatform, agent: dict[str, str], browser: Browser, tmp_path: Path
+) -> None:
+    tab = open_tab(browser, pbx, agent["email"], agent["password"])
+    try:
+        panel = tab.locator(".softphone-dock .softphone")
+        expect(panel).to_have_attribute("data-registration", "registered")
+        stored = tab.evaluate(f"localStorage.getItem('vpbx.softphone.{agent['id']}')")
+        assert stored is not None
+        assert f'"{AGENT_EXTENSION}-web' in stored
+        # The registrar holds the browser's binding under the agent's extension.
+        client = redis.Redis.from_url(pbx.env["VPBX_REDIS_URL"])
+        try:
+            bindings = client.hvals(f"vpbx:reg:acme:{AGENT_EXTENSION}")
+        finally:
+            client.close()
+        assert any(b"transport=ws" in binding for binding in bindings), bindings
+        tab.goto("/softphone")
+        expect(tab.get_by_label("Microphone")).to_be_visible()
+        artifact(tab, tmp_path, "live-softphone-registered.png")
+    finally:
+        close_tab(tab)
+
+
+def test_two_browsers_talk_through_the_node(
+    pbx: RunningPlatform,
+    agent: dict[str, str],
+    colleague: dict[str, str],
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    caller = open_tab(browser, pbx, agent["email"], agent["password"])
+    callee = open_tab(browser, pbx, colleague["email"], colleague["password"])
+    try:
+        dialler = caller.locator(".softphone-dock .softphone")
+        answerer = callee.locator(".softphone-dock .softphone")
+        expect(dialler).to_have_attribute("data-registration", "registered")
+        expect(answerer).to_have_attribute("data-registration", "registered")
+        dialler.get_by_label("Number or extension").fill(COLLEAGUE_EXTENSION)
+        dialler.get_by_role("button", name="Call").click()
+        expect(answerer.get_by_text(f"{AGENT_EXTENSION} is calling")).to_be_visible()
+        answerer.get_by_role("button", name="Answer").click()
+        expect(dialler.get_by_text(f"Talking to {COLLEAGUE_EXTENSION}")).to_be_visible()
+        expect(answerer.get_by_text(f"Talking to {AGENT_EXTENSION}")).to_be_visible()
+        dialler.get_by_role("button", name="Mute").click()
+        expect(dialler.get_by_role("button", name="Unmute")).to_be_visible()
+        dialler.get_by_role("button", name="Hold").click()
+        expect(dialler.get_by_role("button", name="Resume")).to_be_visible()
+        dialler.get_by_role("button", name="Resume").click()
+        dialler.get_by_role("button", name="5").click()  # a DTMF digit
+        # The far end's voice plays in the callee's page (the fake microphone's tone).
+        callee.wait_for_function(
+            "() => { const a = document.querySelector('[data-testid=softphone-audio]');"
+            " return a && a.srcObject && a.srcObject.getAudioTracks().length > 0; }"
+        )
+        artifact(caller, tmp_path, "live-softphone-call.png")
+        dialler.get_by_role("button", name="Hang up").click()
+        expect(answerer.get_by_role("button", name="Hang up")).to_have_count(0)
+        expect(dialler.get_by_role("button", name="Hang up")).to_have_count(0)
+    finally:
+        close_tab(caller)
+        close_tab(callee)
