@@ -399,3 +399,142 @@ def test_two_browsers_talk_through_the_node(
     finally:
         close_tab(caller)
         close_tab(callee)
+
+
+# --- a real caller, answered in the browser ------------------------------------------------
+
+MAIN_NUMBER = "+74950000001"
+CALLER_TONE_HZ = 1000  # baresip's sine
+VOICE_HZ = 440  # the fake microphone's square wave (the speech fixture)
+
+# The dominant frequency of what the softphone plays, measured in the page with WebAudio
+# (an AnalyserNode on the remote stream), averaged over ``ms``.
+HEARD_IN_PAGE_JS = """
+async (ms) => {
+  const audio = document.querySelector('[data-testid=softphone-audio]');
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 4096;
+  context.createMediaStreamSource(audio.srcObject).connect(analyser);
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  const total = new Float64Array(analyser.frequencyBinCount);
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    analyser.getFloatFrequencyData(bins);
+    for (let i = 1; i < bins.length; i++) total[i] += Math.pow(10, bins[i] / 10);
+  }
+  let peak = 1;
+  for (let i = 2; i < total.length; i++) if (total[i] > total[peak]) peak = i;
+  await context.close();
+  return peak * context.sampleRate / analyser.fftSize;
+}
+"""
+
+
+def heard_hz(path: Path, start_s: float, seconds: float) -> float:
+    """The dominant frequency of a slice of what baresip heard (its WAV dump)."""
+    import numpy as np
+
+    with wave.open(str(path)) as wav:
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    mono = frames.reshape(-1, channels)[:, 0].astype(np.float64)
+    piece = mono[int(start_s * rate) : int((start_s + seconds) * rate)]
+    spectrum = np.abs(np.fft.rfft(piece * np.hanning(len(piece)))) ** 2
+    return float(np.fft.rfftfreq(len(piece), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
+
+
+def test_a_clients_call_pops_the_card_before_the_browser_rings_and_both_sides_hear_each_other(
+    pbx: RunningPlatform,
+    admin: dict[str, str],
+    agent: dict[str, str],
+    browser: Browser,
+    baresip_factory: Any,
+    tmp_path: Path,
+) -> None:
+    """The issue's call: a known client (baresip, playing 1 kHz) calls the tenant's number,
+    which rings the agent; the card pops with the client's name before the browser rings
+    (both moments recorded); the agent answers in the browser; the page hears 1 kHz (WebAudio)
+    and the caller hears the browser's 440 Hz; after the hang-up the call and its recording
+    are on the card."""
+    caller_phone = f"+7913{secrets.randbelow(10**7):07d}"
+    with pbx.api(admin) as api:
+        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+        [main] = [number for number in numbers if number["number"] == MAIN_NUMBER]
+        routed = api.patch(
+            f"/v1/numbers/{main['id']}", json={"entry": {"type": "user", "user_id": agent["id"]}}
+        )
+        assert routed.status_code == 200, routed.text
+        recorded = api.patch(f"/v1/users/{agent['id']}", json={"settings": {"record": True}})
+        assert recorded.status_code == 200, recorded.text
+    with pbx.crm(admin) as crm:
+        created = crm.post(
+            "/v1/contacts",
+            json={"name": "Anna Caller", "phones": [caller_phone], "owner_user_id": agent["id"]},
+        )
+        assert created.status_code == 201, created.text
+    contact = created.json()
+    time.sleep(1.5)  # the nodes load the changed number and user (config invalidation)
+
+    tab = open_tab(browser, pbx, agent["email"], agent["password"])
+    caller = None
+    try:
+        phone = tab.locator(".softphone-dock .softphone")
+        expect(phone).to_have_attribute("data-registration", "registered")
+        caller = baresip_factory(
+            caller_phone,
+            None,
+            pbx.host,
+            proxy=(pbx.host, pbx.sip_port),
+            regint=0,
+            record=True,
+            tone_hz=CALLER_TONE_HZ,
+        )
+        caller.start()
+        caller.dial(f"sip:{MAIN_NUMBER}@{pbx.host}")
+
+        pop = tab.locator(".screen-pop", has_text="Anna Caller")
+        expect(pop).to_be_visible(timeout=15_000)
+        expect(phone.get_by_role("button", name="Answer")).to_be_visible(timeout=15_000)
+        pops = tab.evaluate("window.__vpbx ? window.__vpbx.pops : []")
+        rings = tab.evaluate("window.__vpbxRings || []")
+        shown = [p["shown_ms"] for p in pops if p.get("shown_ms")]
+        assert shown, pops
+        assert rings, rings
+        lead = rings[0]["at_ms"] - min(shown)
+        print(f"\nthe card was on screen {lead:.0f} ms before the browser rang")
+        assert min(shown) <= rings[0]["at_ms"], (pops, rings)
+        artifact(tab, tmp_path, "call-pop-and-ring.png")
+
+        phone.get_by_role("button", name="Answer").click()
+        caller.wait_call_state("ESTABLISHED", timeout=15)
+        expect(phone.get_by_text("Talking to")).to_be_visible()
+        tab.wait_for_function(
+            "() => { const a = document.querySelector('[data-testid=softphone-audio]');"
+            " return a && a.srcObject && a.srcObject.getAudioTracks().length > 0; }"
+        )
+        in_page = tab.evaluate(HEARD_IN_PAGE_JS, 1500)
+        assert abs(in_page - CALLER_TONE_HZ) < 30, in_page
+        phone.get_by_role("button", name="Hang up").click()
+        caller.wait_no_calls(timeout=10)
+        [heard] = caller.heard()
+        at_caller = heard_hz(heard, 0.5, 1.0)
+        assert abs(at_caller - VOICE_HZ) < 30, at_caller
+
+        # The call and its recording land on the client's card (the recording is served
+        # once the call's record reached the CDR store).
+        deadline = time.monotonic() + 30
+        while not any(record["caller"] == caller_phone for record in pbx.calls(20)):
+            assert time.monotonic() < deadline, "the call never reached the CDR store"
+            time.sleep(0.5)
+        tab.goto(f"/contacts/{contact['id']}")
+        row = tab.locator("tr[data-call-id]").first
+        expect(row.get_by_role("button", name="Recording")).to_be_visible(timeout=30_000)
+        row.get_by_role("button", name="Recording").click()
+        expect(row.locator("audio[aria-label=Recording]")).to_be_visible()
+        artifact(tab, tmp_path, "call-on-the-card.png")
+    finally:
+        if caller is not None:
+            caller.stop()
+        close_tab(tab)

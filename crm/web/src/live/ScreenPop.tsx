@@ -8,6 +8,7 @@ import { useSession, useWorkspace } from "../auth/Workspace";
 import { useI18n } from "../i18n/I18n";
 import { formatPhone } from "../lib/phone";
 import { recordPop, useLive } from "./LiveFeed";
+import { popShown } from "./popGate";
 import { otherOwner, type ScreenPopMessage } from "./protocol";
 
 export function ScreenPops() {
@@ -31,8 +32,9 @@ function ScreenPop({ pop }: { pop: ScreenPopMessage }) {
   useLayoutEffect(() => {
     const now = Date.now();
     recordPop(pop.call_id, "shown_ms", now);
+    popShown(pop.caller, now);
     setShownAt(now);
-  }, [pop.call_id]);
+  }, [pop.call_id, pop.caller]);
   const contact = pop.contact;
   const owner = otherOwner(contact, me.user_id);
   return (

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { afterPop, callerKey, popShown } from "./popGate";
 import {
   browserDeviceName,
   dialTarget,
@@ -170,5 +171,49 @@ describe("softphone", () => {
       "Firefox on Windows",
     );
     expect(browserDeviceName("curl/8")).toBe("Browser");
+  });
+});
+
+describe("the ring waits for the card", () => {
+  it("matches the caller in any written form", () => {
+    expect(callerKey("+7 916 123-45-67")).toBe(callerKey("89161234567"));
+    expect(callerKey("+79161234567")).toBe("9161234567");
+  });
+
+  it("rings at once when the card is already on screen", async () => {
+    popShown("+79160000001", 1_000);
+    let rung = false;
+    await afterPop("89160000001", 10_000, 1_500).then(() => (rung = true));
+    expect(rung).toBe(true);
+  });
+
+  it("rings when the card comes, not before", async () => {
+    vi.useFakeTimers();
+    try {
+      let rung = false;
+      const ring = afterPop("+79160000002", 250).then(() => (rung = true));
+      await vi.advanceTimersByTimeAsync(100);
+      expect(rung).toBe(false);
+      popShown("+7 916 000-00-02");
+      await ring;
+      expect(rung).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("rings after the grace when no card comes", async () => {
+    vi.useFakeTimers();
+    try {
+      let rung = false;
+      const ring = afterPop("+79160000003", 250).then(() => (rung = true));
+      await vi.advanceTimersByTimeAsync(200);
+      expect(rung).toBe(false);
+      await vi.advanceTimersByTimeAsync(60);
+      await ring;
+      expect(rung).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -4,7 +4,18 @@ import * as JsSIP from "jssip";
 import type { RTCSession } from "jssip/lib/RTCSession";
 import type { RTCSessionEvent } from "jssip/lib/UA";
 import type { SipCredentials } from "./credentials";
+import { afterPop } from "../live/popGate";
 import { Ringtone } from "./ringtone";
+
+// How long an incoming call waits for its caller's card before ringing anyway.
+const POP_GRACE_MS = 250;
+
+declare global {
+  interface Window {
+    /** For the browser tests: when this browser started ringing for a caller (epoch ms). */
+    __vpbxRings?: { peer: string; at_ms: number }[];
+  }
+}
 
 export type Registration = "off" | "connecting" | "registered" | "failed" | "refused";
 export type CallState = "idle" | "incoming" | "calling" | "talking";
@@ -145,14 +156,19 @@ export class Phone {
     const session = event.session;
     this.session = session;
     const incoming = event.originator === "remote";
-    this.set({
-      call: incoming ? "incoming" : "calling",
-      peer: session.remote_identity.uri.user ?? "",
-      callId: (event.request as { call_id?: string }).call_id ?? "",
-      muted: false,
-      held: false,
-    });
-    if (incoming) this.ringtone.start();
+    const peer = session.remote_identity.uri.user ?? "";
+    const callId = (event.request as { call_id?: string }).call_id ?? "";
+    if (incoming) {
+      // The card first, then the ring (popGate.ts).
+      void afterPop(peer, POP_GRACE_MS).then(() => {
+        if (this.session !== session || !session.isInProgress()) return;
+        (window.__vpbxRings ??= []).push({ peer, at_ms: Date.now() });
+        this.set({ call: "incoming", peer, callId, muted: false, held: false });
+        this.ringtone.start();
+      });
+    } else {
+      this.set({ call: "calling", peer, callId, muted: false, held: false });
+    }
     session.on("peerconnection", ({ peerconnection }) => this.attach(peerconnection));
     if (!incoming && session.connection) this.attach(session.connection);
     session.on("confirmed", () => {
