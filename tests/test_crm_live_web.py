@@ -14,9 +14,7 @@ browsers call each other with WebRTC media through the node.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import time
 import wave
 from collections.abc import Iterator
@@ -25,27 +23,14 @@ from typing import Any
 
 import pytest
 import redis
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.services.chromium import FAKE_MEDIA_ARGS, artifact, chromium, log_in, watch_console
 from tests.services.platform import REPO, RunningPlatform, start_platform
 from vpbx_common.events import CALL_EVENTS_STREAM, CallEvent, CallEventType, stream_fields
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    # A microphone and a speaker without hardware or a permission prompt.
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
 ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
 WEB_BUILD = REPO / "crm" / "web" / "dist" / "index.html"
 TIMEOUT_MS = 10_000
@@ -84,18 +69,8 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(speech: Path) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech}"],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium([*FAKE_MEDIA_ARGS, f"--use-file-for-fake-audio-capture={speech}"]) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +105,8 @@ def open_tab(browser: Browser, pbx: RunningPlatform, email: str, password: str) 
     context.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     tab = context.new_page()
-    problems: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            problems.append(message.text)
-
-    tab.on("console", console)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
-    tab.goto("/")
-    tab.wait_for_url("**/login")
-    tab.get_by_label("E-mail").fill(email)
-    tab.get_by_label("Password").fill(password)
-    tab.get_by_role("button", name="Log in").click()
-    tab.wait_for_url("**/contacts")
+    problems = watch_console(tab)
+    log_in(tab, email, password)
     # The live feed is open (its hello came): events from now on reach the page.
     expect(tab.locator("body[data-live=open]")).to_be_attached()
     tab.problems = problems  # type: ignore[attr-defined]
@@ -154,16 +117,6 @@ def close_tab(tab: Page) -> None:
     problems: list[str] = tab.problems  # type: ignore[attr-defined]
     tab.context.close()
     assert not problems, problems
-
-
-def artifact(tab: Page, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / name
-    tab.screenshot(path=str(path), full_page=True)
-    target = os.environ.get("VPBX_TEST_ARTIFACTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(target) / name)
-    return path
 
 
 def xadd(pbx: RunningPlatform, *events: CallEvent) -> float:

@@ -13,34 +13,21 @@ refusal included) fails the module.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.services.chromium import artifact, chromium, log_in, watch_console
 from tests.services.platform import REPO, RunningPlatform, start_platform
 from vpbx_common.events import CALL_EVENTS_STREAM, CallEvent, CallEventType, stream_fields
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless in a sandboxed root session on a closed network: no GPU, no sandbox, and none of
-# Chromium's own background traffic (refused here, and slow to fail).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 ADMIN = ("admin@acme.vpbx.local", "acme-admin-secret")
 WEB_BUILD = REPO / "crm" / "web" / "dist" / "index.html"
 TIMEOUT_MS = 10_000
@@ -61,19 +48,8 @@ def pbx(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium "
-            "(apt-get install chromium; scripts/install-deps.sh installs it)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -90,38 +66,13 @@ def page(browser: Browser, pbx: RunningPlatform) -> Iterator[Page]:
     context.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     tab = context.new_page()
-    problems: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        # A refused script, style or connection (CSP) or an error of the app fails the
-        # module; a failed request the app handles (a 422 it shows) does not.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            problems.append(message.text)
-
-    tab.on("console", console)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
-    tab.goto("/")
-    tab.wait_for_url("**/login")
-    tab.get_by_label("E-mail").fill(ADMIN[0])
-    tab.get_by_label("Password").fill(ADMIN[1])
-    tab.get_by_role("button", name="Log in").click()
-    tab.wait_for_url("**/contacts")
+    problems = watch_console(tab)
+    log_in(tab, *ADMIN)
     try:
         yield tab
     finally:
         context.close()
     assert not problems, problems
-
-
-def artifact(tab: Page, tmp_path: Path, name: str) -> Path:
-    """A screenshot of the page, under the test's tmp dir and $VPBX_TEST_ARTIFACTS."""
-    path = tmp_path / name
-    tab.screenshot(path=str(path), full_page=True)
-    target = os.environ.get("VPBX_TEST_ARTIFACTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(target) / name)
-    return path
 
 
 def publish_calls(pbx: RunningPlatform, caller: str, *, answered: bool = True) -> None:
