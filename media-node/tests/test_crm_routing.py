@@ -286,6 +286,7 @@ async def test_events_carry_the_contact_and_call_offered_precedes_the_invite(
     publisher = SlowRecordingPublisher(events_redis)
     try:
         node = await start_node(node_factory, fake_crm, events=publisher)
+        node.service.screen_pop_lead_s = 0.25
         rung = await phones(node, peers)
 
         carrier = await peers(Carrier(node.address))
@@ -306,7 +307,8 @@ async def test_events_carry_the_contact_and_call_offered_precedes_the_invite(
     invite_at = next(
         at for at, m in rung["101"].arrivals if isinstance(m, SipRequest) and m.method == "INVITE"
     )
-    assert offered_at <= invite_at  # on the stream before the phone got its INVITE
+    # On the stream before the phone got its INVITE, with the screen pop's head start.
+    assert invite_at - offered_at >= 0.25
     contact = CrmContact(id="ct-1", name="Ivan", category="client", owner_user_id=ANNA_ID)
     for kind in (
         CallEventType.OFFERED,

@@ -110,6 +110,11 @@ class NodeSettings(SipSettings, OutboundSettings, StorageSettings):
     crm_url: str | None = None
     # How long a call waits for the CRM's answer before its plan goes on without it.
     crm_lookup_timeout_ms: int = Field(default=300, ge=10, le=5000)
+    # With a CRM, the phones ring this long after call.offered is on the stream: the
+    # CRM's screen pop needs p95 15-30 ms from there to the agent's screen
+    # (docs/benchmarks.md), and the card is to be on screen before the phone rings.
+    # 0: ring at once.
+    screen_pop_lead_ms: int = Field(default=40, ge=0, le=1000)
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_NONCE_SECRET", self.nonce_secret, local=self.is_local)

@@ -120,6 +120,7 @@ async def run_node(settings: NodeSettings) -> None:
     webrtc.on_failed = service.webrtc_failed
     config.listen(service.config_changed)
     service.registrar.retry_after_s = settings.overload_retry_after
+    service.screen_pop_lead_s = settings.screen_pop_lead_ms / 1000
     recovered = service.recover()
     await transport.start()
     await shipper.start()

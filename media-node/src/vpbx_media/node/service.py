@@ -194,6 +194,8 @@ class NodeService:
         self.decisions = decisions
         # Without one (no VPBX_CRM_URL), crm-lookup steps go on with the next step.
         self.crm = crm
+        # How long the phones wait after call.offered (NodeSettings.screen_pop_lead_ms).
+        self.screen_pop_lead_s = 0.0
         self.queues = QueueDispatcher(
             redis_client,
             identity.tenant,
@@ -828,6 +830,10 @@ class NodeService:
                 event.type,
                 str(exc) or type(exc).__name__,
             )
+            return
+        if self.screen_pop_lead_s > 0:
+            # The card's head start over the ring (no pop is coming when the XADD failed).
+            await asyncio.sleep(self.screen_pop_lead_s)
 
     async def _publish(self, event: CallEvent) -> None:
         try:
