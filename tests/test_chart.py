@@ -872,6 +872,9 @@ def test_edge_host_network_is_an_option_and_the_public_address_is_advertised(
         ("TCP", 5066),  # SIP over WebSocket for browsers, TLS terminated in front
     }
     assert env_of(container)["VPBX_EDGE_WS_PORT"]["value"] == "5066"
+    # Nodes reach a browser through the replica holding its WebSocket (its pod address).
+    pod_ip = env_of(container)["VPBX_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert pod_ip == "status.podIP"
     no_ws = render(go_tools, settings=[*city, "edge.wsPort=0"])
     (container,) = _edge(no_ws, "msk")["spec"]["template"]["spec"]["containers"]
     assert env_of(container)["VPBX_EDGE_WS_PORT"]["value"] == "0"

@@ -8,6 +8,7 @@ they receive must be that one (one stream, read in order; each feed is first in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -331,3 +332,23 @@ async def test_the_board_shows_presence_and_calls_the_nodes_hold_in_redis(
         while board["agents"][0]["state"] != "talking":
             board = await receive(ws)
         assert board["agents"][0]["presence"] == "away"
+
+
+async def test_a_removed_users_open_feed_is_closed(module_crm: CrmHarness, live_url: str) -> None:
+    """The credential is checked again while the feed is open: a person removed from the
+    tenant stops hearing its calls (within the recheck interval and the identity cache)."""
+    acme = await crm_tenant(module_crm)
+    admin = await module_crm.as_role(acme)
+    user_id, headers = await crm_user(module_crm, acme, name="Leaving Soon")
+    settings = module_crm.app.state.context.settings
+    before, settings.live_recheck_s = settings.live_recheck_s, 0.2
+    try:
+        async with feed(live_url, headers) as ws:
+            removed = await module_crm.control.client.delete(f"/v1/users/{user_id}", headers=admin)
+            assert removed.status_code == 204, removed.text
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(receive(ws, "agents", "call", "card"), READ_TIMEOUT_S)
+    finally:
+        settings.live_recheck_s = before
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401

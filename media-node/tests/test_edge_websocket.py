@@ -483,3 +483,26 @@ async def test_a_browser_cannot_reach_another_through_its_route(
     finally:
         await victim.close()
         await thief.close()
+
+
+async def test_with_several_replicas_the_path_names_this_edge_pod(
+    edge_with_node: tuple[Edge, Peer],
+) -> None:
+    """Behind one Service, a node reaching the browser's Path must land on the replica
+    holding its WebSocket: the Path names the pod's own address."""
+    edge, node = edge_with_node
+    edge.proxy.pod_host = "10.1.2.3"
+    browser = SipWsClient(edge.ws_url, "101", "secret", "acme.test")
+    await browser.connect()
+    try:
+        registering = asyncio.create_task(browser.register())
+        register = await node.next(method="REGISTER")
+        assert isinstance(register, SipRequest)
+        (path,) = register.headers.values("Path")
+        path_uri = NameAddr.parse(path).uri
+        assert isinstance(path_uri, SipUri)
+        assert (path_uri.host, path_uri.port) == ("10.1.2.3", edge.proxy.transport.port)
+        node.send(response_text(register, 200, "reg"), node.last_from)
+        assert (await asyncio.wait_for(registering, WAIT)).status == 200
+    finally:
+        await browser.close()

@@ -249,6 +249,7 @@ async def test_node_holds_browser_reoffer_keeps_transport(gateway: WebRtcGateway
             b"m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtcp-mux\r\na=fingerprint:sha-256 AA:BB\r\n",
             "ice-ufrag",
         ),
+        (b"v=0\r\na=fingerprint:sha-256 \xff\xfe\r\na=ice-ufrag:u\r\n", "UTF-8"),
     ],
 )
 async def test_bad_browser_sdp_is_a_clear_error(
@@ -257,7 +258,7 @@ async def test_bad_browser_sdp_is_a_clear_error(
     with pytest.raises(WebRtcSdpError) as caught:
         await gateway.offer_from_browser("bad", sdp)
     assert reason in caught.value.reason
-    await gateway.close("bad")
+    assert not gateway.has("bad")  # nothing of the refused session is kept
     # The worker is still there for the next call.
     relay = await plain_peer(400)
     try:

@@ -288,3 +288,13 @@ def test_plain_sdp_is_not_taken_for_webrtc() -> None:
     assert not is_webrtc(PLAIN_OFFER.encode())
     assert is_webrtc(CHROME_OFFER.encode())
     assert is_webrtc(CHROME_ANSWER.encode())
+
+
+def test_a_phone_offering_sdes_srtp_with_a_plain_fallback_keeps_its_plain_call() -> None:
+    sdes = (
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/SAVP 0 101\r\n"
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+        "m=audio 4002 RTP/AVP 0 101\r\n"
+    )
+    assert not is_webrtc(sdes.encode())

@@ -50,6 +50,8 @@ class CrmSettings(CommonSettings):
     # The live feed (GET /v1/live): how often an idle WebSocket gets a ping (a browser silent
     # for three of these is dropped), and how long a new one may take to send its token.
     live_heartbeat_s: float = Field(default=20.0, gt=0, le=300)
+    # How often an open live feed checks its credential again (expired, demoted, removed).
+    live_recheck_s: float = Field(default=60.0, gt=0, le=3600)
     live_auth_timeout_s: float = Field(default=10.0, gt=0, le=60)
 
     # Where browsers register their softphone: the edge's SIP over WebSocket (RFC 7118),

@@ -60,6 +60,10 @@ class EdgeSettings(SipSettings):
     # to the per-source token bucket above). Behind an ingress every browser comes
     # from its addresses: raise this to the browsers one ingress pod carries.
     edge_ws_max_connections_per_source: int = Field(default=256, ge=1)
+    # The pod's own address (VPBX_POD_IP, from the downward API): the Path and
+    # Record-Route entries the nodes use to reach a browser name this replica, whose
+    # WebSocket the browser is on. None: the edge's shared address (a single edge).
+    pod_ip: str | None = None
 
     def check_secrets(self) -> None:
         require_real_secret("VPBX_EDGE_SECRET", self.edge_secret, local=self.is_local)

@@ -110,17 +110,24 @@ class CrmEventHandler:
         if not by_call:
             return
         async with self.database.session() as session:
-            # Rows locked in one order: two replicas with overlapping reads cannot deadlock.
-            for key in sorted(by_call):
-                await self._call(session, by_call[key])
+            # Locked: two CRM replicas handling two events of one call must not both start
+            # from "ringing" (the later commit would undo the "ended"). Locked in one
+            # order, so two replicas with overlapping reads cannot deadlock; then handled
+            # in the stream's order (a missed call's task before the call back that
+            # closes it), as one event at a time would have been.
+            rows = {
+                key: await session.get(CallRow, key, with_for_update=True)
+                for key in sorted(by_call)
+            }
+            for key, events_of_call in by_call.items():
+                await self._call(session, events_of_call, rows[key])
             await session.commit()
 
-    async def _call(self, session: AsyncSession, events: Sequence[CallEvent]) -> None:
+    async def _call(
+        self, session: AsyncSession, events: Sequence[CallEvent], call: CallRow | None
+    ) -> None:
         first = events[0]
         direction = direction_of(first)
-        # Locked: two CRM replicas handling two events of one call must not both start
-        # from "ringing" (the later commit would undo the "ended").
-        call = await session.get(CallRow, (first.tenant, first.call_id), with_for_update=True)
         if call is None:
             call = CallRow(
                 tenant_id=first.tenant,

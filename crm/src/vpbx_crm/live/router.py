@@ -37,7 +37,7 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 async def _authenticate(
     websocket: WebSocket, context: CrmContext
-) -> tuple[Caller, Subscriber] | None:
+) -> tuple[Caller, Subscriber, str] | None:
     """The caller named by the first message; None after closing with the reason."""
     try:
         first = await asyncio.wait_for(
@@ -76,7 +76,11 @@ async def _authenticate(
         await _close(websocket, messages.CLOSE_FORBIDDEN, "an agent's API key has no feed")
         return None
     user_id = str(caller.user_id) if caller.user_id is not None else None
-    return caller, Subscriber(tenant=caller.tenant, user_id=user_id, supervisor=supervisor)
+    return (
+        caller,
+        Subscriber(tenant=caller.tenant, user_id=user_id, supervisor=supervisor),
+        token,
+    )
 
 
 @router.websocket("/v1/live")
@@ -93,7 +97,7 @@ async def live(websocket: WebSocket) -> None:
         return
     if found is None:
         return
-    caller, subscriber = found
+    caller, subscriber, token = found
     try:
         await hub.subscribe(subscriber)
     except IdentityUnavailableError as exc:
@@ -121,9 +125,13 @@ async def live(websocket: WebSocket) -> None:
         return
     # The reader ends when the browser goes (or falls silent), the writer when it is too
     # slow or a send fails: either ends the feed.
+    recheck = asyncio.create_task(
+        _still_valid(context, token, caller, context.settings.live_recheck_s)
+    )
     tasks = {
         asyncio.create_task(_read(websocket, subscriber, heartbeat_s)),
         asyncio.create_task(_write(websocket, subscriber, heartbeat_s)),
+        recheck,
     }
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -135,8 +143,30 @@ async def live(websocket: WebSocket) -> None:
         hub.unsubscribe(subscriber)
     if subscriber.too_slow.is_set():
         await _close(websocket, messages.CLOSE_TOO_SLOW, "too slow reading the feed")
+    elif recheck.done() and not recheck.cancelled():
+        await _close(websocket, messages.CLOSE_UNAUTHENTICATED, "the credential is no longer valid")
     else:
         await _close(websocket, 1000, "bye")
+
+
+async def _still_valid(context: CrmContext, token: str, caller: Caller, every_s: float) -> None:
+    """Returns once the feed's credential no longer names this person with this role in
+    this tenant: an expired token, a demoted supervisor or a removed user stops hearing
+    the tenant's calls within ``every_s``. A control API that does not answer ends
+    nothing (the next check decides)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            now = await context.identity.caller(token)
+        except IdentityUnavailableError:
+            continue
+        if (
+            now is None
+            or now.tenant != caller.tenant
+            or now.role != caller.role
+            or now.user_id != caller.user_id
+        ):
+            return
 
 
 async def _read(websocket: WebSocket, subscriber: Subscriber, heartbeat_s: float) -> None:

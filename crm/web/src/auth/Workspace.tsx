@@ -18,6 +18,7 @@ import {
 } from "../api/client";
 import { ApiFailure, unwrap } from "../api/errors";
 import type { DirectoryPerson, WorkspaceConfig } from "../api/types";
+import { credentialsKey } from "../softphone/credentials";
 import { readSession, writeSession, type StoredSession } from "./session";
 
 export type LogoutReason = "expired" | null;
@@ -57,8 +58,16 @@ export function WorkspaceProvider({
   const [people, setPeople] = useState<ReadonlyMap<string, DirectoryPerson>>(new Map());
   const tokenRef = useRef<string | null>(session?.token ?? null);
 
+  const userIdRef = useRef<string | null>(session?.me.user_id ?? null);
+  userIdRef.current = session?.me.user_id ?? null;
+
   const logout = useCallback((reason: LogoutReason = null) => {
     tokenRef.current = null;
+    // Logging out on purpose leaves no way to register as this person on a shared
+    // computer: the browser's SIP password goes (a new device is made at the next login).
+    if (reason === null && userIdRef.current !== null) {
+      window.localStorage.removeItem(credentialsKey(userIdRef.current));
+    }
     writeSession(window.sessionStorage, null);
     setSession(null);
     setPeople(new Map());

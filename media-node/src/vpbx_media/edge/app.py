@@ -48,6 +48,7 @@ async def run_edge(settings: EdgeSettings) -> None:
         max_registers_in_flight=settings.max_registers_in_flight,
         register_timeout=settings.register_timeout,
         retry_after_s=settings.overload_retry_after,
+        pod_host=settings.pod_ip,
     )
     await transport.start()
     logger.info("SIP edge listening on %s:%d (UDP and TCP)", settings.sip_host, transport.port)

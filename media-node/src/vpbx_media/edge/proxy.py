@@ -131,8 +131,13 @@ class EdgeProxy:
         max_registers_in_flight: int = 128,
         register_timeout: float = 5.0,
         retry_after_s: int = 5,
+        pod_host: str | None = None,
     ) -> None:
         self.transport = transport
+        # This replica's own address (a cluster runs several edges behind one Service):
+        # a browser's WebSocket lives on one replica only, so the nodes must reach that
+        # one, not whichever the Service picks. None: the shared address (one edge).
+        self.pod_host = pod_host
         self.routes = routes
         self.tokens = tokens
         self.limiter = limiter
@@ -417,7 +422,10 @@ class EdgeProxy:
         ):
             token = forwarding.token
             local = self.transport.local_address
-            inside = SipUri(host=local.host, port=local.port, params=(("lr", None),))
+            host = local.host
+            if self.pod_host and token.outside.transport.is_websocket:
+                host = self.pod_host
+            inside = SipUri(host=host, port=local.port, params=(("lr", None),))
             inside = inside.with_params(**{EDGE_ROUTE_PARAM: self.tokens.encode(token)})
             if forwarding.add_path:
                 headers = headers.prepend("Path", f"<{inside}>")

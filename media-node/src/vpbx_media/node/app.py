@@ -95,7 +95,9 @@ async def run_node(settings: NodeSettings) -> None:
         logger.warning("no VPBX_STORAGE_URL: calls are not recorded and nobody has voicemail")
     recordings = RecordingService(settings.spool_dir, store, events.publish)
     # Browsers' media (ICE, DTLS-SRTP) in worker processes, off this loop.
-    webrtc = WebRtcGateway(workers=settings.webrtc_workers, media_address=settings.media_host)
+    # ICE candidates on the address the relay advertises (the pod's, in a cluster), never
+    # on a wildcard bind address a browser cannot reach.
+    webrtc = WebRtcGateway(workers=settings.webrtc_workers, media_address=identity.media_address)
     await webrtc.start()
     service = NodeService(
         identity,

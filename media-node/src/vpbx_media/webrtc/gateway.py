@@ -197,18 +197,30 @@ class WebRtcGateway:
             worker.pending.pop(request_id, None)
 
     async def _sdp_op(self, op: str, session_id: str, sdp: bytes, *, first: bool) -> bytes:
+        try:
+            text = sdp.decode()
+        except UnicodeDecodeError as exc:
+            raise WebRtcSdpError("the SDP is not UTF-8") from exc
         worker = self._by_session.get(session_id)
+        created = worker is None
         if worker is None:
             if not first:
                 raise GatewayError(f"WebRTC session {session_id!r} is gone")
             worker = self._least_loaded()
             self._by_session[session_id] = worker
             worker.sessions.add(session_id)
-        reply = await self._request(worker, {"op": op, "session": session_id, "sdp": sdp.decode()})
-        if "error" in reply:
-            if reply.get("status") == 488:
-                raise WebRtcSdpError(str(reply["error"]))
-            raise GatewayError(str(reply["error"]))
+        try:
+            reply = await self._request(worker, {"op": op, "session": session_id, "sdp": text})
+            if "error" in reply:
+                if reply.get("status") == 488:
+                    raise WebRtcSdpError(str(reply["error"]))
+                raise GatewayError(str(reply["error"]))
+        except (WebRtcSdpError, GatewayError):
+            if created:
+                # A session that never got going holds no call: free its worker's ports
+                # now (the caller answers 488/503 and forgets the Call-ID).
+                await self.close(session_id)
+            raise
         return str(reply["sdp"]).encode()
 
     # Node -> browser: the node's plain offer becomes the INVITE's WebRTC offer; the

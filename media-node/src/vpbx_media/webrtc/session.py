@@ -13,6 +13,7 @@ import contextlib
 import secrets
 from collections.abc import Callable
 
+import pylibsrtp
 from aioice.ice import CandidatePair
 from aiortc import RTCCertificate, RTCDtlsFingerprint, RTCDtlsParameters
 from aiortc.exceptions import InvalidStateError
@@ -68,7 +69,13 @@ class _PlainSide(asyncio.DatagramProtocol):
             return
         if _RTCP_PT_MIN <= data[1] & 0x7F <= _RTCP_PT_MAX:
             return
-        pair.protocol.transport.sendto(srtp.protect(data), pair.remote_addr)
+        try:
+            protected = srtp.protect(data)
+        except pylibsrtp.Error:
+            # A malformed packet from the far end (a CSRC count or extension longer than
+            # the packet): dropped, as the relay drops what it cannot read.
+            return
+        pair.protocol.transport.sendto(protected, pair.remote_addr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable while the relay's leg is not yet set up: nothing to do,

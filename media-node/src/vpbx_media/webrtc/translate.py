@@ -30,12 +30,14 @@ _SETUP_VALUES = frozenset({"actpass", "active", "passive"})
 
 
 def is_webrtc(sdp: bytes) -> bool:
-    """Whether a body is a WebRTC description: DTLS-SRTP profile or a fingerprint.
+    """Whether a body is a WebRTC description: ICE credentials and a DTLS fingerprint
+    (WebRTC always has both; a plain phone offering SDES RTP/SAVP with an RTP/AVP
+    fallback has neither, and keeps its plain call).
 
     A byte search, not a parse: the node asks this of every INVITE a phone sends, and a
     plain phone's SDP must cost nothing more than that.
     """
-    return b"/SAVP" in sdp or b"a=fingerprint:" in sdp
+    return b"a=fingerprint:" in sdp and b"a=ice-ufrag:" in sdp
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,6 +152,10 @@ class WebRtcUasLeg(SipUasLeg):
             status = 488 if isinstance(exc, WebRtcSdpError) else 503
             if not self.transaction.is_final:
                 self.transaction.respond(make_response(self.request, status, to_tag=self.local_tag))
+            # The call went on as answered: the browser never will be, so end it (the
+            # far side would otherwise talk to silence).
+            if self.gateway.on_failed is not None:
+                self.gateway.on_failed(self.call_id, f"no WebRTC answer: {exc}")
             return
         if self.transaction.is_final:
             return  # CANCELled while the gateway worked
