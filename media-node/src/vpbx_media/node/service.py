@@ -387,7 +387,7 @@ class NodeService:
         and answers it; the answer goes back translated (BrowserReinvite)."""
         assert self._webrtc is not None
         try:
-            plain = await self._webrtc.offer_from_browser(request.call_id, request.body)
+            plain = await self._webrtc.offer_from_browser(request.call_id, request.body, again=True)
         except WebRtcSdpError as exc:
             transaction.respond(make_response(request, 488, f"Bad WebRTC SDP: {exc.reason}"[:80]))
             return

@@ -225,16 +225,23 @@ class WebRtcGateway:
 
     # Node -> browser: the node's plain offer becomes the INVITE's WebRTC offer; the
     # browser's answer becomes a plain answer (the gateway's plain port, 127.0.0.1).
-    async def offer_to_browser(self, session_id: str, plain_offer: bytes) -> bytes:
-        return await self._sdp_op("offer_to_browser", session_id, plain_offer, first=True)
+    async def offer_to_browser(
+        self, session_id: str, plain_offer: bytes, *, again: bool = False
+    ) -> bytes:
+        """``again``: a re-INVITE's offer, for a session that must still exist (one
+        closed meanwhile is an error, not a new session nobody would close)."""
+        return await self._sdp_op("offer_to_browser", session_id, plain_offer, first=not again)
 
     async def answer_from_browser(self, session_id: str, webrtc_answer: bytes) -> bytes:
         return await self._sdp_op("answer_from_browser", session_id, webrtc_answer, first=False)
 
     # Browser -> node: the INVITE's WebRTC offer becomes a plain offer; the node's plain
     # answer becomes the WebRTC answer for the 200 OK.
-    async def offer_from_browser(self, session_id: str, webrtc_offer: bytes) -> bytes:
-        return await self._sdp_op("offer_from_browser", session_id, webrtc_offer, first=True)
+    async def offer_from_browser(
+        self, session_id: str, webrtc_offer: bytes, *, again: bool = False
+    ) -> bytes:
+        """``again``: as for ``offer_to_browser``."""
+        return await self._sdp_op("offer_from_browser", session_id, webrtc_offer, first=not again)
 
     async def answer_to_browser(self, session_id: str, plain_answer: bytes) -> bytes:
         return await self._sdp_op("answer_to_browser", session_id, plain_answer, first=False)

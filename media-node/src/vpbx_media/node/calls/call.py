@@ -1479,7 +1479,7 @@ class Call:
         try:
             if browser:
                 assert gateway is not None
-                body = await gateway.offer_to_browser(dialog.call_id, body)
+                body = await gateway.offer_to_browser(dialog.call_id, body, again=True)
             layer = self.host.layer
             hop = dialog.next_hop(flow)
             via = str(layer.via_for(TransportKind.UDP))
@@ -1540,7 +1540,7 @@ class Call:
                 self.relay.set_remote(here, *media_endpoint(offer))
                 body = self._sdp_for(there, offer)
                 if browser is not None:
-                    body = await browser[0].offer_to_browser(browser[1], body)
+                    body = await browser[0].offer_to_browser(browser[1], body, again=True)
             except SdpError as exc:
                 transaction.respond(make_response(request, 488, str(exc)[:80]))
                 return

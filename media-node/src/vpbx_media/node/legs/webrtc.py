@@ -64,6 +64,14 @@ class WebRtcUacLeg(SipUacLeg):
     """A browser the node rings: a SIP UAC leg with a gateway-translated SDP."""
 
     gateway: WebRtcGateway | None = None
+    # CANCELled while the gateway was still making the offer (no INVITE out yet).
+    cancelled_early: bool = False
+
+    def cancel(self) -> None:
+        if self.final_status is None and self.transaction is None:
+            self.cancelled_early = True
+            return
+        SipUacLeg.cancel(self)
 
     async def _drive(self, layer: TransactionLayer, report: Callable[[LegEvent], None]) -> None:
         gateway = self.gateway
@@ -79,6 +87,12 @@ class WebRtcUacLeg(SipUacLeg):
         except GatewayError as exc:
             logger.warning("call-id=%s WebRTC gateway: %s", self.call_id, exc)
             report(Failed(self, 503))
+            return
+        if self.cancelled_early:
+            # The call moved on (a rival answered, the caller left): this browser must
+            # not start ringing now.
+            report(Failed(self, 487))
+            await gateway.close(self.call_id)
             return
         self.request = self.request.with_body(offer)
         self.transaction = layer.send_request(self.request, self.flow)
