@@ -88,8 +88,9 @@ class NodeSettings(SipSettings, OutboundSettings, StorageSettings):
     rtp_port_min: int = 20000
     rtp_port_max: int = 29999
     # WebRTC gateway (vpbx_media.webrtc): worker processes carrying browsers' media;
-    # None: one per CPU. ICE host candidates are on media_host.
-    webrtc_workers: int | None = Field(default=None, ge=1, le=64)
+    # None: one per CPU; 0: no gateway (browsers' calls are refused 488). ICE host
+    # candidates are on the advertised media address.
+    webrtc_workers: int | None = Field(default=None, ge=0, le=64)
     spool_dir: Path = Path("var/spool")
     chdb_path: Path = Path("var/chdb")
     # Signs stateless registrar nonces.

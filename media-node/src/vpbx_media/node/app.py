@@ -97,8 +97,14 @@ async def run_node(settings: NodeSettings) -> None:
     # Browsers' media (ICE, DTLS-SRTP) in worker processes, off this loop.
     # ICE candidates on the address the relay advertises (the pod's, in a cluster), never
     # on a wildcard bind address a browser cannot reach.
-    webrtc = WebRtcGateway(workers=settings.webrtc_workers, media_address=identity.media_address)
-    await webrtc.start()
+    # 0 workers: no gateway (a node without browser agents saves its ~70 MB per
+    # worker); browsers' calls are then refused 488.
+    webrtc: WebRtcGateway | None = None
+    if settings.webrtc_workers != 0:
+        webrtc = WebRtcGateway(
+            workers=settings.webrtc_workers, media_address=identity.media_address
+        )
+        await webrtc.start()
     service = NodeService(
         identity,
         config,
@@ -119,7 +125,8 @@ async def run_node(settings: NodeSettings) -> None:
         relay_proofs=RelayProofs(settings.edge_secret.get_secret_value().encode()),
         webrtc=webrtc,
     )
-    webrtc.on_failed = service.webrtc_failed
+    if webrtc is not None:
+        webrtc.on_failed = service.webrtc_failed
     config.listen(service.config_changed)
     service.registrar.retry_after_s = settings.overload_retry_after
     service.screen_pop_lead_s = settings.screen_pop_lead_ms / 1000
@@ -149,7 +156,8 @@ async def run_node(settings: NodeSettings) -> None:
             await watcher.stop()
             await watcher.client.aclose()
         await service.stop()
-        await webrtc.stop()
+        if webrtc is not None:
+            await webrtc.stop()
         await transport.stop()
         await recordings.stop()
         if store is not None:
