@@ -398,6 +398,17 @@ def heard_hz(path: Path, start_s: float, seconds: float) -> float:
     return float(np.fft.rfftfreq(len(piece), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
 
 
+def main_number_rings(pbx: RunningPlatform, admin: dict[str, str], agent: dict[str, str]) -> None:
+    """acme's main number rings the agent (all their devices: here, the browser)."""
+    with pbx.api(admin) as api:
+        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+        [main] = [number for number in numbers if number["number"] == MAIN_NUMBER]
+        routed = api.patch(
+            f"/v1/numbers/{main['id']}", json={"entry": {"type": "user", "user_id": agent["id"]}}
+        )
+        assert routed.status_code == 200, routed.text
+
+
 def test_a_clients_call_pops_the_card_before_the_browser_rings_and_both_sides_hear_each_other(
     pbx: RunningPlatform,
     admin: dict[str, str],
@@ -412,13 +423,8 @@ def test_a_clients_call_pops_the_card_before_the_browser_rings_and_both_sides_he
     and the caller hears the browser's 440 Hz; after the hang-up the call and its recording
     are on the card."""
     caller_phone = f"+7913{secrets.randbelow(10**7):07d}"
+    main_number_rings(pbx, admin, agent)
     with pbx.api(admin) as api:
-        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
-        [main] = [number for number in numbers if number["number"] == MAIN_NUMBER]
-        routed = api.patch(
-            f"/v1/numbers/{main['id']}", json={"entry": {"type": "user", "user_id": agent["id"]}}
-        )
-        assert routed.status_code == 200, routed.text
         recorded = api.patch(f"/v1/users/{agent['id']}", json={"settings": {"record": True}})
         assert recorded.status_code == 200, recorded.text
     with pbx.crm(admin) as crm:
@@ -487,6 +493,50 @@ def test_a_clients_call_pops_the_card_before_the_browser_rings_and_both_sides_he
         row.get_by_role("button", name="Recording").click()
         expect(row.locator("audio[aria-label=Recording]")).to_be_visible()
         artifact(tab, tmp_path, "call-on-the-card.png")
+    finally:
+        if caller is not None:
+            caller.stop()
+        close_tab(tab)
+
+
+def test_an_unknown_callers_missed_call_becomes_a_contact_and_a_task_in_the_workspace(
+    pbx: RunningPlatform,
+    admin: dict[str, str],
+    agent: dict[str, str],
+    browser: Browser,
+    baresip_factory: Any,
+    tmp_path: Path,
+) -> None:
+    """A number the CRM does not know calls; the browser rings with "unknown number" on
+    screen; the caller gives up; the agent finds the new contact and the missed-call task
+    to call them back in the workspace."""
+    digits = f"{secrets.randbelow(10**7):07d}"
+    caller_phone = f"+7913{digits}"
+    pretty = f"+7 913 {digits[:3]}-{digits[3:5]}-{digits[5:]}"
+    main_number_rings(pbx, admin, agent)
+    time.sleep(1.5)  # the nodes load the changed number
+    tab = open_tab(browser, pbx, agent["email"], agent["password"])
+    caller = None
+    try:
+        phone = tab.locator(".softphone-dock .softphone")
+        expect(phone).to_have_attribute("data-registration", "registered")
+        caller = baresip_factory(
+            caller_phone, None, pbx.host, proxy=(pbx.host, pbx.sip_port), regint=0
+        )
+        caller.start()
+        caller.dial(f"sip:{MAIN_NUMBER}@{pbx.host}")
+        expect(tab.locator(".screen-pop", has_text="Unknown number")).to_be_visible(timeout=15_000)
+        expect(phone.get_by_role("button", name="Answer")).to_be_visible(timeout=15_000)
+        caller.hangup()  # nobody answered
+        expect(phone.get_by_role("button", name="Answer")).to_have_count(0)
+
+        tab.goto("/tasks")
+        task = tab.locator("tr", has_text=f"Missed call from {pretty}")
+        expect(task).to_be_visible(timeout=20_000)
+        artifact(tab, tmp_path, "missed-call-task.png")
+        task.get_by_role("link", name=pretty).click()
+        expect(tab.get_by_role("heading", name=pretty)).to_be_visible()
+        expect(tab.locator("table.calls tr.missed")).to_have_count(1)
     finally:
         if caller is not None:
             caller.stop()
