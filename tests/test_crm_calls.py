@@ -7,14 +7,13 @@ client's responsible manager.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.services.baresip import BaresipFactory
-from tests.services.platform import RunningPlatform, start_platform
+from tests.services.platform import RunningPlatform
 from tests.services.sipp import SippFactory
 from tests.test_call_routing import ACME_ADMIN, agent, wait_for_reload
 
@@ -24,14 +23,9 @@ TRACKED_NUMBER = "+74950000002"  # the demo's yandex-direct number, to the sales
 
 
 @pytest.fixture(scope="module")
-def pbx(
-    tmp_path_factory: pytest.TempPathFactory, module_flushed_redis: str
-) -> Iterator[RunningPlatform]:
-    platform = start_platform(tmp_path_factory.mktemp("crm-pbx"), module_flushed_redis, crm=True)
-    try:
-        yield platform
-    finally:
-        platform.stop()
+def pbx(crm_platform: RunningPlatform) -> RunningPlatform:
+    """The CRM modules' shared platform (tests/services/platform.py)."""
+    return crm_platform
 
 
 def missed_call_from(sipp: SippFactory, platform: RunningPlatform, caller: str) -> None:

@@ -23,7 +23,7 @@ import redis
 from playwright.sync_api import Browser, Page, expect
 
 from tests.services.chromium import artifact, chromium, log_in, watch_console
-from tests.services.platform import REPO, RunningPlatform, start_platform
+from tests.services.platform import REPO, RunningPlatform
 from vpbx_common.events import CALL_EVENTS_STREAM, CallEvent, CallEventType, stream_fields
 
 pytestmark = pytest.mark.integration
@@ -34,16 +34,11 @@ TIMEOUT_MS = 10_000
 
 
 @pytest.fixture(scope="module")
-def pbx(
-    tmp_path_factory: pytest.TempPathFactory, module_flushed_redis: str
-) -> Iterator[RunningPlatform]:
+def pbx(crm_platform: RunningPlatform) -> RunningPlatform:
+    """The CRM modules' shared platform (tests/services/platform.py)."""
     if not WEB_BUILD.is_file():
         pytest.fail(f"the workspace is not built ({WEB_BUILD} is missing): run `make web`")
-    platform = start_platform(tmp_path_factory.mktemp("crm-web"), module_flushed_redis, crm=True)
-    try:
-        yield platform
-    finally:
-        platform.stop()
+    return crm_platform
 
 
 @pytest.fixture(scope="module")

@@ -345,3 +345,20 @@ def platform_factory(tmp_path: Path, flushed_redis: str) -> Iterator[Any]:
     yield factory
     for platform in started:
         platform.stop()
+
+
+@pytest.fixture(scope="session")
+def crm_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    """One `vpbx up` with its CRM for the CRM's end-to-end and browser modules, on a Redis
+    of its own. Their tests make the people, contacts and routes they use under names of
+    their own and set each route they rely on, so they can share it: one start instead of
+    one per module."""
+    from tests.services.redis import running_redis
+
+    workdir = tmp_path_factory.mktemp("crm-platform")
+    with running_redis(workdir / "redis") as url:
+        platform = start_platform(workdir / "pbx", url, crm=True)
+        try:
+            yield platform
+        finally:
+            platform.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -61,6 +61,16 @@ ROUTERS = (
     workspace_config_router,
     live_router,
 )
+
+SHUTDOWN_STEP_S = 5.0
+
+
+async def _bounded(step: Awaitable[None], what: str) -> None:
+    try:
+        await asyncio.wait_for(step, SHUTDOWN_STEP_S)
+    except TimeoutError:
+        logger.warning("CRM shutdown: %s did not stop within %.0f s", what, SHUTDOWN_STEP_S)
+
 
 DESCRIPTION = """\
 The vpbx CRM: contacts and companies, deals in pipelines, tasks, notes and the call
@@ -142,14 +152,16 @@ def create_app(
         try:
             yield
         finally:
+            # Each step bounded: a stop that hangs (a client library waiting on a
+            # connection a cancelled read left behind) must not hold the others up.
             if hub is not None:
-                await hub.stop()
+                await _bounded(hub.stop(), "the live feed")
             if reader is not None:
-                await reader.stop()
-            await context.identity.aclose()
-            await context.database.dispose()
+                await _bounded(reader.stop(), "the call-event reader")
+            await _bounded(context.identity.aclose(), "the control API client")
+            await _bounded(context.database.dispose(), "the database pool")
             if context.redis is not None:
-                await context.redis.aclose()
+                await _bounded(context.redis.aclose(), "the Redis client")
 
     app = FastAPI(title="vpbx CRM", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
