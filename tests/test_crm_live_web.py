@@ -73,24 +73,30 @@ def admin(pbx: RunningPlatform) -> dict[str, str]:
     return pbx.login(*ADMIN)
 
 
-@pytest.fixture(scope="module")
-def agent(pbx: RunningPlatform, admin: dict[str, str]) -> dict[str, str]:
+def new_agent(
+    pbx: RunningPlatform, admin: dict[str, str], name: str, extension: str
+) -> dict[str, str]:
     """An agent with an extension of their own: email, password, id."""
     password = "agent-" + secrets.token_hex(8)
-    email = f"olga.{secrets.token_hex(3)}@acme.example"
+    email = f"{name.split()[0].lower()}.{secrets.token_hex(3)}@acme.example"
     with pbx.api(admin) as api:
         created = api.post(
             "/v1/users",
             json={
                 "email": email,
-                "name": "Olga Webpop",
+                "name": name,
                 "role": "agent",
-                "extension": AGENT_EXTENSION,
+                "extension": extension,
                 "password": password,
             },
         )
         assert created.status_code == 201, created.text
     return {"email": email, "password": password, "id": created.json()["id"]}
+
+
+@pytest.fixture(scope="module")
+def agent(pbx: RunningPlatform, admin: dict[str, str]) -> dict[str, str]:
+    return new_agent(pbx, admin, "Olga Webpop", AGENT_EXTENSION)
 
 
 def open_tab(browser: Browser, pbx: RunningPlatform, email: str, password: str) -> Page:
@@ -268,21 +274,7 @@ def test_an_unknown_number_pops_up_with_a_quick_create_form_and_the_supervisor_s
 @pytest.fixture(scope="module")
 def colleague(pbx: RunningPlatform, admin: dict[str, str]) -> dict[str, str]:
     """A second agent, who answers in their own browser."""
-    password = "agent-" + secrets.token_hex(8)
-    email = f"petr.{secrets.token_hex(3)}@acme.example"
-    with pbx.api(admin) as api:
-        created = api.post(
-            "/v1/users",
-            json={
-                "email": email,
-                "name": "Petr Webcall",
-                "role": "agent",
-                "extension": COLLEAGUE_EXTENSION,
-                "password": password,
-            },
-        )
-        assert created.status_code == 201, created.text
-    return {"email": email, "password": password, "id": created.json()["id"]}
+    return new_agent(pbx, admin, "Petr Webcall", COLLEAGUE_EXTENSION)
 
 
 def test_the_browser_gets_its_own_device_and_registers_at_the_edge_websocket(

@@ -65,6 +65,7 @@ logger = logging.getLogger(__name__)
 # adding one more replaces the oldest.
 MAX_BROWSER_DEVICES = 5
 BROWSER_DEVICE = "browser"
+PHONE_DEVICE = "phone"  # any other SIP device (the column's default)
 
 SIP_PASSWORD_LENGTH = 24  # alphanumeric: about 143 bits, and easy to type into a desk phone
 _SIP_PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -294,20 +295,32 @@ class UserService:
             username = body.username
         else:
             username = await self._free_username(user.extension)
+        return await self._issue_device(user.id, body.name, username, tenant.sip_domain)
+
+    async def _issue_device(
+        self,
+        user_id: uuid.UUID,
+        name: str,
+        username: str,
+        sip_domain: str,
+        kind: str = PHONE_DEVICE,
+    ) -> IssuedDevice:
+        """A new device with a fresh password, kept only as its digest HA1 values."""
         password = generate_sip_password()
-        hashes = ha1_pair(username, tenant.sip_domain, password)
+        hashes = ha1_pair(username, sip_domain, password)
         row = self.devices.add(
             DeviceRow(
-                user_id=user.id,
-                name=body.name,
+                user_id=user_id,
+                name=name,
                 username=username,
+                kind=kind,
                 ha1_md5=hashes.md5,
                 ha1_sha256=hashes.sha256,
                 revision=1,
             )
         )
         await self.work.commit(moves_phones=True)
-        return IssuedDevice(row, password, tenant.sip_domain)
+        return IssuedDevice(row, password, sip_domain)
 
     async def add_browser_device(self, body: BrowserDeviceCreate) -> IssuedDevice:
         """The caller's own softphone in the agent workspace.
@@ -328,21 +341,9 @@ class UserService:
         # Under the extension's own name space (<ext>-web-<n>): a desk phone added later
         # still gets the bare extension as its user name.
         username = await self._free_username(f"{user.extension}-web")
-        password = generate_sip_password()
-        hashes = ha1_pair(username, tenant.sip_domain, password)
-        row = self.devices.add(
-            DeviceRow(
-                user_id=user.id,
-                name=body.name,
-                username=username,
-                kind=BROWSER_DEVICE,
-                ha1_md5=hashes.md5,
-                ha1_sha256=hashes.sha256,
-                revision=1,
-            )
+        return await self._issue_device(
+            user.id, body.name, username, tenant.sip_domain, kind=BROWSER_DEVICE
         )
-        await self.work.commit(moves_phones=True)
-        return IssuedDevice(row, password, tenant.sip_domain)
 
     async def rotate_device(
         self, user_id: uuid.UUID, device_id: uuid.UUID, if_match: str | None
