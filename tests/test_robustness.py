@@ -57,8 +57,14 @@ def test_garbage_never_takes_the_edge_or_a_node_down(platform_factory: Any) -> N
             stream.sendall(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: nope\r\n\r\n")
 
     for port in targets:
-        assert sip_options(platform.host, port, timeout=2) == 200, platform.log()[-3000:]
+        assert answers_options(platform.host, port), platform.log()[-3000:]
     assert {name: platform.pid_of(name) for name in pids} == pids, "a process restarted"
+
+
+def answers_options(host: str, port: int, attempts: int = 3) -> bool:
+    """Whether the listener answers an OPTIONS: a datagram the flood's full socket buffer
+    dropped is retried, as a phone would; a process that stopped serving never answers."""
+    return any(sip_options(host, port, timeout=2) == 200 for _ in range(attempts))
 
 
 def test_invalid_torture_requests_get_400_from_the_edge(platform_factory: Any) -> None:
