@@ -10,6 +10,8 @@ Ivan Petrov (extension 101, given a password here), connected to the CRM's live 
 2. Real calls: a browser device of 101 (SIP over WebSocket, tests/services/sipws.py)
    registered at the edge, answering every INVITE 486 Busy Here; sipp calls acme's main
    number through the edge at 1 and 20 calls/s (`--calls` each). Per call, the time from
+   sipp sending the INVITE to the edge (sipp's message trace) to the pop at the client (the
+   issue's measure: INVITE at the edge -> card event), the time from
    the node's call.offered (the event's at_ms, the node's clock = this host's) to the pop
    at the client, and the pop's lead over the INVITE reaching the device (positive: the
    card was there before the phone rang).
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -164,6 +168,43 @@ async def bench_xadd(redis_url: str, ws: ClientConnection, events: int, rate: fl
         print(f"  {events - len(latencies)} pops did not arrive within 5 s", flush=True)
 
 
+SIPP_STAMP = re.compile(r"^-{10,} (\d{4}-\d\d-\d\d)\s+(\d\d:\d\d:\d\d\.\d+)\s*$")
+
+
+def invites_sent(message_log: Path) -> list[float]:
+    """Epoch ms at which sipp sent each call's first INVITE, in order.
+
+    sipp's message trace stamps every message with local wall-clock time to the
+    microsecond ("----- 2026-12-07 19:47:07.741069"); the edge listens on this host,
+    so sending is arrival at the edge to within the loopback's microseconds.
+    """
+    sent: list[float] = []
+    seen: set[str] = set()
+    stamp = 0.0
+    outgoing = False
+    first_line = False
+    invite = False
+    for line in message_log.read_text(errors="replace").splitlines():
+        stamped = SIPP_STAMP.match(line)
+        if stamped:
+            when = datetime.strptime(" ".join(stamped.groups()), "%Y-%m-%d %H:%M:%S.%f")
+            stamp = time.mktime(when.timetuple()) * 1000 + when.microsecond / 1000
+            outgoing = False
+            first_line = False
+        elif line.startswith("UDP message sent"):
+            outgoing = True
+        elif outgoing and not first_line and line.strip():
+            first_line = True
+            invite = line.startswith("INVITE ")
+        elif outgoing and first_line and invite and line.lower().startswith("call-id:"):
+            call_id = line.split(":", 1)[1].strip()
+            if call_id not in seen:
+                seen.add(call_id)
+                sent.append(stamp)
+            outgoing = False
+    return sent
+
+
 async def bench_calls(
     crm_ws: ClientConnection,
     sip_ws_url: str,
@@ -193,6 +234,7 @@ async def bench_calls(
 
     refuser = asyncio.create_task(refuse())
     write_pcmu_tone(workdir / TONE_FILE_NAME)
+    messages = workdir / f"sipp-{rate:g}-messages.log"
     sipp = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(SCENARIO), "-s", ACME_MAIN, f"{HOST}:{sip_port}",
         "-i", HOST, "-p", str(free_port_pair(HOST)),
@@ -200,6 +242,7 @@ async def bench_calls(
         "-r", f"{rate:g}", "-m", str(calls), "-d", "200", "-timeout", "60s",
         "-key", "domain", HOST, "-key", "caller", "+79130000001", "-rtp_echo",
         "-nostdin", "-trace_err", "-error_file", str(workdir / f"sipp-{rate:g}-errors.log"),
+        "-trace_msg", "-message_file", str(messages),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         cwd=workdir,  # the scenario names its tone file relatively
     )  # fmt: skip
@@ -213,12 +256,15 @@ async def bench_calls(
     pop_ids.sort(key=lambda k: arrived[k])
     ring_times = sorted(rung.values())
     from_event = [arrived[k] - arrived[f"at:{k}"] for k in pop_ids]
+    invites = invites_sent(messages)
+    from_invite = [arrived[k] - sent for k, sent in zip(pop_ids, invites, strict=False)]
     leads = [ring - arrived[k] for k, ring in zip(pop_ids, ring_times, strict=False)]
     print(
         f"sipp at {rate:g} calls/s ({calls} calls, {len(pop_ids)} pops, "
         f"{len(ring_times)} INVITEs at the device; sipp exit {code}):",
         flush=True,
     )
+    print(f"  INVITE sent to the edge -> WebSocket: {percentiles(from_invite)}", flush=True)
     print(f"  node's call.offered -> WebSocket: {percentiles(from_event)}", flush=True)
     print(f"  pop's lead over the device's INVITE: {percentiles(leads)}", flush=True)
     if leads:
