@@ -19,6 +19,7 @@ import shlex
 import shutil
 import ssl
 import subprocess
+import tempfile
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "vpbx"
 FIXTURES = REPO / "tests" / "fixtures" / "chart"
 FULL_VALUES = FIXTURES / "values-full.yaml"
+PROMETHEUS_OPERATOR_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule"})
 BUILD_GO_TOOLS = REPO / "scripts" / "build-go-tools.sh"
 SYNC_CRDS = REPO / "scripts" / "sync-chart-crds.sh"
 # A cold build of helm and kubeconform takes several minutes on two cores.
@@ -878,7 +880,7 @@ def test_edge_host_network_is_an_option_and_the_public_address_is_advertised(
     no_ws = render(go_tools, settings=[*city, "edge.wsPort=0"])
     (container,) = _edge(no_ws, "msk")["spec"]["template"]["spec"]["containers"]
     assert env_of(container)["VPBX_EDGE_WS_PORT"]["value"] == "0"
-    assert [port["name"] for port in container["ports"]] == ["sip-udp", "sip-tcp"]
+    assert [port["name"] for port in container["ports"]] == ["sip-udp", "sip-tcp", "metrics"]
     service = by_kind(no_ws, "Service")[f"{RELEASE}-edge-msk"]
     assert {port["port"] for port in service["spec"]["ports"]} == {5060}
 
@@ -1139,7 +1141,8 @@ def kubeconform(
             "-summary",
             "-schema-location",
             f"{schemas}/{template}",
-            # Only the ServiceMonitor: the Prometheus Operator's CRDs are not available here.
+            # The Prometheus Operator's kinds (ServiceMonitor, PodMonitor, PrometheusRule):
+            # its CRDs are not available here.
             "-schema-location",
             f"{FIXTURES / 'kubeconform'}/{template}",
             path,
@@ -1205,7 +1208,7 @@ def test_api_server_accepts_the_rendered_manifests_in_a_dry_run(
             include_crds=True,
         )
         # The Prometheus Operator's CRDs are not installed in the test API.
-        if doc["kind"] != "ServiceMonitor"
+        if doc["kind"] not in PROMETHEUS_OPERATOR_KINDS
     ]
     path = tmp_path / "manifests.yaml"
     path.write_text(yaml.safe_dump_all(manifests))
@@ -1412,7 +1415,10 @@ def test_operator_renders_valid_media_nodes_from_the_charts_template(
     for port in service["spec"]["ports"]:
         assert port["port"] == 5060
         assert port["targetPort"] in container_ports
-    assert set(container_ports.values()) == {int(env["VPBX_SIP_PORT"]["value"])}
+    assert container_ports["sip-udp"] == container_ports["sip-tcp"]
+    assert container_ports["sip-tcp"] == int(env["VPBX_SIP_PORT"]["value"])
+    # ... and Prometheus scrapes the node's pod on its metrics port.
+    assert container_ports["metrics"] == int(env["VPBX_METRICS_PORT"]["value"])
 
 
 @integration
@@ -1466,3 +1472,128 @@ def test_an_upgrade_keeps_the_generated_secrets_and_adds_new_ones(
     for key in ("platform-admin-token", "service-token", "token-secret"):
         assert len(first[key]) == 48, key
     assert upgrade() == first, "a second upgrade must not change any secret"
+
+
+# --- monitoring: PodMonitors, alerts, the Grafana dashboard ------------------
+
+
+def exported_series() -> set[str]:
+    """Every series name the platform's processes export (sample names, as queried).
+
+    Collected from the registries the code builds, so a rule or panel naming a
+    metric that was renamed or never written fails here; that the series really
+    move is tested where they are written (media-node/tests/test_node_metrics.py,
+    test_cdr_spool.py, control-api/tests/test_webhooks.py, ...)."""
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    import vpbx_operator.reconciler  # noqa: F401  (registers its metrics globally)
+    from vpbx_control.observability import Metrics
+    from vpbx_media.cdr.spool import CdrSpool
+    from vpbx_media.metrics import NodeMetrics, process_registry
+
+    node = NodeMetrics("acme", "msk")
+    with tempfile.TemporaryDirectory() as spool_dir, CdrSpool(Path(spool_dir)) as spool:
+        node.watch_spool(spool)
+        families = list(node.registry.collect())
+    registries: list[CollectorRegistry] = [
+        process_registry(),
+        Metrics().registry,
+        REGISTRY,
+    ]
+    families += [family for registry in registries for family in registry.collect()]
+    names: set[str] = set()
+    for family in families:
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names.update(f"{family.name}_{part}" for part in ("bucket", "sum", "count"))
+        else:
+            names.add(family.name)
+    return names
+
+
+def series_in(expression: str) -> set[str]:
+    return set(re.findall(r"\b((?:vpbx|process)_[a-z_]+)\b", expression))
+
+
+def test_edges_and_nodes_serve_metrics_scraped_by_pod_monitors(
+    full_manifests: list[Manifest],
+) -> None:
+    monitors = by_kind(full_manifests, "PodMonitor")
+    assert set(monitors) == {f"{RELEASE}-edge", f"{RELEASE}-media-node"}
+    edges = [
+        doc
+        for doc in workloads(full_manifests)
+        if doc["metadata"]["name"].startswith(f"{RELEASE}-edge")
+    ]
+    assert edges
+    node = media_node_template(full_manifests)
+    for monitor in monitors.values():
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    node_labels = node["pod"]["metadata"]["labels"] if "metadata" in node["pod"] else None
+    pods = [
+        (f"{RELEASE}-edge", doc["spec"]["template"]["metadata"]["labels"], container)
+        for doc in edges
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    ]
+    pods.append((f"{RELEASE}-media-node", node_labels, node["container"]))
+    for monitor_name, labels, container in pods:
+        if labels is not None:
+            assert selects(monitors[monitor_name]["spec"]["selector"], labels), monitor_name
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        env = env_of(container)
+        assert ports["metrics"] == int(env["VPBX_METRICS_PORT"]["value"]) == 9464
+        assert env["VPBX_METRICS_HOST"]["value"] == "0.0.0.0"
+
+
+def test_alerts_and_dashboard_use_only_series_the_platform_exports(
+    default_manifests: list[Manifest], full_manifests: list[Manifest]
+) -> None:
+    for kind in ("PodMonitor", "PrometheusRule"):
+        assert not by_kind(default_manifests, kind)
+    [rule] = by_kind(full_manifests, "PrometheusRule").values()
+    alerts = {entry["alert"]: entry for group in rule["spec"]["groups"] for entry in group["rules"]}
+    assert {
+        "VpbxAnswerRatioLow",
+        "VpbxRtpLossHigh",
+        "VpbxNodeCpuHigh",
+        "VpbxCdrStoreUnreachable",
+        "VpbxCdrBacklogHigh",
+        "VpbxWebhookFailures",
+    } <= set(alerts)
+    # Thresholds come from values.
+    assert "< 0.5" in alerts["VpbxAnswerRatioLow"]["expr"]
+    assert "> 1000" in alerts["VpbxCdrBacklogHigh"]["expr"]
+
+    [dashboard_map] = [
+        doc
+        for doc in full_manifests
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == f"{RELEASE}-dashboard"
+    ]
+    assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(dashboard_map["data"]["vpbx.json"])
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {
+        "Calls per second",
+        "Answer ratio (inbound)",
+        "Media node CPU",
+        "RTP packet loss",
+        "CDR spool backlog",
+        "Webhook failures",
+    } <= titles
+
+    exported = exported_series()
+    used: dict[str, set[str]] = {}
+    for name, entry in alerts.items():
+        used[f"alert {name}"] = series_in(entry["expr"])
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used[f"panel {panel['title']}"] = series_in(target["expr"])
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            used[f"variable {variable['name']}"] = series_in(variable["definition"])
+    assert all(used.values()), used
+    missing = {where: names - exported for where, names in used.items() if names - exported}
+    assert not missing, missing

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from tests.services.control_api import ApiHarness
+from tests.services.metrics import sample_sum
 
 from vpbx_common.events import (
     CALL_EVENTS_STREAM,
@@ -394,6 +395,11 @@ async def test_a_receiver_that_keeps_failing_gets_max_attempts(
     assert len(receiver.requests) == 3
     listed = await api.client.get(log_url, params={"status": "failed"}, headers=admin)
     assert [item["id"] for item in listed.json()["items"]] == [delivery["id"]]
+    # The operator's alert on webhook failures reads these.
+    page = (await api.client.get("/metrics")).text
+    assert sample_sum(page, "vpbx_webhook_attempts_total", {"outcome": "retry"}) == 2
+    assert sample_sum(page, "vpbx_webhook_attempts_total", {"outcome": "failed"}) == 1
+    assert sample_sum(page, "vpbx_webhook_attempts_total", {"outcome": "delivered"}) is None
 
     # Nobody listening at all: the connection error is what the log shows.
     receiver_gone = await _webhook(api, admin, "http://127.0.0.1:9/nothing", ["call.missed"])

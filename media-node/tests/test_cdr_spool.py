@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from tests.services.clickhouse import ClickHouseServer
+from tests.services.metrics import scraped
 from tests.services.ports import free_port
 
 from vpbx_common.cdr import (
@@ -28,6 +29,7 @@ from vpbx_common.cdr import (
 )
 from vpbx_media.cdr.shipper import CdrShipper, ShipperState
 from vpbx_media.cdr.spool import CdrSpool, SpoolBusyError
+from vpbx_media.metrics import NodeMetrics
 from vpbx_media.node.calls.facts import CallFacts, NodeRef
 from vpbx_media.node.routing.trace import Outcome, RouteEntry
 
@@ -431,7 +433,17 @@ async def test_clickhouse_outage_delays_but_never_drops(
     def store_factory() -> CdrStore:
         return open_cdr_store(clickhouse_database_url, Path("/nonexistent"))
 
-    shipper = CdrShipper(spool, store_factory, batch_size=4, interval=0.05, max_backoff=0.3)
+    metrics = NodeMetrics("acme", "msk")
+    metrics.watch_spool(spool)
+    shipper = CdrShipper(
+        spool,
+        store_factory,
+        batch_size=4,
+        interval=0.05,
+        max_backoff=0.3,
+        on_shipped=metrics.cdrs_shipped,
+        on_store=metrics.cdr_store_reachable,
+    )
     before = make_record("before-outage", BASE_MS)
     during = [make_record(f"outage-{i}", BASE_MS + 1 + i) for i in range(10)]
     checker = store_factory()
@@ -447,6 +459,10 @@ async def test_clickhouse_outage_delays_but_never_drops(
             await wait_until(lambda: shipper.state is ShipperState.OUTAGE)
             await asyncio.sleep(0.5)  # several failed retries
             assert spool.pending_count() == len(during)
+            # What the operator's dashboard and alerts see during the outage.
+            assert scraped(metrics.registry, "vpbx_cdr_store_up") == 0
+            assert scraped(metrics.registry, "vpbx_cdr_spool_backlog") == len(during)
+            assert scraped(metrics.registry, "vpbx_cdr_shipped_total") == 1
         finally:
             await asyncio.to_thread(clickhouse_server.start)
         await wait_until(lambda: checker.count() == 1 + len(during), within=30)
@@ -456,6 +472,9 @@ async def test_clickhouse_outage_delays_but_never_drops(
     stored = checker.last(100)
     assert sorted(r.call_id for r in stored) == sorted(r.call_id for r in [before, *during])
     assert spool.pending_count() == 0
+    assert scraped(metrics.registry, "vpbx_cdr_store_up") == 1
+    assert scraped(metrics.registry, "vpbx_cdr_spool_backlog") == 0
+    assert scraped(metrics.registry, "vpbx_cdr_shipped_total") == 1 + len(during)
     checker.close()
 
 

@@ -49,6 +49,15 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Webhook delivery attempts by tenant and outcome (delivered, retry, failed):
+        # the alert reads the share of failures.
+        self.webhook_attempts = Counter(
+            "vpbx_webhook_attempts",
+            "Webhook delivery attempts by tenant and outcome",
+            ["tenant", "outcome"],
+            registry=self.registry,
+        )
+
         # Carrier registrations as the nodes report them (vpbx_common.trunks), read from
         # Redis at each scrape: 1 registered, 0 registering or failed (alert on 0).
         self.trunk_registered = Gauge(

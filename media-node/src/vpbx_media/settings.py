@@ -31,6 +31,10 @@ class SipSettings(CommonSettings):
     # relays to nodes, by which a node tells them from INVITEs that went around the
     # edge (edge/relayproof.py).
     edge_secret: SecretStr = SecretStr("local-dev-secret")
+    # Prometheus metrics at http://metrics_host:metrics_port/metrics (0 = not served):
+    # the process's CPU and memory, and on a node its calls, RTP loss and CDR backlog.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class EdgeSettings(SipSettings):

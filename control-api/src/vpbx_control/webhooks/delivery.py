@@ -109,6 +109,12 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+class WebhookAttemptOutcome(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # failed; tried again later
+    FAILED = "failed"  # failed for good (attempts used up, or the webhook was switched off)
+
+
 def delivery_body(
     delivery_id: uuid.UUID,
     tenant_id: str,
@@ -159,8 +165,11 @@ class WebhookDispatcher:
         redis_client: redis.Redis | None = None,
         on_event: Callable[[CallEvent], None] | None = None,
         events_block_s: float = 0.5,
+        on_attempt: Callable[[str, WebhookAttemptOutcome], None] | None = None,
     ) -> None:
         self.database = database
+        # Sees each attempt's outcome with the tenant's id (metrics).
+        self.on_attempt = on_attempt
         self.outbound = outbound
         # Sees every call event the bridge handles (metrics), subscribed to or not.
         self.on_event = on_event
@@ -433,10 +442,12 @@ class WebhookDispatcher:
             },
         ]
         if result.delivered:
+            outcome = WebhookAttemptOutcome.DELIVERED
             row.status = DeliveryStatus.DELIVERED.value
             row.delivered_at = now
             row.next_attempt_at = None
         elif result.final or row.attempts >= self.max_attempts:
+            outcome = WebhookAttemptOutcome.FAILED
             row.status = DeliveryStatus.FAILED.value
             row.next_attempt_at = None
             logger.warning(
@@ -448,10 +459,13 @@ class WebhookDispatcher:
                 result.error,
             )
         else:
+            outcome = WebhookAttemptOutcome.RETRY
             wait = self.backoff_s(row.attempts)
             if result.retry_after_s is not None:
                 wait = min(self.max_backoff_s, max(wait, result.retry_after_s))
             row.next_attempt_at = now + dt.timedelta(seconds=wait)
+        if self.on_attempt is not None:
+            self.on_attempt(str(row.tenant_id), outcome)
 
 
 def _describe(exc: BaseException) -> str:
@@ -618,6 +632,9 @@ def webhook_dispatcher(context: AppContext) -> WebhookDispatcher:
         retry_base_s=settings.webhook_retry_base_s,
         redis_client=context.redis,
         on_event=lambda event: count_event(context.metrics, event),
+        on_attempt=lambda tenant, outcome: context.metrics.webhook_attempts.labels(
+            tenant, outcome.value
+        ).inc(),
         events_block_s=settings.call_events_block_s,
     )
 

@@ -35,6 +35,8 @@ class CdrShipper:
         interval: float = 1.0,
         max_backoff: float = 10.0,
         stop_timeout: float = 5.0,
+        on_shipped: Callable[[int], None] | None = None,
+        on_store: Callable[[bool], None] | None = None,
     ) -> None:
         if batch_size <= 0 or interval <= 0 or max_backoff <= 0 or stop_timeout <= 0:
             raise ValueError("batch_size, interval, max_backoff and stop_timeout must be positive")
@@ -51,6 +53,9 @@ class CdrShipper:
         self.state = ShipperState.IDLE
         self.shipped = 0  # records inserted since start, for metrics and tests
         self._outage_failures = 0
+        # Metrics: records inserted per batch; whether the store is reachable.
+        self._on_shipped = on_shipped
+        self._on_store = on_store
 
     async def start(self) -> None:
         if self._task is not None:
@@ -155,6 +160,8 @@ class CdrShipper:
         self._outage_failures += 1
         if self.state is not ShipperState.OUTAGE:
             self.state = ShipperState.OUTAGE
+            if self._on_store is not None:
+                self._on_store(False)
             logger.warning(
                 "CDR store unavailable (%s); CDRs stay in the spool and shipping is retried",
                 exc,
@@ -165,7 +172,11 @@ class CdrShipper:
 
     def _on_success(self, shipped: int) -> None:
         self.shipped += shipped
+        if shipped and self._on_shipped is not None:
+            self._on_shipped(shipped)
         if self.state is ShipperState.OUTAGE:
+            if self._on_store is not None:
+                self._on_store(True)
             logger.warning(
                 "CDR store reachable again after %d failed attempts; shipping resumed",
                 self._outage_failures,

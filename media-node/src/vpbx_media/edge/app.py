@@ -6,6 +6,7 @@ import logging
 
 from vpbx_common.routing import RoutingTable
 
+from ..metrics import process_registry, serve_metrics
 from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_stop_signal
 from ..settings import EdgeSettings
 from ..sip.websocket import WebSocketListener, ssl_context_from
@@ -51,6 +52,7 @@ async def run_edge(settings: EdgeSettings) -> None:
         pod_host=settings.pod_ip,
     )
     await transport.start()
+    exporter = serve_metrics(process_registry(), settings.metrics_host, settings.metrics_port)
     logger.info("SIP edge listening on %s:%d (UDP and TCP)", settings.sip_host, transport.port)
     if websocket is not None:
         await websocket.start()
@@ -68,6 +70,8 @@ async def run_edge(settings: EdgeSettings) -> None:
         await proxy.stop()
         await transport.stop()
         await redis_client.aclose()
+        if exporter is not None:
+            exporter.shutdown()
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from vpbx_common.storage.settings import open_object_store
 from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
 from ..edge.relayproof import RelayProofs
+from ..metrics import NodeMetrics, serve_metrics
 from ..rtp.ports import PortAllocator
 from ..runtime import configure_logging, open_redis, run, sip_stack, wait_for_stop_signal
 from ..settings import NodeSettings
@@ -60,7 +61,13 @@ async def run_node(settings: NodeSettings) -> None:
     tenant = settings.tenant or config.current.tenant
     city = settings.city or config.current.city
     spool = CdrSpool(settings.spool_dir)
-    shipper = CdrShipper(spool, lambda: open_cdr_store(settings.clickhouse_url, settings.chdb_path))
+    metrics = NodeMetrics(tenant, city)
+    shipper = CdrShipper(
+        spool,
+        lambda: open_cdr_store(settings.clickhouse_url, settings.chdb_path),
+        on_shipped=metrics.cdrs_shipped,
+        on_store=metrics.cdr_store_reachable,
+    )
     nonces = NonceService(
         settings.nonce_secret.get_secret_value().encode().ljust(16, b"\0"),
         lifetime_s=settings.nonce_lifetime,
@@ -124,6 +131,7 @@ async def run_node(settings: NodeSettings) -> None:
         url_policy=settings.outbound_policy(),
         relay_proofs=RelayProofs(settings.edge_secret.get_secret_value().encode()),
         webrtc=webrtc,
+        metrics=metrics,
     )
     if webrtc is not None:
         webrtc.on_failed = service.webrtc_failed
@@ -132,6 +140,7 @@ async def run_node(settings: NodeSettings) -> None:
     service.screen_pop_lead_s = settings.screen_pop_lead_ms / 1000
     recovered = service.recover()
     await transport.start()
+    exporter = serve_metrics(metrics.registry, settings.metrics_host, settings.metrics_port)
     await shipper.start()
     await recordings.start()
     service.start()
@@ -164,6 +173,8 @@ async def run_node(settings: NodeSettings) -> None:
             await store.close()
         await shipper.stop()
         await redis_client.aclose()
+        if exporter is not None:
+            exporter.shutdown()
 
 
 def main() -> None:

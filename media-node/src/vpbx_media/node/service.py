@@ -66,6 +66,7 @@ from ..cdr.shipper import CdrShipper
 from ..cdr.spool import CdrSpool
 from ..edge.relayproof import RelayProofs
 from ..media.scheduler import PacedScheduler
+from ..metrics import NodeMetrics
 from ..overload import ShedLog
 from ..rtp.ports import PortAllocator
 from ..rtp.relay import MediaRelay
@@ -166,8 +167,14 @@ class NodeService:
         relay_proofs: RelayProofs | None = None,
         trunk_sources: TrunkSources | None = None,
         webrtc: WebRtcGateway | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.identity = identity
+        self.metrics = (
+            metrics if metrics is not None else NodeMetrics(identity.tenant, identity.city)
+        )
+        self.metrics.watch_active(lambda: len(self.calls))
+        self.metrics.watch_spool(spool)
         self._webrtc = webrtc
         self.config = config
         self.bindings = bindings
@@ -857,6 +864,7 @@ class NodeService:
     def call_finished(self, call: Call) -> None:
         record = call.facts.record()
         self.spool_writer.submit(lambda: self.spool.finish_call(record))
+        self.metrics.call_ended(record, call.media_stats)
         self._free_line(call.call_id)
         self.calls.pop(call.call_id, None)
         if not self.calls:

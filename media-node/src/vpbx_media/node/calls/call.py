@@ -37,7 +37,7 @@ from ...media.g711 import Codec
 from ...media.recorder import Channel, Recording, RecordingKind, RecordingMeta
 from ...overload import retry_after
 from ...rtp.ports import PortsExhaustedError
-from ...rtp.relay import Leg, MediaRelay
+from ...rtp.relay import Leg, MediaRelay, RelayStats
 from ...sdp import (
     TELEPHONE_EVENT,
     Negotiation,
@@ -223,6 +223,8 @@ class Call:
         self.winner: SipUacLeg | None = None
         # A call the node places itself comes with the relay its first offer named.
         self.relay: MediaRelay | None = relay
+        # The relay's counters at the end of the call (for the node's metrics).
+        self.media_stats: RelayStats | None = None
         self.originated = isinstance(caller, OriginatorLeg)
         if isinstance(caller, OriginatorLeg):
             caller.on_alerting = self._ringback
@@ -1602,7 +1604,7 @@ class Call:
         self._stop_media()
         stats = None
         if self.relay is not None:
-            stats = self.relay.stats()
+            stats = self.media_stats = self.relay.stats()
             await self.relay.stop()
         self.state = CallState.ENDED
         self._capture_route()
