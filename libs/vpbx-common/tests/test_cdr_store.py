@@ -493,7 +493,7 @@ def test_first_migrate_applies_every_version(chdb_path: Path, clickhouse_databas
     for url in (clickhouse_database_url, None):
         fresh = open_cdr_store(url, chdb_path)
         try:
-            assert fresh.migrate() == [1, 2, 3, 4, 5, 6]
+            assert fresh.migrate() == [migration.version for migration in MIGRATIONS]
             assert fresh.migrate() == []
         finally:
             fresh.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from vpbx_common.cdr.record import CallRecord, EndReason
 
 CDR_TABLE = "cdr"
+DEAL_EVENTS_TABLE = "deal_events"
 MIGRATIONS_TABLE = "schema_migrations"
 
 # The record's fields in column order, then the replacing version. Inserts and selects use this.
@@ -46,6 +47,23 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "contact_owner_user_id",
 )
 VERSION_COLUMN = "version"
+
+# DealEvent's fields in column order (the replacing version follows); migration 8.
+DEAL_EVENT_COLUMNS: tuple[str, ...] = (
+    "tenant",
+    "event_id",
+    "deal_id",
+    "contact_id",
+    "label",
+    "kind",
+    "stage",
+    "pipeline",
+    "amount",
+    "currency",
+    "user_id",
+    "owner_user_id",
+    "at_ms",
+)
 
 BOOTSTRAP_SQL = (
     f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
@@ -172,6 +190,34 @@ ORDER BY (tenant, call_id)""",
             AddColumn(CDR_TABLE, "contact_category", "String DEFAULT ''"),
             AddColumn(CDR_TABLE, "contact_vip", "UInt8 DEFAULT 0"),
             AddColumn(CDR_TABLE, "contact_owner_user_id", "String DEFAULT ''"),
+        ),
+    ),
+    Migration(
+        version=8,
+        name="deal events",
+        # The CRM's deal steps (vpbx_common.cdr.deals.DealEvent) for the funnel, channels and
+        # managers reports. A step never changes, so duplicates (a batch shipped twice) are the
+        # only thing the replacing merge collapses. amount: hundredths as Int64 (NULL: the deal
+        # has no amount), because 18.16 has no usable Decimal on both engines.
+        statements=(
+            f"""CREATE TABLE IF NOT EXISTS {DEAL_EVENTS_TABLE} (
+    tenant String,
+    event_id String,
+    deal_id String,
+    contact_id String,
+    label String,
+    kind Enum8('created' = 1, 'stage-changed' = 2, 'won' = 3, 'lost' = 4, 'reopened' = 5),
+    stage String,
+    pipeline String,
+    amount Nullable(Int64),
+    currency String,
+    user_id String,
+    owner_user_id String,
+    at_ms UInt64,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(toDateTime(intDiv(at_ms, 1000), 'UTC'))
+ORDER BY (tenant, event_id)""",
         ),
     ),
 )
