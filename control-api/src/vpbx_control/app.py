@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from vpbx_common.storage import ObjectStore
 
 from . import health
+from .adchannels.router import router as ad_channels_router
 from .apikeys.router import router as api_keys_router
 from .audio.serve import MAX_DECODES
 from .audio.store import open_objects
@@ -84,6 +85,7 @@ ROUTERS = (
     api_keys_router,
     calls_router,
     callbacks_router,
+    ad_channels_router,
     voicemails_router,
     platform_router,
     nodeconfig_router,
