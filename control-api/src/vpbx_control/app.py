@@ -52,6 +52,7 @@ from .observability import Metrics, ObservabilityMiddleware
 from .outbound.router import router as outbound_router
 from .platform.router import router as platform_router
 from .prompts.router import router as prompts_router
+from .reports.router import router as reports_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
@@ -86,6 +87,7 @@ ROUTERS = (
     calls_router,
     callbacks_router,
     ad_channels_router,
+    reports_router,
     voicemails_router,
     platform_router,
     nodeconfig_router,

@@ -12,4 +12,6 @@ class BadPeriod(InvalidInput):
     error_id = "bad-report-period"
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}", details=[FieldProblem(field=field, message=message)])
+        super().__init__(
+            f"{field}: {message}", details=[FieldProblem(field=field, message=message)]
+        )
