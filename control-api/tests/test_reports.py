@@ -32,7 +32,7 @@ from vpbx_control.auth.principal import Role
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # module_api's loop
 
 MSK = "Europe/Moscow"
-WEEK = {"from": "2026-12-01", "to": "2026-12-07"}
+WEEK: dict[str, Any] = {"from": "2026-12-01", "to": "2026-12-07"}
 
 
 @dataclass(frozen=True)
@@ -242,8 +242,10 @@ def expected_calls(
     }
 
 
-FIXED = ("key", "total", "answered", "missed", "missed_not_called_back")
-FIXED += ("answer_p50_s", "answer_p90_s", "talk_s")
+FIXED = (
+    *("key", "total", "answered", "missed", "missed_not_called_back"),
+    *("answer_p50_s", "answer_p90_s", "talk_s"),
+)
 
 
 def fixed_fields(document: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +275,7 @@ async def reports_api(module_api: ApiHarness) -> AsyncIterator[ApiHarness]:
     yield api
 
 
-async def get(api: ApiHarness, path: str, role: Role = Role.SUPERVISOR, **params: Any) -> Any:
+async def get(api: ApiHarness, path: str, *, role: Role = Role.SUPERVISOR, **params: Any) -> Any:
     headers = await api.as_role(str(params.pop("tenant", "acme")), role)
     return await api.client.get(path, params=params, headers=headers)
 
@@ -396,7 +398,7 @@ async def test_clients(reports_api: ApiHarness) -> None:
 
 async def test_csv_export_parses_back_to_the_report(reports_api: ApiHarness) -> None:
     api = reports_api
-    params = {"tz": MSK, **WEEK}
+    params: dict[str, Any] = {"tz": MSK, **WEEK}
     json_body = await report(api, "/v1/reports/calls", **params)
     headers = {**await api.as_role("acme", Role.SUPERVISOR), "Accept": "text/csv"}
     response = await api.client.get("/v1/reports/calls", params=params, headers=headers)
@@ -420,7 +422,7 @@ async def test_csv_export_parses_back_to_the_report(reports_api: ApiHarness) -> 
 
 async def test_xlsx_export_has_a_header_and_numbers(reports_api: ApiHarness) -> None:
     api = reports_api
-    params = {"tz": MSK, "group_by": "label", **WEEK}
+    params: dict[str, Any] = {"tz": MSK, "group_by": "label", **WEEK}
     json_body = await report(api, "/v1/reports/calls", **params)
     response = await get(api, "/v1/reports/calls", format="xlsx", **params)
     assert response.status_code == 200, response.text
@@ -446,7 +448,7 @@ async def test_xlsx_export_has_a_header_and_numbers(reports_api: ApiHarness) -> 
 
 async def test_clients_exports(reports_api: ApiHarness) -> None:
     api = reports_api
-    params = {"tz": MSK, **WEEK}
+    params: dict[str, Any] = {"tz": MSK, **WEEK}
     as_csv = await get(api, "/v1/reports/clients", format="csv", **params)
     assert as_csv.status_code == 200, as_csv.text
     figures = dict(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
@@ -485,7 +487,7 @@ async def test_clients_exports(reports_api: ApiHarness) -> None:
     ],
 )
 async def test_bad_queries_are_422_naming_the_field(
-    reports_api: ApiHarness, params: dict[str, str], field: str
+    reports_api: ApiHarness, params: dict[str, Any], field: str
 ) -> None:
     response = await get(reports_api, "/v1/reports/calls", **params)
     assert response.status_code == 422, response.text
@@ -501,5 +503,5 @@ async def test_four_hundred_days_are_allowed(reports_api: ApiHarness) -> None:
 
 @pytest.mark.parametrize("path", ["/v1/reports/calls", "/v1/reports/clients"])
 async def test_agents_may_not_read_reports(reports_api: ApiHarness, path: str) -> None:
-    assert (await get(reports_api, path, Role.AGENT, **WEEK)).status_code == 403
-    assert (await get(reports_api, path, Role.TENANT_ADMIN, **WEEK)).status_code == 200
+    assert (await get(reports_api, path, role=Role.AGENT, **WEEK)).status_code == 403
+    assert (await get(reports_api, path, role=Role.TENANT_ADMIN, **WEEK)).status_code == 200
