@@ -210,14 +210,23 @@ def _sheet_title(name: str, taken: set[str]) -> str:
     return title
 
 
-def _xlsx_cell(sheet: WriteOnlyWorksheet, value: Value, *, bold: bool = False) -> Cell:
-    # XLSX numbers are doubles anyway; money (2 decimals) reads back as written.
-    cell = WriteOnlyCell(sheet, value=float(value) if isinstance(value, Decimal) else value)
-    if isinstance(value, str):
-        cell.data_type = "s"  # openpyxl takes text starting with '=' for a formula
-    if bold:
-        cell.font = _BOLD
+def _header_cell(sheet: WriteOnlyWorksheet, name: str) -> Cell:
+    cell = WriteOnlyCell(sheet, value=name)
+    cell.data_type = "s"
+    cell.font = _BOLD
     return cell
+
+
+def _xlsx_value(sheet: WriteOnlyWorksheet, value: Value) -> Cell | str | float | None:
+    """A plain value where openpyxl writes it as it is (a cell object costs ten times more);
+    text starting with '=' as an explicit text cell, which openpyxl would take for a formula."""
+    if isinstance(value, Decimal):
+        return float(value)  # XLSX numbers are doubles; money (2 decimals) reads back as written
+    if isinstance(value, str) and value.startswith("="):
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"
+        return cell
+    return value
 
 
 def to_xlsx(tables: Sequence[Table]) -> bytes:
@@ -225,9 +234,9 @@ def to_xlsx(tables: Sequence[Table]) -> bytes:
     taken: set[str] = set()
     for table in tables:
         sheet = workbook.create_sheet(_sheet_title(table.name, taken))
-        sheet.append([_xlsx_cell(sheet, column, bold=True) for column in table.columns])
+        sheet.append([_header_cell(sheet, column) for column in table.columns])
         for row in table.rows:
-            sheet.append([_xlsx_cell(sheet, cell) for cell in row])
+            sheet.append([_xlsx_value(sheet, cell) for cell in row])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
