@@ -4,7 +4,9 @@ written with the change, shipped in batches, kept while the store is down."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ from tests.services.control_api import harness_settings, serve_api
 from tests.services.crm import CrmHarness, crm_tenant, crm_user, serve_crm
 
 from vpbx_common.cdr import CdrStore, DealEvent, DealEventKind, open_cdr_store
+from vpbx_common.events import CallEvent, CallEventType
 from vpbx_control.auth.principal import Role
 from vpbx_crm.analytics.models import DealOutboxRow
 from vpbx_crm.analytics.shipper import DealEventShipper, ShipperState
+from vpbx_crm.events.handler import CrmEventHandler
 
 
 async def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -247,3 +251,97 @@ async def test_a_shipped_batch_shipped_again_is_one_row_per_step(
             await asyncio.gather(*(replica.stop() for replica in replicas))
         assert len(await asyncio.to_thread(check.deal_events, tenant)) == 3
         assert sum(replica.shipped for replica in replicas) >= 3
+
+
+async def answered_call(crm: CrmHarness, tenant: str, caller: str, extension: str) -> str:
+    """A call the node reported ringing and answered at ``extension``, through the CRM's own
+    call-event handler (what the Redis reader calls)."""
+    call_id = f"call-{secrets.token_hex(6)}@test"
+    now = int(time.time() * 1000)
+    base: dict[str, Any] = {
+        "call_id": call_id,
+        "tenant": tenant,
+        "city": "msk",
+        "node": "n1",
+        "number": "+74950000001",
+        "caller": caller,
+        "label": "radio",
+        "direction": "inbound",
+    }
+    handler = CrmEventHandler(crm.context.database, crm.context.identity)
+    for kind, at_ms in (
+        (CallEventType.RINGING, now - 60_000),
+        (CallEventType.ANSWERED, now - 50_000),
+    ):
+        await handler.handle(CallEvent(type=kind, callee=extension, at_ms=at_ms, **base))
+    await handler.handle(
+        CallEvent(
+            type=CallEventType.ENDED,
+            callee=extension,
+            at_ms=now - 1_000,
+            end_reason="completed",
+            **base,
+        )
+    )
+    return call_id
+
+
+async def test_the_after_call_forms_deal_move_lands_and_a_refused_form_ships_nothing(
+    postgres_url: str, flushed_redis: str, tmp_path: Path
+) -> None:
+    chdb = tmp_path / "chdb"
+    async with (
+        serve_api(harness_settings(postgres_url, flushed_redis, tmp_path)) as control,
+        serve_crm(control, postgres_url, flushed_redis, chdb_path=chdb) as crm,
+    ):
+        tenant = await crm_tenant(crm)
+        admin = await crm.as_role(tenant)
+        anna = await crm.control.add_user(tenant, name="Anna", extension="101", password="pw-1")
+        agent = await crm.control.login(anna.email, "pw-1")
+        client = await crm.client.post(
+            "/v1/contacts",
+            json={"name": "Client", "phones": ["+79165550000"], "source_label": "radio"},
+            headers=admin,
+        )
+        assert client.status_code == 201, client.text
+        deal = await crm.client.post(
+            "/v1/deals", json={"title": "PBX", "contact_id": client.json()["id"]}, headers=admin
+        )
+        assert deal.status_code == 201, deal.text
+        stages = stages_by_name(await sales(crm, admin))
+        call_id = await answered_call(crm, tenant, "+79165550000", "101")
+        store = open_cdr_store(None, chdb)
+        await wait_for(lambda: len(store.deal_events(tenant)) == 1, "the created step shipped")
+
+        # The deal move is valid and flushed, then the task to close is not found: the
+        # whole form is refused, the step (and its outbox row) rolled back with it.
+        refused = await crm.client.post(
+            f"/v1/calls/{call_id}/result",
+            json={
+                "outcome": "Lost it",
+                "move_deal": {"deal_id": deal.json()["id"], "stage_id": stages["Qualified"]},
+                "close_task_id": str(uuid.UUID(int=7)),
+            },
+            headers=agent,
+        )
+        assert refused.status_code == 404, refused.text
+        assert await outbox_size(crm) == 0
+        stored = await crm.client.post(
+            f"/v1/calls/{call_id}/result",
+            json={
+                "outcome": "Signed",
+                "move_deal": {"deal_id": deal.json()["id"], "stage_id": stages["Won"]},
+            },
+            headers=agent,
+        )
+        assert stored.status_code == 201, stored.text
+        await wait_for(lambda: len(store.deal_events(tenant)) == 2, "the win shipped")
+        await outbox_emptied(crm)
+        created, won = await asyncio.to_thread(store.deal_events, tenant)
+        assert (created.kind, won.kind) == (DealEventKind.CREATED, DealEventKind.WON)
+        assert (won.user_id, won.label, won.stage) == (str(anna.id), "radio", stages["Won"])
+        # The refused form's step never reached the store: two steps, no stage change.
+        assert [e.kind for e in await asyncio.to_thread(store.deal_events, tenant)] == [
+            DealEventKind.CREATED,
+            DealEventKind.WON,
+        ]

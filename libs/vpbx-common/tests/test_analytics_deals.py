@@ -529,8 +529,21 @@ def test_without_a_user_map_extensions_are_their_own_rows(
     assert by_key["u-olga"].offered == 0
 
 
-def test_another_tenant_sees_only_its_own(loaded: tuple[CdrStore, DataSet]) -> None:
+def test_another_tenant_sees_only_its_own(loaded: tuple[CdrStore, DataSet], tmp_path: Path) -> None:
     store, _ = loaded
+    # globex's reports on the store holding both tenants equal those on a store of its own.
+    solo = open_cdr_store(None, tmp_path / "solo")
+    solo.migrate()
+    globex_only = synthetic("globex", seed=2)
+    solo.insert(globex_only.calls)
+    solo.insert_deal_events(globex_only.events)
+    for report in (
+        ChannelsReport(TenantScope("globex"), PERIOD, spend=SPEND),
+        ManagersReport(TenantScope("globex"), PERIOD, users=USERS),
+    ):
+        alone = run(solo, report).to_json()
+        assert run(store, report).to_json() == alone
+        assert "acme" not in repr(alone)
     nobody = TenantScope("initech")
     channels: ChannelsResult = run(store, ChannelsReport(nobody, PERIOD))
     assert channels.rows == ()

@@ -786,7 +786,7 @@ def test_rows_written_before_migration_7_read_the_defaults(empty_store: CdrStore
     row: tuple[SqlValue, ...] = (*(fields[c] for c in RECORD_COLUMNS), old.end_ms + (1 << 56))
     with empty_store._connect() as conn:
         conn.insert(f"INSERT INTO cdr ({', '.join(RECORD_COLUMNS)}, version) VALUES", [row])
-    assert empty_store.migrate() == [7]
+    assert empty_store.migrate() == [7, 8]
     with empty_store._connect() as conn:
         run_migration(conn, MIGRATIONS[6])  # a crash before the bookkeeping row: harmless
     assert empty_store.migrate() == []

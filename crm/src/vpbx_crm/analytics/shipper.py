@@ -65,10 +65,6 @@ class DealEventShipper:
         self.state = ShipperState.SHIPPING
         self._task = asyncio.create_task(self._run(), name="deal-event-shipper")
 
-    def notify(self) -> None:
-        """Ship now rather than at the next interval."""
-        self._wakeup.set()
-
     async def stop(self) -> None:
         """One last pass, bounded by stop_timeout; what is not shipped stays in the outbox
         for the next start (of this replica or another)."""
