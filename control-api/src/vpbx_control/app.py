@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from vpbx_common.storage import ObjectStore
 
 from . import health
+from .adchannels.router import router as ad_channels_router
 from .apikeys.router import router as api_keys_router
 from .audio.serve import MAX_DECODES
 from .audio.store import open_objects
@@ -51,6 +52,7 @@ from .observability import Metrics, ObservabilityMiddleware
 from .outbound.router import router as outbound_router
 from .platform.router import router as platform_router
 from .prompts.router import router as prompts_router
+from .reports.router import router as reports_router
 from .routeplans.router import router as route_plans_router
 from .schedules.router import router as schedules_router
 from .settings import ControlSettings
@@ -84,6 +86,8 @@ ROUTERS = (
     api_keys_router,
     calls_router,
     callbacks_router,
+    ad_channels_router,
+    reports_router,
     voicemails_router,
     platform_router,
     nodeconfig_router,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..adchannels.models import AdSpendRow
 from ..apikeys.models import ApiKeyRow
 from ..conferences.models import ConferenceRoomRow
 from ..decisions.models import DecisionSecretRow
@@ -18,6 +19,7 @@ from ..webhooks.models import WebhookDeliveryRow, WebhookRow
 from .base import Base
 
 __all__ = [
+    "AdSpendRow",
     "ApiKeyRow",
     "Base",
     "ConferenceRoomRow",
