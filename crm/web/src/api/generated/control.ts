@@ -183,6 +183,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/reports/calls": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Calls: answered, missed, never called back, answer speed, talk time
+         * @description The calls that started in the period, one row per `group_by` key plus the totals: answered, missed (nobody answered in person; voicemail counts as missed), missed and never called back (a missed inbound call from a real number that no later answered call, in or out, connected up to now) and the median time to callback, answer speed (median, p90), service level (answered within `service_level_s`), abandoned in queue, IVR or while ringing, queue waits and talk time. `group_by=user` keys by the extension that answered (a missed call: the last one it rang). Not yet running: agent state changes (away, wrap-up) in the report.
+         */
+        get: operations["calls_report_v1_reports_calls_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reports/clients": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Clients: of N inbound calls, how many from existing clients, unknown numbers, VIPs
+         * @description Of the period's inbound calls: how many came from a contact the CRM knew at call time (`existing`), from anyone else (`unknown`), from VIPs, and per contact category; distinct clients, numbers that called more than once (`repeated`, the top `top` of them) and the clients with the most calls (`top_clients`). The CSV is the figures (`figure,value`); the XLSX adds a sheet per list.
+         */
+        get: operations["clients_report_v1_reports_clients_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/users/{user_id}/presence": {
         parameters: {
             query?: never;
@@ -446,6 +486,12 @@ export interface components {
              */
             talk_s: number;
         };
+        /**
+         * CallDirection
+         * @description Which calls a report counts.
+         * @enum {string}
+         */
+        CallDirection: "inbound" | "outbound" | "internal" | "all";
         /** CallOut */
         CallOut: {
             /**
@@ -527,12 +573,128 @@ export interface components {
              */
             talk_s: number;
         };
+        /** CallsReportOut */
+        CallsReportOut: {
+            /**
+             * Direction
+             * @example inbound
+             */
+            direction: string;
+            /**
+             * Group By
+             * @example day
+             */
+            group_by: string;
+            period: components["schemas"]["PeriodOut"];
+            /** Rows */
+            rows: components["schemas"]["CallsRowOut"][];
+            /**
+             * Service Level S
+             * @example 20
+             */
+            service_level_s: number;
+            totals: components["schemas"]["CallsRowOut"];
+        } & {
+            [key: string]: unknown;
+        };
+        /** CallsRowOut */
+        CallsRowOut: {
+            /** Abandoned In Ivr */
+            abandoned_in_ivr?: number | null;
+            /** Abandoned In Queue */
+            abandoned_in_queue?: number | null;
+            /** Abandoned In Ring */
+            abandoned_in_ring?: number | null;
+            /**
+             * Answer P50 S
+             * @description median start-to-answer of answered calls
+             */
+            answer_p50_s: number | null;
+            /** Answer P90 S */
+            answer_p90_s: number | null;
+            /** Answered */
+            answered: number;
+            /** Answered Within Sl */
+            answered_within_sl?: number | null;
+            /** Callback P50 S */
+            callback_p50_s?: number | null;
+            /** Called Back */
+            called_back?: number | null;
+            /**
+             * Key
+             * @description day 'YYYY-MM-DD', week (its Monday) 'YYYY-MM-DD', month 'YYYY-MM', hour '00'..'23', weekday '1'..'7' (Monday 1), user (extension), number, label or group; 'total' in `totals`
+             * @example 2026-12-01
+             */
+            key: string;
+            /**
+             * Missed
+             * @description not answered by a person (voicemail included)
+             */
+            missed: number;
+            /** Missed Callable */
+            missed_callable?: number | null;
+            /**
+             * Missed Not Called Back
+             * @description missed inbound calls from a real number that no later answered call (in or out, up to now) connected
+             */
+            missed_not_called_back: number;
+            /** Queue Wait S */
+            queue_wait_s?: number | null;
+            /** Queued */
+            queued?: number | null;
+            /**
+             * Service Level
+             * @description answered within `service_level_s` / total
+             */
+            service_level?: number | null;
+            /** Talk S */
+            talk_s: number;
+            /** Total */
+            total: number;
+            /** Voicemail */
+            voicemail?: number | null;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * CallStatus
          * @description The `status` filter: answered or missed, or exactly one CDR end reason.
          * @enum {string}
          */
         CallStatus: "answered" | "missed" | "completed" | "cancelled" | "no-answer" | "busy" | "unavailable" | "rejected" | "failed" | "node-lost" | "voicemail" | "no-capacity" | "callback";
+        /** ClientsReportOut */
+        ClientsReportOut: {
+            /**
+             * By Category
+             * @description existing clients' calls per category
+             */
+            by_category: {
+                [key: string]: number;
+            };
+            /**
+             * Existing
+             * @description ...from a contact the CRM knew at call time
+             */
+            existing: number;
+            period: components["schemas"]["PeriodOut"];
+            /**
+             * Total
+             * @description inbound calls of the period
+             */
+            total: number;
+            /**
+             * Unknown
+             * @description ...from anyone else
+             */
+            unknown: number;
+            /**
+             * Vip
+             * @description ...from a VIP contact
+             */
+            vip: number;
+        } & {
+            [key: string]: unknown;
+        };
         /** ConferenceStarted */
         ConferenceStarted: {
             /** Call Id */
@@ -616,6 +778,11 @@ export interface components {
              */
             message: string;
         };
+        /**
+         * ExportFormat
+         * @enum {string}
+         */
+        ExportFormat: "json" | "csv" | "xlsx";
         /** FieldProblem */
         FieldProblem: {
             /**
@@ -626,6 +793,12 @@ export interface components {
             /** Message */
             message: string;
         };
+        /**
+         * GroupBy
+         * @description How a report's rows are keyed (keys are text; local ones read in the period's tz).
+         * @enum {string}
+         */
+        GroupBy: "day" | "week" | "month" | "hour" | "weekday" | "user" | "number" | "label" | "group";
         /**
          * HangupBy
          * @enum {string}
@@ -696,6 +869,34 @@ export interface components {
              * @description number of items matching the filters, over all pages
              */
             total: number;
+        };
+        /** PeriodOut */
+        PeriodOut: {
+            /**
+             * End Ms
+             * @description the local midnight after the last day, epoch ms
+             */
+            end_ms: number;
+            /**
+             * From
+             * @example 2026-12-01
+             */
+            from: string;
+            /**
+             * Start Ms
+             * @description the first local midnight, epoch ms
+             */
+            start_ms: number;
+            /**
+             * To
+             * @example 2026-12-07
+             */
+            to: string;
+            /**
+             * Tz
+             * @example Europe/Moscow
+             */
+            tz: string;
         };
         /** PlaceCall */
         PlaceCall: {
@@ -1897,6 +2098,144 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    calls_report_v1_reports_calls_get: {
+        parameters: {
+            query?: {
+                /** @description which calls are counted */
+                direction?: components["schemas"]["CallDirection"];
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description how rows are keyed */
+                group_by?: components["schemas"]["GroupBy"];
+                /** @description seconds within which an answer counts as in time */
+                service_level_s?: number;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallsReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    clients_report_v1_reports_clients_get: {
+        parameters: {
+            query?: {
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description how many repeated numbers and top clients */
+                top?: number;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientsReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description Service Unavailable */
             503: {
