@@ -3,6 +3,7 @@
 // CSV and XLSX exports. The ad-channel and manager reports show when the control API has
 // them (200), and are left out otherwise.
 import { useCallback, useEffect, useMemo, useState } from "react";
+import { useSearchParams } from "react-router-dom";
 import {
   Bar,
   BarChart,
@@ -81,11 +82,22 @@ function useControlGet() {
 
 function Reports() {
   const { t } = useI18n();
-  const [filters, setFilters] = useState<Filters>(() => {
-    const tz = browserTimeZone();
-    return { ...presetPeriod("week", new Date(), tz), tz, groupBy: "day", direction: "inbound" };
-  });
-  const set = (change: Partial<Filters>) => setFilters((current) => ({ ...current, ...change }));
+  // The filters live in the URL: a report can be bookmarked or sent to a colleague.
+  const [search, setSearch] = useSearchParams();
+  const filters = filtersOf(search);
+  const set = (change: Partial<Filters>) => {
+    const next = { ...filters, ...change };
+    setSearch(
+      {
+        from: next.from,
+        to: next.to,
+        tz: next.tz,
+        group_by: next.groupBy,
+        direction: next.direction,
+      },
+      { replace: true },
+    );
+  };
   const query = { from: filters.from, to: filters.to, tz: filters.tz };
 
   return (
@@ -98,6 +110,28 @@ function Reports() {
       <OptionalReport report="managers" title="reports.managers" query={query} />
     </div>
   );
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+/** The filters a URL asks for; what it leaves out or gets wrong, the defaults (the last 7
+ * days in the browser's zone, by day, inbound). A zone the API does not know is its 422. */
+function filtersOf(search: URLSearchParams): Filters {
+  const tz = search.get("tz") || browserTimeZone();
+  const week = presetPeriod("week", new Date(), tz);
+  const from = search.get("from") ?? "";
+  const to = search.get("to") ?? "";
+  const groupBy = search.get("group_by") ?? "";
+  const direction = search.get("direction") ?? "";
+  return {
+    from: DAY.test(from) ? from : week.from,
+    to: DAY.test(to) ? to : week.to,
+    tz,
+    groupBy: (GROUP_BY as readonly string[]).includes(groupBy) ? (groupBy as GroupBy) : "day",
+    direction: (DIRECTIONS as readonly string[]).includes(direction)
+      ? (direction as Direction)
+      : "inbound",
+  };
 }
 
 function ReportFilters({
