@@ -8,8 +8,8 @@ the committed files are what they give.
 
 The CRM's document is whole. Of the control API's, the workspace keeps the paths it calls
 (``CONTROL_PATHS``: login, recordings, voice messages, click-to-call, its own user, the
-reports) and the schemas they use: a change elsewhere in the control API (trunks, IVR...) changes nothing
-here. A page that needs another control API path adds its prefix and regenerates.
+reports) and the schemas they use: a change elsewhere in the control API (trunks, IVR...)
+changes nothing here. A page that needs another control API path adds its prefix and regenerates.
 """
 
 from __future__ import annotations
