@@ -7,7 +7,8 @@ data dir per process). The demo's admin opens /reports for that week in Moscow t
 figures a user reads equal the set's counts made here in Python, the chart draws the
 answered and missed series per day (a call at 00:30 Moscow lands on its Moscow day), the
 grouping changes the rows, and the XLSX export downloads a workbook openpyxl reads with the
-expected header and totals. The card's statistics tab counts a client's calls from the CRM.
+expected header and totals; the ad-channel and manager sections show the same week. The
+card's statistics tab counts a client's calls from the CRM.
 Screenshots are kept under the test's tmp dir and $VPBX_TEST_ARTIFACTS.
 """
 
@@ -234,6 +235,14 @@ def test_the_reports_page_shows_the_weeks_calls_with_a_chart(page: Page, tmp_pat
     categories = Counter(call.category for call in existing)
     for category, count in categories.items():
         assert page.locator(f"[data-category={category}] dd").inner_text() == str(count)
+
+    # The ad channels and managers of the control API, the same week: every call of the
+    # set came to the one labelled number, each from a number never heard before.
+    channel = page.locator("[data-report=channels] tr[data-key=yandex-direct] td")
+    expect(channel.nth(1)).to_have_text(str(len(IN_PERIOD)))
+    assert channel.nth(2).inner_text() == str(len(IN_PERIOD))
+    expect(page.locator("[data-report=managers] table")).to_be_visible()
+    assert "Ivan Petrov" in page.locator("[data-report=managers] tbody").inner_text()
     artifact(page, tmp_path, "reports-week.png")
 
 

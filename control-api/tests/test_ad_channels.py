@@ -144,6 +144,7 @@ async def test_a_label_with_a_slash(tenants: ApiHarness) -> None:
         ("/v1/ad-channels/radio/spend/2026-13", {"amount": "1"}, "path.month"),
         ("/v1/ad-channels/radio/spend/2026-1", {"amount": "1"}, "path.month"),
         ("/v1/ad-channels/radio/spend/26-11", {"amount": "1"}, "path.month"),
+        ("/v1/ad-channels/radio/spend/0000-01", {"amount": "1"}, "path.month"),
         ("/v1/ad-channels/radio/spend/2026-11", {"amount": "-0.01"}, "body.amount"),
         ("/v1/ad-channels/radio/spend/2026-11", {"amount": "1.001"}, "body.amount"),
         ("/v1/ad-channels/radio/spend/2026-11", {"amount": "NaN"}, "body.amount"),

@@ -37,7 +37,12 @@ from vpbx_control.voicemails.models import voicemail_id
 NOT_TENANT_SCOPED = ("/v1/platform", "/internal/")
 
 # Path parameters that are not ids: a value the route accepts.
-NOT_IDS = {"action": "cancel"}
+NOT_IDS = {"action": "cancel", "month": "2026-11"}
+
+# Ad channels are named by their label, which each tenant chooses: globex setting spend for
+# the label acme uses makes globex's own channel (201), and must leave acme's alone.
+OWN_NAME = {("PUT", "/v1/ad-channels/{label:path}/spend/{month}")}
+ACME_LABEL = "acme-secret-channel"
 
 # A body that would be accepted, so that the answer is about the id, not the body.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -49,6 +54,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/calls/{call_id:path}/transfer"): {"target": "102"},
     ("POST", "/v1/calls/{call_id:path}/monitor"): {"mode": "listen"},
     ("POST", "/v1/calls/{call_id:path}/conference"): {"to": "102"},
+    ("PUT", "/v1/ad-channels/{label:path}/spend/{month}"): {"amount": "1"},
 }
 
 
@@ -131,7 +137,11 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "/v1/platform/pool", json={"city": "msk", "numbers": ["+74950000001"]}, headers=api.platform
     )
     assert pool.status_code == 201, pool.text
-    number = await _created(api, "/v1/numbers", {"city": "msk"}, admin)
+    number = await _created(api, "/v1/numbers", {"city": "msk", "label": ACME_LABEL}, admin)
+    spend = await api.client.put(
+        f"/v1/ad-channels/{ACME_LABEL}/spend/2026-11", json={"amount": "1234.56"}, headers=admin
+    )
+    assert spend.status_code == 201, spend.text
     call_id = _acme_call(api)
     voicemail_id = await _acme_voicemail(api)
     callback_id = await _acme_callback(api)
@@ -149,6 +159,7 @@ async def _seed_acme(api: ApiHarness) -> dict[str, str]:
         "prompt_id": prompt["id"],
         "trunk_id": trunk["id"],
         "room_id": room["id"],
+        "label": ACME_LABEL,
         # Not ids: no route takes them, but no listing may show them (the leak check).
         "decision_secret": decision["secret"],
         "trunk_password": "acme-trunk-password",
@@ -277,6 +288,11 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
             else:
                 body = BODIES.get((method, route.path), {})
                 response = await api.client.request(method, url, json=body, headers=globex)
+            if (method, route.path) in OWN_NAME:
+                assert response.status_code == 201, (method, route.path, response.text)
+                removed = await api.client.delete(url, headers=globex)  # globex's own again
+                assert removed.status_code == 204, removed.text
+                continue
             assert response.status_code == 404, (method, route.path, response.text)
             checked += 1
     assert checked >= 30
@@ -302,7 +318,10 @@ async def test_another_tenants_objects_are_not_found_on_any_route(
         ("trunk_id", "/v1/trunks/{trunk_id}"),
         ("room_id", "/v1/conference-rooms/{room_id}"),
         ("callback_id", "/v1/callbacks/{callback_id}"),
+        ("label", "/v1/ad-channels/{label}"),
     ):
         response = await api.client.get(path.format(**ids), headers=acme)
         assert response.status_code == 200, (name, response.text)
         assert response.json().get("revoked", False) is False
+    channel = await api.client.get(f"/v1/ad-channels/{ACME_LABEL}/spend", headers=acme)
+    assert channel.json() == [{"month": "2026-11", "amount": "1234.56", "currency": "RUB"}]

@@ -492,6 +492,9 @@ def _check(report: RunReport, api: LiveApi, label: str) -> None:
     assert not report.errors, problems
 
 
+# Over the suite's 300 s default: the reports run several CDR-store queries per request
+# (about 0.3 s each on chdb), and every query parameter combination is tried.
+@pytest.mark.timeout(900)
 def test_tenant_operations_keep_the_documented_contract(live_api: LiveApi) -> None:
     operation_ids = _operation_ids(live_api, platform=False)
     assert len(operation_ids) > 10

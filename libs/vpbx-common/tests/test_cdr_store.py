@@ -461,7 +461,7 @@ def test_rows_written_before_migration_6_read_back_without_a_contact(
     row: tuple[SqlValue, ...] = (*(fields[c] for c in columns), old.end_ms + (1 << 56))
     with empty_store._connect() as conn:
         conn.insert(f"INSERT INTO cdr ({', '.join(columns)}, version) VALUES", [row])
-    assert empty_store.migrate() == [6, 7]
+    assert empty_store.migrate() == [6, 7, 8]
     assert empty_store.get("before-v6") == old
     with empty_store._connect() as conn:
         run_migration(conn, MIGRATIONS[5])  # a crash before the bookkeeping row: harmless
@@ -484,7 +484,7 @@ def test_migrate_is_idempotent(store: CdrStore) -> None:
     # The fixture already migrated once.
     assert store.migrate() == []
     assert store.migrate() == []
-    assert store.applied_migrations() == [1, 2, 3, 4, 5, 6, 7]
+    assert store.applied_migrations() == [1, 2, 3, 4, 5, 6, 7, 8]
     store.insert([make_record("after-migrate")])
     assert store.count() == 1
 
@@ -493,7 +493,7 @@ def test_first_migrate_applies_every_version(chdb_path: Path, clickhouse_databas
     for url in (clickhouse_database_url, None):
         fresh = open_cdr_store(url, chdb_path)
         try:
-            assert fresh.migrate() == [1, 2, 3, 4, 5, 6, 7]
+            assert fresh.migrate() == [1, 2, 3, 4, 5, 6, 7, 8]
             assert fresh.migrate() == []
         finally:
             fresh.close()
@@ -560,7 +560,7 @@ def test_rows_written_before_the_route_column_read_back_without_a_route(
     assert empty_store.migrate(up_to=1) == [1]
     old = make_record("before-v2")
     _insert_v1_row(empty_store, old)
-    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7]
+    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7, 8]
     assert empty_store.get("before-v2") == old
     assert empty_store.get("before-v2").route == ()  # type: ignore[union-attr]
     assert empty_store.get("before-v2").recording == ""  # type: ignore[union-attr]
@@ -579,7 +579,7 @@ def test_migration_two_applied_twice_is_harmless(empty_store: CdrStore) -> None:
         run_migration(conn, MIGRATIONS[1])
         run_migration(conn, MIGRATIONS[1])
     assert empty_store.applied_migrations() == [1]
-    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7]
+    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7, 8]
     with empty_store._connect() as conn:
         run_migration(conn, MIGRATIONS[1])
         columns = conn.execute(
@@ -715,3 +715,85 @@ def test_read_runs_bound_queries_in_one_session(store: CdrStore) -> None:
     )
     assert [record_from_row(row) for row in by_label] == [make_record("q-1", label=hostile)]
     assert int(counted[0][0]) == 0
+
+
+# -- migration 7: derived analytics columns and call legs -------------------------------------
+
+QUEUE_ROUTE = (
+    RouteStep(0.0, "plan:main step 1 (queue)", "entered", None, "queue of group:support"),
+    RouteStep(0.0, "plan:main step 1 (queue)", "queued", None, "joined"),
+    RouteStep(12.0, "plan:main step 1 (queue)", "queued", "102", "offered"),
+    RouteStep(12.0, "plan:main step 1 (queue)", "ringing", "102"),
+    RouteStep(25.0, "call", "caller-left", None, "while queued"),
+)
+
+
+def _derived(store: CdrStore, call_id: str) -> tuple[object, ...]:
+    [rows] = store.read(
+        CdrQuery(
+            "SELECT group_name, last_rung, queue, queue_wait_ms, abandoned_in, ivr_menu,"
+            " ivr_choice FROM cdr FINAL WHERE call_id = {call_id}",
+            {"call_id": call_id},
+        )
+    )
+    return tuple(int(v) if k == 3 else v for k, v in enumerate(rows[0]))
+
+
+def _legs(store: CdrStore, call_id: str) -> list[tuple[object, ...]]:
+    [rows] = store.read(
+        CdrQuery(
+            "SELECT seq, at_ms, kind, target, member, outcome FROM call_legs FINAL"
+            " WHERE call_id = {call_id} ORDER BY seq",
+            {"call_id": call_id},
+        )
+    )
+    return [(int(r[0]), int(r[1]), *r[2:]) for r in rows]
+
+
+def test_insert_fills_the_derived_columns_and_one_leg_per_route_step(store: CdrStore) -> None:
+    abandoned = dataclasses.replace(
+        make_record("q-left", answered=False, end_reason=EndReason.CANCELLED),
+        route=QUEUE_ROUTE,
+    )
+    store.insert([abandoned, make_record("plain")])
+    assert _derived(store, "q-left") == ("support", "102", "support", 25_000, "queue", "", "")
+    assert _legs(store, "q-left") == [
+        (0, BASE_MS, "queue", "queue:support", "", "entered"),
+        (1, BASE_MS, "queue", "queue:support", "", "queued"),
+        (2, BASE_MS + 12_000, "queue", "queue:support", "102", "queued"),
+        (3, BASE_MS + 12_000, "queue", "queue:support", "102", "ringing"),
+        (4, BASE_MS + 25_000, "call", "call", "", "caller-left"),
+    ]
+    assert _derived(store, "plain") == ("", "", "", 0, "", "", "")
+    assert _legs(store, "plain") == []
+    assert store.get("q-left") == abandoned  # the record itself round-trips unchanged
+
+
+def test_a_batch_shipped_twice_keeps_one_row_per_leg(store: CdrStore) -> None:
+    record = make_record("twice", route=SALES_ROUTE)
+    store.insert([record])
+    store.insert([record, record])
+    assert len(_legs(store, "twice")) == len(SALES_ROUTE)
+    assert store.count() == 1
+
+
+def test_rows_written_before_migration_7_read_the_defaults(empty_store: CdrStore) -> None:
+    assert empty_store.migrate(up_to=6) == [1, 2, 3, 4, 5, 6]
+    old = make_record("before-v7", route=SALES_ROUTE)
+    fields = old.to_json()
+    fields["route"] = dumps_route(old.route)
+    fields["contact_vip"] = 0
+    row: tuple[SqlValue, ...] = (*(fields[c] for c in RECORD_COLUMNS), old.end_ms + (1 << 56))
+    with empty_store._connect() as conn:
+        conn.insert(f"INSERT INTO cdr ({', '.join(RECORD_COLUMNS)}, version) VALUES", [row])
+    assert empty_store.migrate() == [7, 8]
+    with empty_store._connect() as conn:
+        run_migration(conn, MIGRATIONS[6])  # a crash before the bookkeeping row: harmless
+    assert empty_store.migrate() == []
+    assert empty_store.get("before-v7") == old
+    assert _derived(empty_store, "before-v7") == ("", "", "", 0, "", "", "")
+    assert _legs(empty_store, "before-v7") == []
+    newer = make_record("after-v7", start_ms=BASE_MS + 1, route=SALES_ROUTE)
+    empty_store.insert([newer])
+    assert _derived(empty_store, "after-v7")[:2] == ("sales", "100")
+    assert empty_store.last(5) == [newer, old]

@@ -41,7 +41,11 @@ LabelPath = Annotated[
 ]
 MonthPath = Annotated[
     str,
-    Path(pattern=MONTH_PATTERN, description="the calendar month, YYYY-MM", examples=["2026-11"]),
+    Path(
+        pattern=MONTH_PATTERN,
+        description="the calendar month, YYYY-MM (1970-2099)",
+        examples=["2026-11"],
+    ),
 ]
 
 

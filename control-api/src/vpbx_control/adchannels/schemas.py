@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from ..schema_base import StrictInput
 
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# 1970-2099: the months a report's period can touch (reports/period.py).
+MONTH_PATTERN = r"^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])$"
 # Numeric(14, 2) worth of money: beyond any month's advertising, inside a 64-bit integer.
 MAX_AMOUNT = Decimal("999999999999.99")
 

@@ -16,8 +16,9 @@ while XLSX is what a spreadsheet opens in any locale. A text cell that a spreads
 run as a formula (starting with '=', '@', a tab or CR, or '+'/'-' not followed by a plain
 number) is prefixed with an apostrophe; an E.164 number is left as it is.
 
-XLSX: one sheet per table (named after it), a bold header row, numbers as numbers, text
-always as text (never a formula).
+XLSX: one sheet per table (named after it), a bold header row, numbers as numbers (money
+too: the JSON's exact money strings, "1500.00", become numeric cells), text always as text
+(never a formula).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import datetime as dt
 import enum
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -111,9 +112,24 @@ def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, Value]]:
         yield prefix, str(value)
 
 
-def _object_table(name: str, objects: Iterable[Mapping[str, Any]]) -> Table:
+def _typed(column: str, value: Value, decimals: Collection[str]) -> Value:
+    """Money comes as text ("1500.00", exact); in a money column it is exported as a number."""
+    if isinstance(value, str) and (column in decimals or column.split(".", 1)[0] in decimals):
+        try:
+            return Decimal(value)
+        except ArithmeticError:
+            return value
+    return value
+
+
+def _object_table(
+    name: str, objects: Iterable[Mapping[str, Any]], decimals: Collection[str]
+) -> Table:
     """Objects as rows; the columns are every key met, in the order first met."""
-    flat = [dict(_flatten("", item)) for item in objects]
+    flat = [
+        {column: _typed(column, value, decimals) for column, value in _flatten("", item)}
+        for item in objects
+    ]
     columns: dict[str, None] = {}
     for row in flat:
         columns.update(dict.fromkeys(row))
@@ -125,22 +141,29 @@ def _is_object_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
-def tables_of(report: str, document: Mapping[str, Any]) -> list[Table]:
-    """The report's document as tables, the main one first (see the module's docstring)."""
+def tables_of(
+    report: str, document: Mapping[str, Any], decimals: Collection[str] = ()
+) -> list[Table]:
+    """The report's document as tables, the main one first (see the module's docstring).
+
+    ``decimals``: the fields holding money as text; exported as numbers (a nested object's
+    name covers its fields: ``won_amounts`` covers ``won_amounts.RUB``)."""
     rows = document.get("rows")
     if isinstance(rows, list):
         objects: list[Mapping[str, Any]] = list(rows)
         totals = document.get("totals")
         if isinstance(totals, Mapping):
             objects.append(totals)
-        return [_object_table(report, objects)]
+        return [_object_table(report, objects, decimals)]
     figures = Table(report, ("figure", "value"))
     others: list[Table] = []
     for key, value in document.items():
         if _is_object_list(value):
-            others.append(_object_table(key, value))
+            others.append(_object_table(key, value, decimals))
         elif not isinstance(value, list):
-            figures.rows.extend(_flatten(key, value))
+            figures.rows.extend(
+                (figure, _typed(figure, cell, decimals)) for figure, cell in _flatten(key, value)
+            )
     return [figures, *others]
 
 
@@ -187,14 +210,23 @@ def _sheet_title(name: str, taken: set[str]) -> str:
     return title
 
 
-def _xlsx_cell(sheet: WriteOnlyWorksheet, value: Value, *, bold: bool = False) -> Cell:
-    # XLSX numbers are doubles anyway; money (2 decimals) reads back as written.
-    cell = WriteOnlyCell(sheet, value=float(value) if isinstance(value, Decimal) else value)
-    if isinstance(value, str):
-        cell.data_type = "s"  # openpyxl takes text starting with '=' for a formula
-    if bold:
-        cell.font = _BOLD
+def _header_cell(sheet: WriteOnlyWorksheet, name: str) -> Cell:
+    cell = WriteOnlyCell(sheet, value=name)
+    cell.data_type = "s"
+    cell.font = _BOLD
     return cell
+
+
+def _xlsx_value(sheet: WriteOnlyWorksheet, value: Value) -> Cell | str | float | None:
+    """A plain value where openpyxl writes it as it is (a cell object costs ten times more);
+    text starting with '=' as an explicit text cell, which openpyxl would take for a formula."""
+    if isinstance(value, Decimal):
+        return float(value)  # XLSX numbers are doubles; money (2 decimals) reads back as written
+    if isinstance(value, str) and value.startswith("="):
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"
+        return cell
+    return value
 
 
 def to_xlsx(tables: Sequence[Table]) -> bytes:
@@ -202,9 +234,9 @@ def to_xlsx(tables: Sequence[Table]) -> bytes:
     taken: set[str] = set()
     for table in tables:
         sheet = workbook.create_sheet(_sheet_title(table.name, taken))
-        sheet.append([_xlsx_cell(sheet, column, bold=True) for column in table.columns])
+        sheet.append([_header_cell(sheet, column) for column in table.columns])
         for row in table.rows:
-            sheet.append([_xlsx_cell(sheet, cell) for cell in row])
+            sheet.append([_xlsx_value(sheet, cell) for cell in row])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()

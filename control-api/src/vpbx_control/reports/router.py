@@ -13,13 +13,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
-from vpbx_common.analytics import CallDirection, CallsReport, ClientsReport, GroupBy
+from vpbx_common.analytics import (
+    CallDirection,
+    CallsReport,
+    ChannelsReport,
+    ClientsReport,
+    GroupBy,
+    ManagersReport,
+)
 
 from ..deps import Context, Session, TenantManager
 from ..errors import error_responses
 from .export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, ExportFormat, negotiate
 from .period import ReportWindow, report_window
-from .schemas import CallsReportOut, ClientsReportOut
+from .schemas import CallsReportOut, ChannelsReportOut, ClientsReportOut, ManagersReportOut
 from .service import ReportService, render
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -124,3 +131,65 @@ async def clients_report(
     report = ClientsReport(service.scope, window.period, top=top)
     document = await service.run(report)
     return await render("clients", document, window, export, ClientsReportOut)
+
+
+# Money fields of the channels and managers reports: exact strings in JSON, numbers in XLSX.
+CHANNEL_MONEY = (
+    "won_amount",
+    "won_amounts",
+    "spend",
+    "cost_per_call",
+    "cost_per_new_client",
+    "cost_per_won_deal",
+)
+
+
+@router.get(
+    "/channels",
+    response_model=ChannelsReportOut,
+    summary="Ad channels: calls, first-time callers, deals and what each cost",
+    description="Per ad-channel label (the label of the number dialled; '' for numbers "
+    "without one): inbound calls, first-time callers (numbers never heard before the "
+    "period), new contacts, deals created and won (with amounts) that came by the "
+    "channel, and the funnel first call -> deal -> won. `spend` is the channel's spend "
+    "from /v1/ad-channels, each month's spread evenly over its days (in `tz`) and summed "
+    "over the period; `cost_per_call`, `cost_per_new_client` (per first-time caller) and "
+    "`cost_per_won_deal` divide it, null when there is nothing to divide by. A label with "
+    "spend and no calls is a row too. Money is a string with two decimals in JSON, a "
+    "number in XLSX; `currency` is the tenant's spend currency.",
+    responses=EXPORTS,
+)
+async def channels_report(
+    _: TenantManager, service: Service, window: Window, export: Export
+) -> Response:
+    spend = await service.ad_channels.spend_over(window.period)
+    currency = await service.ad_channels.currency()
+    report = ChannelsReport(service.scope, window.period, spend=spend, currency=currency)
+    document = await service.run(report)
+    return await render("channels", document, window, export, ChannelsReportOut, CHANNEL_MONEY)
+
+
+@router.get(
+    "/managers",
+    response_model=ManagersReportOut,
+    summary="Managers: calls offered, answered, missed, talk time, deals moved and won",
+    description="One row per manager: the tenant's user (`key` their id, `name`) whose "
+    "extension the calls rang or who made the deal steps, or an extension no user has now "
+    "(`key` the extension, `user_id` ''). Inbound calls offered (rang them or they "
+    "answered), answered, missed and talk time; calls placed; clients brought (first calls "
+    "of new callers they answered); deals created, moved, won (responsible at the win, "
+    "with amounts) and closed (made the winning step). Users are matched by their "
+    "extension now: calls of an extension that changed hands count for its new owner.",
+    responses=EXPORTS,
+)
+async def managers_report(
+    _: TenantManager, service: Service, window: Window, export: Export
+) -> Response:
+    people = await service.people()
+    names = {str(user.id): user.name for user in people}
+    by_extension = {user.extension: str(user.id) for user in people if user.extension}
+    report = ManagersReport(service.scope, window.period, users=by_extension)
+    document = await service.run(report)
+    for row in document["rows"]:
+        row["name"] = names.get(row["user_id"])
+    return await render("managers", document, window, export, ManagersReportOut, ("won_amounts",))

@@ -4,6 +4,7 @@ documented. The fields the issue fixes are required; more may come (extra fields
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,28 +71,65 @@ class ClientsReportOut(ReportOut):
     by_category: dict[str, int] = Field(description="existing clients' calls per category")
 
 
-class ChannelRowOut(ReportOut):
-    label: str = Field(examples=["yandex-direct"])
-    calls: int
-    first_time_callers: int
+Money = Annotated[
+    Decimal,
+    Field(description="a string with two decimals, in the tenant's spend currency"),
+]
+
+
+class FunnelOut(ReportOut):
+    first_calls: int = Field(description="first-time callers")
+    deals_created: int
     deals_won: int
-    spend: Decimal | None = Field(
+    first_call_to_deal: float | None = Field(description="deals created / first calls")
+    deal_to_won: float | None = Field(description="deals won / deals created")
+
+
+class ChannelRowOut(ReportOut):
+    label: str = Field(examples=["yandex-direct"], description="'' for numbers with no label")
+    calls: int = Field(description="inbound calls to the tenant's numbers with the label")
+    first_time_callers: int = Field(description="callers never heard before the period")
+    new_contacts: int | None = None
+    deals_created: int | None = None
+    deals_won: int
+    won_amount: Money | None = None
+    won_amounts: dict[str, Decimal] | None = Field(default=None, description="per currency")
+    spend: Money | None = Field(
         description="the channel's spend prorated over the period (/v1/ad-channels)"
     )
-    cost_per_call: Decimal | None = Field(description="null when there were no calls")
-    cost_per_won_deal: Decimal | None = Field(description="null when no deal was won")
+    cost_per_call: Money | None = Field(description="null when there were no calls")
+    cost_per_new_client: Money | None = Field(
+        default=None, description="spend / first-time callers; null when there were none"
+    )
+    cost_per_won_deal: Money | None = Field(description="null when no deal was won")
+    funnel: FunnelOut | None = None
 
 
 class ChannelsReportOut(ReportOut):
     period: PeriodOut
-    currency: str = Field(examples=["RUB"], description="the currency of the spend figures")
+    currency: str = Field(examples=["RUB"], description="the currency of the money figures")
     rows: list[ChannelRowOut]
+    totals: ChannelRowOut | None = None
 
 
 class ManagerRowOut(ReportOut):
-    key: str = Field(description="the extension", examples=["101"])
-    user_id: str | None = Field(description="the tenant's user with that extension now")
-    name: str | None = Field(description="that user's name")
+    key: str = Field(description="the user's id, or an extension no user has now")
+    user_id: str = Field(description="the tenant's user; '' for an extension no user has")
+    name: str | None = Field(description="the user's name; null without a user")
+    extensions: list[str] | None = None
+    offered: int | None = None
+    answered: int | None = None
+    missed: int | None = None
+    talk_s: float | None = None
+    outbound: int | None = None
+    outbound_answered: int | None = None
+    outbound_talk_s: float | None = None
+    clients_brought: int | None = None
+    deals_created: int | None = None
+    deals_moved: int | None = None
+    deals_won: int | None = None
+    won_amounts: dict[str, Decimal] | None = None
+    deals_closed: int | None = None
 
 
 class ManagersReportOut(ReportOut):

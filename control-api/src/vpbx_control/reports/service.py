@@ -8,7 +8,7 @@ tenant. Rendering adds the period to the document and writes the format asked fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from fastapi import Response
@@ -21,6 +21,7 @@ from vpbx_common.analytics import Report, TenantScope
 from ..adchannels.service import AdChannelService
 from ..auth.principal import Principal
 from ..context import AppContext
+from ..users.models import UserRow
 from ..users.repository import UserRepository
 from .export import (
     CSV_MEDIA_TYPE,
@@ -46,6 +47,10 @@ class ReportService:
         rows = await self.reader.read(*report.queries())
         return report.parse(rows).to_json()
 
+    async def people(self) -> Sequence[UserRow]:
+        """The tenant's users (the managers report names them)."""
+        return await self.users.all()
+
 
 def period_document(window: ReportWindow) -> dict[str, Any]:
     return {
@@ -63,12 +68,14 @@ async def render(
     window: ReportWindow,
     export: ExportFormat,
     model: type[BaseModel],
+    decimals: Collection[str] = (),
 ) -> Response:
-    """The report as JSON (checked against its documented model), CSV or XLSX."""
+    """The report as JSON (checked against its documented model), CSV or XLSX; ``decimals``
+    names the money fields (text in JSON, numbers in XLSX)."""
     if export is ExportFormat.JSON:
         body = model.model_validate({**document, "period": period_document(window)})
         return JSONResponse(body.model_dump(mode="json", by_alias=True))
-    tables = tables_of(name, document)
+    tables = tables_of(name, document, decimals)
     disposition = f'attachment; filename="{filename(name, window.first, window.last, export)}"'
     if export is ExportFormat.CSV:
         return Response(

@@ -21,6 +21,7 @@ import type { components } from "../api/generated/control";
 import { isManager } from "../auth/session";
 import { useSession, useWorkspace } from "../auth/Workspace";
 import { useI18n } from "../i18n/I18n";
+import type { MessageKey } from "../i18n/messages";
 import { formatDuration, formatNumber } from "../lib/format";
 import {
   browserTimeZone,
@@ -522,10 +523,37 @@ function ExportButtons({ report, query }: { report: string; query: Query }) {
   );
 }
 
-type Cell = string | number | boolean | null;
+type Kind = "text" | "count" | "money" | "duration";
+type Column = readonly [field: string, label: MessageKey, kind: Kind];
 
-/** A report this build of the control API may not have yet (the ad channels, the
- * managers): its rows as a table when it answers 200, nothing at all otherwise. */
+// The columns a person reads; the exports carry every field of the report.
+const CHANNEL_COLUMNS: readonly Column[] = [
+  ["label", "reports.col.label", "text"],
+  ["calls", "reports.col.calls", "count"],
+  ["first_time_callers", "reports.col.firstTime", "count"],
+  ["deals_won", "reports.col.dealsWon", "count"],
+  ["spend", "reports.col.spend", "money"],
+  ["cost_per_call", "reports.col.costPerCall", "money"],
+  ["cost_per_new_client", "reports.col.costPerNew", "money"],
+  ["cost_per_won_deal", "reports.col.costPerWon", "money"],
+];
+const MANAGER_COLUMNS: readonly Column[] = [
+  ["name", "reports.col.manager", "text"],
+  ["offered", "reports.col.offered", "count"],
+  ["answered", "reports.answered", "count"],
+  ["missed", "reports.missed", "count"],
+  ["talk_s", "reports.talk", "duration"],
+  ["outbound", "reports.col.outbound", "count"],
+  ["clients_brought", "reports.col.clientsBrought", "count"],
+  ["deals_moved", "reports.col.dealsMoved", "count"],
+  ["deals_won", "reports.col.dealsWon", "count"],
+];
+
+type Row = Record<string, unknown>;
+
+/** A report this page reads loosely (the ad channels, the managers): its rows as a table
+ * when the control API answers 200, nothing at all otherwise (an older control API, a
+ * refusal), so there is never a section or a button that cannot work. */
 function OptionalReport({
   report,
   title,
@@ -536,61 +564,73 @@ function OptionalReport({
   query: Query;
 }) {
   const { t, locale } = useI18n();
+  const { extensionName } = useWorkspace();
   const get = useControlGet();
   const key = JSON.stringify(query);
   const load = useCallback(async () => {
     const response = await get(`/v1/reports/${report}`, query);
     if (!response.ok) return null;
-    const body = (await response.json()) as { rows?: unknown };
-    return Array.isArray(body.rows) ? (body.rows as Record<string, unknown>[]) : null;
+    const body = (await response.json()) as { rows?: unknown; totals?: unknown };
+    if (!Array.isArray(body.rows)) return null;
+    const totals = typeof body.totals === "object" && body.totals !== null ? body.totals : null;
+    return { rows: body.rows as Row[], totals: totals as Row | null };
   }, [get, report, key]);
   const { data } = useLoad(load, `${report}/${key}`);
   if (!data) return null;
-  const columns = [
-    ...new Set(
-      data.flatMap((row) =>
-        Object.keys(row).filter((column) => isCell(row[column]) && column !== "user_id"),
-      ),
-    ),
-  ];
-  const show = (value: Cell) => {
-    if (typeof value === "number") return formatNumber(value, locale);
-    return value === null ? "—" : String(value);
+  const columns = report === "channels" ? CHANNEL_COLUMNS : MANAGER_COLUMNS;
+  const show = (row: Row, field: string, kind: Kind): string => {
+    const value = row[field];
+    if (field === "name" && !value) return extensionName(String(row.key ?? ""));
+    if (field === "label" && value === "") return t("reports.none");
+    if (value === null || value === undefined) return "—";
+    if (kind === "duration" && typeof value === "number") return formatDuration(value);
+    if (kind === "money" || kind === "count") {
+      const number = typeof value === "number" ? value : Number(value);
+      if (!Number.isNaN(number)) return formatNumber(number, locale);
+    }
+    return String(value);
   };
+  const cells = (row: Row) =>
+    columns.map(([field, , kind]) => (
+      <td key={field} className={kind === "text" ? undefined : "num"}>
+        {show(row, field, kind)}
+      </td>
+    ));
   return (
     <section className="panel" data-report={report}>
       <div className="page-head">
         <h2>{t(title)}</h2>
         <ExportButtons report={report} query={query} />
       </div>
-      {data.length === 0 ? (
+      {data.rows.length === 0 ? (
         <p className="muted empty">{t("reports.empty")}</p>
       ) : (
-        <table className="grid">
+        <table className="grid report-table">
           <thead>
             <tr>
-              {columns.map((column) => (
-                <th key={column}>{column}</th>
+              {columns.map(([field, label, kind]) => (
+                <th key={field} className={kind === "text" ? undefined : "num"}>
+                  {t(label)}
+                </th>
               ))}
             </tr>
           </thead>
           <tbody>
-            {data.map((row, index) => (
-              <tr key={index}>
-                {columns.map((column) => (
-                  <td key={column} className={typeof row[column] === "number" ? "num" : undefined}>
-                    {show(row[column] as Cell)}
-                  </td>
-                ))}
+            {data.rows.map((row, index) => (
+              <tr key={index} data-key={String(row.key ?? row.label ?? index)}>
+                {cells(row)}
               </tr>
             ))}
           </tbody>
+          {data.totals && (
+            <tfoot>
+              <tr className="strong" data-key="total">
+                {cells({ ...data.totals, label: t("reports.total"), name: t("reports.total") })}
+              </tr>
+            </tfoot>
+          )}
         </table>
       )}
     </section>
   );
-}
-
-function isCell(value: unknown): value is Cell {
-  return value === null || ["string", "number", "boolean"].includes(typeof value);
 }

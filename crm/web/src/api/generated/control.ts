@@ -203,6 +203,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/reports/channels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Ad channels: calls, first-time callers, deals and what each cost
+         * @description Per ad-channel label (the label of the number dialled; '' for numbers without one): inbound calls, first-time callers (numbers never heard before the period), new contacts, deals created and won (with amounts) that came by the channel, and the funnel first call -> deal -> won. `spend` is the channel's spend from /v1/ad-channels, each month's spread evenly over its days (in `tz`) and summed over the period; `cost_per_call`, `cost_per_new_client` (per first-time caller) and `cost_per_won_deal` divide it, null when there is nothing to divide by. A label with spend and no calls is a row too. Money is a string with two decimals in JSON, a number in XLSX; `currency` is the tenant's spend currency.
+         */
+        get: operations["channels_report_v1_reports_channels_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/reports/clients": {
         parameters: {
             query?: never;
@@ -215,6 +235,26 @@ export interface paths {
          * @description Of the period's inbound calls: how many came from a contact the CRM knew at call time (`existing`), from anyone else (`unknown`), from VIPs, and per contact category; distinct clients, numbers that called more than once (`repeated`, the top `top` of them) and the clients with the most calls (`top_clients`). The CSV is the figures (`figure,value`); the XLSX adds a sheet per list.
          */
         get: operations["clients_report_v1_reports_clients_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reports/managers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Managers: calls offered, answered, missed, talk time, deals moved and won
+         * @description One row per manager: the tenant's user (`key` their id, `name`) whose extension the calls rang or who made the deal steps, or an extension no user has now (`key` the extension, `user_id` ''). Inbound calls offered (rang them or they answered), answered, missed and talk time; calls placed; clients brought (first calls of new callers they answered); deals created, moved, won (responsible at the win, with amounts) and closed (made the winning step). Users are matched by their extension now: calls of an extension that changed hands count for its new owner.
+         */
+        get: operations["managers_report_v1_reports_managers_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -662,6 +702,78 @@ export interface components {
          * @enum {string}
          */
         CallStatus: "answered" | "missed" | "completed" | "cancelled" | "no-answer" | "busy" | "unavailable" | "rejected" | "failed" | "node-lost" | "voicemail" | "no-capacity" | "callback";
+        /** ChannelRowOut */
+        "ChannelRowOut-Output": {
+            /**
+             * Calls
+             * @description inbound calls to the tenant's numbers with the label
+             */
+            calls: number;
+            /**
+             * Cost Per Call
+             * @description null when there were no calls
+             */
+            cost_per_call: string | null;
+            /**
+             * Cost Per New Client
+             * @description spend / first-time callers; null when there were none
+             */
+            cost_per_new_client?: string | null;
+            /**
+             * Cost Per Won Deal
+             * @description null when no deal was won
+             */
+            cost_per_won_deal: string | null;
+            /** Deals Created */
+            deals_created?: number | null;
+            /** Deals Won */
+            deals_won: number;
+            /**
+             * First Time Callers
+             * @description callers never heard before the period
+             */
+            first_time_callers: number;
+            funnel?: components["schemas"]["FunnelOut"] | null;
+            /**
+             * Label
+             * @description '' for numbers with no label
+             * @example yandex-direct
+             */
+            label: string;
+            /** New Contacts */
+            new_contacts?: number | null;
+            /**
+             * Spend
+             * @description the channel's spend prorated over the period (/v1/ad-channels)
+             */
+            spend: string | null;
+            /** Won Amount */
+            won_amount?: string | null;
+            /**
+             * Won Amounts
+             * @description per currency
+             */
+            won_amounts?: {
+                [key: string]: string;
+            } | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ChannelsReportOut */
+        ChannelsReportOut: {
+            /**
+             * Currency
+             * @description the currency of the money figures
+             * @example RUB
+             */
+            currency: string;
+            period: components["schemas"]["PeriodOut"];
+            /** Rows */
+            rows: components["schemas"]["ChannelRowOut-Output"][];
+            totals?: components["schemas"]["ChannelRowOut-Output"] | null;
+        } & {
+            [key: string]: unknown;
+        };
         /** ClientsReportOut */
         ClientsReportOut: {
             /**
@@ -793,6 +905,30 @@ export interface components {
             /** Message */
             message: string;
         };
+        /** FunnelOut */
+        FunnelOut: {
+            /**
+             * Deal To Won
+             * @description deals won / deals created
+             */
+            deal_to_won: number | null;
+            /** Deals Created */
+            deals_created: number;
+            /** Deals Won */
+            deals_won: number;
+            /**
+             * First Call To Deal
+             * @description deals created / first calls
+             */
+            first_call_to_deal: number | null;
+            /**
+             * First Calls
+             * @description first-time callers
+             */
+            first_calls: number;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * GroupBy
          * @description How a report's rows are keyed (keys are text; local ones read in the period's tz).
@@ -816,6 +952,64 @@ export interface components {
              * @example acme-admin-secret
              */
             password: string;
+        };
+        /** ManagerRowOut */
+        "ManagerRowOut-Output": {
+            /** Answered */
+            answered?: number | null;
+            /** Clients Brought */
+            clients_brought?: number | null;
+            /** Deals Closed */
+            deals_closed?: number | null;
+            /** Deals Created */
+            deals_created?: number | null;
+            /** Deals Moved */
+            deals_moved?: number | null;
+            /** Deals Won */
+            deals_won?: number | null;
+            /** Extensions */
+            extensions?: string[] | null;
+            /**
+             * Key
+             * @description the user's id, or an extension no user has now
+             */
+            key: string;
+            /** Missed */
+            missed?: number | null;
+            /**
+             * Name
+             * @description the user's name; null without a user
+             */
+            name: string | null;
+            /** Offered */
+            offered?: number | null;
+            /** Outbound */
+            outbound?: number | null;
+            /** Outbound Answered */
+            outbound_answered?: number | null;
+            /** Outbound Talk S */
+            outbound_talk_s?: number | null;
+            /** Talk S */
+            talk_s?: number | null;
+            /**
+             * User Id
+             * @description the tenant's user; '' for an extension no user has
+             */
+            user_id: string;
+            /** Won Amounts */
+            won_amounts?: {
+                [key: string]: string;
+            } | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ManagersReportOut */
+        ManagersReportOut: {
+            period: components["schemas"]["PeriodOut"];
+            /** Rows */
+            rows: components["schemas"]["ManagerRowOut-Output"][];
+        } & {
+            [key: string]: unknown;
         };
         /**
          * MonitorMode
@@ -2181,6 +2375,71 @@ export interface operations {
             };
         };
     };
+    channels_report_v1_reports_channels_get: {
+        parameters: {
+            query?: {
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelsReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     clients_report_v1_reports_clients_get: {
         parameters: {
             query?: {
@@ -2208,6 +2467,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ClientsReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    managers_report_v1_reports_managers_get: {
+        parameters: {
+            query?: {
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ManagersReportOut"];
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
                     "text/csv": string;
                 };

@@ -20,7 +20,9 @@ class GroupBy(StrEnum):
     MONTH = "month"  # 'YYYY-MM'
     HOUR = "hour"  # '00'..'23', the local hour of day
     WEEKDAY = "weekday"  # '1'..'7', ISO: Monday = 1
-    USER = "user"  # the extension that answered; a missed call: the last one it rang; or ''
+    # The extension that answered (a missed call: the last one it rang, or ''); for an
+    # outbound call the extension that placed it.
+    USER = "user"
     NUMBER = "number"  # the tenant's number dialled (inbound calls; '' for the others)
     LABEL = "label"  # that number's ad-channel label ('' for none)
     GROUP = "group"  # the last group the call entered ('' for none)
@@ -36,7 +38,9 @@ KEY_SQL: dict[GroupBy, str] = {
     GroupBy.MONTH: "substring(toString(toDate(_local)), 1, 7)",
     GroupBy.HOUR: "concat(if(toHour(_local) < 10, '0', ''), toString(toHour(_local)))",
     GroupBy.WEEKDAY: "toString(toDayOfWeek(_local))",
-    GroupBy.USER: "if(answered_by != '', answered_by, last_rung)",
+    GroupBy.USER: (
+        "if(direction = 'outbound', caller, if(answered_by != '', answered_by, last_rung))"
+    ),
     GroupBy.NUMBER: "if(direction = 'inbound', dialled, '')",
     GroupBy.LABEL: "label",
     GroupBy.GROUP: "group_name",
