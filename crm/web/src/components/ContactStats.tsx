@@ -88,6 +88,7 @@ export function ContactStats({ contactId }: { contactId: string }) {
               dataKey="answered"
               name={t("stats.answered")}
               stackId="month"
+              maxBarSize={64}
               fill="#2f7d4f"
               isAnimationActive={false}
             />
@@ -95,6 +96,7 @@ export function ContactStats({ contactId }: { contactId: string }) {
               dataKey="missed"
               name={t("stats.missed")}
               stackId="month"
+              maxBarSize={64}
               fill="#c0392b"
               isAnimationActive={false}
             />

@@ -284,6 +284,7 @@ function CallsSection({ filters }: { filters: Filters }) {
                   dataKey="answered"
                   name={t("reports.answered")}
                   stackId="calls"
+                  maxBarSize={64}
                   fill={ANSWERED_COLOUR}
                   isAnimationActive={false}
                 />
@@ -291,6 +292,7 @@ function CallsSection({ filters }: { filters: Filters }) {
                   dataKey="missed"
                   name={t("reports.missed")}
                   stackId="calls"
+                  maxBarSize={64}
                   fill={MISSED_COLOUR}
                   isAnimationActive={false}
                 />
