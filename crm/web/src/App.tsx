@@ -1,4 +1,4 @@
-import { useCallback } from "react";
+import { lazy, Suspense, useCallback } from "react";
 import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router-dom";
 import type { ReactNode } from "react";
 import { crmClient } from "./api/client";
@@ -23,6 +23,11 @@ import { NotBuilt, NotFound } from "./pages/NotBuilt";
 import { TasksPage } from "./pages/TasksPage";
 import { SoftphonePage } from "./pages/SoftphonePage";
 import { SupervisorPage } from "./pages/SupervisorPage";
+
+// The charts' library is loaded with the page that needs it (vite.config.ts).
+const ReportsPage = lazy(async () => ({
+  default: (await import("./pages/ReportsPage")).ReportsPage,
+}));
 
 export function App() {
   return (
@@ -94,6 +99,14 @@ function AppRoutes() {
         <Route path="scripts" element={<ScriptsPage />} />
         <Route path="softphone" element={<SoftphonePage />} />
         <Route path="supervisor" element={<SupervisorPage />} />
+        <Route
+          path="reports"
+          element={
+            <Suspense fallback={<p className="page muted">…</p>}>
+              <ReportsPage />
+            </Suspense>
+          }
+        />
         {SECTIONS.filter((section) => section.comingSoon !== null).map((section) => (
           <Route key={section.path} path={section.path} element={<NotBuilt section={section} />} />
         ))}

@@ -7,9 +7,9 @@ crm/web/openapi/ change exactly when an API the workspace uses does.
 the committed files are what they give.
 
 The CRM's document is whole. Of the control API's, the workspace keeps the paths it calls
-(``CONTROL_PATHS``: login, recordings, voice messages, click-to-call, its own user) and the
-schemas they use: a change elsewhere in the control API (trunks, IVR...) changes nothing
-here. A page that needs another control API path adds its prefix and regenerates.
+(``CONTROL_PATHS``: login, recordings, voice messages, click-to-call, its own user, the
+reports) and the schemas they use: a change elsewhere in the control API (trunks, IVR...)
+changes nothing here. A page that needs another control API path adds its prefix and regenerates.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ CONTROL_PATHS = (
     "/v1/users/{user_id}/presence",
     "/v1/calls",
     "/v1/voicemails",
+    "/v1/reports/",
 )
 _SCHEMA_REF = "#/components/schemas/"
 

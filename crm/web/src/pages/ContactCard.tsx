@@ -1,5 +1,5 @@
-import { useCallback } from "react";
-import { Link, useParams } from "react-router-dom";
+import { lazy, Suspense, useCallback } from "react";
+import { Link, useParams, useSearchParams } from "react-router-dom";
 import { ApiFailure, errorText, unwrap } from "../api/errors";
 import type { Contact, CustomValue } from "../api/types";
 import { useWorkspace } from "../auth/Workspace";
@@ -12,6 +12,11 @@ import { useI18n, type I18n } from "../i18n/I18n";
 import { isMessageKey } from "../i18n/language";
 import { formatDateTime, formatNumber, humanizeKey } from "../lib/format";
 import { useLoad } from "../lib/useLoad";
+
+// The statistics tab draws a chart: its library is loaded when the tab is opened.
+const ContactStats = lazy(async () => ({
+  default: (await import("../components/ContactStats")).ContactStats,
+}));
 
 /** The client card: who they are, whose client, their calls and tasks. */
 export function ContactCard() {
@@ -28,6 +33,9 @@ export function ContactCard() {
     [crm, contactId],
   );
   const { data: contact, error } = useLoad(load, contactId);
+  // The tab is in the URL, so a link (and the back button) opens the statistics directly.
+  const [search, setSearch] = useSearchParams();
+  const tab = search.get("tab") === "stats" ? "stats" : "card";
 
   if (error) {
     const missing = error instanceof ApiFailure && (error.status === 404 || error.status === 422);
@@ -117,10 +125,32 @@ export function ContactCard() {
         )}
       </div>
       <p className="muted small">{t("contact.created", { at: formatDateTime(contact.created_at, locale) })}</p>
-      <ContactDeals contactId={contact.id} />
-      <CallTimeline contactId={contact.id} />
-      <ContactTasks contactId={contact.id} />
-      <NotesPanel contactId={contact.id} />
+      <div className="tabs card-tabs" role="tablist">
+        {(["card", "stats"] as const).map((name) => (
+          <button
+            key={name}
+            type="button"
+            role="tab"
+            aria-selected={tab === name}
+            className={tab === name ? "active" : undefined}
+            onClick={() => setSearch(name === "card" ? {} : { tab: name }, { replace: true })}
+          >
+            {t(name === "card" ? "stats.tab.card" : "stats.tab.stats")}
+          </button>
+        ))}
+      </div>
+      {tab === "stats" ? (
+        <Suspense fallback={<p className="muted">{t("app.loading")}</p>}>
+          <ContactStats contactId={contact.id} />
+        </Suspense>
+      ) : (
+        <>
+          <ContactDeals contactId={contact.id} />
+          <CallTimeline contactId={contact.id} />
+          <ContactTasks contactId={contact.id} />
+          <NotesPanel contactId={contact.id} />
+        </>
+      )}
     </section>
   );
 }

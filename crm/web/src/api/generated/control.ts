@@ -183,6 +183,86 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/reports/calls": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Calls: answered, missed, never called back, answer speed, talk time
+         * @description The calls that started in the period, one row per `group_by` key plus the totals: answered, missed (nobody answered in person; voicemail counts as missed), missed and never called back (a missed inbound call from a real number that no later answered call, in or out, connected up to now) and the median time to callback, answer speed (median, p90), service level (answered within `service_level_s`), abandoned in queue, IVR or while ringing, queue waits and talk time. `group_by=user` keys by the extension that answered (a missed call: the last one it rang). Not yet running: agent state changes (away, wrap-up) in the report.
+         */
+        get: operations["calls_report_v1_reports_calls_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reports/channels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Ad channels: calls, first-time callers, deals and what each cost
+         * @description Per ad-channel label (the label of the number dialled; '' for numbers without one): inbound calls, first-time callers (numbers never heard before the period), new contacts, deals created and won (with amounts) that came by the channel, and the funnel first call -> deal -> won. `spend` is the channel's spend from /v1/ad-channels, each month's spread evenly over its days (in `tz`) and summed over the period; `cost_per_call`, `cost_per_new_client` (per first-time caller) and `cost_per_won_deal` divide it, null when there is nothing to divide by. A label with spend and no calls is a row too. Money is a string with two decimals in JSON, a number in XLSX; `currency` is the tenant's spend currency.
+         */
+        get: operations["channels_report_v1_reports_channels_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reports/clients": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Clients: of N inbound calls, how many from existing clients, unknown numbers, VIPs
+         * @description Of the period's inbound calls: how many came from a contact the CRM knew at call time (`existing`), from anyone else (`unknown`), from VIPs, and per contact category; distinct clients, numbers that called more than once (`repeated`, the top `top` of them) and the clients with the most calls (`top_clients`). The CSV is the figures (`figure,value`); the XLSX adds a sheet per list.
+         */
+        get: operations["clients_report_v1_reports_clients_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/reports/managers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Managers: calls offered, answered, missed, talk time, deals moved and won
+         * @description One row per manager: the tenant's user (`key` their id, `name`) whose extension the calls rang or who made the deal steps, or an extension no user has now (`key` the extension, `user_id` ''). Inbound calls offered (rang them or they answered), answered, missed and talk time; calls placed; clients brought (first calls of new callers they answered); deals created, moved, won (responsible at the win, with amounts) and closed (made the winning step). Users are matched by their extension now: calls of an extension that changed hands count for its new owner.
+         */
+        get: operations["managers_report_v1_reports_managers_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/users/{user_id}/presence": {
         parameters: {
             query?: never;
@@ -446,6 +526,12 @@ export interface components {
              */
             talk_s: number;
         };
+        /**
+         * CallDirection
+         * @description Which calls a report counts.
+         * @enum {string}
+         */
+        CallDirection: "inbound" | "outbound" | "internal" | "all";
         /** CallOut */
         CallOut: {
             /**
@@ -527,12 +613,200 @@ export interface components {
              */
             talk_s: number;
         };
+        /** CallsReportOut */
+        CallsReportOut: {
+            /**
+             * Direction
+             * @example inbound
+             */
+            direction: string;
+            /**
+             * Group By
+             * @example day
+             */
+            group_by: string;
+            period: components["schemas"]["PeriodOut"];
+            /** Rows */
+            rows: components["schemas"]["CallsRowOut"][];
+            /**
+             * Service Level S
+             * @example 20
+             */
+            service_level_s: number;
+            totals: components["schemas"]["CallsRowOut"];
+        } & {
+            [key: string]: unknown;
+        };
+        /** CallsRowOut */
+        CallsRowOut: {
+            /** Abandoned In Ivr */
+            abandoned_in_ivr?: number | null;
+            /** Abandoned In Queue */
+            abandoned_in_queue?: number | null;
+            /** Abandoned In Ring */
+            abandoned_in_ring?: number | null;
+            /**
+             * Answer P50 S
+             * @description median start-to-answer of answered calls
+             */
+            answer_p50_s: number | null;
+            /** Answer P90 S */
+            answer_p90_s: number | null;
+            /** Answered */
+            answered: number;
+            /** Answered Within Sl */
+            answered_within_sl?: number | null;
+            /** Callback P50 S */
+            callback_p50_s?: number | null;
+            /** Called Back */
+            called_back?: number | null;
+            /**
+             * Key
+             * @description day 'YYYY-MM-DD', week (its Monday) 'YYYY-MM-DD', month 'YYYY-MM', hour '00'..'23', weekday '1'..'7' (Monday 1), user (extension), number, label or group; 'total' in `totals`
+             * @example 2026-12-01
+             */
+            key: string;
+            /**
+             * Missed
+             * @description not answered by a person (voicemail included)
+             */
+            missed: number;
+            /** Missed Callable */
+            missed_callable?: number | null;
+            /**
+             * Missed Not Called Back
+             * @description missed inbound calls from a real number that no later answered call (in or out, up to now) connected
+             */
+            missed_not_called_back: number;
+            /** Queue Wait S */
+            queue_wait_s?: number | null;
+            /** Queued */
+            queued?: number | null;
+            /**
+             * Service Level
+             * @description answered within `service_level_s` / total
+             */
+            service_level?: number | null;
+            /** Talk S */
+            talk_s: number;
+            /** Total */
+            total: number;
+            /** Voicemail */
+            voicemail?: number | null;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * CallStatus
          * @description The `status` filter: answered or missed, or exactly one CDR end reason.
          * @enum {string}
          */
         CallStatus: "answered" | "missed" | "completed" | "cancelled" | "no-answer" | "busy" | "unavailable" | "rejected" | "failed" | "node-lost" | "voicemail" | "no-capacity" | "callback";
+        /** ChannelRowOut */
+        "ChannelRowOut-Output": {
+            /**
+             * Calls
+             * @description inbound calls to the tenant's numbers with the label
+             */
+            calls: number;
+            /**
+             * Cost Per Call
+             * @description null when there were no calls
+             */
+            cost_per_call: string | null;
+            /**
+             * Cost Per New Client
+             * @description spend / first-time callers; null when there were none
+             */
+            cost_per_new_client?: string | null;
+            /**
+             * Cost Per Won Deal
+             * @description null when no deal was won
+             */
+            cost_per_won_deal: string | null;
+            /** Deals Created */
+            deals_created?: number | null;
+            /** Deals Won */
+            deals_won: number;
+            /**
+             * First Time Callers
+             * @description callers never heard before the period
+             */
+            first_time_callers: number;
+            funnel?: components["schemas"]["FunnelOut"] | null;
+            /**
+             * Label
+             * @description '' for numbers with no label
+             * @example yandex-direct
+             */
+            label: string;
+            /** New Contacts */
+            new_contacts?: number | null;
+            /**
+             * Spend
+             * @description the channel's spend prorated over the period (/v1/ad-channels)
+             */
+            spend: string | null;
+            /** Won Amount */
+            won_amount?: string | null;
+            /**
+             * Won Amounts
+             * @description per currency
+             */
+            won_amounts?: {
+                [key: string]: string;
+            } | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ChannelsReportOut */
+        ChannelsReportOut: {
+            /**
+             * Currency
+             * @description the currency of the money figures
+             * @example RUB
+             */
+            currency: string;
+            period: components["schemas"]["PeriodOut"];
+            /** Rows */
+            rows: components["schemas"]["ChannelRowOut-Output"][];
+            totals?: components["schemas"]["ChannelRowOut-Output"] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ClientsReportOut */
+        ClientsReportOut: {
+            /**
+             * By Category
+             * @description existing clients' calls per category
+             */
+            by_category: {
+                [key: string]: number;
+            };
+            /**
+             * Existing
+             * @description ...from a contact the CRM knew at call time
+             */
+            existing: number;
+            period: components["schemas"]["PeriodOut"];
+            /**
+             * Total
+             * @description inbound calls of the period
+             */
+            total: number;
+            /**
+             * Unknown
+             * @description ...from anyone else
+             */
+            unknown: number;
+            /**
+             * Vip
+             * @description ...from a VIP contact
+             */
+            vip: number;
+        } & {
+            [key: string]: unknown;
+        };
         /** ConferenceStarted */
         ConferenceStarted: {
             /** Call Id */
@@ -616,6 +890,11 @@ export interface components {
              */
             message: string;
         };
+        /**
+         * ExportFormat
+         * @enum {string}
+         */
+        ExportFormat: "json" | "csv" | "xlsx";
         /** FieldProblem */
         FieldProblem: {
             /**
@@ -626,6 +905,36 @@ export interface components {
             /** Message */
             message: string;
         };
+        /** FunnelOut */
+        FunnelOut: {
+            /**
+             * Deal To Won
+             * @description deals won / deals created
+             */
+            deal_to_won: number | null;
+            /** Deals Created */
+            deals_created: number;
+            /** Deals Won */
+            deals_won: number;
+            /**
+             * First Call To Deal
+             * @description deals created / first calls
+             */
+            first_call_to_deal: number | null;
+            /**
+             * First Calls
+             * @description first-time callers
+             */
+            first_calls: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * GroupBy
+         * @description How a report's rows are keyed (keys are text; local ones read in the period's tz).
+         * @enum {string}
+         */
+        GroupBy: "day" | "week" | "month" | "hour" | "weekday" | "user" | "number" | "label" | "group";
         /**
          * HangupBy
          * @enum {string}
@@ -643,6 +952,64 @@ export interface components {
              * @example acme-admin-secret
              */
             password: string;
+        };
+        /** ManagerRowOut */
+        "ManagerRowOut-Output": {
+            /** Answered */
+            answered?: number | null;
+            /** Clients Brought */
+            clients_brought?: number | null;
+            /** Deals Closed */
+            deals_closed?: number | null;
+            /** Deals Created */
+            deals_created?: number | null;
+            /** Deals Moved */
+            deals_moved?: number | null;
+            /** Deals Won */
+            deals_won?: number | null;
+            /** Extensions */
+            extensions?: string[] | null;
+            /**
+             * Key
+             * @description the user's id, or an extension no user has now
+             */
+            key: string;
+            /** Missed */
+            missed?: number | null;
+            /**
+             * Name
+             * @description the user's name; null without a user
+             */
+            name: string | null;
+            /** Offered */
+            offered?: number | null;
+            /** Outbound */
+            outbound?: number | null;
+            /** Outbound Answered */
+            outbound_answered?: number | null;
+            /** Outbound Talk S */
+            outbound_talk_s?: number | null;
+            /** Talk S */
+            talk_s?: number | null;
+            /**
+             * User Id
+             * @description the tenant's user; '' for an extension no user has
+             */
+            user_id: string;
+            /** Won Amounts */
+            won_amounts?: {
+                [key: string]: string;
+            } | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ManagersReportOut */
+        ManagersReportOut: {
+            period: components["schemas"]["PeriodOut"];
+            /** Rows */
+            rows: components["schemas"]["ManagerRowOut-Output"][];
+        } & {
+            [key: string]: unknown;
         };
         /**
          * MonitorMode
@@ -696,6 +1063,34 @@ export interface components {
              * @description number of items matching the filters, over all pages
              */
             total: number;
+        };
+        /** PeriodOut */
+        PeriodOut: {
+            /**
+             * End Ms
+             * @description the local midnight after the last day, epoch ms
+             */
+            end_ms: number;
+            /**
+             * From
+             * @example 2026-12-01
+             */
+            from: string;
+            /**
+             * Start Ms
+             * @description the first local midnight, epoch ms
+             */
+            start_ms: number;
+            /**
+             * To
+             * @example 2026-12-07
+             */
+            to: string;
+            /**
+             * Tz
+             * @example Europe/Moscow
+             */
+            tz: string;
         };
         /** PlaceCall */
         PlaceCall: {
@@ -1897,6 +2292,274 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    calls_report_v1_reports_calls_get: {
+        parameters: {
+            query?: {
+                /** @description which calls are counted */
+                direction?: components["schemas"]["CallDirection"];
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description how rows are keyed */
+                group_by?: components["schemas"]["GroupBy"];
+                /** @description seconds within which an answer counts as in time */
+                service_level_s?: number;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallsReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    channels_report_v1_reports_channels_get: {
+        parameters: {
+            query?: {
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelsReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    clients_report_v1_reports_clients_get: {
+        parameters: {
+            query?: {
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description how many repeated numbers and top clients */
+                top?: number;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientsReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    managers_report_v1_reports_managers_get: {
+        parameters: {
+            query?: {
+                /** @description `json`, `csv` (UTF-8 with BOM, comma-separated, a header row) or `xlsx` (a header row, numbers as numbers); left out: the Accept header decides (`text/csv` or the XLSX media type), else JSON */
+                format?: components["schemas"]["ExportFormat"] | null;
+                /** @description first day of the report (YYYY-MM-DD, local to `tz`), included. Default: six days before `to` */
+                from?: string | null;
+                /** @description last day of the report, included; at most 400 days after `from`. Default: today in `tz` */
+                to?: string | null;
+                /** @description IANA time zone the days, weeks, months and hours are read in. Default: UTC (tenants have no time zone setting yet) */
+                tz?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report: JSON, or a CSV/XLSX file named `<report>-<from>_<to>.<csv|xlsx>` (Content-Disposition) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ManagersReportOut"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description no or bad credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description Service Unavailable */
             503: {
