@@ -1628,7 +1628,7 @@ class Call:
         if self._queued is not None:  # the caller hung up while waiting
             group, self._queued = self._queued, None
             self.host.forget_queued(self.call_id, group)
-            self._publish_queue(CallEventType.DEQUEUED, group, left="hung up")
+            self._publish_queue(CallEventType.DEQUEUED, group, left="caller hung up")
         self._stop_media()
         stats = None
         if self.relay is not None:
