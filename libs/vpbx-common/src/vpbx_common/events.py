@@ -24,7 +24,8 @@ entries.
 The consumers
 -------------
 Every kind of consumer has its own consumer group (``webhooks`` and ``voicemails`` in
-the control API now; ``crm`` and ``board`` later), so each kind sees every event; the
+the control API, ``crm`` in the CRM; the CRM's live board tails the stream without a
+group), so each kind sees every event; the
 processes of one kind share their group, so each event is handled by one of them.
 ``CallEventConsumer`` is the reading loop they all use: it creates the group if missing
 (from the start of the stream, so nothing published before the first consumer started is
