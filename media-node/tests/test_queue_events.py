@@ -161,3 +161,28 @@ async def test_a_call_that_never_queues_publishes_no_queue_event(
     )
     assert of_type(events, *QUEUE_EVENTS) == []
     assert all("queue" not in e.to_json() for e in events)
+
+
+async def test_a_wait_the_dispatcher_ends_is_told_too(
+    node_factory: Any, peers: Any, flushed_redis: str
+) -> None:
+    """The dispatcher takes the caller out (the node stops, the group is gone): the
+    router hears it without a LeaveQueue of its own, and the board still gets the end."""
+    node = await node_factory(queue_config())
+    caller = await peers(Carrier(node.address, caller="+79130000004"))
+    caller.invite()
+    assert (await caller.final()).status == 200
+    [joined] = of_type(
+        await events_until(flushed_redis, lambda found: bool(of_type(found, *QUEUE_EVENTS))),
+        CallEventType.QUEUED,
+    )
+    await node.service.queues.stop()
+    events = await events_until(
+        flushed_redis, lambda found: bool(of_type(found, CallEventType.DEQUEUED))
+    )
+    [left] = of_type(events, CallEventType.DEQUEUED)
+    assert (left.call_id, left.queue, left.queue_left) == (
+        joined.call_id,
+        "support",
+        "queue stopped",
+    )
