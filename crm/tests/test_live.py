@@ -447,9 +447,10 @@ async def test_the_supervisor_board_shows_a_queued_caller_waiting_then_ringing_t
 async def test_a_supervisor_joining_late_gets_the_board_with_every_citys_waiting_callers(
     module_crm: CrmHarness, live_url: str
 ) -> None:
-    """The snapshot holds what this replica saw, completed by the queues' keys in Redis:
-    a caller it never saw an event of (held by another city's node, joined before this
-    CRM started) shows with its wait, and goes when the dispatcher lets it go."""
+    """The snapshot holds what this replica saw, completed from Redis: a caller it never
+    saw an event of (held by another city's node, joined before this CRM started) shows
+    with its wait from the queue's keys, a call an agent talks on from the agents'
+    talking set; each goes when Redis lets it go."""
     crm = module_crm
     acme = await crm_tenant(crm)
     admin = await crm.as_role(acme)
@@ -466,6 +467,7 @@ async def test_a_supervisor_joining_late_gets_the_board_with_every_citys_waiting
     assert group.status_code == 201, group.text
     seen_call = f"call-{uuid.uuid4().hex}"
     unseen_call = f"call-{uuid.uuid4().hex}"
+    talk_call = f"call-{uuid.uuid4().hex}"  # Olga talks on it, answered in another city
     now_s = time.time()
     client = redis.Redis.from_url(crm.settings.redis_url or "")
     try:
@@ -477,6 +479,7 @@ async def test_a_supervisor_joining_late_gets_the_board_with_every_citys_waiting
         await client.zadd(queue_key(acme, "support", "alive"), {unseen_call: now_s + 600})
         await client.zadd(queue_key(acme, "support", "wait"), {seen_call: now_s})
         await client.zadd(queue_key(acme, "support", "alive"), {seen_call: now_s + 600})
+        await AgentStateStore(client).call_answered(acme, "101", talk_call)
         # The event went through the hub before anyone watched: wait for it to be read.
         hub = crm.app.state.live
         deadline = time.monotonic() + READ_TIMEOUT_S
@@ -488,7 +491,13 @@ async def test_a_supervisor_joining_late_gets_the_board_with_every_citys_waiting
             snapshot = await receive_board(ws)
             assert snapshot["type"] == "board"
             rows = {row["call_id"]: row for row in snapshot["calls"]}
-            assert set(rows) == {seen_call, unseen_call}
+            assert set(rows) == {seen_call, unseen_call, talk_call}
+            talk = rows[talk_call]
+            assert (talk["state"], talk["answered_by_name"], talk["partial"]) == (
+                "talking",
+                "Olga Ivanova",
+                True,
+            )
             assert (rows[seen_call]["caller"], rows[seen_call]["partial"]) == (CALLER, False)
             unseen = rows[unseen_call]
             assert (unseen["state"], unseen["queue"], unseen["partial"]) == (
@@ -503,5 +512,8 @@ async def test_a_supervisor_joining_late_gets_the_board_with_every_citys_waiting
             await client.zrem(queue_key(acme, "support", "wait"), unseen_call)
             gone = await receive_board(ws)
             assert (gone["type"], gone["call_id"]) == ("board-call-ended", unseen_call)
+            await AgentStateStore(client).call_ended(acme, "101", talk_call)
+            gone = await receive_board(ws)
+            assert (gone["type"], gone["call_id"]) == ("board-call-ended", talk_call)
     finally:
         await client.aclose()

@@ -228,3 +228,23 @@ def test_redis_completes_the_queues_a_late_replica_never_saw_and_clears_missed_l
     board.apply(queued(read_ms, call_id="c5", queue="sales"), wrap_up)
     board.complete_queues([], ["support"], read_ms + 60_000)
     assert board.calls["c5"].queue == "sales"
+
+
+def test_redis_brings_talks_this_replica_never_saw_and_takes_them_away_when_they_end() -> None:
+    board = TenantBoard()
+    board.apply(event(CallEventType.ANSWERED, T0, "seen", callee="101"), wrap_up)
+    board.apply(event(CallEventType.ENDED, T0 + 1_000, "over", end_reason="completed"), wrap_up)
+    talking = [("101", "seen"), ("102", "elsewhere"), ("102", "over")]
+    changed, gone = board.complete_talking(talking, T0 + 5_000)
+    assert (changed, gone) == ({"elsewhere"}, set())  # an ended call is not brought back
+    far = board.calls["elsewhere"]
+    assert (far.state, far.answered_by, far.since_ms, far.partial) == (
+        CallState.TALKING,
+        "102",
+        T0 + 5_000,
+        True,
+    )
+    assert board.state_of("102", T0 + 6_000).activity is AgentActivity.TALKING
+    changed, gone = board.complete_talking([("101", "seen")], T0 + 9_000)
+    assert (changed, gone) == (set(), {"elsewhere"})
+    assert set(board.calls) == {"seen"}  # a call whose events it saw goes by its events

@@ -81,7 +81,9 @@ class LiveCall:
     queue: str = ""  # the group whose queue it waits in
     queued_ms: int = 0  # since when (its place: kept while offers come and go)
     ringing_ms: int = 0  # since when phones ring for it, ours or outside (0: none ring)
-    # Known only from the queue's keys in Redis (this replica saw none of its events).
+    # Known only from Redis, the queue's keys or the agents' talking set (this replica
+    # saw none of its events): caller and number unknown; a talk's start is when this
+    # replica first saw it.
     partial: bool = False
 
     @property
@@ -156,6 +158,10 @@ class TenantBoard:
         """Take one event in; the extensions whose activity may have changed."""
         call = self.calls.get(event.call_id)
         if call is None:
+            if event.type in (CallEventType.ENDED, CallEventType.REFUSED):
+                # Never on this board, but Redis may still name it a moment (a queue
+                # place, a talking entry): that must not bring it on.
+                self._ended[event.call_id] = event.at_ms
             if event.type not in _STARTS_A_CALL or event.call_id in self._ended:
                 return set()
             call = self.calls[event.call_id] = LiveCall(event.call_id, event.at_ms)
@@ -282,6 +288,28 @@ class TenantBoard:
         if call is None:
             return set()
         return call.offered | {e for e in (call.answered_by, call.caller) if e}
+
+    def complete_talking(
+        self, talking: Iterable[tuple[str, str]], read_ms: int
+    ) -> tuple[set[str], set[str]]:
+        """The calls the agents' talking set in Redis (read at ``read_ms``) names that this
+        replica saw no event of come on the board as partial talking calls; one of those
+        gone from the set (ended, and the end not seen) leaves it. Changed and gone ids."""
+        changed: set[str] = set()
+        gone: set[str] = set()
+        named = dict((call_id, extension) for extension, call_id in talking)
+        for call_id, extension in named.items():
+            if call_id in self._ended or call_id in self.calls:
+                continue
+            self.calls[call_id] = LiveCall(
+                call_id, read_ms, answered_by=extension, answered_ms=read_ms, partial=True
+            )
+            changed.add(call_id)
+        for call in list(self.calls.values()):
+            if call.partial and call.answered_ms and call.call_id not in named:
+                del self.calls[call.call_id]
+                gone.add(call.call_id)
+        return changed, gone
 
     def _forget_stale(self, now_ms: int) -> None:
         stale = [c.call_id for c in self.calls.values() if now_ms - c.started_ms > STALE_CALL_MS]

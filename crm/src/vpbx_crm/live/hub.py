@@ -191,8 +191,8 @@ class LiveHub:
         return messages.board(board.in_progress(), directory, self._clock())
 
     async def _complete_queues(self, tenant: str) -> None:
-        """Who waits in the tenant's queues per Redis onto the board; the changed rows to
-        the supervisors watching."""
+        """Who waits in the tenant's queues and who talks on which call, per Redis, onto
+        the board; the changed rows to the supervisors watching."""
         if self._queues is None:
             return
         directory = await self._directory(tenant)
@@ -200,11 +200,15 @@ class LiveHub:
         read_ms = self._clock()
         try:
             waiting = await self._queues.waiting(tenant, groups)
+            talking = await self._agents.talking_calls(tenant) if self._agents else None
         except RedisError as exc:
             logger.warning("tenant=%s live: queue waits unavailable (%s)", tenant, exc)
             return
         board = self._boards.setdefault(tenant, TenantBoard())
         changed, gone = board.complete_queues(waiting, groups, read_ms)
+        if talking is not None:
+            talks, ended = board.complete_talking(talking, read_ms)
+            changed, gone = (changed | talks) - ended, gone | ended
         for call_id in sorted(changed):
             self._send_board_row(tenant, board, call_id, directory)
         for call_id in sorted(gone):

@@ -27,9 +27,9 @@ Server to browser:
   city, node, queue, queued_ms, ringing: [extension], answered_by, answered_by_name,
   partial}``: ``queue`` is the group whose queue it waits in ('' none) and
   ``queued_ms`` since when (its place; a caller an offer rings for is still waiting
-  there), ``partial`` a caller this replica knows only from the queue's keys in Redis
-  (caller and number unknown). The callers waiting in a queue are the rows with that
-  ``queue``, in ``queued_ms`` order;
+  there), ``partial`` a call this replica knows only from Redis (a queue's keys, the
+  agents' talking set): caller and number unknown. The callers waiting in a queue are
+  the rows with that ``queue``, in ``queued_ms`` order;
 - ``ping`` every ``heartbeat_s``; ``pong`` to a browser's ``ping``.
 
 Browser to server: ``{"type": "auth", "token": ...}`` first (never the token in the URL),

@@ -88,7 +88,8 @@ export interface BoardCallRow {
   ringing: string[];
   answered_by: string;
   answered_by_name: string;
-  /** Known only from the queue's keys in Redis: caller and number not known yet. */
+  /** Known only from Redis (a queue's keys, the agents' talking set): caller and number
+   * not known yet. */
   partial: boolean;
 }
 
