@@ -528,3 +528,97 @@ def test_an_unknown_callers_missed_call_becomes_a_contact_and_a_task_in_the_work
         if caller is not None:
             caller.stop()
         close_tab(tab)
+
+
+QUEUE_AGENT_EXTENSION = "160"
+
+
+def test_a_caller_waiting_in_a_queue_shows_on_the_supervisors_board_then_talking(
+    pbx: RunningPlatform,
+    admin: dict[str, str],
+    browser: Browser,
+    baresip_factory: Any,
+    tmp_path: Path,
+) -> None:
+    """The live board with real peers: a caller (baresip) dials a number whose route is a
+    queue; nobody can take the call yet (the only agent has no phone on), so the
+    supervisor's page lists them waiting in that queue with a running wait and the call
+    as queued; the agent opens the workspace (the browser's softphone registers), the
+    queue offers the call, the board shows it ringing, then talking to the agent, and it
+    leaves the board when the caller hangs up."""
+    digits = f"{secrets.randbelow(10**7):07d}"
+    caller_phone = f"+7913{digits}"
+    pretty = f"+7 913 {digits[:3]}-{digits[3:5]}-{digits[5:]}"
+    queue_name = f"board-{secrets.token_hex(3)}"
+    vera = new_agent(pbx, admin, "Vera Queue", QUEUE_AGENT_EXTENSION)
+    with pbx.api(admin) as api:
+        group = api.post(
+            "/v1/groups", json={"name": queue_name, "members": [{"user_id": vera["id"]}]}
+        )
+        assert group.status_code == 201, group.text
+        plan = api.post(
+            "/v1/route-plans",
+            json={
+                "name": queue_name,
+                "steps": [{"type": "queue", "group_id": group.json()["id"], "max_wait_s": 300}],
+            },
+        )
+        assert plan.status_code == 201, plan.text
+        numbers = api.get("/v1/numbers", params={"limit": 200}).json()["items"]
+        [main] = [number for number in numbers if number["number"] == MAIN_NUMBER]
+        routed = api.patch(
+            f"/v1/numbers/{main['id']}",
+            json={"entry": {"type": "route-plan", "route_plan_id": plan.json()["id"]}},
+        )
+        assert routed.status_code == 200, routed.text
+    time.sleep(1.5)  # the nodes load the changed number (config invalidation)
+
+    boss = open_tab(browser, pbx, *ADMIN)
+    tab = None
+    caller = None
+    try:
+        boss.goto("/supervisor")
+        expect(boss.get_by_text("Nobody waits in a queue")).to_be_visible()
+        caller = baresip_factory(
+            caller_phone, None, pbx.host, proxy=(pbx.host, pbx.sip_port), regint=0
+        )
+        caller.start()
+        caller.dial(f"sip:{MAIN_NUMBER}@{pbx.host}")
+        caller.wait_call_state("ESTABLISHED", timeout=15)  # the queue answers: music
+
+        queue_row = boss.locator(f"tr[data-queue='{queue_name}']")
+        expect(queue_row.locator("[data-field=waiting]")).to_have_text("1", timeout=15_000)
+        waiting = queue_row.locator("li[data-state=queued]", has_text=pretty)
+        expect(waiting).to_be_visible()
+        # The wait runs on the page: past a second, whatever the moment it was read.
+        expect(waiting.locator("[data-field=wait]")).not_to_have_text("0:00")
+        expect(queue_row.locator("[data-field=longest]")).not_to_have_text("0:00")
+        call_row = boss.locator("table.live-calls tr", has_text=pretty)
+        expect(call_row).to_have_attribute("data-state", "queued")
+        expect(call_row).to_contain_text("waiting in queue")
+        artifact(boss, tmp_path, "board-queued.png")
+
+        tab = open_tab(browser, pbx, vera["email"], vera["password"])
+        phone = tab.locator(".softphone-dock .softphone")
+        expect(phone).to_have_attribute("data-registration", "registered")
+        expect(phone.get_by_role("button", name="Answer")).to_be_visible(timeout=15_000)
+        expect(call_row).to_have_attribute("data-state", "ringing")
+        expect(call_row.locator("[data-field=with]")).to_have_text("Vera Queue")
+        phone.get_by_role("button", name="Answer").click()
+        expect(phone.get_by_text("Talking to")).to_be_visible()
+
+        expect(call_row).to_have_attribute("data-state", "talking")
+        expect(call_row.locator("[data-field=with]")).to_have_text("Vera Queue")
+        expect(boss.get_by_text("Nobody waits in a queue")).to_be_visible()
+        agent_row = boss.locator(f"tr[data-extension='{QUEUE_AGENT_EXTENSION}']")
+        expect(agent_row).to_have_attribute("data-state", "talking")
+        artifact(boss, tmp_path, "board-talking.png")
+
+        caller.hangup()
+        expect(call_row).to_have_count(0)
+    finally:
+        if caller is not None:
+            caller.stop()
+        if tab is not None:
+            close_tab(tab)
+        close_tab(boss)

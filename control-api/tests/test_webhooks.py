@@ -520,6 +520,11 @@ async def test_call_offered_is_no_webhook_and_ringing_with_a_contact_is_delivere
         )
         await node.publish(offered)
     await node.publish(dataclasses.replace(_call_event(CallEventType.RINGING), contact=contact))
+    # A queue's wait (the CRM's live board) is no webhook either: read, acknowledged, dropped.
+    for kind, left in ((CallEventType.QUEUED, ""), (CallEventType.DEQUEUED, "answered")):
+        await node.publish(
+            dataclasses.replace(_call_event(kind), queue="support", position=1, queue_left=left)
+        )
 
     items = await _delivered(api, admin, webhook["id"], 1)
     assert [(item["event"], item["status"]) for item in items] == [("call.ringing", "delivered")]
@@ -527,7 +532,7 @@ async def test_call_offered_is_no_webhook_and_ringing_with_a_contact_is_delivere
     assert body["data"]["call_id"] == "call-42"
     groups = await api.context.redis.xinfo_groups(CALL_EVENTS_STREAM)
     [group] = [g for g in groups if _text(g["name"]) == WEBHOOKS_GROUP]
-    assert (group["pending"], group["entries-read"]) == (0, 3)  # all read and acknowledged
+    assert (group["pending"], group["entries-read"]) == (0, 5)  # all read and acknowledged
 
 
 def _text(value: bytes | str) -> str:

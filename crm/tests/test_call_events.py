@@ -263,6 +263,33 @@ async def test_events_of_an_internal_call_or_another_tenant_stay_out(
     assert (await module_crm.client.get("/v1/calls/c-other", headers=admin)).status_code == 404
 
 
+async def test_a_queue_wait_writes_nothing_and_the_missed_call_after_it_is_a_task(
+    module_crm: CrmHarness,
+) -> None:
+    """call.queued / call.dequeued are the live board's: the timeline ignores them (an
+    older CRM would skip them as unknown types), and the call's own events work as ever."""
+    tenant = await crm_tenant(module_crm)
+    admin = await module_crm.as_role(tenant)
+    await module_crm.control.add_user(tenant, name="Olga", extension="101")
+    await publish(
+        module_crm,
+        event(tenant, CallEventType.QUEUED, "c-waits", queue="support", position=1),
+        event(tenant, CallEventType.QUEUED, "c-gave-up", queue="support", position=2),
+        event(tenant, CallEventType.DEQUEUED, "c-gave-up", queue="support", queue_left="hung up"),
+        event(tenant, CallEventType.ENDED, "c-gave-up", end_reason="cancelled", callee="101"),
+    )
+
+    async def missed() -> list[dict[str, Any]] | None:
+        return await tasks_of(module_crm, admin, kind="missed-call") or None
+
+    [task] = await eventually(missed)
+    assert task["call_id"] == "c-gave-up"
+    # Read in stream order: the waiting call's events were handled before, and left no row.
+    assert (await module_crm.client.get("/v1/calls/c-waits", headers=admin)).status_code == 404
+    calls = (await module_crm.client.get("/v1/calls", headers=admin)).json()["items"]
+    assert [call["call_id"] for call in calls] == ["c-gave-up"]
+
+
 @pytest.mark.asyncio(loop_scope="function")
 async def test_calls_made_while_the_crm_was_down_are_not_lost(
     crm: CrmHarness, postgres_url: str

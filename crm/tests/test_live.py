@@ -27,7 +27,9 @@ from websockets.exceptions import ConnectionClosed
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.crm import CrmContact
 from vpbx_common.events import CallEvent, CallEventPublisher, CallEventType
+from vpbx_common.queues import queue_key
 from vpbx_control.auth.principal import Role
+from vpbx_crm.live.board import TenantBoard
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -69,12 +71,24 @@ async def publish(crm: CrmHarness, *events: CallEvent) -> None:
         await client.aclose()
 
 
+BOARD = ("board", "board-call", "board-call-ended")
+
+
 async def receive(ws: ClientConnection, *skip: str) -> dict[str, Any]:
-    """The next message whose type is not in ``skip`` (pings always skipped)."""
+    """The next message whose type is not in ``skip`` (pings and the board's calls always
+    skipped: ``receive_board`` reads those)."""
     while True:
         text = await ws.recv(decode=True)
         message: dict[str, Any] = json.loads(text)
-        if message["type"] not in ("ping", *skip):
+        if message["type"] not in ("ping", *BOARD, *skip):
+            return message
+
+
+async def receive_board(ws: ClientConnection) -> dict[str, Any]:
+    """The next message of the board's calls (``board``, ``board-call``, ``board-call-ended``)."""
+    while True:
+        message: dict[str, Any] = json.loads(await ws.recv(decode=True))
+        if message["type"] in BOARD:
             return message
 
 
@@ -352,3 +366,154 @@ async def test_a_removed_users_open_feed_is_closed(module_crm: CrmHarness, live_
         settings.live_recheck_s = before
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
+
+
+async def test_the_supervisor_board_shows_a_queued_caller_waiting_then_ringing_then_talking(
+    module_crm: CrmHarness, live_url: str
+) -> None:
+    crm = module_crm
+    acme = await crm_tenant(crm)
+    admin = await crm.as_role(acme)
+    olga_id, olga = await crm_user(crm, acme, name="Olga Ivanova")
+    response = await crm.control.client.patch(
+        f"/v1/users/{olga_id}", json={"extension": "101"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    _, boss = await crm_user(crm, acme, role=Role.SUPERVISOR, name="Boss")
+    call_id = f"call-{uuid.uuid4().hex}"
+    joined = int(time.time() * 1000) - 30_000  # the caller has waited half a minute
+    contact = CrmContact(id="ct-9", name="Ivan Petrov", category="client", vip=True)
+
+    async with feed(live_url, boss) as boss_ws, feed(live_url, olga) as olga_ws:
+        snapshot = await receive_board(boss_ws)
+        assert (snapshot["type"], snapshot["calls"]) == ("board", [])
+        await publish(
+            crm,
+            event(
+                acme,
+                CallEventType.QUEUED,
+                call_id,
+                at_ms=joined,
+                queue="support",
+                position=1,
+                city="nsk",
+                label="billboard",
+                contact=contact.to_dict(),
+            ),
+        )
+        row = (await receive_board(boss_ws))["call"]
+        assert (row["call_id"], row["state"], row["queue"]) == (call_id, "queued", "support")
+        assert (row["queued_ms"], row["since_ms"], row["caller"], row["city"]) == (
+            joined,
+            joined,
+            CALLER,
+            "nsk",
+        )
+        assert (row["label"], row["contact"]["name"], row["contact"]["vip"]) == (
+            "billboard",
+            "Ivan Petrov",
+            True,
+        )
+
+        await publish(crm, event(acme, CallEventType.OFFERED, call_id, offered=("101",)))
+        row = (await receive_board(boss_ws))["call"]
+        assert (row["state"], row["ringing"], row["queue"]) == ("ringing", ["101"], "support")
+        await publish(
+            crm,
+            event(acme, CallEventType.DEQUEUED, call_id, queue="support", queue_left="answered"),
+            event(acme, CallEventType.ANSWERED, call_id, callee="101"),
+        )
+        row = (await receive_board(boss_ws))["call"]  # the wait is over, 101 still rings
+        assert (row["state"], row["queue"]) == ("ringing", "")
+        row = (await receive_board(boss_ws))["call"]
+        assert (row["state"], row["answered_by"], row["answered_by_name"]) == (
+            "talking",
+            "101",
+            "Olga Ivanova",
+        )
+        # The agent's own feed: the pop and the answer, never the queue's events.
+        assert (await receive(olga_ws, "card"))["type"] == "screen-pop"
+        answered = await receive(olga_ws, "card")
+        assert answered["event"] == "call.answered"
+
+        await publish(
+            crm, event(acme, CallEventType.ENDED, call_id, callee="101", end_reason="completed")
+        )
+        gone = await receive_board(boss_ws)
+        assert (gone["type"], gone["call_id"]) == ("board-call-ended", call_id)
+        assert (await receive(olga_ws, "card"))["event"] == "call.ended"
+
+
+async def test_a_supervisor_joining_late_gets_the_board_with_every_citys_waiting_callers(
+    module_crm: CrmHarness, live_url: str
+) -> None:
+    """The snapshot holds what this replica saw, completed from Redis: a caller it never
+    saw an event of (held by another city's node, joined before this CRM started) shows
+    with its wait from the queue's keys, a call an agent talks on from the agents'
+    talking set; each goes when Redis lets it go."""
+    crm = module_crm
+    acme = await crm_tenant(crm)
+    admin = await crm.as_role(acme)
+    olga_id, _ = await crm_user(crm, acme, name="Olga Ivanova")
+    response = await crm.control.client.patch(
+        f"/v1/users/{olga_id}", json={"extension": "101"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    group = await crm.control.client.post(
+        "/v1/groups",
+        json={"name": "support", "members": [{"user_id": str(olga_id)}]},
+        headers=admin,
+    )
+    assert group.status_code == 201, group.text
+    seen_call = f"call-{uuid.uuid4().hex}"
+    unseen_call = f"call-{uuid.uuid4().hex}"
+    talk_call = f"call-{uuid.uuid4().hex}"  # Olga talks on it, answered in another city
+    now_s = time.time()
+    client = redis.Redis.from_url(crm.settings.redis_url or "")
+    try:
+        await publish(
+            crm,
+            event(acme, CallEventType.QUEUED, seen_call, queue="support", position=1),
+        )
+        await client.zadd(queue_key(acme, "support", "wait"), {unseen_call: now_s - 95})
+        await client.zadd(queue_key(acme, "support", "alive"), {unseen_call: now_s + 600})
+        await client.zadd(queue_key(acme, "support", "wait"), {seen_call: now_s})
+        await client.zadd(queue_key(acme, "support", "alive"), {seen_call: now_s + 600})
+        await AgentStateStore(client).call_answered(acme, "101", talk_call)
+        # The event went through the hub before anyone watched: wait for it to be read.
+        hub = crm.app.state.live
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while seen_call not in hub._boards.get(acme, TenantBoard()).calls:
+            assert time.monotonic() < deadline, "the hub never read the event"
+            await asyncio.sleep(0.02)
+
+        async with feed(live_url, admin) as ws:
+            snapshot = await receive_board(ws)
+            assert snapshot["type"] == "board"
+            rows = {row["call_id"]: row for row in snapshot["calls"]}
+            assert set(rows) == {seen_call, unseen_call, talk_call}
+            talk = rows[talk_call]
+            assert (talk["state"], talk["answered_by_name"], talk["partial"]) == (
+                "talking",
+                "Olga Ivanova",
+                True,
+            )
+            assert (rows[seen_call]["caller"], rows[seen_call]["partial"]) == (CALLER, False)
+            unseen = rows[unseen_call]
+            assert (unseen["state"], unseen["queue"], unseen["partial"]) == (
+                "queued",
+                "support",
+                True,
+            )
+            assert unseen["queued_ms"] == int((now_s - 95) * 1000)
+
+            # The other city's caller is answered there; this replica hears nothing of it
+            # but the queue's keys, and drops the row within a tick.
+            await client.zrem(queue_key(acme, "support", "wait"), unseen_call)
+            gone = await receive_board(ws)
+            assert (gone["type"], gone["call_id"]) == ("board-call-ended", unseen_call)
+            await AgentStateStore(client).call_ended(acme, "101", talk_call)
+            gone = await receive_board(ws)
+            assert (gone["type"], gone["call_id"]) == ("board-call-ended", talk_call)
+    finally:
+        await client.aclose()

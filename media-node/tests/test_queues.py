@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.nodeconfig import NodeConfig
 from vpbx_common.pbx import Presence
+from vpbx_common.queues import QueueView
 from vpbx_media.node.bindings import Binding, BindingStore
 from vpbx_media.node.queues import (
     ALIVE_S,
@@ -549,3 +550,32 @@ async def test_concurrent_dispatch_never_double_offers(clients: list[redis.Redis
     assert violations == []
     assert sorted(connected) == calls
     assert offers > len(calls)  # some offers went unanswered and were made again
+
+
+async def test_a_reader_sees_every_citys_waiting_callers_and_not_a_dead_nodes(
+    nodes: tuple[Node, Node], clients: list[redis.Redis], clock: Clock
+) -> None:
+    """``vpbx_common.queues.QueueView`` (the CRM's live board) reads the dispatcher's keys."""
+    msk, ekb = nodes
+    await busy(msk, *AGENTS)
+    view = QueueView(clients[0], clock)
+    await msk.join("c1")
+    clock.now += 2
+    await ekb.join("c2")
+    clock.now += 1
+    await msk.join("c3", "sales")
+    assert [(w.call_id, w.queue, w.joined_ms) for w in await view.waiting("acme", ["support"])] == [
+        ("c1", "support", 1_800_000_000_000),
+        ("c2", "support", 1_800_000_002_000),
+    ]
+    assert [w.call_id for w in await view.waiting("acme", ["support", "sales"])] == [
+        "c1",
+        "c2",
+        "c3",
+    ]
+    assert await view.waiting("globex", ["support"]) == []
+    await msk.queue.leave("c1", "support")
+    # Moscow dies: its callers stop counting as soon as nobody keeps them alive.
+    clock.now += ALIVE_S + 1
+    await ekb.queue.refresh()
+    assert [w.call_id for w in await view.waiting("acme", ["support", "sales"])] == ["c2"]

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from vpbx_common.agents import AgentStateStore
 from vpbx_common.cdr import CdrStore, open_cdr_store
 from vpbx_common.events import CRM_GROUP, CallEventConsumer
+from vpbx_common.queues import QueueView
 from vpbx_control.app import document_common_errors
 from vpbx_control.db.session import Database
 from vpbx_control.errors import install_error_handlers
@@ -158,6 +159,7 @@ def create_app(
                 block_s=settings.call_events_block_s,
                 directory_ttl_s=settings.directory_cache_s,
                 agents=AgentStateStore(context.redis) if context.redis is not None else None,
+                queues=QueueView(context.redis) if context.redis is not None else None,
             )
             await hub.start()
         # Deal events for the analytics store: the outbox the deal changes write is emptied

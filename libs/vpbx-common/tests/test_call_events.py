@@ -218,6 +218,22 @@ def test_offered_must_be_a_list_of_extensions(offered: object) -> None:
         CallEvent.from_json(json.dumps(document))
 
 
+def test_queue_events_carry_the_queue_place_and_reason_and_older_events_read_without() -> None:
+    queued = event("call-8", CallEventType.QUEUED, queue="support", position=3)
+    left = event("call-8", CallEventType.DEQUEUED, queue="support", queue_left="hung up")
+    for sent in (queued, left):
+        assert event_from_fields(stream_fields(sent)) == sent
+    assert stream_fields(queued)["type"] == "call.queued"
+    # Any other event goes out without them (as before queues were on the stream).
+    document = json.loads(event("call-9").to_json())
+    assert not {"queue", "position", "queue_left"} & set(document)
+    read = CallEvent.from_json(json.dumps(document))
+    assert (read.queue, read.position, read.queue_left) == ("", 0, "")
+    document["position"] = "3"
+    with pytest.raises(CallEventError, match="position: not a int"):
+        CallEvent.from_json(json.dumps(document))
+
+
 def test_readers_ignore_fields_a_newer_writer_added() -> None:
     document = json.loads(event("call-1").to_json())
     document["recording_url"] = "s3://bucket/call-1.wav"

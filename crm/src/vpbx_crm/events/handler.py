@@ -48,6 +48,10 @@ _CONTACT_EVENTS = frozenset(
     {CallEventType.ANSWERED, CallEventType.ENDED, CallEventType.VOICEMAIL_NEW}
 )
 
+# A queue's wait is the live board's (live/board.py); the timeline has nothing to write
+# for it, so it costs the reader no transaction.
+_LIVE_ONLY = frozenset({CallEventType.QUEUED, CallEventType.DEQUEUED})
+
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 INTERNAL = "internal"
@@ -105,6 +109,8 @@ class CrmEventHandler:
         a few writes instead of one transaction per event."""
         by_call: dict[tuple[str, str], list[CallEvent]] = {}
         for event in events:
+            if event.type in _LIVE_ONLY:
+                continue
             if direction_of(event) != INTERNAL:  # calls between colleagues are nobody's client
                 by_call.setdefault((event.tenant, event.call_id), []).append(event)
         if not by_call:

@@ -6,9 +6,15 @@ no database on the way. Every CRM replica tails the stream itself and serves the
 connected to it; an event published while a replica was not reading is not shown by it
 (a screen pop is worth something only for the seconds a phone rings).
 
-Per event: the tenant's board (agent states) takes it in, then each subscriber of the
-tenant whose extension the call concerns gets it (a ``screen-pop`` for ``call.offered``,
-else a ``call``), and supervisors get every event plus the changed agent list. A subscriber
+Per event: the tenant's board (calls, queue waits, agent states) takes it in, then each
+subscriber of the tenant whose extension the call concerns gets it (a ``screen-pop`` for
+``call.offered``, else a ``call``; a queue's ``call.queued``/``call.dequeued`` only
+supervisors), and supervisors get every event, the changed agent list and the call's
+row of the board (``board-call``, ``board-call-ended``). A supervisor connecting gets
+the agents and the whole board (``board``) first, the deltas after. Who waits in the
+tenant's queues is also read from Redis (the dispatcher's keys, every city's callers)
+on connect and every tick, so a replica that started late, or missed an event, still
+shows each waiting caller with their wait. A subscriber
 has a bounded queue; one that does not keep up is dropped (its browser reconnects) rather
 than slowing the others. The caller's card (company, open deals) is read from the database
 after the pop went out and follows as a ``card`` message.
@@ -37,6 +43,7 @@ from vpbx_common.events import (
     CallEventType,
     event_from_fields,
 )
+from vpbx_common.queues import QueueView
 from vpbx_control.db.session import Database
 from vpbx_control.identity.schemas import Directory
 
@@ -86,6 +93,7 @@ class LiveHub:
         stream: str = CALL_EVENTS_STREAM,
         clock: Callable[[], int] = now_ms,
         agents: AgentStateStore | None = None,
+        queues: QueueView | None = None,
     ) -> None:
         self._redis_url = redis_url
         self._identity = identity
@@ -99,6 +107,7 @@ class LiveHub:
         # call ended, presence set a moment ago): shared by every replica, so a CRM that
         # started mid-call, or missed an event, still shows the agent busy.
         self._agents = agents
+        self._queues = queues
         self._redis: redis.Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -139,9 +148,15 @@ class LiveHub:
         """Add a browser; supervisors get the agent list at once. Raises
         IdentityUnavailableError when the tenant's directory cannot be read."""
         await self._directory(subscriber.tenant, fresh=True)
+        if subscriber.supervisor:
+            # Before it is added: the rows this changes reach the others as deltas, and it
+            # gets them in its snapshot (a delta that comes before the snapshot is only
+            # replaced by it).
+            await self._complete_queues(subscriber.tenant)
         self._subscribers.setdefault(subscriber.tenant, set()).add(subscriber)
         if subscriber.supervisor:
             subscriber.send(json.dumps(await self.agents_message(subscriber.tenant)))
+            subscriber.send(json.dumps(await self.board_message(subscriber.tenant)))
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(subscriber.tenant)
@@ -168,6 +183,48 @@ class LiveHub:
                     presence[user.extension] = str(shared.presence[user.extension])
             states[user.extension] = live
         return messages.agents(directory, states, presence)
+
+    async def board_message(self, tenant: str) -> dict[str, Any]:
+        """The tenant's calls in progress as this replica knows them (a snapshot)."""
+        directory = await self._directory(tenant)
+        board = self._boards.get(tenant) or TenantBoard()
+        return messages.board(board.in_progress(), directory, self._clock())
+
+    async def _complete_queues(self, tenant: str) -> None:
+        """Who waits in the tenant's queues and who talks on which call, per Redis, onto
+        the board; the changed rows to the supervisors watching."""
+        if self._queues is None:
+            return
+        directory = await self._directory(tenant)
+        groups = [group.name for group in directory.directory.groups]
+        read_ms = self._clock()
+        try:
+            waiting = await self._queues.waiting(tenant, groups)
+            talking = await self._agents.talking_calls(tenant) if self._agents else None
+        except RedisError as exc:
+            logger.warning("tenant=%s live: queue waits unavailable (%s)", tenant, exc)
+            return
+        board = self._boards.setdefault(tenant, TenantBoard())
+        changed, gone = board.complete_queues(waiting, groups, read_ms)
+        if talking is not None:
+            talks, ended = board.complete_talking(talking, read_ms)
+            changed, gone = (changed | talks) - ended, gone | ended
+        for call_id in sorted(changed):
+            self._send_board_row(tenant, board, call_id, directory)
+        for call_id in sorted(gone):
+            self._to_supervisors(tenant, json.dumps(messages.board_call_ended(call_id, read_ms)))
+
+    def _send_board_row(
+        self, tenant: str, board: TenantBoard, call_id: str, directory: TenantDirectory
+    ) -> None:
+        call = board.calls.get(call_id)
+        if call is not None:
+            self._to_supervisors(tenant, json.dumps(messages.board_call(call, directory)))
+
+    def _to_supervisors(self, tenant: str, text: str) -> None:
+        for subscriber in self._subscribers.get(tenant, ()):
+            if subscriber.supervisor:
+                subscriber.send(text)
 
     async def _shared_states(self, tenant: str) -> AgentStates | None:
         if self._agents is None:
@@ -235,6 +292,7 @@ class LiveHub:
             involved.add(event.caller)
         answered_by = ""
         call = board.calls.get(event.call_id)
+        on_board = call is not None
         if call is not None and call.answered_by:
             answered_by = call.answered_by
         touched = board.apply(event, _wrap_up_of(directory))
@@ -254,6 +312,7 @@ class LiveHub:
         if event.type is CallEventType.OFFERED:
             pop_text = json.dumps(messages.screen_pop(event, directory, sent_ms))
         call_text = json.dumps(messages.call_event(event, answered_by, directory, sent_ms))
+        queue_event = event.type in (CallEventType.QUEUED, CallEventType.DEQUEUED)
         popped: list[Subscriber] = []
         for subscriber in list(subscribers):
             extension = self.extension_of(subscriber)
@@ -262,12 +321,20 @@ class LiveHub:
                 popped.append(subscriber)
                 if subscriber.supervisor:
                     subscriber.send(call_text)
-            elif subscriber.supervisor or (extension is not None and extension in involved):
+            elif subscriber.supervisor or (
+                not queue_event and extension is not None and extension in involved
+            ):
                 subscriber.send(call_text)
         if popped:
             self._spawn(self._send_card(event, directory, popped))
         if touched:
             await self._send_agents(tenant)
+        if event.call_id in board.calls:
+            self._send_board_row(tenant, board, event.call_id, directory)
+        elif on_board:
+            self._to_supervisors(
+                tenant, json.dumps(messages.board_call_ended(event.call_id, event.at_ms))
+            )
 
     async def _send_card(
         self, event: CallEvent, directory: TenantDirectory, subscribers: list[Subscriber]
@@ -303,6 +370,8 @@ class LiveHub:
             for tenant in list(self._subscribers):
                 try:
                     await self._send_agents(tenant)
+                    if any(s.supervisor for s in self._subscribers.get(tenant, ())):
+                        await self._complete_queues(tenant)
                 except IdentityUnavailableError as exc:
                     logger.warning("tenant=%s live: directory unavailable (%s)", tenant, exc)
 

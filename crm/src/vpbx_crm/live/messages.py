@@ -18,6 +18,18 @@ Server to browser:
 - ``agents``: supervisors and tenant admins: ``{agents: [{user_id, name, extension,
   presence, state, call_id, since_ms, until_ms}]}``, the whole tenant, on connect and on
   every change;
+- ``board``: supervisors and tenant admins, once on connect (after ``agents``): the
+  tenant's calls in progress in every city, ``{at_ms, calls: [<call row>]}``; then
+  deltas: ``board-call`` ``{call: <call row>}`` whenever a call comes or changes (a
+  row replaces the one with its ``call_id``), ``board-call-ended`` ``{call_id, at_ms}``
+  when it leaves the board. A call row is ``{call_id, state (routing | queued |
+  ringing | talking), since_ms, started_ms, direction, caller, callee, contact, number, label,
+  city, node, queue, queued_ms, ringing: [extension], answered_by, answered_by_name,
+  partial}``: ``queue`` is the group whose queue it waits in ('' none) and
+  ``queued_ms`` since when (its place; a caller an offer rings for is still waiting
+  there), ``partial`` a call this replica knows only from Redis (a queue's keys, the
+  agents' talking set): caller and number unknown. The callers waiting in a queue are
+  the rows with that ``queue``, in ``queued_ms`` order;
 - ``ping`` every ``heartbeat_s``; ``pong`` to a browser's ``ping``.
 
 Browser to server: ``{"type": "auth", "token": ...}`` first (never the token in the URL),
@@ -32,10 +44,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from vpbx_common.crm import CrmContact, CrmContactError
 from vpbx_common.events import CallEvent
 
 from ..identity import TenantDirectory
-from .board import AgentLive
+from .board import AgentLive, LiveCall
 from .cards import CallerCard
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -53,7 +66,10 @@ def owner_name(directory: TenantDirectory, owner_user_id: str | None) -> str:
 
 
 def contact_summary(event: CallEvent, directory: TenantDirectory) -> dict[str, Any] | None:
-    contact = event.crm_contact
+    return _summary(event.crm_contact, directory)
+
+
+def _summary(contact: CrmContact | None, directory: TenantDirectory) -> dict[str, Any] | None:
     if contact is None:
         return None
     return {
@@ -150,3 +166,49 @@ def agents(
             }
         )
     return {"type": "agents", "agents": rows}
+
+
+def call_row(call: LiveCall, directory: TenantDirectory) -> dict[str, Any]:
+    answerer = directory.by_extension.get(call.answered_by) if call.answered_by else None
+    contact: CrmContact | None = None
+    if call.contact is not None:
+        try:
+            contact = CrmContact.from_dict(call.contact)
+        except CrmContactError:
+            contact = None  # checked when the event was read: cannot happen
+    return {
+        "call_id": call.call_id,
+        "state": call.state.value,
+        "since_ms": call.since_ms,
+        "started_ms": call.started_ms,
+        "direction": call.direction,
+        "caller": call.party,
+        "callee": call.callee,
+        "contact": _summary(contact, directory),
+        "number": call.number,
+        "label": call.label,
+        "city": call.city,
+        "node": call.node,
+        "queue": call.queue,
+        "queued_ms": call.queued_ms,
+        "ringing": sorted(call.offered) if not call.answered_ms else [],
+        "answered_by": call.answered_by,
+        "answered_by_name": answerer.name if answerer is not None else "",
+        "partial": call.partial,
+    }
+
+
+def board(calls: list[LiveCall], directory: TenantDirectory, at_ms: int) -> dict[str, Any]:
+    return {
+        "type": "board",
+        "at_ms": at_ms,
+        "calls": [call_row(call, directory) for call in calls],
+    }
+
+
+def board_call(call: LiveCall, directory: TenantDirectory) -> dict[str, Any]:
+    return {"type": "board-call", "call": call_row(call, directory)}
+
+
+def board_call_ended(call_id: str, at_ms: int) -> dict[str, Any]:
+    return {"type": "board-call-ended", "call_id": call_id, "at_ms": at_ms}

@@ -9,11 +9,13 @@ import { useSession, useWorkspace } from "../auth/Workspace";
 import {
   FATAL_CLOSE_CODES,
   afterCallFor,
+  applyBoard,
   liveUrl,
   mergeCard,
   parseMessage,
   reconnectDelay,
   type AgentRow,
+  type BoardCallRow,
   type CallMessage,
   type ScreenPopMessage,
 } from "./protocol";
@@ -27,6 +29,11 @@ export interface Live {
   dismiss(callId: string): void;
   /** Supervisors: the tenant's agents with presence and state. */
   agents: AgentRow[] | null;
+  /** Supervisors: the tenant's calls in progress in every city, oldest first. */
+  calls: BoardCallRow[] | null;
+  /** The server's clock minus this browser's (ms), from the last board snapshot: the
+   * board's times are the nodes', its timers run on this browser's clock. */
+  skewMs: number;
   /** The last call of this person that ended, for the wrap-up countdown. */
   lastEnded: CallMessage | null;
   extension: string | null;
@@ -67,6 +74,8 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const [link, setLink] = useState<LinkState>("connecting");
   const [pops, setPops] = useState<ScreenPopMessage[]>([]);
   const [agents, setAgents] = useState<AgentRow[] | null>(null);
+  const [calls, setCalls] = useState<BoardCallRow[] | null>(null);
+  const [skewMs, setSkewMs] = useState(0);
   const [lastEnded, setLastEnded] = useState<CallMessage | null>(null);
   const [extension, setExtension] = useState<string | null>(null);
   const navigateRef = useRef(navigate);
@@ -116,6 +125,14 @@ export function LiveProvider({ children }: { children: ReactNode }) {
           case "agents":
             setAgents(message.agents);
             break;
+          case "board":
+            setSkewMs(message.at_ms - Date.now());
+            setCalls((list) => applyBoard(list, message));
+            break;
+          case "board-call":
+          case "board-call-ended":
+            setCalls((list) => applyBoard(list, message));
+            break;
           case "call":
             if (message.event === "call.answered" && message.answered_by_user_id !== me.user_id) {
               // Somebody else took it: the pop goes.
@@ -163,10 +180,12 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       pops,
       dismiss: (callId: string) => setPops((list) => list.filter((pop) => pop.call_id !== callId)),
       agents,
+      calls,
+      skewMs,
       lastEnded,
       extension,
     }),
-    [link, pops, agents, lastEnded, extension],
+    [link, pops, agents, calls, skewMs, lastEnded, extension],
   );
   return <LiveContext.Provider value={value}>{children}</LiveContext.Provider>;
 }

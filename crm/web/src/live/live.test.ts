@@ -8,12 +8,16 @@ import {
 } from "../softphone/credentials";
 import {
   afterCallFor,
+  applyBoard,
+  elapsedS,
   liveUrl,
   mergeCard,
   otherOwner,
   parseMessage,
+  queueWaits,
   reconnectDelay,
   wrapUpLeft,
+  type BoardCallRow,
   type CallMessage,
   type ScreenPopMessage,
 } from "./protocol";
@@ -215,5 +219,71 @@ describe("the ring waits for the card", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+function row(fields: Partial<BoardCallRow> & { call_id: string }): BoardCallRow {
+  return {
+    state: "queued",
+    since_ms: 1000,
+    started_ms: 1000,
+    direction: "inbound",
+    caller: "+79161234567",
+    callee: "",
+    contact: null,
+    number: "+74950000001",
+    label: "",
+    city: "msk",
+    node: "node-msk",
+    queue: "support",
+    queued_ms: 1000,
+    ringing: [],
+    answered_by: "",
+    answered_by_name: "",
+    partial: false,
+    ...fields,
+  };
+}
+
+describe("the supervisor's board", () => {
+  it("takes a snapshot, then rows that replace their call's, then ends", () => {
+    const a = row({ call_id: "a", started_ms: 2000 });
+    const b = row({ call_id: "b", started_ms: 1000 });
+    let calls = applyBoard(null, { type: "board", at_ms: 5000, calls: [a, b] });
+    expect(calls.map((call) => call.call_id)).toEqual(["b", "a"]);
+    calls = applyBoard(calls, {
+      type: "board-call",
+      call: { ...a, state: "talking", answered_by: "101", queue: "" },
+    });
+    expect(calls.map((call) => [call.call_id, call.state])).toEqual([
+      ["b", "queued"],
+      ["a", "talking"],
+    ]);
+    calls = applyBoard(calls, { type: "board-call-ended", call_id: "b", at_ms: 6000 });
+    expect(calls.map((call) => call.call_id)).toEqual(["a"]);
+    // A delta before the first snapshot starts the list; the snapshot replaces it.
+    expect(applyBoard(null, { type: "board-call", call: b })).toEqual([b]);
+    expect(parseMessage('{"type":"board-call-ended","call_id":"b","at_ms":1}')).not.toBeNull();
+  });
+
+  it("lists each queue's waiting callers in their order, the longest wait first", () => {
+    const waits = queueWaits([
+      row({ call_id: "late", queued_ms: 9000 }),
+      row({ call_id: "talks", queue: "", state: "talking" }),
+      row({ call_id: "first", queued_ms: 3000, state: "ringing", ringing: ["101"] }),
+      row({ call_id: "sales", queue: "sales", queued_ms: 5000 }),
+    ]);
+    expect(waits.map((wait) => [wait.queue, wait.callers.map((c) => c.call_id)])).toEqual([
+      ["sales", ["sales"]],
+      ["support", ["first", "late"]],
+    ]);
+    expect(waits[1]?.longest_since_ms).toBe(3000);
+    expect(queueWaits([])).toEqual([]);
+  });
+
+  it("counts whole seconds and never below zero", () => {
+    expect(elapsedS(1000, 62_999)).toBe(61);
+    expect(elapsedS(5000, 4000)).toBe(0);
+    expect(elapsedS(0, 4000)).toBe(0);
   });
 });

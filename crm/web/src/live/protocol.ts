@@ -66,6 +66,50 @@ export interface AgentsMessage {
   agents: AgentRow[];
 }
 
+/** A call in progress on the supervisor's board (vpbx_crm/live/messages.py ``call_row``). */
+export type BoardCallState = "routing" | "queued" | "ringing" | "talking";
+
+export interface BoardCallRow {
+  call_id: string;
+  state: BoardCallState;
+  since_ms: number;
+  started_ms: number;
+  direction: string;
+  caller: string;
+  callee: string;
+  contact: PopContact | null;
+  number: string;
+  label: string;
+  city: string;
+  node: string;
+  /** The group whose queue it waits in ("" none), since ``queued_ms`` (its place). */
+  queue: string;
+  queued_ms: number;
+  ringing: string[];
+  answered_by: string;
+  answered_by_name: string;
+  /** Known only from Redis (a queue's keys, the agents' talking set): caller and number
+   * not known yet. */
+  partial: boolean;
+}
+
+export interface BoardMessage {
+  type: "board";
+  at_ms: number;
+  calls: BoardCallRow[];
+}
+
+export interface BoardCallMessage {
+  type: "board-call";
+  call: BoardCallRow;
+}
+
+export interface BoardCallEndedMessage {
+  type: "board-call-ended";
+  call_id: string;
+  at_ms: number;
+}
+
 export interface HelloMessage {
   type: "hello";
   tenant: string;
@@ -82,11 +126,25 @@ export type LiveMessage =
   | CardMessage
   | CallMessage
   | AgentsMessage
+  | BoardMessage
+  | BoardCallMessage
+  | BoardCallEndedMessage
   | HelloMessage
   | { type: "ping" }
   | { type: "pong" };
 
-const TYPES = new Set(["screen-pop", "card", "call", "agents", "hello", "ping", "pong"]);
+const TYPES = new Set([
+  "screen-pop",
+  "card",
+  "call",
+  "agents",
+  "board",
+  "board-call",
+  "board-call-ended",
+  "hello",
+  "ping",
+  "pong",
+]);
 
 /** The message in a frame; null for anything else (a newer server's type, garbage). */
 export function parseMessage(text: unknown): LiveMessage | null {
@@ -150,4 +208,61 @@ export function afterCallFor(
 export function wrapUpLeft(endedAtMs: number, wrapUpS: number, nowMs: number): number {
   if (wrapUpS <= 0) return 0;
   return Math.max(0, Math.ceil((endedAtMs + wrapUpS * 1000 - nowMs) / 1000));
+}
+
+/** The board's calls after a board message: a snapshot replaces them all, a call row
+ * replaces the row of its call (or comes in), an end takes it out. Oldest first. Before
+ * the first snapshot (``calls`` null) a delta starts the list: the snapshot that follows
+ * replaces it anyway. */
+export function applyBoard(
+  calls: BoardCallRow[] | null,
+  message: BoardMessage | BoardCallMessage | BoardCallEndedMessage,
+): BoardCallRow[] {
+  let next: BoardCallRow[];
+  switch (message.type) {
+    case "board":
+      next = [...message.calls];
+      break;
+    case "board-call":
+      next = [...(calls ?? []).filter((row) => row.call_id !== message.call.call_id), message.call];
+      break;
+    case "board-call-ended":
+      next = (calls ?? []).filter((row) => row.call_id !== message.call_id);
+      break;
+  }
+  return next.sort((a, b) => a.started_ms - b.started_ms || a.call_id.localeCompare(b.call_id));
+}
+
+export interface QueueWait {
+  queue: string;
+  /** Waiting callers in queue order (first = next offered); an offer may ring for one. */
+  callers: BoardCallRow[];
+  /** When the longest-waiting caller joined (ms). */
+  longest_since_ms: number;
+}
+
+/** Callers waiting per queue, the queues by name; a queue with nobody waiting is not
+ * listed (the board knows queues only through their callers). */
+export function queueWaits(calls: readonly BoardCallRow[]): QueueWait[] {
+  const byQueue = new Map<string, BoardCallRow[]>();
+  for (const row of calls) {
+    if (!row.queue || row.state === "talking") continue;
+    const list = byQueue.get(row.queue) ?? [];
+    list.push(row);
+    byQueue.set(row.queue, list);
+  }
+  return [...byQueue.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([queue, callers]) => {
+      const ordered = [...callers].sort(
+        (a, b) => a.queued_ms - b.queued_ms || a.call_id.localeCompare(b.call_id),
+      );
+      return { queue, callers: ordered, longest_since_ms: ordered[0]?.queued_ms ?? 0 };
+    });
+}
+
+/** Whole seconds from ``sinceMs`` to ``nowMs`` (never negative: clocks differ a little). */
+export function elapsedS(sinceMs: number, nowMs: number): number {
+  if (sinceMs <= 0) return 0;
+  return Math.max(0, Math.floor((nowMs - sinceMs) / 1000));
 }

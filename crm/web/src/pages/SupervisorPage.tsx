@@ -1,6 +1,7 @@
-// /supervisor (supervisors and tenant admins): the tenant's agents with presence and live
-// state from the CRM's live feed, handing a client to another manager, and the latest
-// calls with their recordings.
+// /supervisor (supervisors and tenant admins): the live board from the CRM's live feed (the
+// tenant's calls in progress in every city, callers waiting in each queue, agents with
+// presence and state, all with running timers), handing a client to another manager, and
+// the latest calls with their recordings.
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { Link } from "react-router-dom";
 import { errorText, unwrap } from "../api/errors";
@@ -13,6 +14,7 @@ import { formatDuration } from "../lib/format";
 import { formatPhone } from "../lib/phone";
 import { useLoad } from "../lib/useLoad";
 import { useLive } from "../live/LiveFeed";
+import { elapsedS, queueWaits, type BoardCallRow } from "../live/protocol";
 
 export function SupervisorPage() {
   const { t } = useI18n();
@@ -24,6 +26,8 @@ export function SupervisorPage() {
   return (
     <div className="page">
       <h1>{t("supervisor.title")}</h1>
+      <QueuesBoard />
+      <CallsBoard />
       <AgentBoard />
       <Reassign />
       <RecentCalls />
@@ -31,14 +35,153 @@ export function SupervisorPage() {
   );
 }
 
-function AgentBoard() {
-  const { t } = useI18n();
-  const { agents, link } = useLive();
+/** The server's "now" (ms), ticking every second: the board's timers. */
+function useServerNow(): number {
+  const { skewMs } = useLive();
   const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
     const timer = window.setInterval(() => setNow(Date.now()), 1000);
     return () => window.clearInterval(timer);
   }, []);
+  return now + skewMs;
+}
+
+function CallerCell({ call }: { call: BoardCallRow }) {
+  const { t } = useI18n();
+  if (call.partial) return <span className="muted">{t("supervisor.unknownCaller")}</span>;
+  const who = call.direction === "inbound" ? formatPhone(call.caller) : call.caller;
+  return (
+    <>
+      {call.contact ? (
+        <Link to={`/contacts/${call.contact.id}`}>{call.contact.name}</Link>
+      ) : (
+        who
+      )}
+      {call.contact && <span className="muted"> {who}</span>}
+      {call.contact?.vip && <span className="tag vip">VIP</span>}
+    </>
+  );
+}
+
+function QueuesBoard() {
+  const { t } = useI18n();
+  const { calls } = useLive();
+  const now = useServerNow();
+  if (calls === null) return null;
+  const waits = queueWaits(calls);
+  return (
+    <section className="panel" aria-label={t("supervisor.queues")}>
+      <h2>{t("supervisor.queues")}</h2>
+      {waits.length === 0 ? (
+        <p className="muted">{t("supervisor.noQueues")}</p>
+      ) : (
+        <table className="grid queues">
+          <thead>
+            <tr>
+              <th>{t("supervisor.queue")}</th>
+              <th>{t("supervisor.waiting")}</th>
+              <th>{t("supervisor.longest")}</th>
+              <th>{t("supervisor.callers")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {waits.map((wait) => (
+              <tr key={wait.queue} data-queue={wait.queue}>
+                <td>{wait.queue}</td>
+                <td className="num" data-field="waiting">
+                  {wait.callers.length}
+                </td>
+                <td className="num" data-field="longest">
+                  {formatDuration(elapsedS(wait.longest_since_ms, now))}
+                </td>
+                <td>
+                  <ol className="waiting">
+                    {wait.callers.map((call) => (
+                      <li key={call.call_id} data-call={call.call_id} data-state={call.state}>
+                        <CallerCell call={call} />{" "}
+                        <span className="num" data-field="wait">
+                          {formatDuration(elapsedS(call.queued_ms, now))}
+                        </span>
+                        {call.state === "ringing" && (
+                          <span className="tag state-ringing">
+                            {t("callState.offered", { who: call.ringing.join(", ") })}
+                          </span>
+                        )}
+                      </li>
+                    ))}
+                  </ol>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function CallsBoard() {
+  const { t } = useI18n();
+  const { calls, agents } = useLive();
+  const now = useServerNow();
+  if (calls === null) return null;
+  const names = new Map((agents ?? []).map((agent) => [agent.extension, agent.name]));
+  const person = (extension: string) => names.get(extension) ?? extension;
+  return (
+    <section className="panel" aria-label={t("supervisor.calls")}>
+      <h2>
+        {t("supervisor.calls")} <span className="muted">({calls.length})</span>
+      </h2>
+      {calls.length === 0 ? (
+        <p className="muted">{t("supervisor.noCalls")}</p>
+      ) : (
+        <table className="grid live-calls">
+          <thead>
+            <tr>
+              <th>{t("supervisor.caller")}</th>
+              <th>{t("supervisor.dialled")}</th>
+              <th>{t("supervisor.state")}</th>
+              <th>{t("supervisor.with")}</th>
+              <th>{t("supervisor.for")}</th>
+              <th>{t("supervisor.city")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {calls.map((call) => (
+              <tr key={call.call_id} data-call={call.call_id} data-state={call.state}>
+                <td>
+                  <CallerCell call={call} />
+                </td>
+                <td>
+                  {call.direction === "inbound" ? formatPhone(call.number) : formatPhone(call.callee)}
+                  {call.label && <span className="tag">{call.label}</span>}
+                </td>
+                <td>
+                  <span className={`tag call-${call.state}`}>{t(`callState.${call.state}`)}</span>
+                  {call.queue && <span className="muted"> {call.queue}</span>}
+                </td>
+                <td data-field="with">
+                  {call.state === "talking"
+                    ? call.answered_by_name || person(call.answered_by)
+                    : call.ringing.map(person).join(", ")}
+                </td>
+                <td className="num" data-field="since">
+                  {formatDuration(elapsedS(call.since_ms, now))}
+                </td>
+                <td>{call.city}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function AgentBoard() {
+  const { t } = useI18n();
+  const { agents, link } = useLive();
+  const now = useServerNow();
   return (
     <section className="panel">
       <h2>

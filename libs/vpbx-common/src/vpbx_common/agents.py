@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -83,6 +84,19 @@ class AgentStateStore:
             presence=presences,
             last_member={_text(k): _text(v) for k, v in last_member.items()},
         )
+
+    async def talking_calls(self, tenant: str) -> list[tuple[str, str]]:
+        """(extension, call id) of every call someone of the tenant talks on now, in any
+        city (the live board's calls a CRM replica saw no event of)."""
+        members: Any = await self._redis.zrangebyscore(
+            self.key(tenant, "talking"), self._clock(), "+inf"
+        )
+        pairs = []
+        for member in members:
+            extension, _, call_id = _text(member).partition("|")
+            if extension and call_id:
+                pairs.append((extension, call_id))
+        return sorted(pairs)
 
     async def call_answered(self, tenant: str, extension: str, call_id: str) -> None:
         key = self.key(tenant, "talking")

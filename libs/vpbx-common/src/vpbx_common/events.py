@@ -11,7 +11,8 @@ Fields of an entry:
 
 - ``tenant``: the tenant id (the same as the event's; lets a reader filter without parsing);
 - ``type``: the event type (``call.offered``, ``call.ringing``, ``call.answered``,
-  ``call.ended``, ``recording.ready``, ``voicemail.new``, ``call.refused``);
+  ``call.ended``, ``recording.ready``, ``voicemail.new``, ``call.refused``,
+  ``call.queued``, ``call.dequeued``);
 - ``event``: the ``CallEvent`` as JSON, the source of truth. Its shape only grows: new
   fields get defaults, none is removed, and readers ignore fields they do not know.
 
@@ -23,7 +24,8 @@ entries.
 The consumers
 -------------
 Every kind of consumer has its own consumer group (``webhooks`` and ``voicemails`` in
-the control API now; ``crm`` and ``board`` later), so each kind sees every event; the
+the control API, ``crm`` in the CRM; the CRM's live board tails the stream without a
+group), so each kind sees every event; the
 processes of one kind share their group, so each event is handled by one of them.
 ``CallEventConsumer`` is the reading loop they all use: it creates the group if missing
 (from the start of the stream, so nothing published before the first consumer started is
@@ -86,6 +88,13 @@ class CallEventType(StrEnum):
     # An outbound call the tenant's policy refused before it reached a carrier;
     # ``end_reason`` names the rule (vpbx_media.node.outbound.OutboundRefusal values).
     REFUSED = "call.refused"
+    # The caller waits in ``queue`` (a group) at ``position`` (1 = next, all cities
+    # counted): on joining, and again each time an unanswered offer hands them back to
+    # their place (nobody rings for them any more). Only queued calls publish these.
+    QUEUED = "call.queued"
+    # The caller stopped waiting in ``queue``; ``queue_left`` says why ("answered", "hung
+    # up", "callback", "waited 60 s", "caller pressed 0", ...).
+    DEQUEUED = "call.dequeued"
 
 
 class CallEventError(ValueError):
@@ -119,6 +128,11 @@ class CallEvent:
     contact: dict[str, Any] | None = None
     # call.offered: the extensions about to ring in this batch.
     offered: tuple[str, ...] = ()
+    # call.queued / call.dequeued: the group whose queue it is, the caller's place on
+    # (re)joining, and why the wait ended.
+    queue: str = ""
+    position: int = 0
+    queue_left: str = ""
 
     @property
     def crm_contact(self) -> CrmContact | None:
@@ -126,7 +140,13 @@ class CallEvent:
         return None if self.contact is None else CrmContact.from_dict(self.contact)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        document = asdict(self)
+        if not self.queue:
+            # Only queue events carry these: every other event stays byte for byte what it
+            # was before queues were on the stream (readers apply the defaults).
+            for name in _QUEUE_FIELDS:
+                del document[name]
+        return json.dumps(document)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CallEvent:
@@ -178,9 +198,13 @@ _OPTIONAL_FIELDS = frozenset(
         "direction",
         "contact",
         "offered",
+        "queue",
+        "position",
+        "queue_left",
     }
 )
-_INT_FIELDS = frozenset({"at_ms", "duration_ms", "size_bytes"})
+_QUEUE_FIELDS = ("queue", "position", "queue_left")
+_INT_FIELDS = frozenset({"at_ms", "duration_ms", "size_bytes", "position"})
 
 
 def _contact(value: object) -> dict[str, Any] | None:

@@ -120,6 +120,7 @@ import redis.asyncio as redis
 from vpbx_common.agents import AgentStates, AgentStateStore
 from vpbx_common.nodeconfig import GroupEntry, NodeConfig
 from vpbx_common.pbx import RingStrategy
+from vpbx_common.queues import queue_base
 
 from .routing import AgentSnapshot, Availability
 from .routing.queue import QUEUE_OFFER_RING_S
@@ -452,7 +453,7 @@ class QueueDispatcher:
         self._wake = asyncio.Event()
         self.subscribed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._base = f"vpbx:queue:{{{tenant}}}"
+        self._base = queue_base(tenant)  # shared with the readers (vpbx_common.queues)
         self.wake_channel = f"{self._base}:wake"
         self._offers_key = f"{self._base}:offers"
         self._join = client.register_script(_PRELUDE + _JOIN)

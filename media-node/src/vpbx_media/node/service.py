@@ -821,6 +821,9 @@ class NodeService:
     def publish(self, call: Call, event_type: CallEventType) -> None:
         self._spawn(self._publish(call.facts.event(event_type)))
 
+    def publish_event(self, event: CallEvent) -> None:
+        self._spawn(self._publish(event))
+
     async def publish_now(self, event: CallEvent) -> None:
         """``call.offered``, on the stream before the phones ring: it feeds the CRM's screen
         pop, so a node without a CRM (no VPBX_CRM_URL) spends no Redis write on it."""

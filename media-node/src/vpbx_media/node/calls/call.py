@@ -427,10 +427,13 @@ class Call:
             self._spawn(self._queue_status(action.group))
         elif isinstance(action, BackToQueue):
             self._spawn(self.host.queues.back(self.call_id, action.group, action.extension))
+            if self._queued == action.group:
+                # At its place again, nobody ringing for it: the live board shows the wait.
+                self._publish_queue(CallEventType.QUEUED, action.group)
         elif isinstance(action, LeaveQueue):
             self._queue_answered = action.reason == "answered"
             if not self._queue_answered:
-                self._leave_queue()
+                self._leave_queue(action.reason)
         elif isinstance(action, BookCallback):
             later.append(await self._book_callback(action))
         elif isinstance(action, RecordVoicemail):
@@ -722,7 +725,7 @@ class Call:
                 self.call_id,
                 action.group,
                 on_offer=lambda extension: self.events.put_nowait(_QueueOffer(extension)),
-                on_left=lambda reason: self.events.put_nowait(_ForRouter(QueueLeft(reason))),
+                on_left=self._taken_out_of_queue,
                 internal_caller=self.facts.caller if self._internal else None,
                 max_length=action.max_length,
             )
@@ -731,6 +734,25 @@ class Call:
             return
         self._queued = action.group
         self._log(logging.INFO, "queued in %s at position %d", action.group, position)
+        self._publish_queue(CallEventType.QUEUED, action.group, position=position)
+
+    def _taken_out_of_queue(self, reason: str) -> None:
+        """The dispatcher ended the wait (the group is gone, the node stops): no
+        ``LeaveQueue`` follows from the router, so the wait's end is told here."""
+        group, self._queued = self._queued, None
+        if group is not None:
+            self._publish_queue(CallEventType.DEQUEUED, group, left=reason)
+        self.events.put_nowait(_ForRouter(QueueLeft(reason)))
+
+    def _publish_queue(
+        self, kind: CallEventType, group: str, *, position: int = 0, left: str = ""
+    ) -> None:
+        """call.queued / call.dequeued: only a call that waits in a queue publishes them
+        (one XADD each, off the call's path like every event but call.offered)."""
+        event = self.facts.event(kind)
+        self.host.publish_event(
+            dataclasses.replace(event, queue=group, position=position, queue_left=left)
+        )
 
     async def _book_callback(self, action: BookCallback) -> CallbackBooked:
         """The caller's place becomes a callback (node/callbacks.py); the call may end."""
@@ -740,6 +762,8 @@ class Call:
         if isinstance(booked, str):
             self._log(logging.WARNING, "callback not booked: %s", booked)
             return CallbackBooked(False, booked)
+        if self._queued is not None:
+            self._publish_queue(CallEventType.DEQUEUED, self._queued, left="callback")
         self._queued = None  # the place is the callback's: the call's end leaves it be
         self._callback_booked = True
         return CallbackBooked(True, f"callback {booked.id}, place {booked.position or '?'}")
@@ -761,10 +785,11 @@ class Call:
     def _internal(self) -> bool:
         return self.facts.direction is Direction.INTERNAL
 
-    def _leave_queue(self) -> None:
+    def _leave_queue(self, reason: str) -> None:
         group, self._queued = self._queued, None
         if group is not None:
             self._spawn(self.host.queues.leave(self.call_id, group))
+            self._publish_queue(CallEventType.DEQUEUED, group, left=reason)
 
     async def _decide(self, action: RequestDecision) -> None:
         event = await self.host.decide(action.url, action.body, action.timeout_ms / 1000)
@@ -1019,9 +1044,13 @@ class Call:
             return
         self._stop_media()
         self.relay.set_remote(Leg.B, *endpoint)
-        self._now_connected(self.person_of(extension), caller_answer)
+        group = None
         if self._queued is not None and self._queue_answered:
             group, self._queued = self._queued, None
+            # Before call.answered: the board sees the wait end, then the talk begin.
+            self._publish_queue(CallEventType.DEQUEUED, group, left="answered")
+        self._now_connected(self.person_of(extension), caller_answer)
+        if group is not None:
             self._spawn(self.host.queues.connected(self.call_id, group, extension))
 
     def _now_connected(self, person: str, caller_answer: bytes) -> None:
@@ -1108,7 +1137,7 @@ class Call:
             return
         self._cancel_forks(keep=leg)
         if self._queued is not None:
-            self._leave_queue()
+            self._leave_queue("picked up")
         self._later_steps.append(
             RouteStep(
                 after_s=max(0.0, asyncio.get_running_loop().time() - self._routing_started),
@@ -1601,6 +1630,7 @@ class Call:
         if self._queued is not None:  # the caller hung up while waiting
             group, self._queued = self._queued, None
             self.host.forget_queued(self.call_id, group)
+            self._publish_queue(CallEventType.DEQUEUED, group, left="caller hung up")
         self._stop_media()
         stats = None
         if self.relay is not None:

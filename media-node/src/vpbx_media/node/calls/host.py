@@ -147,6 +147,10 @@ class CallHost(Protocol):
 
     def publish(self, call: Call, event_type: CallEventType) -> None: ...
 
+    def publish_event(self, event: CallEvent) -> None:
+        """Publish ``event`` in the background (as ``publish``, for an event built here)."""
+        ...
+
     async def publish_now(self, event: CallEvent) -> None:
         """Publish ``event`` and return once it is on the stream (or could not be put
         there in time): for an event its consumers must have before what follows."""
