@@ -18,6 +18,7 @@ import secrets
 import time
 import wave
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -616,9 +617,41 @@ def test_a_caller_waiting_in_a_queue_shows_on_the_supervisors_board_then_talking
 
         caller.hangup()
         expect(call_row).to_have_count(0)
+
+        # Then in the reports: the node ships the CDR, the report counts it for Vera,
+        # answered after a wait in the queue (the extension is only hers in this run).
+        today = datetime.now(UTC).date()
+        window = {"from": str(today - timedelta(days=1)), "to": str(today), "tz": "UTC"}
+        row = _report_row(pbx, admin, {**window, "group_by": "user"}, QUEUE_AGENT_EXTENSION)
+        assert row["total"] == row["answered"] == row["queued"] == 1, row
+        assert row["queue_wait_s"] > 1, row
+        assert row["talk_s"] > 0, row
+        by_queue = _report_row(pbx, admin, {**window, "group_by": "group"}, queue_name)
+        assert by_queue["answered"] == 1, by_queue
+        boss.goto(f"/reports?from={window['from']}&to={window['to']}&tz=UTC&group_by=group")
+        shown = boss.locator(f"tr[data-key='{queue_name}']")
+        expect(shown).to_be_visible(timeout=15_000)
+        artifact(boss, tmp_path, "board-call-in-reports.png")
     finally:
         if caller is not None:
             caller.stop()
         if tab is not None:
             close_tab(tab)
         close_tab(boss)
+
+
+def _report_row(
+    pbx: RunningPlatform, admin: dict[str, str], params: dict[str, str], key: str
+) -> dict[str, Any]:
+    """The calls report's row for ``key``, once the node's shipper has stored the call."""
+    deadline = time.monotonic() + 30
+    with pbx.api(admin) as api:
+        while True:
+            answer = api.get("/v1/reports/calls", params=params)
+            assert answer.status_code == 200, answer.text
+            rows = {row["key"]: row for row in answer.json()["rows"]}
+            if key in rows or time.monotonic() > deadline:
+                assert key in rows, answer.json()
+                found: dict[str, Any] = rows[key]
+                return found
+            time.sleep(0.5)
