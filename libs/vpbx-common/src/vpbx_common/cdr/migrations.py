@@ -17,6 +17,8 @@ from vpbx_common.cdr.record import CallRecord, EndReason
 
 CDR_TABLE = "cdr"
 MIGRATIONS_TABLE = "schema_migrations"
+LEGS_TABLE = "call_legs"  # one row per route step (migration 7)
+DEAL_EVENTS_TABLE = "deal_events"  # deal events from the CRM (migration 8)
 
 # The record's fields in column order, then the replacing version. Inserts and selects use this.
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -46,6 +48,34 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "contact_owner_user_id",
 )
 VERSION_COLUMN = "version"
+
+# Columns derived from the record at insert (vpbx_common.cdr.derived.derive_call), after the
+# version in INSERT order; added by migration 7. They are not part of the record: rows written
+# before migration 7 read their defaults ('' / 0), and record_from_row() never reads them.
+ANALYTICS_COLUMNS: tuple[str, ...] = (
+    "group_name",  # the last group the call entered ('' if none)
+    "last_rung",  # the last extension that rang ('' if none rang)
+    "queue",  # the last queue (its group's name) the caller waited in ('' if none)
+    "queue_wait_ms",  # time spent waiting in queues, all visits together
+    "abandoned_in",  # unanswered and the caller left: 'queue', 'ivr', 'ring', 'other'; else ''
+    "ivr_menu",  # the last IVR menu the call entered ('' if none)
+    "ivr_choice",  # the digit chosen in it ('' if none)
+)
+
+# call_legs, one row per route step, in INSERT order; the replacing version comes last.
+LEG_COLUMNS: tuple[str, ...] = (
+    "tenant",
+    "call_id",
+    "seq",  # the step's index in the route, from 0
+    "start_ms",  # the call's start: the period filter and the partition, shared by its legs
+    "at_ms",  # when the step happened: start_ms + after_s
+    "kind",  # ring, queue, ivr, voicemail, crm, decision, schedule, plan, transfer, ...
+    "target",  # what the step belongs to: group:sales, queue:support, ivr:main, user:101, ...
+    "subject",
+    "member",  # '' for none
+    "outcome",
+    "detail",
+)
 
 BOOTSTRAP_SQL = (
     f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
@@ -172,6 +202,39 @@ ORDER BY (tenant, call_id)""",
             AddColumn(CDR_TABLE, "contact_category", "String DEFAULT ''"),
             AddColumn(CDR_TABLE, "contact_vip", "UInt8 DEFAULT 0"),
             AddColumn(CDR_TABLE, "contact_owner_user_id", "String DEFAULT ''"),
+        ),
+    ),
+    Migration(
+        version=7,
+        name="analytics",
+        statements=(
+            # Derived from the route at insert; rows written before read the defaults, i.e.
+            # no group, queue or IVR and never abandoned.
+            AddColumn(CDR_TABLE, "group_name", "String DEFAULT ''"),
+            AddColumn(CDR_TABLE, "last_rung", "String DEFAULT ''"),
+            AddColumn(CDR_TABLE, "queue", "String DEFAULT ''"),
+            AddColumn(CDR_TABLE, "queue_wait_ms", "UInt64 DEFAULT 0"),
+            AddColumn(CDR_TABLE, "abandoned_in", "String DEFAULT ''"),
+            AddColumn(CDR_TABLE, "ivr_menu", "String DEFAULT ''"),
+            AddColumn(CDR_TABLE, "ivr_choice", "String DEFAULT ''"),
+            # Same key, version and partition as the call's row, so re-shipping a batch (or a
+            # node-lost record replaced by the real one) collapses the legs the same way.
+            f"""CREATE TABLE IF NOT EXISTS {LEGS_TABLE} (
+    tenant String,
+    call_id String,
+    seq UInt16,
+    start_ms UInt64,
+    at_ms UInt64,
+    kind String,
+    target String,
+    subject String,
+    member String,
+    outcome String,
+    detail String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(toDateTime(intDiv(start_ms, 1000), 'UTC'))
+ORDER BY (tenant, call_id, seq)""",
         ),
     ),
 )

@@ -21,9 +21,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from vpbx_common.cdr.derived import CallAnalytics, derive_call
 from vpbx_common.cdr.migrations import (
+    ANALYTICS_COLUMNS,
     BOOTSTRAP_SQL,
     CDR_TABLE,
+    LEG_COLUMNS,
+    LEGS_TABLE,
     MIGRATIONS,
     MIGRATIONS_TABLE,
     RECORD_COLUMNS,
@@ -51,7 +55,11 @@ SqlValue = str | int | None
 # SQL is built as text so that both engines run exactly the same statements; the S608 waivers
 # below are safe because identifiers are module constants and values pass through sql_literal().
 _SELECT_COLUMNS = ", ".join(RECORD_COLUMNS)
-INSERT_SQL = f"INSERT INTO {CDR_TABLE} ({_SELECT_COLUMNS}, {VERSION_COLUMN}) VALUES"
+_DERIVED_COLUMNS = ", ".join(ANALYTICS_COLUMNS)
+INSERT_SQL = (
+    f"INSERT INTO {CDR_TABLE} ({_SELECT_COLUMNS}, {VERSION_COLUMN}, {_DERIVED_COLUMNS}) VALUES"
+)
+INSERT_LEGS_SQL = f"INSERT INTO {LEGS_TABLE} ({', '.join(LEG_COLUMNS)}, {VERSION_COLUMN}) VALUES"
 
 
 class CdrStoreError(Exception):
@@ -115,11 +123,40 @@ class CdrQuery:
         return text
 
 
-def record_row(record: CallRecord) -> tuple[SqlValue, ...]:
+def record_row(record: CallRecord, derived: CallAnalytics | None = None) -> tuple[SqlValue, ...]:
+    """The `cdr` row of INSERT_SQL: the record's columns, its version, the derived columns."""
     fields = record.to_json()
     fields["route"] = dumps_route(record.route)  # one String column holding compact JSON
     fields["contact_vip"] = int(record.contact_vip)  # a UInt8 column: sql_literal takes no bool
-    return (*(fields[column] for column in RECORD_COLUMNS), row_version(record))
+    analytics = derive_call(record) if derived is None else derived
+    return (
+        *(fields[column] for column in RECORD_COLUMNS),
+        row_version(record),
+        *analytics.columns(),
+    )
+
+
+def leg_rows(record: CallRecord, derived: CallAnalytics) -> list[tuple[SqlValue, ...]]:
+    """The `call_legs` rows of INSERT_LEGS_SQL, one per route step, with the call's version
+    (so a re-shipped or replaced call's legs collapse as its row does)."""
+    version = row_version(record)
+    return [
+        (
+            record.tenant,
+            record.call_id,
+            leg.seq,
+            record.start_ms,
+            leg.at_ms,
+            leg.kind,
+            leg.target,
+            leg.subject,
+            leg.member,
+            leg.outcome,
+            leg.detail,
+            version,
+        )
+        for leg in derived.legs
+    ]
 
 
 def record_from_row(row: Row) -> CallRecord:
@@ -236,10 +273,27 @@ class CdrStore(ABC):
         return [int(row[0]) for row in rows]
 
     def insert(self, records: Sequence[CallRecord]) -> None:
+        """Store the calls with their derived columns and legs (migration 7 must be applied).
+
+        The legs go first: a call whose row is visible has its legs too. The two inserts are
+        not atomic; if the second fails the caller retries the whole batch (the shipper
+        does), and both tables collapse the repeated rows."""
         if not records:
             return
+        derived = [derive_call(record) for record in records]
+        legs = [
+            row
+            for record, analytics in zip(records, derived, strict=True)
+            for row in leg_rows(record, analytics)
+        ]
+        rows = [
+            record_row(record, analytics)
+            for record, analytics in zip(records, derived, strict=True)
+        ]
         with self._connect() as conn:
-            conn.insert(INSERT_SQL, [record_row(record) for record in records])
+            if legs:
+                conn.insert(INSERT_LEGS_SQL, legs)
+            conn.insert(INSERT_SQL, rows)
 
     def last(self, n: int, tenant: str | None = None) -> list[CallRecord]:
         """The n most recent calls (by start time), newest first, optionally of one tenant."""
