@@ -451,6 +451,12 @@ def test_full_render_has_every_component_with_secrets_from_existing_secrets(
         f"http://{RELEASE}-control-api.{NAMESPACE}.svc:8000"
     )
     assert crm_env["VPBX_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"]
+    # Deal events go to the ClickHouse the nodes write CDRs to (the channels and managers
+    # reports); the CRM never gets a chdb dir of its own that no report reads.
+    assert crm_env["VPBX_CLICKHOUSE_URL"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "vpbx-connections"
+    )
+    assert "VPBX_CHDB_PATH" not in crm_env
     assert crm_container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     # The workspace in the browser logs in at the API's public address, from its own origin.
     assert crm_env["VPBX_CONTROL_PUBLIC_URL"]["value"] == "https://api.pbx.example.com"

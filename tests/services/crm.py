@@ -39,6 +39,11 @@ def crm_settings(database_url: str, redis_url: str | None, **overrides: Any) -> 
         "identity_cache_s": 0,
         "directory_cache_s": 0,
         "call_events_block_s": 0.05,
+        # No analytics store unless a test gives one (a VPBX_CLICKHOUSE_URL of the shell
+        # must not send every test's deals somewhere).
+        "clickhouse_url": None,
+        "chdb_path": None,
+        "analytics_ship_interval_s": 0.05,
     }
     values.update(overrides)
     return CrmSettings(**values)

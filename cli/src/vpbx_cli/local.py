@@ -431,6 +431,9 @@ def start_crm(local: LocalPlatform) -> Supervised:
             "VPBX_HTTP_PORT": str(layout.crm_port),
             "VPBX_DATABASE_URL": f"sqlite+aiosqlite:///{layout.var_dir.resolve() / 'crm.db'}",
             "VPBX_CONTROL_URL": layout.control_url,
+            # Deal events go to the store the nodes' CDRs are in, for the channels and
+            # managers reports (VPBX_CLICKHOUSE_URL, if set, wins).
+            "VPBX_CHDB_PATH": str(layout.var_dir.resolve() / "chdb"),
             # The browser softphone registers at the edge's SIP over WebSocket (none with
             # --sip-ws-port 0: the workspace hides the softphone). A VPBX_SIP_WS_URL of the
             # caller's environment wins (a wss:// address behind a TLS proxy).

@@ -6,12 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import redis.asyncio as redis
 from fastapi import FastAPI
 
 from vpbx_common.agents import AgentStateStore
+from vpbx_common.cdr import CdrStore, open_cdr_store
 from vpbx_common.events import CRM_GROUP, CallEventConsumer
 from vpbx_control.app import document_common_errors
 from vpbx_control.db.session import Database
@@ -20,6 +22,7 @@ from vpbx_control.inputs import RefuseNulMiddleware
 from vpbx_control.observability import Metrics, ObservabilityMiddleware
 
 from . import health
+from .analytics.shipper import DealEventShipper
 from .calls.router import router as calls_router
 from .companies.router import router as companies_router
 from .contacts.phones import region_of_phones
@@ -81,6 +84,14 @@ user access token from the control API's `POST /v1/auth/login` or a tenant API k
 (`vpbx_...`); the roles are the control API's (agent, supervisor, tenant-admin). Every
 error has the body `{"error_id", "message", "details"}`. Updates accept `If-Match`.
 """
+
+
+def _analytics_store(settings: CrmSettings) -> CdrStore:
+    # The server if its URL is set; else chdb on the nodes' data dir (the settings make
+    # sure one of the two is there before a shipper exists).
+    if settings.chdb_path is None and not settings.clickhouse_url:
+        raise RuntimeError("no analytics store is configured")
+    return open_cdr_store(settings.clickhouse_url, settings.chdb_path or Path())
 
 
 def build_context(
@@ -149,11 +160,25 @@ def create_app(
                 agents=AgentStateStore(context.redis) if context.redis is not None else None,
             )
             await hub.start()
+        # Deal events for the analytics store: the outbox the deal changes write is emptied
+        # into it (nothing is written to the outbox without a store, see DealService).
+        shipper: DealEventShipper | None = None
+        if settings.analytics_store_configured:
+            app.state.deal_shipper = shipper = DealEventShipper(
+                context.database,
+                lambda: _analytics_store(settings),
+                batch_size=settings.analytics_ship_batch,
+                interval=settings.analytics_ship_interval_s,
+                max_backoff=settings.analytics_ship_max_backoff_s,
+            )
+            await shipper.start()
         try:
             yield
         finally:
             # Each step bounded: a stop that hangs (a client library waiting on a
             # connection a cancelled read left behind) must not hold the others up.
+            if shipper is not None:
+                await _bounded(shipper.stop(), "the deal event shipper")
             if hub is not None:
                 await _bounded(hub.stop(), "the live feed")
             if reader is not None:

@@ -58,8 +58,24 @@ class CrmSettings(CommonSettings):
     # ws:// or wss://, told to the workspace by /config.json; '' hides the softphone.
     sip_ws_url: str = Field(default="", pattern=r"^(wss?://\S+)?$")
 
+    # The analytics store the deal events go to (the channels and managers reports): the
+    # ClickHouse server at VPBX_CLICKHOUSE_URL (CommonSettings) if set, else chdb on this data
+    # dir, which must be the media nodes' and the control API's (`vpbx up` passes it). Neither
+    # set: no store, and the CRM writes no deal events for it (a chdb of its own would be read
+    # by nobody).
+    chdb_path: Path | None = None
+    # The shipper moves the outbox to the store this often, at most this many events a batch;
+    # while the store is down it retries with backoff up to the cap, keeping every event.
+    analytics_ship_interval_s: float = Field(default=1.0, gt=0, le=60)
+    analytics_ship_batch: int = Field(default=500, ge=1, le=10_000)
+    analytics_ship_max_backoff_s: float = Field(default=30.0, gt=0, le=600)
+
     # Numbers typed without a country code are read as numbers of this country.
     default_country: str = Field(default="RU", pattern=r"^[A-Z]{2}$")
+
+    @property
+    def analytics_store_configured(self) -> bool:
+        return bool(self.clickhouse_url) or self.chdb_path is not None
 
     @property
     def browser_control_url(self) -> str:

@@ -461,7 +461,7 @@ def test_rows_written_before_migration_6_read_back_without_a_contact(
     row: tuple[SqlValue, ...] = (*(fields[c] for c in columns), old.end_ms + (1 << 56))
     with empty_store._connect() as conn:
         conn.insert(f"INSERT INTO cdr ({', '.join(columns)}, version) VALUES", [row])
-    assert empty_store.migrate() == [6, 7]
+    assert empty_store.migrate() == [6, 7, 8]
     assert empty_store.get("before-v6") == old
     with empty_store._connect() as conn:
         run_migration(conn, MIGRATIONS[5])  # a crash before the bookkeeping row: harmless
@@ -484,7 +484,7 @@ def test_migrate_is_idempotent(store: CdrStore) -> None:
     # The fixture already migrated once.
     assert store.migrate() == []
     assert store.migrate() == []
-    assert store.applied_migrations() == [1, 2, 3, 4, 5, 6, 7]
+    assert store.applied_migrations() == [1, 2, 3, 4, 5, 6, 7, 8]
     store.insert([make_record("after-migrate")])
     assert store.count() == 1
 
@@ -493,7 +493,7 @@ def test_first_migrate_applies_every_version(chdb_path: Path, clickhouse_databas
     for url in (clickhouse_database_url, None):
         fresh = open_cdr_store(url, chdb_path)
         try:
-            assert fresh.migrate() == [1, 2, 3, 4, 5, 6, 7]
+            assert fresh.migrate() == [1, 2, 3, 4, 5, 6, 7, 8]
             assert fresh.migrate() == []
         finally:
             fresh.close()
@@ -560,7 +560,7 @@ def test_rows_written_before_the_route_column_read_back_without_a_route(
     assert empty_store.migrate(up_to=1) == [1]
     old = make_record("before-v2")
     _insert_v1_row(empty_store, old)
-    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7]
+    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7, 8]
     assert empty_store.get("before-v2") == old
     assert empty_store.get("before-v2").route == ()  # type: ignore[union-attr]
     assert empty_store.get("before-v2").recording == ""  # type: ignore[union-attr]
@@ -579,7 +579,7 @@ def test_migration_two_applied_twice_is_harmless(empty_store: CdrStore) -> None:
         run_migration(conn, MIGRATIONS[1])
         run_migration(conn, MIGRATIONS[1])
     assert empty_store.applied_migrations() == [1]
-    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7]
+    assert empty_store.migrate() == [2, 3, 4, 5, 6, 7, 8]
     with empty_store._connect() as conn:
         run_migration(conn, MIGRATIONS[1])
         columns = conn.execute(

@@ -43,10 +43,18 @@ def result_view(row: CallRow) -> CallResult | None:
 
 
 class CallResultService:
-    def __init__(self, session: AsyncSession, caller: Caller, identity: IdentityClient) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        caller: Caller,
+        identity: IdentityClient,
+        *,
+        deal_outbox: bool = False,
+    ) -> None:
         self.session = session
         self.caller = caller
         self.identity = identity
+        self.deal_outbox = deal_outbox  # a deal it moves goes to the analytics outbox too
 
     async def store(self, call: CallRow, body: CallResultCreate) -> CallRow:
         """Everything or nothing: the services below flush, and only this commits."""
@@ -113,7 +121,7 @@ class CallResultService:
         )
         if call.contact_id is None or deal.contact_id != call.contact_id:
             raise InvalidInput.at("body.move_deal.deal_id", "not a deal of the call's contact")
-        deals = DealService(self.session, self.caller, self.identity)
+        deals = DealService(self.session, self.caller, self.identity, outbox=self.deal_outbox)
         deals.autocommit = False
         changes: dict[str, Any] = {"stage_id": move.stage_id}
         if move.loss_reason is not None:

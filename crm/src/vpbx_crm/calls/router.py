@@ -213,5 +213,10 @@ async def store_result(
     contact, create a follow-up task. All in one transaction: an action refused (422 naming
     its field, 403, 404) stores nothing. 409 ``call-result-exists`` for a second result."""
     row = await timeline.call(call_id, lock=True)
-    service = CallResultService(timeline.session, timeline.caller, context.identity)
+    service = CallResultService(
+        timeline.session,
+        timeline.caller,
+        context.identity,
+        deal_outbox=context.settings.analytics_store_configured,
+    )
     return call_entry(await service.store(row, body))

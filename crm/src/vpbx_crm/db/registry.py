@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..analytics.models import DealOutboxRow
 from ..calls.models import CallRow
 from ..companies.models import CompanyRow
 from ..contacts.models import ContactPhoneRow, ContactRow
@@ -19,6 +20,7 @@ __all__ = [
     "ContactPhoneRow",
     "ContactRow",
     "DealEventRow",
+    "DealOutboxRow",
     "DealRow",
     "NoteRow",
     "NotificationRow",

@@ -20,7 +20,9 @@ router = APIRouter(prefix="/v1/deals", tags=["deals"])
 
 
 def deal_service(session: Session, caller: TenantMember, context: Context) -> DealService:
-    return DealService(session, caller, context.identity)
+    return DealService(
+        session, caller, context.identity, outbox=context.settings.analytics_store_configured
+    )
 
 
 Service = Annotated[DealService, Depends(deal_service)]

@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 from vpbx_control.db.base import utcnow
 from vpbx_control.paging import PageParams, fetch_page
 
+from ..analytics.outbox import outbox_row
 from ..companies.models import CompanyRow
 from ..companies.repository import Companies
 from ..contacts.models import ContactRow
@@ -60,10 +61,20 @@ def loss_reason(kind: StageKind, given: str | None, current: str) -> str:
 
 
 class DealService:
-    def __init__(self, session: AsyncSession, caller: Caller, identity: IdentityClient) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        caller: Caller,
+        identity: IdentityClient,
+        *,
+        outbox: bool = False,
+    ) -> None:
         self.session = session
         self.caller = caller
         self.identity = identity
+        # True when an analytics store is configured: every step also goes to the outbox
+        # the shipper empties into it (analytics/shipper.py), in the same transaction.
+        self.outbox = outbox
         self.deals = Deals(session, caller.tenant)
         self.stages = Stages(session, caller.tenant)
         self.pipelines = PipelineService(session, caller)
@@ -273,7 +284,7 @@ class DealService:
             )
         )
         await self.session.flush()
-        self._record(row, DealEventKind.CREATED, None, stage.id, now)
+        await self._record(row, DealEventKind.CREATED, None, stage.id, now)
         await self._commit()
         return row
 
@@ -327,7 +338,9 @@ class DealService:
                 row.closed_at = None
             elif target.kind is not current.kind:
                 row.closed_at = now
-            self._record(row, event_kind(current.kind, target.kind), current.id, target.id, now)
+            await self._record(
+                row, event_kind(current.kind, target.kind), current.id, target.id, now
+            )
         self.deals.touch(row)
         await self._commit()
         return row
@@ -371,7 +384,7 @@ class DealService:
             raise Conflict("the pipeline has no open stage; read it again")
         return pipeline.id, first_open
 
-    def _record(
+    async def _record(
         self,
         row: DealRow,
         kind: DealEventKind,
@@ -379,19 +392,32 @@ class DealService:
         to_stage: uuid.UUID,
         at: dt.datetime,
     ) -> None:
-        self.session.add(
-            DealEventRow(
-                id=uuid.uuid4(),
-                tenant_id=self.caller.tenant,
-                deal_id=row.id,
-                kind=kind,
-                from_stage_id=from_stage,
-                to_stage_id=to_stage,
-                amount=row.amount,
-                user_id=self.caller.user_id,
-                at=at,
+        event = DealEventRow(
+            id=uuid.uuid4(),
+            tenant_id=self.caller.tenant,
+            deal_id=row.id,
+            kind=kind,
+            from_stage_id=from_stage,
+            to_stage_id=to_stage,
+            amount=row.amount,
+            user_id=self.caller.user_id,
+            at=at,
+        )
+        self.session.add(event)
+        if self.outbox:
+            label = row.source_label or await self._contact_label(row.contact_id)
+            self.session.add(outbox_row(event, row, label))
+
+    async def _contact_label(self, contact_id: uuid.UUID | None) -> str:
+        """The ad channel of a deal that names none: its contact's, as the step happens."""
+        if contact_id is None:
+            return ""
+        label = await self.session.scalar(
+            select(ContactRow.source_label).where(
+                ContactRow.tenant_id == self.caller.tenant, ContactRow.id == contact_id
             )
         )
+        return label or ""
 
     async def _commit(self) -> None:
         if not self.autocommit:

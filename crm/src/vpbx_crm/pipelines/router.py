@@ -26,7 +26,9 @@ def pipeline_service(session: Session, caller: TenantMember) -> PipelineService:
 
 
 def deal_service(session: Session, caller: TenantMember, context: Context) -> DealService:
-    return DealService(session, caller, context.identity)
+    return DealService(
+        session, caller, context.identity, outbox=context.settings.analytics_store_configured
+    )
 
 
 Service = Annotated[PipelineService, Depends(pipeline_service)]

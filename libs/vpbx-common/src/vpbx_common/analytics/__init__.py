@@ -16,12 +16,14 @@ from vpbx_common.analytics.base import (
     register,
 )
 from vpbx_common.analytics.calls import CallsReport, CallsResult, CallsRow
+from vpbx_common.analytics.channels import ChannelRow, ChannelsReport, ChannelsResult, Funnel
 from vpbx_common.analytics.clients import (
     ClientCalls,
     ClientsReport,
     ClientsResult,
     RepeatedNumber,
 )
+from vpbx_common.analytics.managers import ManagerRow, ManagersReport, ManagersResult
 from vpbx_common.analytics.period import ReportPeriod, time_zone
 from vpbx_common.analytics.scope import SOURCES, ScopedQuery, ScopeError, TenantScope
 from vpbx_common.cdr.derived import CallAnalytics, Leg, derive_call
@@ -35,11 +37,18 @@ __all__ = [
     "CallsReport",
     "CallsResult",
     "CallsRow",
+    "ChannelRow",
+    "ChannelsReport",
+    "ChannelsResult",
     "ClientCalls",
     "ClientsReport",
     "ClientsResult",
+    "Funnel",
     "GroupBy",
     "Leg",
+    "ManagerRow",
+    "ManagersReport",
+    "ManagersResult",
     "RepeatedNumber",
     "Report",
     "ReportPeriod",

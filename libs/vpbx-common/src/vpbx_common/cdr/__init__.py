@@ -1,5 +1,6 @@
 """Call detail records: the record, its ClickHouse schema and the stores that keep it."""
 
+from vpbx_common.cdr.deals import DealEvent, DealEventKind, from_minor_units, minor_units
 from vpbx_common.cdr.migrations import RECORD_COLUMNS
 from vpbx_common.cdr.record import (
     MAX_ROUTE_STEPS,
@@ -32,6 +33,8 @@ __all__ = [
     "CdrStore",
     "CdrStoreError",
     "CdrStoreUnavailableError",
+    "DealEvent",
+    "DealEventKind",
     "Direction",
     "EndReason",
     "HangupBy",
@@ -40,7 +43,9 @@ __all__ = [
     "RouteStep",
     "bounded_route",
     "dumps_route",
+    "from_minor_units",
     "loads_route",
+    "minor_units",
     "now_ms",
     "open_cdr_store",
     "record_from_row",

@@ -77,6 +77,23 @@ LEG_COLUMNS: tuple[str, ...] = (
     "detail",
 )
 
+# DealEvent's fields in column order (the replacing version follows); migration 8.
+DEAL_EVENT_COLUMNS: tuple[str, ...] = (
+    "tenant",
+    "event_id",
+    "deal_id",
+    "contact_id",
+    "label",
+    "kind",
+    "stage",
+    "pipeline",
+    "amount",
+    "currency",
+    "user_id",
+    "owner_user_id",
+    "at_ms",
+)
+
 BOOTSTRAP_SQL = (
     f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
     "version UInt32, name String, applied_ms UInt64"
@@ -235,6 +252,34 @@ ORDER BY (tenant, call_id)""",
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(toDateTime(intDiv(start_ms, 1000), 'UTC'))
 ORDER BY (tenant, call_id, seq)""",
+        ),
+    ),
+    Migration(
+        version=8,
+        name="deal events",
+        # The CRM's deal steps (vpbx_common.cdr.deals.DealEvent) for the funnel, channels and
+        # managers reports. A step never changes, so duplicates (a batch shipped twice) are the
+        # only thing the replacing merge collapses. amount: hundredths as Int64 (NULL: the deal
+        # has no amount), because 18.16 has no usable Decimal on both engines.
+        statements=(
+            f"""CREATE TABLE IF NOT EXISTS {DEAL_EVENTS_TABLE} (
+    tenant String,
+    event_id String,
+    deal_id String,
+    contact_id String,
+    label String,
+    kind Enum8('created' = 1, 'stage-changed' = 2, 'won' = 3, 'lost' = 4, 'reopened' = 5),
+    stage String,
+    pipeline String,
+    amount Nullable(Int64),
+    currency String,
+    user_id String,
+    owner_user_id String,
+    at_ms UInt64,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(toDateTime(intDiv(at_ms, 1000), 'UTC'))
+ORDER BY (tenant, event_id)""",
         ),
     ),
 )

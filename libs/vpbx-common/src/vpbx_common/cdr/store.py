@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from vpbx_common.cdr.deals import DealEvent, DealEventKind
 from vpbx_common.cdr.derived import CallAnalytics, derive_call
 from vpbx_common.cdr.migrations import (
     ANALYTICS_COLUMNS,
     BOOTSTRAP_SQL,
     CDR_TABLE,
+    DEAL_EVENT_COLUMNS,
+    DEAL_EVENTS_TABLE,
     LEG_COLUMNS,
     LEGS_TABLE,
     MIGRATIONS,
@@ -60,6 +63,10 @@ INSERT_SQL = (
     f"INSERT INTO {CDR_TABLE} ({_SELECT_COLUMNS}, {VERSION_COLUMN}, {_DERIVED_COLUMNS}) VALUES"
 )
 INSERT_LEGS_SQL = f"INSERT INTO {LEGS_TABLE} ({', '.join(LEG_COLUMNS)}, {VERSION_COLUMN}) VALUES"
+_DEAL_EVENT_SELECT = ", ".join(DEAL_EVENT_COLUMNS)
+DEAL_EVENTS_INSERT_SQL = (
+    f"INSERT INTO {DEAL_EVENTS_TABLE} ({_DEAL_EVENT_SELECT}, {VERSION_COLUMN}) VALUES"
+)
 
 
 class CdrStoreError(Exception):
@@ -189,6 +196,31 @@ def record_from_row(row: Row) -> CallRecord:
     )
 
 
+def deal_event_row(event: DealEvent) -> tuple[SqlValue, ...]:
+    fields = event.to_json()
+    # A step never changes: any version would do; its time keeps the column meaningful.
+    return (*(fields[column] for column in DEAL_EVENT_COLUMNS), event.at_ms)
+
+
+def deal_event_from_row(row: Row) -> DealEvent:
+    amount = row[8]
+    return DealEvent(
+        tenant=str(row[0]),
+        event_id=str(row[1]),
+        deal_id=str(row[2]),
+        contact_id=str(row[3]),
+        label=str(row[4]),
+        kind=DealEventKind(row[5]),
+        stage=str(row[6]),
+        pipeline=str(row[7]),
+        amount=None if amount is None else int(amount),
+        currency=str(row[9]),
+        user_id=str(row[10]),
+        owner_user_id=str(row[11]),
+        at_ms=int(row[12]),
+    )
+
+
 class Connection(ABC):
     """One open conversation with the engine, held for one public store operation."""
 
@@ -294,6 +326,24 @@ class CdrStore(ABC):
             if legs:
                 conn.insert(INSERT_LEGS_SQL, legs)
             conn.insert(INSERT_SQL, rows)
+
+    def insert_deal_events(self, events: Sequence[DealEvent]) -> None:
+        """Store the CRM's deal steps; one shipped twice is still one row (by event id)."""
+        if not events:
+            return
+        with self._connect() as conn:
+            conn.insert(DEAL_EVENTS_INSERT_SQL, [deal_event_row(event) for event in events])
+
+    def deal_events(self, tenant: str) -> list[DealEvent]:
+        """A tenant's deal steps (duplicates collapsed), oldest first: for tests and checks;
+        reports read them through vpbx_common.analytics."""
+        sql = (
+            f"SELECT {_DEAL_EVENT_SELECT} FROM {DEAL_EVENTS_TABLE} FINAL"  # noqa: S608
+            f" WHERE tenant = {sql_literal(tenant)} ORDER BY at_ms, event_id"
+        )
+        with self._connect() as conn:
+            rows = conn.execute(sql)
+        return [deal_event_from_row(row) for row in rows]
 
     def last(self, n: int, tenant: str | None = None) -> list[CallRecord]:
         """The n most recent calls (by start time), newest first, optionally of one tenant."""
