@@ -56,6 +56,7 @@ from vpbx_common.cdr.derived import derive_call
 from vpbx_common.cdr.migrations import (
     ANALYTICS_COLUMNS,
     CDR_TABLE,
+    DEAL_EVENTS_TABLE,
     LEG_COLUMNS,
     LEGS_TABLE,
     RECORD_COLUMNS,
@@ -600,13 +601,53 @@ def fill(engine: Engine, shipped: int, target: int) -> tuple[int, float]:
     return copies, time.perf_counter() - started
 
 
+DEAL_EVENT_COLUMNS = (
+    "tenant, event_id, deal_id, contact_id, label, kind, stage, pipeline, amount, currency,"
+    " user_id, owner_user_id, at_ms, version"
+)
+
+
+def deal_statements() -> list[str]:
+    """Deal events for the channels and managers reports, made from the stored calls: one
+    inbound call of a known client in 25 opens a deal after the call (by the extension that
+    answered, owned by the client's manager), one in 75 is won three days later."""
+    deal = "concat('d-', call_id)"
+    opened = (
+        f"SELECT tenant, concat(call_id, '-c'), {deal}, contact_id, label, 'created', 'new',"  # noqa: S608
+        " 'sales', NULL, 'RUB', if(answered_by != '', concat('u-', answered_by), ''),"
+        " contact_owner_user_id, end_ms, 1"
+        f" FROM {CDR_TABLE} WHERE direction = 'inbound' AND contact_id != ''"
+        " AND cityHash64(call_id) % 25 = 0"
+    )
+    won = (
+        f"SELECT tenant, concat(call_id, '-w'), {deal}, contact_id, label, 'won', 'won',"  # noqa: S608
+        " 'sales', toInt64(10000 + cityHash64(call_id) % 490000), 'RUB',"
+        " contact_owner_user_id, contact_owner_user_id, end_ms + 3 * 86400000, 1"
+        f" FROM {CDR_TABLE} WHERE direction = 'inbound' AND contact_id != ''"
+        " AND cityHash64(call_id) % 75 = 0"
+    )
+    return [
+        f"INSERT INTO {DEAL_EVENTS_TABLE} ({DEAL_EVENT_COLUMNS}) {select}"
+        for select in (opened, won)
+    ]
+
+
+def fill_deals(engine: Engine) -> int:
+    store = engine.factory()
+    try:
+        execute(store, *deal_statements())
+        return int(execute(store, f"SELECT count() FROM {DEAL_EVENTS_TABLE}")[0][0][0])  # noqa: S608
+    finally:
+        store.close()
+
+
 def optimize(engine: Engine) -> float:
     """Merge each month's parts into one (OPTIMIZE ... FINAL): the steady state of past
     months, where FINAL has nothing left to collapse across parts."""
     started = time.perf_counter()
     store = engine.factory()
     try:
-        for table in (CDR_TABLE, LEGS_TABLE):
+        for table in (CDR_TABLE, LEGS_TABLE, DEAL_EVENTS_TABLE):
             partitions = execute(
                 store,
                 "SELECT DISTINCT partition FROM system.parts WHERE active"  # noqa: S608
@@ -905,11 +946,17 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                 copies, fill_s = fill(engine, ship, args.cdrs)
+                deals = fill_deals(engine)
                 table = table_figures(engine)
-                figures["fill"] = {"copies": copies, "seconds": round(fill_s, 1), **table}
+                figures["fill"] = {
+                    "copies": copies,
+                    "seconds": round(fill_s, 1),
+                    "deal_events": deals,
+                    **table,
+                }
                 print(
                     f"fill {name}: {copies} copies in {fill_s:.1f} s -> {table['calls']} calls, "
-                    f"{table['legs']} legs; parts {table['parts']}",
+                    f"{table['legs']} legs, {deals} deal events; parts {table['parts']}",
                     flush=True,
                 )
                 if args.optimize:
