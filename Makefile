@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-ws bench-operator bench-api bench-media bench-mixer bench-webrtc bench-phoneregion bench-crm bench-crm-lookup bench-crm-events bench-screenpop clean
+.PHONY: up test deps web web-api web-check lint bench-sip bench-register bench-ws bench-operator bench-api bench-media bench-mixer bench-webrtc bench-phoneregion bench-crm bench-crm-lookup bench-crm-events bench-screenpop bench-analytics clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -108,6 +108,13 @@ bench-crm-lookup:
 BENCH_SCREENPOP_ARGS ?=
 bench-screenpop: deps web
 	uv run python -m loadtest.bench_screenpop $(BENCH_SCREENPOP_ARGS)
+
+## Analytics: 10M CDRs of 1000 tenants; ingest rows/s through the spool shipper, then p50/p95
+## of every report (big and median tenant, 30 and 365 days) on chdb and ClickHouse 18.16.
+## Options: make bench-analytics BENCH_ANALYTICS_ARGS="--cdrs 1000000 --tenants 200 --engines server"
+BENCH_ANALYTICS_ARGS ?=
+bench-analytics: deps
+	uv run python -m loadtest.bench_analytics $(BENCH_ANALYTICS_ARGS)
 
 clean:
 	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache crm/web/dist crm/web/node_modules
