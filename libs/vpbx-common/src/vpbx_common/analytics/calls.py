@@ -162,15 +162,23 @@ class CallsReport(Report):
         )
 
     def queries(self) -> tuple[ScopedQuery, ...]:
+        # One scan for the rows and the totals: each call is counted twice, under its key
+        # (is_total 0) and under the totals (is_total 1). Two queries read the calls and
+        # their callbacks twice over (1.8-4x slower on the server: docs/benchmarks.md);
+        # WITH TOTALS would do it too, but chdb's JSON output is read without "totals".
         per_call = self._per_call()
-        figures = _FIGURES
-        by_key = f"SELECT key, {figures} FROM ({per_call}) GROUP BY key ORDER BY key"  # noqa: S608
-        totals = f"SELECT 'total' AS key, {figures} FROM ({per_call})"  # noqa: S608
+        both = (
+            "SELECT is_total, if(is_total = 1, 'total', key) AS report_key,"  # noqa: S608
+            f" {_FIGURES} FROM (SELECT *, arrayJoin([0, 1]) AS is_total FROM ({per_call}))"
+            " GROUP BY is_total, report_key ORDER BY is_total, report_key"
+        )
         params = {"tz": self.period.tz, "sl_ms": self.service_level_s * 1000}
-        return (self.query(by_key, **params), self.query(totals, **params))
+        return (self.query(both, **params),)
 
     def parse(self, rows: list[list[Row]]) -> CallsResult:
-        by_key, totals = rows
+        [both] = rows
+        by_key = [row[1:] for row in both if _int(row[0]) == 0]
+        totals = [row[1:] for row in both if _int(row[0]) == 1]
         return CallsResult(
             group_by=self.group_by,
             direction=self.direction,
