@@ -136,6 +136,14 @@ async def test_a_label_with_a_slash(tenants: ApiHarness) -> None:
     read = await api.client.get("/v1/ad-channels/vk%2Fretarget/spend", headers=admin)
     assert read.status_code == 200, read.text
     assert [m["amount"] for m in read.json()] == ["10.00"]
+    # A line break cannot be in a label: no route takes it (the documented 404), and
+    # nothing is stored under it.
+    broken = await api.client.put(
+        "/v1/ad-channels/vk%0Aretarget/spend/2026-11", json={"amount": "10"}, headers=admin
+    )
+    assert broken.status_code == 404, broken.text
+    listed = await api.client.get("/v1/ad-channels", headers=admin)
+    assert not [item for item in listed.json()["items"] if "\n" in item["label"]]
 
 
 @pytest.mark.parametrize(

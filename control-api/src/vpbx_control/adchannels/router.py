@@ -109,8 +109,9 @@ async def get_spend(
     "need not be on a number yet. The amount is at least 0 with at most 2 decimals. All "
     "of a tenant's spend is in one currency (left out: that currency, RUB at first): 422 "
     "`currency-mismatch` naming `body.currency` for another. The channels report spreads "
-    "a month's spend evenly over the month's days (see docs/control-api.md).",
-    responses={201: {"model": SpendOut}, **error_responses(403, 409, 422)},
+    "a month's spend evenly over the month's days (see docs/control-api.md). 404 for a path "
+    "no label can have (a control character such as a line break in it).",
+    responses={201: {"model": SpendOut}, **error_responses(403, 404, 409, 422)},
 )
 async def put_spend(
     _: TenantAdmin,
