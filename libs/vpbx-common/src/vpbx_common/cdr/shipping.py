@@ -132,7 +132,7 @@ class BatchShipper(ABC):
         while True:
             try:
                 shipped, more = await self._ship_one_batch()
-            except Exception as exc:  # any failure: the batch stays queued, the next pass retries
+            except Exception as exc:  # any failure: logged, the batch stays queued and is retried
                 self._on_failure(exc)
                 return False
             self._on_success(shipped)
