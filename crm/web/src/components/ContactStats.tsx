@@ -1,14 +1,4 @@
 import { useCallback } from "react";
-import {
-  Bar,
-  BarChart,
-  CartesianGrid,
-  Legend,
-  ResponsiveContainer,
-  Tooltip,
-  XAxis,
-  YAxis,
-} from "recharts";
 import { errorText, unwrap } from "../api/errors";
 import type { CallEntry } from "../api/types";
 import { useWorkspace } from "../auth/Workspace";
@@ -16,6 +6,7 @@ import { useI18n } from "../i18n/I18n";
 import { formatDateTime, formatDuration } from "../lib/format";
 import { browserTimeZone, contactStats } from "../lib/reports";
 import { useLoad } from "../lib/useLoad";
+import { AnsweredMissedChart } from "./AnsweredMissedChart";
 
 const PAGE = 200;
 // A client with more calls than this is counted on their latest ones (and says so).
@@ -77,31 +68,13 @@ export function ContactStats({ contactId }: { contactId: string }) {
       )}
       <h3>{t("stats.perMonth")}</h3>
       <div className="chart" data-chart="months">
-        <ResponsiveContainer width="100%" height={220}>
-          <BarChart data={stats.perMonth} margin={{ top: 8, right: 16, bottom: 8, left: 0 }}>
-            <CartesianGrid strokeDasharray="3 3" vertical={false} />
-            <XAxis dataKey="month" />
-            <YAxis allowDecimals={false} />
-            <Tooltip />
-            <Legend />
-            <Bar
-              dataKey="answered"
-              name={t("stats.answered")}
-              stackId="month"
-              maxBarSize={64}
-              fill="#2f7d4f"
-              isAnimationActive={false}
-            />
-            <Bar
-              dataKey="missed"
-              name={t("stats.missed")}
-              stackId="month"
-              maxBarSize={64}
-              fill="#c0392b"
-              isAnimationActive={false}
-            />
-          </BarChart>
-        </ResponsiveContainer>
+        <AnsweredMissedChart
+          data={stats.perMonth}
+          keyField="month"
+          height={220}
+          answeredName={t("stats.answered")}
+          missedName={t("stats.missed")}
+        />
       </div>
       <table className="grid per-month">
         <thead>

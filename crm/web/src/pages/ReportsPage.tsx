@@ -5,8 +5,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { useSearchParams } from "react-router-dom";
 import {
-  Bar,
-  BarChart,
   CartesianGrid,
   Legend,
   Line,
@@ -38,13 +36,12 @@ import {
   type Period,
 } from "../lib/reports";
 import { useLoad } from "../lib/useLoad";
+import { AnsweredMissedChart } from "../components/AnsweredMissedChart";
 
 type CallsReport = components["schemas"]["CallsReportOut"];
 type CallsRow = components["schemas"]["CallsRowOut"];
 type ClientsReport = components["schemas"]["ClientsReportOut"];
 
-const ANSWERED_COLOUR = "#2f7d4f";
-const MISSED_COLOUR = "#c0392b";
 
 /** What a report's URL carries: the period always, then whatever the report takes. */
 type Query = Period & Record<string, string>;
@@ -273,31 +270,13 @@ function CallsSection({ filters }: { filters: Filters }) {
         <>
           <div className="chart" data-chart="calls" aria-label={t("reports.chart")}>
             <h3>{t("reports.chart")}</h3>
-            <ResponsiveContainer width="100%" height={280}>
-              <BarChart data={chart} margin={{ top: 8, right: 16, bottom: 8, left: 0 }}>
-                <CartesianGrid strokeDasharray="3 3" vertical={false} />
-                <XAxis dataKey="name" />
-                <YAxis allowDecimals={false} />
-                <Tooltip />
-                <Legend />
-                <Bar
-                  dataKey="answered"
-                  name={t("reports.answered")}
-                  stackId="calls"
-                  maxBarSize={64}
-                  fill={ANSWERED_COLOUR}
-                  isAnimationActive={false}
-                />
-                <Bar
-                  dataKey="missed"
-                  name={t("reports.missed")}
-                  stackId="calls"
-                  maxBarSize={64}
-                  fill={MISSED_COLOUR}
-                  isAnimationActive={false}
-                />
-              </BarChart>
-            </ResponsiveContainer>
+            <AnsweredMissedChart
+              data={chart}
+              keyField="name"
+              height={280}
+              answeredName={t("reports.answered")}
+              missedName={t("reports.missed")}
+            />
           </div>
           {chart.some((point) => point.p50 !== null) && (
             <div className="chart" data-chart="speed" aria-label={t("reports.speedChart")}>
